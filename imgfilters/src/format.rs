@@ -1,0 +1,238 @@
+//! Image formats: which inputs are accepted, and encoding the result.
+//!
+//! Trust boundary: the input format is sniffed from the (hostile) bytes, never from a file
+//! name, and only the six formats the workspace's `image` build supports are accepted. On the
+//! output side the image is already ours; the job here is to convert its colour type so that
+//! encoding a valid image never fails for a reason the client cannot fix, and to write no
+//! metadata: `DynamicImage` carries none, and none of the encoders below is given EXIF, ICC or
+//! text chunks, so EXIF/ICC/XMP from the input are stripped.
+
+use std::io::Cursor;
+
+use image::codecs::{
+    bmp::BmpEncoder, gif::GifEncoder, jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder,
+    webp::WebPEncoder,
+};
+use image::{DynamicImage, ImageFormat};
+
+use crate::error::FilterError;
+use crate::ops::{OutputFormat, DEFAULT_JPEG_QUALITY};
+
+/// Input (and output) formats this crate handles.
+pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// GIF quantiser speed (1 = best, 30 = fastest). 10 is the `gif` crate's recommended
+/// trade-off; `image`'s own default of 1 costs several times more CPU per request.
+const GIF_SPEED: i32 = 10;
+
+/// Sniffs the format from the first bytes and refuses anything not in [`SUPPORTED_FORMATS`].
+pub(crate) fn sniff(input: &[u8]) -> Result<ImageFormat, FilterError> {
+    let format = image::guess_format(input)
+        .map_err(|_| FilterError::UnsupportedFormat("unrecognised image signature".into()))?;
+    if !SUPPORTED_FORMATS.contains(&format) {
+        return Err(FilterError::UnsupportedFormat(format!("{format:?}")));
+    }
+    Ok(format)
+}
+
+/// The concrete output format and JPEG quality for a request.
+pub(crate) fn resolve(output: OutputFormat, input: ImageFormat) -> (ImageFormat, u8) {
+    match output {
+        OutputFormat::Same => (input, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Png => (ImageFormat::Png, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Jpeg { quality } => (ImageFormat::Jpeg, quality),
+        OutputFormat::Gif => (ImageFormat::Gif, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Webp => (ImageFormat::WebP, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Bmp => (ImageFormat::Bmp, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Tiff => (ImageFormat::Tiff, DEFAULT_JPEG_QUALITY),
+    }
+}
+
+/// Float images become 16-bit right after decoding. None of the outputs except TIFF can hold
+/// floats, and several `image` kernels (brighten, unsharpen) cast samples to `i32` with an
+/// `unwrap` that panics on NaN or huge values, which a hostile TIFF can contain. The
+/// float-to-u16 conversion clamps, and maps NaN to a defined value.
+pub(crate) fn normalize_depth(img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageRgb32F(_) => DynamicImage::ImageRgb16(img.into_rgb16()),
+        DynamicImage::ImageRgba32F(_) => DynamicImage::ImageRgba16(img.into_rgba16()),
+        other => other,
+    }
+}
+
+/// Converts to a colour type the encoder for `format` accepts, losing as little as possible:
+/// 16-bit stays 16-bit for PNG/TIFF, alpha is kept where the format has it.
+pub(crate) fn prepare(img: DynamicImage, format: ImageFormat) -> DynamicImage {
+    use DynamicImage as D;
+    let img = normalize_depth(img);
+    match format {
+        ImageFormat::Jpeg => match img {
+            // JPEG has no alpha: the alpha channel is dropped, not composited.
+            D::ImageLuma8(_) | D::ImageRgb8(_) => img,
+            D::ImageLumaA8(_) | D::ImageLuma16(_) | D::ImageLumaA16(_) => {
+                D::ImageLuma8(img.into_luma8())
+            }
+            _ => D::ImageRgb8(img.into_rgb8()),
+        },
+        ImageFormat::Gif => match img {
+            D::ImageRgb8(_) | D::ImageRgba8(_) => img,
+            _ if img.color().has_alpha() => D::ImageRgba8(img.into_rgba8()),
+            _ => D::ImageRgb8(img.into_rgb8()),
+        },
+        ImageFormat::WebP | ImageFormat::Bmp => match img {
+            D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageRgb8(_) | D::ImageRgba8(_) => img,
+            D::ImageLuma16(_) => D::ImageLuma8(img.into_luma8()),
+            D::ImageLumaA16(_) => D::ImageLumaA8(img.into_luma_alpha8()),
+            _ if img.color().has_alpha() => D::ImageRgba8(img.into_rgba8()),
+            _ => D::ImageRgb8(img.into_rgb8()),
+        },
+        ImageFormat::Tiff => match img {
+            // The TIFF encoder has no grey+alpha variant.
+            D::ImageLumaA8(_) => D::ImageRgba8(img.into_rgba8()),
+            D::ImageLumaA16(_) => D::ImageRgba16(img.into_rgba16()),
+            _ => img,
+        },
+        // PNG holds every 8/16-bit colour type.
+        _ => img,
+    }
+}
+
+/// Encodes `img` as `format` into `out`, which is cleared first (its capacity is reused).
+pub(crate) fn encode(
+    img: DynamicImage,
+    format: ImageFormat,
+    jpeg_quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), FilterError> {
+    out.clear();
+    let img = prepare(img, format);
+    let result = match format {
+        ImageFormat::Png => img.write_with_encoder(PngEncoder::new(&mut *out)),
+        ImageFormat::Jpeg => {
+            img.write_with_encoder(JpegEncoder::new_with_quality(&mut *out, jpeg_quality))
+        }
+        ImageFormat::Gif => img.write_with_encoder(GifEncoder::new_with_speed(&mut *out, GIF_SPEED)),
+        ImageFormat::WebP => img.write_with_encoder(WebPEncoder::new_lossless(&mut *out)),
+        ImageFormat::Bmp => img.write_with_encoder(BmpEncoder::new(&mut *out)),
+        // TIFF needs Seek; the cursor starts at 0 of the just-cleared buffer.
+        ImageFormat::Tiff => img.write_with_encoder(TiffEncoder::new(Cursor::new(&mut *out))),
+        other => {
+            return Err(FilterError::Encode(format!(
+                "output format {other:?} is not supported"
+            )))
+        }
+    };
+    result.map_err(|e| {
+        out.clear();
+        FilterError::Encode(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(kind: &str) -> DynamicImage {
+        let mut img = DynamicImage::new_rgba16(5, 3);
+        if let DynamicImage::ImageRgba16(buf) = &mut img {
+            for (x, y, p) in buf.enumerate_pixels_mut() {
+                *p = image::Rgba([x as u16 * 10000, y as u16 * 20000, 30000, 40000]);
+            }
+        }
+        match kind {
+            "l8" => DynamicImage::ImageLuma8(img.to_luma8()),
+            "la8" => DynamicImage::ImageLumaA8(img.to_luma_alpha8()),
+            "rgb8" => DynamicImage::ImageRgb8(img.to_rgb8()),
+            "rgba8" => DynamicImage::ImageRgba8(img.to_rgba8()),
+            "l16" => DynamicImage::ImageLuma16(img.to_luma16()),
+            "la16" => DynamicImage::ImageLumaA16(img.to_luma_alpha16()),
+            "rgb16" => DynamicImage::ImageRgb16(img.to_rgb16()),
+            "rgba16" => img,
+            "rgb32f" => DynamicImage::ImageRgb32F(img.to_rgb32f()),
+            "rgba32f" => DynamicImage::ImageRgba32F(img.to_rgba32f()),
+            _ => unreachable!(),
+        }
+    }
+
+    const KINDS: [&str; 10] = [
+        "l8", "la8", "rgb8", "rgba8", "l16", "la16", "rgb16", "rgba16", "rgb32f", "rgba32f",
+    ];
+
+    #[test]
+    fn every_colour_type_encodes_in_every_format() {
+        for kind in KINDS {
+            for format in SUPPORTED_FORMATS {
+                let mut out = Vec::new();
+                encode(sample(kind), format, 90, &mut out)
+                    .unwrap_or_else(|e| panic!("{kind} as {format:?}: {e}"));
+                let back = image::load_from_memory(&out)
+                    .unwrap_or_else(|e| panic!("{kind} as {format:?} does not decode: {e}"));
+                assert_eq!(image::guess_format(&out).unwrap(), format);
+                assert_eq!((back.width(), back.height()), (5, 3), "{kind} {format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn depth_and_alpha_kept_where_the_format_allows() {
+        let enc = |kind, format| {
+            let mut out = Vec::new();
+            encode(sample(kind), format, 90, &mut out).unwrap();
+            image::load_from_memory(&out).unwrap().color()
+        };
+        use image::ColorType as C;
+        assert_eq!(enc("rgba16", ImageFormat::Png), C::Rgba16);
+        assert_eq!(enc("l16", ImageFormat::Png), C::L16);
+        assert_eq!(enc("rgb16", ImageFormat::Tiff), C::Rgb16);
+        assert_eq!(enc("la16", ImageFormat::Tiff), C::Rgba16);
+        assert_eq!(enc("rgba16", ImageFormat::Jpeg), C::Rgb8);
+        assert_eq!(enc("la8", ImageFormat::Jpeg), C::L8);
+        assert_eq!(enc("rgba16", ImageFormat::WebP), C::Rgba8);
+        assert_eq!(enc("rgba8", ImageFormat::Bmp), C::Rgba8);
+        assert_eq!(enc("rgb32f", ImageFormat::Png), C::Rgb16);
+    }
+
+    #[test]
+    fn nan_floats_are_normalised_without_panicking() {
+        let mut img = image::Rgb32FImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgb([f32::NAN, f32::INFINITY, -5.0]));
+        let img = normalize_depth(DynamicImage::ImageRgb32F(img));
+        assert_eq!(img.color(), image::ColorType::Rgb16);
+        let img = img.brighten(10);
+        assert_eq!(img.as_rgb16().unwrap().get_pixel(0, 0)[2], 10);
+    }
+
+    #[test]
+    fn sniff_refuses_unknown_and_unsupported() {
+        assert!(matches!(
+            sniff(b"hello world, not an image"),
+            Err(FilterError::UnsupportedFormat(_))
+        ));
+        assert!(matches!(sniff(b""), Err(FilterError::UnsupportedFormat(_))));
+        // A QOI signature: recognised by `image`, but not enabled in this build.
+        assert!(matches!(
+            sniff(b"qoif\0\0\0\x01\0\0\0\x01\x03\0"),
+            Err(FilterError::UnsupportedFormat(_))
+        ));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap(), ImageFormat::Png);
+    }
+
+    #[test]
+    fn too_large_for_the_format_is_a_typed_error() {
+        // WebP lossless tops out at 16384 pixels per side.
+        let img = DynamicImage::new_luma8(16385, 1);
+        let mut out = vec![1, 2, 3];
+        assert!(matches!(
+            encode(img, ImageFormat::WebP, 85, &mut out),
+            Err(FilterError::Encode(_))
+        ));
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,112 @@
+//! `imgfilters`: the image-processing core of imgserver — op-spec parsing, bounded decoding,
+//! filter kernels and encoding, shared by the server's filter workers and the client's
+//! `--local` mode.
+//!
+//! Trust boundary: "hostile image bytes and op specs from the network". Every input may be
+//! malicious, so every failure is a typed [`FilterError`], never a panic; sizes are checked
+//! against [`Limits`] before anything proportional to them is allocated. The crate does no I/O
+//! besides reading the bytes it is given, starts no threads and contains no `unsafe`.
+//!
+//! # Use
+//!
+//! ```
+//! # fn main() -> Result<(), imgfilters::FilterError> {
+//! # let mut input = Vec::new();
+//! # use imgfilters::image::{DynamicImage, ImageFormat};
+//! # DynamicImage::new_rgb8(64, 48)
+//! #     .write_to(&mut std::io::Cursor::new(&mut input), ImageFormat::Png).unwrap();
+//! let pipeline: imgfilters::Pipeline = "resize:32x32:fill,grayscale,format:jpeg:80".parse()?;
+//! let out = imgfilters::run(&input, &pipeline, &imgfilters::Limits::default())?;
+//! assert_eq!((out.format, out.width, out.height), (ImageFormat::Jpeg, 32, 32));
+//! # Ok(()) }
+//! ```
+//!
+//! # Op-spec text (wire protocol)
+//!
+//! ```text
+//! spec    = "" | step *( "," step )          ; at most 1024 bytes
+//! step    = *WSP ( op / format ) *WSP        ; a format step may only be the last step
+//! op      = "blur:" SIGMA
+//!         / "sharpen:" SIGMA [ ":" THRESHOLD ]
+//!         / "resize:" SIZE [ ":" MODE ] [ ":" FILTER ]   ; MODE and FILTER in either order
+//!         / "thumbnail:" DIM
+//!         / "crop:" COORD ":" COORD ":" DIM "x" DIM
+//!         / "rotate:" ( "90" / "180" / "270" )           ; clockwise
+//!         / "flip:" ( "h" / "v" )                        ; h mirrors left-right, v top-bottom
+//!         / "grayscale" / "invert" / "noop"
+//!         / "brightness:" INT                            ; -255..=255, in 8-bit units
+//!         / "contrast:" FLOAT                            ; -100..=100 percent
+//! format  = "format:" ( "png" / "gif" / "webp" / "bmp" / "tiff" / "tif" / "same"
+//!                     / ( "jpeg" / "jpg" ) [ ":" QUALITY ] )
+//! SIZE    = DIM "x" DIM / DIM "x" / "x" DIM    ; a missing side keeps the aspect ratio
+//! MODE    = "fit" / "fill" / "exact"           ; default fit; fill/exact need both sides
+//! FILTER  = "nearest" / "triangle" / "catmullrom" / "gaussian" / "lanczos3"  ; default lanczos3
+//! SIGMA   = FLOAT, 0 < SIGMA <= 100            THRESHOLD = INT 0..=65535 (default 0)
+//! DIM     = INT 1..=65535                      COORD     = INT 0..=65535
+//! QUALITY = INT 1..=100 (default 85)
+//! ```
+//!
+//! - Names and keywords are lower-case and case-sensitive; whitespace is allowed only around a
+//!   step (`" blur:2 , invert "`), not inside one.
+//! - Numbers are Rust `str::parse` numbers; `NaN` and infinities are refused.
+//! - At most [`Limits::max_ops`] (default 16) ops; the `format` step does not count.
+//! - `fit` keeps the aspect ratio inside the box; `fill` covers the box and centre-crops;
+//!   `exact` stretches. `thumbnail:N` fits inside NxN with a fast integer filter and never
+//!   enlarges. `crop` must lie entirely inside the image. Every op's output must stay within
+//!   [`Limits::max_pixels`].
+//! - Without a `format` step the output has the input's format. The empty spec (and `noop`)
+//!   just decodes and re-encodes.
+//! - `Pipeline`'s `Display` prints the canonical form (defaults omitted, `format:same`
+//!   omitted, `jpeg` quality always written), and parsing it gives back an equal `Pipeline`.
+//! - Any violation is [`FilterError::BadSpec`] with the 1-based step number and a
+//!   [`SpecError`] saying what is wrong.
+//!
+//! Examples: `blur:2`, `resize:800x600:fill:lanczos3`, `resize:800x`, `thumbnail:128`,
+//! `crop:10:20:300x200`, `rotate:90`, `flip:h`, `brightness:-20`, `contrast:15`,
+//! `sharpen:1.0:5`, `grayscale,format:webp`, `noop,format:jpeg:85`.
+//!
+//! # Decoding and encoding
+//!
+//! - Formats: PNG, JPEG, GIF, WebP, BMP, TIFF, sniffed from the bytes (never a file name).
+//! - The header is read first; `width * height > max_pixels` is refused with
+//!   [`FilterError::TooManyPixels`] before any pixel buffer is allocated, as is any op chain
+//!   whose geometry would fail. `image::Limits` (`max_alloc`, per-side caps) bound the decoder.
+//! - Animated GIF/WebP: only the first frame is decoded and output.
+//! - EXIF orientation is applied after decoding, so the output is upright.
+//! - Output carries no metadata: the encoders are never handed EXIF, ICC or text chunks, so
+//!   they are stripped (tested for PNG and JPEG).
+//! - Colour types are converted as the output format needs: JPEG drops alpha (RGB8/L8), GIF,
+//!   WebP (lossless only) and BMP are 8-bit; PNG and TIFF keep 16-bit samples. Float TIFF input
+//!   is converted to 16-bit right after decoding.
+//! - Output is deterministic: same input, spec and build, same bytes.
+
+#![forbid(unsafe_code)]
+
+mod decode;
+mod error;
+pub mod filters;
+mod format;
+mod limits;
+mod ops;
+mod orient;
+mod pipeline;
+
+#[cfg(test)]
+mod testutil;
+
+pub use decode::{probe, ImageInfo};
+pub use error::{FilterError, SpecError};
+pub use filters::{apply, apply_with_limits, output_dimensions};
+pub use format::SUPPORTED_FORMATS;
+pub use limits::{
+    Limits, DEFAULT_MAX_ALLOC, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_OPS, DEFAULT_MAX_PIXELS,
+};
+pub use ops::{
+    FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation,
+    DEFAULT_JPEG_QUALITY, MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
+};
+pub use pipeline::{run, run_into, Output, OutputInfo, Timings};
+
+/// The `image` crate version this crate is built against, re-exported so callers name the
+/// same `ImageFormat` / `DynamicImage` types.
+pub use image;

@@ -1,0 +1,1179 @@
+//! Op-spec types and their text form (part of the wire protocol).
+//!
+//! Trust boundary: the spec text comes straight from the network. Parsing is strict and bounded
+//! (length, step count, numeric ranges), and [`Op::validate`] re-checks every value so that a
+//! `Pipeline` built in code cannot smuggle in what the parser would refuse. The grammar is
+//! documented in the crate docs (`lib.rs`); keep the two in sync.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{FilterError, SpecError};
+use crate::limits::{Limits, DEFAULT_MAX_OPS};
+
+/// Longest accepted spec text, in bytes.
+pub const MAX_SPEC_LEN: usize = 1024;
+/// Largest width, height, crop offset or thumbnail box side accepted in a spec.
+pub const MAX_DIMENSION: u32 = 65535;
+/// Largest accepted blur / sharpen sigma.
+pub const MAX_SIGMA: f32 = 100.0;
+/// Default JPEG quality for `format:jpeg` without a quality.
+pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+
+/// One filter step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Gaussian blur, `0 < sigma <= 100`.
+    Blur { sigma: f32 },
+    /// Unsharp mask: `0 < sigma <= 100`; only channel differences larger than `threshold`
+    /// (`0..=65535`, in the image's own sample units) are sharpened.
+    Sharpen { sigma: f32, threshold: i32 },
+    /// Resize to a box. A `0` width or height means "derived from the other side, keeping the
+    /// aspect ratio" (only with [`ResizeMode::Fit`]); both `0` is invalid.
+    Resize {
+        width: u32,
+        height: u32,
+        mode: ResizeMode,
+        filter: ResizeFilter,
+    },
+    /// Fit inside `max x max` with the fast integer thumbnail algorithm; never enlarges.
+    Thumbnail { max: u32 },
+    /// Cut out a rectangle; it must lie entirely inside the image.
+    Crop {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    },
+    /// Clockwise rotation.
+    Rotate(Rotation),
+    Flip(FlipAxis),
+    /// Luma conversion; keeps alpha (LumaA) when the input has alpha.
+    Grayscale,
+    Invert,
+    /// Added to every colour channel, in 8-bit units (`-255..=255`; scaled for 16-bit images).
+    Brightness(i32),
+    /// The `image` crate's contrast adjustment, in percent (`-100..=100`); positive increases.
+    Contrast(f32),
+    /// Does nothing: `noop` alone means decode + encode only.
+    Noop,
+}
+
+/// How [`Op::Resize`] maps the image onto the `width x height` box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeMode {
+    /// Keep the aspect ratio, largest size inside the box.
+    #[default]
+    Fit,
+    /// Keep the aspect ratio, cover the box, centre-crop the overflow.
+    Fill,
+    /// Stretch to exactly the box.
+    Exact,
+}
+
+/// Resampling filter of [`Op::Resize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeFilter {
+    Nearest,
+    Triangle,
+    CatmullRom,
+    Gaussian,
+    #[default]
+    Lanczos3,
+}
+
+/// Clockwise rotation angle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    Deg90,
+    Deg180,
+    Deg270,
+}
+
+/// Mirror axis: `Horizontal` mirrors left-right, `Vertical` mirrors top-bottom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlipAxis {
+    Horizontal,
+    Vertical,
+}
+
+/// Encoding of the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// The input's format.
+    #[default]
+    Same,
+    Png,
+    /// `quality` is `1..=100`.
+    Jpeg {
+        quality: u8,
+    },
+    Gif,
+    /// Lossless WebP (the only WebP encoder the `image` crate has).
+    Webp,
+    Bmp,
+    Tiff,
+}
+
+/// A parsed op spec: the filter steps and the output encoding.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Pipeline {
+    pub ops: Vec<Op>,
+    pub output: OutputFormat,
+}
+
+const SIGMA_RANGE: &str = "0 < sigma <= 100";
+const DIM_RANGE: &str = "1..=65535";
+const COORD_RANGE: &str = "0..=65535";
+
+impl Op {
+    /// The op's name in spec text.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Blur { .. } => "blur",
+            Op::Sharpen { .. } => "sharpen",
+            Op::Resize { .. } => "resize",
+            Op::Thumbnail { .. } => "thumbnail",
+            Op::Crop { .. } => "crop",
+            Op::Rotate(_) => "rotate",
+            Op::Flip(_) => "flip",
+            Op::Grayscale => "grayscale",
+            Op::Invert => "invert",
+            Op::Brightness(_) => "brightness",
+            Op::Contrast(_) => "contrast",
+            Op::Noop => "noop",
+        }
+    }
+
+    /// Checks every value against the ranges the parser enforces.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let op = self.name();
+        match *self {
+            Op::Blur { sigma } => check_sigma(op, sigma),
+            Op::Sharpen { sigma, threshold } => {
+                check_sigma(op, sigma)?;
+                if !(0..=65535).contains(&threshold) {
+                    return Err(out_of_range(op, "threshold", threshold, "0..=65535"));
+                }
+                Ok(())
+            }
+            Op::Resize {
+                width,
+                height,
+                mode,
+                ..
+            } => {
+                if width == 0 && height == 0 {
+                    return Err(SpecError::WrongArgs {
+                        op,
+                        expected: "WxH, Wx or xH with at least one side",
+                    });
+                }
+                if (width == 0 || height == 0) && mode != ResizeMode::Fit {
+                    return Err(SpecError::WrongArgs {
+                        op,
+                        expected: "both width and height for fill or exact mode",
+                    });
+                }
+                // 0 means "auto" here (only the caps apply).
+                check_max(op, "width", width)?;
+                check_max(op, "height", height)
+            }
+            Op::Thumbnail { max } => check_dim(op, "size", max),
+            Op::Crop {
+                x,
+                y,
+                width,
+                height,
+            } => {
+                check_max(op, "x", x)?;
+                check_max(op, "y", y)?;
+                check_dim(op, "width", width)?;
+                check_dim(op, "height", height)
+            }
+            Op::Brightness(v) => {
+                if !(-255..=255).contains(&v) {
+                    return Err(out_of_range(op, "value", v, "-255..=255"));
+                }
+                Ok(())
+            }
+            Op::Contrast(c) => {
+                if !c.is_finite() {
+                    return Err(SpecError::NotFinite { op, what: "value" });
+                }
+                if !(-100.0..=100.0).contains(&c) {
+                    return Err(out_of_range(op, "value", c, "-100..=100"));
+                }
+                Ok(())
+            }
+            Op::Rotate(_) | Op::Flip(_) | Op::Grayscale | Op::Invert | Op::Noop => Ok(()),
+        }
+    }
+}
+
+impl OutputFormat {
+    /// Checks the JPEG quality range.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match *self {
+            OutputFormat::Jpeg { quality } if !(1..=100).contains(&quality) => {
+                Err(out_of_range("format", "jpeg quality", quality, "1..=100"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Parses spec text with `limits.max_ops` as the op limit ([`FromStr`] uses the default 16).
+    pub fn parse_with_limits(text: &str, limits: &Limits) -> Result<Pipeline, FilterError> {
+        parse(text, limits.max_ops)
+    }
+
+    /// Re-checks a pipeline (e.g. one built in code) against the parser's rules.
+    pub fn validate(&self, limits: &Limits) -> Result<(), FilterError> {
+        if self.ops.len() > limits.max_ops {
+            return Err(FilterError::spec(
+                None,
+                SpecError::TooManyOps {
+                    count: self.ops.len(),
+                    max: limits.max_ops,
+                },
+            ));
+        }
+        for (i, op) in self.ops.iter().enumerate() {
+            op.validate()
+                .map_err(|r| FilterError::spec(Some(i + 1), r))?;
+        }
+        self.output
+            .validate()
+            .map_err(|r| FilterError::spec(Some(self.ops.len() + 1), r))
+    }
+}
+
+impl FromStr for Pipeline {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse(s, DEFAULT_MAX_OPS)
+    }
+}
+
+fn parse(text: &str, max_ops: usize) -> Result<Pipeline, FilterError> {
+    if text.len() > MAX_SPEC_LEN {
+        return Err(FilterError::spec(
+            None,
+            SpecError::TooLong {
+                len: text.len(),
+                max: MAX_SPEC_LEN,
+            },
+        ));
+    }
+    let mut pipeline = Pipeline::default();
+    // An all-blank spec is the empty pipeline; otherwise every step must be non-empty, so that
+    // a stray comma is reported instead of silently ignored.
+    if text.trim().is_empty() {
+        return Ok(pipeline);
+    }
+    let mut format_seen = false;
+    for (i, raw) in text.split(',').enumerate() {
+        let step = Some(i + 1);
+        let err = |r| FilterError::spec(step, r);
+        if format_seen {
+            return Err(err(SpecError::FormatNotLast));
+        }
+        let s = raw.trim();
+        let (name, args) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        if name.is_empty() {
+            return Err(err(SpecError::EmptyStep));
+        }
+        if name == "format" {
+            pipeline.output = parse_format(args).map_err(err)?;
+            format_seen = true;
+            continue;
+        }
+        let op = parse_op(name, args).map_err(err)?;
+        op.validate().map_err(err)?;
+        pipeline.ops.push(op);
+        if pipeline.ops.len() > max_ops {
+            // Counting the whole text keeps the message useful and the cost bounded by
+            // MAX_SPEC_LEN.
+            let count = pipeline.ops.len()
+                + text
+                    .split(',')
+                    .skip(i + 1)
+                    .filter(|s| s.trim().split(':').next() != Some("format"))
+                    .count();
+            return Err(FilterError::spec(
+                None,
+                SpecError::TooManyOps {
+                    count,
+                    max: max_ops,
+                },
+            ));
+        }
+    }
+    Ok(pipeline)
+}
+
+/// The `:`-separated arguments of a step; `None` (no `:` at all) is zero arguments, while
+/// `name:` is one empty argument (and then refused by the number parsers).
+fn split_args(args: Option<&str>) -> Vec<&str> {
+    args.map(|a| a.split(':').collect()).unwrap_or_default()
+}
+
+fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
+    let a = split_args(args);
+    let op: &'static str = match name {
+        "blur" => "blur",
+        "sharpen" => "sharpen",
+        "resize" => "resize",
+        "thumbnail" => "thumbnail",
+        "crop" => "crop",
+        "rotate" => "rotate",
+        "flip" => "flip",
+        "grayscale" => "grayscale",
+        "invert" => "invert",
+        "brightness" => "brightness",
+        "contrast" => "contrast",
+        "noop" => "noop",
+        other => return Err(SpecError::UnknownOp(excerpt(other))),
+    };
+    let wrong = |expected| SpecError::WrongArgs { op, expected };
+    Ok(match (op, a.as_slice()) {
+        ("blur", [s]) => Op::Blur {
+            sigma: parse_f32(op, "sigma", s)?,
+        },
+        ("blur", _) => return Err(wrong("blur:SIGMA")),
+        ("sharpen", [s]) => Op::Sharpen {
+            sigma: parse_f32(op, "sigma", s)?,
+            threshold: 0,
+        },
+        ("sharpen", [s, t]) => Op::Sharpen {
+            sigma: parse_f32(op, "sigma", s)?,
+            threshold: parse_int(op, "threshold", t)?,
+        },
+        ("sharpen", _) => return Err(wrong("sharpen:SIGMA or sharpen:SIGMA:THRESHOLD")),
+        ("resize", [size, rest @ ..]) if rest.len() <= 2 => parse_resize(size, rest)?,
+        ("resize", _) => return Err(wrong("resize:WxH[:MODE][:FILTER]")),
+        ("thumbnail", [m]) => Op::Thumbnail {
+            max: parse_int(op, "size", m)?,
+        },
+        ("thumbnail", _) => return Err(wrong("thumbnail:N")),
+        ("crop", [x, y, size]) => {
+            let (width, height) = parse_size(op, size)?;
+            let (Some(width), Some(height)) = (width, height) else {
+                return Err(wrong("crop:X:Y:WxH"));
+            };
+            Op::Crop {
+                x: parse_int(op, "x", x)?,
+                y: parse_int(op, "y", y)?,
+                width,
+                height,
+            }
+        }
+        ("crop", _) => return Err(wrong("crop:X:Y:WxH")),
+        ("rotate", [r]) => Op::Rotate(match *r {
+            "90" => Rotation::Deg90,
+            "180" => Rotation::Deg180,
+            "270" => Rotation::Deg270,
+            other => return Err(keyword(op, "angle (90, 180, 270)", other)),
+        }),
+        ("rotate", _) => return Err(wrong("rotate:90, rotate:180 or rotate:270")),
+        ("flip", [f]) => Op::Flip(match *f {
+            "h" => FlipAxis::Horizontal,
+            "v" => FlipAxis::Vertical,
+            other => return Err(keyword(op, "axis (h, v)", other)),
+        }),
+        ("flip", _) => return Err(wrong("flip:h or flip:v")),
+        ("brightness", [v]) => Op::Brightness(parse_int(op, "value", v)?),
+        ("brightness", _) => return Err(wrong("brightness:N")),
+        ("contrast", [v]) => Op::Contrast(parse_f32(op, "value", v)?),
+        ("contrast", _) => return Err(wrong("contrast:PERCENT")),
+        ("grayscale", []) => Op::Grayscale,
+        ("invert", []) => Op::Invert,
+        ("noop", []) => Op::Noop,
+        _ => return Err(wrong("no arguments")),
+    })
+}
+
+fn parse_resize(size: &str, rest: &[&str]) -> Result<Op, SpecError> {
+    const OP: &str = "resize";
+    let (w, h) = parse_size(OP, size)?;
+    let mut mode = None;
+    let mut filter = None;
+    // Mode and filter keywords are disjoint, so either order is unambiguous; each at most once.
+    for kw in rest {
+        if let Some(m) = resize_mode(kw) {
+            if mode.replace(m).is_some() {
+                return Err(SpecError::WrongArgs {
+                    op: OP,
+                    expected: "at most one mode",
+                });
+            }
+        } else if let Some(f) = resize_filter(kw) {
+            if filter.replace(f).is_some() {
+                return Err(SpecError::WrongArgs {
+                    op: OP,
+                    expected: "at most one filter",
+                });
+            }
+        } else {
+            return Err(keyword(
+                OP,
+                "mode or filter (fit, fill, exact, nearest, triangle, catmullrom, gaussian, lanczos3)",
+                kw,
+            ));
+        }
+    }
+    // A literal 0 is refused by parse_size; only an omitted side becomes the 0 = auto marker.
+    Ok(Op::Resize {
+        width: w.unwrap_or(0),
+        height: h.unwrap_or(0),
+        mode: mode.unwrap_or_default(),
+        filter: filter.unwrap_or_default(),
+    })
+}
+
+/// `WxH`, `Wx` or `xH`; a present side must be `1..=65535`.
+fn parse_size(op: &'static str, s: &str) -> Result<(Option<u32>, Option<u32>), SpecError> {
+    let Some((w, h)) = s.split_once('x') else {
+        return Err(SpecError::BadNumber {
+            op,
+            what: "size (WxH)",
+            text: excerpt(s),
+        });
+    };
+    let side = |what, t: &str| -> Result<Option<u32>, SpecError> {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let v: u32 = parse_int(op, what, t)?;
+        check_dim(op, what, v)?;
+        Ok(Some(v))
+    };
+    let (w, h) = (side("width", w)?, side("height", h)?);
+    if w.is_none() && h.is_none() {
+        return Err(SpecError::WrongArgs {
+            op,
+            expected: "WxH, Wx or xH with at least one side",
+        });
+    }
+    Ok((w, h))
+}
+
+fn parse_format(args: Option<&str>) -> Result<OutputFormat, SpecError> {
+    const OP: &str = "format";
+    let a = split_args(args);
+    let fmt = match a.as_slice() {
+        ["same"] => OutputFormat::Same,
+        ["png"] => OutputFormat::Png,
+        ["jpeg" | "jpg"] => OutputFormat::Jpeg {
+            quality: DEFAULT_JPEG_QUALITY,
+        },
+        ["jpeg" | "jpg", q] => OutputFormat::Jpeg {
+            quality: parse_int(OP, "jpeg quality", q)?,
+        },
+        ["gif"] => OutputFormat::Gif,
+        ["webp"] => OutputFormat::Webp,
+        ["bmp"] => OutputFormat::Bmp,
+        ["tiff" | "tif"] => OutputFormat::Tiff,
+        [other] => {
+            return Err(keyword(
+                OP,
+                "format (same, png, jpeg, gif, webp, bmp, tiff)",
+                other,
+            ))
+        }
+        _ => {
+            return Err(SpecError::WrongArgs {
+                op: OP,
+                expected: "format:FMT or format:jpeg:QUALITY",
+            })
+        }
+    };
+    fmt.validate()?;
+    Ok(fmt)
+}
+
+fn resize_mode(s: &str) -> Option<ResizeMode> {
+    Some(match s {
+        "fit" => ResizeMode::Fit,
+        "fill" => ResizeMode::Fill,
+        "exact" => ResizeMode::Exact,
+        _ => return None,
+    })
+}
+
+fn resize_filter(s: &str) -> Option<ResizeFilter> {
+    Some(match s {
+        "nearest" => ResizeFilter::Nearest,
+        "triangle" => ResizeFilter::Triangle,
+        "catmullrom" => ResizeFilter::CatmullRom,
+        "gaussian" => ResizeFilter::Gaussian,
+        "lanczos3" => ResizeFilter::Lanczos3,
+        _ => return None,
+    })
+}
+
+fn parse_int<T: FromStr>(op: &'static str, what: &'static str, s: &str) -> Result<T, SpecError> {
+    // Out-of-type values ("99999999999") fail here too, which is the right answer: they are
+    // outside every range we accept.
+    s.parse().map_err(|_| SpecError::BadNumber {
+        op,
+        what,
+        text: excerpt(s),
+    })
+}
+
+fn parse_f32(op: &'static str, what: &'static str, s: &str) -> Result<f32, SpecError> {
+    let v: f32 = s.parse().map_err(|_| SpecError::BadNumber {
+        op,
+        what,
+        text: excerpt(s),
+    })?;
+    // Rust's float parser accepts "inf" and "NaN"; no op has a use for them.
+    if !v.is_finite() {
+        return Err(SpecError::NotFinite { op, what });
+    }
+    Ok(v)
+}
+
+fn check_sigma(op: &'static str, sigma: f32) -> Result<(), SpecError> {
+    if !sigma.is_finite() {
+        return Err(SpecError::NotFinite { op, what: "sigma" });
+    }
+    if !(sigma > 0.0 && sigma <= MAX_SIGMA) {
+        return Err(out_of_range(op, "sigma", sigma, SIGMA_RANGE));
+    }
+    Ok(())
+}
+
+fn check_dim(op: &'static str, what: &'static str, v: u32) -> Result<(), SpecError> {
+    if v == 0 || v > MAX_DIMENSION {
+        return Err(out_of_range(op, what, v, DIM_RANGE));
+    }
+    Ok(())
+}
+
+fn check_max(op: &'static str, what: &'static str, v: u32) -> Result<(), SpecError> {
+    if v > MAX_DIMENSION {
+        return Err(out_of_range(op, what, v, COORD_RANGE));
+    }
+    Ok(())
+}
+
+fn out_of_range(
+    op: &'static str,
+    what: &'static str,
+    value: impl fmt::Display,
+    range: &'static str,
+) -> SpecError {
+    SpecError::OutOfRange {
+        op,
+        what,
+        value: value.to_string(),
+        range,
+    }
+}
+
+fn keyword(op: &'static str, what: &'static str, text: &str) -> SpecError {
+    SpecError::UnknownKeyword {
+        op,
+        what,
+        text: excerpt(text),
+    }
+}
+
+/// Error messages go back to the client and into logs; cap how much of its text we echo.
+fn excerpt(s: &str) -> String {
+    const MAX: usize = 32;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+impl fmt::Display for ResizeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResizeMode::Fit => "fit",
+            ResizeMode::Fill => "fill",
+            ResizeMode::Exact => "exact",
+        })
+    }
+}
+
+impl fmt::Display for ResizeFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResizeFilter::Nearest => "nearest",
+            ResizeFilter::Triangle => "triangle",
+            ResizeFilter::CatmullRom => "catmullrom",
+            ResizeFilter::Gaussian => "gaussian",
+            ResizeFilter::Lanczos3 => "lanczos3",
+        })
+    }
+}
+
+/// Canonical text: defaults are omitted, floats use Rust's shortest round-trip form, so
+/// `text.parse::<Op>()`-equivalent parsing gives back the same value.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name();
+        match *self {
+            Op::Blur { sigma } => write!(f, "{name}:{sigma}"),
+            Op::Sharpen {
+                sigma,
+                threshold: 0,
+            } => write!(f, "{name}:{sigma}"),
+            Op::Sharpen { sigma, threshold } => write!(f, "{name}:{sigma}:{threshold}"),
+            Op::Resize {
+                width,
+                height,
+                mode,
+                filter,
+            } => {
+                write!(f, "{name}:")?;
+                if width != 0 {
+                    write!(f, "{width}")?;
+                }
+                f.write_str("x")?;
+                if height != 0 {
+                    write!(f, "{height}")?;
+                }
+                if mode != ResizeMode::default() {
+                    write!(f, ":{mode}")?;
+                }
+                if filter != ResizeFilter::default() {
+                    write!(f, ":{filter}")?;
+                }
+                Ok(())
+            }
+            Op::Thumbnail { max } => write!(f, "{name}:{max}"),
+            Op::Crop {
+                x,
+                y,
+                width,
+                height,
+            } => write!(f, "{name}:{x}:{y}:{width}x{height}"),
+            Op::Rotate(r) => {
+                let deg = match r {
+                    Rotation::Deg90 => 90,
+                    Rotation::Deg180 => 180,
+                    Rotation::Deg270 => 270,
+                };
+                write!(f, "{name}:{deg}")
+            }
+            Op::Flip(FlipAxis::Horizontal) => write!(f, "{name}:h"),
+            Op::Flip(FlipAxis::Vertical) => write!(f, "{name}:v"),
+            Op::Brightness(v) => write!(f, "{name}:{v}"),
+            Op::Contrast(c) => write!(f, "{name}:{c}"),
+            Op::Grayscale | Op::Invert | Op::Noop => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputFormat::Same => f.write_str("format:same"),
+            OutputFormat::Png => f.write_str("format:png"),
+            OutputFormat::Jpeg { quality } => write!(f, "format:jpeg:{quality}"),
+            OutputFormat::Gif => f.write_str("format:gif"),
+            OutputFormat::Webp => f.write_str("format:webp"),
+            OutputFormat::Bmp => f.write_str("format:bmp"),
+            OutputFormat::Tiff => f.write_str("format:tiff"),
+        }
+    }
+}
+
+/// Canonical spec text; `format:same` is left out, so the empty pipeline prints as `""`.
+impl fmt::Display for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for op in &self.ops {
+            write!(f, "{sep}{op}")?;
+            sep = ",";
+        }
+        if self.output != OutputFormat::Same {
+            write!(f, "{sep}{}", self.output)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pipeline {
+        s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn reason(s: &str) -> (Option<usize>, SpecError) {
+        match s.parse::<Pipeline>() {
+            Err(FilterError::BadSpec { step, reason }) => (step, reason),
+            other => panic!("{s:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_op() {
+        let cases: Vec<(&str, Op)> = vec![
+            ("blur:2", Op::Blur { sigma: 2.0 }),
+            ("blur:0.5", Op::Blur { sigma: 0.5 }),
+            (
+                "sharpen:1.0",
+                Op::Sharpen {
+                    sigma: 1.0,
+                    threshold: 0,
+                },
+            ),
+            (
+                "sharpen:1.5:5",
+                Op::Sharpen {
+                    sigma: 1.5,
+                    threshold: 5,
+                },
+            ),
+            (
+                "resize:800x600",
+                Op::Resize {
+                    width: 800,
+                    height: 600,
+                    mode: ResizeMode::Fit,
+                    filter: ResizeFilter::Lanczos3,
+                },
+            ),
+            (
+                "resize:800x600:fill:lanczos3",
+                Op::Resize {
+                    width: 800,
+                    height: 600,
+                    mode: ResizeMode::Fill,
+                    filter: ResizeFilter::Lanczos3,
+                },
+            ),
+            (
+                "resize:10x20:exact",
+                Op::Resize {
+                    width: 10,
+                    height: 20,
+                    mode: ResizeMode::Exact,
+                    filter: ResizeFilter::Lanczos3,
+                },
+            ),
+            (
+                "resize:10x20:nearest:fill",
+                Op::Resize {
+                    width: 10,
+                    height: 20,
+                    mode: ResizeMode::Fill,
+                    filter: ResizeFilter::Nearest,
+                },
+            ),
+            (
+                "resize:800x",
+                Op::Resize {
+                    width: 800,
+                    height: 0,
+                    mode: ResizeMode::Fit,
+                    filter: ResizeFilter::Lanczos3,
+                },
+            ),
+            (
+                "resize:x600:triangle",
+                Op::Resize {
+                    width: 0,
+                    height: 600,
+                    mode: ResizeMode::Fit,
+                    filter: ResizeFilter::Triangle,
+                },
+            ),
+            ("thumbnail:128", Op::Thumbnail { max: 128 }),
+            (
+                "crop:10:20:300x200",
+                Op::Crop {
+                    x: 10,
+                    y: 20,
+                    width: 300,
+                    height: 200,
+                },
+            ),
+            ("rotate:90", Op::Rotate(Rotation::Deg90)),
+            ("rotate:180", Op::Rotate(Rotation::Deg180)),
+            ("rotate:270", Op::Rotate(Rotation::Deg270)),
+            ("flip:h", Op::Flip(FlipAxis::Horizontal)),
+            ("flip:v", Op::Flip(FlipAxis::Vertical)),
+            ("grayscale", Op::Grayscale),
+            ("invert", Op::Invert),
+            ("brightness:-20", Op::Brightness(-20)),
+            ("brightness:255", Op::Brightness(255)),
+            ("contrast:1.5", Op::Contrast(1.5)),
+            ("contrast:-30", Op::Contrast(-30.0)),
+            ("noop", Op::Noop),
+        ];
+        for (text, op) in cases {
+            let got = p(text);
+            assert_eq!(got.ops, vec![op], "{text}");
+            assert_eq!(got.output, OutputFormat::Same, "{text}");
+        }
+    }
+
+    #[test]
+    fn parses_formats() {
+        let cases = [
+            ("format:png", OutputFormat::Png),
+            ("format:jpeg", OutputFormat::Jpeg { quality: 85 }),
+            ("format:jpeg:80", OutputFormat::Jpeg { quality: 80 }),
+            ("format:jpg:100", OutputFormat::Jpeg { quality: 100 }),
+            ("format:gif", OutputFormat::Gif),
+            ("format:webp", OutputFormat::Webp),
+            ("format:bmp", OutputFormat::Bmp),
+            ("format:tiff", OutputFormat::Tiff),
+            ("format:tif", OutputFormat::Tiff),
+            ("format:same", OutputFormat::Same),
+        ];
+        for (text, fmt) in cases {
+            let got = p(&format!("blur:1,{text}"));
+            assert_eq!(got.output, fmt, "{text}");
+            assert_eq!(got.ops.len(), 1);
+            assert_eq!(p(text).output, fmt, "{text} alone");
+        }
+    }
+
+    #[test]
+    fn tolerates_whitespace_around_steps() {
+        let got = p("  blur:2 ,\tinvert , format:png  ");
+        assert_eq!(got.ops, vec![Op::Blur { sigma: 2.0 }, Op::Invert]);
+        assert_eq!(got.output, OutputFormat::Png);
+    }
+
+    #[test]
+    fn empty_spec_is_empty_pipeline() {
+        assert_eq!(p(""), Pipeline::default());
+        assert_eq!(p("   "), Pipeline::default());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let specs = [
+            "",
+            "noop",
+            "blur:2",
+            "blur:0.1,sharpen:0.3333,sharpen:100:65535",
+            "resize:800x600,resize:800x,resize:x600",
+            "resize:1x1:fill:nearest,resize:65535x65535:exact:catmullrom,resize:5x5:gaussian",
+            "thumbnail:128,crop:0:0:1x1,crop:65535:65535:65535x65535",
+            "rotate:90,rotate:180,rotate:270,flip:h,flip:v",
+            "grayscale,invert,brightness:-255,brightness:0,contrast:-100,contrast:0.001",
+            "format:png",
+            "invert,format:jpeg:1",
+            "invert,format:gif",
+            "invert,format:webp",
+            "invert,format:bmp",
+            "invert,format:tiff",
+            "  blur:1e-3 , format:jpg ",
+            "resize:10x20:triangle:fill,contrast:+7.25",
+        ];
+        for s in specs {
+            let a = p(s);
+            let text = a.to_string();
+            let b = p(&text);
+            assert_eq!(a, b, "{s:?} -> {text:?}");
+            // The canonical form is a fixed point.
+            assert_eq!(b.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn canonical_text() {
+        assert_eq!(
+            p("resize:800x600:fit:lanczos3 , format:jpg").to_string(),
+            "resize:800x600,format:jpeg:85"
+        );
+        assert_eq!(
+            p("resize:8x6:nearest:exact,sharpen:1.0:0,format:same").to_string(),
+            "resize:8x6:exact:nearest,sharpen:1"
+        );
+    }
+
+    #[test]
+    fn unknown_op() {
+        assert_eq!(
+            reason("blur:1,sepia"),
+            (Some(2), SpecError::UnknownOp("sepia".into()))
+        );
+        // Names are case-sensitive.
+        assert_eq!(
+            reason("Blur:1"),
+            (Some(1), SpecError::UnknownOp("Blur".into()))
+        );
+    }
+
+    #[test]
+    fn bad_numbers() {
+        for s in [
+            "blur:x",
+            "blur:",
+            "blur:1.0.0",
+            "sharpen:1:1.5",
+            "brightness:1.5",
+            "contrast:abc",
+            "thumbnail:-1",
+            "crop:a:0:1x1",
+            "resize:axb",
+            "resize:99999999999x1",
+            "format:jpeg:high",
+            "format:jpeg:300",
+        ] {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::BadNumber { .. })),
+                "{s}: {:?}",
+                reason(s)
+            );
+        }
+    }
+
+    #[test]
+    fn non_finite_numbers() {
+        for s in [
+            "blur:NaN",
+            "blur:inf",
+            "sharpen:-inf",
+            "contrast:nan",
+            "contrast:infinity",
+        ] {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::NotFinite { .. })),
+                "{s}: {:?}",
+                reason(s)
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_values() {
+        for s in [
+            "blur:0",
+            "blur:-1",
+            "blur:100.5",
+            "sharpen:0",
+            "sharpen:1:-1",
+            "sharpen:1:65536",
+            "resize:0x600",
+            "resize:800x0",
+            "resize:65536x1",
+            "thumbnail:0",
+            "thumbnail:70000",
+            "crop:0:0:0x5",
+            "crop:65536:0:1x1",
+            "brightness:256",
+            "brightness:-300",
+            "contrast:100.01",
+            "contrast:-101",
+            "format:jpeg:0",
+            "format:jpeg:101",
+        ] {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::OutOfRange { .. })),
+                "{s}: {:?}",
+                reason(s)
+            );
+        }
+        assert_eq!(
+            reason("invert,blur:101"),
+            (
+                Some(2),
+                SpecError::OutOfRange {
+                    op: "blur",
+                    what: "sigma",
+                    value: "101".into(),
+                    range: SIGMA_RANGE
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_argument_shapes() {
+        for s in [
+            "blur",
+            "blur:1:2",
+            "sharpen:1:2:3",
+            "resize",
+            "resize:x",
+            "resize:800x:fill",
+            "resize:x600:exact",
+            "resize:1x1:fit:fill",
+            "resize:1x1:nearest:triangle",
+            "resize:1x1:fit:nearest:extra",
+            "crop:1:2",
+            "crop:1:2:3x",
+            "rotate",
+            "flip",
+            "grayscale:1",
+            "invert:",
+            "noop:x",
+            "thumbnail:1:2",
+            "format:jpeg:80:1",
+            "format",
+        ] {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::WrongArgs { .. })),
+                "{s}: {:?}",
+                reason(s)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keywords() {
+        for s in [
+            "rotate:45",
+            "rotate:-90",
+            "flip:x",
+            "resize:1x1:bicubic",
+            "format:avif",
+            "format:PNG",
+        ] {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::UnknownKeyword { .. })),
+                "{s}: {:?}",
+                reason(s)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_steps() {
+        assert_eq!(reason("blur:1,,invert"), (Some(2), SpecError::EmptyStep));
+        assert_eq!(reason("blur:1,"), (Some(2), SpecError::EmptyStep));
+        assert_eq!(reason(",blur:1"), (Some(1), SpecError::EmptyStep));
+        assert_eq!(reason(":1"), (Some(1), SpecError::EmptyStep));
+    }
+
+    #[test]
+    fn format_must_be_last_and_single() {
+        assert_eq!(
+            reason("format:png,blur:1"),
+            (Some(2), SpecError::FormatNotLast)
+        );
+        assert_eq!(
+            reason("format:png,format:gif"),
+            (Some(2), SpecError::FormatNotLast)
+        );
+    }
+
+    #[test]
+    fn too_many_ops() {
+        let ok = vec!["invert"; 16].join(",") + ",format:png";
+        assert_eq!(p(&ok).ops.len(), 16);
+        let bad = vec!["invert"; 20].join(",");
+        assert_eq!(
+            reason(&bad),
+            (None, SpecError::TooManyOps { count: 20, max: 16 })
+        );
+        let limits = Limits {
+            max_ops: 2,
+            ..Limits::default()
+        };
+        assert!(Pipeline::parse_with_limits("invert,invert", &limits).is_ok());
+        assert_eq!(
+            Pipeline::parse_with_limits("invert,invert,invert", &limits),
+            Err(FilterError::BadSpec {
+                step: None,
+                reason: SpecError::TooManyOps { count: 3, max: 2 }
+            })
+        );
+    }
+
+    #[test]
+    fn too_long() {
+        let text = "noop,".repeat(205); // 1025 bytes
+        assert_eq!(
+            reason(&text),
+            (
+                None,
+                SpecError::TooLong {
+                    len: 1025,
+                    max: MAX_SPEC_LEN
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn validate_catches_what_parser_would_refuse() {
+        let l = Limits::default();
+        let bad = [
+            Op::Blur { sigma: f32::NAN },
+            Op::Blur { sigma: 0.0 },
+            Op::Sharpen {
+                sigma: 1.0,
+                threshold: -1,
+            },
+            Op::Resize {
+                width: 0,
+                height: 0,
+                mode: ResizeMode::Fit,
+                filter: ResizeFilter::Nearest,
+            },
+            Op::Resize {
+                width: 10,
+                height: 0,
+                mode: ResizeMode::Fill,
+                filter: ResizeFilter::Nearest,
+            },
+            Op::Resize {
+                width: 70000,
+                height: 1,
+                mode: ResizeMode::Exact,
+                filter: ResizeFilter::Nearest,
+            },
+            Op::Thumbnail { max: 0 },
+            Op::Crop {
+                x: 0,
+                y: 0,
+                width: 0,
+                height: 1,
+            },
+            Op::Brightness(i32::MIN),
+            Op::Contrast(f32::INFINITY),
+        ];
+        for op in bad {
+            let pl = Pipeline {
+                ops: vec![Op::Noop, op.clone()],
+                output: OutputFormat::Same,
+            };
+            assert!(
+                matches!(
+                    pl.validate(&l),
+                    Err(FilterError::BadSpec { step: Some(2), .. })
+                ),
+                "{op:?}"
+            );
+        }
+        let pl = Pipeline {
+            ops: vec![],
+            output: OutputFormat::Jpeg { quality: 0 },
+        };
+        assert!(pl.validate(&l).is_err());
+    }
+
+    #[test]
+    fn error_messages_name_the_problem() {
+        let e = "invert,blur:abc".parse::<Pipeline>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad op spec (step 2): blur: sigma \"abc\" is not a valid number"
+        );
+        assert_eq!(e.kind(), "bad_spec");
+        let long = format!("{}:1", "z".repeat(100));
+        let msg = long.parse::<Pipeline>().unwrap_err().to_string();
+        assert!(msg.len() < 100, "{msg}");
+    }
+}

@@ -1,0 +1,417 @@
+//! One request end to end: validate, decode, apply the ops, encode.
+//!
+//! Trust boundary: entry point for hostile image bytes plus an op spec from the network. Checks
+//! run cheapest first: the spec (no image work at all), then the input length and header, then
+//! the geometry of every op against the upright header dimensions, and only then the pixel
+//! decode. A request that would be refused anyway therefore costs no decode.
+
+use std::time::{Duration, Instant};
+
+use image::ImageFormat;
+
+use crate::decode::decode;
+use crate::error::FilterError;
+use crate::filters::{apply_with_limits, output_dimensions};
+use crate::format::{encode, resolve};
+use crate::limits::Limits;
+use crate::ops::Pipeline;
+
+/// Wall-clock time spent in each stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Header parsing, pixel decoding and EXIF orientation.
+    pub decode: Duration,
+    /// All ops.
+    pub filter: Duration,
+    /// Colour conversion for the output format and encoding.
+    pub encode: Duration,
+}
+
+/// The encoded result of [`run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub timings: Timings,
+}
+
+/// [`Output`] without the bytes, returned by [`run_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputInfo {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub timings: Timings,
+}
+
+/// Decodes `input`, applies `pipeline` and encodes the result, within `limits`.
+///
+/// Deterministic: the same input, pipeline and build give byte-identical output.
+pub fn run(input: &[u8], pipeline: &Pipeline, limits: &Limits) -> Result<Output, FilterError> {
+    let mut bytes = Vec::new();
+    let info = run_into(input, pipeline, limits, &mut bytes)?;
+    Ok(Output {
+        bytes,
+        format: info.format,
+        width: info.width,
+        height: info.height,
+        timings: info.timings,
+    })
+}
+
+/// Like [`run`], but writes the encoded image into `out`, which is cleared first and keeps its
+/// capacity, so a worker can reuse one buffer across requests. On error `out` is empty.
+pub fn run_into(
+    input: &[u8],
+    pipeline: &Pipeline,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) -> Result<OutputInfo, FilterError> {
+    out.clear();
+    pipeline.validate(limits)?;
+
+    let t0 = Instant::now();
+    let (mut img, input_format) = decode(input, limits, |w, h| {
+        // Dry run of the whole chain on dimensions only.
+        pipeline.ops.iter().try_fold((w, h), |(w, h), op| {
+            output_dimensions(op, w, h, limits)
+        })?;
+        Ok(())
+    })?;
+
+    let t1 = Instant::now();
+    for op in &pipeline.ops {
+        img = apply_with_limits(img, op, limits)?;
+    }
+
+    let t2 = Instant::now();
+    let (width, height) = (img.width(), img.height());
+    let (format, quality) = resolve(pipeline.output, input_format);
+    encode(img, format, quality, out)?;
+    let t3 = Instant::now();
+
+    Ok(OutputInfo {
+        format,
+        width,
+        height,
+        timings: Timings {
+            decode: t1 - t0,
+            filter: t2 - t1,
+            encode: t3 - t2,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+    fn gradient(w: u32, h: u32) -> DynamicImage {
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 7 * 30) as u8])
+        }))
+    }
+
+    fn spec(s: &str) -> Pipeline {
+        s.parse().unwrap()
+    }
+
+    fn run_default(input: &[u8], s: &str) -> Result<Output, FilterError> {
+        run(input, &spec(s), &Limits::default())
+    }
+
+    #[test]
+    fn blur_to_jpeg() {
+        let input = png(&gradient(40, 30));
+        let out = run_default(&input, "blur:2,format:jpeg:80").unwrap();
+        assert_eq!((out.format, out.width, out.height), (ImageFormat::Jpeg, 40, 30));
+        assert_eq!(image::guess_format(&out.bytes).unwrap(), ImageFormat::Jpeg);
+        let back = image::load_from_memory(&out.bytes).unwrap();
+        assert_eq!(back.dimensions(), (40, 30));
+    }
+
+    #[test]
+    fn same_format_by_default_and_every_output_format() {
+        let input = png(&gradient(20, 10));
+        let out = run_default(&input, "invert").unwrap();
+        assert_eq!(out.format, ImageFormat::Png);
+        for (f, expect) in [
+            ("png", ImageFormat::Png),
+            ("jpeg", ImageFormat::Jpeg),
+            ("gif", ImageFormat::Gif),
+            ("webp", ImageFormat::WebP),
+            ("bmp", ImageFormat::Bmp),
+            ("tiff", ImageFormat::Tiff),
+        ] {
+            let out = run_default(&input, &format!("rotate:90,format:{f}")).unwrap();
+            assert_eq!(out.format, expect);
+            assert_eq!(image::guess_format(&out.bytes).unwrap(), expect);
+            let back = image::load_from_memory(&out.bytes).unwrap();
+            assert_eq!(back.dimensions(), (10, 20), "{f}");
+            // And each format is accepted back as input, keeping its format.
+            let again = run_default(&out.bytes, "noop").unwrap();
+            assert_eq!((again.format, again.width, again.height), (expect, 10, 20));
+        }
+    }
+
+    #[test]
+    fn lossless_round_trip_keeps_pixels() {
+        let img = gradient(9, 7);
+        let out = run_default(&png(&img), "flip:h,flip:h,format:webp").unwrap();
+        let back = image::load_from_memory(&out.bytes).unwrap();
+        assert_eq!(back.to_rgb8(), img.to_rgb8());
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let input = png(&gradient(50, 40));
+        for s in [
+            "blur:2,format:jpeg:80",
+            "resize:33x21:exact:lanczos3,sharpen:1:2",
+            "resize:20x20:fill,contrast:20,format:gif",
+            "thumbnail:16,grayscale,format:webp",
+        ] {
+            let a = run_default(&input, s).unwrap();
+            let b = run_default(&input, s).unwrap();
+            assert_eq!(a.bytes, b.bytes, "{s}");
+        }
+    }
+
+    #[test]
+    fn run_into_reuses_and_clears_the_buffer() {
+        let input = png(&gradient(8, 6));
+        let mut buf = vec![0xAA; 100_000];
+        let cap = buf.capacity();
+        let info = run_into(&input, &spec("invert"), &Limits::default(), &mut buf).unwrap();
+        assert_eq!((info.width, info.height), (8, 6));
+        assert_eq!(buf.capacity(), cap);
+        assert_eq!(&buf[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(buf, run_default(&input, "invert").unwrap().bytes);
+        let err = run_into(b"junk", &spec("invert"), &Limits::default(), &mut buf);
+        assert!(err.is_err());
+        assert!(buf.is_empty());
+    }
+
+    /// 16x8 JPEG: left half red, right half blue.
+    fn halves_jpeg() -> Vec<u8> {
+        let img = RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)
+    }
+
+    fn is_red(p: Rgb<u8>) -> bool {
+        p[0] > 200 && p[2] < 60
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_and_stripped() {
+        let input = jpeg_with_orientation(&halves_jpeg(), 6);
+        assert!(jpeg_markers(&input).contains(&0xe1));
+        // The header still says 16x8: probe does not rotate.
+        let info = probe(&input).unwrap();
+        assert_eq!((info.format, info.width, info.height), (ImageFormat::Jpeg, 16, 8));
+
+        let out = run_default(&input, "noop").unwrap();
+        assert_eq!((out.format, out.width, out.height), (ImageFormat::Jpeg, 8, 16));
+        let markers = jpeg_markers(&out.bytes);
+        assert!(!markers.contains(&0xe1), "APP1 in output: {markers:x?}");
+        assert!(!markers.contains(&0xe2), "APP2 (ICC) in output: {markers:x?}");
+        let back = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+        // Orientation 6 = rotate 90 clockwise: the red left half becomes the top half.
+        assert!(is_red(*back.get_pixel(4, 2)));
+        assert!(!is_red(*back.get_pixel(4, 13)));
+
+        let out = run_default(&input, "format:png").unwrap();
+        assert_eq!((out.width, out.height), (8, 16));
+        let chunks = png_chunk_names(&out.bytes);
+        assert_eq!(chunks.first().map(String::as_str), Some("IHDR"));
+        assert!(!chunks.iter().any(|c| c == "eXIf"), "{chunks:?}");
+    }
+
+    #[test]
+    fn png_metadata_is_applied_and_stripped() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_fn(6, 4, |x, y| {
+            Rgba([x as u8 * 40, y as u8 * 60, 7, 200])
+        }));
+        let mut input = png(&img);
+        input = png_insert_after_ihdr(&input, &png_chunk(b"tEXt", b"Comment\0secret"));
+        // Orientation 3: rotate 180.
+        input = png_insert_after_ihdr(&input, &png_chunk(b"eXIf", &exif_tiff_orientation(3)));
+        let out = run_default(&input, "noop").unwrap();
+        let chunks = png_chunk_names(&out.bytes);
+        for c in ["eXIf", "tEXt", "iCCP", "zTXt", "iTXt"] {
+            assert!(!chunks.iter().any(|n| n == c), "{c} in {chunks:?}");
+        }
+        let back = image::load_from_memory(&out.bytes).unwrap().to_rgba8();
+        assert_eq!(back.get_pixel(0, 0), &Rgba([5 * 40, 3 * 60, 7, 200]));
+    }
+
+    #[test]
+    fn huge_declared_dimensions_are_refused_from_the_header() {
+        let input = png_with_header(100_000, 100_000);
+        // A limit far below the 40 GB the pixels would need shows nothing was allocated for them.
+        let limits = Limits {
+            max_alloc: 1 << 20,
+            ..Limits::default()
+        };
+        let err = run(&input, &spec("noop"), &limits).unwrap_err();
+        assert_eq!(
+            err,
+            FilterError::TooManyPixels {
+                width: 100_000,
+                height: 100_000,
+                limit: 50_000_000
+            }
+        );
+        let info = probe(&input).unwrap();
+        assert_eq!((info.width, info.height), (100_000, 100_000));
+
+        // Within max_pixels but over max_alloc: the decoder limit, not an allocation.
+        let input = png_with_header(5000, 5000);
+        assert!(matches!(
+            run(&input, &spec("noop"), &limits),
+            Err(FilterError::LimitExceeded(_))
+        ));
+        let tight = Limits {
+            max_pixels: 1000,
+            ..Limits::default()
+        };
+        assert_eq!(
+            run(&png(&gradient(40, 30)), &spec("noop"), &tight).unwrap_err(),
+            FilterError::TooManyPixels {
+                width: 40,
+                height: 30,
+                limit: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn op_geometry_is_checked_before_decoding() {
+        // The pixels of this "image" are garbage, so reaching the decoder would give Decode:
+        // getting the geometry errors proves the check happens first.
+        let input = png_with_header(100, 100);
+        assert!(matches!(
+            run_default(&input, "crop:90:90:20x20"),
+            Err(FilterError::BadGeometry { .. })
+        ));
+        assert!(matches!(
+            run_default(&input, "resize:65535x65535:exact"),
+            Err(FilterError::TooManyPixels { .. })
+        ));
+        assert!(matches!(
+            run_default(&input, "rotate:90,crop:0:0:100x101"),
+            Err(FilterError::BadGeometry { .. })
+        ));
+        assert!(matches!(
+            run_default(&input, "noop"),
+            Err(FilterError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn input_and_format_errors() {
+        let input = png(&gradient(8, 6));
+        let small = Limits {
+            max_input_bytes: 10,
+            ..Limits::default()
+        };
+        assert_eq!(
+            run(&input, &spec("noop"), &small).unwrap_err(),
+            FilterError::InputTooLarge {
+                len: input.len() as u64,
+                limit: 10
+            }
+        );
+        for junk in [&b""[..], b"GIF", b"not an image at all", b"qoif\0\0\0\x01\0\0\0\x01\x03\0"] {
+            assert!(
+                matches!(run_default(junk, "noop"), Err(FilterError::UnsupportedFormat(_))),
+                "{junk:?}"
+            );
+            assert!(matches!(probe(junk), Err(FilterError::UnsupportedFormat(_))));
+        }
+    }
+
+    #[test]
+    fn programmatic_pipelines_are_validated() {
+        let input = png(&gradient(8, 6));
+        let p = Pipeline {
+            ops: vec![crate::Op::Blur { sigma: f32::NAN }],
+            output: crate::OutputFormat::Png,
+        };
+        assert!(matches!(
+            run(&input, &p, &Limits::default()),
+            Err(FilterError::BadSpec { step: Some(1), .. })
+        ));
+        let p = Pipeline {
+            ops: vec![crate::Op::Noop; 3],
+            output: crate::OutputFormat::Jpeg { quality: 50 },
+        };
+        let limits = Limits {
+            max_ops: 2,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            run(&input, &p, &limits),
+            Err(FilterError::BadSpec { step: None, .. })
+        ));
+    }
+
+    /// Every truncation and many single-bit flips of an image in each format: the result is a
+    /// typed error or a decodable image, never a panic.
+    #[test]
+    fn damaged_inputs_give_typed_errors() {
+        let img = gradient(24, 16);
+        let p = spec("noop,format:png");
+        let limits = Limits::default();
+        for format in crate::SUPPORTED_FORMATS {
+            let good = encode(&img, format);
+            let check = |bytes: &[u8], what: &str| match run(bytes, &p, &limits) {
+                Ok(out) => {
+                    let back = image::load_from_memory(&out.bytes).unwrap();
+                    assert_eq!(back.dimensions(), (out.width, out.height), "{format:?} {what}");
+                    true
+                }
+                Err(_) => false,
+            };
+            let step = (good.len() / 150).max(1);
+            let mut truncated_errors = 0;
+            for len in (0..good.len()).step_by(step) {
+                if !check(&good[..len], "truncated") {
+                    truncated_errors += 1;
+                }
+            }
+            assert!(truncated_errors > 0, "{format:?}: no truncation was noticed");
+            for bit in (0..good.len() * 8).step_by(step * 3 + 4) {
+                let mut bad = good.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                check(&bad, "bit flip");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_png_is_a_decode_error() {
+        let good = png(&gradient(24, 16));
+        for len in [9, 20, 33, 40, good.len() / 2, good.len() - 20] {
+            let err = run_default(&good[..len], "noop").unwrap_err();
+            assert!(
+                matches!(err, FilterError::Decode(_)),
+                "len {len}: {err:?}"
+            );
+        }
+        assert!(matches!(
+            run_default(&good[..4], "noop"),
+            Err(FilterError::UnsupportedFormat(_))
+        ));
+    }
+}

@@ -1,0 +1,160 @@
+//! C handles for shared configuration: client credentials and server identity/users.
+//!
+//! Trust boundary: secrets (password, server key) enter the library here and never leave it.
+
+use std::ffi::c_char;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::status::np_status::{self, *};
+use super::{arg_bytes, arg_mut, arg_ref, arg_str, err, fail, guard, write_out};
+use crate::conn::{ClientConfig, ServerConfig};
+use crate::login::Verifier;
+use crate::message::ServerParams;
+
+/// Client credentials (user name and password), shareable by many connections and threads.
+pub struct np_client_config {
+    pub(crate) inner: Arc<ClientConfig>,
+}
+
+/// Server identity key, users and announced limits. Add users before creating connections.
+pub struct np_server_config {
+    pub(crate) inner: Arc<ServerConfig>,
+}
+
+/// Limits a server announces to its clients in the handshake.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct np_server_params {
+    /// Largest image-data bytes per JOB/RESULT frame (1..=65536).
+    pub max_chunk: u32,
+    /// Largest declared job input length.
+    pub max_upload: u64,
+    /// Most jobs one connection may have in flight.
+    pub max_in_flight: u32,
+}
+
+/// Creates client credentials. The password is copied and wiped when the config is freed.
+///
+/// # Safety
+/// `user` NUL-terminated; `password` valid for `password_len` bytes; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_client_config_new(
+    user: *const c_char,
+    password: *const u8,
+    password_len: usize,
+    out: *mut *mut np_client_config,
+) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let user = unsafe { arg_str(user) }?;
+        // SAFETY: forwarded caller contract.
+        let pw = unsafe { arg_bytes(password, password_len) }?;
+        if out.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+        }
+        let cfg = ClientConfig::new(user, pw).map_err(err)?;
+        let h = Box::into_raw(Box::new(np_client_config { inner: Arc::new(cfg) }));
+        // SAFETY: `out` checked non-NULL above; writable per the contract.
+        unsafe { write_out(out, h) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Frees client credentials (connections made from them keep their own reference).
+///
+/// # Safety
+/// `cfg` NULL or a handle from `np_client_config_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn np_client_config_free(cfg: *mut np_client_config) {
+    super::guard_or((), || {
+        if !cfg.is_null() {
+            // SAFETY: a handle created by Box::into_raw, freed once per the contract.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+/// Loads the server key at `key_path` (created with mode 0600 if absent) and makes a server
+/// config. `created` (optional) is set to whether the key was just created; `public_key`
+/// (optional) receives the 32-byte public key.
+///
+/// # Safety
+/// `key_path` NUL-terminated; `params` valid; `out` writable; `created` and `public_key` NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_new(
+    key_path: *const c_char,
+    params: *const np_server_params,
+    out: *mut *mut np_server_config,
+    created: *mut bool,
+    public_key: *mut [u8; 32],
+) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let path = unsafe { arg_str(key_path) }?;
+        // SAFETY: forwarded caller contract.
+        let p = unsafe { arg_ref(params) }?;
+        if out.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+        }
+        if p.max_chunk == 0 || p.max_chunk as usize > crate::limits::MAX_CHUNK_DATA || p.max_in_flight == 0 {
+            return Err(fail(NP_INVALID_ARGUMENT, "max_chunk must be 1..=65536 and max_in_flight > 0"));
+        }
+        let (key, was_created) = crate::io::load_or_create_server_key(Path::new(path)).map_err(err)?;
+        let params = ServerParams { max_chunk: p.max_chunk, max_upload: p.max_upload, max_in_flight: p.max_in_flight };
+        let cfg = ServerConfig::new(key, params);
+        let public = *cfg.public_key();
+        let h = Box::into_raw(Box::new(np_server_config { inner: Arc::new(cfg) }));
+        // SAFETY: the optional outputs are NULL or writable per the contract.
+        unsafe {
+            if !created.is_null() {
+                *created = was_created;
+            }
+            if !public_key.is_null() {
+                *public_key = public;
+            }
+            write_out(out, h)?;
+        }
+        Ok(NP_OK)
+    })
+}
+
+/// Adds (or replaces) a user with a verifier from `np_verifier_create`. Only before the
+/// config is shared by a connection: afterwards NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle; `user` and `verifier` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_add_user(
+    cfg: *mut np_server_config,
+    user: *const c_char,
+    verifier: *const c_char,
+) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        // SAFETY: forwarded caller contract.
+        let user = unsafe { arg_str(user) }?;
+        // SAFETY: forwarded caller contract.
+        let v = Verifier::parse(unsafe { arg_str(verifier) }?).map_err(err)?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        inner.add_user(user, v).map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Frees a server config (live connections keep their own reference).
+///
+/// # Safety
+/// `cfg` NULL or a handle from `np_server_config_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_free(cfg: *mut np_server_config) {
+    super::guard_or((), || {
+        if !cfg.is_null() {
+            // SAFETY: created by Box::into_raw, freed once per the contract.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}

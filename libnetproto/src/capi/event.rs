@@ -1,0 +1,212 @@
+//! The flat C view of a connection event.
+//!
+//! Trust boundary: pointers in an event point into the connection's own buffer and stay valid
+//! only until the next call on that connection; C callers copy what they keep.
+
+use crate::conn::Event;
+use crate::message::ResultInfo;
+
+/// Kinds of `np_event`. Stable numbers.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum np_event_kind {
+    /// Client: the server's static key is in `server_key`; call `np_conn_trust_server_key`.
+    NP_EVENT_SERVER_KEY = 1,
+    /// Client: logged in.
+    NP_EVENT_READY = 2,
+    /// Server: a client logged in; `text` is the user name.
+    NP_EVENT_LOGGED_IN = 3,
+    /// Server: a job starts; `total_len`, `text` = op spec, `data` = first chunk, `last`.
+    NP_EVENT_JOB_SUBMIT = 4,
+    /// Server: more job input in `data`; `last`.
+    NP_EVENT_JOB_DATA = 5,
+    /// Client: a result starts; `info`, `total_len`, `data` = first chunk, `last`.
+    NP_EVENT_JOB_RESULT = 6,
+    /// Client: more result data; `last`.
+    NP_EVENT_RESULT_DATA = 7,
+    /// Either: `code` = error code, `text` = message, `request_id` (0: whole connection).
+    NP_EVENT_ERROR = 8,
+    /// Client: `code` = retry-after in milliseconds for `request_id`.
+    NP_EVENT_BUSY = 9,
+    /// Either: a PING arrived (the PONG is already queued); `data` = payload.
+    NP_EVENT_PING = 10,
+    /// Either: answer to our PING; `data` = payload.
+    NP_EVENT_PONG = 11,
+    /// Server: the client asks for counters; reply with `np_conn_send_stats`.
+    NP_EVENT_STATS_REQUEST = 12,
+    /// Client: counters; walk `data` with `np_stats_next`.
+    NP_EVENT_STATS = 13,
+    /// Client: the server is stopping; `code` = grace period in milliseconds.
+    NP_EVENT_SHUTDOWN = 14,
+    /// Either: the peer closed the session in order.
+    NP_EVENT_BYE = 15,
+}
+
+/// What the server reports with a job result.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct np_result_info {
+    pub total_len: u64,
+    pub width: u32,
+    pub height: u32,
+    /// 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
+    pub format: u8,
+    pub queue_us: u32,
+    pub decode_us: u32,
+    pub filter_us: u32,
+    pub encode_us: u32,
+}
+
+impl From<ResultInfo> for np_result_info {
+    fn from(i: ResultInfo) -> Self {
+        np_result_info {
+            total_len: i.total_len,
+            width: i.width,
+            height: i.height,
+            format: i.format,
+            queue_us: i.queue_us,
+            decode_us: i.decode_us,
+            filter_us: i.filter_us,
+            encode_us: i.encode_us,
+        }
+    }
+}
+
+impl From<&np_result_info> for ResultInfo {
+    fn from(i: &np_result_info) -> Self {
+        ResultInfo {
+            total_len: i.total_len,
+            width: i.width,
+            height: i.height,
+            format: i.format,
+            queue_us: i.queue_us,
+            decode_us: i.decode_us,
+            filter_us: i.filter_us,
+            encode_us: i.encode_us,
+        }
+    }
+}
+
+/// One event. Fields not used by a kind are zero / NULL.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct np_event {
+    pub kind: np_event_kind,
+    pub request_id: u64,
+    /// ERROR: error code; BUSY: retry-after ms; SHUTDOWN: grace ms.
+    pub code: u32,
+    /// Chunked streams: true on the last chunk.
+    pub last: bool,
+    /// JOB_SUBMIT / JOB_RESULT: declared total length.
+    pub total_len: u64,
+    pub data: *const u8,
+    pub data_len: usize,
+    /// UTF-8, not NUL-terminated.
+    pub text: *const u8,
+    pub text_len: usize,
+    pub info: np_result_info,
+    pub server_key: [u8; 32],
+}
+
+impl np_event {
+    pub(crate) fn from_event(e: &Event<'_>) -> np_event {
+        use np_event_kind::*;
+        let mut out = np_event {
+            kind: NP_EVENT_BYE,
+            request_id: 0,
+            code: 0,
+            last: false,
+            total_len: 0,
+            data: std::ptr::null(),
+            data_len: 0,
+            text: std::ptr::null(),
+            text_len: 0,
+            info: np_result_info::default(),
+            server_key: [0; 32],
+        };
+        match *e {
+            Event::ServerKey { key } => {
+                out.kind = NP_EVENT_SERVER_KEY;
+                out.server_key = key;
+            }
+            Event::Ready { .. } => out.kind = NP_EVENT_READY,
+            Event::LoggedIn { user } => {
+                out.kind = NP_EVENT_LOGGED_IN;
+                out.text = user.as_ptr();
+                out.text_len = user.len();
+            }
+            Event::JobSubmit { request_id, total_len, spec, data: d, last } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_JOB_SUBMIT;
+                out.request_id = request_id;
+                out.total_len = total_len;
+                out.text = spec.as_ptr();
+                out.text_len = spec.len();
+                out.last = last;
+            }
+            Event::JobData { request_id, data: d, last } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_JOB_DATA;
+                out.request_id = request_id;
+                out.last = last;
+            }
+            Event::JobResult { request_id, info, data: d, last } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_JOB_RESULT;
+                out.request_id = request_id;
+                out.total_len = info.total_len;
+                out.info = info.into();
+                out.last = last;
+            }
+            Event::ResultData { request_id, data: d, last } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_RESULT_DATA;
+                out.request_id = request_id;
+                out.last = last;
+            }
+            Event::Error { request_id, code, message } => {
+                out.kind = NP_EVENT_ERROR;
+                out.request_id = request_id;
+                out.code = code as u32;
+                out.text = message.as_ptr();
+                out.text_len = message.len();
+            }
+            Event::Busy { request_id, retry_after_ms } => {
+                out.kind = NP_EVENT_BUSY;
+                out.request_id = request_id;
+                out.code = retry_after_ms;
+            }
+            Event::Ping { request_id, payload } => {
+                set_data(&mut out, payload);
+                out.kind = NP_EVENT_PING;
+                out.request_id = request_id;
+            }
+            Event::Pong { request_id, payload } => {
+                set_data(&mut out, payload);
+                out.kind = NP_EVENT_PONG;
+                out.request_id = request_id;
+            }
+            Event::StatsRequest { request_id } => {
+                out.kind = NP_EVENT_STATS_REQUEST;
+                out.request_id = request_id;
+            }
+            Event::Stats { request_id, body } => {
+                set_data(&mut out, body);
+                out.kind = NP_EVENT_STATS;
+                out.request_id = request_id;
+            }
+            Event::Shutdown { grace_ms } => {
+                out.kind = NP_EVENT_SHUTDOWN;
+                out.code = grace_ms;
+            }
+            Event::Bye => out.kind = NP_EVENT_BYE,
+        }
+        out
+    }
+}
+
+fn set_data(out: &mut np_event, d: &[u8]) {
+    out.data = d.as_ptr();
+    out.data_len = d.len();
+}

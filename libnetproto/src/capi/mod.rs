@@ -1,0 +1,255 @@
+//! The C ABI of libnetproto: opaque handles, `np_<thing>_<verb>` functions, `np_status` codes.
+//!
+//! Trust boundary: the line between C callers and Rust. Every exported function catches
+//! panics (a panic unwinding into C would abort the process) and checks its pointers; outputs
+//! are written only on success; the reason for the last failure on this thread is kept for
+//! `np_last_error`. This module tree is the only place in the crate allowed `unsafe`.
+//!
+//! cbindgen reads these files to generate `include/netproto.h`; keep exported items plain
+//! (no macros) so it can see them.
+
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod event;
+pub mod status;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::Error;
+pub use status::np_status;
+use status::np_status::*;
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn set_last_error(msg: String) {
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+}
+
+/// Records the error's full text for `np_last_error` and returns its status.
+pub(crate) fn err(e: Error) -> np_status {
+    let s = np_status::from(&e);
+    set_last_error(e.to_string());
+    s
+}
+
+/// Records a caller error that has no `Error` value.
+pub(crate) fn fail(s: np_status, msg: &str) -> np_status {
+    set_last_error(msg.to_string());
+    s
+}
+
+/// Runs an exported function's body behind the panic boundary.
+pub(crate) fn guard(f: impl FnOnce() -> Result<np_status, np_status>) -> np_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(s)) | Ok(Err(s)) => s,
+        Err(_) => fail(NP_PANIC, "panic inside libnetproto"),
+    }
+}
+
+/// Like [`guard`] for functions without a status result.
+pub(crate) fn guard_or<T>(default: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+}
+
+/// # Safety
+/// `p` must be NULL or point to a valid `T` for `'a`.
+pub(crate) unsafe fn arg_ref<'a, T>(p: *const T) -> Result<&'a T, np_status> {
+    // SAFETY: the caller guarantees `p` is NULL or valid; NULL is turned into an error.
+    unsafe { p.as_ref() }.ok_or_else(|| fail(NP_NULL_ARGUMENT, "NULL pointer argument"))
+}
+
+/// # Safety
+/// `p` must be NULL or point to a valid, unaliased `T` for `'a`.
+pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T) -> Result<&'a mut T, np_status> {
+    // SAFETY: as above, and the caller guarantees no other reference exists.
+    unsafe { p.as_mut() }.ok_or_else(|| fail(NP_NULL_ARGUMENT, "NULL pointer argument"))
+}
+
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn arg_str<'a>(p: *const c_char) -> Result<&'a str, np_status> {
+    if p.is_null() {
+        return Err(fail(NP_NULL_ARGUMENT, "NULL string argument"));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| fail(NP_INVALID_ARGUMENT, "string is not UTF-8"))
+}
+
+/// # Safety
+/// `p` must point to `len` readable bytes, or be anything when `len` is 0.
+pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], np_status> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(fail(NP_NULL_ARGUMENT, "NULL buffer with non-zero length"));
+    }
+    // SAFETY: non-NULL, and the caller guarantees `len` readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Writes `v` through an out-pointer, which must be non-NULL.
+///
+/// # Safety
+/// `p` must be NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) -> Result<(), np_status> {
+    if p.is_null() {
+        return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+    }
+    // SAFETY: non-NULL and writable per the contract; `write` does not drop the old value,
+    // which may be uninitialised.
+    unsafe { p.write(v) };
+    Ok(())
+}
+
+/// Copies `text` plus a NUL into `out[..cap]`; `len_out` (optional) gets the text length.
+///
+/// # Safety
+/// `out` must be valid for `cap` bytes; `len_out` NULL or writable.
+pub(crate) unsafe fn write_text(text: &str, out: *mut c_char, cap: usize, len_out: *mut usize) -> Result<(), np_status> {
+    if out.is_null() {
+        return Err(fail(NP_NULL_ARGUMENT, "NULL output buffer"));
+    }
+    if text.len() + 1 > cap {
+        return Err(fail(NP_BUFFER_TOO_SMALL, "output buffer too small"));
+    }
+    // SAFETY: `out` has room for `cap >= len + 1` bytes per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out.cast::<u8>(), text.len());
+        *out.add(text.len()) = 0;
+        if !len_out.is_null() {
+            *len_out = text.len();
+        }
+    }
+    Ok(())
+}
+
+/// A static, NUL-terminated description of `status`. Never NULL.
+#[no_mangle]
+pub extern "C" fn np_status_str(status: np_status) -> *const c_char {
+    guard_or(c"internal error".as_ptr(), || {
+        status::STRINGS.iter().find(|(s, _)| *s == status).map_or(c"unknown status".as_ptr(), |(_, t)| t.as_ptr())
+    })
+}
+
+/// The library version, e.g. "0.1.0". Never NULL.
+#[no_mangle]
+pub extern "C" fn np_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Copies the detailed message of the last failure on this thread (NUL-terminated) into
+/// `out`; `len` gets its length. NP_BUFFER_TOO_SMALL if it does not fit.
+///
+/// # Safety
+/// `out` must be valid for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
+    guard(|| {
+        let msg = LAST_ERROR.with(|l| l.borrow().clone());
+        // SAFETY: forwarded caller contract.
+        unsafe { write_text(&msg, out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Installs the library's logger (the `.so` has its own copy of the logging globals).
+/// `spec` is a RUST_LOG-style filter or NULL for $RUST_LOG (default "info"); `tag` prefixes
+/// every line (NULL for none). A second call changes nothing and returns NP_BAD_STATE.
+///
+/// # Safety
+/// `spec` and `tag` must each be NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let spec = if spec.is_null() { None } else { Some(unsafe { arg_str(spec) }?) };
+        // SAFETY: forwarded caller contract.
+        let tag = if tag.is_null() { "" } else { unsafe { arg_str(tag) }? };
+        if crate::logging::init(spec, tag) {
+            Ok(NP_OK)
+        } else {
+            Err(fail(NP_BAD_STATE, "logger already installed"))
+        }
+    })
+}
+
+/// Fills `buf[..len]` with bytes from the operating system's CSPRNG.
+///
+/// # Safety
+/// `buf` must be valid for `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
+    guard(|| {
+        if len == 0 {
+            return Ok(NP_OK);
+        }
+        if buf.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL buffer"));
+        }
+        // SAFETY: non-NULL and `len` writable bytes per the contract.
+        crate::io::random_bytes(unsafe { std::slice::from_raw_parts_mut(buf, len) });
+        Ok(NP_OK)
+    })
+}
+
+/// Writes the SSH-style fingerprint ("SHA256:…", NUL-terminated) of a 32-byte public key.
+///
+/// # Safety
+/// `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_fingerprint(key: *const [u8; 32], out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let key = unsafe { arg_ref(key) }?;
+        // SAFETY: forwarded caller contract.
+        unsafe { write_text(&crate::keys::fingerprint(key), out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Derives a password verifier (the text a server stores; never the password) with a fresh
+/// random salt. `iterations` 0 picks the default. Writes NUL-terminated text into `out`.
+///
+/// # Safety
+/// `password` valid for `password_len` bytes; `out` for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_verifier_create(
+    password: *const u8,
+    password_len: usize,
+    iterations: u32,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let pw = unsafe { arg_bytes(password, password_len) }?;
+        let iters = if iterations == 0 { crate::limits::DEFAULT_PBKDF2_ITERATIONS } else { iterations };
+        let mut salt = [0u8; 16];
+        crate::io::random_bytes(&mut salt);
+        let v = crate::login::Verifier::create(pw, &salt, iters).map_err(err)?;
+        // SAFETY: forwarded caller contract.
+        unsafe { write_text(&v.encode(), out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Checks that `text` is a well-formed verifier (as stored in a users file).
+///
+/// # Safety
+/// `text` must be a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let t = unsafe { arg_str(text) }?;
+        crate::login::Verifier::parse(t).map_err(err)?;
+        Ok(NP_OK)
+    })
+}

@@ -1,0 +1,315 @@
+//! The library's only contact with the operating system: sockets, deadlines, key files,
+//! the known-servers file and randomness. Everything protocol-shaped is delegated to [`Conn`].
+//!
+//! Trust boundary: files here hold secrets (the server key, mode 0600) and trust decisions
+//! (the pinning table); sockets carry hostile bytes into `Conn`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use crate::conn::{ClientConfig, Conn, Event};
+use crate::error::Error;
+use crate::keys::{fingerprint, KnownServers, ServerKey, Trust};
+use crate::message::ServerParams;
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+pub fn random_bytes(buf: &mut [u8]) {
+    OsRng.fill_bytes(buf);
+}
+
+fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::KeyFile { path: path.display().to_string(), msg: msg.to_string() }
+}
+
+/// Loads the server's long-term key, creating it (mode 0600, never overwriting) on first start.
+/// Refuses a key file that others can read: a leaked key lets anyone impersonate the server.
+pub fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = fs::metadata(path).map_err(|e| key_err(path, e))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(key_err(path, format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
+            }
+            let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| key_err(path, "not base64"))?);
+            let secret: [u8; 32] =
+                bytes.as_slice().try_into().map_err(|_| key_err(path, "not a 32-byte key"))?;
+            Ok((ServerKey::from_secret(secret), false))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
+            }
+            let secret = random32();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| key_err(path, e))?;
+            let text = Zeroizing::new(format!("{}\n", STANDARD.encode(secret)));
+            f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| key_err(path, e))?;
+            Ok((ServerKey::from_secret(secret), true))
+        }
+        Err(e) => Err(key_err(path, e)),
+    }
+}
+
+/// Checks `key` for `host` against the known-servers file, pinning it on first use.
+pub fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(key_err(path, e)),
+    };
+    let table = KnownServers::parse(&text)
+        .map_err(|(line, msg)| key_err(path, format!("line {line}: {msg}")))?;
+    let trust = table.check(host, key);
+    match &trust {
+        Trust::Known => {}
+        Trust::New => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
+            }
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| key_err(path, e))?;
+            f.write_all(KnownServers::line(host, key).as_bytes()).map_err(|e| key_err(path, e))?;
+            log::info!("pinned new server {host} with key {}", fingerprint(key));
+        }
+        Trust::Changed { pinned } => {
+            return Err(Error::ServerKeyChanged {
+                host: host.to_string(),
+                pinned: fingerprint(pinned),
+                offered: fingerprint(key),
+            })
+        }
+    }
+    Ok(trust)
+}
+
+/// TCP connect to the first address of `addr` that answers within `timeout`, with Nagle off.
+pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::Io { kind: e.kind(), msg: format!("cannot resolve {addr}: {e}") })?;
+    let mut last = Error::Io { kind: io::ErrorKind::NotFound, msg: format!("{addr} resolves to no address") };
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => last = Error::Timeout("connect"),
+            Err(e) => last = Error::Io { kind: e.kind(), msg: format!("connect to {a}: {e}") },
+        }
+    }
+    Err(last)
+}
+
+/// Outcome of a non-blocking read into a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// This many bytes were added.
+    Data(usize),
+    /// Nothing available now.
+    WouldBlock,
+    /// The input buffer is full: drain events first.
+    Full,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// Reads what the socket has into `conn` (non-blocking sockets: at most one `read`).
+pub fn read_into(conn: &mut Conn, src: &mut impl Read) -> Result<ReadStatus, Error> {
+    if conn.input_room() == 0 {
+        return Ok(ReadStatus::Full);
+    }
+    loop {
+        match conn.read_buf(|buf| src.read(buf)) {
+            Ok(0) => return Ok(ReadStatus::Eof),
+            Ok(n) => return Ok(ReadStatus::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes as much pending output as the socket takes; returns the bytes still pending.
+pub fn write_from(conn: &mut Conn, dst: &mut impl Write) -> Result<usize, Error> {
+    while !conn.pending_output().is_empty() {
+        match dst.write(conn.pending_output()) {
+            Ok(0) => return Err(Error::Eof),
+            Ok(n) => conn.consume_output(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(conn.pending_output().len())
+}
+
+/// A blocking client session over TCP: connect, handshake, pin check, login; then
+/// request/response with deadlines. What the CLI, the load tester and the C sample use.
+pub struct Client {
+    stream: TcpStream,
+    conn: Conn,
+    host: String,
+    server_key: [u8; 32],
+    trust: Trust,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+/// How a blocking client decides about the server's key.
+#[derive(Debug, Clone, Copy)]
+pub enum Pinning<'a> {
+    /// Check and update this known-servers file.
+    File(&'a Path),
+    /// Require exactly this key.
+    Key(&'a [u8; 32]),
+    /// Accept any key (tests and first-contact tooling only).
+    AcceptAny,
+}
+
+impl Client {
+    /// Connects and logs in; the whole sequence must finish within `timeout`.
+    pub fn connect(addr: &str, config: Arc<ClientConfig>, pinning: Pinning<'_>, timeout: Duration) -> Result<Client, Error> {
+        let deadline = Instant::now() + timeout;
+        let stream = connect(addr, timeout)?;
+        let conn = Conn::client(config, random32());
+        let mut c = Client { stream, conn, host: addr.to_string(), server_key: [0; 32], trust: Trust::Known };
+        c.flush(deadline)?;
+        loop {
+            match c.next_event_until(deadline)? {
+                Event::ServerKey { key } => {
+                    c.server_key = key;
+                    let decision = match pinning {
+                        Pinning::File(p) => check_known_server(p, addr, &key),
+                        Pinning::Key(k) if k == &key => Ok(Trust::Known),
+                        Pinning::Key(k) => Err(Error::ServerKeyChanged {
+                            host: addr.to_string(),
+                            pinned: fingerprint(k),
+                            offered: fingerprint(&key),
+                        }),
+                        Pinning::AcceptAny => Ok(Trust::New),
+                    };
+                    match decision {
+                        Ok(t) => {
+                            c.trust = t;
+                            c.conn.trust_server_key(true)?;
+                        }
+                        Err(e) => {
+                            let _ = c.conn.trust_server_key(false);
+                            return Err(e);
+                        }
+                    }
+                    c.flush(deadline)?;
+                }
+                Event::Ready { .. } => return Ok(c),
+                Event::Error { code, message, .. } => {
+                    let name = crate::opcode::ErrorCode::from_u16(code).map_or("UNKNOWN", |c| c.name());
+                    return Err(match crate::opcode::ErrorCode::from_u16(code) {
+                        Some(crate::opcode::ErrorCode::AuthFailed) => Error::AuthFailed,
+                        _ => Error::Remote { code, name, message: message.to_string() },
+                    });
+                }
+                _ => return Err(Error::HandshakeFailed("unexpected event during login")),
+            }
+        }
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn server_key(&self) -> &[u8; 32] {
+        &self.server_key
+    }
+
+    /// Whether the server's key was already pinned (`Known`) or pinned just now (`New`).
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    pub fn params(&self) -> ServerParams {
+        self.conn.params().unwrap_or(ServerParams { max_chunk: 65536, max_upload: 0, max_in_flight: 1 })
+    }
+
+    /// Writes all pending output before `deadline`.
+    pub fn flush(&mut self, deadline: Instant) -> Result<(), Error> {
+        while !self.conn.pending_output().is_empty() {
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(Error::Timeout("write"))?;
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(self.conn.pending_output()) {
+                Ok(0) => return Err(Error::Eof),
+                Ok(n) => self.conn.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(Error::Timeout("write")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the next event until `deadline`. PONGs to server PINGs are sent on the way.
+    pub fn next_event_until(&mut self, deadline: Instant) -> Result<Event<'_>, Error> {
+        loop {
+            let got = self.conn.advance()?;
+            // Anything the state machine queued (PONG, login replies) goes out now.
+            self.flush(deadline)?;
+            if got {
+                break;
+            }
+            if self.conn.is_closed() {
+                return Err(self.conn.error().cloned().unwrap_or(Error::Closed));
+            }
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(Error::Timeout("read"))?;
+            self.stream.set_read_timeout(Some(left))?;
+            let stream = &mut self.stream;
+            match self.conn.read_buf(|buf| stream.read(buf)) {
+                Ok(0) => return Err(Error::Eof),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(Error::Timeout("read")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.conn.current_event().expect("advance() returned true"))
+    }
+
+    /// Sends BYE and closes the socket.
+    pub fn close(mut self) {
+        if self.conn.send_bye().is_ok() {
+            let _ = self.flush(Instant::now() + Duration::from_millis(200));
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}

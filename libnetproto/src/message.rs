@@ -1,0 +1,320 @@
+//! Message bodies of protocol v1: typed structs, their byte layouts, and strict parsers.
+//!
+//! Trust boundary: bodies arrive from the peer (after decryption, when encrypted); every parser
+//! checks each length against its limit and rejects trailing bytes.
+
+use crate::error::Error;
+use crate::limits::{
+    MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD, MAX_SPEC_LEN, MAX_USER_LEN,
+};
+use crate::reader::Reader;
+
+/// HELLO body: `version u8 | reserved u8 = 0 | client ephemeral public key [32]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u8,
+    pub ephemeral: [u8; 32],
+}
+
+impl Hello {
+    pub const LEN: usize = 34;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.version);
+        out.push(0);
+        out.extend_from_slice(&self.ephemeral);
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body);
+        let version = r.u8()?;
+        if r.u8()? != 0 {
+            return Err(Error::Malformed("HELLO reserved byte"));
+        }
+        let ephemeral = r.array()?;
+        r.finish()?;
+        Ok(Hello { version, ephemeral })
+    }
+}
+
+/// Session parameters the server announces inside HELLO_REPLY (encrypted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerParams {
+    /// Largest image-data bytes per JOB/RESULT frame.
+    pub max_chunk: u32,
+    /// Largest declared upload (total job input length).
+    pub max_upload: u64,
+    /// Most jobs one connection may have in flight.
+    pub max_in_flight: u32,
+}
+
+impl ServerParams {
+    pub const LEN: usize = 16;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.max_chunk.to_be_bytes());
+        out.extend_from_slice(&self.max_upload.to_be_bytes());
+        out.extend_from_slice(&self.max_in_flight.to_be_bytes());
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body);
+        let p = ServerParams { max_chunk: r.u32()?, max_upload: r.u64()?, max_in_flight: r.u32()? };
+        r.finish()?;
+        if p.max_chunk == 0 || p.max_chunk as usize > MAX_CHUNK_DATA || p.max_in_flight == 0 {
+            return Err(Error::Malformed("server parameters out of range"));
+        }
+        Ok(p)
+    }
+}
+
+/// LOGIN_START body: `user_len u8 | user (UTF-8, 1..=64 bytes)`.
+pub fn encode_login_start(user: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    check_user(user)?;
+    out.push(user.len() as u8);
+    out.extend_from_slice(user.as_bytes());
+    Ok(())
+}
+
+pub fn parse_login_start(body: &[u8]) -> Result<&str, Error> {
+    let mut r = Reader::new(body);
+    let n = r.u8()? as usize;
+    let user = std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("user not UTF-8"))?;
+    r.finish()?;
+    check_user(user)?;
+    Ok(user)
+}
+
+/// User names: 1..=64 bytes of printable non-space ASCII or UTF-8 without control characters,
+/// no ':' (the verifier file's separator).
+pub fn check_user(user: &str) -> Result<(), Error> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(Error::InvalidArgument("user name must be 1..=64 bytes"));
+    }
+    if user.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
+        return Err(Error::InvalidArgument("user name has whitespace, ':' or a control character"));
+    }
+    Ok(())
+}
+
+/// LOGIN_CHALLENGE body: `salt_len u8 (16..=64) | salt | iterations u32`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+}
+
+impl Challenge {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.salt.len() as u8);
+        out.extend_from_slice(&self.salt);
+        out.extend_from_slice(&self.iterations.to_be_bytes());
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body);
+        let n = r.u8()? as usize;
+        if !(16..=64).contains(&n) {
+            return Err(Error::Malformed("salt length out of range"));
+        }
+        let salt = r.take(n)?.to_vec();
+        let iterations = r.u32()?;
+        r.finish()?;
+        Ok(Challenge { salt, iterations })
+    }
+}
+
+/// LOGIN_PROOF and LOGIN_OK bodies: exactly 32 bytes.
+pub fn parse_32(body: &[u8]) -> Result<[u8; 32], Error> {
+    let mut r = Reader::new(body);
+    let a = r.array()?;
+    r.finish()?;
+    Ok(a)
+}
+
+/// JOB_SUBMIT body: `total_len u64 | spec_len u16 | spec (UTF-8) | first data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSubmit<'a> {
+    pub total_len: u64,
+    pub spec: &'a str,
+    pub data: &'a [u8],
+}
+
+impl<'a> JobSubmit<'a> {
+    pub fn encode_head(total_len: u64, spec: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+        if spec.len() > MAX_SPEC_LEN {
+            return Err(Error::InvalidArgument("op spec longer than 1024 bytes"));
+        }
+        out.extend_from_slice(&total_len.to_be_bytes());
+        out.extend_from_slice(&(spec.len() as u16).to_be_bytes());
+        out.extend_from_slice(spec.as_bytes());
+        Ok(())
+    }
+
+    pub fn parse(body: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body);
+        let total_len = r.u64()?;
+        let n = r.u16()? as usize;
+        if n > MAX_SPEC_LEN {
+            return Err(Error::Malformed("op spec longer than 1024 bytes"));
+        }
+        let spec = std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("spec not UTF-8"))?;
+        let data = r.rest();
+        check_chunk(data)?;
+        Ok(JobSubmit { total_len, spec, data })
+    }
+}
+
+/// What the server says about a finished job, at the head of JOB_RESULT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResultInfo {
+    pub total_len: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Output format: 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff (0 unknown).
+    pub format: u8,
+    /// Server-side phase times in microseconds: queue, decode, filter, encode.
+    pub queue_us: u32,
+    pub decode_us: u32,
+    pub filter_us: u32,
+    pub encode_us: u32,
+}
+
+impl ResultInfo {
+    /// `total_len u64 | width u32 | height u32 | format u8 | reserved [3] | queue_us u32 |
+    /// decode_us u32 | filter_us u32 | encode_us u32`
+    pub const LEN: usize = 36;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.total_len.to_be_bytes());
+        out.extend_from_slice(&self.width.to_be_bytes());
+        out.extend_from_slice(&self.height.to_be_bytes());
+        out.extend_from_slice(&[self.format, 0, 0, 0]);
+        for v in [self.queue_us, self.decode_us, self.filter_us, self.encode_us] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// Parses the head of a JOB_RESULT body; returns the info and the first data.
+    pub fn parse(body: &[u8]) -> Result<(Self, &[u8]), Error> {
+        let mut r = Reader::new(body);
+        let total_len = r.u64()?;
+        let width = r.u32()?;
+        let height = r.u32()?;
+        let format = r.u8()?;
+        if r.take(3)? != [0, 0, 0] {
+            return Err(Error::Malformed("JOB_RESULT reserved bytes"));
+        }
+        let info = ResultInfo {
+            total_len,
+            width,
+            height,
+            format,
+            queue_us: r.u32()?,
+            decode_us: r.u32()?,
+            filter_us: r.u32()?,
+            encode_us: r.u32()?,
+        };
+        let data = r.rest();
+        check_chunk(data)?;
+        Ok((info, data))
+    }
+}
+
+/// JOB_DATA / RESULT_DATA bodies are raw data, at most `MAX_CHUNK_DATA` bytes.
+pub fn check_chunk(data: &[u8]) -> Result<(), Error> {
+    if data.len() > MAX_CHUNK_DATA {
+        return Err(Error::Malformed("chunk larger than 64 KiB"));
+    }
+    Ok(())
+}
+
+/// ERROR body: `code u16 | text_len u16 | text (UTF-8, ≤ 1024 bytes)`.
+pub fn encode_error(code: u16, text: &str, out: &mut Vec<u8>) {
+    let text = truncate_utf8(text, MAX_ERROR_TEXT);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+pub fn parse_error(body: &[u8]) -> Result<(u16, &str), Error> {
+    let mut r = Reader::new(body);
+    let code = r.u16()?;
+    let n = r.u16()? as usize;
+    if n > MAX_ERROR_TEXT {
+        return Err(Error::Malformed("error text longer than 1024 bytes"));
+    }
+    let text = std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("error text not UTF-8"))?;
+    r.finish()?;
+    Ok((code, text))
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// BUSY body: `retry_after_ms u32`; SHUTDOWN body: `grace_ms u32`.
+pub fn parse_u32(body: &[u8]) -> Result<u32, Error> {
+    let mut r = Reader::new(body);
+    let v = r.u32()?;
+    r.finish()?;
+    Ok(v)
+}
+
+/// PING / PONG bodies: opaque payload of at most 256 bytes, echoed.
+pub fn check_ping(payload: &[u8]) -> Result<(), Error> {
+    if payload.len() > MAX_PING_PAYLOAD {
+        return Err(Error::Malformed("ping payload longer than 256 bytes"));
+    }
+    Ok(())
+}
+
+/// Empty bodies (STATS_REQUEST, BYE).
+pub fn parse_empty(body: &[u8]) -> Result<(), Error> {
+    Reader::new(body).finish()
+}
+
+/// STATS_REPLY body: `count u16 | count × (name_len u8 | name (ASCII) | value u64)`.
+pub fn encode_stats<'a>(
+    entries: impl IntoIterator<Item = (&'a str, u64)>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let mut n: u16 = 0;
+    for (name, value) in entries {
+        if name.is_empty() || name.len() > 255 || !name.is_ascii() {
+            out.truncate(at);
+            return Err(Error::InvalidArgument("stat name must be 1..=255 ASCII bytes"));
+        }
+        n = n.checked_add(1).ok_or(Error::InvalidArgument("too many stats"))?;
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+    out[at..at + 2].copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+pub fn parse_stats(body: &[u8]) -> Result<Vec<(String, u64)>, Error> {
+    let mut r = Reader::new(body);
+    let n = r.u16()?;
+    let mut out = Vec::with_capacity((n as usize).min(body.len() / 10));
+    for _ in 0..n {
+        let len = r.u8()? as usize;
+        let name = std::str::from_utf8(r.take(len)?)
+            .ok()
+            .filter(|s| !s.is_empty() && s.is_ascii())
+            .ok_or(Error::Malformed("stat name not ASCII"))?;
+        out.push((name.to_string(), r.u64()?));
+    }
+    r.finish()?;
+    Ok(out)
+}
