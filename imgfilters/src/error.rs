@@ -106,7 +106,10 @@ pub enum SpecError {
         text: String,
     },
     #[error("{op}: {what} must be a finite number")]
-    NotFinite { op: &'static str, what: &'static str },
+    NotFinite {
+        op: &'static str,
+        what: &'static str,
+    },
     #[error("{op}: {what} = {value} is outside {range}")]
     OutOfRange {
         op: &'static str,

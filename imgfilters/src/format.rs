@@ -118,7 +118,9 @@ pub(crate) fn encode(
         ImageFormat::Jpeg => {
             img.write_with_encoder(JpegEncoder::new_with_quality(&mut *out, jpeg_quality))
         }
-        ImageFormat::Gif => img.write_with_encoder(GifEncoder::new_with_speed(&mut *out, GIF_SPEED)),
+        ImageFormat::Gif => {
+            img.write_with_encoder(GifEncoder::new_with_speed(&mut *out, GIF_SPEED))
+        }
         ImageFormat::WebP => img.write_with_encoder(WebPEncoder::new_lossless(&mut *out)),
         ImageFormat::Bmp => img.write_with_encoder(BmpEncoder::new(&mut *out)),
         // TIFF needs Seek; the cursor starts at 0 of the just-cleared buffer.

@@ -102,8 +102,8 @@ pub use limits::{
     Limits, DEFAULT_MAX_ALLOC, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_OPS, DEFAULT_MAX_PIXELS,
 };
 pub use ops::{
-    FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation,
-    DEFAULT_JPEG_QUALITY, MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
+    FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation, DEFAULT_JPEG_QUALITY,
+    MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
 };
 pub use pipeline::{run, run_into, Output, OutputInfo, Timings};
 

@@ -24,10 +24,15 @@ pub const DEFAULT_JPEG_QUALITY: u8 = 85;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Gaussian blur, `0 < sigma <= 100`.
-    Blur { sigma: f32 },
+    Blur {
+        sigma: f32,
+    },
     /// Unsharp mask: `0 < sigma <= 100`; only channel differences larger than `threshold`
     /// (`0..=65535`, in the image's own sample units) are sharpened.
-    Sharpen { sigma: f32, threshold: i32 },
+    Sharpen {
+        sigma: f32,
+        threshold: i32,
+    },
     /// Resize to a box. A `0` width or height means "derived from the other side, keeping the
     /// aspect ratio" (only with [`ResizeMode::Fit`]); both `0` is invalid.
     Resize {
@@ -37,7 +42,9 @@ pub enum Op {
         filter: ResizeFilter,
     },
     /// Fit inside `max x max` with the fast integer thumbnail algorithm; never enlarges.
-    Thumbnail { max: u32 },
+    Thumbnail {
+        max: u32,
+    },
     /// Cut out a rectangle; it must lie entirely inside the image.
     Crop {
         x: u32,

@@ -35,7 +35,10 @@ mod tests {
     #[test]
     fn dimensions_swap_only_for_quarter_turns() {
         assert_eq!(oriented_dimensions(Orientation::Rotate90, 8, 6), (6, 8));
-        assert_eq!(oriented_dimensions(Orientation::Rotate270FlipH, 8, 6), (6, 8));
+        assert_eq!(
+            oriented_dimensions(Orientation::Rotate270FlipH, 8, 6),
+            (6, 8)
+        );
         assert_eq!(oriented_dimensions(Orientation::Rotate180, 8, 6), (8, 6));
         assert_eq!(oriented_dimensions(Orientation::FlipVertical, 8, 6), (8, 6));
     }

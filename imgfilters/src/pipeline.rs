@@ -75,9 +75,10 @@ pub fn run_into(
     let t0 = Instant::now();
     let (mut img, input_format) = decode(input, limits, |w, h| {
         // Dry run of the whole chain on dimensions only.
-        pipeline.ops.iter().try_fold((w, h), |(w, h), op| {
-            output_dimensions(op, w, h, limits)
-        })?;
+        pipeline
+            .ops
+            .iter()
+            .try_fold((w, h), |(w, h), op| output_dimensions(op, w, h, limits))?;
         Ok(())
     })?;
 
@@ -107,12 +108,17 @@ pub fn run_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe;
     use crate::testutil::*;
     use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
     fn gradient(w: u32, h: u32) -> DynamicImage {
         DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
-            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 7 * 30) as u8])
+            Rgb([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) % 7 * 30) as u8,
+            ])
         }))
     }
 
@@ -128,7 +134,10 @@ mod tests {
     fn blur_to_jpeg() {
         let input = png(&gradient(40, 30));
         let out = run_default(&input, "blur:2,format:jpeg:80").unwrap();
-        assert_eq!((out.format, out.width, out.height), (ImageFormat::Jpeg, 40, 30));
+        assert_eq!(
+            (out.format, out.width, out.height),
+            (ImageFormat::Jpeg, 40, 30)
+        );
         assert_eq!(image::guess_format(&out.bytes).unwrap(), ImageFormat::Jpeg);
         let back = image::load_from_memory(&out.bytes).unwrap();
         assert_eq!(back.dimensions(), (40, 30));
@@ -205,7 +214,7 @@ mod tests {
                 Rgb([0, 0, 255])
             }
         });
-        encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)
+        encode_as(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)
     }
 
     fn is_red(p: Rgb<u8>) -> bool {
@@ -218,13 +227,22 @@ mod tests {
         assert!(jpeg_markers(&input).contains(&0xe1));
         // The header still says 16x8: probe does not rotate.
         let info = probe(&input).unwrap();
-        assert_eq!((info.format, info.width, info.height), (ImageFormat::Jpeg, 16, 8));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Jpeg, 16, 8)
+        );
 
         let out = run_default(&input, "noop").unwrap();
-        assert_eq!((out.format, out.width, out.height), (ImageFormat::Jpeg, 8, 16));
+        assert_eq!(
+            (out.format, out.width, out.height),
+            (ImageFormat::Jpeg, 8, 16)
+        );
         let markers = jpeg_markers(&out.bytes);
         assert!(!markers.contains(&0xe1), "APP1 in output: {markers:x?}");
-        assert!(!markers.contains(&0xe2), "APP2 (ICC) in output: {markers:x?}");
+        assert!(
+            !markers.contains(&0xe2),
+            "APP2 (ICC) in output: {markers:x?}"
+        );
         let back = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
         // Orientation 6 = rotate 90 clockwise: the red left half becomes the top half.
         assert!(is_red(*back.get_pixel(4, 2)));
@@ -253,6 +271,23 @@ mod tests {
         }
         let back = image::load_from_memory(&out.bytes).unwrap().to_rgba8();
         assert_eq!(back.get_pixel(0, 0), &Rgba([5 * 40, 3 * 60, 7, 200]));
+    }
+
+    #[test]
+    fn animated_gif_yields_its_first_frame() {
+        use image::codecs::gif::GifEncoder;
+        use image::Frame;
+        let frame = |c: [u8; 4]| Frame::new(RgbaImage::from_pixel(6, 4, Rgba(c)));
+        let mut input = Vec::new();
+        {
+            let mut enc = GifEncoder::new(&mut input);
+            enc.encode_frames([frame([255, 0, 0, 255]), frame([0, 0, 255, 255])])
+                .unwrap();
+        }
+        let out = run_default(&input, "format:png").unwrap();
+        assert_eq!((out.width, out.height), (6, 4));
+        let back = image::load_from_memory(&out.bytes).unwrap().to_rgba8();
+        assert_eq!(back.get_pixel(3, 2), &Rgba([255, 0, 0, 255]));
     }
 
     #[test]
@@ -332,12 +367,23 @@ mod tests {
                 limit: 10
             }
         );
-        for junk in [&b""[..], b"GIF", b"not an image at all", b"qoif\0\0\0\x01\0\0\0\x01\x03\0"] {
+        for junk in [
+            &b""[..],
+            b"GIF",
+            b"not an image at all",
+            b"qoif\0\0\0\x01\0\0\0\x01\x03\0",
+        ] {
             assert!(
-                matches!(run_default(junk, "noop"), Err(FilterError::UnsupportedFormat(_))),
+                matches!(
+                    run_default(junk, "noop"),
+                    Err(FilterError::UnsupportedFormat(_))
+                ),
                 "{junk:?}"
             );
-            assert!(matches!(probe(junk), Err(FilterError::UnsupportedFormat(_))));
+            assert!(matches!(
+                probe(junk),
+                Err(FilterError::UnsupportedFormat(_))
+            ));
         }
     }
 
@@ -374,11 +420,15 @@ mod tests {
         let p = spec("noop,format:png");
         let limits = Limits::default();
         for format in crate::SUPPORTED_FORMATS {
-            let good = encode(&img, format);
+            let good = encode_as(&img, format);
             let check = |bytes: &[u8], what: &str| match run(bytes, &p, &limits) {
                 Ok(out) => {
                     let back = image::load_from_memory(&out.bytes).unwrap();
-                    assert_eq!(back.dimensions(), (out.width, out.height), "{format:?} {what}");
+                    assert_eq!(
+                        back.dimensions(),
+                        (out.width, out.height),
+                        "{format:?} {what}"
+                    );
                     true
                 }
                 Err(_) => false,
@@ -390,7 +440,10 @@ mod tests {
                     truncated_errors += 1;
                 }
             }
-            assert!(truncated_errors > 0, "{format:?}: no truncation was noticed");
+            assert!(
+                truncated_errors > 0,
+                "{format:?}: no truncation was noticed"
+            );
             for bit in (0..good.len() * 8).step_by(step * 3 + 4) {
                 let mut bad = good.clone();
                 bad[bit / 8] ^= 1 << (bit % 8);
@@ -404,10 +457,7 @@ mod tests {
         let good = png(&gradient(24, 16));
         for len in [9, 20, 33, 40, good.len() / 2, good.len() - 20] {
             let err = run_default(&good[..len], "noop").unwrap_err();
-            assert!(
-                matches!(err, FilterError::Decode(_)),
-                "len {len}: {err:?}"
-            );
+            assert!(matches!(err, FilterError::Decode(_)), "len {len}: {err:?}");
         }
         assert!(matches!(
             run_default(&good[..4], "noop"),

@@ -8,14 +8,14 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat};
 
-pub fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+pub fn encode_as(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(&mut Cursor::new(&mut out), format).unwrap();
     out
 }
 
 pub fn png(img: &DynamicImage) -> Vec<u8> {
-    encode(img, ImageFormat::Png)
+    encode_as(img, ImageFormat::Png)
 }
 
 pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
@@ -40,7 +40,10 @@ pub fn png_with_header(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, deflate, no filter, no interlace
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     out.extend(png_chunk(b"IHDR", &ihdr));
-    out.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     out.extend(png_chunk(b"IEND", &[]));
     out
 }

@@ -33,7 +33,9 @@ pub struct ClientConfig {
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientConfig").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("ClientConfig")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +79,10 @@ pub struct ServerConfig {
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConfig").field("key", &self.key).field("users", &self.users.len()).finish()
+        f.debug_struct("ServerConfig")
+            .field("key", &self.key)
+            .field("users", &self.users.len())
+            .finish()
     }
 }
 
@@ -89,7 +94,12 @@ impl ServerConfig {
         hkdf::Hkdf::<sha2::Sha256>::new(None, key.secret_bytes().as_ref())
             .expand(b"netproto/1 fake salt", fake.as_mut())
             .expect("32 bytes is a valid HKDF output length");
-        ServerConfig { key, fake_secret: fake, users: HashMap::new(), params }
+        ServerConfig {
+            key,
+            fake_secret: fake,
+            users: HashMap::new(),
+            params,
+        }
     }
 
     pub fn add_user(&mut self, user: &str, verifier: Verifier) -> Result<(), Error> {
@@ -118,24 +128,69 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
     /// Client: the server proved this static key; answer with [`Conn::trust_server_key`].
-    ServerKey { key: [u8; 32] },
+    ServerKey {
+        key: [u8; 32],
+    },
     /// Client: login succeeded and the server proved it holds our verifier.
-    Ready { params: ServerParams },
+    Ready {
+        params: ServerParams,
+    },
     /// Server: the client logged in.
-    LoggedIn { user: &'a str },
-    JobSubmit { request_id: u64, total_len: u64, spec: &'a str, data: &'a [u8], last: bool },
-    JobData { request_id: u64, data: &'a [u8], last: bool },
-    JobResult { request_id: u64, info: ResultInfo, data: &'a [u8], last: bool },
-    ResultData { request_id: u64, data: &'a [u8], last: bool },
-    Error { request_id: u64, code: u16, message: &'a str },
-    Busy { request_id: u64, retry_after_ms: u32 },
+    LoggedIn {
+        user: &'a str,
+    },
+    JobSubmit {
+        request_id: u64,
+        total_len: u64,
+        spec: &'a str,
+        data: &'a [u8],
+        last: bool,
+    },
+    JobData {
+        request_id: u64,
+        data: &'a [u8],
+        last: bool,
+    },
+    JobResult {
+        request_id: u64,
+        info: ResultInfo,
+        data: &'a [u8],
+        last: bool,
+    },
+    ResultData {
+        request_id: u64,
+        data: &'a [u8],
+        last: bool,
+    },
+    Error {
+        request_id: u64,
+        code: u16,
+        message: &'a str,
+    },
+    Busy {
+        request_id: u64,
+        retry_after_ms: u32,
+    },
     /// A PING arrived; the PONG is already queued.
-    Ping { request_id: u64, payload: &'a [u8] },
-    Pong { request_id: u64, payload: &'a [u8] },
-    StatsRequest { request_id: u64 },
+    Ping {
+        request_id: u64,
+        payload: &'a [u8],
+    },
+    Pong {
+        request_id: u64,
+        payload: &'a [u8],
+    },
+    StatsRequest {
+        request_id: u64,
+    },
     /// Raw STATS_REPLY body, already validated; read it with [`message::parse_stats`].
-    Stats { request_id: u64, body: &'a [u8] },
-    Shutdown { grace_ms: u32 },
+    Stats {
+        request_id: u64,
+        body: &'a [u8],
+    },
+    Shutdown {
+        grace_ms: u32,
+    },
     Bye,
 }
 
@@ -143,10 +198,16 @@ enum State {
     ClientHello(ClientHandshake),
     ClientAwaitTrust,
     ClientAwaitChallenge,
-    ClientAwaitOk { expected: [u8; 32] },
+    ClientAwaitOk {
+        expected: [u8; 32],
+    },
     ServerAwaitHello,
     ServerAwaitLogin,
-    ServerAwaitProof { user: String, verifier: Verifier, known: bool },
+    ServerAwaitProof {
+        user: String,
+        verifier: Verifier,
+        known: bool,
+    },
     Ready,
     Closed,
 }
@@ -201,7 +262,10 @@ pub struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("role", &self.role).field("state", &self.state.name()).finish()
+        f.debug_struct("Conn")
+            .field("role", &self.role)
+            .field("state", &self.state.name())
+            .finish()
     }
 }
 
@@ -305,7 +369,8 @@ impl Conn {
     fn compact(&mut self) {
         self.current = None;
         self.release();
-        if self.rx_start > 0 && (self.rx_start == self.rx.len() || self.rx_start >= self.rx.len() / 2)
+        if self.rx_start > 0
+            && (self.rx_start == self.rx.len() || self.rx_start >= self.rx.len() / 2)
         {
             self.rx.drain(..self.rx_start);
             self.rx_start = 0;
@@ -416,7 +481,11 @@ impl Conn {
 
     /// Records a fatal error, queues a best-effort ERROR for the peer and closes.
     fn fail(&mut self, e: Error) -> Error {
-        log::debug!("{:?} connection failed in state {}: {e}", self.role, self.state.name());
+        log::debug!(
+            "{:?} connection failed in state {}: {e}",
+            self.role,
+            self.state.name()
+        );
         let code = match &e {
             Error::AuthFailed => Some(ErrorCode::AuthFailed),
             Error::UnexpectedMessage { .. } => Some(ErrorCode::UnexpectedMessage),
@@ -424,8 +493,14 @@ impl Conn {
             _ => Some(ErrorCode::Protocol),
         };
         if let Some(code) = code {
-            let not_logged_in = self.role == Role::Server && !self.is_ready() && matches!(e, Error::UnexpectedMessage { .. });
-            let code = if not_logged_in { ErrorCode::NotLoggedIn } else { code };
+            let not_logged_in = self.role == Role::Server
+                && !self.is_ready()
+                && matches!(e, Error::UnexpectedMessage { .. });
+            let code = if not_logged_in {
+                ErrorCode::NotLoggedIn
+            } else {
+                code
+            };
             let mut body = Vec::new();
             message::encode_error(code as u16, &e.to_string(), &mut body);
             let _ = self.queue(Opcode::Error, 0, 0, &[&body]);
@@ -437,7 +512,10 @@ impl Conn {
 
     /// Decrypts (when required) and validates one frame; returns whether it yields an event.
     fn dispatch(&mut self, h: Header, start: usize, used: usize) -> Result<Step, Error> {
-        let unexpected = || Error::UnexpectedMessage { opcode: h.opcode.name(), state: "" };
+        let unexpected = || Error::UnexpectedMessage {
+            opcode: h.opcode.name(),
+            state: "",
+        };
         // Before keys exist only clear frames are valid; after, only encrypted ones.
         match (&mut self.recv, h.is_encrypted()) {
             (Some(cs), true) => {
@@ -447,17 +525,26 @@ impl Conn {
             }
             (None, false) => {}
             (Some(_), false) => {
-                return Err(Error::UnexpectedMessage { opcode: h.opcode.name(), state: "encrypted session (clear frame)" })
+                return Err(Error::UnexpectedMessage {
+                    opcode: h.opcode.name(),
+                    state: "encrypted session (clear frame)",
+                })
             }
             (None, true) => {
-                return Err(Error::UnexpectedMessage { opcode: h.opcode.name(), state: "handshake (encrypted frame)" })
+                return Err(Error::UnexpectedMessage {
+                    opcode: h.opcode.name(),
+                    state: "handshake (encrypted frame)",
+                })
             }
         }
         let body_len = h.body_len as usize - if h.is_encrypted() { TAG_LEN } else { 0 };
         let body_range = start + HEADER_LEN..start + HEADER_LEN + body_len;
         let state_name = self.state.name();
         let with_state = |e: Error| match e {
-            Error::UnexpectedMessage { opcode, .. } => Error::UnexpectedMessage { opcode, state: state_name },
+            Error::UnexpectedMessage { opcode, .. } => Error::UnexpectedMessage {
+                opcode,
+                state: state_name,
+            },
             e => e,
         };
 
@@ -468,7 +555,11 @@ impl Conn {
                 // During handshake/login the peer's error ends the connection (AUTH_FAILED,
                 // TOO_MANY_CONNECTIONS, …); the event still reports it first.
                 let name = ErrorCode::from_u16(code).map_or("UNKNOWN", |c| c.name());
-                self.error = Some(Error::Remote { code, name, message: text.to_string() });
+                self.error = Some(Error::Remote {
+                    code,
+                    name,
+                    message: text.to_string(),
+                });
                 self.state = State::Closed;
             }
             return Ok(Step::Event);
@@ -480,7 +571,11 @@ impl Conn {
                     return Err(with_state(unexpected()));
                 }
                 let raw = &self.rx[start..start + used];
-                let f = Frame { header: h, body: &raw[HEADER_LEN..], used };
+                let f = Frame {
+                    header: h,
+                    body: &raw[HEADER_LEN..],
+                    used,
+                };
                 let est = hs.finish(&f, raw)?;
                 self.establish(est);
                 self.state = State::ClientAwaitTrust;
@@ -490,12 +585,20 @@ impl Conn {
                 if h.opcode != Opcode::Hello {
                     return Err(with_state(unexpected()));
                 }
-                let cfg = self.server.clone().ok_or(Error::BadState("no server config"))?;
+                let cfg = self
+                    .server
+                    .clone()
+                    .ok_or(Error::BadState("no server config"))?;
                 let raw = &self.rx[start..start + used];
-                let f = Frame { header: h, body: &raw[HEADER_LEN..], used };
+                let f = Frame {
+                    header: h,
+                    body: &raw[HEADER_LEN..],
+                    used,
+                };
                 let eph = *self.server_ephemeral;
                 self.server_ephemeral = Zeroizing::new([0u8; 32]);
-                let est = handshake::server_respond(&cfg.key, eph, cfg.params, &f, raw, &mut self.tx)?;
+                let est =
+                    handshake::server_respond(&cfg.key, eph, cfg.params, &f, raw, &mut self.tx)?;
                 self.establish(est);
                 self.state = State::ServerAwaitLogin;
                 Ok(Step::Continue)
@@ -504,7 +607,10 @@ impl Conn {
                 if h.opcode != Opcode::LoginStart {
                     return Err(with_state(unexpected()));
                 }
-                let cfg = self.server.clone().ok_or(Error::BadState("no server config"))?;
+                let cfg = self
+                    .server
+                    .clone()
+                    .ok_or(Error::BadState("no server config"))?;
                 let user = message::parse_login_start(&self.rx[body_range])?.to_string();
                 let (verifier, known) = match cfg.users.get(&user) {
                     Some(v) => (v.clone(), true),
@@ -513,15 +619,28 @@ impl Conn {
                 let mut body = Vec::new();
                 verifier.challenge().encode(&mut body);
                 self.queue(Opcode::LoginChallenge, 0, 0, &[&body])?;
-                self.state = State::ServerAwaitProof { user, verifier, known };
+                self.state = State::ServerAwaitProof {
+                    user,
+                    verifier,
+                    known,
+                };
                 Ok(Step::Continue)
             }
-            State::ServerAwaitProof { user, verifier, known } => {
+            State::ServerAwaitProof {
+                user,
+                verifier,
+                known,
+            } => {
                 if h.opcode != Opcode::LoginProof {
                     return Err(with_state(unexpected()));
                 }
                 let proof = message::parse_32(&self.rx[body_range])?;
-                let auth = login::auth_message(&self.transcript, &user, &verifier.salt, verifier.iterations);
+                let auth = login::auth_message(
+                    &self.transcript,
+                    &user,
+                    &verifier.salt,
+                    verifier.iterations,
+                );
                 // The fake verifier runs the same computation, so timing does not reveal
                 // whether the name exists.
                 let sig = login::verify_proof(&verifier, &auth, &proof);
@@ -540,7 +659,10 @@ impl Conn {
                 if h.opcode != Opcode::LoginChallenge {
                     return Err(with_state(unexpected()));
                 }
-                let cfg = self.client.clone().ok_or(Error::BadState("no client config"))?;
+                let cfg = self
+                    .client
+                    .clone()
+                    .ok_or(Error::BadState("no client config"))?;
                 let c = Challenge::parse(&self.rx[body_range])?;
                 login::check_challenge(&c)?;
                 let salted = cfg.salted(&c);
@@ -578,7 +700,10 @@ impl Conn {
     }
 
     fn dispatch_ready(&mut self, h: Header, body: std::ops::Range<usize>) -> Result<Step, Error> {
-        let unexpected = Error::UnexpectedMessage { opcode: h.opcode.name(), state: "" };
+        let unexpected = Error::UnexpectedMessage {
+            opcode: h.opcode.name(),
+            state: "",
+        };
         let id = h.request_id;
         let server = self.role == Role::Server;
         match h.opcode {
@@ -591,15 +716,29 @@ impl Conn {
                     (info.total_len, data.len())
                 };
                 if self.streams.contains_key(&id) {
-                    return Err(Error::Malformed("request id already has a stream in progress"));
+                    return Err(Error::Malformed(
+                        "request id already has a stream in progress",
+                    ));
                 }
-                self.streams.insert(id, Stream { remaining: total, discard: false });
+                self.streams.insert(
+                    id,
+                    Stream {
+                        remaining: total,
+                        discard: false,
+                    },
+                );
                 self.advance_stream(id, data_len, h.is_last())?;
                 Ok(Step::Event)
             }
             Opcode::JobData | Opcode::ResultData if server == (h.opcode == Opcode::JobData) => {
                 message::check_chunk(&self.rx[body.clone()])?;
-                let discard = self.streams.get(&id).ok_or(Error::Malformed("data for a request with no stream in progress"))?.discard;
+                let discard = self
+                    .streams
+                    .get(&id)
+                    .ok_or(Error::Malformed(
+                        "data for a request with no stream in progress",
+                    ))?
+                    .discard;
                 self.advance_stream(id, body.len(), h.is_last())?;
                 Ok(if discard { Step::Continue } else { Step::Event })
             }
@@ -610,8 +749,12 @@ impl Conn {
                 Ok(Step::Event)
             }
             Opcode::Pong => message::check_ping(&self.rx[body]).map(|_| Step::Event),
-            Opcode::StatsRequest if server => message::parse_empty(&self.rx[body]).map(|_| Step::Event),
-            Opcode::StatsReply if !server => message::parse_stats(&self.rx[body]).map(|_| Step::Event),
+            Opcode::StatsRequest if server => {
+                message::parse_empty(&self.rx[body]).map(|_| Step::Event)
+            }
+            Opcode::StatsReply if !server => {
+                message::parse_stats(&self.rx[body]).map(|_| Step::Event)
+            }
             Opcode::Busy | Opcode::Shutdown if !server => {
                 message::parse_u32(&self.rx[body])?;
                 if h.opcode == Opcode::Busy {
@@ -630,7 +773,10 @@ impl Conn {
     }
 
     fn advance_stream(&mut self, id: u64, n: usize, last: bool) -> Result<(), Error> {
-        let s = self.streams.get_mut(&id).ok_or(Error::Malformed("no stream"))?;
+        let s = self
+            .streams
+            .get_mut(&id)
+            .ok_or(Error::Malformed("no stream"))?;
         s.remaining = s
             .remaining
             .checked_sub(n as u64)
@@ -641,7 +787,9 @@ impl Conn {
                 Ok(())
             }
             (false, _) => Ok(()),
-            (true, false) => Err(Error::Malformed("last chunk before the declared total length")),
+            (true, false) => Err(Error::Malformed(
+                "last chunk before the declared total length",
+            )),
         }
     }
 
@@ -653,29 +801,74 @@ impl Conn {
         // Every body below was validated by `dispatch`, so these parses cannot fail; the
         // fallbacks only keep this function total.
         match h.opcode {
-            Opcode::HelloReply => Event::ServerKey { key: self.server_static },
-            Opcode::LoginOk => Event::Ready { params: self.params.unwrap_or(ServerParams { max_chunk: MAX_CHUNK_DATA as u32, max_upload: 0, max_in_flight: 1 }) },
+            Opcode::HelloReply => Event::ServerKey {
+                key: self.server_static,
+            },
+            Opcode::LoginOk => Event::Ready {
+                params: self.params.unwrap_or(ServerParams {
+                    max_chunk: MAX_CHUNK_DATA as u32,
+                    max_upload: 0,
+                    max_in_flight: 1,
+                }),
+            },
             Opcode::LoginProof => Event::LoggedIn { user: &self.user },
             Opcode::JobSubmit => match JobSubmit::parse(body) {
-                Ok(j) => Event::JobSubmit { request_id: id, total_len: j.total_len, spec: j.spec, data: j.data, last },
+                Ok(j) => Event::JobSubmit {
+                    request_id: id,
+                    total_len: j.total_len,
+                    spec: j.spec,
+                    data: j.data,
+                    last,
+                },
                 Err(_) => Event::Bye,
             },
-            Opcode::JobData => Event::JobData { request_id: id, data: body, last },
+            Opcode::JobData => Event::JobData {
+                request_id: id,
+                data: body,
+                last,
+            },
             Opcode::JobResult => match ResultInfo::parse(body) {
-                Ok((info, data)) => Event::JobResult { request_id: id, info, data, last },
+                Ok((info, data)) => Event::JobResult {
+                    request_id: id,
+                    info,
+                    data,
+                    last,
+                },
                 Err(_) => Event::Bye,
             },
-            Opcode::ResultData => Event::ResultData { request_id: id, data: body, last },
+            Opcode::ResultData => Event::ResultData {
+                request_id: id,
+                data: body,
+                last,
+            },
             Opcode::Error => match message::parse_error(body) {
-                Ok((code, message)) => Event::Error { request_id: id, code, message },
+                Ok((code, message)) => Event::Error {
+                    request_id: id,
+                    code,
+                    message,
+                },
                 Err(_) => Event::Bye,
             },
-            Opcode::Busy => Event::Busy { request_id: id, retry_after_ms: message::parse_u32(body).unwrap_or(0) },
-            Opcode::Shutdown => Event::Shutdown { grace_ms: message::parse_u32(body).unwrap_or(0) },
-            Opcode::Ping => Event::Ping { request_id: id, payload: body },
-            Opcode::Pong => Event::Pong { request_id: id, payload: body },
+            Opcode::Busy => Event::Busy {
+                request_id: id,
+                retry_after_ms: message::parse_u32(body).unwrap_or(0),
+            },
+            Opcode::Shutdown => Event::Shutdown {
+                grace_ms: message::parse_u32(body).unwrap_or(0),
+            },
+            Opcode::Ping => Event::Ping {
+                request_id: id,
+                payload: body,
+            },
+            Opcode::Pong => Event::Pong {
+                request_id: id,
+                payload: body,
+            },
             Opcode::StatsRequest => Event::StatsRequest { request_id: id },
-            Opcode::StatsReply => Event::Stats { request_id: id, body },
+            Opcode::StatsReply => Event::Stats {
+                request_id: id,
+                body,
+            },
             Opcode::Bye | Opcode::Hello | Opcode::LoginStart | Opcode::LoginChallenge => Event::Bye,
         }
     }
@@ -693,7 +886,10 @@ impl Conn {
             self.error = Some(Error::ServerKeyRejected);
             return Ok(());
         }
-        let cfg = self.client.clone().ok_or(Error::BadState("no client config"))?;
+        let cfg = self
+            .client
+            .clone()
+            .ok_or(Error::BadState("no client config"))?;
         let mut body = Vec::new();
         message::encode_login_start(&cfg.user, &mut body)?;
         self.queue(Opcode::LoginStart, 0, 0, &[&body])?;
@@ -721,9 +917,17 @@ impl Conn {
         let result = match self.send.as_mut() {
             None => frame::finish(&mut self.tx, at, op, flags_byte, id).map(|_| ()),
             Some(cs) => {
-                let h = Header { opcode: op, flags: flags_byte | flags::ENCRYPTED, body_len: (plain + TAG_LEN) as u32, request_id: id };
+                let h = Header {
+                    opcode: op,
+                    flags: flags_byte | flags::ENCRYPTED,
+                    body_len: (plain + TAG_LEN) as u32,
+                    request_id: id,
+                };
                 if plain + TAG_LEN > crate::limits::MAX_BODY_LEN {
-                    Err(Error::FrameTooLarge { len: (plain + TAG_LEN) as u64, max: crate::limits::MAX_BODY_LEN as u64 })
+                    Err(Error::FrameTooLarge {
+                        len: (plain + TAG_LEN) as u64,
+                        max: crate::limits::MAX_BODY_LEN as u64,
+                    })
                 } else {
                     match cs.seal(&h.aad(), &mut self.tx[at + HEADER_LEN..]) {
                         Ok(tag) => {
@@ -758,11 +962,20 @@ impl Conn {
     }
 
     /// Client: starts a job; `data` is the first chunk (may be all of it when `last`).
-    pub fn send_job(&mut self, id: u64, spec: &str, total_len: u64, data: &[u8], last: bool) -> Result<(), Error> {
+    pub fn send_job(
+        &mut self,
+        id: u64,
+        spec: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
         self.require_ready(Role::Client)?;
         Self::check_data(data)?;
         if last && total_len != data.len() as u64 {
-            return Err(Error::InvalidArgument("last chunk does not complete the declared length"));
+            return Err(Error::InvalidArgument(
+                "last chunk does not complete the declared length",
+            ));
         }
         let mut head = Vec::with_capacity(10 + spec.len());
         JobSubmit::encode_head(total_len, spec, &mut head)?;
@@ -776,7 +989,13 @@ impl Conn {
     }
 
     /// Server: starts a job's result; `data` is the first chunk.
-    pub fn send_result(&mut self, id: u64, info: &ResultInfo, data: &[u8], last: bool) -> Result<(), Error> {
+    pub fn send_result(
+        &mut self,
+        id: u64,
+        info: &ResultInfo,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
         self.require_ready(Role::Server)?;
         Self::check_data(data)?;
         let mut head = Vec::with_capacity(ResultInfo::LEN);
@@ -840,7 +1059,8 @@ impl Conn {
         if !self.is_ready() {
             return Err(Error::BadState("connection is not logged in"));
         }
-        message::check_ping(payload).map_err(|_| Error::InvalidArgument("ping payload longer than 256 bytes"))?;
+        message::check_ping(payload)
+            .map_err(|_| Error::InvalidArgument("ping payload longer than 256 bytes"))?;
         self.queue(Opcode::Ping, 0, id, &[payload])
     }
 

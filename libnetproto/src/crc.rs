@@ -5,7 +5,9 @@
 
 /// CRC-32C over several parts, as if they were one buffer.
 pub fn crc32c_parts(parts: &[&[u8]]) -> u32 {
-    parts.iter().fold(0u32, |crc, p| crc32c::crc32c_append(crc, p))
+    parts
+        .iter()
+        .fold(0u32, |crc, p| crc32c::crc32c_append(crc, p))
 }
 
 #[cfg(test)]

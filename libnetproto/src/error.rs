@@ -27,7 +27,10 @@ pub enum Error {
     #[error("malformed message body: {0}")]
     Malformed(&'static str),
     #[error("unexpected {opcode} in state {state}")]
-    UnexpectedMessage { opcode: &'static str, state: &'static str },
+    UnexpectedMessage {
+        opcode: &'static str,
+        state: &'static str,
+    },
 
     // --- security (fatal) ---
     #[error("decryption failed: frame tampered, replayed, reordered or reflected")]
@@ -39,7 +42,11 @@ pub enum Error {
     #[error("server signature invalid: the server does not hold this user's verifier")]
     BadServerSignature,
     #[error("server key for {host} changed: pinned {pinned}, offered {offered}; if the change is expected, remove the host's line from the known-servers file")]
-    ServerKeyChanged { host: String, pinned: String, offered: String },
+    ServerKeyChanged {
+        host: String,
+        pinned: String,
+        offered: String,
+    },
     #[error("server key was not trusted")]
     ServerKeyRejected,
     #[error("nonce counter exhausted: the session must be re-established")]
@@ -47,7 +54,11 @@ pub enum Error {
 
     // --- the peer told us something went wrong ---
     #[error("server error {name} ({code}): {message}")]
-    Remote { code: u16, name: &'static str, message: String },
+    Remote {
+        code: u16,
+        name: &'static str,
+        message: String,
+    },
     #[error("server busy: retry after {retry_after_ms} ms")]
     Busy { retry_after_ms: u32 },
     #[error("server is shutting down")]
@@ -77,7 +88,10 @@ impl From<io::Error> for Error {
         match e.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout("socket"),
             io::ErrorKind::UnexpectedEof => Error::Eof,
-            kind => Error::Io { kind, msg: e.to_string() },
+            kind => Error::Io {
+                kind,
+                msg: e.to_string(),
+            },
         }
     }
 }
@@ -85,6 +99,9 @@ impl From<io::Error> for Error {
 impl Error {
     /// Errors after which the connection cannot continue.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Error::InvalidArgument(_) | Error::BadState(_) | Error::Busy { .. })
+        !matches!(
+            self,
+            Error::InvalidArgument(_) | Error::BadState(_) | Error::Busy { .. }
+        )
     }
 }

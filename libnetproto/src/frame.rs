@@ -85,7 +85,10 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Decoded<'_>, Error> {
     if buf.len() >= 8 {
         let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as u64;
         if len > max_body as u64 {
-            return Err(Error::FrameTooLarge { len, max: max_body as u64 });
+            return Err(Error::FrameTooLarge {
+                len,
+                max: max_body as u64,
+            });
         }
     }
     if buf.len() >= 10 {
@@ -101,8 +104,8 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Decoded<'_>, Error> {
         return Ok(Decoded::NeedMore(HEADER_LEN - buf.len()));
     }
     let body_len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let opcode = Opcode::from_u16(u16::from_be_bytes([buf[8], buf[9]]))
-        .ok_or(Error::UnknownOpcode(0))?;
+    let opcode =
+        Opcode::from_u16(u16::from_be_bytes([buf[8], buf[9]])).ok_or(Error::UnknownOpcode(0))?;
     let flags_byte = buf[3];
     if flags_byte & flags::LAST != 0 && !opcode.is_chunked() {
         return Err(Error::BadFlags(flags_byte));
@@ -120,7 +123,12 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Decoded<'_>, Error> {
         return Err(Error::BadCrc { expected, actual });
     }
     Ok(Decoded::Frame(Frame {
-        header: Header { opcode, flags: flags_byte, body_len, request_id: u64::from_be_bytes(id) },
+        header: Header {
+            opcode,
+            flags: flags_byte,
+            body_len,
+            request_id: u64::from_be_bytes(id),
+        },
         body,
         used: total,
     }))
@@ -145,12 +153,20 @@ pub fn finish(
 ) -> Result<Header, Error> {
     let body_len = out.len() - at - HEADER_LEN;
     if body_len > MAX_BODY_LEN {
-        return Err(Error::FrameTooLarge { len: body_len as u64, max: MAX_BODY_LEN as u64 });
+        return Err(Error::FrameTooLarge {
+            len: body_len as u64,
+            max: MAX_BODY_LEN as u64,
+        });
     }
     if flags_byte & !flags::KNOWN != 0 || (flags_byte & flags::LAST != 0 && !opcode.is_chunked()) {
         return Err(Error::BadFlags(flags_byte));
     }
-    let header = Header { opcode, flags: flags_byte, body_len: body_len as u32, request_id };
+    let header = Header {
+        opcode,
+        flags: flags_byte,
+        body_len: body_len as u32,
+        request_id,
+    };
     write_header_with_crc(out, at, &header);
     Ok(header)
 }

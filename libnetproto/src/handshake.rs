@@ -49,7 +49,9 @@ pub struct Established {
 
 impl std::fmt::Debug for Established {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Established").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("Established")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +103,13 @@ fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, E
 
 fn aead_seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Vec<u8> {
     ChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt(&Nonce::default(), Payload { msg: plain, aad: ad })
+        .encrypt(
+            &Nonce::default(),
+            Payload {
+                msg: plain,
+                aad: ad,
+            },
+        )
         .expect("ChaCha20-Poly1305 encryption of a short message cannot fail")
 }
 
@@ -127,7 +135,11 @@ impl ClientHandshake {
         let e_pub = PublicKey::from(&e).to_bytes();
         let at = out.len();
         let mut body = Vec::with_capacity(Hello::LEN);
-        Hello { version: VERSION, ephemeral: e_pub }.encode(&mut body);
+        Hello {
+            version: VERSION,
+            ephemeral: e_pub,
+        }
+        .encode(&mut body);
         frame::encode(out, Opcode::Hello, 0, 0, &body).expect("HELLO fits a frame");
         let h = hash2(&initial_hash(), &out[at..]);
         ClientHandshake { e, e_pub, h }
@@ -163,7 +175,13 @@ impl ClientHandshake {
         let h = hash2(&self.h, raw);
         let (c2s, s2c) = split(&ck, &h);
         ck.zeroize();
-        Ok(Established { send_key: c2s, recv_key: s2c, transcript: h, server_static: s, params })
+        Ok(Established {
+            send_key: c2s,
+            recv_key: s2c,
+            transcript: h,
+            server_static: s,
+            params,
+        })
     }
 }
 
@@ -207,5 +225,11 @@ pub fn server_respond(
     let h = hash2(&h, &out[at..]);
     let (c2s, s2c) = split(&ck, &h);
     ck.zeroize();
-    Ok(Established { send_key: s2c, recv_key: c2s, transcript: h, server_static: *key.public(), params })
+    Ok(Established {
+        send_key: s2c,
+        recv_key: c2s,
+        transcript: h,
+        server_static: *key.public(),
+        params,
+    })
 }

@@ -34,7 +34,10 @@ pub fn random_bytes(buf: &mut [u8]) {
 }
 
 fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::KeyFile { path: path.display().to_string(), msg: msg.to_string() }
+    Error::KeyFile {
+        path: path.display().to_string(),
+        msg: msg.to_string(),
+    }
 }
 
 /// Loads the server's long-term key, creating it (mode 0600, never overwriting) on first start.
@@ -42,13 +45,25 @@ fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
 pub fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error> {
     match fs::read_to_string(path) {
         Ok(text) => {
-            let mode = fs::metadata(path).map_err(|e| key_err(path, e))?.permissions().mode();
+            let mode = fs::metadata(path)
+                .map_err(|e| key_err(path, e))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
-                return Err(key_err(path, format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
+                return Err(key_err(
+                    path,
+                    format!("mode {:o} lets others read it; chmod 600", mode & 0o777),
+                ));
             }
-            let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| key_err(path, "not base64"))?);
-            let secret: [u8; 32] =
-                bytes.as_slice().try_into().map_err(|_| key_err(path, "not a 32-byte key"))?;
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(text.trim())
+                    .map_err(|_| key_err(path, "not base64"))?,
+            );
+            let secret: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| key_err(path, "not a 32-byte key"))?;
             Ok((ServerKey::from_secret(secret), false))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -63,7 +78,9 @@ pub fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error
                 .open(path)
                 .map_err(|e| key_err(path, e))?;
             let text = Zeroizing::new(format!("{}\n", STANDARD.encode(secret)));
-            f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| key_err(path, e))?;
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| key_err(path, e))?;
             Ok((ServerKey::from_secret(secret), true))
         }
         Err(e) => Err(key_err(path, e)),
@@ -92,7 +109,8 @@ pub fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Tru
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| key_err(path, e))?;
-            f.write_all(KnownServers::line(host, key).as_bytes()).map_err(|e| key_err(path, e))?;
+            f.write_all(KnownServers::line(host, key).as_bytes())
+                .map_err(|e| key_err(path, e))?;
             log::info!("pinned new server {host} with key {}", fingerprint(key));
         }
         Trust::Changed { pinned } => {
@@ -108,10 +126,14 @@ pub fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Tru
 
 /// TCP connect to the first address of `addr` that answers within `timeout`, with Nagle off.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
-    let addrs = addr
-        .to_socket_addrs()
-        .map_err(|e| Error::Io { kind: e.kind(), msg: format!("cannot resolve {addr}: {e}") })?;
-    let mut last = Error::Io { kind: io::ErrorKind::NotFound, msg: format!("{addr} resolves to no address") };
+    let addrs = addr.to_socket_addrs().map_err(|e| Error::Io {
+        kind: e.kind(),
+        msg: format!("cannot resolve {addr}: {e}"),
+    })?;
+    let mut last = Error::Io {
+        kind: io::ErrorKind::NotFound,
+        msg: format!("{addr} resolves to no address"),
+    };
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(s) => {
@@ -119,7 +141,12 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
                 return Ok(s);
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => last = Error::Timeout("connect"),
-            Err(e) => last = Error::Io { kind: e.kind(), msg: format!("connect to {a}: {e}") },
+            Err(e) => {
+                last = Error::Io {
+                    kind: e.kind(),
+                    msg: format!("connect to {a}: {e}"),
+                }
+            }
         }
     }
     Err(last)
@@ -180,7 +207,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,11 +226,22 @@ pub enum Pinning<'a> {
 
 impl Client {
     /// Connects and logs in; the whole sequence must finish within `timeout`.
-    pub fn connect(addr: &str, config: Arc<ClientConfig>, pinning: Pinning<'_>, timeout: Duration) -> Result<Client, Error> {
+    pub fn connect(
+        addr: &str,
+        config: Arc<ClientConfig>,
+        pinning: Pinning<'_>,
+        timeout: Duration,
+    ) -> Result<Client, Error> {
         let deadline = Instant::now() + timeout;
         let stream = connect(addr, timeout)?;
         let conn = Conn::client(config, random32());
-        let mut c = Client { stream, conn, host: addr.to_string(), server_key: [0; 32], trust: Trust::Known };
+        let mut c = Client {
+            stream,
+            conn,
+            host: addr.to_string(),
+            server_key: [0; 32],
+            trust: Trust::Known,
+        };
         c.flush(deadline)?;
         loop {
             match c.next_event_until(deadline)? {
@@ -231,10 +271,15 @@ impl Client {
                 }
                 Event::Ready { .. } => return Ok(c),
                 Event::Error { code, message, .. } => {
-                    let name = crate::opcode::ErrorCode::from_u16(code).map_or("UNKNOWN", |c| c.name());
+                    let name =
+                        crate::opcode::ErrorCode::from_u16(code).map_or("UNKNOWN", |c| c.name());
                     return Err(match crate::opcode::ErrorCode::from_u16(code) {
                         Some(crate::opcode::ErrorCode::AuthFailed) => Error::AuthFailed,
-                        _ => Error::Remote { code, name, message: message.to_string() },
+                        _ => Error::Remote {
+                            code,
+                            name,
+                            message: message.to_string(),
+                        },
                     });
                 }
                 _ => return Err(Error::HandshakeFailed("unexpected event during login")),
@@ -260,19 +305,33 @@ impl Client {
     }
 
     pub fn params(&self) -> ServerParams {
-        self.conn.params().unwrap_or(ServerParams { max_chunk: 65536, max_upload: 0, max_in_flight: 1 })
+        self.conn.params().unwrap_or(ServerParams {
+            max_chunk: 65536,
+            max_upload: 0,
+            max_in_flight: 1,
+        })
     }
 
     /// Writes all pending output before `deadline`.
     pub fn flush(&mut self, deadline: Instant) -> Result<(), Error> {
         while !self.conn.pending_output().is_empty() {
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(Error::Timeout("write"))?;
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or(Error::Timeout("write"))?;
             self.stream.set_write_timeout(Some(left))?;
             match self.stream.write(self.conn.pending_output()) {
                 Ok(0) => return Err(Error::Eof),
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(Error::Timeout("write")),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::Timeout("write"))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -291,14 +350,24 @@ impl Client {
             if self.conn.is_closed() {
                 return Err(self.conn.error().cloned().unwrap_or(Error::Closed));
             }
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(Error::Timeout("read"))?;
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or(Error::Timeout("read"))?;
             self.stream.set_read_timeout(Some(left))?;
             let stream = &mut self.stream;
             match self.conn.read_buf(|buf| stream.read(buf)) {
                 Ok(0) => return Err(Error::Eof),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(Error::Timeout("read")),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::Timeout("read"))
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -104,7 +104,9 @@ impl KnownServers {
 
     pub fn add(&mut self, host: &str, key: &[u8; 32]) -> Result<(), Error> {
         if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(Error::InvalidArgument("host must be non-empty without whitespace"));
+            return Err(Error::InvalidArgument(
+                "host must be non-empty without whitespace",
+            ));
         }
         self.entries.retain(|(h, _)| h != host);
         self.entries.push((host.to_string(), *key));
@@ -145,8 +147,14 @@ mod tests {
 
     #[test]
     fn damaged_file_is_an_error() {
-        assert_eq!(KnownServers::parse("host\n"), Err((1, "expected `host:port key`")));
-        assert_eq!(KnownServers::parse("# c\nhost AAAA\n"), Err((2, "key is not 32 bytes of base64")));
+        assert_eq!(
+            KnownServers::parse("host\n"),
+            Err((1, "expected `host:port key`"))
+        );
+        assert_eq!(
+            KnownServers::parse("# c\nhost AAAA\n"),
+            Err((2, "key is not 32 bytes of base64"))
+        );
     }
 
     #[test]

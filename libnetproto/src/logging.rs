@@ -12,11 +12,22 @@ use std::io::Write;
 /// with `tag` (e.g. the process role and pid). A second call is a no-op.
 pub fn init(spec: Option<&str>, tag: &str) -> bool {
     let mut b = env_logger::Builder::new();
-    let spec = spec.map(str::to_string).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
+    let spec = spec
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
     b.parse_filters(&spec);
     let tag = tag.to_string();
     b.format(move |f, r| {
-        writeln!(f, "{} {:<5} {}{}: {}", f.timestamp_millis(), r.level(), tag, r.target(), r.args())
+        writeln!(
+            f,
+            "{} {:<5} {}{}: {}",
+            f.timestamp_millis(),
+            r.level(),
+            tag,
+            r.target(),
+            r.args()
+        )
     });
     b.try_init().is_ok()
 }

@@ -47,7 +47,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("iterations", &self.iterations).finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,9 +100,18 @@ impl Verifier {
         let iterations: u32 = iters.parse().map_err(|_| bad.clone())?;
         let salt = STANDARD.decode(salt).map_err(|_| bad.clone())?;
         let key = |s: &str| -> Result<[u8; 32], Error> {
-            STANDARD.decode(s).ok().and_then(|v| v.try_into().ok()).ok_or(bad.clone())
+            STANDARD
+                .decode(s)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or(bad.clone())
         };
-        let v = Verifier { salt, iterations, stored_key: key(stored)?, server_key: key(server)? };
+        let v = Verifier {
+            salt,
+            iterations,
+            stored_key: key(stored)?,
+            server_key: key(server)?,
+        };
         if !(16..=64).contains(&v.salt.len()) || v.iterations == 0 {
             return Err(bad);
         }
@@ -108,7 +119,10 @@ impl Verifier {
     }
 
     pub fn challenge(&self) -> Challenge {
-        Challenge { salt: self.salt.clone(), iterations: self.iterations }
+        Challenge {
+            salt: self.salt.clone(),
+            iterations: self.iterations,
+        }
     }
 }
 
@@ -203,7 +217,12 @@ mod tests {
         let v = Verifier::create(b"pw", &[3u8; 20], 5000).unwrap();
         assert_eq!(Verifier::parse(&v.encode()).unwrap(), v);
         assert!(!v.encode().contains("pw$"));
-        for junk in ["", "scram-sha256$1$a$b", "md5$1$AAAA$AAAA$AAAA", "scram-sha256$x$a$b$c"] {
+        for junk in [
+            "",
+            "scram-sha256$1$a$b",
+            "md5$1$AAAA$AAAA$AAAA",
+            "scram-sha256$x$a$b$c",
+        ] {
             assert!(Verifier::parse(junk).is_err(), "{junk}");
         }
     }

@@ -4,9 +4,7 @@
 //! checks each length against its limit and rejects trailing bytes.
 
 use crate::error::Error;
-use crate::limits::{
-    MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD, MAX_SPEC_LEN, MAX_USER_LEN,
-};
+use crate::limits::{MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD, MAX_SPEC_LEN, MAX_USER_LEN};
 use crate::reader::Reader;
 
 /// HELLO body: `version u8 | reserved u8 = 0 | client ephemeral public key [32]`.
@@ -59,7 +57,11 @@ impl ServerParams {
 
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
-        let p = ServerParams { max_chunk: r.u32()?, max_upload: r.u64()?, max_in_flight: r.u32()? };
+        let p = ServerParams {
+            max_chunk: r.u32()?,
+            max_upload: r.u64()?,
+            max_in_flight: r.u32()?,
+        };
         r.finish()?;
         if p.max_chunk == 0 || p.max_chunk as usize > MAX_CHUNK_DATA || p.max_in_flight == 0 {
             return Err(Error::Malformed("server parameters out of range"));
@@ -91,8 +93,13 @@ pub fn check_user(user: &str) -> Result<(), Error> {
     if user.is_empty() || user.len() > MAX_USER_LEN {
         return Err(Error::InvalidArgument("user name must be 1..=64 bytes"));
     }
-    if user.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
-        return Err(Error::InvalidArgument("user name has whitespace, ':' or a control character"));
+    if user
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == ':')
+    {
+        return Err(Error::InvalidArgument(
+            "user name has whitespace, ':' or a control character",
+        ));
     }
     Ok(())
 }
@@ -158,10 +165,15 @@ impl<'a> JobSubmit<'a> {
         if n > MAX_SPEC_LEN {
             return Err(Error::Malformed("op spec longer than 1024 bytes"));
         }
-        let spec = std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("spec not UTF-8"))?;
+        let spec =
+            std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("spec not UTF-8"))?;
         let data = r.rest();
         check_chunk(data)?;
-        Ok(JobSubmit { total_len, spec, data })
+        Ok(JobSubmit {
+            total_len,
+            spec,
+            data,
+        })
     }
 }
 
@@ -190,7 +202,12 @@ impl ResultInfo {
         out.extend_from_slice(&self.width.to_be_bytes());
         out.extend_from_slice(&self.height.to_be_bytes());
         out.extend_from_slice(&[self.format, 0, 0, 0]);
-        for v in [self.queue_us, self.decode_us, self.filter_us, self.encode_us] {
+        for v in [
+            self.queue_us,
+            self.decode_us,
+            self.filter_us,
+            self.encode_us,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
     }
@@ -244,7 +261,8 @@ pub fn parse_error(body: &[u8]) -> Result<(u16, &str), Error> {
     if n > MAX_ERROR_TEXT {
         return Err(Error::Malformed("error text longer than 1024 bytes"));
     }
-    let text = std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("error text not UTF-8"))?;
+    let text =
+        std::str::from_utf8(r.take(n)?).map_err(|_| Error::Malformed("error text not UTF-8"))?;
     r.finish()?;
     Ok((code, text))
 }
@@ -292,9 +310,13 @@ pub fn encode_stats<'a>(
     for (name, value) in entries {
         if name.is_empty() || name.len() > 255 || !name.is_ascii() {
             out.truncate(at);
-            return Err(Error::InvalidArgument("stat name must be 1..=255 ASCII bytes"));
+            return Err(Error::InvalidArgument(
+                "stat name must be 1..=255 ASCII bytes",
+            ));
         }
-        n = n.checked_add(1).ok_or(Error::InvalidArgument("too many stats"))?;
+        n = n
+            .checked_add(1)
+            .ok_or(Error::InvalidArgument("too many stats"))?;
         out.push(name.len() as u8);
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&value.to_be_bytes());

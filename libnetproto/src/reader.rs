@@ -16,8 +16,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.pos.checked_add(n).ok_or(Error::Malformed("length overflow"))?;
-        let out = self.buf.get(self.pos..end).ok_or(Error::Malformed("body too short"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(Error::Malformed("length overflow"))?;
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(Error::Malformed("body too short"))?;
         self.pos = end;
         Ok(out)
     }
@@ -78,6 +84,9 @@ mod tests {
 
         let mut r = Reader::new(&[1, 2]);
         r.u8().unwrap();
-        assert!(matches!(r.finish(), Err(Error::Malformed("trailing bytes"))));
+        assert!(matches!(
+            r.finish(),
+            Err(Error::Malformed("trailing bytes"))
+        ));
     }
 }

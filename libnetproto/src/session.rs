@@ -17,7 +17,9 @@ pub struct CipherState {
 
 impl std::fmt::Debug for CipherState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CipherState").field("counter", &self.counter).finish_non_exhaustive()
+        f.debug_struct("CipherState")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,7 +32,10 @@ fn nonce(counter: u64) -> Nonce {
 
 impl CipherState {
     pub fn new(key: &[u8; 32]) -> Self {
-        CipherState { aead: ChaCha20Poly1305::new(Key::from_slice(key)), counter: 0 }
+        CipherState {
+            aead: ChaCha20Poly1305::new(Key::from_slice(key)),
+            counter: 0,
+        }
     }
 
     /// Frames sealed (or opened) so far.
@@ -51,7 +56,10 @@ impl CipherState {
     /// Encrypts `buf` in place and returns the tag to append.
     pub fn seal(&mut self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
         let n = self.next_nonce()?;
-        let tag = self.aead.encrypt_in_place_detached(&n, aad, buf).map_err(|_| Error::DecryptFailed)?;
+        let tag = self
+            .aead
+            .encrypt_in_place_detached(&n, aad, buf)
+            .map_err(|_| Error::DecryptFailed)?;
         Ok(tag.into())
     }
 
@@ -98,10 +106,19 @@ mod tests {
         assert_eq!(rx.open(b"hdr", &mut m0).unwrap(), 10);
         assert_eq!(&m0[..10], &[0u8; 10]);
         // replay of frame 0 and skipping ahead to frame 2 both fail
-        assert_eq!(rx.open(b"hdr", &mut msgs[0].clone()), Err(Error::DecryptFailed));
-        assert_eq!(rx.open(b"hdr", &mut msgs[2].clone()), Err(Error::DecryptFailed));
+        assert_eq!(
+            rx.open(b"hdr", &mut msgs[0].clone()),
+            Err(Error::DecryptFailed)
+        );
+        assert_eq!(
+            rx.open(b"hdr", &mut msgs[2].clone()),
+            Err(Error::DecryptFailed)
+        );
         // wrong associated data fails
-        assert_eq!(rx.open(b"HDR", &mut msgs[1].clone()), Err(Error::DecryptFailed));
+        assert_eq!(
+            rx.open(b"HDR", &mut msgs[1].clone()),
+            Err(Error::DecryptFailed)
+        );
         assert_eq!(rx.open(b"hdr", &mut msgs[1].clone()).unwrap(), 10);
     }
 

@@ -22,7 +22,11 @@ pub fn invert(mut img: DynamicImage) -> DynamicImage {
 pub fn brightness(img: DynamicImage, value: i32) -> DynamicImage {
     let is_16bit = img.color().bytes_per_pixel() / img.color().channel_count() == 2;
     // 65535 / 255 = 257 exactly; validated |value| <= 255 keeps this far from overflow.
-    let value = if is_16bit { value.saturating_mul(257) } else { value };
+    let value = if is_16bit {
+        value.saturating_mul(257)
+    } else {
+        value
+    };
     img.brighten(value)
 }
 
@@ -57,7 +61,10 @@ mod tests {
     fn invert_leaves_alpha() {
         let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([10, 20, 30, 40])));
         let out = apply(img, &Op::Invert).unwrap();
-        assert_eq!(out.as_rgba8().unwrap().get_pixel(0, 0).0, [245, 235, 225, 40]);
+        assert_eq!(
+            out.as_rgba8().unwrap().get_pixel(0, 0).0,
+            [245, 235, 225, 40]
+        );
     }
 
     #[test]
@@ -73,7 +80,10 @@ mod tests {
         let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(3, 2, Rgba([0, 255, 0, 77])));
         let out = apply(img, &Op::Grayscale).unwrap();
         // Rec. 709: 0.7152 * 255 = 182.4
-        assert_eq!(out.as_luma_alpha8().unwrap().get_pixel(0, 0), &LumaA([182, 77]));
+        assert_eq!(
+            out.as_luma_alpha8().unwrap().get_pixel(0, 0),
+            &LumaA([182, 77])
+        );
     }
 
     #[test]
@@ -97,7 +107,10 @@ mod tests {
     fn brightness_is_in_8bit_units_for_16bit_images() {
         let img = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(1, 1, Luma([1000u16])));
         let out = apply(img, &Op::Brightness(10)).unwrap();
-        assert_eq!(out.as_luma16().unwrap().get_pixel(0, 0), &Luma([1000 + 2570]));
+        assert_eq!(
+            out.as_luma16().unwrap().get_pixel(0, 0),
+            &Luma([1000 + 2570])
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! caller passing 0 gets a degenerate image instead of a panic deep inside `image`.
 
 use image::imageops::FilterType;
+use image::metadata::Orientation;
 use image::DynamicImage;
 
 use crate::ops::{FlipAxis, ResizeFilter, Rotation};
@@ -37,7 +38,12 @@ fn filter_type(f: ResizeFilter) -> FilterType {
 }
 
 /// Resamples to exactly `width x height` (used for fit, after `fit_dimensions`, and exact).
-pub fn resize_exact(img: DynamicImage, width: u32, height: u32, filter: ResizeFilter) -> DynamicImage {
+pub fn resize_exact(
+    img: DynamicImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+) -> DynamicImage {
     let (width, height) = (width.max(1), height.max(1));
     if (width, height) == (img.width(), img.height()) {
         return img;
@@ -50,7 +56,12 @@ pub fn resize_exact(img: DynamicImage, width: u32, height: u32, filter: ResizeFi
 /// `DynamicImage::resize_to_fill`'s resize-then-crop: the intermediate image is then never
 /// larger than the input, whereas resize-then-crop of a 1x50000 strip to a 65535-wide box
 /// would allocate a 65535x3e9 intermediate.
-pub fn resize_fill(img: DynamicImage, width: u32, height: u32, filter: ResizeFilter) -> DynamicImage {
+pub fn resize_fill(
+    img: DynamicImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+) -> DynamicImage {
     let (tw, th) = (u64::from(width.max(1)), u64::from(height.max(1)));
     let (w, h) = (u64::from(img.width()), u64::from(img.height()));
     // Source rectangle with the target's aspect ratio, as large as possible, centred.
@@ -91,7 +102,8 @@ pub fn rotate(mut img: DynamicImage, rotation: Rotation) -> DynamicImage {
     match rotation {
         Rotation::Deg90 => img.rotate90(),
         Rotation::Deg180 => {
-            img.rotate180_in_place();
+            // apply_orientation is image's public in-place path; rotate180() would copy.
+            img.apply_orientation(Orientation::Rotate180);
             img
         }
         Rotation::Deg270 => img.rotate270(),
@@ -101,8 +113,8 @@ pub fn rotate(mut img: DynamicImage, rotation: Rotation) -> DynamicImage {
 /// Mirror image: horizontal swaps left and right, vertical swaps top and bottom.
 pub fn flip(mut img: DynamicImage, axis: FlipAxis) -> DynamicImage {
     match axis {
-        FlipAxis::Horizontal => img.fliph_in_place(),
-        FlipAxis::Vertical => img.flipv_in_place(),
+        FlipAxis::Horizontal => img.apply_orientation(Orientation::FlipHorizontal),
+        FlipAxis::Vertical => img.apply_orientation(Orientation::FlipVertical),
     }
     img
 }
@@ -244,8 +256,14 @@ mod tests {
     #[test]
     fn kernels_clamp_zero_sizes_instead_of_panicking() {
         let img = DynamicImage::new_rgb8(4, 4);
-        assert_eq!(resize_exact(img.clone(), 0, 0, ResizeFilter::Nearest).dimensions(), (1, 1));
-        assert_eq!(resize_fill(img.clone(), 0, 3, ResizeFilter::Nearest).dimensions(), (1, 3));
+        assert_eq!(
+            resize_exact(img.clone(), 0, 0, ResizeFilter::Nearest).dimensions(),
+            (1, 1)
+        );
+        assert_eq!(
+            resize_fill(img.clone(), 0, 3, ResizeFilter::Nearest).dimensions(),
+            (1, 3)
+        );
         assert_eq!(thumbnail(img, 0, 0).dimensions(), (1, 1));
     }
 }

@@ -137,11 +137,26 @@ mod tests {
 
     #[test]
     fn planned_dimensions() {
-        assert_eq!(dims(&resize(200, 200, ResizeMode::Fit), 400, 300), Ok((200, 150)));
-        assert_eq!(dims(&resize(200, 200, ResizeMode::Fill), 400, 300), Ok((200, 200)));
-        assert_eq!(dims(&resize(200, 200, ResizeMode::Exact), 400, 300), Ok((200, 200)));
-        assert_eq!(dims(&resize(800, 0, ResizeMode::Fit), 400, 300), Ok((800, 600)));
-        assert_eq!(dims(&resize(0, 100, ResizeMode::Fit), 400, 300), Ok((133, 100)));
+        assert_eq!(
+            dims(&resize(200, 200, ResizeMode::Fit), 400, 300),
+            Ok((200, 150))
+        );
+        assert_eq!(
+            dims(&resize(200, 200, ResizeMode::Fill), 400, 300),
+            Ok((200, 200))
+        );
+        assert_eq!(
+            dims(&resize(200, 200, ResizeMode::Exact), 400, 300),
+            Ok((200, 200))
+        );
+        assert_eq!(
+            dims(&resize(800, 0, ResizeMode::Fit), 400, 300),
+            Ok((800, 600))
+        );
+        assert_eq!(
+            dims(&resize(0, 100, ResizeMode::Fit), 400, 300),
+            Ok((133, 100))
+        );
         assert_eq!(dims(&Op::Thumbnail { max: 128 }, 400, 300), Ok((128, 96)));
         assert_eq!(dims(&Op::Thumbnail { max: 128 }, 100, 20), Ok((100, 20)));
         assert_eq!(dims(&Op::Rotate(Rotation::Deg90), 8, 6), Ok((6, 8)));
@@ -188,14 +203,23 @@ mod tests {
         };
         assert_eq!(dims(&crop(0, 0, 8, 6), 8, 6), Ok((8, 6)));
         assert_eq!(dims(&crop(7, 5, 1, 1), 8, 6), Ok((1, 1)));
-        for c in [crop(8, 0, 1, 1), crop(0, 0, 9, 6), crop(2, 3, 4, 4), crop(65535, 65535, 65535, 65535)] {
+        for c in [
+            crop(8, 0, 1, 1),
+            crop(0, 0, 9, 6),
+            crop(2, 3, 4, 4),
+            crop(65535, 65535, 65535, 65535),
+        ] {
             assert!(
                 matches!(dims(&c, 8, 6), Err(FilterError::BadGeometry { .. })),
                 "{c:?}"
             );
             assert!(matches!(
                 apply(DynamicImage::new_rgb8(8, 6), &c),
-                Err(FilterError::BadGeometry { image_width: 8, image_height: 6, .. })
+                Err(FilterError::BadGeometry {
+                    image_width: 8,
+                    image_height: 6,
+                    ..
+                })
             ));
         }
     }

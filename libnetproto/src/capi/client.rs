@@ -84,8 +84,17 @@ pub unsafe extern "C" fn np_client_send_job(
 ) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        let (c, spec, d) = unsafe { (arg_mut(client)?, arg_str(spec)?, super::arg_bytes(data, len)?) };
-        c.inner.conn().send_job(id, spec, total_len, d, last).map_err(err)?;
+        let (c, spec, d) = unsafe {
+            (
+                arg_mut(client)?,
+                arg_str(spec)?,
+                super::arg_bytes(data, len)?,
+            )
+        };
+        c.inner
+            .conn()
+            .send_job(id, spec, total_len, d, last)
+            .map_err(err)?;
         flush(c, timeout_ms)
     })
 }
@@ -116,7 +125,13 @@ pub unsafe extern "C" fn np_client_send_job_data(
 /// # Safety
 /// `client` live; `payload` valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_client_send_ping(client: *mut np_client, id: u64, payload: *const u8, len: usize, timeout_ms: u32) -> np_status {
+pub unsafe extern "C" fn np_client_send_ping(
+    client: *mut np_client,
+    id: u64,
+    payload: *const u8,
+    len: usize,
+    timeout_ms: u32,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(client) }?;
@@ -132,7 +147,11 @@ pub unsafe extern "C" fn np_client_send_ping(client: *mut np_client, id: u64, pa
 /// # Safety
 /// `client` live.
 #[no_mangle]
-pub unsafe extern "C" fn np_client_send_stats_request(client: *mut np_client, id: u64, timeout_ms: u32) -> np_status {
+pub unsafe extern "C" fn np_client_send_stats_request(
+    client: *mut np_client,
+    id: u64,
+    timeout_ms: u32,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(client) }?;
@@ -153,7 +172,11 @@ fn flush(c: &mut np_client, timeout_ms: u32) -> Result<np_status, np_status> {
 /// # Safety
 /// `client` live; `event` writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_client_next_event(client: *mut np_client, timeout_ms: u32, event: *mut np_event) -> np_status {
+pub unsafe extern "C" fn np_client_next_event(
+    client: *mut np_client,
+    timeout_ms: u32,
+    event: *mut np_event,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(client) }?;
@@ -169,17 +192,17 @@ pub unsafe extern "C" fn np_client_next_event(client: *mut np_client, timeout_ms
     })
 }
 
-/// The server's 32-byte static public key.
+/// Copies the server's static public key into `out` (32 bytes).
 ///
 /// # Safety
-/// `client` live; `out` writable.
+/// `client` live; `out` valid for 32 writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mut [u8; 32]) -> np_status {
+pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mut u8) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_ref(client) }?;
-        // SAFETY: forwarded caller contract.
-        unsafe { write_out(out, *c.inner.server_key()) }?;
+        // SAFETY: forwarded caller contract: 32 writable bytes.
+        unsafe { write_out(out.cast::<[u8; 32]>(), *c.inner.server_key()) }?;
         Ok(NP_OK)
     })
 }
@@ -191,7 +214,9 @@ pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mu
 #[no_mangle]
 pub unsafe extern "C" fn np_client_fd(client: *const np_client) -> i32 {
     // SAFETY: forwarded caller contract.
-    super::guard_or(-1, || unsafe { client.as_ref() }.map_or(-1, |c| c.inner.stream().as_raw_fd()))
+    super::guard_or(-1, || {
+        unsafe { client.as_ref() }.map_or(-1, |c| c.inner.stream().as_raw_fd())
+    })
 }
 
 /// Sends BYE (best effort), closes the socket and frees the client.

@@ -54,7 +54,9 @@ pub unsafe extern "C" fn np_client_config_new(
             return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
         }
         let cfg = ClientConfig::new(user, pw).map_err(err)?;
-        let h = Box::into_raw(Box::new(np_client_config { inner: Arc::new(cfg) }));
+        let h = Box::into_raw(Box::new(np_client_config {
+            inner: Arc::new(cfg),
+        }));
         // SAFETY: `out` checked non-NULL above; writable per the contract.
         unsafe { write_out(out, h) }?;
         Ok(NP_OK)
@@ -77,7 +79,7 @@ pub unsafe extern "C" fn np_client_config_free(cfg: *mut np_client_config) {
 
 /// Loads the server key at `key_path` (created with mode 0600 if absent) and makes a server
 /// config. `created` (optional) is set to whether the key was just created; `public_key`
-/// (optional) receives the 32-byte public key.
+/// (optional, 32 bytes) receives the public key.
 ///
 /// # Safety
 /// `key_path` NUL-terminated; `params` valid; `out` writable; `created` and `public_key` NULL
@@ -88,7 +90,7 @@ pub unsafe extern "C" fn np_server_config_new(
     params: *const np_server_params,
     out: *mut *mut np_server_config,
     created: *mut bool,
-    public_key: *mut [u8; 32],
+    public_key: *mut u8,
 ) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
@@ -98,21 +100,34 @@ pub unsafe extern "C" fn np_server_config_new(
         if out.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
         }
-        if p.max_chunk == 0 || p.max_chunk as usize > crate::limits::MAX_CHUNK_DATA || p.max_in_flight == 0 {
-            return Err(fail(NP_INVALID_ARGUMENT, "max_chunk must be 1..=65536 and max_in_flight > 0"));
+        if p.max_chunk == 0
+            || p.max_chunk as usize > crate::limits::MAX_CHUNK_DATA
+            || p.max_in_flight == 0
+        {
+            return Err(fail(
+                NP_INVALID_ARGUMENT,
+                "max_chunk must be 1..=65536 and max_in_flight > 0",
+            ));
         }
-        let (key, was_created) = crate::io::load_or_create_server_key(Path::new(path)).map_err(err)?;
-        let params = ServerParams { max_chunk: p.max_chunk, max_upload: p.max_upload, max_in_flight: p.max_in_flight };
+        let (key, was_created) =
+            crate::io::load_or_create_server_key(Path::new(path)).map_err(err)?;
+        let params = ServerParams {
+            max_chunk: p.max_chunk,
+            max_upload: p.max_upload,
+            max_in_flight: p.max_in_flight,
+        };
         let cfg = ServerConfig::new(key, params);
         let public = *cfg.public_key();
-        let h = Box::into_raw(Box::new(np_server_config { inner: Arc::new(cfg) }));
+        let h = Box::into_raw(Box::new(np_server_config {
+            inner: Arc::new(cfg),
+        }));
         // SAFETY: the optional outputs are NULL or writable per the contract.
         unsafe {
             if !created.is_null() {
                 *created = was_created;
             }
             if !public_key.is_null() {
-                *public_key = public;
+                std::ptr::copy_nonoverlapping(public.as_ptr(), public_key, 32);
             }
             write_out(out, h)?;
         }

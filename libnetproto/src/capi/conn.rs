@@ -35,7 +35,10 @@ fn new_handle(conn: Conn, out: *mut *mut np_conn) -> Result<np_status, np_status
 /// # Safety
 /// `cfg` a live handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_new_server(cfg: *const np_server_config, out: *mut *mut np_conn) -> np_status {
+pub unsafe extern "C" fn np_conn_new_server(
+    cfg: *const np_server_config,
+    out: *mut *mut np_conn,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let cfg = unsafe { arg_ref(cfg) }?;
@@ -48,7 +51,10 @@ pub unsafe extern "C" fn np_conn_new_server(cfg: *const np_server_config, out: *
 /// # Safety
 /// `cfg` a live handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_new_client(cfg: *const np_client_config, out: *mut *mut np_conn) -> np_status {
+pub unsafe extern "C" fn np_conn_new_client(
+    cfg: *const np_client_config,
+    out: *mut *mut np_conn,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let cfg = unsafe { arg_ref(cfg) }?;
@@ -76,7 +82,12 @@ pub unsafe extern "C" fn np_conn_free(conn: *mut np_conn) {
 /// # Safety
 /// `conn` live; `data` valid for `len` bytes; `consumed` writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_feed(conn: *mut np_conn, data: *const u8, len: usize, consumed: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_conn_feed(
+    conn: *mut np_conn,
+    data: *const u8,
+    len: usize,
+    consumed: *mut usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(conn) }?;
@@ -98,7 +109,11 @@ pub unsafe extern "C" fn np_conn_feed(conn: *mut np_conn, data: *const u8, len: 
 /// # Safety
 /// `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_read_fd(conn: *mut np_conn, fd: i32, nread: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_conn_read_fd(
+    conn: *mut np_conn,
+    fd: i32,
+    nread: *mut usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(conn) }?;
@@ -128,7 +143,11 @@ pub unsafe extern "C" fn np_conn_read_fd(conn: *mut np_conn, fd: i32, nread: *mu
 /// # Safety
 /// `conn` live; `fd` open for the call; `pending` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_write_fd(conn: *mut np_conn, fd: i32, pending: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_conn_write_fd(
+    conn: *mut np_conn,
+    fd: i32,
+    pending: *mut usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_mut(conn) }?;
@@ -169,7 +188,14 @@ impl std::io::Write for FdIo<'_> {
         // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open (borrowed). MSG_NOSIGNAL
         // turns a vanished peer into EPIPE instead of a process-killing SIGPIPE; on a non-socket
         // fd `send` fails with ENOTSOCK and we fall back to `write`.
-        let mut n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        let mut n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSOCK) {
             // SAFETY: as above.
             n = unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
@@ -191,7 +217,11 @@ impl std::io::Write for FdIo<'_> {
 /// # Safety
 /// `conn` live; `data` and `len` writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_pending_output(conn: *const np_conn, data: *mut *const u8, len: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_conn_pending_output(
+    conn: *const np_conn,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_ref(conn) }?;
@@ -256,7 +286,10 @@ pub unsafe extern "C" fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_e
 pub unsafe extern "C" fn np_conn_trust_server_key(conn: *mut np_conn, accept: bool) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?.inner.trust_server_key(accept).map_err(err)?;
+        unsafe { arg_mut(conn) }?
+            .inner
+            .trust_server_key(accept)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -268,7 +301,9 @@ pub unsafe extern "C" fn np_conn_trust_server_key(conn: *mut np_conn, accept: bo
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_is_ready(conn: *const np_conn) -> bool {
     // SAFETY: forwarded caller contract.
-    super::guard_or(false, || unsafe { conn.as_ref() }.is_some_and(|c| c.inner.is_ready()))
+    super::guard_or(false, || {
+        unsafe { conn.as_ref() }.is_some_and(|c| c.inner.is_ready())
+    })
 }
 
 /// Whether the connection is finished (flush pending output, then close the socket).
@@ -278,7 +313,9 @@ pub unsafe extern "C" fn np_conn_is_ready(conn: *const np_conn) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_is_closed(conn: *const np_conn) -> bool {
     // SAFETY: forwarded caller contract.
-    super::guard_or(true, || unsafe { conn.as_ref() }.is_none_or(|c| c.inner.is_closed()))
+    super::guard_or(true, || {
+        unsafe { conn.as_ref() }.is_none_or(|c| c.inner.is_closed())
+    })
 }
 
 /// Client: starts job `id` with op spec `spec`, declared input length `total_len`, and the
@@ -299,7 +336,9 @@ pub unsafe extern "C" fn np_conn_send_job(
     guard(|| {
         // SAFETY: forwarded caller contract (each argument as documented).
         let (c, spec, d) = unsafe { (arg_mut(conn)?, arg_str(spec)?, arg_bytes(data, len)?) };
-        c.inner.send_job(id, spec, total_len, d, last).map_err(err)?;
+        c.inner
+            .send_job(id, spec, total_len, d, last)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -309,7 +348,13 @@ pub unsafe extern "C" fn np_conn_send_job(
 /// # Safety
 /// `conn` live; `data` valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_send_job_data(conn: *mut np_conn, id: u64, data: *const u8, len: usize, last: bool) -> np_status {
+pub unsafe extern "C" fn np_conn_send_job_data(
+    conn: *mut np_conn,
+    id: u64,
+    data: *const u8,
+    len: usize,
+    last: bool,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, d) = unsafe { (arg_mut(conn)?, arg_bytes(data, len)?) };
@@ -334,7 +379,9 @@ pub unsafe extern "C" fn np_conn_send_result(
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, info, d) = unsafe { (arg_mut(conn)?, arg_ref(info)?, arg_bytes(data, len)?) };
-        c.inner.send_result(id, &ResultInfo::from(info), d, last).map_err(err)?;
+        c.inner
+            .send_result(id, &ResultInfo::from(info), d, last)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -344,7 +391,13 @@ pub unsafe extern "C" fn np_conn_send_result(
 /// # Safety
 /// `conn` live; `data` valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_send_result_data(conn: *mut np_conn, id: u64, data: *const u8, len: usize, last: bool) -> np_status {
+pub unsafe extern "C" fn np_conn_send_result_data(
+    conn: *mut np_conn,
+    id: u64,
+    data: *const u8,
+    len: usize,
+    last: bool,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, d) = unsafe { (arg_mut(conn)?, arg_bytes(data, len)?) };
@@ -363,7 +416,12 @@ fn error_code(code: u16) -> Result<ErrorCode, np_status> {
 /// # Safety
 /// `conn` live; `text` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_send_error(conn: *mut np_conn, id: u64, code: u16, text: *const c_char) -> np_status {
+pub unsafe extern "C" fn np_conn_send_error(
+    conn: *mut np_conn,
+    id: u64,
+    code: u16,
+    text: *const c_char,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
@@ -377,11 +435,18 @@ pub unsafe extern "C" fn np_conn_send_error(conn: *mut np_conn, id: u64, code: u
 /// # Safety
 /// `conn` live; `text` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_reject_request(conn: *mut np_conn, id: u64, code: u16, text: *const c_char) -> np_status {
+pub unsafe extern "C" fn np_conn_reject_request(
+    conn: *mut np_conn,
+    id: u64,
+    code: u16,
+    text: *const c_char,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
-        c.inner.reject_request(id, error_code(code)?, t).map_err(err)?;
+        c.inner
+            .reject_request(id, error_code(code)?, t)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -391,10 +456,17 @@ pub unsafe extern "C" fn np_conn_reject_request(conn: *mut np_conn, id: u64, cod
 /// # Safety
 /// `conn` live.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_send_busy(conn: *mut np_conn, id: u64, retry_after_ms: u32) -> np_status {
+pub unsafe extern "C" fn np_conn_send_busy(
+    conn: *mut np_conn,
+    id: u64,
+    retry_after_ms: u32,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?.inner.send_busy(id, retry_after_ms).map_err(err)?;
+        unsafe { arg_mut(conn) }?
+            .inner
+            .send_busy(id, retry_after_ms)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -407,7 +479,10 @@ pub unsafe extern "C" fn np_conn_send_busy(conn: *mut np_conn, id: u64, retry_af
 pub unsafe extern "C" fn np_conn_send_shutdown(conn: *mut np_conn, grace_ms: u32) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?.inner.send_shutdown(grace_ms).map_err(err)?;
+        unsafe { arg_mut(conn) }?
+            .inner
+            .send_shutdown(grace_ms)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -449,7 +524,10 @@ pub unsafe extern "C" fn np_conn_send_stats(
 pub unsafe extern "C" fn np_conn_send_stats_request(conn: *mut np_conn, id: u64) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?.inner.send_stats_request(id).map_err(err)?;
+        unsafe { arg_mut(conn) }?
+            .inner
+            .send_stats_request(id)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -459,7 +537,12 @@ pub unsafe extern "C" fn np_conn_send_stats_request(conn: *mut np_conn, id: u64)
 /// # Safety
 /// `conn` live; `payload` valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_send_ping(conn: *mut np_conn, id: u64, payload: *const u8, len: usize) -> np_status {
+pub unsafe extern "C" fn np_conn_send_ping(
+    conn: *mut np_conn,
+    id: u64,
+    payload: *const u8,
+    len: usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let (c, p) = unsafe { (arg_mut(conn)?, arg_bytes(payload, len)?) };
@@ -512,7 +595,8 @@ pub unsafe extern "C" fn np_stats_next(
         let n = r.u8().map_err(err)? as usize;
         let text = r.take(n).map_err(err)?;
         let v = r.u64().map_err(err)?;
-        let text = std::str::from_utf8(text).map_err(|_| fail(NP_MALFORMED, "stat name not UTF-8"))?;
+        let text =
+            std::str::from_utf8(text).map_err(|_| fail(NP_MALFORMED, "stat name not UTF-8"))?;
         // SAFETY: forwarded caller contract.
         unsafe {
             super::write_text(text, name, cap, std::ptr::null_mut())?;
@@ -528,7 +612,12 @@ pub unsafe extern "C" fn np_stats_next(
 /// # Safety
 /// `conn` live; `out` valid for `cap` bytes; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_user(conn: *const np_conn, out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_conn_user(
+    conn: *const np_conn,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
         let c = unsafe { arg_ref(conn) }?;

@@ -136,7 +136,13 @@ impl np_event {
                 out.text = user.as_ptr();
                 out.text_len = user.len();
             }
-            Event::JobSubmit { request_id, total_len, spec, data: d, last } => {
+            Event::JobSubmit {
+                request_id,
+                total_len,
+                spec,
+                data: d,
+                last,
+            } => {
                 set_data(&mut out, d);
                 out.kind = NP_EVENT_JOB_SUBMIT;
                 out.request_id = request_id;
@@ -145,13 +151,22 @@ impl np_event {
                 out.text_len = spec.len();
                 out.last = last;
             }
-            Event::JobData { request_id, data: d, last } => {
+            Event::JobData {
+                request_id,
+                data: d,
+                last,
+            } => {
                 set_data(&mut out, d);
                 out.kind = NP_EVENT_JOB_DATA;
                 out.request_id = request_id;
                 out.last = last;
             }
-            Event::JobResult { request_id, info, data: d, last } => {
+            Event::JobResult {
+                request_id,
+                info,
+                data: d,
+                last,
+            } => {
                 set_data(&mut out, d);
                 out.kind = NP_EVENT_JOB_RESULT;
                 out.request_id = request_id;
@@ -159,30 +174,47 @@ impl np_event {
                 out.info = info.into();
                 out.last = last;
             }
-            Event::ResultData { request_id, data: d, last } => {
+            Event::ResultData {
+                request_id,
+                data: d,
+                last,
+            } => {
                 set_data(&mut out, d);
                 out.kind = NP_EVENT_RESULT_DATA;
                 out.request_id = request_id;
                 out.last = last;
             }
-            Event::Error { request_id, code, message } => {
+            Event::Error {
+                request_id,
+                code,
+                message,
+            } => {
                 out.kind = NP_EVENT_ERROR;
                 out.request_id = request_id;
                 out.code = code as u32;
                 out.text = message.as_ptr();
                 out.text_len = message.len();
             }
-            Event::Busy { request_id, retry_after_ms } => {
+            Event::Busy {
+                request_id,
+                retry_after_ms,
+            } => {
                 out.kind = NP_EVENT_BUSY;
                 out.request_id = request_id;
                 out.code = retry_after_ms;
             }
-            Event::Ping { request_id, payload } => {
+            Event::Ping {
+                request_id,
+                payload,
+            } => {
                 set_data(&mut out, payload);
                 out.kind = NP_EVENT_PING;
                 out.request_id = request_id;
             }
-            Event::Pong { request_id, payload } => {
+            Event::Pong {
+                request_id,
+                payload,
+            } => {
                 set_data(&mut out, payload);
                 out.kind = NP_EVENT_PONG;
                 out.request_id = request_id;

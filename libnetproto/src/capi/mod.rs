@@ -77,7 +77,9 @@ pub(crate) unsafe fn arg_str<'a>(p: *const c_char) -> Result<&'a str, np_status>
         return Err(fail(NP_NULL_ARGUMENT, "NULL string argument"));
     }
     // SAFETY: non-NULL and NUL-terminated per the contract.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| fail(NP_INVALID_ARGUMENT, "string is not UTF-8"))
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| fail(NP_INVALID_ARGUMENT, "string is not UTF-8"))
 }
 
 /// # Safety
@@ -111,7 +113,12 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) -> Result<(), np_status> {
 ///
 /// # Safety
 /// `out` must be valid for `cap` bytes; `len_out` NULL or writable.
-pub(crate) unsafe fn write_text(text: &str, out: *mut c_char, cap: usize, len_out: *mut usize) -> Result<(), np_status> {
+pub(crate) unsafe fn write_text(
+    text: &str,
+    out: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> Result<(), np_status> {
     if out.is_null() {
         return Err(fail(NP_NULL_ARGUMENT, "NULL output buffer"));
     }
@@ -132,8 +139,12 @@ pub(crate) unsafe fn write_text(text: &str, out: *mut c_char, cap: usize, len_ou
 /// A static, NUL-terminated description of `status`. Never NULL.
 #[no_mangle]
 pub extern "C" fn np_status_str(status: np_status) -> *const c_char {
-    guard_or(c"internal error".as_ptr(), || {
-        status::STRINGS.iter().find(|(s, _)| *s == status).map_or(c"unknown status".as_ptr(), |(_, t)| t.as_ptr())
+    guard_or("internal error\0".as_ptr().cast(), || {
+        let text = status::STRINGS
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or("unknown status\0", |(_, t)| *t);
+        text.as_ptr().cast()
     })
 }
 
@@ -168,9 +179,17 @@ pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut u
 pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status {
     guard(|| {
         // SAFETY: forwarded caller contract.
-        let spec = if spec.is_null() { None } else { Some(unsafe { arg_str(spec) }?) };
+        let spec = if spec.is_null() {
+            None
+        } else {
+            Some(unsafe { arg_str(spec) }?)
+        };
         // SAFETY: forwarded caller contract.
-        let tag = if tag.is_null() { "" } else { unsafe { arg_str(tag) }? };
+        let tag = if tag.is_null() {
+            ""
+        } else {
+            unsafe { arg_str(tag) }?
+        };
         if crate::logging::init(spec, tag) {
             Ok(NP_OK)
         } else {
@@ -203,10 +222,15 @@ pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
 /// # Safety
 /// `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_fingerprint(key: *const [u8; 32], out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
+pub unsafe extern "C" fn np_fingerprint(
+    key: *const u8,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
-        let key = unsafe { arg_ref(key) }?;
+        // SAFETY: forwarded caller contract: 32 readable bytes.
+        let key: &[u8; 32] = unsafe { arg_ref(key.cast::<[u8; 32]>()) }?;
         // SAFETY: forwarded caller contract.
         unsafe { write_text(&crate::keys::fingerprint(key), out, cap, len) }?;
         Ok(NP_OK)
@@ -230,7 +254,11 @@ pub unsafe extern "C" fn np_verifier_create(
     guard(|| {
         // SAFETY: forwarded caller contract.
         let pw = unsafe { arg_bytes(password, password_len) }?;
-        let iters = if iterations == 0 { crate::limits::DEFAULT_PBKDF2_ITERATIONS } else { iterations };
+        let iters = if iterations == 0 {
+            crate::limits::DEFAULT_PBKDF2_ITERATIONS
+        } else {
+            iterations
+        };
         let mut salt = [0u8; 16];
         crate::io::random_bytes(&mut salt);
         let v = crate::login::Verifier::create(pw, &salt, iters).map_err(err)?;
@@ -251,5 +279,16 @@ pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
         let t = unsafe { arg_str(text) }?;
         crate::login::Verifier::parse(t).map_err(err)?;
         Ok(NP_OK)
+    })
+}
+
+/// The protocol name of a wire error code (e.g. 302 → "TOO_MANY_PIXELS"), or NULL if the
+/// code is unknown.
+#[no_mangle]
+pub extern "C" fn np_error_code_name(code: u16) -> *const c_char {
+    guard_or(std::ptr::null(), || {
+        crate::opcode::ErrorCode::from_u16(code).map_or(std::ptr::null(), |c| {
+            status::error_code_cstr(c).as_ptr().cast()
+        })
     })
 }

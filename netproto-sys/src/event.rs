@@ -1,0 +1,151 @@
+//! Events as a Rust enum, borrowed from the handle that produced them.
+
+use crate::ffi;
+
+/// Metadata of a job result.
+pub type ResultInfo = ffi::np_result_info;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    ServerKey {
+        key: [u8; 32],
+    },
+    Ready,
+    LoggedIn {
+        user: &'a str,
+    },
+    JobSubmit {
+        id: u64,
+        total_len: u64,
+        spec: &'a str,
+        data: &'a [u8],
+        last: bool,
+    },
+    JobData {
+        id: u64,
+        data: &'a [u8],
+        last: bool,
+    },
+    JobResult {
+        id: u64,
+        info: ResultInfo,
+        data: &'a [u8],
+        last: bool,
+    },
+    ResultData {
+        id: u64,
+        data: &'a [u8],
+        last: bool,
+    },
+    Error {
+        id: u64,
+        code: u16,
+        message: &'a str,
+    },
+    Busy {
+        id: u64,
+        retry_after_ms: u32,
+    },
+    Ping {
+        id: u64,
+        payload: &'a [u8],
+    },
+    Pong {
+        id: u64,
+        payload: &'a [u8],
+    },
+    StatsRequest {
+        id: u64,
+    },
+    Stats {
+        id: u64,
+        body: &'a [u8],
+    },
+    Shutdown {
+        grace_ms: u32,
+    },
+    Bye,
+}
+
+/// # Safety
+/// `p` must be valid for `len` bytes for `'a` (or `len` 0).
+unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 || p.is_null() {
+        &[]
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+}
+
+impl<'a> Event<'a> {
+    /// # Safety
+    /// The event's pointers must stay valid for `'a` (the library guarantees this until the
+    /// next call on the handle, which the callers' `&mut self` borrows enforce).
+    pub(crate) unsafe fn from_raw(e: &ffi::np_event) -> Event<'a> {
+        // SAFETY: per the function contract.
+        let data = unsafe { bytes(e.data, e.data_len) };
+        // SAFETY: per the function contract; the library only puts UTF-8 in `text`.
+        let text = std::str::from_utf8(unsafe { bytes(e.text, e.text_len) }).unwrap_or("");
+        let id = e.request_id;
+        match e.kind {
+            ffi::NP_EVENT_SERVER_KEY => Event::ServerKey { key: e.server_key },
+            ffi::NP_EVENT_READY => Event::Ready,
+            ffi::NP_EVENT_LOGGED_IN => Event::LoggedIn { user: text },
+            ffi::NP_EVENT_JOB_SUBMIT => Event::JobSubmit {
+                id,
+                total_len: e.total_len,
+                spec: text,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_JOB_DATA => Event::JobData {
+                id,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_JOB_RESULT => Event::JobResult {
+                id,
+                info: e.info,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_RESULT_DATA => Event::ResultData {
+                id,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_ERROR => Event::Error {
+                id,
+                code: e.code as u16,
+                message: text,
+            },
+            ffi::NP_EVENT_BUSY => Event::Busy {
+                id,
+                retry_after_ms: e.code,
+            },
+            ffi::NP_EVENT_PING => Event::Ping { id, payload: data },
+            ffi::NP_EVENT_PONG => Event::Pong { id, payload: data },
+            ffi::NP_EVENT_STATS_REQUEST => Event::StatsRequest { id },
+            ffi::NP_EVENT_STATS => Event::Stats { id, body: data },
+            ffi::NP_EVENT_SHUTDOWN => Event::Shutdown { grace_ms: e.code },
+            _ => Event::Bye,
+        }
+    }
+}
+
+pub(crate) fn empty_event() -> ffi::np_event {
+    ffi::np_event {
+        kind: 0,
+        request_id: 0,
+        code: 0,
+        last: false,
+        total_len: 0,
+        data: std::ptr::null(),
+        data_len: 0,
+        text: std::ptr::null(),
+        text_len: 0,
+        info: ffi::np_result_info::default(),
+        server_key: [0; 32],
+    }
+}
