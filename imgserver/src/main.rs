@@ -1,1 +1,67 @@
-fn main() {}
+//! imgserver: entry point. Dispatches to the server (master), user management, local stats,
+//! or the hidden worker mode the master fork+execs.
+#![deny(unsafe_code)]
+
+mod cli;
+mod ipc;
+mod logging;
+mod master;
+mod ring;
+mod shm;
+mod signals;
+mod spawn;
+mod state;
+mod statcmd;
+mod stats;
+mod tty;
+mod users;
+mod worker;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::User { command, state_dir }) => {
+            report(users::run(&command, &state::resolve(state_dir.as_deref())))
+        }
+        Some(Command::Stats { state_dir, json }) => report(statcmd::run(&state::resolve(state_dir.as_deref()), json)),
+        Some(Command::Worker { index, mem_limit_mb, max_pixels, fault_injection }) => {
+            logging::init(&format!("worker{index}"));
+            match worker::run(worker::WorkerArgs { index, mem_limit_mb, max_pixels, fault_injection }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("worker {index} exiting: {e}");
+                    1
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn serve(args: cli::ServeArgs) -> i32 {
+    logging::init("master");
+    match master::serve(args) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("imgserver: {e}");
+            1
+        }
+    }
+}
+
+fn report(r: Result<(), String>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("imgserver: {e}");
+            1
+        }
+    }
+}

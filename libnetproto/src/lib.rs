@@ -15,6 +15,8 @@ pub mod conn;
 pub mod crc;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod handshake;
 pub mod io;
 pub mod keys;

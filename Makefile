@@ -1,0 +1,53 @@
+# imgserver: build, test, run. `make test` is what CI runs (.ci/run); `make run` is the demo.
+CARGO ?= cargo
+REL := target/release
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz bench soak clean
+
+all: build
+
+## build: release build of the whole workspace (binaries, libnetproto.so)
+build:
+	$(CARGO) build --release --workspace --bins --lib
+
+## deps: Debian packages the tests need (cbindgen, a C compiler, binutils), installed if missing
+deps:
+	@scripts/install-deps.sh
+
+## test: every check the project has, from a clean clone
+test: deps lint build unit check-header check-dynamic c-sample
+	@echo "make test: all checks passed"
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+## unit: unit, integration and end-to-end tests (release: image code is ~20x slower in debug)
+unit:
+	$(CARGO) test --release --workspace
+
+## header: regenerate libnetproto/include/netproto.h from the C ABI sources
+header:
+	cd libnetproto && cbindgen --quiet --config cbindgen.toml --crate libnetproto --output include/netproto.h
+
+## check-header: fail if the committed header differs from a fresh generation
+check-header:
+	@tmp=$$(mktemp); \
+	(cd libnetproto && cbindgen --quiet --config cbindgen.toml --crate libnetproto --output $$tmp) && \
+	if cmp -s $$tmp libnetproto/include/netproto.h; then echo "check-header: netproto.h is up to date"; rm -f $$tmp; \
+	else diff -u libnetproto/include/netproto.h $$tmp | head -40; rm -f $$tmp; echo "check-header: FAIL: run 'make header' and commit"; exit 1; fi
+
+## check-dynamic: both binaries link libnetproto.so dynamically and run with and without LD_LIBRARY_PATH
+check-dynamic: build
+	scripts/check-dynamic.sh $(REL)
+
+## c-sample: build the C sample against the .so (ASan+UBSan, -Werror) and run its self-test
+c-sample: build
+	$(MAKE) -C samples/c LIBDIR=../../$(REL)
+	ASAN_OPTIONS=detect_leaks=1 samples/c/np_sample selftest
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -C samples/c clean

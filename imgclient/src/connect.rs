@@ -1,0 +1,442 @@
+//! Getting a logged-in connection: credentials (password from env, file or terminal), the
+//! known-servers file that pins each server's key, and reconnecting with exponential backoff
+//! and jitter within a bounded time.
+//!
+//! Trust boundary: the password (never logged, never echoed) and the trust-on-first-use
+//! decision about the server's key; the key check itself is done by libnetproto before any
+//! login proof leaves this process.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netproto_sys::{ffi, Client, ClientConfig, NpError};
+
+use crate::exit::{self, ExitKind, Failure};
+use crate::sys;
+
+/// First delay between reconnect attempts.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest delay between reconnect attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Connection settings from the command line and environment.
+#[derive(Debug, Clone)]
+pub struct ConnectOpts {
+    pub addr: String,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub known_servers: Option<PathBuf>,
+    /// For one connect (TCP + handshake + login) and for each send.
+    pub timeout: Duration,
+    /// How long to keep reconnecting through one outage.
+    pub retry_for: Duration,
+}
+
+/// Where the known-servers file lives when not given: `$XDG_CONFIG_HOME/imgclient/known_servers`,
+/// else `$HOME/.config/imgclient/known_servers`. A relative XDG_CONFIG_HOME is ignored, as the
+/// XDG spec says.
+pub fn default_known_servers(xdg_config_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+    let base = match xdg_config_home.filter(|d| Path::new(d).is_absolute()) {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(home.filter(|h| !h.is_empty())?).join(".config"),
+    };
+    Some(base.join("imgclient").join("known_servers"))
+}
+
+/// Strips one trailing line end, so `echo pw > file` works, but keeps other whitespace: it may
+/// be part of the password.
+pub fn password_from_file_text(text: &[u8]) -> &[u8] {
+    let t = text.strip_suffix(b"\n").unwrap_or(text);
+    t.strip_suffix(b"\r").unwrap_or(t)
+}
+
+/// Picks the password: `--password-file` (explicit) first, then `IMGCLIENT_PASSWORD`, then a
+/// prompt on the terminal.
+pub fn resolve_password(
+    file: Option<&Path>,
+    env: Option<Vec<u8>>,
+    prompt: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Vec<u8>, Failure> {
+    let pw = if let Some(path) = file {
+        let text = std::fs::read(path)
+            .map_err(|e| Failure::io(format!("reading password file {}", path.display()), e))?;
+        warn_if_readable_by_others(path);
+        password_from_file_text(&text).to_vec()
+    } else if let Some(pw) = env {
+        pw
+    } else {
+        prompt()
+            .map_err(|e| {
+                Failure::usage(
+                    "no password",
+                    format!(
+                        "set IMGCLIENT_PASSWORD, use --password-file, or run on a terminal ({e})"
+                    ),
+                )
+            })?
+            .into_bytes()
+    };
+    if pw.is_empty() {
+        return Err(Failure::usage("password", "is empty"));
+    }
+    Ok(pw)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            log::warn!(
+                "password file {} is readable by others; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (0-based): 100 ms doubling to 5 s, with "equal
+/// jitter" (half fixed, half random from `jitter` in [0, 1)) so that many clients dropped at
+/// once by a restart do not come back in lock-step, while the delay still grows.
+pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    let half = exp / 2;
+    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// The retry state of one outage: attempts so far and when the outage began. Pure (time is
+/// passed in) so the schedule is testable.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    budget: Duration,
+    attempt: u32,
+    since: Option<Instant>,
+}
+
+impl Retry {
+    pub fn new(budget: Duration) -> Retry {
+        Retry {
+            budget,
+            attempt: 0,
+            since: None,
+        }
+    }
+
+    /// The pause before the next attempt, or `None` when the outage has outlasted the budget.
+    /// The last pause is cut short so that the final attempt happens at the deadline.
+    pub fn next_delay(&mut self, now: Instant, jitter: f64) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed >= self.budget {
+            return None;
+        }
+        let d = backoff_delay(self.attempt, BACKOFF_BASE, BACKOFF_CAP, jitter)
+            .min(self.budget - elapsed);
+        self.attempt += 1;
+        Some(d)
+    }
+
+    /// The connection works again: the next outage starts from scratch.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+        self.since = None;
+    }
+
+    pub fn in_outage(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
+/// A small xorshift generator for jitter: no need for cryptographic quality, and seeding it
+/// from the library's CSPRNG keeps processes started together from sharing a sequence.
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new() -> Jitter {
+        let mut b = [0u8; 8];
+        let _ = netproto_sys::random(&mut b);
+        Jitter(u64::from_le_bytes(b) | 1)
+    }
+
+    pub fn from_seed(seed: u64) -> Jitter {
+        Jitter(seed | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Jitter::new()
+    }
+}
+
+/// Makes logged-in connections to one server with one set of credentials; shared by all
+/// threads (the library caches the PBKDF2 result in the config, so a thousand logins cost one
+/// key derivation).
+#[derive(Debug)]
+pub struct Connector {
+    pub addr: String,
+    cfg: ClientConfig,
+    known_servers: PathBuf,
+    pub timeout: Duration,
+    pub retry_for: Duration,
+    announced: AtomicBool,
+}
+
+impl Connector {
+    /// Resolves the user, password and known-servers file (may prompt on the terminal).
+    pub fn new(opts: &ConnectOpts) -> Result<Arc<Connector>, Failure> {
+        let user = match &opts.user {
+            Some(u) => u.clone(),
+            None => std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| Failure::usage("no user", "use --user or set IMGCLIENT_USER"))?,
+        };
+        let known_servers = match &opts.known_servers {
+            Some(p) => p.clone(),
+            None => default_known_servers(
+                std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
+                std::env::var("HOME").ok().as_deref(),
+            )
+            .ok_or_else(|| {
+                Failure::usage(
+                    "no known-servers file",
+                    "HOME is not set; use --known-servers FILE",
+                )
+            })?,
+        };
+        let env_pw = std::env::var_os("IMGCLIENT_PASSWORD").map(|v| {
+            use std::os::unix::ffi::OsStringExt;
+            v.into_vec()
+        });
+        let prompt = format!("password for {user}@{}: ", opts.addr);
+        let password = resolve_password(opts.password_file.as_deref(), env_pw, || {
+            sys::prompt_password(&prompt)
+        })?;
+        let cfg = ClientConfig::new(&user, &password)
+            .map_err(|e| Failure::usage(format!("user {user:?}"), e))?;
+        Ok(Arc::new(Connector {
+            addr: opts.addr.clone(),
+            cfg,
+            known_servers,
+            timeout: opts.timeout,
+            retry_for: opts.retry_for,
+            announced: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn known_servers(&self) -> &Path {
+        &self.known_servers
+    }
+
+    /// One attempt: TCP, handshake, key check against the known-servers file, login.
+    pub fn connect_once(&self) -> Result<Client, NpError> {
+        let c = Client::connect(
+            &self.addr,
+            &self.cfg,
+            Some(&self.known_servers),
+            self.timeout,
+        )?;
+        if c.is_new_server() && !self.announced.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "pinned new server {} key {} (in {})",
+                self.addr,
+                netproto_sys::fingerprint(&c.server_key()),
+                self.known_servers.display()
+            );
+        }
+        Ok(c)
+    }
+
+    /// The one-line failure for a connect error, naming the file to edit for a changed key.
+    pub fn failure(&self, e: &NpError) -> Failure {
+        let what = format!("connecting to {}", self.addr);
+        match e.status {
+            ffi::NP_SERVER_KEY_CHANGED => Failure::new(
+                ExitKind::KeyChanged,
+                what,
+                format!(
+                    "{} (file: {})",
+                    e.message,
+                    self.known_servers.display()
+                ),
+            ),
+            ffi::NP_KEY_FILE => Failure::new(ExitKind::Io, what, &e.message),
+            _ => Failure::from_np(what, e),
+        }
+    }
+
+    /// Connects, retrying retryable failures with backoff until `retry` says the outage is
+    /// too long or `stop` is set. Non-retryable failures (authentication, pinning, files,
+    /// protocol) return at once.
+    pub fn connect_retrying(
+        &self,
+        retry: &mut Retry,
+        jitter: &mut Jitter,
+        stop: &AtomicBool,
+    ) -> Result<Client, Failure> {
+        loop {
+            let e = match self.connect_once() {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            };
+            if !exit::np_retryable(&e) {
+                return Err(self.failure(&e));
+            }
+            let Some(delay) = retry.next_delay(Instant::now(), jitter.unit()) else {
+                let mut f = self.failure(&e);
+                f.why = format!("{} (gave up after {:?})", f.why, self.retry_for);
+                return Err(f);
+            };
+            log::info!(
+                "connect to {} failed ({}); retrying in {} ms",
+                self.addr,
+                e.message,
+                delay.as_millis()
+            );
+            if !sleep_unless(delay, stop) {
+                return Err(Failure::new(ExitKind::Connect, "connect", "interrupted"));
+            }
+        }
+    }
+}
+
+/// Sleeps in short slices so that a stop request is noticed; returns false if stopped.
+pub fn sleep_unless(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_servers_default_follows_xdg() {
+        assert_eq!(
+            default_known_servers(Some("/x/cfg"), Some("/home/u")),
+            Some(PathBuf::from("/x/cfg/imgclient/known_servers"))
+        );
+        assert_eq!(
+            default_known_servers(None, Some("/home/u")),
+            Some(PathBuf::from("/home/u/.config/imgclient/known_servers"))
+        );
+        assert_eq!(
+            default_known_servers(Some("relative"), Some("/home/u")),
+            Some(PathBuf::from("/home/u/.config/imgclient/known_servers"))
+        );
+        assert_eq!(default_known_servers(None, None), None);
+        assert_eq!(default_known_servers(Some(""), Some("")), None);
+    }
+
+    #[test]
+    fn password_sources_in_order() {
+        let dir = std::env::temp_dir().join(format!("imgclient-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from file \r\n").unwrap();
+        let no_prompt = || -> std::io::Result<String> { panic!("must not prompt") };
+        assert_eq!(
+            resolve_password(Some(&file), Some(b"env".to_vec()), no_prompt).unwrap(),
+            b"from file "
+        );
+        assert_eq!(
+            resolve_password(None, Some(b"env".to_vec()), no_prompt).unwrap(),
+            b"env"
+        );
+        assert_eq!(
+            resolve_password(None, None, || Ok("typed".into())).unwrap(),
+            b"typed"
+        );
+        let e = resolve_password(None, None, || {
+            Err(std::io::Error::other("no tty"))
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, ExitKind::Usage);
+        assert!(e.why.contains("IMGCLIENT_PASSWORD"));
+        let e = resolve_password(Some(&dir.join("missing")), None, no_prompt).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Io);
+        let e = resolve_password(None, Some(Vec::new()), no_prompt).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Usage);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_text_keeps_inner_whitespace() {
+        assert_eq!(password_from_file_text(b"a b\n"), b"a b");
+        assert_eq!(password_from_file_text(b" pw "), b" pw ");
+        assert_eq!(password_from_file_text(b"pw\r\n"), b"pw");
+        assert_eq!(password_from_file_text(b"pw\n\n"), b"pw\n");
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let ms = |a, j| backoff_delay(a, BACKOFF_BASE, BACKOFF_CAP, j).as_millis();
+        assert_eq!(ms(0, 0.0), 50);
+        assert_eq!(ms(0, 1.0), 100);
+        assert_eq!(ms(1, 1.0), 200);
+        assert_eq!(ms(3, 1.0), 800);
+        assert_eq!(ms(6, 1.0), 5000);
+        assert_eq!(ms(60, 1.0), 5000);
+        assert_eq!(ms(60, 0.0), 2500);
+        for a in 0..40 {
+            for j in [0.0, 0.3, 0.999] {
+                let d = backoff_delay(a, BACKOFF_BASE, BACKOFF_CAP, j);
+                assert!(d <= BACKOFF_CAP && d >= BACKOFF_BASE / 2);
+            }
+        }
+    }
+
+    #[test]
+    fn retry_budget_bounds_the_outage() {
+        let t0 = Instant::now();
+        let mut r = Retry::new(Duration::from_secs(10));
+        let mut now = t0;
+        let mut delays = Vec::new();
+        while let Some(d) = r.next_delay(now, 1.0) {
+            delays.push(d.as_millis());
+            now += d;
+        }
+        // 100, 200, ..., 3200, then the cap, then the remainder up to exactly 10 s.
+        assert_eq!(&delays[..6], &[100, 200, 400, 800, 1600, 3200]);
+        assert_eq!(delays.iter().sum::<u128>(), 10_000);
+        assert_eq!(now - t0, Duration::from_secs(10));
+        assert!(r.in_outage());
+        r.reset();
+        assert!(!r.in_outage());
+        assert_eq!(r.next_delay(now, 1.0), Some(Duration::from_millis(100)));
+        // A zero budget allows no retry at all.
+        assert_eq!(Retry::new(Duration::ZERO).next_delay(t0, 0.5), None);
+    }
+
+    #[test]
+    fn jitter_is_uniform_enough() {
+        let mut j = Jitter::from_seed(42);
+        let xs: Vec<f64> = (0..10_000).map(|_| j.unit()).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+        assert!(Jitter::new().unit() < 1.0);
+    }
+}

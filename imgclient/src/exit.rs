@@ -1,0 +1,330 @@
+//! Exit codes and the one-line failure report: every way imgclient can fail, in one table.
+//!
+//! Trust boundary: none of its own. This is where failures from every other boundary (local
+//! files, the network, the server's answers) are classified into what the user and calling
+//! scripts see, so the classification of library statuses and wire error codes lives here and
+//! nowhere else.
+
+use std::fmt;
+
+use netproto_sys::ffi;
+use netproto_sys::{ErrorCode, NpError};
+
+/// What went wrong, as the process exit code says it. `0` is success and has no variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExitKind {
+    Usage = 1,
+    Io = 2,
+    Connect = 3,
+    Auth = 4,
+    KeyChanged = 5,
+    Rejected = 6,
+    Busy = 7,
+    Protocol = 8,
+}
+
+impl ExitKind {
+    pub const ALL: [ExitKind; 8] = [
+        ExitKind::Usage,
+        ExitKind::Io,
+        ExitKind::Connect,
+        ExitKind::Auth,
+        ExitKind::KeyChanged,
+        ExitKind::Rejected,
+        ExitKind::Busy,
+        ExitKind::Protocol,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            ExitKind::Usage => "usage error (bad arguments or op spec, missing password)",
+            ExitKind::Io => "local file error (input, output, password or known-servers file)",
+            ExitKind::Connect => "connection failed, was lost or timed out (after retries)",
+            ExitKind::Auth => "authentication failed (user or password)",
+            ExitKind::KeyChanged => "server key changed (edit the known-servers file)",
+            ExitKind::Rejected => "server rejected the job (bad spec, too large, decode failed...)",
+            ExitKind::Busy => "server busy or shutting down beyond the retry budget",
+            ExitKind::Protocol => "protocol error (malformed or unexpected data)",
+        }
+    }
+}
+
+/// The `--help` footer. A literal so clap's derive can take it; a test checks it against
+/// [`ExitKind::describe`] so the two cannot drift apart.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  usage error (bad arguments or op spec, missing password)
+  2  local file error (input, output, password or known-servers file)
+  3  connection failed, was lost or timed out (after retries)
+  4  authentication failed (user or password)
+  5  server key changed (edit the known-servers file)
+  6  server rejected the job (bad spec, too large, decode failed...)
+  7  server busy or shutting down beyond the retry budget
+  8  protocol error (malformed or unexpected data)
+`imgclient health` exits 0 when the server is healthy and 1 when it is not.
+
+Environment: IMGSERVER_ADDR, IMGCLIENT_USER, IMGCLIENT_PASSWORD, IMGCLIENT_KNOWN_SERVERS,
+RUST_LOG (log filter, e.g. debug).";
+
+/// One failure as printed: `imgclient: <what failed>: <why>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ExitKind,
+    pub what: String,
+    pub why: String,
+}
+
+impl Failure {
+    pub fn new(kind: ExitKind, what: impl Into<String>, why: impl fmt::Display) -> Failure {
+        Failure {
+            kind,
+            what: what.into(),
+            why: why.to_string(),
+        }
+    }
+
+    pub fn usage(what: impl Into<String>, why: impl fmt::Display) -> Failure {
+        Failure::new(ExitKind::Usage, what, why)
+    }
+
+    pub fn io(what: impl Into<String>, why: impl fmt::Display) -> Failure {
+        Failure::new(ExitKind::Io, what, why)
+    }
+
+    /// A library error, classified by its status (and wire code, for remote errors).
+    pub fn from_np(what: impl Into<String>, e: &NpError) -> Failure {
+        Failure::new(kind_of_np(e), what, &e.message)
+    }
+
+    /// A wire ERROR the server sent for a request.
+    pub fn from_wire(what: impl Into<String>, code: u16, message: &str) -> Failure {
+        let why = if message.is_empty() {
+            wire_name(code)
+        } else {
+            format!("{}: {message}", wire_name(code))
+        };
+        Failure::new(kind_of_wire(code), what, why)
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.kind.code()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.what.is_empty() {
+            f.write_str(&self.why)
+        } else {
+            write!(f, "{}: {}", self.what, self.why)
+        }
+    }
+}
+
+/// `NAME (code)`, or `error code N` for a code this build does not know.
+pub fn wire_name(code: u16) -> String {
+    match ErrorCode::from_u16(code) {
+        Some(c) => format!("{} ({code})", c.name()),
+        None => format!("error code {code}"),
+    }
+}
+
+/// Exit kind for a wire error code from an ERROR frame.
+pub fn kind_of_wire(code: u16) -> ExitKind {
+    use ErrorCode::*;
+    match ErrorCode::from_u16(code) {
+        Some(AuthFailed | NotLoggedIn) => ExitKind::Auth,
+        Some(
+            BadSpec | InputTooLarge | TooManyPixels | UnsupportedFormat | DecodeFailed
+            | BadGeometry | EncodeFailed | PoisonInput | Timeout | WorkerCrashed | Internal,
+        ) => ExitKind::Rejected,
+        Some(TooManyInFlight | ShuttingDown | TooManyConnections) => ExitKind::Busy,
+        Some(IdleTimeout | SlowClient | HandshakeTimeout) => ExitKind::Connect,
+        Some(Protocol | UnexpectedMessage | DuplicateRequest | UnknownRequest | LengthMismatch)
+        | None => ExitKind::Protocol,
+    }
+}
+
+/// Whether a request refused with this wire code may succeed if sent again later (possibly on
+/// a new connection). Wider than [`ErrorCode::is_retryable`]: a connection the server dropped
+/// for idleness or slowness is worth re-opening.
+pub fn wire_retryable(code: u16) -> bool {
+    match ErrorCode::from_u16(code) {
+        Some(c) => {
+            c.is_retryable()
+                || matches!(
+                    c,
+                    ErrorCode::IdleTimeout | ErrorCode::SlowClient | ErrorCode::HandshakeTimeout
+                )
+        }
+        None => false,
+    }
+}
+
+/// The wire code inside a remote error's message (`server error NAME (code): text`).
+pub fn remote_code(message: &str) -> Option<u16> {
+    let open = message.find(" (")?;
+    let rest = &message[open + 2..];
+    let close = rest.find(')')?;
+    rest[..close].parse().ok()
+}
+
+/// Exit kind for a failed library call.
+pub fn kind_of_np(e: &NpError) -> ExitKind {
+    match e.status {
+        ffi::NP_TIMEOUT | ffi::NP_EOF | ffi::NP_IO | ffi::NP_CLOSED => ExitKind::Connect,
+        ffi::NP_AUTH_FAILED | ffi::NP_BAD_SERVER_SIGNATURE => ExitKind::Auth,
+        ffi::NP_SERVER_KEY_CHANGED | ffi::NP_SERVER_KEY_REJECTED => ExitKind::KeyChanged,
+        ffi::NP_KEY_FILE => ExitKind::Io,
+        ffi::NP_BUSY | ffi::NP_SERVER_SHUTDOWN => ExitKind::Busy,
+        ffi::NP_REMOTE_ERROR => remote_code(&e.message).map_or(ExitKind::Protocol, kind_of_wire),
+        _ => ExitKind::Protocol,
+    }
+}
+
+/// Whether connecting again (after a pause) may cure this failure. Authentication, pinning,
+/// local files and protocol violations will fail the same way next time.
+pub fn np_retryable(e: &NpError) -> bool {
+    match e.status {
+        ffi::NP_TIMEOUT
+        | ffi::NP_EOF
+        | ffi::NP_IO
+        | ffi::NP_CLOSED
+        | ffi::NP_BUSY
+        | ffi::NP_SERVER_SHUTDOWN => true,
+        ffi::NP_REMOTE_ERROR => remote_code(&e.message).is_some_and(wire_retryable),
+        _ => false,
+    }
+}
+
+/// A short stable name for a library status, for error tallies.
+pub fn status_name(status: ffi::np_status) -> &'static str {
+    match status {
+        ffi::NP_TIMEOUT => "TIMEOUT",
+        ffi::NP_EOF => "EOF",
+        ffi::NP_IO => "IO",
+        ffi::NP_CLOSED => "CLOSED",
+        ffi::NP_AUTH_FAILED => "AUTH_FAILED",
+        ffi::NP_BAD_SERVER_SIGNATURE => "BAD_SERVER_SIGNATURE",
+        ffi::NP_SERVER_KEY_CHANGED => "SERVER_KEY_CHANGED",
+        ffi::NP_SERVER_KEY_REJECTED => "SERVER_KEY_REJECTED",
+        ffi::NP_KEY_FILE => "KEY_FILE",
+        ffi::NP_BUSY => "BUSY",
+        ffi::NP_SERVER_SHUTDOWN => "SERVER_SHUTDOWN",
+        ffi::NP_REMOTE_ERROR => "REMOTE_ERROR",
+        ffi::NP_DECRYPT_FAILED => "DECRYPT_FAILED",
+        ffi::NP_HANDSHAKE_FAILED => "HANDSHAKE_FAILED",
+        ffi::NP_MALFORMED => "MALFORMED",
+        ffi::NP_UNEXPECTED_MESSAGE => "UNEXPECTED_MESSAGE",
+        ffi::NP_BAD_CRC => "BAD_CRC",
+        ffi::NP_BAD_MAGIC => "BAD_MAGIC",
+        ffi::NP_BAD_VERSION => "BAD_VERSION",
+        ffi::NP_FRAME_TOO_LARGE => "FRAME_TOO_LARGE",
+        ffi::NP_UNKNOWN_OPCODE => "UNKNOWN_OPCODE",
+        ffi::NP_INVALID_ARGUMENT => "INVALID_ARGUMENT",
+        ffi::NP_BAD_STATE => "BAD_STATE",
+        ffi::NP_NONCE_EXHAUSTED => "NONCE_EXHAUSTED",
+        _ => "OTHER",
+    }
+}
+
+/// A tally key for a library error: the wire code's name for remote errors, else the status.
+pub fn np_tally_name(e: &NpError) -> String {
+    match (e.status, remote_code(&e.message)) {
+        (ffi::NP_REMOTE_ERROR, Some(code)) => wire_name(code),
+        (s, _) => status_name(s).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn np(status: ffi::np_status, message: &str) -> NpError {
+        NpError {
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_code_with_its_description() {
+        for k in ExitKind::ALL {
+            let line = format!("  {}  {}", k.code(), k.describe());
+            assert!(EXIT_CODES_HELP.contains(&line), "missing: {line}");
+        }
+        assert!(EXIT_CODES_HELP.contains("  0  success"));
+        let codes: Vec<u8> = ExitKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes, (1..=8).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn library_statuses_map_to_kinds() {
+        assert_eq!(kind_of_np(&np(ffi::NP_EOF, "")), ExitKind::Connect);
+        assert_eq!(kind_of_np(&np(ffi::NP_TIMEOUT, "")), ExitKind::Connect);
+        assert_eq!(kind_of_np(&np(ffi::NP_AUTH_FAILED, "")), ExitKind::Auth);
+        assert_eq!(
+            kind_of_np(&np(ffi::NP_SERVER_KEY_CHANGED, "")),
+            ExitKind::KeyChanged
+        );
+        assert_eq!(kind_of_np(&np(ffi::NP_KEY_FILE, "")), ExitKind::Io);
+        assert_eq!(kind_of_np(&np(ffi::NP_DECRYPT_FAILED, "")), ExitKind::Protocol);
+        assert_eq!(kind_of_np(&np(ffi::NP_BUSY, "")), ExitKind::Busy);
+    }
+
+    #[test]
+    fn remote_errors_are_classified_by_their_wire_code() {
+        let e = np(
+            ffi::NP_REMOTE_ERROR,
+            "server error TOO_MANY_CONNECTIONS (403): limit 1000",
+        );
+        assert_eq!(remote_code(&e.message), Some(403));
+        assert_eq!(kind_of_np(&e), ExitKind::Busy);
+        assert!(np_retryable(&e));
+        assert_eq!(np_tally_name(&e), "TOO_MANY_CONNECTIONS (403)");
+        let e = np(ffi::NP_REMOTE_ERROR, "server error BAD_SPEC (300): x");
+        assert_eq!(kind_of_np(&e), ExitKind::Rejected);
+        assert!(!np_retryable(&e));
+        assert_eq!(remote_code("no code here"), None);
+        assert_eq!(kind_of_np(&np(ffi::NP_REMOTE_ERROR, "?")), ExitKind::Protocol);
+    }
+
+    #[test]
+    fn wire_codes_map_to_kinds_and_retryability() {
+        assert_eq!(kind_of_wire(300), ExitKind::Rejected);
+        assert_eq!(kind_of_wire(304), ExitKind::Rejected);
+        assert_eq!(kind_of_wire(200), ExitKind::Auth);
+        assert_eq!(kind_of_wire(402), ExitKind::Busy);
+        assert_eq!(kind_of_wire(404), ExitKind::Connect);
+        assert_eq!(kind_of_wire(102), ExitKind::Protocol);
+        assert_eq!(kind_of_wire(9999), ExitKind::Protocol);
+        for code in [308, 400, 401, 402, 403, 404, 405] {
+            assert!(wire_retryable(code), "{code}");
+        }
+        for code in [100, 200, 300, 304, 307, 500, 9999] {
+            assert!(!wire_retryable(code), "{code}");
+        }
+        // Every known code has a kind other than the unknown-code fallback's where it should.
+        for c in ErrorCode::ALL {
+            let k = kind_of_wire(c as u16);
+            assert!(ExitKind::ALL.contains(&k));
+        }
+    }
+
+    #[test]
+    fn failure_prints_one_line() {
+        let f = Failure::from_wire("cat.png", 304, "cannot decode image: bad PNG");
+        assert_eq!(f.kind, ExitKind::Rejected);
+        assert_eq!(
+            f.to_string(),
+            "cat.png: DECODE_FAILED (304): cannot decode image: bad PNG"
+        );
+        assert_eq!(f.exit_code(), 6);
+        assert!(!f.to_string().contains('\n'));
+    }
+}

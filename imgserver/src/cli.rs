@@ -1,0 +1,120 @@
+//! Command-line interface of imgserver: the server itself, user management, local stats, and
+//! the hidden worker mode the master starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "imgserver", version, about = "Image filter service: a master process with forked filter workers over a shared-memory ring", long_about = None)]
+#[command(after_help = "Environment: RUST_LOG (log filter, default info), XDG_DATA_HOME (default state directory).\n\
+Signals: SIGINT/SIGTERM stop gracefully (a second SIGINT stops at once); SIGHUP reloads the users file.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Manage users (password verifiers in STATE_DIR/users; the server never stores passwords).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[arg(long, global = true, env = "IMGSERVER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Print the counters of the server running with this state directory (read locally from
+    /// its shared-memory stats page).
+    Stats {
+        #[arg(long, env = "IMGSERVER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: a filter worker, started by the master only.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        index: usize,
+        #[arg(long, default_value_t = 0)]
+        mem_limit_mb: u64,
+        #[arg(long, default_value_t = 50_000_000)]
+        max_pixels: u64,
+        #[arg(long)]
+        fault_injection: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user or change a password (read from stdin when it is not a terminal, else prompted).
+    Add { name: String },
+    /// Delete a user.
+    Del { name: String },
+    /// List user names.
+    List,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:7878", env = "IMGSERVER_LISTEN")]
+    pub listen: SocketAddr,
+    /// Filter worker processes (default: number of CPUs).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Directory for the server key and users file (default: $XDG_DATA_HOME/imgserver).
+    #[arg(long, env = "IMGSERVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds in-flight jobs get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 10.0)]
+    pub grace: f64,
+    /// Per-job deadline in seconds; a worker that overruns it is killed and replaced.
+    #[arg(long, default_value_t = 30.0)]
+    pub job_timeout: f64,
+    /// Most simultaneous client connections; more are refused with TOO_MANY_CONNECTIONS.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_conns: usize,
+    /// Most jobs one connection may have in flight.
+    #[arg(long, default_value_t = 32)]
+    pub max_in_flight: u32,
+    /// Largest upload in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_upload: u64,
+    /// Largest image in pixels (checked from the header, before decoding).
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_pixels: u64,
+    /// Ring slots (bounds the jobs queued or running at once; when all are taken, BUSY).
+    #[arg(long, default_value_t = 64)]
+    pub slots: u32,
+    /// Bytes per ring slot; larger jobs use a dedicated memfd.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub slot_size: u64,
+    /// Total bytes of jobs larger than a slot held at once; beyond it, BUSY.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub large_job_budget: u64,
+    /// Seconds a connection may take to complete the handshake and login.
+    #[arg(long, default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+    /// Seconds without any frame before a logged-in connection is closed (clients send PING).
+    #[arg(long, default_value_t = 120.0)]
+    pub idle_timeout: f64,
+    /// Seconds a client may leave output unread before it is cut off.
+    #[arg(long, default_value_t = 30.0)]
+    pub slow_client_timeout: f64,
+    /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.
+    #[arg(long, default_value_t = 4096)]
+    pub worker_mem_mb: u64,
+}
+
+impl ServeArgs {
+    pub fn secs(v: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(v.max(0.001))
+    }
+}

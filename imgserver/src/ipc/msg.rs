@@ -1,0 +1,248 @@
+//! The fixed-size messages exchanged between master and workers, and their byte layout.
+//!
+//! Trust boundary: a worker decodes hostile images and may be compromised or corrupt, so the
+//! master parses every message from a worker strictly (known tag, exact size, bounded string
+//! lengths, valid UTF-8) and treats a malformed one as a worker crash.
+
+use thiserror::Error;
+
+/// Every message is exactly this long (SOCK_SEQPACKET keeps the boundary; a short or long
+/// datagram is a protocol violation). Large enough for a 1 KiB op spec.
+pub const MSG_LEN: usize = 1280;
+/// Longest error text a worker returns.
+pub const MAX_MESSAGE: usize = 512;
+/// Longest op spec (the protocol's limit).
+pub const MAX_SPEC: usize = 1024;
+/// Slot number meaning "the data is in the attached memfd, not the ring".
+pub const NO_SLOT: u32 = u32::MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Master → worker, once, with fds [ring, stats]: map these and start.
+    Init { index: u32, slots: u32, slot_size: u64, deadline_ms: u32 },
+    /// Worker → master: mapped everything, ready for jobs.
+    Ready { pid: u32 },
+    /// Master → worker: run `spec` on `input_len` bytes at ring slot `slot` (or in the
+    /// attached memfd when `slot == NO_SLOT`).
+    Job { job: u64, slot: u32, generation: u32, input_len: u64, spec: String },
+    /// Worker → master: job finished. On success the output is in the same slot (or in an
+    /// attached memfd when it did not fit: `in_memfd`).
+    Done(Done),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Done {
+    pub job: u64,
+    pub slot: u32,
+    pub generation: u32,
+    /// 0 = success, otherwise a protocol error code.
+    pub status: u16,
+    pub in_memfd: bool,
+    pub output_len: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: u8,
+    pub decode_us: u32,
+    pub filter_us: u32,
+    pub encode_us: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MsgError {
+    #[error("message of {0} bytes, expected {MSG_LEN}")]
+    BadLength(usize),
+    #[error("unknown message tag {0}")]
+    BadTag(u32),
+    #[error("string field too long or not UTF-8")]
+    BadString,
+}
+
+const TAG_INIT: u32 = 1;
+const TAG_READY: u32 = 2;
+const TAG_JOB: u32 = 3;
+const TAG_DONE: u32 = 4;
+
+struct W {
+    buf: Vec<u8>,
+}
+
+impl W {
+    fn new(tag: u32) -> W {
+        let mut buf = Vec::with_capacity(MSG_LEN);
+        buf.extend_from_slice(&tag.to_le_bytes());
+        W { buf }
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn str(&mut self, s: &str, max: usize) -> &mut Self {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.u16(end as u16);
+        self.buf.extend_from_slice(&s.as_bytes()[..end]);
+        self
+    }
+    fn finish(&mut self) -> [u8; MSG_LEN] {
+        let mut out = [0u8; MSG_LEN];
+        out[..self.buf.len()].copy_from_slice(&self.buf);
+        out
+    }
+}
+
+struct R<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        // Fields never run past MSG_LEN by construction of the layouts below.
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        s
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take(2).try_into().expect("2 bytes"))
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+    fn str(&mut self, max: usize) -> Result<String, MsgError> {
+        let n = self.u16() as usize;
+        if n > max {
+            return Err(MsgError::BadString);
+        }
+        std::str::from_utf8(self.take(n)).map(str::to_string).map_err(|_| MsgError::BadString)
+    }
+}
+
+impl Msg {
+    pub fn encode(&self) -> [u8; MSG_LEN] {
+        match self {
+            Msg::Init { index, slots, slot_size, deadline_ms } => {
+                W::new(TAG_INIT).u32(*index).u32(*slots).u64(*slot_size).u32(*deadline_ms).finish()
+            }
+            Msg::Ready { pid } => W::new(TAG_READY).u32(*pid).finish(),
+            Msg::Job { job, slot, generation, input_len, spec } => W::new(TAG_JOB)
+                .u64(*job)
+                .u32(*slot)
+                .u32(*generation)
+                .u64(*input_len)
+                .str(spec, MAX_SPEC)
+                .finish(),
+            Msg::Done(d) => W::new(TAG_DONE)
+                .u64(d.job)
+                .u32(d.slot)
+                .u32(d.generation)
+                .u16(d.status)
+                .u8(d.in_memfd as u8)
+                .u64(d.output_len)
+                .u32(d.width)
+                .u32(d.height)
+                .u8(d.format)
+                .u32(d.decode_us)
+                .u32(d.filter_us)
+                .u32(d.encode_us)
+                .str(&d.message, MAX_MESSAGE)
+                .finish(),
+        }
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Msg, MsgError> {
+        if buf.len() != MSG_LEN {
+            return Err(MsgError::BadLength(buf.len()));
+        }
+        let mut r = R { buf, pos: 0 };
+        Ok(match r.u32() {
+            TAG_INIT => Msg::Init { index: r.u32(), slots: r.u32(), slot_size: r.u64(), deadline_ms: r.u32() },
+            TAG_READY => Msg::Ready { pid: r.u32() },
+            TAG_JOB => Msg::Job {
+                job: r.u64(),
+                slot: r.u32(),
+                generation: r.u32(),
+                input_len: r.u64(),
+                spec: r.str(MAX_SPEC)?,
+            },
+            TAG_DONE => Msg::Done(Done {
+                job: r.u64(),
+                slot: r.u32(),
+                generation: r.u32(),
+                status: r.u16(),
+                in_memfd: r.u8() != 0,
+                output_len: r.u64(),
+                width: r.u32(),
+                height: r.u32(),
+                format: r.u8(),
+                decode_us: r.u32(),
+                filter_us: r.u32(),
+                encode_us: r.u32(),
+                message: r.str(MAX_MESSAGE)?,
+            }),
+            t => return Err(MsgError::BadTag(t)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let msgs = [
+            Msg::Init { index: 3, slots: 32, slot_size: 4 << 20, deadline_ms: 30_000 },
+            Msg::Ready { pid: 4242 },
+            Msg::Job { job: 9, slot: 5, generation: 77, input_len: 123_456, spec: "blur:2,format:png".into() },
+            Msg::Job { job: 10, slot: NO_SLOT, generation: 0, input_len: 1 << 30, spec: "x".repeat(MAX_SPEC) },
+            Msg::Done(Done { job: 9, slot: 5, generation: 77, status: 0, output_len: 99, width: 640, height: 480, format: 1, decode_us: 1, filter_us: 2, encode_us: 3, message: String::new(), in_memfd: false }),
+            Msg::Done(Done { status: 304, message: "é".repeat(300), ..Default::default() }),
+        ];
+        for m in msgs {
+            let b = m.encode();
+            let back = Msg::decode(&b).unwrap();
+            if let (Msg::Done(a), Msg::Done(b)) = (&m, &back) {
+                // Long messages are cut at a char boundary within MAX_MESSAGE bytes.
+                assert!(b.message.len() <= MAX_MESSAGE && a.message.starts_with(&b.message));
+            } else {
+                assert_eq!(back, m);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        assert_eq!(Msg::decode(&[0u8; 10]), Err(MsgError::BadLength(10)));
+        let mut b = Msg::Ready { pid: 1 }.encode();
+        b[0] = 99;
+        assert_eq!(Msg::decode(&b), Err(MsgError::BadTag(99)));
+        let mut b = Msg::Job { job: 1, slot: 0, generation: 0, input_len: 0, spec: "ok".into() }.encode();
+        // spec length field at 4+8+4+4+8 = 28
+        b[28..30].copy_from_slice(&5000u16.to_le_bytes());
+        assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
+        let mut b = Msg::Job { job: 1, slot: 0, generation: 0, input_len: 0, spec: "ok".into() }.encode();
+        b[30] = 0xff;
+        assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
+    }
+}

@@ -1,0 +1,285 @@
+//! The worker table: spawning, readiness, reaping with waitpid(WNOHANG), respawn with
+//! crash-loop backoff, and stopping (TERM, then KILL).
+//!
+//! Trust boundary: workers are untrusted once they have touched an image; the master only
+//! believes a worker is gone when waitpid says so, and only then reclaims its ring slot.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::unistd::Pid;
+
+use super::{Master, WORKER_BASE};
+use crate::ipc::channel;
+use crate::ipc::msg::Msg;
+use crate::stats;
+
+/// More deaths than this within `CRASH_WINDOW` means a crash loop: respawns back off.
+const CRASH_BURST: usize = 5;
+const CRASH_WINDOW: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WState {
+    /// Spawned, Init sent, waiting for Ready.
+    Starting,
+    Idle,
+    Busy { job: u64, since: Instant },
+    /// Process gone (reaped) or never started; respawn at `respawn_at`.
+    Dead,
+}
+
+#[derive(Debug)]
+pub struct WorkerSlot {
+    pub index: usize,
+    pub child: Option<Child>,
+    pub sock: Option<OwnedFd>,
+    pub state: WState,
+    pub deaths: VecDeque<Instant>,
+    pub respawn_at: Option<Instant>,
+    pub spawned_at: Instant,
+    /// Killed by the master (deadline or misbehaviour), so its death is expected.
+    pub killed: bool,
+}
+
+impl WorkerSlot {
+    pub fn new(index: usize) -> Self {
+        WorkerSlot {
+            index,
+            child: None,
+            sock: None,
+            state: WState::Dead,
+            deaths: VecDeque::new(),
+            respawn_at: Some(Instant::now()),
+            spawned_at: Instant::now(),
+            killed: false,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Delay before the next respawn: none normally, doubling from 250 ms once deaths come
+    /// faster than `CRASH_BURST` per `CRASH_WINDOW`.
+    pub fn backoff(&self, now: Instant) -> Duration {
+        let recent = self.deaths.iter().filter(|t| now.duration_since(**t) < CRASH_WINDOW).count();
+        if recent <= CRASH_BURST {
+            return Duration::ZERO;
+        }
+        let doublings = (recent - CRASH_BURST).min(6) as u32;
+        (Duration::from_millis(250) * 2u32.pow(doublings)).min(MAX_BACKOFF)
+    }
+}
+
+impl Master {
+    /// Starts worker `i` (fork+exec), sends it the ring and stats fds.
+    pub(super) fn spawn_worker(&mut self, i: usize) {
+        let now = Instant::now();
+        let result = (|| -> std::io::Result<(Child, OwnedFd)> {
+            let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+            let child = crate::spawn::worker(&self.exe, i, theirs, self.args.worker_mem_mb, self.args.max_pixels, self.fault_injection)?;
+            let init = Msg::Init {
+                index: i as u32,
+                slots: self.ring.slots(),
+                slot_size: self.ring.slot_size(),
+                deadline_ms: (self.args.job_timeout * 1000.0) as u32,
+            };
+            channel::send(ours.as_fd(), &init, &[self.ring_fd.as_fd(), self.stats_fd.as_fd()])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+            Ok((child, ours))
+        })();
+        let w = &mut self.workers[i];
+        match result {
+            Ok((child, sock)) => {
+                let pid = child.id();
+                if let Err(e) = self.poll.registry().register(&mut SourceFd(&sock.as_raw_fd()), Token(WORKER_BASE + i), Interest::READABLE) {
+                    warn!("worker {i}: cannot watch its channel: {e}");
+                }
+                w.child = Some(child);
+                w.sock = Some(sock);
+                w.state = WState::Starting;
+                w.respawn_at = None;
+                w.spawned_at = now;
+                w.killed = false;
+                stats::inc(&self.stats.get().global.worker_spawns);
+                info!("worker {i} started, pid {pid}");
+            }
+            Err(e) => {
+                warn!("worker {i}: spawn failed: {e}");
+                w.deaths.push_back(now);
+                w.respawn_at = Some(now + w.backoff(now).max(Duration::from_millis(250)));
+            }
+        }
+    }
+
+    /// Handles readability of worker `i`'s channel: Ready and Done messages.
+    pub(super) fn worker_readable(&mut self, i: usize) {
+        loop {
+            let Some(sock) = self.workers[i].sock.as_ref() else { return };
+            match channel::recv(sock.as_fd()) {
+                Ok((Msg::Ready { pid }, _)) => {
+                    let w = &mut self.workers[i];
+                    if w.state == WState::Starting {
+                        w.state = WState::Idle;
+                        stats::inc(&self.stats.get().global.workers_alive);
+                        info!("worker {i} ready (pid {pid}) in {} ms", w.spawned_at.elapsed().as_millis());
+                    }
+                }
+                Ok((Msg::Done(done), fds)) => self.job_done(i, done, fds),
+                Ok((other, _)) => {
+                    warn!("worker {i} sent an unexpected message {other:?}; killing it");
+                    self.kill_worker(i);
+                    return;
+                }
+                Err(channel::ChannelError::WouldBlock) => return,
+                Err(e) => {
+                    // EOF or garbage: the worker is dying or broken. Stop listening; the
+                    // reaper decides what happened once waitpid reports it.
+                    if !matches!(e, channel::ChannelError::Closed) {
+                        warn!("worker {i}: bad message ({e}); killing it");
+                    }
+                    self.kill_worker(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Kills worker `i` (SIGKILL) and stops reading its channel; cleanup happens when reaped.
+    pub(super) fn kill_worker(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        if let Some(sock) = w.sock.take() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+        }
+        if let Some(pid) = w.pid() {
+            w.killed = true;
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    /// Reaps exited workers (waitpid WNOHANG) and settles what they were doing.
+    pub(super) fn reap(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.workers.len() {
+            let exited = match self.workers[i].child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => Some(status),
+                Some(Ok(None)) | None => None,
+                Some(Err(e)) => {
+                    warn!("worker {i}: waitpid failed: {e}");
+                    None
+                }
+            };
+            let Some(status) = exited else { continue };
+            let w = &mut self.workers[i];
+            let pid = w.pid().unwrap_or(0);
+            w.child = None;
+            if let Some(sock) = w.sock.take() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+            }
+            let was = std::mem::replace(&mut w.state, WState::Dead);
+            if matches!(was, WState::Idle | WState::Busy { .. }) {
+                stats::dec(&self.stats.get().global.workers_alive);
+            }
+            stats::inc(&self.stats.get().global.worker_deaths);
+            w.deaths.push_back(now);
+            while w.deaths.len() > 32 {
+                w.deaths.pop_front();
+            }
+            let expected = w.killed || self.stopping_workers;
+            if !self.stopping_workers {
+                let delay = w.backoff(now);
+                w.respawn_at = Some(now + delay);
+                if delay > Duration::ZERO {
+                    warn!("worker {i} crash loop: respawning in {} ms", delay.as_millis());
+                }
+            }
+            if expected {
+                info!("worker {i} (pid {pid}) exited: {status}");
+            } else {
+                warn!("worker {i} (pid {pid}) died: {status}");
+            }
+            if let WState::Busy { job, .. } = was {
+                self.worker_lost_job(job, i);
+            }
+        }
+    }
+
+    pub(super) fn respawn_due(&mut self) {
+        if self.stopping_workers {
+            return;
+        }
+        let now = Instant::now();
+        for i in 0..self.workers.len() {
+            if self.workers[i].child.is_none() && self.workers[i].respawn_at.is_some_and(|t| t <= now) {
+                self.spawn_worker(i);
+            }
+        }
+    }
+
+    pub(super) fn idle_worker(&self) -> Option<usize> {
+        self.workers.iter().position(|w| w.state == WState::Idle && w.sock.is_some())
+    }
+
+    /// Stops every worker: close channels (workers exit on EOF), SIGTERM, wait up to `wait`,
+    /// then SIGKILL the rest and reap them all.
+    pub(super) fn stop_workers(&mut self, wait: Duration) {
+        self.stopping_workers = true;
+        for w in &mut self.workers {
+            if let Some(sock) = w.sock.take() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+            }
+            if let Some(pid) = w.pid() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + wait;
+        while self.workers.iter().any(|w| w.child.is_some()) && Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for w in &mut self.workers {
+            if let Some(pid) = w.pid() {
+                warn!("worker {} (pid {pid}) ignored SIGTERM; killing it", w.index);
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        for w in &mut self.workers {
+            if let Some(mut c) = w.child.take() {
+                let _ = c.wait();
+            }
+        }
+        self.reap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_only_after_a_burst_and_is_capped() {
+        let now = Instant::now();
+        let mut w = WorkerSlot::new(0);
+        for _ in 0..CRASH_BURST {
+            w.deaths.push_back(now);
+        }
+        assert_eq!(w.backoff(now), Duration::ZERO);
+        w.deaths.push_back(now);
+        assert_eq!(w.backoff(now), Duration::from_millis(500));
+        for _ in 0..20 {
+            w.deaths.push_back(now);
+        }
+        assert_eq!(w.backoff(now), MAX_BACKOFF);
+        // Old deaths age out of the window.
+        assert_eq!(w.backoff(now + CRASH_WINDOW + Duration::from_secs(1)), Duration::ZERO);
+    }
+}

@@ -1,0 +1,64 @@
+//! `imgserver user add|del|list`: manages the users file of password verifiers.
+//!
+//! Trust boundary: the password is read from stdin or a no-echo prompt, turned into a salted,
+//! iterated verifier by libnetproto, and dropped; only the verifier is stored.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use crate::cli::UserCommand;
+use crate::state;
+
+pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
+    let mut users = state::read_users(dir).map_err(|e| format!("reading {}: {e}", state::users_path(dir).display()))?;
+    match cmd {
+        UserCommand::List => {
+            for (name, _) in &users {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        UserCommand::Del { name } => {
+            let before = users.len();
+            users.retain(|(n, _)| n != name);
+            if users.len() == before {
+                return Err(format!("no user named {name}"));
+            }
+            state::write_users(dir, &users).map_err(|e| e.to_string())?;
+            println!("deleted user {name} (running servers reload on SIGHUP)");
+            Ok(())
+        }
+        UserCommand::Add { name } => {
+            if name.is_empty() || name.len() > 64 || name.contains(|c: char| c.is_whitespace() || c.is_control() || c == ':') {
+                return Err("user names are 1-64 bytes without whitespace, ':' or control characters".into());
+            }
+            let password = read_password()?;
+            if password.is_empty() {
+                return Err("empty password".into());
+            }
+            let verifier = netproto_sys::verifier_create(password.as_bytes(), 0).map_err(|e| e.to_string())?;
+            let existed = users.iter().any(|(n, _)| n == name);
+            users.retain(|(n, _)| n != name);
+            users.push((name.clone(), verifier));
+            state::write_users(dir, &users).map_err(|e| e.to_string())?;
+            println!("{} user {name} in {} (running servers reload on SIGHUP)", if existed { "updated" } else { "added" }, state::users_path(dir).display());
+            Ok(())
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| e.to_string())?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    let first = crate::tty::prompt_hidden("password: ")?;
+    let second = crate::tty::prompt_hidden("again: ")?;
+    if first != second {
+        return Err("passwords differ".into());
+    }
+    let _ = io::stderr().flush();
+    Ok(first)
+}

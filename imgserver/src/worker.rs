@@ -1,0 +1,193 @@
+//! A filter worker process: receives job descriptors, decodes, filters and encodes in place in
+//! the shared ring, and reports back. Started only by the master (fork+exec, `worker` mode).
+//!
+//! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
+//! socket and no key, runs under an address-space limit, and dies with the master; if a
+//! decoder crashes or hangs, only this process and its one job are lost.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use imgfilters::image::ImageFormat;
+use imgfilters::{FilterError, Limits, Pipeline};
+use log::{debug, info, warn};
+use netproto_sys::ErrorCode;
+
+use crate::ipc::channel::{self, ChannelError};
+use crate::ipc::msg::{Done, Msg, NO_SLOT};
+use crate::ring::Ring;
+use crate::stats::{self, Stats};
+
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    pub index: usize,
+    pub mem_limit_mb: u64,
+    pub max_pixels: u64,
+    pub fault_injection: bool,
+}
+
+pub fn format_code(f: ImageFormat) -> u8 {
+    match f {
+        ImageFormat::Png => 1,
+        ImageFormat::Jpeg => 2,
+        ImageFormat::Gif => 3,
+        ImageFormat::WebP => 4,
+        ImageFormat::Bmp => 5,
+        ImageFormat::Tiff => 6,
+        _ => 0,
+    }
+}
+
+/// The protocol error code for a filter failure.
+pub fn error_code(e: &FilterError) -> ErrorCode {
+    match e {
+        FilterError::BadSpec { .. } => ErrorCode::BadSpec,
+        FilterError::InputTooLarge { .. } => ErrorCode::InputTooLarge,
+        FilterError::UnsupportedFormat(_) => ErrorCode::UnsupportedFormat,
+        FilterError::TooManyPixels { .. } | FilterError::LimitExceeded(_) => ErrorCode::TooManyPixels,
+        FilterError::Decode(_) => ErrorCode::DecodeFailed,
+        FilterError::BadGeometry { .. } => ErrorCode::BadGeometry,
+        FilterError::Encode(_) => ErrorCode::EncodeFailed,
+    }
+}
+
+fn set_memory_limit(mb: u64) {
+    if mb == 0 {
+        return;
+    }
+    let bytes = mb.saturating_mul(1 << 20);
+    if let Err(e) = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes) {
+        warn!("cannot set RLIMIT_AS to {mb} MiB: {e}");
+    }
+}
+
+pub fn run(args: WorkerArgs) -> anyhow_free::Result {
+    crate::signals::reset_for_worker()?;
+    let sock = crate::spawn::take_worker_fd()?;
+    let (msg, fds) = channel::recv(sock.as_fd())?;
+    let Msg::Init { index, slots, slot_size, .. } = msg else {
+        return Err("first message was not Init".into());
+    };
+    if index as usize != args.index {
+        return Err(format!("master sent Init for worker {index}, this is worker {}", args.index).into());
+    }
+    let [ring_fd, stats_fd]: [OwnedFd; 2] = fds.try_into().map_err(|_| "Init must carry the ring and stats fds")?;
+    let ring = Ring::map(&ring_fd, slots, slot_size)?;
+    let stats = Stats::map(&stats_fd)?;
+    // The limit comes after mapping the ring: the cap is for what decoders allocate.
+    set_memory_limit(args.mem_limit_mb);
+    let me = stats.worker(index as usize).ok_or("worker index out of range")?;
+    me.pid.store(std::process::id() as u64, std::sync::atomic::Ordering::Relaxed);
+    channel::send(sock.as_fd(), &Msg::Ready { pid: std::process::id() }, &[])?;
+    debug!("worker {index} ready: ring {slots} x {slot_size} bytes");
+
+    let limits = Limits { max_pixels: args.max_pixels, ..Limits::default() };
+    let mut out = Vec::new();
+    loop {
+        let (msg, fds) = match channel::recv(sock.as_fd()) {
+            Ok(m) => m,
+            // The master closed our channel: it is stopping or replacing us.
+            Err(ChannelError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Msg::Job { job, slot, generation, input_len, spec } = msg else {
+            return Err("unexpected message from master".into());
+        };
+        let started = Instant::now();
+        let mut done = Done { job, slot, generation, ..Default::default() };
+        let result = {
+            let input: &[u8];
+            let job_map;
+            if slot == NO_SLOT {
+                let fd = fds.into_iter().next().ok_or("job without slot or memfd")?;
+                crate::shm::check_sealed(&fd)?;
+                job_map = crate::shm::map(&fd, input_len.max(1))?;
+                // The master filled this memfd before sending the job and leaves it alone
+                // until our Done.
+                input = mmap_bytes(&job_map, input_len);
+            } else {
+                input = ring.read(slot, 0, input_len).ok_or("input does not fit its slot")?;
+            }
+            if args.fault_injection {
+                fault_injection(input);
+            }
+            match spec.parse::<Pipeline>() {
+                Ok(p) => {
+                    for op in &p.ops {
+                        stats.count_op(op.name());
+                    }
+                    imgfilters::run_into(input, &p, &limits, &mut out)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(info) => {
+                done.width = info.width;
+                done.height = info.height;
+                done.format = format_code(info.format);
+                done.decode_us = info.timings.decode.as_micros() as u32;
+                done.filter_us = info.timings.filter.as_micros() as u32;
+                done.encode_us = info.timings.encode.as_micros() as u32;
+                done.output_len = out.len() as u64;
+                stats::add(&me.decode_us, done.decode_us as u64);
+                stats::add(&me.filter_us, done.filter_us as u64);
+                stats::add(&me.encode_us, done.encode_us as u64);
+                stats::add(&me.bytes_in, input_len);
+                stats::add(&me.bytes_out, out.len() as u64);
+                stats::inc(&me.jobs_ok);
+            }
+            Err(e) => {
+                done.status = error_code(&e) as u16;
+                done.message = e.to_string();
+                stats::inc(&me.jobs_failed);
+            }
+        }
+        stats::inc(&me.jobs);
+        stats::add(&me.busy_us, started.elapsed().as_micros() as u64);
+        let mut attach: Option<OwnedFd> = None;
+        if done.status == 0 {
+            if slot != NO_SLOT && ring.write(slot, 0, &out) {
+                // Output replaced the input in the same slot.
+            } else {
+                let fd = crate::shm::create(c"imgserver-output", out.len().max(1) as u64)?;
+                nix::unistd::write(&fd, &out)?;
+                done.in_memfd = true;
+                attach = Some(fd);
+            }
+        }
+        info!(
+            "job {job}: {spec} {input_len} -> {} bytes, status {}, decode {} us, filter {} us, encode {} us",
+            done.output_len, done.status, done.decode_us, done.filter_us, done.encode_us
+        );
+        let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
+        channel::send(sock.as_fd(), &Msg::Done(done), &fds)?;
+        // Do not keep a huge output buffer around between jobs.
+        if out.capacity() > 64 << 20 {
+            out = Vec::new();
+        }
+    }
+}
+
+fn mmap_bytes(map: &memmap2::MmapRaw, len: u64) -> &[u8] {
+    crate::ring::raw_slice(map, len)
+}
+
+/// Test-only failpoints, enabled by IMGSERVER_FAULT_INJECTION=1 at server start: an input
+/// starting with these markers crashes or hangs this worker, so tests can prove the master
+/// contains both. Never enabled by default.
+fn fault_injection(input: &[u8]) {
+    if input.starts_with(b"IMGSERVER-FAULT-CRASH") {
+        std::process::abort();
+    }
+    if input.starts_with(b"IMGSERVER-FAULT-HANG") {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// A tiny boxed-error result, so the worker can use `?` on every error type it meets.
+pub mod anyhow_free {
+    pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and tests need, if missing. Idempotent; needs root
+# (or sudo) the first time. Rust itself comes with the machine.
+set -euo pipefail
+need=()
+command -v cbindgen >/dev/null || need+=(cbindgen)   # regenerates/verifies include/netproto.h
+command -v cc >/dev/null || need+=(gcc)               # C sample
+command -v readelf >/dev/null || need+=(binutils)     # check-dynamic
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
