@@ -108,8 +108,21 @@ impl ServerConfig {
         Ok(())
     }
 
-    pub fn public_key(&self) -> &[u8; 32] {
+        pub fn public_key(&self) -> &[u8; 32] {
         self.key.public()
+    }
+
+    /// Salt length and iterations of the real users' verifiers (the most common shape), so a
+    /// fake challenge for an unknown user looks like a real one.
+    fn fake_shape(&self) -> (usize, u32) {
+        let mut counts: HashMap<(usize, u32), usize> = HashMap::new();
+        for v in self.users.values() {
+            *counts.entry((v.salt.len(), v.iterations)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(shape, n)| (*n, *shape))
+            .map_or((16, crate::limits::DEFAULT_PBKDF2_ITERATIONS), |(shape, _)| shape)
     }
 
     pub fn params(&self) -> ServerParams {
@@ -253,7 +266,9 @@ pub struct Conn {
     server_static: [u8; 32],
     params: Option<ServerParams>,
     user: String,
-    streams: HashMap<u64, Stream>,
+        streams: HashMap<u64, Stream>,
+    /// Client: jobs sent and not yet answered by a JOB_RESULT, ERROR or BUSY.
+    outstanding: std::collections::HashSet<u64>,
     error: Option<Error>,
     bye_sent: bool,
     /// Header and offset of the frame behind the current event.
@@ -306,7 +321,8 @@ impl Conn {
             server_static: [0u8; 32],
             params: None,
             user: String::new(),
-            streams: HashMap::new(),
+                        streams: HashMap::new(),
+            outstanding: std::collections::HashSet::new(),
             error: None,
             bye_sent: false,
             current: None,
@@ -452,7 +468,10 @@ impl Conn {
             }
             self.release();
             let buf = &self.rx[self.rx_start..];
-            let decoded = match frame::decode(buf, crate::limits::MAX_BODY_LEN) {
+                        // Before the handshake completes only HELLO-sized frames are legitimate, so an
+            // unauthenticated peer cannot make us buffer 72 KiB.
+            let max_body = if self.recv.is_some() { crate::limits::MAX_BODY_LEN } else { crate::limits::MAX_HANDSHAKE_BODY };
+            let decoded = match frame::decode(buf, max_body) {
                 Ok(d) => d,
                 Err(e) => return Err(self.fail(e)),
             };
@@ -549,8 +568,11 @@ impl Conn {
         };
 
         // A peer's ERROR is valid in any state, clear or encrypted.
-        if h.opcode == Opcode::Error {
+                if h.opcode == Opcode::Error {
             let (code, text) = message::parse_error(&self.rx[body_range])?;
+            if self.role == Role::Client {
+                self.outstanding.remove(&h.request_id);
+            }
             if !self.is_ready() {
                 // During handshake/login the peer's error ends the connection (AUTH_FAILED,
                 // TOO_MANY_CONNECTIONS, …); the event still reports it first.
@@ -614,7 +636,7 @@ impl Conn {
                 let user = message::parse_login_start(&self.rx[body_range])?.to_string();
                 let (verifier, known) = match cfg.users.get(&user) {
                     Some(v) => (v.clone(), true),
-                    None => (login::fake_verifier(&cfg.fake_secret, &user), false),
+                    None => (login::fake_verifier(&cfg.fake_secret, &user, cfg.fake_shape()), false),
                 };
                 let mut body = Vec::new();
                 verifier.challenge().encode(&mut body);
@@ -715,6 +737,12 @@ impl Conn {
                     let (info, data) = ResultInfo::parse(&self.rx[body])?;
                     (info.total_len, data.len())
                 };
+                if id == 0 {
+                    return Err(Error::Malformed("request id 0 is reserved for the connection"));
+                }
+                if !server && !self.outstanding.remove(&id) {
+                    return Err(Error::Malformed("JOB_RESULT for a request this client did not send"));
+                }
                 if self.streams.contains_key(&id) {
                     return Err(Error::Malformed(
                         "request id already has a stream in progress",
@@ -757,9 +785,8 @@ impl Conn {
             }
             Opcode::Busy | Opcode::Shutdown if !server => {
                 message::parse_u32(&self.rx[body])?;
-                if h.opcode == Opcode::Busy {
-                    // A refused request's stream (if the server answered mid-upload) is over.
-                    self.streams.remove(&id);
+                                if h.opcode == Opcode::Busy {
+                    self.outstanding.remove(&id);
                 }
                 Ok(Step::Event)
             }
@@ -786,7 +813,9 @@ impl Conn {
                 self.streams.remove(&id);
                 Ok(())
             }
-            (false, _) => Ok(()),
+            (false, false) => Ok(()),
+            // LAST must sit exactly on the frame that completes the declared length.
+            (false, true) => Err(Error::Malformed("declared total length reached without the LAST flag")),
             (true, false) => Err(Error::Malformed(
                 "last chunk before the declared total length",
             )),
@@ -977,9 +1006,17 @@ impl Conn {
                 "last chunk does not complete the declared length",
             ));
         }
+                if id == 0 {
+            return Err(Error::InvalidArgument("request id 0 is reserved for the connection"));
+        }
+        if self.outstanding.contains(&id) {
+            return Err(Error::InvalidArgument("request id already in flight"));
+        }
         let mut head = Vec::with_capacity(10 + spec.len());
         JobSubmit::encode_head(total_len, spec, &mut head)?;
-        self.queue(Opcode::JobSubmit, Self::last_flag(last), id, &[&head, data])
+        self.queue(Opcode::JobSubmit, Self::last_flag(last), id, &[&head, data])?;
+        self.outstanding.insert(id);
+        Ok(())
     }
 
     pub fn send_job_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<(), Error> {
@@ -1066,8 +1103,8 @@ impl Conn {
 
     /// Orderly close: queues BYE; the connection accepts no more sends.
     pub fn send_bye(&mut self) -> Result<(), Error> {
-        if self.bye_sent || self.send.is_none() {
-            return Err(Error::BadState("BYE needs an established session, once"));
+                if self.bye_sent || !self.is_ready() {
+            return Err(Error::BadState("BYE needs a logged-in session, once"));
         }
         self.bye_sent = true;
         self.queue(Opcode::Bye, 0, 0, &[])?;

@@ -21,6 +21,9 @@ pub const MAX_USER_LEN: usize = 64;
 /// Largest body a frame may declare (plaintext or ciphertext + tag): a chunk of data, the
 /// largest per-frame metadata (JOB_SUBMIT: 8 + 2 + spec) and the tag, rounded up.
 pub const MAX_BODY_LEN: usize = 72 * 1024;
+/// Largest body accepted before the handshake has produced keys (HELLO, HELLO_REPLY and a
+/// clear ERROR all fit).
+pub const MAX_HANDSHAKE_BODY: usize = 2048;
 /// Largest whole frame on the wire.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_BODY_LEN;
 /// Most unprocessed bytes a connection buffers before it stops accepting input: two frames,

@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::limits::{DEFAULT_PBKDF2_ITERATIONS, MAX_PBKDF2_ITERATIONS, MIN_PBKDF2_ITERATIONS};
+use crate::limits::{MAX_PBKDF2_ITERATIONS, MIN_PBKDF2_ITERATIONS};
 use crate::message::Challenge;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -112,7 +112,9 @@ impl Verifier {
             stored_key: key(stored)?,
             server_key: key(server)?,
         };
-        if !(16..=64).contains(&v.salt.len()) || v.iterations == 0 {
+        if !(16..=64).contains(&v.salt.len())
+            || !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&v.iterations)
+        {
             return Err(bad);
         }
         Ok(v)
@@ -173,11 +175,13 @@ pub fn verify_proof(v: &Verifier, auth: &[u8], proof: &[u8; 32]) -> Result<[u8; 
 
 /// The verifier presented for a user that does not exist: same salt every time for the same
 /// name (so repeated probes look like a real account), keys no password can match.
-pub fn fake_verifier(secret: &[u8; 32], user: &str) -> Verifier {
+/// `like` gives the salt length and iteration count to imitate (those of the server's real
+/// users), so a fake challenge cannot be told apart by its shape.
+pub fn fake_verifier(secret: &[u8; 32], user: &str, like: (usize, u32)) -> Verifier {
     let salt = hmac(secret, &[b"fake salt", user.as_bytes()]);
     Verifier {
-        salt: salt[..16].to_vec(),
-        iterations: DEFAULT_PBKDF2_ITERATIONS,
+        salt: salt[..like.0.clamp(16, 32)].to_vec(),
+        iterations: like.1,
         stored_key: hmac(secret, &[b"fake stored", user.as_bytes()]),
         server_key: hmac(secret, &[b"fake server", user.as_bytes()]),
     }
@@ -194,6 +198,7 @@ pub fn check_challenge(c: &Challenge) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::DEFAULT_PBKDF2_ITERATIONS;
 
     #[test]
     fn right_password_verifies_wrong_does_not() {
@@ -217,7 +222,8 @@ mod tests {
         let v = Verifier::create(b"pw", &[3u8; 20], 5000).unwrap();
         assert_eq!(Verifier::parse(&v.encode()).unwrap(), v);
         assert!(!v.encode().contains("pw$"));
-        for junk in [
+        let too_few = Verifier { iterations: 10, ..v.clone() }.encode();
+        for junk in [&too_few[..], 
             "",
             "scram-sha256$1$a$b",
             "md5$1$AAAA$AAAA$AAAA",
@@ -230,7 +236,11 @@ mod tests {
     #[test]
     fn fake_verifier_is_deterministic_per_user() {
         let s = [5u8; 32];
-        assert_eq!(fake_verifier(&s, "bob"), fake_verifier(&s, "bob"));
-        assert_ne!(fake_verifier(&s, "bob").salt, fake_verifier(&s, "eve").salt);
+        let like = (16, DEFAULT_PBKDF2_ITERATIONS);
+        assert_eq!(fake_verifier(&s, "bob", like), fake_verifier(&s, "bob", like));
+        // It imitates the shape of real verifiers.
+        let f = fake_verifier(&s, "bob", (20, 5000));
+        assert_eq!((f.salt.len(), f.iterations), (20, 5000));
+        assert_ne!(fake_verifier(&s, "bob", like).salt, fake_verifier(&s, "eve", like).salt);
     }
 }

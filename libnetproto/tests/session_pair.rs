@@ -442,3 +442,47 @@ fn input_is_bounded() {
         "the connection must not buffer a megabyte unprocessed"
     );
 }
+
+#[test]
+fn last_flag_is_required_on_the_completing_chunk() {
+    let (mut c, mut s) = logged_in();
+    // Declares 5 bytes and sends all 5 without LAST: the stream would never end.
+    c.send_job(1, "noop", 5, b"12345", false).unwrap();
+    pump(&mut c, &mut s);
+    assert!(matches!(s.poll_event(), Err(Error::Malformed(_))));
+}
+
+#[test]
+fn results_for_requests_never_sent_are_rejected() {
+    let (mut c, mut s) = logged_in();
+    let info = ResultInfo { total_len: 1, ..Default::default() };
+    s.send_result(77, &info, b"x", true).unwrap();
+    pump(&mut s, &mut c);
+    assert!(matches!(c.poll_event(), Err(Error::Malformed(_))));
+}
+
+#[test]
+fn request_id_zero_is_reserved() {
+    let (mut c, _s) = logged_in();
+    assert!(matches!(c.send_job(0, "noop", 1, b"x", true), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn frames_before_the_handshake_are_limited_to_handshake_size() {
+    let (_c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    let mut h = vec![b'N', b'P', 1, 0];
+    h.extend_from_slice(&10_000u32.to_be_bytes());
+    h.extend_from_slice(&(netproto::Opcode::Hello as u16).to_be_bytes());
+    h.extend_from_slice(&[0; 14]);
+    s.feed(&h);
+    assert!(matches!(s.poll_event(), Err(Error::FrameTooLarge { len: 10_000, .. })));
+}
+
+#[test]
+fn bye_needs_a_logged_in_session() {
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    assert!(matches!(c.send_bye(), Err(Error::BadState(_))));
+    login(&mut c, &mut s).unwrap();
+    c.send_bye().unwrap();
+    assert!(c.send_bye().is_err(), "only once");
+}
