@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "imgserver", version, about = "Image filter service: a master process with forked filter workers over a shared-memory ring", long_about = None)]
-#[command(after_help = "Environment: RUST_LOG (log filter, default info), XDG_DATA_HOME (default state directory).\n\
-Signals: SIGINT/SIGTERM stop gracefully (a second SIGINT stops at once); SIGHUP reloads the users file.")]
+#[command(
+    after_help = "Environment: RUST_LOG (log filter, default info), XDG_DATA_HOME (default state directory).\n\
+Signals: SIGINT/SIGTERM stop gracefully (a second SIGINT stops at once); SIGHUP reloads the users file."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

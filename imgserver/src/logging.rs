@@ -9,7 +9,16 @@ pub fn init(role: &str) {
     let mut b = env_logger::Builder::new();
     b.parse_filters(&spec);
     let t = tag.clone();
-    b.format(move |f, r| writeln!(f, "{} {:<5} {}{}", f.timestamp_millis(), r.level(), t, r.args()));
+    b.format(move |f, r| {
+        writeln!(
+            f,
+            "{} {:<5} {}{}",
+            f.timestamp_millis(),
+            r.level(),
+            t,
+            r.args()
+        )
+    });
     let _ = b.try_init();
     // libnetproto.so has its own copy of the logging globals.
     netproto_sys::log_init(Some(&spec), &tag);

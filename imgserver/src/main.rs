@@ -10,8 +10,8 @@ mod ring;
 mod shm;
 mod signals;
 mod spawn;
-mod state;
 mod statcmd;
+mod state;
 mod stats;
 mod tty;
 mod users;
@@ -29,10 +29,22 @@ fn main() {
         Some(Command::User { command, state_dir }) => {
             report(users::run(&command, &state::resolve(state_dir.as_deref())))
         }
-        Some(Command::Stats { state_dir, json }) => report(statcmd::run(&state::resolve(state_dir.as_deref()), json)),
-        Some(Command::Worker { index, mem_limit_mb, max_pixels, fault_injection }) => {
+        Some(Command::Stats { state_dir, json }) => {
+            report(statcmd::run(&state::resolve(state_dir.as_deref()), json))
+        }
+        Some(Command::Worker {
+            index,
+            mem_limit_mb,
+            max_pixels,
+            fault_injection,
+        }) => {
             logging::init(&format!("worker{index}"));
-            match worker::run(worker::WorkerArgs { index, mem_limit_mb, max_pixels, fault_injection }) {
+            match worker::run(worker::WorkerArgs {
+                index,
+                mem_limit_mb,
+                max_pixels,
+                fault_injection,
+            }) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("worker {index} exiting: {e}");

@@ -48,7 +48,12 @@ impl Ring {
     /// Maps a ring received from the master (worker).
     pub fn map(fd: &OwnedFd, slots: u32, slot_size: u64) -> std::io::Result<Ring> {
         let map = crate::shm::map(fd, Self::total_len(slots, slot_size))?;
-        Ok(Ring { map, slots, slot_size, stride: Self::stride_for(slot_size) })
+        Ok(Ring {
+            map,
+            slots,
+            slot_size,
+            stride: Self::stride_for(slot_size),
+        })
     }
 
     pub fn slots(&self) -> u32 {
@@ -62,28 +67,46 @@ impl Ring {
     fn base(&self, slot: u32) -> *mut u8 {
         assert!(slot < self.slots, "slot {slot} out of range");
         // SAFETY: slot < slots, so the offset stays inside the mapping of slots * stride bytes.
-        unsafe { self.map.as_mut_ptr().add((slot as u64 * self.stride + PAYLOAD_OFFSET) as usize) }
+        unsafe {
+            self.map
+                .as_mut_ptr()
+                .add((slot as u64 * self.stride + PAYLOAD_OFFSET) as usize)
+        }
     }
 
     /// Copies `data` into an owned slot at `offset`; false if it does not fit.
     pub fn write(&self, slot: u32, offset: u64, data: &[u8]) -> bool {
-        if offset.checked_add(data.len() as u64).is_none_or(|end| end > self.slot_size) {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > self.slot_size)
+        {
             return false;
         }
         // SAFETY: bounds checked above; the master only writes slots it owns (job being
         // uploaded), which no worker has been told about yet.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base(slot).add(offset as usize), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.base(slot).add(offset as usize),
+                data.len(),
+            )
+        };
         true
     }
 
     /// Reads `len` bytes of an owned slot.
     pub fn read(&self, slot: u32, offset: u64, len: u64) -> Option<&[u8]> {
-        if offset.checked_add(len).is_none_or(|end| end > self.slot_size) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.slot_size)
+        {
             return None;
         }
         // SAFETY: bounds checked; the caller owns the slot (its Done message came back), so
         // no other process writes it while this borrow lives.
-        Some(unsafe { std::slice::from_raw_parts(self.base(slot).add(offset as usize), len as usize) })
+        Some(unsafe {
+            std::slice::from_raw_parts(self.base(slot).add(offset as usize), len as usize)
+        })
     }
 }
 
@@ -96,7 +119,10 @@ pub struct SlotTable {
 
 impl SlotTable {
     pub fn new(slots: u32) -> Self {
-        SlotTable { generation: vec![0; slots as usize], free: (0..slots).rev().collect() }
+        SlotTable {
+            generation: vec![0; slots as usize],
+            free: (0..slots).rev().collect(),
+        }
     }
 
     /// Takes a free slot; returns it with its current generation.
@@ -130,9 +156,16 @@ mod tests {
             assert_eq!(ring.base(s) as usize % 4096, 64);
         }
         for s in 0..3 {
-            assert!(ring.read(s, 0, 10_000).unwrap().iter().all(|&b| b == s as u8 + 1));
+            assert!(ring
+                .read(s, 0, 10_000)
+                .unwrap()
+                .iter()
+                .all(|&b| b == s as u8 + 1));
         }
-        assert!(!ring.write(0, 9_999, b"xy"), "writes past the slot are refused");
+        assert!(
+            !ring.write(0, 9_999, b"xy"),
+            "writes past the slot are refused"
+        );
         assert!(ring.read(0, 1, 10_000).is_none());
         // A second mapping of the same memfd (as a worker has) sees the same bytes.
         let other = Ring::map(&fd, 3, 10_000).unwrap();
@@ -163,11 +196,20 @@ pub fn raw_slice(map: &MmapRaw, len: u64) -> &[u8] {
 
 /// Copies `data` into a mapping this process owns by protocol (a job memfd being uploaded).
 pub fn raw_write(map: &MmapRaw, offset: u64, data: &[u8]) -> bool {
-    if offset.checked_add(data.len() as u64).is_none_or(|end| end > map.len() as u64) {
+    if offset
+        .checked_add(data.len() as u64)
+        .is_none_or(|end| end > map.len() as u64)
+    {
         return false;
     }
     // SAFETY: bounds checked; no worker has been given this memfd yet, so nothing else reads
     // or writes it concurrently.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), map.as_mut_ptr().add(offset as usize), data.len()) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            map.as_mut_ptr().add(offset as usize),
+            data.len(),
+        )
+    };
     true
 }

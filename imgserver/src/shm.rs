@@ -16,7 +16,12 @@ use nix::unistd::ftruncate;
 pub fn create(name: &std::ffi::CStr, len: u64) -> io::Result<OwnedFd> {
     let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     ftruncate(&fd, len as i64)?;
-    fcntl(&fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL))?;
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
+        ),
+    )?;
     Ok(fd)
 }
 
@@ -35,7 +40,10 @@ pub fn map(fd: &OwnedFd, len: u64) -> io::Result<MmapRaw> {
     // The seals guarantee the file cannot shrink below `len` while mapped.
     let actual = self::len(fd)?;
     if actual < len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("memfd is {actual} bytes, expected {len}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("memfd is {actual} bytes, expected {len}"),
+        ));
     }
     MmapOptions::new().len(len as usize).map_raw(fd)
 }
@@ -46,7 +54,10 @@ pub fn check_sealed(fd: &OwnedFd) -> io::Result<()> {
     let seals = fcntl(fd, FcntlArg::F_GET_SEALS)?;
     let need = (SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL).bits();
     if seals & need != need {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "memfd is not sealed against shrinking"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "memfd is not sealed against shrinking",
+        ));
     }
     Ok(())
 }

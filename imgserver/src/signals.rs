@@ -49,14 +49,28 @@ pub fn install() -> io::Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
     WAKE_FD.store(w.as_raw_fd(), SeqCst);
     let _ = WAKE_WRITE.set(w);
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD, Signal::SIGHUP] {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGCHLD,
+        Signal::SIGHUP,
+    ] {
         // SAFETY: `on_signal` only touches atomics and calls write(2), both async-signal-safe.
         unsafe { sigaction(sig, &action) }?;
     }
     // A peer that vanishes mid-write must yield EPIPE, not kill the master.
     // SAFETY: SIG_IGN installs no code.
-    unsafe { sigaction(Signal::SIGPIPE, &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())) }?;
+    unsafe {
+        sigaction(
+            Signal::SIGPIPE,
+            &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+        )
+    }?;
     Ok(r)
 }
 
@@ -66,10 +80,20 @@ pub fn reset_for_worker() -> io::Result<()> {
     for sig in [Signal::SIGINT, Signal::SIGHUP] {
         // SAFETY: SIG_IGN installs no code. Workers ignore terminal signals: Ctrl-C goes to the
         // whole process group, and only the master decides when workers stop.
-        unsafe { sigaction(sig, &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())) }?;
+        unsafe {
+            sigaction(
+                sig,
+                &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+            )
+        }?;
     }
     // SAFETY: SIG_DFL installs no code.
-    unsafe { sigaction(Signal::SIGTERM, &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())) }?;
+    unsafe {
+        sigaction(
+            Signal::SIGTERM,
+            &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+        )
+    }?;
     Ok(())
 }
 

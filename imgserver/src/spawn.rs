@@ -17,7 +17,14 @@ use std::process::{Child, Command, Stdio};
 pub const WORKER_FD: i32 = 3;
 
 /// Spawns a worker; `sock` is the worker's end of its channel (closed here after the spawn).
-pub fn worker(exe: &Path, index: usize, sock: OwnedFd, mem_limit_mb: u64, max_pixels: u64, fault_injection: bool) -> io::Result<Child> {
+pub fn worker(
+    exe: &Path,
+    index: usize,
+    sock: OwnedFd,
+    mem_limit_mb: u64,
+    max_pixels: u64,
+    fault_injection: bool,
+) -> io::Result<Child> {
     let raw = sock.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(exe);
@@ -46,7 +53,14 @@ pub fn worker(exe: &Path, index: usize, sock: OwnedFd, mem_limit_mb: u64, max_pi
                 return Err(io::Error::last_os_error());
             }
             // Die with the master, whatever kills it (including SIGKILL).
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // The master may have died between fork and prctl; then nobody would kill us.
@@ -68,9 +82,17 @@ pub fn take_worker_fd() -> io::Result<OwnedFd> {
     // hand): owning a random fd would close something else later.
     // SAFETY: borrowing a descriptor number for one fstat call; fstat fails cleanly on EBADF.
     let st = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(WORKER_FD) })
-        .map_err(|_| io::Error::new(io::ErrorKind::NotFound, "no channel at fd 3: the worker mode is started by the master only"))?;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no channel at fd 3: the worker mode is started by the master only",
+            )
+        })?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "fd 3 is not a socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fd 3 is not a socket",
+        ));
     }
     // SAFETY: fd 3 is open (fstat succeeded), is the socket the master dup'ed there for us,
     // and nothing else in this freshly exec'd process owns it.

@@ -54,7 +54,10 @@ pub fn read_users(dir: &Path) -> io::Result<Vec<(String, String)>> {
             continue;
         }
         let (name, verifier) = line.split_once(':').ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("users file line {}: expected name:verifier", i + 1))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("users file line {}: expected name:verifier", i + 1),
+            )
         })?;
         out.push((name.to_string(), verifier.to_string()));
     }
@@ -64,8 +67,16 @@ pub fn read_users(dir: &Path) -> io::Result<Vec<(String, String)>> {
 pub fn write_users(dir: &Path, users: &[(String, String)]) -> io::Result<()> {
     ensure_dir(dir)?;
     let tmp = dir.join(".users.tmp");
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    writeln!(f, "# imgserver users: name:verifier (salted, iterated SCRAM-SHA-256 verifiers; no passwords)")?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    writeln!(
+        f,
+        "# imgserver users: name:verifier (salted, iterated SCRAM-SHA-256 verifiers; no passwords)"
+    )?;
     for (n, v) in users {
         writeln!(f, "{n}:{v}")?;
     }

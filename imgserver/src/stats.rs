@@ -17,7 +17,18 @@ const MAGIC: u64 = 0x5354_4154_534d_4931; // "IMSTATS1"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
 pub const OPS: [&str; 12] = [
-    "blur", "sharpen", "resize", "thumbnail", "crop", "rotate", "flip", "grayscale", "invert", "brightness", "contrast", "noop",
+    "blur",
+    "sharpen",
+    "resize",
+    "thumbnail",
+    "crop",
+    "rotate",
+    "flip",
+    "grayscale",
+    "invert",
+    "brightness",
+    "contrast",
+    "noop",
 ];
 
 macro_rules! counters {
@@ -34,17 +45,54 @@ macro_rules! counters {
 }
 
 counters!(Global {
-    connections_accepted, connections_open, connections_refused, logins_ok, logins_failed,
-    jobs_submitted, jobs_ok, jobs_failed, jobs_busy, jobs_retried, jobs_timeout, jobs_worker_crashed,
-    jobs_poison, jobs_shutdown, pings, stats_requests,
-    bytes_in, bytes_out, queue_depth, queue_peak, slots_in_use, large_jobs,
-    queue_us_total, workers_alive, worker_spawns, worker_deaths,
-    error_bad_spec, error_too_large, error_too_many_pixels, error_unsupported_format, error_decode, error_geometry,
-    error_encode, error_protocol, error_other,
+    connections_accepted,
+    connections_open,
+    connections_refused,
+    logins_ok,
+    logins_failed,
+    jobs_submitted,
+    jobs_ok,
+    jobs_failed,
+    jobs_busy,
+    jobs_retried,
+    jobs_timeout,
+    jobs_worker_crashed,
+    jobs_poison,
+    jobs_shutdown,
+    pings,
+    stats_requests,
+    bytes_in,
+    bytes_out,
+    queue_depth,
+    queue_peak,
+    slots_in_use,
+    large_jobs,
+    queue_us_total,
+    workers_alive,
+    worker_spawns,
+    worker_deaths,
+    error_bad_spec,
+    error_too_large,
+    error_too_many_pixels,
+    error_unsupported_format,
+    error_decode,
+    error_geometry,
+    error_encode,
+    error_protocol,
+    error_other,
 });
 
 counters!(Worker {
-    pid, jobs, jobs_ok, jobs_failed, decode_us, filter_us, encode_us, busy_us, bytes_in, bytes_out,
+    pid,
+    jobs,
+    jobs_ok,
+    jobs_failed,
+    decode_us,
+    filter_us,
+    encode_us,
+    busy_us,
+    bytes_in,
+    bytes_out,
 });
 
 #[repr(C)]
@@ -77,14 +125,18 @@ impl Stats {
         let fd = crate::shm::create(c"imgserver-stats", Self::len())?;
         let s = Stats::map(&fd)?;
         s.get().magic.store(MAGIC, Relaxed);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         s.get().started_unix.store(now, Relaxed);
         Ok((s, fd))
     }
 
     /// Maps a page received from the master, or opened through /proc.
     pub fn map(fd: &OwnedFd) -> std::io::Result<Stats> {
-        Ok(Stats { map: crate::shm::map(fd, Self::len())? })
+        Ok(Stats {
+            map: crate::shm::map(fd, Self::len())?,
+        })
     }
 
     pub fn is_valid(&self) -> bool {

@@ -10,7 +10,8 @@ use crate::cli::UserCommand;
 use crate::state;
 
 pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
-    let mut users = state::read_users(dir).map_err(|e| format!("reading {}: {e}", state::users_path(dir).display()))?;
+    let mut users = state::read_users(dir)
+        .map_err(|e| format!("reading {}: {e}", state::users_path(dir).display()))?;
     match cmd {
         UserCommand::List => {
             for (name, _) in &users {
@@ -29,19 +30,30 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
             Ok(())
         }
         UserCommand::Add { name } => {
-            if name.is_empty() || name.len() > 64 || name.contains(|c: char| c.is_whitespace() || c.is_control() || c == ':') {
-                return Err("user names are 1-64 bytes without whitespace, ':' or control characters".into());
+            if name.is_empty()
+                || name.len() > 64
+                || name.contains(|c: char| c.is_whitespace() || c.is_control() || c == ':')
+            {
+                return Err(
+                    "user names are 1-64 bytes without whitespace, ':' or control characters"
+                        .into(),
+                );
             }
             let password = read_password()?;
             if password.is_empty() {
                 return Err("empty password".into());
             }
-            let verifier = netproto_sys::verifier_create(password.as_bytes(), 0).map_err(|e| e.to_string())?;
+            let verifier =
+                netproto_sys::verifier_create(password.as_bytes(), 0).map_err(|e| e.to_string())?;
             let existed = users.iter().any(|(n, _)| n == name);
             users.retain(|(n, _)| n != name);
             users.push((name.clone(), verifier));
             state::write_users(dir, &users).map_err(|e| e.to_string())?;
-            println!("{} user {name} in {} (running servers reload on SIGHUP)", if existed { "updated" } else { "added" }, state::users_path(dir).display());
+            println!(
+                "{} user {name} in {} (running servers reload on SIGHUP)",
+                if existed { "updated" } else { "added" },
+                state::users_path(dir).display()
+            );
             Ok(())
         }
     }
@@ -51,7 +63,10 @@ fn read_password() -> Result<String, String> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         let mut line = String::new();
-        stdin.lock().read_line(&mut line).map_err(|e| e.to_string())?;
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         return Ok(line.trim_end_matches(['\n', '\r']).to_string());
     }
     let first = crate::tty::prompt_hidden("password: ")?;

@@ -44,7 +44,9 @@ pub fn error_code(e: &FilterError) -> ErrorCode {
         FilterError::BadSpec { .. } => ErrorCode::BadSpec,
         FilterError::InputTooLarge { .. } => ErrorCode::InputTooLarge,
         FilterError::UnsupportedFormat(_) => ErrorCode::UnsupportedFormat,
-        FilterError::TooManyPixels { .. } | FilterError::LimitExceeded(_) => ErrorCode::TooManyPixels,
+        FilterError::TooManyPixels { .. } | FilterError::LimitExceeded(_) => {
+            ErrorCode::TooManyPixels
+        }
         FilterError::Decode(_) => ErrorCode::DecodeFailed,
         FilterError::BadGeometry { .. } => ErrorCode::BadGeometry,
         FilterError::Encode(_) => ErrorCode::EncodeFailed,
@@ -56,7 +58,9 @@ fn set_memory_limit(mb: u64) {
         return;
     }
     let bytes = mb.saturating_mul(1 << 20);
-    if let Err(e) = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes) {
+    if let Err(e) =
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes)
+    {
         warn!("cannot set RLIMIT_AS to {mb} MiB: {e}");
     }
 }
@@ -65,23 +69,49 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     crate::signals::reset_for_worker()?;
     let sock = crate::spawn::take_worker_fd()?;
     let (msg, fds) = channel::recv(sock.as_fd())?;
-    let Msg::Init { index, slots, slot_size, .. } = msg else {
+    let Msg::Init {
+        index,
+        slots,
+        slot_size,
+        ..
+    } = msg
+    else {
         return Err("first message was not Init".into());
     };
     if index as usize != args.index {
-        return Err(format!("master sent Init for worker {index}, this is worker {}", args.index).into());
+        return Err(format!(
+            "master sent Init for worker {index}, this is worker {}",
+            args.index
+        )
+        .into());
     }
-    let [ring_fd, stats_fd]: [OwnedFd; 2] = fds.try_into().map_err(|_| "Init must carry the ring and stats fds")?;
+    let [ring_fd, stats_fd]: [OwnedFd; 2] = fds
+        .try_into()
+        .map_err(|_| "Init must carry the ring and stats fds")?;
     let ring = Ring::map(&ring_fd, slots, slot_size)?;
     let stats = Stats::map(&stats_fd)?;
     // The limit comes after mapping the ring: the cap is for what decoders allocate.
     set_memory_limit(args.mem_limit_mb);
-    let me = stats.worker(index as usize).ok_or("worker index out of range")?;
-    me.pid.store(std::process::id() as u64, std::sync::atomic::Ordering::Relaxed);
-    channel::send(sock.as_fd(), &Msg::Ready { pid: std::process::id() }, &[])?;
+    let me = stats
+        .worker(index as usize)
+        .ok_or("worker index out of range")?;
+    me.pid.store(
+        std::process::id() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    channel::send(
+        sock.as_fd(),
+        &Msg::Ready {
+            pid: std::process::id(),
+        },
+        &[],
+    )?;
     debug!("worker {index} ready: ring {slots} x {slot_size} bytes");
 
-    let limits = Limits { max_pixels: args.max_pixels, ..Limits::default() };
+    let limits = Limits {
+        max_pixels: args.max_pixels,
+        ..Limits::default()
+    };
     let mut out = Vec::new();
     loop {
         let (msg, fds) = match channel::recv(sock.as_fd()) {
@@ -90,11 +120,23 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             Err(ChannelError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let Msg::Job { job, slot, generation, input_len, spec } = msg else {
+        let Msg::Job {
+            job,
+            slot,
+            generation,
+            input_len,
+            spec,
+        } = msg
+        else {
             return Err("unexpected message from master".into());
         };
         let started = Instant::now();
-        let mut done = Done { job, slot, generation, ..Default::default() };
+        let mut done = Done {
+            job,
+            slot,
+            generation,
+            ..Default::default()
+        };
         let result = {
             let input: &[u8];
             let job_map;
@@ -106,7 +148,9 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 // until our Done.
                 input = mmap_bytes(&job_map, input_len);
             } else {
-                input = ring.read(slot, 0, input_len).ok_or("input does not fit its slot")?;
+                input = ring
+                    .read(slot, 0, input_len)
+                    .ok_or("input does not fit its slot")?;
             }
             if args.fault_injection {
                 fault_injection(input);

@@ -108,7 +108,7 @@ impl ServerConfig {
         Ok(())
     }
 
-        pub fn public_key(&self) -> &[u8; 32] {
+    pub fn public_key(&self) -> &[u8; 32] {
         self.key.public()
     }
 
@@ -122,7 +122,10 @@ impl ServerConfig {
         counts
             .into_iter()
             .max_by_key(|(shape, n)| (*n, *shape))
-            .map_or((16, crate::limits::DEFAULT_PBKDF2_ITERATIONS), |(shape, _)| shape)
+            .map_or(
+                (16, crate::limits::DEFAULT_PBKDF2_ITERATIONS),
+                |(shape, _)| shape,
+            )
     }
 
     pub fn params(&self) -> ServerParams {
@@ -266,7 +269,7 @@ pub struct Conn {
     server_static: [u8; 32],
     params: Option<ServerParams>,
     user: String,
-        streams: HashMap<u64, Stream>,
+    streams: HashMap<u64, Stream>,
     /// Client: jobs sent and not yet answered by a JOB_RESULT, ERROR or BUSY.
     outstanding: std::collections::HashSet<u64>,
     error: Option<Error>,
@@ -321,7 +324,7 @@ impl Conn {
             server_static: [0u8; 32],
             params: None,
             user: String::new(),
-                        streams: HashMap::new(),
+            streams: HashMap::new(),
             outstanding: std::collections::HashSet::new(),
             error: None,
             bye_sent: false,
@@ -468,9 +471,13 @@ impl Conn {
             }
             self.release();
             let buf = &self.rx[self.rx_start..];
-                        // Before the handshake completes only HELLO-sized frames are legitimate, so an
+            // Before the handshake completes only HELLO-sized frames are legitimate, so an
             // unauthenticated peer cannot make us buffer 72 KiB.
-            let max_body = if self.recv.is_some() { crate::limits::MAX_BODY_LEN } else { crate::limits::MAX_HANDSHAKE_BODY };
+            let max_body = if self.recv.is_some() {
+                crate::limits::MAX_BODY_LEN
+            } else {
+                crate::limits::MAX_HANDSHAKE_BODY
+            };
             let decoded = match frame::decode(buf, max_body) {
                 Ok(d) => d,
                 Err(e) => return Err(self.fail(e)),
@@ -568,7 +575,7 @@ impl Conn {
         };
 
         // A peer's ERROR is valid in any state, clear or encrypted.
-                if h.opcode == Opcode::Error {
+        if h.opcode == Opcode::Error {
             let (code, text) = message::parse_error(&self.rx[body_range])?;
             if self.role == Role::Client {
                 self.outstanding.remove(&h.request_id);
@@ -636,7 +643,10 @@ impl Conn {
                 let user = message::parse_login_start(&self.rx[body_range])?.to_string();
                 let (verifier, known) = match cfg.users.get(&user) {
                     Some(v) => (v.clone(), true),
-                    None => (login::fake_verifier(&cfg.fake_secret, &user, cfg.fake_shape()), false),
+                    None => (
+                        login::fake_verifier(&cfg.fake_secret, &user, cfg.fake_shape()),
+                        false,
+                    ),
                 };
                 let mut body = Vec::new();
                 verifier.challenge().encode(&mut body);
@@ -738,10 +748,14 @@ impl Conn {
                     (info.total_len, data.len())
                 };
                 if id == 0 {
-                    return Err(Error::Malformed("request id 0 is reserved for the connection"));
+                    return Err(Error::Malformed(
+                        "request id 0 is reserved for the connection",
+                    ));
                 }
                 if !server && !self.outstanding.remove(&id) {
-                    return Err(Error::Malformed("JOB_RESULT for a request this client did not send"));
+                    return Err(Error::Malformed(
+                        "JOB_RESULT for a request this client did not send",
+                    ));
                 }
                 if self.streams.contains_key(&id) {
                     return Err(Error::Malformed(
@@ -785,7 +799,7 @@ impl Conn {
             }
             Opcode::Busy | Opcode::Shutdown if !server => {
                 message::parse_u32(&self.rx[body])?;
-                                if h.opcode == Opcode::Busy {
+                if h.opcode == Opcode::Busy {
                     self.outstanding.remove(&id);
                 }
                 Ok(Step::Event)
@@ -815,7 +829,9 @@ impl Conn {
             }
             (false, false) => Ok(()),
             // LAST must sit exactly on the frame that completes the declared length.
-            (false, true) => Err(Error::Malformed("declared total length reached without the LAST flag")),
+            (false, true) => Err(Error::Malformed(
+                "declared total length reached without the LAST flag",
+            )),
             (true, false) => Err(Error::Malformed(
                 "last chunk before the declared total length",
             )),
@@ -1006,8 +1022,10 @@ impl Conn {
                 "last chunk does not complete the declared length",
             ));
         }
-                if id == 0 {
-            return Err(Error::InvalidArgument("request id 0 is reserved for the connection"));
+        if id == 0 {
+            return Err(Error::InvalidArgument(
+                "request id 0 is reserved for the connection",
+            ));
         }
         if self.outstanding.contains(&id) {
             return Err(Error::InvalidArgument("request id already in flight"));
@@ -1103,7 +1121,7 @@ impl Conn {
 
     /// Orderly close: queues BYE; the connection accepts no more sends.
     pub fn send_bye(&mut self) -> Result<(), Error> {
-                if self.bye_sent || !self.is_ready() {
+        if self.bye_sent || !self.is_ready() {
             return Err(Error::BadState("BYE needs a logged-in session, once"));
         }
         self.bye_sent = true;

@@ -19,8 +19,8 @@ use crate::frame::{self, Decoded, Frame, Header};
 use crate::handshake::{self, ClientHandshake};
 use crate::keys::ServerKey;
 use crate::limits::{
-    HEADER_AAD_LEN, HEADER_LEN, MAX_BODY_LEN, MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD,
-    MAX_SPEC_LEN, MIN_PBKDF2_ITERATIONS, TAG_LEN,
+    HEADER_AAD_LEN, HEADER_LEN, MAX_BODY_LEN, MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_HANDSHAKE_BODY,
+    MAX_PING_PAYLOAD, MAX_SPEC_LEN, MIN_PBKDF2_ITERATIONS, TAG_LEN,
 };
 use crate::login::{self, Verifier};
 use crate::message::{self, Challenge, Hello, JobSubmit, ResultInfo, ServerParams};
@@ -37,7 +37,7 @@ const MAX_BODY_CHOICES: [usize; 8] = [
     0,
     Hello::LEN,
     handshake::REPLY_LEN,
-    MAX_SPEC_LEN,
+    MAX_HANDSHAKE_BODY,
     MAX_CHUNK_DATA,
     HEADER_LEN,
 ];
@@ -99,7 +99,10 @@ fn declared_len(buf: &[u8]) -> usize {
 
 fn check_frame(rest: &[u8], f: &Frame<'_>, max_body: usize) {
     let limit = max_body.min(MAX_BODY_LEN);
-    assert!(f.used >= HEADER_LEN && f.used <= rest.len(), "used out of range");
+    assert!(
+        f.used >= HEADER_LEN && f.used <= rest.len(),
+        "used out of range"
+    );
     assert_eq!(f.used, HEADER_LEN + f.body.len());
     assert_eq!(f.header.body_len as usize, f.body.len());
     assert!(f.body.len() <= limit, "body above the limit was accepted");
@@ -156,7 +159,10 @@ fn check_need_more(rest: &[u8], n: usize, max_body: usize) {
     if rest.len() >= HEADER_LEN {
         assert_eq!(n, need);
     }
-    assert!(rest.len() + n <= HEADER_LEN + limit, "waits for an oversized frame");
+    assert!(
+        rest.len() + n <= HEADER_LEN + limit,
+        "waits for an oversized frame"
+    );
 }
 
 fn check_decode_error(rest: &[u8], e: &Error, max_body: usize) {
@@ -335,7 +341,10 @@ impl Fixture {
         // The same handshake by hand: `Conn` keeps its keys private, the harness needs them.
         let mut again = Vec::new();
         let hs = ClientHandshake::start(CLIENT_EPHEMERAL, &mut again);
-        assert_eq!(again, hello, "Conn::client and ClientHandshake disagree on HELLO");
+        assert_eq!(
+            again, hello,
+            "Conn::client and ClientHandshake disagree on HELLO"
+        );
 
         let mut server = Conn::server(config.clone(), SERVER_EPHEMERAL);
         assert_eq!(server.feed(&hello), hello.len());
@@ -610,7 +619,10 @@ impl<'f> Harness<'f> {
                 Ok(Some(e)) => Seen::of(&e),
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(self.server.is_closed(), "error {e:?} left the connection open");
+                    assert!(
+                        self.server.is_closed(),
+                        "error {e:?} left the connection open"
+                    );
                     assert_eq!(self.server.error(), Some(&e));
                     assert!(
                         matches!(self.server.poll_event(), Ok(None)),
@@ -653,12 +665,22 @@ impl<'f> Harness<'f> {
                 last,
             } => {
                 in_session(self, "JobSubmit");
-                assert!(len as u64 <= total, "first chunk exceeds the declared length");
-                if last {
-                    assert_eq!(len as u64, total, "last chunk short of the declared length");
-                }
+                assert_ne!(id, 0, "request id 0 (the connection's) accepted for a job");
+                assert!(
+                    len as u64 <= total,
+                    "first chunk exceeds the declared length"
+                );
+                // LAST sits exactly on the chunk that completes the declared length.
+                assert_eq!(
+                    len as u64 == total,
+                    last,
+                    "LAST flag and declared length disagree"
+                );
                 if let Some(u) = self.uploads.get(&id) {
-                    assert!(u.refused, "second JOB_SUBMIT accepted for upload {id} in progress");
+                    assert!(
+                        u.refused,
+                        "second JOB_SUBMIT accepted for upload {id} in progress"
+                    );
                 }
                 if last {
                     self.uploads.remove(&id);
@@ -678,10 +700,17 @@ impl<'f> Harness<'f> {
                     .get_mut(&id)
                     .unwrap_or_else(|| panic!("JOB_DATA event for {id}: no upload in progress"));
                 assert!(!u.refused, "JOB_DATA event for refused upload {id}");
-                assert!(len as u64 <= u.remaining, "chunks exceed the declared length");
+                assert!(
+                    len as u64 <= u.remaining,
+                    "chunks exceed the declared length"
+                );
                 u.remaining -= len as u64;
+                assert_eq!(
+                    u.remaining == 0,
+                    last,
+                    "LAST flag and declared length disagree"
+                );
                 if last {
-                    assert_eq!(u.remaining, 0, "last chunk short of the declared length");
                     self.uploads.remove(&id);
                 }
             }
@@ -739,7 +768,11 @@ impl<'f> Harness<'f> {
                 self.keyed,
                 "server sent {} {} the handshake",
                 op.name(),
-                if self.keyed { "in clear after" } else { "encrypted before" }
+                if self.keyed {
+                    "in clear after"
+                } else {
+                    "encrypted before"
+                }
             );
             if op == Opcode::HelloReply {
                 assert!(!self.keyed, "second HELLO_REPLY");
@@ -883,9 +916,13 @@ impl<'f> Harness<'f> {
             1 => self.server.send_busy(id, 250),
             2 => self.server.send_result(id, &info, b"abc", true),
             3 => self.server.send_ping(id, b"harness"),
-            4 => self.server.send_stats(id, &[("connections", 1), ("jobs", 2)]),
+            4 => self
+                .server
+                .send_stats(id, &[("connections", 1), ("jobs", 2)]),
             5 => self.server.send_shutdown(1000),
-            6 => self.server.send_error(id, ErrorCode::Timeout, "harness error"),
+            6 => self
+                .server
+                .send_error(id, ErrorCode::Timeout, "harness error"),
             _ => self.server.send_bye(),
         };
         match r {
@@ -974,7 +1011,8 @@ impl Script {
 
     fn raw(mut self, bytes: &[u8]) -> Self {
         self.0.push(6);
-        self.0.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        self.0
+            .extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         self.0.extend_from_slice(bytes);
         self
     }
@@ -1030,8 +1068,10 @@ fn example_body(op: Opcode, fx: &Fixture) -> Vec<u8> {
         }
         Opcode::Ping | Opcode::Pong => b = b"ping payload".to_vec(),
         Opcode::StatsRequest | Opcode::Bye => {}
-        Opcode::StatsReply => message::encode_stats([("connections", 3), ("jobs_done", 42)], &mut b)
-            .expect("seed stats"),
+        Opcode::StatsReply => {
+            message::encode_stats([("connections", 3), ("jobs_done", 42)], &mut b)
+                .expect("seed stats")
+        }
         Opcode::Error => message::encode_error(ErrorCode::BadSpec as u16, "bad op spec", &mut b),
         Opcode::Busy | Opcode::Shutdown => b = 500u32.to_be_bytes().to_vec(),
     }
@@ -1058,10 +1098,18 @@ pub fn seeds() -> Vec<Seed> {
         let fl = if op.is_chunked() { flags::LAST } else { 0 };
         let f = clear_frame(op, fl, 7, &example_body(op, fx));
         all.extend_from_slice(&f);
-        add("frame_decoder", &format!("frame-{}", op.name().to_lowercase()), fd(0, &f));
+        add(
+            "frame_decoder",
+            &format!("frame-{}", op.name().to_lowercase()),
+            fd(0, &f),
+        );
     }
     add("frame_decoder", "stream-every-opcode", fd(0, &all));
-    add("frame_decoder", "stream-every-opcode-fixcrc", fd(FIX_CRC, &all));
+    add(
+        "frame_decoder",
+        "stream-every-opcode-fixcrc",
+        fd(FIX_CRC, &all),
+    );
     // A client's real login stream: HELLO, then sealed LOGIN_START and LOGIN_PROOF.
     let mut h = Harness::new(fx, 0);
     h.sealer = Some(CipherState::new(&fx.c2s));
@@ -1073,50 +1121,101 @@ pub fn seeds() -> Vec<Seed> {
     .concat();
     let after_login = [
         h.frame(Opcode::Ping, 0, 1, b"are you there", false),
-        h.frame(Opcode::JobSubmit, flags::LAST, 2, &job_head(4, "gray", b"GIF8"), false),
+        h.frame(
+            Opcode::JobSubmit,
+            flags::LAST,
+            2,
+            &job_head(4, "gray", b"GIF8"),
+            false,
+        ),
         h.frame(Opcode::StatsRequest, 0, 3, b"", false),
         h.frame(Opcode::Bye, 0, 0, b"", false),
     ]
     .concat();
     add("frame_decoder", "stream-client-login", fd(0, &login));
-    add("frame_decoder", "stream-client-session", fd(0, &[&login[..], &after_login].concat()));
+    add(
+        "frame_decoder",
+        "stream-client-session",
+        fd(0, &[&login[..], &after_login].concat()),
+    );
     let chunked = [
-        clear_frame(Opcode::JobSubmit, 0, 9, &job_head(20, "rotate:90", b"0123456789")),
+        clear_frame(
+            Opcode::JobSubmit,
+            0,
+            9,
+            &job_head(20, "rotate:90", b"0123456789"),
+        ),
         clear_frame(Opcode::JobData, 0, 9, b"abcde"),
         clear_frame(Opcode::JobData, flags::LAST, 9, b"fghij"),
     ]
     .concat();
     add("frame_decoder", "stream-chunked-job", fd(0, &chunked));
-    add("frame_decoder", "stream-truncated", fd(0, &chunked[..chunked.len() - 3]));
+    add(
+        "frame_decoder",
+        "stream-truncated",
+        fd(0, &chunked[..chunked.len() - 3]),
+    );
     let mut bad_crc = chunked.clone();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 1;
     add("frame_decoder", "stream-bad-crc", fd(0, &bad_crc));
-    add("frame_decoder", "stream-bad-crc-fixcrc", fd(FIX_CRC, &bad_crc));
+    add(
+        "frame_decoder",
+        "stream-bad-crc-fixcrc",
+        fd(FIX_CRC, &bad_crc),
+    );
     let big = clear_frame(Opcode::JobData, 0, 1, &vec![0xa5; MAX_CHUNK_DATA]);
     add("frame_decoder", "frame-max-chunk", fd(0, &big));
     add("frame_decoder", "frame-max-chunk-limit-hello", fd(3, &big));
     add("frame_decoder", "hello-limit-hello", fd(3, &fx.hello));
-    add("frame_decoder", "bad-magic", fd(0, b"GET / HTTP/1.1\r\n\r\n"));
+    add(
+        "frame_decoder",
+        "bad-magic",
+        fd(0, b"GET / HTTP/1.1\r\n\r\n"),
+    );
 
     // ---- server_handshake: mode, split, rest
     let sh = |mode: u8, split: u8, rest: &[u8]| [&[mode, split][..], rest].concat();
     add("server_handshake", "raw-hello", sh(MODE_RAW, 0, &fx.hello));
-    add("server_handshake", "raw-hello-bytewise", sh(MODE_RAW, 1, &fx.hello));
-    add("server_handshake", "raw-hello-garbage", sh(MODE_RAW, 0, &[&fx.hello[..], b"\0\0\0junk"].concat()));
+    add(
+        "server_handshake",
+        "raw-hello-bytewise",
+        sh(MODE_RAW, 1, &fx.hello),
+    );
+    add(
+        "server_handshake",
+        "raw-hello-garbage",
+        sh(MODE_RAW, 0, &[&fx.hello[..], b"\0\0\0junk"].concat()),
+    );
     let err = clear_frame(Opcode::Error, 0, 0, &example_body(Opcode::Error, fx));
     add("server_handshake", "raw-error-first", sh(MODE_RAW, 0, &err));
     let ping = clear_frame(Opcode::Ping, 0, 1, b"x");
     add("server_handshake", "raw-ping-first", sh(MODE_RAW, 0, &ping));
-    add("server_handshake", "raw-login-stream", sh(MODE_RAW, 5, &login));
-    add("server_handshake", "after-hello-empty", sh(MODE_AFTER_HELLO, 0, b""));
+    add(
+        "server_handshake",
+        "raw-login-stream",
+        sh(MODE_RAW, 5, &login),
+    );
+    add(
+        "server_handshake",
+        "after-hello-empty",
+        sh(MODE_AFTER_HELLO, 0, b""),
+    );
     let ls_clear = clear_frame(Opcode::LoginStart, 0, 0, &fx.login_start);
-    add("server_handshake", "after-hello-clear-login", sh(MODE_AFTER_HELLO, 0, &ls_clear));
+    add(
+        "server_handshake",
+        "after-hello-clear-login",
+        sh(MODE_AFTER_HELLO, 0, &ls_clear),
+    );
     // With fixed keys the sealed login is valid as raw bytes, so this mode gets past login too.
     add(
         "server_handshake",
         "after-hello-sealed-session",
-        sh(MODE_AFTER_HELLO, 3, &[&login[fx.hello.len()..], &after_login].concat()),
+        sh(
+            MODE_AFTER_HELLO,
+            3,
+            &[&login[fx.hello.len()..], &after_login].concat(),
+        ),
     );
 
     let scripts: Vec<(&str, Script)> = vec![
@@ -1180,7 +1279,9 @@ pub fn seeds() -> Vec<Seed> {
         ),
         (
             "script-data-without-job",
-            Script::new(0).login().sealed(Opcode::JobData, true, 8, b"x"),
+            Script::new(0)
+                .login()
+                .sealed(Opcode::JobData, true, 8, b"x"),
         ),
         (
             "script-server-actions",
@@ -1200,9 +1301,12 @@ pub fn seeds() -> Vec<Seed> {
         ),
         (
             "script-client-error",
-            Script::new(0)
-                .login()
-                .sealed(Opcode::Error, false, 0, &example_body(Opcode::Error, fx)),
+            Script::new(0).login().sealed(
+                Opcode::Error,
+                false,
+                0,
+                &example_body(Opcode::Error, fx),
+            ),
         ),
         (
             "script-error-during-login",
@@ -1222,10 +1326,7 @@ pub fn seeds() -> Vec<Seed> {
                 .tag(4)
                 .sealed(Opcode::LoginProof, false, 0, &[0u8; 32]),
         ),
-        (
-            "script-proof-first",
-            Script::new(0).tag(5),
-        ),
+        ("script-proof-first", Script::new(0).tag(5)),
         (
             "script-clear-after-hello",
             Script::new(0).clear(Opcode::LoginStart, 0, &fx.login_start),

@@ -222,8 +222,13 @@ mod tests {
         let v = Verifier::create(b"pw", &[3u8; 20], 5000).unwrap();
         assert_eq!(Verifier::parse(&v.encode()).unwrap(), v);
         assert!(!v.encode().contains("pw$"));
-        let too_few = Verifier { iterations: 10, ..v.clone() }.encode();
-        for junk in [&too_few[..], 
+        let too_few = Verifier {
+            iterations: 10,
+            ..v.clone()
+        }
+        .encode();
+        for junk in [
+            &too_few[..],
             "",
             "scram-sha256$1$a$b",
             "md5$1$AAAA$AAAA$AAAA",
@@ -237,10 +242,16 @@ mod tests {
     fn fake_verifier_is_deterministic_per_user() {
         let s = [5u8; 32];
         let like = (16, DEFAULT_PBKDF2_ITERATIONS);
-        assert_eq!(fake_verifier(&s, "bob", like), fake_verifier(&s, "bob", like));
+        assert_eq!(
+            fake_verifier(&s, "bob", like),
+            fake_verifier(&s, "bob", like)
+        );
         // It imitates the shape of real verifiers.
         let f = fake_verifier(&s, "bob", (20, 5000));
         assert_eq!((f.salt.len(), f.iterations), (20, 5000));
-        assert_ne!(fake_verifier(&s, "bob", like).salt, fake_verifier(&s, "eve", like).salt);
+        assert_ne!(
+            fake_verifier(&s, "bob", like).salt,
+            fake_verifier(&s, "eve", like).salt
+        );
     }
 }

@@ -455,7 +455,10 @@ fn last_flag_is_required_on_the_completing_chunk() {
 #[test]
 fn results_for_requests_never_sent_are_rejected() {
     let (mut c, mut s) = logged_in();
-    let info = ResultInfo { total_len: 1, ..Default::default() };
+    let info = ResultInfo {
+        total_len: 1,
+        ..Default::default()
+    };
     s.send_result(77, &info, b"x", true).unwrap();
     pump(&mut s, &mut c);
     assert!(matches!(c.poll_event(), Err(Error::Malformed(_))));
@@ -464,7 +467,10 @@ fn results_for_requests_never_sent_are_rejected() {
 #[test]
 fn request_id_zero_is_reserved() {
     let (mut c, _s) = logged_in();
-    assert!(matches!(c.send_job(0, "noop", 1, b"x", true), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        c.send_job(0, "noop", 1, b"x", true),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -475,7 +481,10 @@ fn frames_before_the_handshake_are_limited_to_handshake_size() {
     h.extend_from_slice(&(netproto::Opcode::Hello as u16).to_be_bytes());
     h.extend_from_slice(&[0; 14]);
     s.feed(&h);
-    assert!(matches!(s.poll_event(), Err(Error::FrameTooLarge { len: 10_000, .. })));
+    assert!(matches!(
+        s.poll_event(),
+        Err(Error::FrameTooLarge { len: 10_000, .. })
+    ));
 }
 
 #[test]

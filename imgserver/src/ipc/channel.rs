@@ -44,7 +44,13 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fds: &[BorrowedFd<'_>]) -> Result<(
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
     loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&buf)], cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(&buf)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(n) if n == MSG_LEN => return Ok(()),
             Ok(_) => return Err(ChannelError::Truncated),
             Err(Errno::EINTR) => continue,
@@ -63,7 +69,12 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<(Msg, Vec<OwnedFd>), ChannelError> {
     let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
     loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let r = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), MsgFlags::MSG_CMSG_CLOEXEC);
+        let r = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        );
         let msg = match r {
             Ok(m) => m,
             Err(Errno::EINTR) => continue,
@@ -115,7 +126,13 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn pair() -> (OwnedFd, OwnedFd) {
-        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap()
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -141,7 +158,10 @@ mod tests {
     fn eof_and_garbage_are_errors() {
         let (a, b) = pair();
         nix::unistd::write(&a, b"short").unwrap();
-        assert!(matches!(recv(b.as_fd()), Err(ChannelError::Msg(MsgError::BadLength(5)))));
+        assert!(matches!(
+            recv(b.as_fd()),
+            Err(ChannelError::Msg(MsgError::BadLength(5)))
+        ));
         nix::unistd::write(&a, &[0u8; MSG_LEN + 100]).unwrap();
         assert!(matches!(recv(b.as_fd()), Err(ChannelError::Truncated)));
         drop(a);
@@ -158,7 +178,8 @@ mod tests {
     }
 
     fn tempfile_in_memory() -> std::fs::File {
-        let fd = nix::sys::memfd::memfd_create(c"test", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
+        let fd =
+            nix::sys::memfd::memfd_create(c"test", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
         std::fs::File::from(fd)
     }
 }

@@ -19,12 +19,23 @@ pub const NO_SLOT: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     /// Master → worker, once, with fds [ring, stats]: map these and start.
-    Init { index: u32, slots: u32, slot_size: u64, deadline_ms: u32 },
+    Init {
+        index: u32,
+        slots: u32,
+        slot_size: u64,
+        deadline_ms: u32,
+    },
     /// Worker → master: mapped everything, ready for jobs.
     Ready { pid: u32 },
     /// Master → worker: run `spec` on `input_len` bytes at ring slot `slot` (or in the
     /// attached memfd when `slot == NO_SLOT`).
-    Job { job: u64, slot: u32, generation: u32, input_len: u64, spec: String },
+    Job {
+        job: u64,
+        slot: u32,
+        generation: u32,
+        input_len: u64,
+        spec: String,
+    },
     /// Worker → master: job finished. On success the output is in the same slot (or in an
     /// attached memfd when it did not fit: `in_memfd`).
     Done(Done),
@@ -134,18 +145,34 @@ impl<'a> R<'a> {
         if n > max {
             return Err(MsgError::BadString);
         }
-        std::str::from_utf8(self.take(n)).map(str::to_string).map_err(|_| MsgError::BadString)
+        std::str::from_utf8(self.take(n))
+            .map(str::to_string)
+            .map_err(|_| MsgError::BadString)
     }
 }
 
 impl Msg {
     pub fn encode(&self) -> [u8; MSG_LEN] {
         match self {
-            Msg::Init { index, slots, slot_size, deadline_ms } => {
-                W::new(TAG_INIT).u32(*index).u32(*slots).u64(*slot_size).u32(*deadline_ms).finish()
-            }
+            Msg::Init {
+                index,
+                slots,
+                slot_size,
+                deadline_ms,
+            } => W::new(TAG_INIT)
+                .u32(*index)
+                .u32(*slots)
+                .u64(*slot_size)
+                .u32(*deadline_ms)
+                .finish(),
             Msg::Ready { pid } => W::new(TAG_READY).u32(*pid).finish(),
-            Msg::Job { job, slot, generation, input_len, spec } => W::new(TAG_JOB)
+            Msg::Job {
+                job,
+                slot,
+                generation,
+                input_len,
+                spec,
+            } => W::new(TAG_JOB)
                 .u64(*job)
                 .u32(*slot)
                 .u32(*generation)
@@ -176,7 +203,12 @@ impl Msg {
         }
         let mut r = R { buf, pos: 0 };
         Ok(match r.u32() {
-            TAG_INIT => Msg::Init { index: r.u32(), slots: r.u32(), slot_size: r.u64(), deadline_ms: r.u32() },
+            TAG_INIT => Msg::Init {
+                index: r.u32(),
+                slots: r.u32(),
+                slot_size: r.u64(),
+                deadline_ms: r.u32(),
+            },
             TAG_READY => Msg::Ready { pid: r.u32() },
             TAG_JOB => Msg::Job {
                 job: r.u64(),
@@ -212,12 +244,47 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         let msgs = [
-            Msg::Init { index: 3, slots: 32, slot_size: 4 << 20, deadline_ms: 30_000 },
+            Msg::Init {
+                index: 3,
+                slots: 32,
+                slot_size: 4 << 20,
+                deadline_ms: 30_000,
+            },
             Msg::Ready { pid: 4242 },
-            Msg::Job { job: 9, slot: 5, generation: 77, input_len: 123_456, spec: "blur:2,format:png".into() },
-            Msg::Job { job: 10, slot: NO_SLOT, generation: 0, input_len: 1 << 30, spec: "x".repeat(MAX_SPEC) },
-            Msg::Done(Done { job: 9, slot: 5, generation: 77, status: 0, output_len: 99, width: 640, height: 480, format: 1, decode_us: 1, filter_us: 2, encode_us: 3, message: String::new(), in_memfd: false }),
-            Msg::Done(Done { status: 304, message: "é".repeat(300), ..Default::default() }),
+            Msg::Job {
+                job: 9,
+                slot: 5,
+                generation: 77,
+                input_len: 123_456,
+                spec: "blur:2,format:png".into(),
+            },
+            Msg::Job {
+                job: 10,
+                slot: NO_SLOT,
+                generation: 0,
+                input_len: 1 << 30,
+                spec: "x".repeat(MAX_SPEC),
+            },
+            Msg::Done(Done {
+                job: 9,
+                slot: 5,
+                generation: 77,
+                status: 0,
+                output_len: 99,
+                width: 640,
+                height: 480,
+                format: 1,
+                decode_us: 1,
+                filter_us: 2,
+                encode_us: 3,
+                message: String::new(),
+                in_memfd: false,
+            }),
+            Msg::Done(Done {
+                status: 304,
+                message: "é".repeat(300),
+                ..Default::default()
+            }),
         ];
         for m in msgs {
             let b = m.encode();
@@ -237,11 +304,25 @@ mod tests {
         let mut b = Msg::Ready { pid: 1 }.encode();
         b[0] = 99;
         assert_eq!(Msg::decode(&b), Err(MsgError::BadTag(99)));
-        let mut b = Msg::Job { job: 1, slot: 0, generation: 0, input_len: 0, spec: "ok".into() }.encode();
+        let mut b = Msg::Job {
+            job: 1,
+            slot: 0,
+            generation: 0,
+            input_len: 0,
+            spec: "ok".into(),
+        }
+        .encode();
         // spec length field at 4+8+4+4+8 = 28
         b[28..30].copy_from_slice(&5000u16.to_le_bytes());
         assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
-        let mut b = Msg::Job { job: 1, slot: 0, generation: 0, input_len: 0, spec: "ok".into() }.encode();
+        let mut b = Msg::Job {
+            job: 1,
+            slot: 0,
+            generation: 0,
+            input_len: 0,
+            spec: "ok".into(),
+        }
+        .encode();
         b[30] = 0xff;
         assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
     }

@@ -47,7 +47,9 @@ pub(super) enum Action {
 impl Master {
     pub(super) fn accept(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             let (mut stream, peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -70,7 +72,14 @@ impl Master {
                 // Refuse cleanly: a clear ERROR the client library understands, then close.
                 stats::inc(&g.connections_refused);
                 let mut conn = conn;
-                let _ = conn.send_error(0, ErrorCode::TooManyConnections, &format!("server is at its limit of {} connections", self.args.max_conns));
+                let _ = conn.send_error(
+                    0,
+                    ErrorCode::TooManyConnections,
+                    &format!(
+                        "server is at its limit of {} connections",
+                        self.args.max_conns
+                    ),
+                );
                 let _ = conn.write_fd(stream.as_fd());
                 debug!("refused {peer}: too many connections");
                 continue;
@@ -79,7 +88,11 @@ impl Master {
                 self.clients.push(None);
                 self.clients.len() - 1
             });
-            if let Err(e) = self.poll.registry().register(&mut stream, Token(CLIENT_BASE + k), Interest::READABLE) {
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(CLIENT_BASE + k),
+                Interest::READABLE,
+            ) {
                 warn!("register {peer}: {e}");
                 self.free_clients.push(k);
                 continue;
@@ -122,7 +135,9 @@ impl Master {
 
     fn client_read(&mut self, k: usize) {
         loop {
-            let Some(c) = self.clients[k].as_mut() else { return };
+            let Some(c) = self.clients[k].as_mut() else {
+                return;
+            };
             if c.closing {
                 return;
             }
@@ -153,7 +168,9 @@ impl Master {
     /// Drains every complete event from connection `k`.
     fn process_client(&mut self, k: usize) {
         loop {
-            let Some(c) = self.clients[k].as_mut() else { return };
+            let Some(c) = self.clients[k].as_mut() else {
+                return;
+            };
             let gen = c.gen;
             let action = match c.conn.poll_event() {
                 Ok(None) => return,
@@ -178,8 +195,17 @@ impl Master {
                         info!("conn {gen} from {}: user {user} logged in", c.peer);
                         Action::None
                     }
-                    Event::JobSubmit { id, total_len, spec, data, last } => {
-                        let ctx = super::jobs::SubmitCtx { conn_index: k, conn_gen: gen };
+                    Event::JobSubmit {
+                        id,
+                        total_len,
+                        spec,
+                        data,
+                        last,
+                    } => {
+                        let ctx = super::jobs::SubmitCtx {
+                            conn_index: k,
+                            conn_gen: gen,
+                        };
                         let spec = spec.to_string();
                         // The event's data must be copied before the connection is touched
                         // again; submit does that.
@@ -208,7 +234,15 @@ impl Master {
                     }
                     Event::JobData { id, data, last } => {
                         if let Some(&job) = c.jobs.get(&id) {
-                            super::jobs::add_data(&mut self.jobs, &mut self.queue, &self.ring, &self.stats, job, data, last);
+                            super::jobs::add_data(
+                                &mut self.jobs,
+                                &mut self.queue,
+                                &self.ring,
+                                &self.stats,
+                                job,
+                                data,
+                                last,
+                            );
                         }
                         Action::None
                     }
@@ -228,8 +262,11 @@ impl Master {
                     _ => Action::None,
                 },
             };
-            let stats_snapshot = matches!(action, Action::Stats(_)).then(|| self.stats.snapshot(self.workers.len()));
-            let Some(c) = self.clients[k].as_mut() else { return };
+            let stats_snapshot =
+                matches!(action, Action::Stats(_)).then(|| self.stats.snapshot(self.workers.len()));
+            let Some(c) = self.clients[k].as_mut() else {
+                return;
+            };
             let r = match action {
                 Action::None => Ok(()),
                 Action::Reject(id, code, msg) => {
@@ -240,7 +277,8 @@ impl Master {
                 Action::Stats(id) => {
                     stats::inc(&self.stats.get().global.stats_requests);
                     let snap = stats_snapshot.unwrap_or_default();
-                    let entries: Vec<(&str, u64)> = snap.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                    let entries: Vec<(&str, u64)> =
+                        snap.iter().map(|(n, v)| (n.as_str(), *v)).collect();
                     c.conn.send_stats(id, &entries)
                 }
             };
@@ -253,7 +291,9 @@ impl Master {
 
     /// Writes what connection `k` has pending; manages write interest; closes when done.
     pub(super) fn flush_client(&mut self, k: usize) {
-        let Some(c) = self.clients[k].as_mut() else { return };
+        let Some(c) = self.clients[k].as_mut() else {
+            return;
+        };
         let before = c.conn.pending_output().len();
         let pending = match c.conn.write_fd(c.stream.as_fd()) {
             Ok(p) => p,
@@ -265,7 +305,10 @@ impl Master {
         };
         if pending < before {
             c.last_tx_progress = Instant::now();
-            stats::add(&self.stats.get().global.bytes_out, (before - pending) as u64);
+            stats::add(
+                &self.stats.get().global.bytes_out,
+                (before - pending) as u64,
+            );
         }
         if (c.closing || c.conn.is_closed()) && pending == 0 {
             self.close_client(k, "closed");
@@ -273,15 +316,26 @@ impl Master {
         }
         let want = pending > 0;
         if want != c.want_write {
-            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if self.poll.registry().reregister(&mut c.stream, Token(CLIENT_BASE + k), interest).is_ok() {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(CLIENT_BASE + k), interest)
+                .is_ok()
+            {
                 c.want_write = want;
             }
         }
     }
 
     pub(super) fn close_client(&mut self, k: usize, why: &str) {
-        let Some(mut c) = self.clients[k].take() else { return };
+        let Some(mut c) = self.clients[k].take() else {
+            return;
+        };
         let _ = self.poll.registry().deregister(&mut c.stream);
         self.free_clients.push(k);
         self.open_conns -= 1;
@@ -301,10 +355,17 @@ impl Master {
         let idle = ServeArgs::secs(self.args.idle_timeout);
         let slow = ServeArgs::secs(self.args.slow_client_timeout);
         for k in 0..self.clients.len() {
-            let Some(c) = self.clients[k].as_mut() else { continue };
+            let Some(c) = self.clients[k].as_mut() else {
+                continue;
+            };
             let pending = !c.conn.pending_output().is_empty();
             if pending && now.duration_since(c.last_tx_progress) > slow {
-                info!("conn {} from {}: not reading its output for {:.0} s; closing", c.gen, c.peer, slow.as_secs_f64());
+                info!(
+                    "conn {} from {}: not reading its output for {:.0} s; closing",
+                    c.gen,
+                    c.peer,
+                    slow.as_secs_f64()
+                );
                 self.close_client(k, "slow client");
                 continue;
             }
@@ -313,9 +374,18 @@ impl Master {
                 continue;
             }
             let (code, text) = if !c.logged_in && now.duration_since(c.accepted) > hs {
-                (ErrorCode::HandshakeTimeout, format!("handshake and login must finish within {:.0} s", hs.as_secs_f64()))
+                (
+                    ErrorCode::HandshakeTimeout,
+                    format!(
+                        "handshake and login must finish within {:.0} s",
+                        hs.as_secs_f64()
+                    ),
+                )
             } else if c.logged_in && c.jobs.is_empty() && now.duration_since(c.last_rx) > idle {
-                (ErrorCode::IdleTimeout, format!("no traffic for {:.0} s", idle.as_secs_f64()))
+                (
+                    ErrorCode::IdleTimeout,
+                    format!("no traffic for {:.0} s", idle.as_secs_f64()),
+                )
             } else {
                 continue;
             };
@@ -328,6 +398,9 @@ impl Master {
 
     /// The connection that submitted a job, if it is still the same connection.
     pub(super) fn client_of(&mut self, index: usize, gen: u64) -> Option<&mut Client> {
-        self.clients.get_mut(index)?.as_mut().filter(|c| c.gen == gen)
+        self.clients
+            .get_mut(index)?
+            .as_mut()
+            .filter(|c| c.gen == gen)
     }
 }

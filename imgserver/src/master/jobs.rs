@@ -26,9 +26,15 @@ use crate::stats::{self, Stats};
 
 /// Where a job's bytes live.
 pub enum Storage {
-    Slot { slot: u32, generation: u32 },
+    Slot {
+        slot: u32,
+        generation: u32,
+    },
     /// Larger than a slot: a sealed memfd of exactly the declared length.
-    Memfd { fd: OwnedFd, map: MmapRaw },
+    Memfd {
+        fd: OwnedFd,
+        map: MmapRaw,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,17 +108,35 @@ pub fn submit(
     };
     if t.shutting_down {
         stats::inc(&g.jobs_shutdown);
-        return reject(ErrorCode::ShuttingDown, "server is shutting down; resubmit to a running server".into());
+        return reject(
+            ErrorCode::ShuttingDown,
+            "server is shutting down; resubmit to a running server".into(),
+        );
     }
     if conn_jobs.contains_key(&id) {
-        return reject(ErrorCode::DuplicateRequest, format!("request id {id} is already in flight"));
+        return reject(
+            ErrorCode::DuplicateRequest,
+            format!("request id {id} is already in flight"),
+        );
     }
     if conn_jobs.len() >= t.args.max_in_flight as usize {
-        return reject(ErrorCode::TooManyInFlight, format!("at most {} jobs in flight per connection (--max-in-flight)", t.args.max_in_flight));
+        return reject(
+            ErrorCode::TooManyInFlight,
+            format!(
+                "at most {} jobs in flight per connection (--max-in-flight)",
+                t.args.max_in_flight
+            ),
+        );
     }
     if total > t.args.max_upload {
         stats::inc(&g.error_too_large);
-        return reject(ErrorCode::InputTooLarge, format!("upload of {total} bytes exceeds the limit of {} bytes (--max-upload)", t.args.max_upload));
+        return reject(
+            ErrorCode::InputTooLarge,
+            format!(
+                "upload of {total} bytes exceeds the limit of {} bytes (--max-upload)",
+                t.args.max_upload
+            ),
+        );
     }
     if let Err(e) = spec.parse::<Pipeline>() {
         stats::inc(&g.error_bad_spec);
@@ -147,7 +171,10 @@ pub fn submit(
             }
         }
     };
-    stats::add(&g.slots_in_use, matches!(storage, Storage::Slot { .. }) as u64);
+    stats::add(
+        &g.slots_in_use,
+        matches!(storage, Storage::Slot { .. }) as u64,
+    );
     let job_id = *t.next_job;
     *t.next_job += 1;
     let now = Instant::now();
@@ -175,8 +202,18 @@ pub fn submit(
 }
 
 /// Appends upload data to a job; queues it when complete.
-pub fn add_data(jobs: &mut HashMap<u64, Job>, queue: &mut VecDeque<u64>, ring: &Ring, stats: &Stats, job_id: u64, data: &[u8], last: bool) {
-    let Some(job) = jobs.get_mut(&job_id) else { return };
+pub fn add_data(
+    jobs: &mut HashMap<u64, Job>,
+    queue: &mut VecDeque<u64>,
+    ring: &Ring,
+    stats: &Stats,
+    job_id: u64,
+    data: &[u8],
+    last: bool,
+) {
+    let Some(job) = jobs.get_mut(&job_id) else {
+        return;
+    };
     if job.state != JobState::Uploading {
         return;
     }
@@ -208,7 +245,9 @@ impl Master {
             let Some(w) = self.idle_worker() else { return };
             self.queue.pop_front();
             stats::dec(&self.stats.get().global.queue_depth);
-            let Some(job) = self.jobs.get_mut(&job_id) else { continue };
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
             if job.answered {
                 // Its client went away while it waited.
                 self.release_job(job_id);
@@ -218,16 +257,28 @@ impl Master {
                 Storage::Slot { slot, generation } => (*slot, *generation, None),
                 Storage::Memfd { fd, .. } => (NO_SLOT, 0, Some(fd.as_fd())),
             };
-            let msg = Msg::Job { job: job_id, slot, generation, input_len: job.total, spec: job.spec.clone() };
+            let msg = Msg::Job {
+                job: job_id,
+                slot,
+                generation,
+                input_len: job.total,
+                spec: job.spec.clone(),
+            };
             let fds: Vec<_> = fd.into_iter().collect();
-            let sock = self.workers[w].sock.as_ref().expect("idle worker has a channel");
+            let sock = self.workers[w]
+                .sock
+                .as_ref()
+                .expect("idle worker has a channel");
             match channel::send(sock.as_fd(), &msg, &fds) {
                 Ok(()) => {
                     let now = Instant::now();
                     job.queue_us = now.duration_since(job.queued_at).as_micros() as u64;
                     stats::add(&self.stats.get().global.queue_us_total, job.queue_us);
                     job.state = JobState::Running { worker: w };
-                    self.workers[w].state = WState::Busy { job: job_id, since: now };
+                    self.workers[w].state = WState::Busy {
+                        job: job_id,
+                        since: now,
+                    };
                 }
                 Err(e) => {
                     warn!("worker {w}: cannot send job: {e}; replacing it");
@@ -243,10 +294,15 @@ impl Master {
 
     /// A worker's Done message.
     pub(super) fn job_done(&mut self, w: usize, done: Done, fds: Vec<OwnedFd>) {
-        let matches_worker = matches!(self.workers[w].state, WState::Busy { job, .. } if job == done.job);
-        let stale_slot = done.slot != NO_SLOT && self.slots.generation(done.slot) != Some(done.generation);
+        let matches_worker =
+            matches!(self.workers[w].state, WState::Busy { job, .. } if job == done.job);
+        let stale_slot =
+            done.slot != NO_SLOT && self.slots.generation(done.slot) != Some(done.generation);
         if !matches_worker || stale_slot {
-            warn!("worker {w}: stale or unexpected Done for job {} (ignored)", done.job);
+            warn!(
+                "worker {w}: stale or unexpected Done for job {} (ignored)",
+                done.job
+            );
             return;
         }
         let started = match self.workers[w].state {
@@ -256,7 +312,9 @@ impl Master {
         self.workers[w].state = WState::Idle;
         let service_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.avg_job_ms = 0.9 * self.avg_job_ms + 0.1 * service_ms;
-        let Some(job) = self.jobs.get(&done.job) else { return };
+        let Some(job) = self.jobs.get(&done.job) else {
+            return;
+        };
         let (ci, cg, req) = (job.conn_index, job.conn_gen, job.request);
         let answered = job.answered;
         let g = &self.stats.get().global;
@@ -289,7 +347,9 @@ impl Master {
                     crate::shm::check_sealed(&fd).ok()?;
                     crate::shm::map(&fd, done.output_len.max(1)).ok()
                 });
-                out_map.as_ref().map(|m| ring::raw_slice(m, done.output_len))
+                out_map
+                    .as_ref()
+                    .map(|m| ring::raw_slice(m, done.output_len))
             } else if let Storage::Slot { slot, .. } = job.storage {
                 self.ring.read(slot, 0, done.output_len)
             } else {
@@ -306,10 +366,18 @@ impl Master {
                 encode_us: done.encode_us,
             };
             let (status, message) = (done.status, done.message.clone());
-            if let Some(c) = self.clients.get_mut(ci).and_then(|c| c.as_mut()).filter(|c| c.gen == cg) {
+            if let Some(c) = self
+                .clients
+                .get_mut(ci)
+                .and_then(|c| c.as_mut())
+                .filter(|c| c.gen == cg)
+            {
                 let r = match (status, output) {
                     (0, Some(out)) => send_result(&mut c.conn, req, &info, out),
-                    (0, None) => c.conn.send_error(req, ErrorCode::Internal, "worker output unreadable"),
+                    (0, None) => {
+                        c.conn
+                            .send_error(req, ErrorCode::Internal, "worker output unreadable")
+                    }
                     (code, _) => {
                         let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal);
                         c.conn.send_error(req, code, &message)
@@ -328,12 +396,15 @@ impl Master {
     /// The worker running `job_id` died (reaped): retry once, else POISON_INPUT; a job that was
     /// already answered (deadline) just has its storage reclaimed.
     pub(super) fn worker_lost_job(&mut self, job_id: u64, w: usize) {
-        let Some(job) = self.jobs.get_mut(&job_id) else { return };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
         if job.answered {
             self.release_job(job_id);
             return;
         }
-        if !job.crashed_once && matches!(job.storage, Storage::Slot { .. } | Storage::Memfd { .. }) {
+        if !job.crashed_once && matches!(job.storage, Storage::Slot { .. } | Storage::Memfd { .. })
+        {
             job.crashed_once = true;
             job.state = JobState::Queued;
             job.queued_at = Instant::now();
@@ -343,13 +414,21 @@ impl Master {
             warn!("job {job_id}: worker {w} died; retrying once on another worker");
         } else {
             stats::inc(&self.stats.get().global.jobs_poison);
-            self.fail_job(job_id, ErrorCode::PoisonInput, "this input crashed two workers; it will not be retried");
+            self.fail_job(
+                job_id,
+                ErrorCode::PoisonInput,
+                "this input crashed two workers; it will not be retried",
+            );
+            // The worker that held it is reaped, so nothing touches its storage any more.
+            self.release_job(job_id);
         }
     }
 
     /// Answers a job with an error now; its storage is reclaimed when no worker holds it.
     pub(super) fn fail_job(&mut self, job_id: u64, code: ErrorCode, text: &str) {
-        let Some(job) = self.jobs.get_mut(&job_id) else { return };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
         if !job.answered {
             job.answered = true;
             stats::inc(&self.stats.get().global.jobs_failed);
@@ -360,7 +439,10 @@ impl Master {
             }
             self.flush_client(ci);
         }
-        let running = matches!(self.jobs.get(&job_id).map(|j| j.state), Some(JobState::Running { .. }));
+        let running = matches!(
+            self.jobs.get(&job_id).map(|j| j.state),
+            Some(JobState::Running { .. })
+        );
         if !running {
             self.queue.retain(|j| *j != job_id);
             self.release_job(job_id);
@@ -369,7 +451,9 @@ impl Master {
 
     /// The client is gone: drop an upload now, let queued/running jobs finish unanswered.
     pub(super) fn abandon_job(&mut self, job_id: u64) {
-        let Some(job) = self.jobs.get_mut(&job_id) else { return };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
         job.answered = true;
         if job.state == JobState::Uploading {
             self.release_job(job_id);
@@ -378,7 +462,9 @@ impl Master {
 
     /// Frees a job's storage and forgets it.
     pub(super) fn release_job(&mut self, job_id: u64) {
-        let Some(job) = self.jobs.remove(&job_id) else { return };
+        let Some(job) = self.jobs.remove(&job_id) else {
+            return;
+        };
         match job.storage {
             Storage::Slot { slot, .. } => {
                 self.slots.release(slot);
@@ -400,9 +486,16 @@ impl Master {
         for w in 0..self.workers.len() {
             if let WState::Busy { job, since } = self.workers[w].state {
                 if since.elapsed() > limit && !self.workers[w].killed {
-                    warn!("worker {w}: job {job} exceeded the {:.0} s deadline; killing the worker", limit.as_secs_f64());
+                    warn!(
+                        "worker {w}: job {job} exceeded the {:.0} s deadline; killing the worker",
+                        limit.as_secs_f64()
+                    );
                     stats::inc(&self.stats.get().global.jobs_timeout);
-                    self.fail_job(job, ErrorCode::Timeout, &format!("job exceeded the {:.0} s deadline", limit.as_secs_f64()));
+                    self.fail_job(
+                        job,
+                        ErrorCode::Timeout,
+                        &format!("job exceeded the {:.0} s deadline", limit.as_secs_f64()),
+                    );
                     self.kill_worker(w);
                 }
             }
@@ -411,7 +504,12 @@ impl Master {
 }
 
 /// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most 64 KiB.
-fn send_result(conn: &mut netproto_sys::Conn, req: u64, info: &ResultInfo, out: &[u8]) -> netproto_sys::Result<()> {
+fn send_result(
+    conn: &mut netproto_sys::Conn,
+    req: u64,
+    info: &ResultInfo,
+    out: &[u8],
+) -> netproto_sys::Result<()> {
     const CHUNK: usize = 64 * 1024;
     let first = out.len().min(CHUNK);
     conn.send_result(req, info, &out[..first], first == out.len())?;

@@ -67,21 +67,33 @@ pub struct Master {
 }
 
 fn load_config(args: &ServeArgs, dir: &std::path::Path) -> Result<ServerConfig, String> {
-    let params = ServerParams { max_chunk: 65536, max_upload: args.max_upload, max_in_flight: args.max_in_flight };
-    let mut cfg = ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
-    let users = state::read_users(dir).map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
+    let params = ServerParams {
+        max_chunk: 65536,
+        max_upload: args.max_upload,
+        max_in_flight: args.max_in_flight,
+    };
+    let mut cfg =
+        ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
+    let users = state::read_users(dir)
+        .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
     for (name, verifier) in &users {
-        cfg.add_user(name, verifier).map_err(|e| format!("users file: user {name}: {e}"))?;
+        cfg.add_user(name, verifier)
+            .map_err(|e| format!("users file: user {name}: {e}"))?;
     }
     if users.is_empty() {
-        warn!("no users in {}: nobody can log in (add one with `imgserver user add NAME`)", state::users_path(dir).display());
+        warn!(
+            "no users in {}: nobody can log in (add one with `imgserver user add NAME`)",
+            state::users_path(dir).display()
+        );
     }
     Ok(cfg)
 }
 
 /// Runs the server until it is told to stop; returns the process exit code.
 pub fn serve(args: ServeArgs) -> Result<i32, String> {
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 || workers > stats::MAX_WORKERS {
         return Err(format!("--workers must be 1..={}", stats::MAX_WORKERS));
     }
@@ -89,21 +101,33 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         return Err("--slots must be > 0 and --slot-size at least 4096".into());
     }
     let state_dir = state::resolve(args.state_dir.as_deref());
-    state::ensure_dir(&state_dir).map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
+    state::ensure_dir(&state_dir)
+        .map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
     let server_cfg = load_config(&args, &state_dir)?;
     if server_cfg.key_created() {
-        info!("created server key {}", state::key_path(&state_dir).display());
+        info!(
+            "created server key {}",
+            state::key_path(&state_dir).display()
+        );
     }
-    info!("server key fingerprint {}", netproto_sys::fingerprint(server_cfg.public_key()));
+    info!(
+        "server key fingerprint {}",
+        netproto_sys::fingerprint(server_cfg.public_key())
+    );
 
     // Signals first, so a Ctrl-C during start-up is not lost; the pipe wakes the loop.
     let sigpipe = signals::install().map_err(|e| format!("signal set-up: {e}"))?;
-    let (ring, ring_fd) = Ring::create(args.slots, args.slot_size).map_err(|e| format!("ring: {e}"))?;
+    let (ring, ring_fd) =
+        Ring::create(args.slots, args.slot_size).map_err(|e| format!("ring: {e}"))?;
     let (stats, stats_fd) = Stats::create().map_err(|e| format!("stats page: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
     poll.registry()
-        .register(&mut SourceFd(&sigpipe.as_raw_fd()), SIGNALS, Interest::READABLE)
+        .register(
+            &mut SourceFd(&sigpipe.as_raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )
         .map_err(|e| format!("epoll: {e}"))?;
 
     let fault_injection = std::env::var("IMGSERVER_FAULT_INJECTION").is_ok_and(|v| v == "1");
@@ -145,11 +169,19 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         m.stop_workers(Duration::from_secs(1));
         format!("cannot listen on {}: {e}", m.args.listen)
     })?;
-    m.poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(|e| e.to_string())?;
+    m.poll
+        .registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     m.listener = Some(listener);
     state::write_pid(&m.state_dir, m.stats_fd.as_raw_fd()).map_err(|e| format!("pid file: {e}"))?;
-    info!("{workers} workers, ring {} x {} KiB, state {}", m.args.slots, m.args.slot_size >> 10, m.state_dir.display());
+    info!(
+        "{workers} workers, ring {} x {} KiB, state {}",
+        m.args.slots,
+        m.args.slot_size >> 10,
+        m.state_dir.display()
+    );
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
 
@@ -162,7 +194,11 @@ impl Master {
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.queue.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(20) };
+            let timeout = if self.queue.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(20)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     warn!("epoll_wait: {e}");
@@ -172,8 +208,14 @@ impl Master {
                 match ev.token() {
                     LISTENER => self.accept(),
                     SIGNALS => signals::drain(&self.sigpipe),
-                    Token(t) if (WORKER_BASE..WORKER_BASE + self.workers.len()).contains(&t) => self.worker_readable(t - WORKER_BASE),
-                    Token(t) if t >= CLIENT_BASE => self.client_event(t - CLIENT_BASE, ev.is_readable() || ev.is_read_closed() || ev.is_error(), ev.is_writable()),
+                    Token(t) if (WORKER_BASE..WORKER_BASE + self.workers.len()).contains(&t) => {
+                        self.worker_readable(t - WORKER_BASE)
+                    }
+                    Token(t) if t >= CLIENT_BASE => self.client_event(
+                        t - CLIENT_BASE,
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable(),
+                    ),
                     _ => {}
                 }
             }
@@ -199,7 +241,12 @@ impl Master {
                 self.begin_shutdown();
             }
             if let Some(deadline) = self.shutdown_deadline {
-                let drained = self.jobs.is_empty() && self.clients.iter().flatten().all(|c| c.conn.pending_output().is_empty());
+                let drained = self.jobs.is_empty()
+                    && self
+                        .clients
+                        .iter()
+                        .flatten()
+                        .all(|c| c.conn.pending_output().is_empty());
                 if drained || Instant::now() >= deadline {
                     return self.finish_shutdown(drained);
                 }
@@ -211,7 +258,10 @@ impl Master {
         match load_config(&self.args, &self.state_dir) {
             Ok(cfg) => {
                 self.server_cfg = cfg;
-                info!("reloaded users from {}", state::users_path(&self.state_dir).display());
+                info!(
+                    "reloaded users from {}",
+                    state::users_path(&self.state_dir).display()
+                );
             }
             Err(e) => warn!("reload failed, keeping the old users: {e}"),
         }
@@ -220,7 +270,12 @@ impl Master {
     /// First SIGINT/SIGTERM: stop accepting, tell every client, let in-flight jobs finish.
     fn begin_shutdown(&mut self) {
         let grace = ServeArgs::secs(self.args.grace);
-        info!("shutting down: {} jobs in flight, {} connections, grace {:.1} s", self.jobs.len(), self.open_conns, grace.as_secs_f64());
+        info!(
+            "shutting down: {} jobs in flight, {} connections, grace {:.1} s",
+            self.jobs.len(),
+            self.open_conns,
+            grace.as_secs_f64()
+        );
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -243,7 +298,11 @@ impl Master {
         }
         let unfinished: Vec<u64> = self.jobs.keys().copied().collect();
         for id in unfinished {
-            self.fail_job(id, netproto_sys::ErrorCode::ShuttingDown, "server stopped before the job finished");
+            self.fail_job(
+                id,
+                netproto_sys::ErrorCode::ShuttingDown,
+                "server stopped before the job finished",
+            );
         }
         for k in 0..self.clients.len() {
             if let Some(c) = self.clients[k].as_mut() {
@@ -257,7 +316,19 @@ impl Master {
             self.close_client(k, "server shutdown");
         }
         self.stop_workers(Duration::from_secs(2));
-        info!("stopped: {} jobs ok, {} failed", self.stats.get().global.jobs_ok.load(std::sync::atomic::Ordering::Relaxed), self.stats.get().global.jobs_failed.load(std::sync::atomic::Ordering::Relaxed));
+        info!(
+            "stopped: {} jobs ok, {} failed",
+            self.stats
+                .get()
+                .global
+                .jobs_ok
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.stats
+                .get()
+                .global
+                .jobs_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         0
     }
 

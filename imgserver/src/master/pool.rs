@@ -31,7 +31,10 @@ pub enum WState {
     /// Spawned, Init sent, waiting for Ready.
     Starting,
     Idle,
-    Busy { job: u64, since: Instant },
+    Busy {
+        job: u64,
+        since: Instant,
+    },
     /// Process gone (reaped) or never started; respawn at `respawn_at`.
     Dead,
 }
@@ -70,7 +73,11 @@ impl WorkerSlot {
     /// Delay before the next respawn: none normally, doubling from 250 ms once deaths come
     /// faster than `CRASH_BURST` per `CRASH_WINDOW`.
     pub fn backoff(&self, now: Instant) -> Duration {
-        let recent = self.deaths.iter().filter(|t| now.duration_since(**t) < CRASH_WINDOW).count();
+        let recent = self
+            .deaths
+            .iter()
+            .filter(|t| now.duration_since(**t) < CRASH_WINDOW)
+            .count();
         if recent <= CRASH_BURST {
             return Duration::ZERO;
         }
@@ -84,24 +91,47 @@ impl Master {
     pub(super) fn spawn_worker(&mut self, i: usize) {
         let now = Instant::now();
         let result = (|| -> std::io::Result<(Child, OwnedFd)> {
-            let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
-            let child = crate::spawn::worker(&self.exe, i, theirs, self.args.worker_mem_mb, self.args.max_pixels, self.fault_injection)?;
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )?;
+            let child = crate::spawn::worker(
+                &self.exe,
+                i,
+                theirs,
+                self.args.worker_mem_mb,
+                self.args.max_pixels,
+                self.fault_injection,
+            )?;
             let init = Msg::Init {
                 index: i as u32,
                 slots: self.ring.slots(),
                 slot_size: self.ring.slot_size(),
                 deadline_ms: (self.args.job_timeout * 1000.0) as u32,
             };
-            channel::send(ours.as_fd(), &init, &[self.ring_fd.as_fd(), self.stats_fd.as_fd()])
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+            channel::send(
+                ours.as_fd(),
+                &init,
+                &[self.ring_fd.as_fd(), self.stats_fd.as_fd()],
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            nix::fcntl::fcntl(
+                &ours,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
             Ok((child, ours))
         })();
         let w = &mut self.workers[i];
         match result {
             Ok((child, sock)) => {
                 let pid = child.id();
-                if let Err(e) = self.poll.registry().register(&mut SourceFd(&sock.as_raw_fd()), Token(WORKER_BASE + i), Interest::READABLE) {
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&sock.as_raw_fd()),
+                    Token(WORKER_BASE + i),
+                    Interest::READABLE,
+                ) {
                     warn!("worker {i}: cannot watch its channel: {e}");
                 }
                 w.child = Some(child);
@@ -124,14 +154,19 @@ impl Master {
     /// Handles readability of worker `i`'s channel: Ready and Done messages.
     pub(super) fn worker_readable(&mut self, i: usize) {
         loop {
-            let Some(sock) = self.workers[i].sock.as_ref() else { return };
+            let Some(sock) = self.workers[i].sock.as_ref() else {
+                return;
+            };
             match channel::recv(sock.as_fd()) {
                 Ok((Msg::Ready { pid }, _)) => {
                     let w = &mut self.workers[i];
                     if w.state == WState::Starting {
                         w.state = WState::Idle;
                         stats::inc(&self.stats.get().global.workers_alive);
-                        info!("worker {i} ready (pid {pid}) in {} ms", w.spawned_at.elapsed().as_millis());
+                        info!(
+                            "worker {i} ready (pid {pid}) in {} ms",
+                            w.spawned_at.elapsed().as_millis()
+                        );
                     }
                 }
                 Ok((Msg::Done(done), fds)) => self.job_done(i, done, fds),
@@ -158,7 +193,10 @@ impl Master {
     pub(super) fn kill_worker(&mut self, i: usize) {
         let w = &mut self.workers[i];
         if let Some(sock) = w.sock.take() {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&sock.as_raw_fd()));
         }
         if let Some(pid) = w.pid() {
             w.killed = true;
@@ -183,7 +221,10 @@ impl Master {
             let pid = w.pid().unwrap_or(0);
             w.child = None;
             if let Some(sock) = w.sock.take() {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&sock.as_raw_fd()));
             }
             let was = std::mem::replace(&mut w.state, WState::Dead);
             if matches!(was, WState::Idle | WState::Busy { .. }) {
@@ -199,7 +240,10 @@ impl Master {
                 let delay = w.backoff(now);
                 w.respawn_at = Some(now + delay);
                 if delay > Duration::ZERO {
-                    warn!("worker {i} crash loop: respawning in {} ms", delay.as_millis());
+                    warn!(
+                        "worker {i} crash loop: respawning in {} ms",
+                        delay.as_millis()
+                    );
                 }
             }
             if expected {
@@ -219,14 +263,18 @@ impl Master {
         }
         let now = Instant::now();
         for i in 0..self.workers.len() {
-            if self.workers[i].child.is_none() && self.workers[i].respawn_at.is_some_and(|t| t <= now) {
+            if self.workers[i].child.is_none()
+                && self.workers[i].respawn_at.is_some_and(|t| t <= now)
+            {
                 self.spawn_worker(i);
             }
         }
     }
 
     pub(super) fn idle_worker(&self) -> Option<usize> {
-        self.workers.iter().position(|w| w.state == WState::Idle && w.sock.is_some())
+        self.workers
+            .iter()
+            .position(|w| w.state == WState::Idle && w.sock.is_some())
     }
 
     /// Stops every worker: close channels (workers exit on EOF), SIGTERM, wait up to `wait`,
@@ -235,7 +283,10 @@ impl Master {
         self.stopping_workers = true;
         for w in &mut self.workers {
             if let Some(sock) = w.sock.take() {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&sock.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&sock.as_raw_fd()));
             }
             if let Some(pid) = w.pid() {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -280,6 +331,9 @@ mod tests {
         }
         assert_eq!(w.backoff(now), MAX_BACKOFF);
         // Old deaths age out of the window.
-        assert_eq!(w.backoff(now + CRASH_WINDOW + Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(
+            w.backoff(now + CRASH_WINDOW + Duration::from_secs(1)),
+            Duration::ZERO
+        );
     }
 }
