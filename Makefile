@@ -43,10 +43,12 @@ check-header:
 check-dynamic: build
 	scripts/check-dynamic.sh $(REL)
 
-## c-sample: build the C sample against the .so (ASan+UBSan, -Werror) and run its self-test
+## c-sample: build the C sample against the .so (ASan+UBSan, -Werror); run its in-memory
+## self-test and a handshake + login + ping against a live imgserver
 c-sample: build
 	$(MAKE) -C samples/c LIBDIR=../../$(REL)
 	ASAN_OPTIONS=detect_leaks=1 samples/c/np_sample selftest
+	scripts/c-sample-live.sh $(REL)
 
 clean:
 	$(CARGO) clean
