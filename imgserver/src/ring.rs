@@ -144,6 +144,35 @@ impl SlotTable {
     }
 }
 
+/// A read-only view of the first `len` bytes of a mapping this process owns by protocol
+/// (a job memfd the master filled before handing it over).
+pub fn raw_slice(map: &MmapRaw, len: u64) -> &[u8] {
+    let len = (len as usize).min(map.len());
+    // SAFETY: in bounds of the mapping; the sender finished writing before passing the fd and
+    // does not write it again, so no concurrent mutation happens while the borrow lives.
+    unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
+}
+
+/// Copies `data` into a mapping this process owns by protocol (a job memfd being uploaded).
+pub fn raw_write(map: &MmapRaw, offset: u64, data: &[u8]) -> bool {
+    if offset
+        .checked_add(data.len() as u64)
+        .is_none_or(|end| end > map.len() as u64)
+    {
+        return false;
+    }
+    // SAFETY: bounds checked; no worker has been given this memfd yet, so nothing else reads
+    // or writes it concurrently.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            map.as_mut_ptr().add(offset as usize),
+            data.len(),
+        )
+    };
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,33 +212,4 @@ mod tests {
         assert_eq!(t.generation(a), Some(ga + 1));
         assert_eq!(t.alloc(), Some((a, ga + 1)));
     }
-}
-
-/// A read-only view of the first `len` bytes of a mapping this process owns by protocol
-/// (a job memfd the master filled before handing it over).
-pub fn raw_slice(map: &MmapRaw, len: u64) -> &[u8] {
-    let len = (len as usize).min(map.len());
-    // SAFETY: in bounds of the mapping; the sender finished writing before passing the fd and
-    // does not write it again, so no concurrent mutation happens while the borrow lives.
-    unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
-}
-
-/// Copies `data` into a mapping this process owns by protocol (a job memfd being uploaded).
-pub fn raw_write(map: &MmapRaw, offset: u64, data: &[u8]) -> bool {
-    if offset
-        .checked_add(data.len() as u64)
-        .is_none_or(|end| end > map.len() as u64)
-    {
-        return false;
-    }
-    // SAFETY: bounds checked; no worker has been given this memfd yet, so nothing else reads
-    // or writes it concurrently.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            data.as_ptr(),
-            map.as_mut_ptr().add(offset as usize),
-            data.len(),
-        )
-    };
-    true
 }

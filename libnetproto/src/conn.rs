@@ -22,13 +22,16 @@ use crate::message::{self, Challenge, JobSubmit, ResultInfo, ServerParams};
 use crate::opcode::{flags, ErrorCode, Opcode};
 use crate::session::CipherState;
 
+/// Salt, iterations, and PBKDF2(password, salt, iterations).
+type SaltedEntry = (Vec<u8>, u32, Zeroizing<[u8; 32]>);
+
 /// Client credentials, shareable by many connections.
 pub struct ClientConfig {
     user: String,
     password: Zeroizing<Vec<u8>>,
     /// The last salt/iterations seen and the PBKDF2 output for them: a load test opening a
     /// thousand connections pays the deliberate PBKDF2 cost once, not a thousand times.
-    salted_cache: Mutex<Option<(Vec<u8>, u32, Zeroizing<[u8; 32]>)>>,
+    salted_cache: Mutex<Option<SaltedEntry>>,
 }
 
 impl std::fmt::Debug for ClientConfig {

@@ -160,7 +160,7 @@ mod tests {
         nix::unistd::write(&a, b"short").unwrap();
         assert!(matches!(
             recv(b.as_fd()),
-            Err(ChannelError::Msg(MsgError::BadLength(5)))
+            Err(ChannelError::Msg(MsgError::Length(5)))
         ));
         nix::unistd::write(&a, &[0u8; MSG_LEN + 100]).unwrap();
         assert!(matches!(recv(b.as_fd()), Err(ChannelError::Truncated)));

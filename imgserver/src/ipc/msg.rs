@@ -62,11 +62,11 @@ pub struct Done {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MsgError {
     #[error("message of {0} bytes, expected {MSG_LEN}")]
-    BadLength(usize),
+    Length(usize),
     #[error("unknown message tag {0}")]
-    BadTag(u32),
+    Tag(u32),
     #[error("string field too long or not UTF-8")]
-    BadString,
+    Text,
 }
 
 const TAG_INIT: u32 = 1;
@@ -143,11 +143,11 @@ impl<'a> R<'a> {
     fn str(&mut self, max: usize) -> Result<String, MsgError> {
         let n = self.u16() as usize;
         if n > max {
-            return Err(MsgError::BadString);
+            return Err(MsgError::Text);
         }
         std::str::from_utf8(self.take(n))
             .map(str::to_string)
-            .map_err(|_| MsgError::BadString)
+            .map_err(|_| MsgError::Text)
     }
 }
 
@@ -199,7 +199,7 @@ impl Msg {
 
     pub fn decode(buf: &[u8]) -> Result<Msg, MsgError> {
         if buf.len() != MSG_LEN {
-            return Err(MsgError::BadLength(buf.len()));
+            return Err(MsgError::Length(buf.len()));
         }
         let mut r = R { buf, pos: 0 };
         Ok(match r.u32() {
@@ -232,7 +232,7 @@ impl Msg {
                 encode_us: r.u32(),
                 message: r.str(MAX_MESSAGE)?,
             }),
-            t => return Err(MsgError::BadTag(t)),
+            t => return Err(MsgError::Tag(t)),
         })
     }
 }
@@ -300,10 +300,10 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_rejected() {
-        assert_eq!(Msg::decode(&[0u8; 10]), Err(MsgError::BadLength(10)));
+        assert_eq!(Msg::decode(&[0u8; 10]), Err(MsgError::Length(10)));
         let mut b = Msg::Ready { pid: 1 }.encode();
         b[0] = 99;
-        assert_eq!(Msg::decode(&b), Err(MsgError::BadTag(99)));
+        assert_eq!(Msg::decode(&b), Err(MsgError::Tag(99)));
         let mut b = Msg::Job {
             job: 1,
             slot: 0,
@@ -314,7 +314,7 @@ mod tests {
         .encode();
         // spec length field at 4+8+4+4+8 = 28
         b[28..30].copy_from_slice(&5000u16.to_le_bytes());
-        assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
+        assert_eq!(Msg::decode(&b), Err(MsgError::Text));
         let mut b = Msg::Job {
             job: 1,
             slot: 0,
@@ -324,6 +324,6 @@ mod tests {
         }
         .encode();
         b[30] = 0xff;
-        assert_eq!(Msg::decode(&b), Err(MsgError::BadString));
+        assert_eq!(Msg::decode(&b), Err(MsgError::Text));
     }
 }
