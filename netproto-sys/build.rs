@@ -15,5 +15,7 @@ fn main() {
         profile.join("deps").display()
     );
     println!("cargo:rustc-link-lib=dylib=netproto");
+    // This crate's own tests run from target/<profile>/deps, where the .so is built.
+    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,$ORIGIN");
     println!("cargo:rerun-if-changed=build.rs");
 }

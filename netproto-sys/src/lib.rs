@@ -13,7 +13,7 @@ pub mod ffi;
 mod client;
 mod config;
 mod conn;
-mod error;
+pub mod error;
 mod event;
 
 use std::ffi::{c_char, CStr, CString};
