@@ -54,8 +54,9 @@ impl Master {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // EMFILE and friends: log and retry on the next readiness, never exit.
+                    // EMFILE and friends: never exit; retry from the periodic sweep.
                     warn!("accept: {e}");
+                    self.accept_stalled = true;
                     return;
                 }
             };

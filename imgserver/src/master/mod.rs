@@ -64,6 +64,8 @@ pub struct Master {
     stopping_workers: bool,
     fault_injection: bool,
     last_sweep: Instant,
+    /// The last accept() failed for lack of resources; retry on the next sweep.
+    accept_stalled: bool,
 }
 
 fn load_config(args: &ServeArgs, dir: &std::path::Path) -> Result<ServerConfig, String> {
@@ -89,6 +91,23 @@ fn load_config(args: &ServeArgs, dir: &std::path::Path) -> Result<ServerConfig, 
     Ok(cfg)
 }
 
+/// Raises the soft open-files limit to the hard limit: each connection is one fd, and the
+/// usual soft default of 1024 would cap `--max-conns` far below its default.
+fn raise_fd_limit(max_conns: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        warn!("cannot raise the open-files limit from {soft} to {hard}");
+    }
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s);
+    // Workers, ring, listener, epoll and the like need a few dozen fds besides connections.
+    if (max_conns as u64).saturating_add(64) > limit {
+        warn!("open-files limit {limit} is below --max-conns {max_conns}; accept will fail with EMFILE beyond it");
+    }
+}
+
 /// Runs the server until it is told to stop; returns the process exit code.
 pub fn serve(args: ServeArgs) -> Result<i32, String> {
     let workers = args
@@ -100,6 +119,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     if args.slots == 0 || args.slot_size < 4096 {
         return Err("--slots must be > 0 and --slot-size at least 4096".into());
     }
+    raise_fd_limit(args.max_conns);
     let state_dir = state::resolve(args.state_dir.as_deref());
     state::ensure_dir(&state_dir)
         .map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
@@ -161,6 +181,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         stopping_workers: false,
         fault_injection,
         last_sweep: Instant::now(),
+        accept_stalled: false,
     };
     for i in 0..workers {
         m.spawn_worker(i);
@@ -227,6 +248,12 @@ impl Master {
             if self.last_sweep.elapsed() >= Duration::from_millis(100) {
                 self.last_sweep = Instant::now();
                 self.reap();
+                if self.accept_stalled {
+                    // accept() failed (EMFILE): edge-triggered epoll will not report the
+                    // backlog again, so retry here.
+                    self.accept_stalled = false;
+                    self.accept();
+                }
                 self.sweep_deadlines();
                 self.sweep_timeouts();
             }
