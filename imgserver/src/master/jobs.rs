@@ -443,8 +443,8 @@ impl Master {
             self.jobs.get(&job_id).map(|j| j.state),
             Some(JobState::Running { .. })
         );
-        if !running {
-            self.queue.retain(|j| *j != job_id);
+                if !running {
+            // release_job also takes it out of the queue (and the queue-depth gauge).
             self.release_job(job_id);
         }
     }
