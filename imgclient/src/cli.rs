@@ -12,23 +12,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgfilters::{FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation};
 
 use crate::connect::ConnectOpts;
-use crate::exit::{Failure, EXIT_CODES_HELP};
+use crate::exit::{self, Failure};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "imgclient",
     version,
     about = "Client for imgserver: apply image filters remotely (or locally), check the server, load-test it",
-    after_help = EXIT_CODES_HELP,
     propagate_version = true
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub conn: ConnArgs,
-
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    #[command(flatten)]
+    pub conn: ConnArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -36,6 +35,7 @@ pub struct Cli {
 
 /// Connection options, accepted before or after the subcommand.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection options")]
 pub struct ConnArgs {
     /// Server address HOST:PORT.
     #[arg(
@@ -57,7 +57,12 @@ pub struct ConnArgs {
 
     /// Known-servers (key pinning) file
     /// [default: $XDG_CONFIG_HOME/imgclient/known_servers or ~/.config/imgclient/known_servers].
-    #[arg(long, value_name = "FILE", env = "IMGCLIENT_KNOWN_SERVERS", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IMGCLIENT_KNOWN_SERVERS",
+        global = true
+    )]
     pub known_servers: Option<PathBuf>,
 
     /// Timeout for connecting (TCP + handshake + login) and for each send/answer.
@@ -67,6 +72,26 @@ pub struct ConnArgs {
     /// Keep reconnecting through an outage (server restart, busy) for this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration, global = true)]
     pub retry_for: Duration,
+}
+
+/// The clap command with the generated exit-code table as its help footer.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let help = exit::exit_codes_help();
+    Cli::command()
+        .after_help(help.clone())
+        .mut_subcommands(|c| c.after_help(help.clone()))
+}
+
+/// Parses argv (help and usage errors come back as clap errors).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let mut m = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches_mut(&mut m)
 }
 
 impl ConnArgs {
@@ -337,7 +362,10 @@ impl Command {
                     return Err(Failure::usage("resize", "give --width, --height or both"));
                 }
                 if *width == Some(0) || *height == Some(0) {
-                    return Err(Failure::usage("resize", "--width and --height must be at least 1"));
+                    return Err(Failure::usage(
+                        "resize",
+                        "--width and --height must be at least 1",
+                    ));
                 }
                 Op::Resize {
                     width: width.unwrap_or(0),
@@ -503,10 +531,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("imgclient").chain(args.iter().copied())).unwrap()
+        parse_from(std::iter::once("imgclient").chain(args.iter().copied())).unwrap()
     }
 
     fn spec_of(args: &[&str]) -> Result<String, Failure> {
@@ -519,13 +546,19 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
     fn filter_flags_become_op_specs() {
-        assert_eq!(spec_of(&["blur", "a.png", "-o", "b.png"]).unwrap(), "blur:2,format:png");
-        assert_eq!(spec_of(&["blur", "--sigma", "1.5", "a.png", "-o", "-"]).unwrap(), "blur:1.5");
+        assert_eq!(
+            spec_of(&["blur", "a.png", "-o", "b.png"]).unwrap(),
+            "blur:2,format:png"
+        );
+        assert_eq!(
+            spec_of(&["blur", "--sigma", "1.5", "a.png", "-o", "-"]).unwrap(),
+            "blur:1.5"
+        );
         assert_eq!(
             spec_of(&["resize", "--width", "800", "in.jpg", "-o", "out.jpg"]).unwrap(),
             "resize:800x,format:jpeg:85"
@@ -538,24 +571,52 @@ mod tests {
             .unwrap(),
             "resize:80x60:fill:nearest"
         );
-        assert_eq!(spec_of(&["sharpen", "--threshold", "5", "a", "-o", "-"]).unwrap(), "sharpen:1:5");
-        assert_eq!(spec_of(&["thumbnail", "a", "-o", "-"]).unwrap(), "thumbnail:128");
         assert_eq!(
-            spec_of(&["crop", "--x", "1", "--y", "2", "--width", "3", "--height", "4", "a", "-o", "-"]).unwrap(),
+            spec_of(&["sharpen", "--threshold", "5", "a", "-o", "-"]).unwrap(),
+            "sharpen:1:5"
+        );
+        assert_eq!(
+            spec_of(&["thumbnail", "a", "-o", "-"]).unwrap(),
+            "thumbnail:128"
+        );
+        assert_eq!(
+            spec_of(&[
+                "crop", "--x", "1", "--y", "2", "--width", "3", "--height", "4", "a", "-o", "-"
+            ])
+            .unwrap(),
             "crop:1:2:3x4"
         );
-        assert_eq!(spec_of(&["rotate", "--degrees", "270", "a", "-o", "-"]).unwrap(), "rotate:270");
-        assert_eq!(spec_of(&["flip", "--axis", "vertical", "a", "-o", "-"]).unwrap(), "flip:v");
-        assert_eq!(spec_of(&["grayscale", "a", "-o", "x.webp"]).unwrap(), "grayscale,format:webp");
+        assert_eq!(
+            spec_of(&["rotate", "--degrees", "270", "a", "-o", "-"]).unwrap(),
+            "rotate:270"
+        );
+        assert_eq!(
+            spec_of(&["flip", "--axis", "vertical", "a", "-o", "-"]).unwrap(),
+            "flip:v"
+        );
+        assert_eq!(
+            spec_of(&["grayscale", "a", "-o", "x.webp"]).unwrap(),
+            "grayscale,format:webp"
+        );
         assert_eq!(spec_of(&["invert", "a", "-o", "-"]).unwrap(), "invert");
         assert_eq!(
             spec_of(&["brightness", "--value", "-20", "a", "-o", "-"]).unwrap(),
             "brightness:-20"
         );
-        assert_eq!(spec_of(&["contrast", "--value", "15", "a", "-o", "-"]).unwrap(), "contrast:15");
         assert_eq!(
-            spec_of(&["run", "--ops", "resize:800x600, blur:2 ,grayscale", "in.jpg", "-o", "out.webp"])
-                .unwrap(),
+            spec_of(&["contrast", "--value", "15", "a", "-o", "-"]).unwrap(),
+            "contrast:15"
+        );
+        assert_eq!(
+            spec_of(&[
+                "run",
+                "--ops",
+                "resize:800x600, blur:2 ,grayscale",
+                "in.jpg",
+                "-o",
+                "out.webp"
+            ])
+            .unwrap(),
             "resize:800x600,blur:2,grayscale,format:webp"
         );
     }
@@ -579,11 +640,9 @@ mod tests {
             let e = spec_of(args).unwrap_err();
             assert_eq!(e.kind, ExitKind::Usage, "{args:?}: {e}");
         }
-        assert!(Cli::try_parse_from(["imgclient", "rotate", "--degrees", "45", "a"]).is_err());
-        assert!(Cli::try_parse_from(["imgclient", "blur"]).is_err());
-        assert!(
-            Cli::try_parse_from(["imgclient", "blur", "a", "-o", "x", "--out-dir", "d"]).is_err()
-        );
+        assert!(parse_from(["imgclient", "rotate", "--degrees", "45", "a"]).is_err());
+        assert!(parse_from(["imgclient", "blur"]).is_err());
+        assert!(parse_from(["imgclient", "blur", "a", "-o", "x", "--out-dir", "d"]).is_err());
     }
 
     #[test]
@@ -596,13 +655,21 @@ mod tests {
         };
         assert_eq!(fmt(None, None, Some("x.JPG")), "blur:2,format:jpeg:85");
         assert_eq!(fmt(None, Some(70), Some("x.jpeg")), "blur:2,format:jpeg:70");
-        assert_eq!(fmt(Some(FormatArg::Gif), None, Some("x.png")), "blur:2,format:gif");
+        assert_eq!(
+            fmt(Some(FormatArg::Gif), None, Some("x.png")),
+            "blur:2,format:gif"
+        );
         assert_eq!(fmt(None, None, Some("-")), "blur:2");
         assert_eq!(fmt(None, None, Some("noext")), "blur:2");
         assert_eq!(fmt(None, None, Some("a.tif")), "blur:2,format:tiff");
         assert_eq!(fmt(None, None, None), "blur:2");
         // An explicit format step in the spec is kept.
-        let q = with_output_format(parse_spec("invert,format:bmp").unwrap(), None, None, Some(Path::new("o.png")));
+        let q = with_output_format(
+            parse_spec("invert,format:bmp").unwrap(),
+            None,
+            None,
+            Some(Path::new("o.png")),
+        );
         assert_eq!(q.unwrap().to_string(), "invert,format:bmp");
         assert_eq!(extension(OutputFormat::Jpeg { quality: 3 }), Some("jpg"));
         assert_eq!(extension(OutputFormat::Same), None);
@@ -633,8 +700,14 @@ mod tests {
 
     #[test]
     fn help_shows_exit_codes() {
-        let help = Cli::command().render_help().to_string();
+        let help = command().render_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("5  server key changed"));
+        let mut cmd = command();
+        cmd.build(); // propagates the global (connection) options to subcommands
+        let blur = cmd.find_subcommand_mut("blur").unwrap();
+        let help = blur.render_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("Connection options:"), "{help}");
     }
 }

@@ -142,10 +142,6 @@ impl Retry {
         self.attempt = 0;
         self.since = None;
     }
-
-    pub fn in_outage(&self) -> bool {
-        self.since.is_some()
-    }
 }
 
 /// A small xorshift generator for jitter: no need for cryptographic quality, and seeding it
@@ -160,6 +156,7 @@ impl Jitter {
         Jitter(u64::from_le_bytes(b) | 1)
     }
 
+    #[cfg(test)]
     pub fn from_seed(seed: u64) -> Jitter {
         Jitter(seed | 1)
     }
@@ -237,10 +234,6 @@ impl Connector {
         }))
     }
 
-    pub fn known_servers(&self) -> &Path {
-        &self.known_servers
-    }
-
     /// One attempt: TCP, handshake, key check against the known-servers file, login.
     pub fn connect_once(&self) -> Result<Client, NpError> {
         let c = Client::connect(
@@ -267,14 +260,37 @@ impl Connector {
             ffi::NP_SERVER_KEY_CHANGED => Failure::new(
                 ExitKind::KeyChanged,
                 what,
-                format!(
-                    "{} (file: {})",
-                    e.message,
-                    self.known_servers.display()
-                ),
+                format!("{} (file: {})", e.message, self.known_servers.display()),
             ),
             ffi::NP_KEY_FILE => Failure::new(ExitKind::Io, what, &e.message),
             _ => Failure::from_np(what, e),
+        }
+    }
+
+    /// The first connection of a run. Fails fast when nothing answers (a typo in the address
+    /// should not cost the whole retry budget), but waits out a server that is up and says
+    /// "not now" (TOO_MANY_CONNECTIONS, SHUTTING_DOWN) like any later reconnect.
+    pub fn connect_first(&self, stop: &AtomicBool) -> Result<Client, Failure> {
+        let mut retry = Retry::new(self.retry_for);
+        let mut jitter = Jitter::new();
+        loop {
+            let e = match self.connect_once() {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            };
+            let server_said_later = e.status == ffi::NP_REMOTE_ERROR && exit::np_retryable(&e);
+            let delay = if server_said_later {
+                retry.next_delay(Instant::now(), jitter.unit())
+            } else {
+                None
+            };
+            let Some(delay) = delay else {
+                return Err(self.failure(&e));
+            };
+            log::info!("{}; retrying in {} ms", e.message, delay.as_millis());
+            if !sleep_unless(delay, stop) {
+                return Err(self.failure(&e));
+            }
         }
     }
 
@@ -369,10 +385,7 @@ mod tests {
             resolve_password(None, None, || Ok("typed".into())).unwrap(),
             b"typed"
         );
-        let e = resolve_password(None, None, || {
-            Err(std::io::Error::other("no tty"))
-        })
-        .unwrap_err();
+        let e = resolve_password(None, None, || Err(std::io::Error::other("no tty"))).unwrap_err();
         assert_eq!(e.kind, ExitKind::Usage);
         assert!(e.why.contains("IMGCLIENT_PASSWORD"));
         let e = resolve_password(Some(&dir.join("missing")), None, no_prompt).unwrap_err();
@@ -422,9 +435,8 @@ mod tests {
         assert_eq!(&delays[..6], &[100, 200, 400, 800, 1600, 3200]);
         assert_eq!(delays.iter().sum::<u128>(), 10_000);
         assert_eq!(now - t0, Duration::from_secs(10));
-        assert!(r.in_outage());
+        assert_eq!(r.next_delay(now, 1.0), None);
         r.reset();
-        assert!(!r.in_outage());
         assert_eq!(r.next_delay(now, 1.0), Some(Duration::from_millis(100)));
         // A zero budget allows no retry at all.
         assert_eq!(Retry::new(Duration::ZERO).next_delay(t0, 0.5), None);

@@ -1,0 +1,235 @@
+//! Operator commands: `ping` (round-trip time), `stats` (the server's counters as a table or
+//! JSON) and `health` (exit status for scripts and probes). Also the STATS fetch the load
+//! tester uses before and after a run.
+//!
+//! Trust boundary: the server's STATS body is decoded by libnetproto; counter names are
+//! server-chosen text, printed as data (escaped in JSON), never interpreted.
+
+use std::time::{Duration, Instant};
+
+use netproto_sys::{Client, Event};
+
+use crate::connect::Connector;
+use crate::exit::{ExitKind, Failure};
+
+/// What a wait for one answer may end with.
+enum Answer<T> {
+    Got(T),
+    Keep,
+}
+
+/// Waits until `pick` accepts an event, failing on an ERROR for `id` (or for the whole
+/// connection), on BYE, or at `timeout`.
+fn wait_for<T>(
+    client: &mut Client,
+    id: u64,
+    timeout: Duration,
+    what: &str,
+    mut pick: impl FnMut(&Event<'_>) -> Answer<T>,
+) -> Result<T, Failure> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::new(
+                ExitKind::Connect,
+                what,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ));
+        }
+        let ev = client
+            .next_event(left)
+            .map_err(|e| Failure::from_np(what, &e))?;
+        match &ev {
+            Event::Error {
+                id: eid,
+                code,
+                message,
+            } if *eid == id || *eid == 0 => {
+                return Err(Failure::from_wire(what, *code, message));
+            }
+            Event::Bye => {
+                return Err(Failure::new(
+                    ExitKind::Connect,
+                    what,
+                    "server closed the connection",
+                ))
+            }
+            _ => {}
+        }
+        if let Answer::Got(t) = pick(&ev) {
+            return Ok(t);
+        }
+    }
+}
+
+/// One PING/PONG round trip.
+pub fn ping_once(client: &mut Client, id: u64, timeout: Duration) -> Result<Duration, Failure> {
+    let t0 = Instant::now();
+    client
+        .send_ping(id, &id.to_be_bytes(), timeout)
+        .map_err(|e| Failure::from_np("ping", &e))?;
+    wait_for(client, id, timeout, "ping", |ev| match ev {
+        Event::Pong { id: pid, .. } if *pid == id => Answer::Got(t0.elapsed()),
+        _ => Answer::Keep,
+    })
+}
+
+/// The server's counters, in the server's order.
+pub fn fetch_stats(
+    client: &mut Client,
+    id: u64,
+    timeout: Duration,
+) -> Result<Vec<(String, u64)>, Failure> {
+    client
+        .send_stats_request(id, timeout)
+        .map_err(|e| Failure::from_np("stats", &e))?;
+    let body = wait_for(client, id, timeout, "stats", |ev| match ev {
+        Event::Stats { id: sid, body } if *sid == id => Answer::Got(body.to_vec()),
+        _ => Answer::Keep,
+    })?;
+    netproto_sys::parse_stats(&body).map_err(|e| Failure::from_np("stats", &e))
+}
+
+pub fn fmt_ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `imgclient ping`.
+pub fn ping(connector: &Connector, count: u32, interval: Duration) -> Result<(), Failure> {
+    let t0 = Instant::now();
+    let mut client = connector
+        .connect_once()
+        .map_err(|e| connector.failure(&e))?;
+    log::info!("connected and logged in in {}", fmt_ms(t0.elapsed()));
+    let mut rtts = Vec::new();
+    for seq in 1..=count.max(1) {
+        if seq > 1 {
+            std::thread::sleep(interval);
+        }
+        let rtt = ping_once(&mut client, seq as u64, connector.timeout)?;
+        println!(
+            "pong from {}: seq={seq} time={}",
+            connector.addr,
+            fmt_ms(rtt)
+        );
+        rtts.push(rtt);
+    }
+    if rtts.len() > 1 {
+        let min = rtts.iter().min().copied().unwrap_or_default();
+        let max = rtts.iter().max().copied().unwrap_or_default();
+        let avg = rtts.iter().sum::<Duration>() / rtts.len() as u32;
+        println!(
+            "{} pings: min {} avg {} max {}",
+            rtts.len(),
+            fmt_ms(min),
+            fmt_ms(avg),
+            fmt_ms(max)
+        );
+    }
+    Ok(())
+}
+
+/// Counters as an aligned two-column table.
+pub fn stats_table(stats: &[(String, u64)]) -> String {
+    let w = stats.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let vw = stats
+        .iter()
+        .map(|(_, v)| v.to_string().len())
+        .max()
+        .unwrap_or(0);
+    stats
+        .iter()
+        .map(|(n, v)| format!("{n:<w$}  {v:>vw$}\n"))
+        .collect()
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Counters as one JSON object.
+pub fn stats_json(stats: &[(String, u64)]) -> String {
+    let fields: Vec<String> = stats
+        .iter()
+        .map(|(n, v)| format!("  {}: {v}", json_str(n)))
+        .collect();
+    if fields.is_empty() {
+        "{}".to_string()
+    } else {
+        format!("{{\n{}\n}}", fields.join(",\n"))
+    }
+}
+
+/// `imgclient stats`.
+pub fn stats(connector: &Connector, json: bool) -> Result<(), Failure> {
+    let mut client = connector
+        .connect_once()
+        .map_err(|e| connector.failure(&e))?;
+    let stats = fetch_stats(&mut client, 1, connector.timeout)?;
+    if json {
+        println!("{}", stats_json(&stats));
+    } else {
+        print!("{}", stats_table(&stats));
+    }
+    Ok(())
+}
+
+/// `imgclient health`: healthy when a login succeeds and a PING is answered in time.
+pub fn health(connector: &Connector, verbose: bool) -> Result<Duration, Failure> {
+    let t0 = Instant::now();
+    let mut client = connector
+        .connect_once()
+        .map_err(|e| connector.failure(&e))?;
+    let rtt = ping_once(&mut client, 1, connector.timeout)?;
+    if verbose {
+        eprintln!(
+            "healthy: {} logged in after {}, ping {}",
+            connector.addr,
+            fmt_ms(t0.elapsed() - rtt),
+            fmt_ms(rtt)
+        );
+    }
+    Ok(rtt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_aligned() {
+        let s = vec![
+            ("jobs_ok".to_string(), 12345u64),
+            ("queue_us_total".to_string(), 7),
+        ];
+        assert_eq!(
+            stats_table(&s),
+            "jobs_ok         12345\nqueue_us_total      7\n"
+        );
+        assert_eq!(stats_table(&[]), "");
+    }
+
+    #[test]
+    fn json_escapes_names() {
+        let s = vec![("a\"b\\c\n".to_string(), 1u64), ("d".to_string(), 2)];
+        assert_eq!(stats_json(&s), "{\n  \"a\\\"b\\\\c\\n\": 1,\n  \"d\": 2\n}");
+        assert_eq!(stats_json(&[]), "{}");
+        assert_eq!(json_str("\u{1}é"), "\"\\u0001é\"");
+    }
+}

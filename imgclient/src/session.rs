@@ -1,0 +1,650 @@
+//! One resilient connection that runs filter jobs for a batch: pipelines a few jobs at a
+//! time, reassembles chunked results, pings while waiting, and survives the server going away
+//! (reconnect with backoff, re-submit whatever was unanswered: filters are idempotent), BUSY
+//! (wait the advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect).
+//!
+//! Trust boundary: the server's answers. Result sizes come from the server, so buffers are
+//! pre-sized only up to a cap; answers for request ids we have no job for are ignored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use netproto_sys::{ffi, Client, ErrorCode, Event, NpError, ResultInfo};
+
+use crate::connect::{backoff_delay, Connector, Jitter, Retry, BACKOFF_BASE, BACKOFF_CAP};
+use crate::exit::{self, ExitKind, Failure};
+use crate::sys;
+
+/// Largest image-data payload of one frame (protocol limit).
+pub const CHUNK: usize = 64 * 1024;
+/// Send a PING after this long without traffic, to keep the connection (and our knowledge
+/// that the server is alive) fresh while a long job runs or the connection is idle.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Give the connection up after this long without any traffic, despite the pings.
+pub const DEAD_AFTER: Duration = Duration::from_secs(20);
+/// A job is tried at most this often (connection losses and retryable server errors), so an
+/// input that takes the server down each time cannot loop forever.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Result buffers are pre-allocated up to this; beyond it they grow as data really arrives.
+const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
+
+/// One image to filter. `spec` is canonical op-spec text, validated client-side.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub index: usize,
+    pub spec: Arc<str>,
+    pub input: Arc<Vec<u8>>,
+}
+
+#[derive(Debug)]
+pub struct JobOutput {
+    pub bytes: Vec<u8>,
+    pub info: ResultInfo,
+}
+
+/// The outcome of one job, by its index in the batch.
+#[derive(Debug)]
+pub struct Done {
+    pub index: usize,
+    pub outcome: Result<JobOutput, Failure>,
+}
+
+/// An event with its data copied out, so that handling it may touch the whole session.
+enum Ev {
+    Result {
+        id: u64,
+        info: Option<ResultInfo>,
+        data: Vec<u8>,
+        last: bool,
+    },
+    Error {
+        id: u64,
+        code: u16,
+        message: String,
+    },
+    Busy {
+        id: u64,
+        retry_after: Duration,
+    },
+    Shutdown {
+        grace: Duration,
+    },
+    Pong,
+    Bye,
+    Other,
+}
+
+fn take_event(client: &mut Client, timeout: Duration) -> Result<Ev, NpError> {
+    Ok(match client.next_event(timeout)? {
+        Event::JobResult {
+            id,
+            info,
+            data,
+            last,
+        } => Ev::Result {
+            id,
+            info: Some(info),
+            data: data.to_vec(),
+            last,
+        },
+        Event::ResultData { id, data, last } => Ev::Result {
+            id,
+            info: None,
+            data: data.to_vec(),
+            last,
+        },
+        Event::Error { id, code, message } => Ev::Error {
+            id,
+            code,
+            message: message.to_string(),
+        },
+        Event::Busy { id, retry_after_ms } => Ev::Busy {
+            id,
+            retry_after: Duration::from_millis(retry_after_ms as u64),
+        },
+        Event::Shutdown { grace_ms } => Ev::Shutdown {
+            grace: Duration::from_millis(grace_ms as u64),
+        },
+        Event::Pong { .. } => Ev::Pong,
+        Event::Bye => Ev::Bye,
+        _ => Ev::Other,
+    })
+}
+
+/// A job sent on the current connection.
+struct Slot {
+    job: Job,
+    attempts: u32,
+    busy_since: Option<Instant>,
+    info: Option<ResultInfo>,
+    buf: Vec<u8>,
+}
+
+/// A job waiting to be (re-)sent at `due`.
+struct Waiting {
+    due: Instant,
+    job: Job,
+    attempts: u32,
+    busy_since: Option<Instant>,
+}
+
+/// One connection's worth of job traffic; run it on its own thread with [`Session::run`].
+pub struct Session {
+    connector: Arc<Connector>,
+    client: Option<Client>,
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+    stop: Arc<AtomicBool>,
+    window: usize,
+    next_id: u64,
+    inflight: HashMap<u64, Slot>,
+    waiting: Vec<Waiting>,
+    source_done: bool,
+    retry: Retry,
+    jitter: Jitter,
+    last_traffic: Instant,
+    last_ping: Option<Instant>,
+    /// Set by SHUTDOWN: send nothing new; reconnect once in-flight work is done or this passes.
+    draining_until: Option<Instant>,
+    /// Set by BUSY: send nothing new before this.
+    paused_until: Option<Instant>,
+}
+
+/// Why the current connection is being dropped.
+type Reason = Failure;
+
+impl Session {
+    pub fn new(
+        connector: Arc<Connector>,
+        first: Option<Client>,
+        jobs: Receiver<Job>,
+        done: Sender<Done>,
+        stop: Arc<AtomicBool>,
+        window: usize,
+    ) -> Session {
+        let retry = Retry::new(connector.retry_for);
+        Session {
+            connector,
+            client: first,
+            jobs,
+            done,
+            stop,
+            window: window.max(1),
+            next_id: 1,
+            inflight: HashMap::new(),
+            waiting: Vec::new(),
+            source_done: false,
+            retry,
+            jitter: Jitter::new(),
+            last_traffic: Instant::now(),
+            last_ping: None,
+            draining_until: None,
+            paused_until: None,
+        }
+    }
+
+    /// Runs until every job it took is answered (or failed) and the job channel is closed.
+    pub fn run(mut self) {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.client.is_none() && !self.reconnect() {
+                return;
+            }
+            if let Err(r) = self.fill() {
+                self.disconnect(r);
+                continue;
+            }
+            if self.inflight.is_empty() {
+                if self.source_done && self.waiting.is_empty() {
+                    if let Some(c) = self.client.take() {
+                        drop(c);
+                    }
+                    return;
+                }
+                if self.draining_until.is_some() {
+                    self.disconnect(Failure::new(ExitKind::Busy, "", "server is shutting down"));
+                    continue;
+                }
+                if let Err(r) = self.idle() {
+                    self.disconnect(r);
+                }
+                continue;
+            }
+            if let Err(r) = self.wait_once() {
+                self.disconnect(r);
+            }
+        }
+    }
+
+    /// Opens a connection if there is (or may be) work for it; false when this session is
+    /// finished (no work left, or the server stayed unreachable past the retry budget).
+    fn reconnect(&mut self) -> bool {
+        if self.waiting.is_empty() {
+            // Only connect when there is something to send.
+            match self.jobs.recv() {
+                Ok(job) => self.waiting.push(Waiting {
+                    due: Instant::now(),
+                    job,
+                    attempts: 0,
+                    busy_since: None,
+                }),
+                Err(_) => {
+                    self.source_done = true;
+                    return false;
+                }
+            }
+        }
+        match self
+            .connector
+            .connect_retrying(&mut self.retry, &mut self.jitter, &self.stop)
+        {
+            Ok(c) => {
+                self.client = Some(c);
+                self.last_traffic = Instant::now();
+                self.last_ping = None;
+                self.draining_until = None;
+                true
+            }
+            Err(f) => {
+                if !matches!(f.kind, ExitKind::Connect | ExitKind::Busy) {
+                    // Authentication, pinning, files: every connection fails the same way.
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                for w in std::mem::take(&mut self.waiting) {
+                    self.finish(w.job.index, Err(f.clone()));
+                }
+                false
+            }
+        }
+    }
+
+    fn finish(&self, index: usize, outcome: Result<JobOutput, Failure>) {
+        let _ = self.done.send(Done { index, outcome });
+    }
+
+    /// The next job to send: a due re-submission first, else a new one from the channel.
+    fn next_job(&mut self, now: Instant) -> Option<Waiting> {
+        if let Some(i) = (0..self.waiting.len())
+            .filter(|&i| self.waiting[i].due <= now)
+            .min_by_key(|&i| self.waiting[i].due)
+        {
+            return Some(self.waiting.swap_remove(i));
+        }
+        if self.source_done {
+            return None;
+        }
+        match self.jobs.try_recv() {
+            Ok(job) => Some(Waiting {
+                due: now,
+                job,
+                attempts: 0,
+                busy_since: None,
+            }),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.source_done = true;
+                None
+            }
+        }
+    }
+
+    /// Sends jobs until the window is full.
+    fn fill(&mut self) -> Result<(), Reason> {
+        let now = Instant::now();
+        if self.draining_until.is_some() || self.paused_until.is_some_and(|t| t > now) {
+            return Ok(());
+        }
+        while self.inflight.len() < self.window {
+            let Some(w) = self.next_job(Instant::now()) else {
+                break;
+            };
+            self.submit(w)?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, w: Waiting) -> Result<(), Reason> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let job = w.job.clone();
+        self.inflight.insert(
+            id,
+            Slot {
+                job: w.job,
+                attempts: w.attempts,
+                busy_since: w.busy_since,
+                info: None,
+                buf: Vec::new(),
+            },
+        );
+        let timeout = self.connector.timeout;
+        let data = job.input.as_slice();
+        let mut chunks = data.chunks(CHUNK);
+        let first = chunks.next().unwrap_or(&[]);
+        let n_chunks = data.len().div_ceil(CHUNK).max(1);
+        let client = self.client.as_mut().ok_or_else(lost)?;
+        client
+            .send_job(
+                id,
+                &job.spec,
+                data.len() as u64,
+                first,
+                n_chunks == 1,
+                timeout,
+            )
+            .map_err(|e| conn_failure(&e))?;
+        for (i, chunk) in chunks.enumerate() {
+            // Take in any answers that have arrived, so the server never waits for us to
+            // read while we wait for it to read.
+            self.pump_ready()?;
+            if !self.inflight.contains_key(&id) {
+                // Refused mid-upload (ERROR or BUSY): the server drops the rest anyway, and
+                // the id is never reused on this connection, so stop sending (PROTOCOL 10.5).
+                break;
+            }
+            let last = i + 2 == n_chunks;
+            let client = self.client.as_mut().ok_or_else(lost)?;
+            client
+                .send_job_data(id, chunk, last, timeout)
+                .map_err(|e| conn_failure(&e))?;
+        }
+        self.last_traffic = Instant::now();
+        Ok(())
+    }
+
+    /// Handles the events that can be read without waiting.
+    fn pump_ready(&mut self) -> Result<(), Reason> {
+        loop {
+            let client = self.client.as_mut().ok_or_else(lost)?;
+            if !sys::readable_now(client.fd()) {
+                return Ok(());
+            }
+            match take_event(client, Duration::from_millis(1)) {
+                Ok(ev) => {
+                    self.last_traffic = Instant::now();
+                    self.handle(ev)?;
+                }
+                Err(e) if e.is(ffi::NP_TIMEOUT) => return Ok(()),
+                Err(e) => return Err(conn_failure(&e)),
+            }
+        }
+    }
+
+    /// Nothing in flight: wait for new jobs or for a re-submission to fall due, pinging the
+    /// idle connection on the heartbeat.
+    fn idle(&mut self) -> Result<(), Reason> {
+        let now = Instant::now();
+        let mut wait = self.heartbeat_wait(now);
+        if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
+            wait = wait.min(due.saturating_duration_since(now));
+        }
+        if let Some(p) = self.paused_until {
+            wait = wait.min(p.saturating_duration_since(now));
+        }
+        if self.source_done || !self.waiting.is_empty() {
+            std::thread::sleep(wait.max(Duration::from_millis(1)));
+        } else {
+            match self.jobs.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(job) => self.waiting.push(Waiting {
+                    due: Instant::now(),
+                    job,
+                    attempts: 0,
+                    busy_since: None,
+                }),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.source_done = true,
+            }
+        }
+        // Server-initiated events (SHUTDOWN, an idle-timeout ERROR) may have arrived.
+        self.pump_ready()?;
+        self.heartbeat(Instant::now())
+    }
+
+    fn heartbeat_wait(&self, now: Instant) -> Duration {
+        HEARTBEAT.saturating_sub(now.saturating_duration_since(self.last_traffic))
+    }
+
+    /// Pings after a quiet heartbeat interval; gives the connection up after DEAD_AFTER.
+    fn heartbeat(&mut self, now: Instant) -> Result<(), Reason> {
+        let quiet = now.saturating_duration_since(self.last_traffic);
+        if quiet >= DEAD_AFTER {
+            return Err(Failure::new(
+                ExitKind::Connect,
+                "",
+                format!("no answer from the server for {} s", quiet.as_secs()),
+            ));
+        }
+        let ping_due = self
+            .last_ping
+            .is_none_or(|p| now.saturating_duration_since(p) >= HEARTBEAT);
+        if quiet >= HEARTBEAT && ping_due {
+            let id = self.next_id;
+            self.next_id += 1;
+            let timeout = self.connector.timeout;
+            let client = self.client.as_mut().ok_or_else(lost)?;
+            client
+                .send_ping(id, b"heartbeat", timeout)
+                .map_err(|e| conn_failure(&e))?;
+            self.last_ping = Some(now);
+            log::debug!("heartbeat ping after {} ms quiet", quiet.as_millis());
+        }
+        Ok(())
+    }
+
+    /// Jobs in flight: wait for the next event (bounded by the heartbeat and by anything that
+    /// falls due).
+    fn wait_once(&mut self) -> Result<(), Reason> {
+        let now = Instant::now();
+        let mut wait = self.heartbeat_wait(now);
+        if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
+            if self.inflight.len() < self.window {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+        }
+        if let Some(t) = self.draining_until {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
+        let client = self.client.as_mut().ok_or_else(lost)?;
+        match take_event(client, wait.max(Duration::from_millis(1))) {
+            Ok(ev) => {
+                self.last_traffic = Instant::now();
+                self.handle(ev)?;
+            }
+            Err(e) if e.is(ffi::NP_TIMEOUT) => self.heartbeat(Instant::now())?,
+            Err(e) => return Err(conn_failure(&e)),
+        }
+        if self
+            .draining_until
+            .is_some_and(|t| Instant::now() >= t && !self.inflight.is_empty())
+        {
+            return Err(Failure::new(
+                ExitKind::Busy,
+                "",
+                "server shut down before answering",
+            ));
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), Reason> {
+        let now = Instant::now();
+        match ev {
+            Ev::Result {
+                id,
+                info,
+                data,
+                last,
+            } => {
+                let Some(slot) = self.inflight.get_mut(&id) else {
+                    log::debug!("ignoring result data for unknown request {id}");
+                    return Ok(());
+                };
+                if let Some(info) = info {
+                    slot.buf = Vec::with_capacity(info.total_len.min(MAX_PREALLOC) as usize);
+                    slot.info = Some(info);
+                }
+                slot.buf.extend_from_slice(&data);
+                if last {
+                    let slot = self.inflight.remove(&id).ok_or_else(lost)?;
+                    self.retry.reset();
+                    let info = slot.info.unwrap_or_default();
+                    self.finish(
+                        slot.job.index,
+                        Ok(JobOutput {
+                            bytes: slot.buf,
+                            info,
+                        }),
+                    );
+                }
+            }
+            Ev::Error {
+                id: 0,
+                code,
+                message,
+            } => {
+                // About the connection, which the server is closing.
+                return Err(Failure::from_wire("server", code, &message));
+            }
+            Ev::Error { id, code, message } => {
+                let Some(slot) = self.inflight.remove(&id) else {
+                    return Ok(());
+                };
+                if code == ErrorCode::TooManyInFlight as u16 {
+                    // The server allows fewer jobs per connection than our window.
+                    self.window = self.inflight.len().max(1);
+                    log::info!("server limits jobs in flight; window now {}", self.window);
+                    self.requeue(slot, now + BACKOFF_BASE, false);
+                } else if exit::wire_retryable(code) && slot.attempts + 1 < MAX_ATTEMPTS {
+                    log::info!("job {} failed ({message}); retrying", slot.job.index);
+                    let d =
+                        backoff_delay(slot.attempts, BACKOFF_BASE, BACKOFF_CAP, self.jitter.unit());
+                    self.requeue(slot, now + d, true);
+                } else {
+                    self.finish(slot.job.index, Err(Failure::from_wire("", code, &message)));
+                }
+            }
+            Ev::Busy { id, retry_after } => {
+                let wait = retry_after + retry_after.mul_f64(0.1 * self.jitter.unit());
+                self.paused_until = Some(now + wait);
+                if let Some(mut slot) = self.inflight.remove(&id) {
+                    let since = *slot.busy_since.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= self.connector.retry_for {
+                        self.finish(
+                            slot.job.index,
+                            Err(Failure::new(
+                                ExitKind::Busy,
+                                "",
+                                format!(
+                                    "server still busy after {} s",
+                                    self.connector.retry_for.as_secs()
+                                ),
+                            )),
+                        );
+                    } else {
+                        log::debug!("server busy; re-sending in {} ms", wait.as_millis());
+                        self.requeue(slot, now + wait, false);
+                    }
+                }
+            }
+            Ev::Shutdown { grace } => {
+                log::info!(
+                    "server is shutting down (grace {} ms); finishing {} job(s), then reconnecting",
+                    grace.as_millis(),
+                    self.inflight.len()
+                );
+                self.draining_until = Some(now + grace);
+            }
+            Ev::Pong => self.retry.reset(),
+            Ev::Bye => {
+                return Err(Failure::new(
+                    ExitKind::Connect,
+                    "",
+                    "server closed the connection",
+                ))
+            }
+            Ev::Other => {}
+        }
+        Ok(())
+    }
+
+    fn requeue(&mut self, slot: Slot, due: Instant, count_attempt: bool) {
+        self.waiting.push(Waiting {
+            due,
+            job: slot.job,
+            attempts: slot.attempts + u32::from(count_attempt),
+            busy_since: slot.busy_since,
+        });
+    }
+
+    /// Drops the connection; its unanswered jobs are sent again after reconnecting (each at
+    /// most MAX_ATTEMPTS times).
+    fn disconnect(&mut self, reason: Reason) {
+        log::info!(
+            "connection to {} lost: {reason}; {} job(s) to re-send",
+            self.connector.addr,
+            self.inflight.len()
+        );
+        self.client = None;
+        self.draining_until = None;
+        let now = Instant::now();
+        let mut slots: Vec<(u64, Slot)> = self.inflight.drain().collect();
+        slots.sort_by_key(|(id, _)| *id);
+        for (_, slot) in slots {
+            if slot.attempts + 1 >= MAX_ATTEMPTS {
+                let mut f = reason.clone();
+                f.why = format!("{} (after {MAX_ATTEMPTS} attempts)", f.why);
+                self.finish(slot.job.index, Err(f));
+            } else {
+                self.requeue(slot, now, true);
+            }
+        }
+    }
+}
+
+fn lost() -> Failure {
+    Failure::new(ExitKind::Connect, "", "connection lost")
+}
+
+/// A failed send or read on an established connection.
+fn conn_failure(e: &NpError) -> Failure {
+    Failure::from_np("", e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_marks_exactly_the_completing_chunk_last() {
+        for len in [
+            0usize,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK,
+            3 * CHUNK + 7,
+        ] {
+            let data = vec![0u8; len];
+            let n_chunks = data.len().div_ceil(CHUNK).max(1);
+            let mut chunks = data.chunks(CHUNK);
+            let first = chunks.next().unwrap_or(&[]);
+            let mut lasts = vec![n_chunks == 1];
+            let mut total = first.len();
+            for (i, c) in chunks.enumerate() {
+                assert!(c.len() <= CHUNK);
+                total += c.len();
+                lasts.push(i + 2 == n_chunks);
+            }
+            assert_eq!(total, len);
+            assert_eq!(lasts.len(), n_chunks);
+            assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "len {len}");
+            assert!(*lasts.last().unwrap());
+        }
+    }
+}
