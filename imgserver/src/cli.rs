@@ -92,7 +92,7 @@ pub struct ServeArgs {
     /// Largest image in pixels (checked from the header, before decoding).
     #[arg(long, default_value_t = 50_000_000)]
     pub max_pixels: u64,
-        /// Ring slots: bounds the jobs uploading, queued or running at once; when all are taken,
+    /// Ring slots: bounds the jobs uploading, queued or running at once; when all are taken,
     /// new jobs get BUSY. Slot memory is only committed when touched.
     #[arg(long, default_value_t = 256)]
     pub slots: u32,

@@ -443,7 +443,7 @@ impl Master {
             self.jobs.get(&job_id).map(|j| j.state),
             Some(JobState::Running { .. })
         );
-                if !running {
+        if !running {
             // release_job also takes it out of the queue (and the queue-depth gauge).
             self.release_job(job_id);
         }
