@@ -54,6 +54,13 @@ impl Task {
             Source::File(p) => p.display().to_string(),
         }
     }
+
+    pub fn sink_name(&self) -> String {
+        match &self.sink {
+            Sink::Stdout => "<stdout>".to_string(),
+            Sink::File(p) => p.display().to_string(),
+        }
+    }
 }
 
 pub fn has_image_extension(p: &Path) -> bool {
@@ -194,6 +201,19 @@ fn read_source(s: &Source) -> std::io::Result<Vec<u8>> {
             Ok(v)
         }
         Source::File(p) => fs::read(p),
+    }
+}
+
+/// The protocol's output format code as a name.
+fn format_name(code: u8) -> &'static str {
+    match code {
+        1 => "png",
+        2 => "jpeg",
+        3 => "gif",
+        4 => "webp",
+        5 => "bmp",
+        6 => "tiff",
+        _ => "image",
     }
 }
 
@@ -361,19 +381,26 @@ fn run_tasks(
             };
             reported[done.index] = true;
             let written = done.outcome.and_then(|out| {
-                log::debug!(
-                    "{}: {}x{} format {} ({} bytes; server queue {} us, decode {} us, filter {} us, encode {} us)",
-                    task.name(),
+                                let line = format!(
+                    "{}: {}x{} {}, {} bytes (server: queue {:.1} ms, decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
+                    task.sink_name(),
                     out.info.width,
                     out.info.height,
-                    out.info.format,
+                    format_name(out.info.format),
                     out.bytes.len(),
-                    out.info.queue_us,
-                    out.info.decode_us,
-                    out.info.filter_us,
-                    out.info.encode_us
+                    out.info.queue_us as f64 / 1000.0,
+                    out.info.decode_us as f64 / 1000.0,
+                    out.info.filter_us as f64 / 1000.0,
+                    out.info.encode_us as f64 / 1000.0
                 );
-                write_sink(&task.sink, &out.bytes)
+                write_sink(&task.sink, &out.bytes)?;
+                // One confirmation line for a single file; a batch has its progress bar.
+                if n == 1 && matches!(task.sink, Sink::File(_)) {
+                    eprintln!("wrote {line}");
+                } else {
+                    log::debug!("wrote {line}");
+                }
+                Ok(())
             });
             if let Err(mut f) = written {
                 f.what = match (f.what.is_empty(), n > 1) {
