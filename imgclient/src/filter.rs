@@ -382,12 +382,13 @@ fn run_tasks(
             reported[done.index] = true;
             let written = done.outcome.and_then(|out| {
                                 let line = format!(
-                    "{}: {}x{} {}, {} bytes (server: queue {:.1} ms, decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
+                    "{}: {}x{} {}, {} bytes ({}: queue {:.1} ms, decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
                     task.sink_name(),
                     out.info.width,
                     out.info.height,
                     format_name(out.info.format),
                     out.bytes.len(),
+                    if io.local { "in-process" } else { "server" },
                     out.info.queue_us as f64 / 1000.0,
                     out.info.decode_us as f64 / 1000.0,
                     out.info.filter_us as f64 / 1000.0,
