@@ -50,6 +50,10 @@ c-sample: build
 	ASAN_OPTIONS=detect_leaks=1 samples/c/np_sample selftest
 	scripts/c-sample-live.sh $(REL)
 
+## run: the main job on built-in defaults: server on loopback, blur, 150-connection bench, stop
+run: build
+	scripts/demo.sh
+
 clean:
 	$(CARGO) clean
 	$(MAKE) -C samples/c clean
