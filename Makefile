@@ -50,6 +50,13 @@ c-sample: build
 	ASAN_OPTIONS=detect_leaks=1 samples/c/np_sample selftest
 	scripts/c-sample-live.sh $(REL)
 
+## fuzz: coverage-guided fuzzing of the frame decoder and the server handshake (stable
+## toolchain, libFuzzer with sancov flags), FUZZ_SECONDS per target; new corpus entries land in
+## fuzz/corpus, crashes in fuzz/artifacts
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
 ## run: the main job on built-in defaults: server on loopback, blur, 150-connection bench, stop
 run: build
 	scripts/demo.sh

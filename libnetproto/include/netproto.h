@@ -546,6 +546,15 @@ np_status np_conn_poll_event(np_conn *conn, np_event *event);
 np_status np_conn_trust_server_key(np_conn *conn, bool accept);
 
 /**
+ * Frees the connection's buffer memory while nothing is buffered; call it on connections that
+ * have gone idle after large transfers.
+ *
+ * # Safety
+ * `conn` live.
+ */
+np_status np_conn_shrink(np_conn *conn);
+
+/**
  * Whether the connection is logged in and can carry requests.
  *
  * # Safety

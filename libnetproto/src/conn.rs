@@ -262,6 +262,8 @@ pub struct Conn {
     server_ephemeral: Zeroizing<[u8; 32]>,
     rx: Vec<u8>,
     rx_start: usize,
+    /// End of the received bytes in `rx` (the rest of `rx` is free space).
+    rx_end: usize,
     /// Bytes of the frame behind the last returned event, dropped at the next poll.
     rx_release: usize,
     tx: Vec<u8>,
@@ -318,6 +320,7 @@ impl Conn {
             server_ephemeral: Zeroizing::new([0u8; 32]),
             rx: Vec::new(),
             rx_start: 0,
+            rx_end: 0,
             rx_release: 0,
             tx: Vec::new(),
             tx_start: 0,
@@ -380,7 +383,7 @@ impl Conn {
     // ----- input -----
 
     fn buffered(&self) -> usize {
-        self.rx.len() - self.rx_start
+        self.rx_end - self.rx_start
     }
 
     /// Room for more input before the caller must drain events.
@@ -388,13 +391,16 @@ impl Conn {
         MAX_BUFFERED_INPUT.saturating_sub(self.buffered())
     }
 
+    /// Moves unprocessed bytes to the front when that frees enough space to be worth a copy.
     fn compact(&mut self) {
         self.current = None;
         self.release();
-        if self.rx_start > 0
-            && (self.rx_start == self.rx.len() || self.rx_start >= self.rx.len() / 2)
-        {
-            self.rx.drain(..self.rx_start);
+        if self.rx_start == self.rx_end {
+            self.rx_start = 0;
+            self.rx_end = 0;
+        } else if self.rx_start > 0 && self.rx_start >= self.rx_end / 2 {
+            self.rx.copy_within(self.rx_start..self.rx_end, 0);
+            self.rx_end -= self.rx_start;
             self.rx_start = 0;
         }
     }
@@ -404,12 +410,33 @@ impl Conn {
         self.rx_release = 0;
     }
 
+    /// Makes at least `want` bytes writable after the buffered input. The buffer grows by
+    /// doubling from 4 KiB (an idle connection keeps a small one) and its new bytes are zeroed
+    /// once, when they are first allocated, not on every read.
+    fn reserve_input(&mut self, want: usize) {
+        if self.rx.len() - self.rx_end >= want {
+            return;
+        }
+        if self.rx_start > 0 {
+            self.rx.copy_within(self.rx_start..self.rx_end, 0);
+            self.rx_end -= self.rx_start;
+            self.rx_start = 0;
+        }
+        let mut len = self.rx.len().max(4096);
+        while len - self.rx_end < want {
+            len *= 2;
+        }
+        self.rx.resize(len, 0);
+    }
+
     /// Appends received bytes; returns how many were taken (fewer when the buffer is full:
     /// poll events, then feed the rest).
     pub fn feed(&mut self, data: &[u8]) -> usize {
         self.compact();
         let n = data.len().min(self.input_room());
-        self.rx.extend_from_slice(&data[..n]);
+        self.reserve_input(n);
+        self.rx[self.rx_end..self.rx_end + n].copy_from_slice(&data[..n]);
+        self.rx_end += n;
         n
     }
 
@@ -424,12 +451,29 @@ impl Conn {
         if room == 0 {
             return Ok(0);
         }
-        let at = self.rx.len();
-        self.rx.resize(at + room, 0);
-        let r = fill(&mut self.rx[at..]);
+        // Offer what is free, growing (by doubling) only when little is.
+        let free = self.rx.len() - self.rx_end;
+        if free < 4096.min(room) {
+            self.reserve_input(self.rx.len().max(4096).min(room));
+        }
+        let window = (self.rx.len() - self.rx_end).min(room);
+        let r = fill(&mut self.rx[self.rx_end..self.rx_end + window]);
         let n = *r.as_ref().unwrap_or(&0);
-        self.rx.truncate(at + n.min(room));
+        self.rx_end += n.min(window);
         r
+    }
+
+    /// Frees buffer memory while nothing is buffered (call on idle connections: after a large
+    /// upload or result, each buffer may hold up to a few hundred KiB).
+    pub fn shrink_buffers(&mut self) {
+        self.compact();
+        if self.rx_end == 0 && self.rx.len() > 4096 {
+            self.rx = Vec::new();
+        }
+        if self.tx_start == self.tx.len() && self.tx.capacity() > 4096 {
+            self.tx = Vec::new();
+            self.tx_start = 0;
+        }
     }
 
     // ----- output -----
@@ -473,7 +517,7 @@ impl Conn {
                 return Ok(false);
             }
             self.release();
-            let buf = &self.rx[self.rx_start..];
+            let buf = &self.rx[self.rx_start..self.rx_end];
             // Before the handshake completes only HELLO-sized frames are legitimate, so an
             // unauthenticated peer cannot make us buffer 72 KiB.
             let max_body = if self.recv.is_some() {
@@ -1070,7 +1114,9 @@ impl Conn {
     /// Either side: an error for request `id` (0: the connection). Allowed in any state but
     /// closed, so a server can refuse a connection before the handshake.
     pub fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<(), Error> {
-        if self.is_closed() && self.error.is_some() {
+        // Closed covers a failed connection and one that sent or received BYE: nothing may
+        // follow BYE. A server refusing a fresh connection is in its first state, not Closed.
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         let mut body = Vec::new();

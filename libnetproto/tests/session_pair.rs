@@ -495,3 +495,45 @@ fn bye_needs_a_logged_in_session() {
     c.send_bye().unwrap();
     assert!(c.send_bye().is_err(), "only once");
 }
+
+#[test]
+fn nothing_is_sent_after_bye_and_buffers_shrink_between_transfers() {
+    let (mut c, mut s) = logged_in();
+    // A transfer large enough to grow both buffers, then shrink, then another transfer.
+    for round in 1..=2u64 {
+        let input = vec![round as u8; 140_000];
+        c.send_job(round, "noop", input.len() as u64, &input[..65536], false)
+            .unwrap();
+        c.send_job_data(round, &input[65536..131072], false)
+            .unwrap();
+        c.send_job_data(round, &input[131072..], true).unwrap();
+        let wire = c.pending_output().to_vec();
+        c.consume_output(wire.len());
+        let (mut fed, mut got) = (0, Vec::new());
+        loop {
+            fed += s.feed(&wire[fed..]);
+            match s.poll_event().unwrap() {
+                Some(Event::JobSubmit { data, .. }) | Some(Event::JobData { data, .. }) => {
+                    got.extend_from_slice(data)
+                }
+                Some(e) => panic!("{e:?}"),
+                None if fed == wire.len() => break,
+                None => {}
+            }
+        }
+        assert_eq!(got, input);
+        s.shrink_buffers();
+        c.shrink_buffers();
+    }
+    s.send_bye().unwrap();
+    assert_eq!(
+        s.send_error(0, ErrorCode::Internal, "late"),
+        Err(Error::Closed)
+    );
+    pump(&mut s, &mut c);
+    assert_eq!(drain(&mut c).unwrap(), vec!["Bye".to_string()]);
+    assert_eq!(
+        c.send_error(0, ErrorCode::Internal, "late"),
+        Err(Error::Closed)
+    );
+}

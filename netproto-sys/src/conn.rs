@@ -109,6 +109,12 @@ impl Conn {
         check(unsafe { ffi::np_conn_trust_server_key(self.raw, accept) })
     }
 
+    /// Frees buffer memory while nothing is buffered (for connections gone idle).
+    pub fn shrink(&mut self) {
+        // SAFETY: live handle.
+        unsafe { ffi::np_conn_shrink(self.raw) };
+    }
+
     pub fn is_ready(&self) -> bool {
         // SAFETY: live handle.
         unsafe { ffi::np_conn_is_ready(self.raw) }

@@ -177,6 +177,7 @@ extern "C" {
     pub fn np_conn_consume_output(conn: *mut np_conn, n: usize) -> np_status;
     pub fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_event) -> np_status;
     pub fn np_conn_trust_server_key(conn: *mut np_conn, accept: bool) -> np_status;
+    pub fn np_conn_shrink(conn: *mut np_conn) -> np_status;
     pub fn np_conn_is_ready(conn: *const np_conn) -> bool;
     pub fn np_conn_is_closed(conn: *const np_conn) -> bool;
     pub fn np_conn_user(

@@ -374,6 +374,10 @@ impl Master {
                 // Output stuck behind a closing peer is bounded by the slow-client timeout.
                 continue;
             }
+            if !pending && now.duration_since(c.last_rx) > std::time::Duration::from_secs(1) {
+                // Idle for a second: give back buffers a large transfer grew.
+                c.conn.shrink();
+            }
             let (code, text) = if !c.logged_in && now.duration_since(c.accepted) > hs {
                 (
                     ErrorCode::HandshakeTimeout,

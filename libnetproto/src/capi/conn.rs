@@ -294,6 +294,20 @@ pub unsafe extern "C" fn np_conn_trust_server_key(conn: *mut np_conn, accept: bo
     })
 }
 
+/// Frees the connection's buffer memory while nothing is buffered; call it on connections that
+/// have gone idle after large transfers.
+///
+/// # Safety
+/// `conn` live.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_shrink(conn: *mut np_conn) -> np_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        unsafe { arg_mut(conn) }?.inner.shrink_buffers();
+        Ok(NP_OK)
+    })
+}
+
 /// Whether the connection is logged in and can carry requests.
 ///
 /// # Safety
