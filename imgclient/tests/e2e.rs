@@ -449,3 +449,69 @@ fn bench_smoke_with_a_mix_json_and_plot() {
     assert!(text.contains("open loop at 60 req/s"), "{text}");
     assert!(text.contains("requests: 60 ok, 0 errors"), "{text}");
 }
+
+/// A counter from the server's shared-memory stats page (`imgserver stats --json`).
+fn server_stat(bin: &Path, state: &Path, name: &str) -> u64 {
+    let o = Command::new(bin)
+        .args(["stats", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let key = format!("\"{name}\":");
+    let at = text
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        + key.len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn bench_150_connections_zero_errors_and_counts_match_the_server() {
+    let bin = need_server!();
+    let dir = TempDir::new("bench150");
+    let srv = Server::with_user(&bin, &dir.0, &[]);
+    let known = dir.0.join("known_servers");
+    let state = dir.0.join("state");
+    // Small real images, so a 2 s run completes many jobs.
+    let images = dir.0.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for f in ["chelsea_64x64.png", "astronaut_128x128.jpg"] {
+        std::fs::copy(samples().join(f), images.join(f)).unwrap();
+    }
+    let before = server_stat(&bin, &state, "jobs_ok");
+    let mut c = client(&srv.addr, &known);
+    c.args([
+        "bench",
+        "--conns",
+        "150",
+        "--duration",
+        "2s",
+        "--op",
+        "noop",
+        "--dir",
+    ])
+    .arg(&images);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("bench: 150 conns"), "{text}");
+    let ok: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: "))
+        .and_then(|l| l.split(" ok, 0 errors").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no error-free request line in {text}"));
+    let jobs = server_stat(&bin, &state, "jobs_ok") - before;
+    assert!(ok >= 150, "only {ok} requests in 2 s over 150 connections");
+    assert_eq!(
+        jobs, ok,
+        "bench counted {ok} requests, the server {jobs} jobs"
+    );
+}
