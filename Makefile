@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz bench soak clean
+.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz screenshots clean
 
 all: build
 
@@ -56,6 +56,11 @@ c-sample: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+## screenshots: regenerate docs/screenshots/*.png from a real run (server on loopback, blur,
+## 150-connection bench, SIGTERM); installs ImageMagick, librsvg2-bin, DejaVu fonts if missing
+screenshots: build
+	scripts/screenshots.sh
 
 ## run: the main job on built-in defaults: server on loopback, blur, 150-connection bench, stop
 run: build
