@@ -53,11 +53,21 @@ pub fn error_code(e: &FilterError) -> ErrorCode {
     }
 }
 
+/// Caps the address space at what is mapped now (binary, ring, stats) plus `mb`, so the cap
+/// bounds what decoders and filters may allocate whatever the ring's size.
 fn set_memory_limit(mb: u64) {
     if mb == 0 {
         return;
     }
-    let bytes = mb.saturating_mul(1 << 20);
+    let mapped = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmSize:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    let bytes = mapped.saturating_add(mb.saturating_mul(1 << 20));
     if let Err(e) =
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes)
     {
@@ -67,6 +77,12 @@ fn set_memory_limit(mb: u64) {
 
 pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     crate::signals::reset_for_worker()?;
+    if args.fault_injection
+        && std::env::var("IMGSERVER_FAULT_WORKER_START").is_ok_and(|v| v == "crash")
+    {
+        // Failpoint: a worker that dies before it is ready, for the crash-loop tests.
+        std::process::exit(3);
+    }
     let sock = crate::spawn::take_worker_fd()?;
     let (msg, fds) = channel::recv(sock.as_fd())?;
     let Msg::Init {

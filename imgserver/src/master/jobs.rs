@@ -480,9 +480,32 @@ impl Master {
         }
     }
 
-    /// Kills workers whose job overran the deadline; the job fails with TIMEOUT at once.
+    /// Kills workers whose job overran the deadline; the job fails with TIMEOUT at once. Jobs
+    /// that waited in the queue longer than the deadline (no worker could take them, e.g.
+    /// during a crash loop) fail the same way instead of waiting forever.
     pub(super) fn sweep_deadlines(&mut self) {
         let limit = ServeArgs::secs(self.args.job_timeout);
+        let stale: Vec<u64> = self
+            .queue
+            .iter()
+            .copied()
+            .filter(|j| {
+                self.jobs
+                    .get(j)
+                    .is_some_and(|job| job.queued_at.elapsed() > limit)
+            })
+            .collect();
+        for job in stale {
+            stats::inc(&self.stats.get().global.jobs_timeout);
+            self.fail_job(
+                job,
+                ErrorCode::Timeout,
+                &format!(
+                    "no worker could take the job within the {:.0} s deadline",
+                    limit.as_secs_f64()
+                ),
+            );
+        }
         for w in 0..self.workers.len() {
             if let WState::Busy { job, since } = self.workers[w].state {
                 if since.elapsed() > limit && !self.workers[w].killed {

@@ -8,6 +8,7 @@
 
 mod client;
 mod jobs;
+mod listen;
 mod pool;
 
 use std::collections::{HashMap, VecDeque};
@@ -186,7 +187,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     for i in 0..workers {
         m.spawn_worker(i);
     }
-    let mut listener = TcpListener::bind(m.args.listen).map_err(|e| {
+    let mut listener = listen::bind_listener(m.args.listen).map_err(|e| {
         m.stop_workers(Duration::from_secs(1));
         format!("cannot listen on {}: {e}", m.args.listen)
     })?;

@@ -21,10 +21,11 @@ use crate::ipc::channel;
 use crate::ipc::msg::Msg;
 use crate::stats;
 
-/// More deaths than this within `CRASH_WINDOW` means a crash loop: respawns back off.
+/// At most this many respawns of one worker per `CRASH_WINDOW`; beyond it is a crash loop and
+/// respawns back off, so a worker that dies at start-up cannot make the master spin.
 const CRASH_BURST: usize = 5;
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WState {
@@ -70,19 +71,23 @@ impl WorkerSlot {
         self.child.as_ref().map(|c| c.id())
     }
 
-    /// Delay before the next respawn: none normally, doubling from 250 ms once deaths come
-    /// faster than `CRASH_BURST` per `CRASH_WINDOW`.
+    /// Delay before the next respawn: none while fewer than `CRASH_BURST` deaths fall in the
+    /// last `CRASH_WINDOW`; then at least until the oldest of them leaves the window (so no
+    /// more than `CRASH_BURST` respawns per window), and doubling from 500 ms as deaths go on.
     pub fn backoff(&self, now: Instant) -> Duration {
-        let recent = self
+        let recent: Vec<&Instant> = self
             .deaths
             .iter()
             .filter(|t| now.duration_since(**t) < CRASH_WINDOW)
-            .count();
-        if recent <= CRASH_BURST {
+            .collect();
+        if recent.len() < CRASH_BURST {
             return Duration::ZERO;
         }
-        let doublings = (recent - CRASH_BURST).min(6) as u32;
-        (Duration::from_millis(250) * 2u32.pow(doublings)).min(MAX_BACKOFF)
+        let oldest = recent[recent.len() - CRASH_BURST];
+        let window_left = (*oldest + CRASH_WINDOW).saturating_duration_since(now);
+        let doublings = (recent.len() - CRASH_BURST).min(6) as u32;
+        let exponential = Duration::from_millis(500) * 2u32.pow(doublings);
+        window_left.max(exponential).min(MAX_BACKOFF)
     }
 }
 
@@ -320,12 +325,17 @@ mod tests {
     fn backoff_starts_only_after_a_burst_and_is_capped() {
         let now = Instant::now();
         let mut w = WorkerSlot::new(0);
-        for _ in 0..CRASH_BURST {
+        for _ in 0..CRASH_BURST - 1 {
             w.deaths.push_back(now);
         }
         assert_eq!(w.backoff(now), Duration::ZERO);
+        // The fifth death in the window: wait until the window has room again.
         w.deaths.push_back(now);
-        assert_eq!(w.backoff(now), Duration::from_millis(500));
+        assert_eq!(w.backoff(now), CRASH_WINDOW);
+        assert_eq!(
+            w.backoff(now + Duration::from_secs(4)),
+            Duration::from_secs(6)
+        );
         for _ in 0..20 {
             w.deaths.push_back(now);
         }
@@ -334,6 +344,36 @@ mod tests {
         assert_eq!(
             w.backoff(now + CRASH_WINDOW + Duration::from_secs(1)),
             Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn no_more_than_a_burst_of_respawns_per_window() {
+        // A worker that dies the moment it starts, respawned whenever the backoff allows.
+        let start = Instant::now();
+        let mut w = WorkerSlot::new(0);
+        let mut t = start;
+        let mut spawns = vec![];
+        while t < start + Duration::from_secs(120) {
+            spawns.push(t);
+            w.deaths.push_back(t);
+            t += w.backoff(t).max(Duration::from_millis(1));
+        }
+        for (i, s) in spawns.iter().enumerate() {
+            let in_window = spawns[i..]
+                .iter()
+                .take_while(|x| **x < *s + CRASH_WINDOW)
+                .count();
+            assert!(
+                in_window <= CRASH_BURST,
+                "{in_window} spawns within {CRASH_WINDOW:?} from {:?}",
+                *s - start
+            );
+        }
+        assert!(
+            spawns.len() >= 8,
+            "it keeps trying: {} spawns in 2 minutes",
+            spawns.len()
         );
     }
 }

@@ -317,3 +317,109 @@ pub fn run_job(c: &mut Client, id: u64, spec: &str, input: &[u8]) -> Outcome {
     send_job(c, id, spec, input);
     wait_job(c, id, Duration::from_secs(60))
 }
+
+/// The imgclient binary built next to imgserver (`make test` builds the whole workspace).
+pub fn imgclient_bin() -> PathBuf {
+    let p = Path::new(bin()).with_file_name("imgclient");
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace first (cargo build --release)",
+        p.display()
+    );
+    p
+}
+
+/// A directory holding copies of the small sample images (fast jobs).
+pub fn small_images(tag: &str) -> PathBuf {
+    let d = temp_dir(tag);
+    for f in ["chelsea_64x64.png", "astronaut_128x128.jpg"] {
+        std::fs::copy(samples().join(f), d.join(f)).unwrap();
+    }
+    d
+}
+
+/// Result of an `imgclient bench` run, from its JSON report.
+#[derive(Debug)]
+pub struct Bench {
+    pub ok: u64,
+    pub errors: u64,
+    pub p99_ms: f64,
+    pub json: String,
+    pub stdout: String,
+}
+
+fn json_number(json: &str, key: &str) -> f64 {
+    let k = format!("\"{key}\":");
+    let at = json
+        .find(&k)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + k.len();
+    json[at..]
+        .trim_start()
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+impl Server {
+    /// Runs `imgclient bench` against this server with `args` (and --json), returns the report.
+    pub fn bench(&self, args: &[&str]) -> Bench {
+        let json_path = self.dir.join(format!(
+            "bench-{}.json",
+            DIRS.fetch_add(1, Ordering::SeqCst)
+        ));
+        let out = Command::new(imgclient_bin())
+            .args(["--server", &self.addr, "--user", USER, "--known-servers"])
+            .arg(self.dir.join("known_servers"))
+            .env("IMGCLIENT_PASSWORD", PASSWORD)
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .arg(&json_path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() || json_path.exists(),
+            "bench failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = std::fs::read_to_string(&json_path).unwrap();
+        let p99 = json
+            .find("\"latency_ms\"")
+            .map(|i| json_number(&json[i..], "p99"))
+            .unwrap_or(0.0);
+        Bench {
+            ok: json_number(&json, "ok") as u64,
+            errors: json_number(&json, "errors") as u64,
+            p99_ms: p99,
+            json,
+            stdout,
+        }
+    }
+
+    /// The master's resident memory in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        rss_kb(self.pid())
+    }
+}
+
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises this process's open-files soft limit to its hard limit (tests open many sockets).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
