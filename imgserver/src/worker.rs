@@ -168,9 +168,11 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                     .read(slot, 0, input_len)
                     .ok_or("input does not fit its slot")?;
             }
-            if args.fault_injection {
-                fault_injection(input);
-            }
+            let input = if args.fault_injection {
+                fault_injection(input)
+            } else {
+                input
+            };
             match spec.parse::<Pipeline>() {
                 Ok(p) => {
                     for op in &p.ops {
@@ -236,7 +238,7 @@ fn mmap_bytes(map: &memmap2::MmapRaw, len: u64) -> &[u8] {
 /// Test-only failpoints, enabled by IMGSERVER_FAULT_INJECTION=1 at server start: an input
 /// starting with these markers crashes or hangs this worker, so tests can prove the master
 /// contains both. Never enabled by default.
-fn fault_injection(input: &[u8]) {
+fn fault_injection(input: &[u8]) -> &[u8] {
     if input.starts_with(b"IMGSERVER-FAULT-CRASH") {
         std::process::abort();
     }
@@ -245,6 +247,12 @@ fn fault_injection(input: &[u8]) {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+    // A slow but finite job: sleep, then process the image after the marker line.
+    if let Some(rest) = input.strip_prefix(b"IMGSERVER-FAULT-SLOW\n".as_slice()) {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        return rest;
+    }
+    input
 }
 
 /// A tiny boxed-error result, so the worker can use `?` on every error type it meets.

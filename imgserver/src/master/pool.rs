@@ -95,13 +95,14 @@ impl Master {
     /// Starts worker `i` (fork+exec), sends it the ring and stats fds.
     pub(super) fn spawn_worker(&mut self, i: usize) {
         let now = Instant::now();
-        let result = (|| -> std::io::Result<(Child, OwnedFd)> {
-            let (ours, theirs) = socketpair(
-                AddressFamily::Unix,
-                SockType::SeqPacket,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )?;
+        let spawned = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|(ours, theirs)| {
             let child = crate::spawn::worker(
                 &self.exe,
                 i,
@@ -110,48 +111,63 @@ impl Master {
                 self.args.max_pixels,
                 self.fault_injection,
             )?;
-            let init = Msg::Init {
-                index: i as u32,
-                slots: self.ring.slots(),
-                slot_size: self.ring.slot_size(),
-                deadline_ms: (self.args.job_timeout * 1000.0) as u32,
-            };
-            channel::send(
-                ours.as_fd(),
-                &init,
-                &[self.ring_fd.as_fd(), self.stats_fd.as_fd()],
-            )
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-            nix::fcntl::fcntl(
-                &ours,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )?;
             Ok((child, ours))
-        })();
+        });
+        let (child, sock) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                // Nothing was started (fork/exec or socketpair failed): retry later.
+                warn!("worker {i}: spawn failed: {e}");
+                let w = &mut self.workers[i];
+                w.deaths.push_back(now);
+                w.respawn_at = Some(now + w.backoff(now).max(Duration::from_millis(250)));
+                return;
+            }
+        };
+        let pid = child.id();
+        stats::inc(&self.stats.get().global.worker_spawns);
+        info!("worker {i} started, pid {pid}");
         let w = &mut self.workers[i];
-        match result {
-            Ok((child, sock)) => {
-                let pid = child.id();
-                if let Err(e) = self.poll.registry().register(
+        // From here the child exists and is reaped like any worker, whatever happens next.
+        w.child = Some(child);
+        w.state = WState::Starting;
+        w.respawn_at = None;
+        w.spawned_at = now;
+        w.killed = false;
+        let init = Msg::Init {
+            index: i as u32,
+            slots: self.ring.slots(),
+            slot_size: self.ring.slot_size(),
+            deadline_ms: (self.args.job_timeout * 1000.0) as u32,
+        };
+        let ready = channel::send(
+            sock.as_fd(),
+            &init,
+            &[self.ring_fd.as_fd(), self.stats_fd.as_fd()],
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            nix::fcntl::fcntl(
+                &sock,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .map_err(|e| e.to_string())?;
+            self.poll
+                .registry()
+                .register(
                     &mut SourceFd(&sock.as_raw_fd()),
                     Token(WORKER_BASE + i),
                     Interest::READABLE,
-                ) {
-                    warn!("worker {i}: cannot watch its channel: {e}");
-                }
-                w.child = Some(child);
-                w.sock = Some(sock);
-                w.state = WState::Starting;
-                w.respawn_at = None;
-                w.spawned_at = now;
-                w.killed = false;
-                stats::inc(&self.stats.get().global.worker_spawns);
-                info!("worker {i} started, pid {pid}");
-            }
+                )
+                .map_err(|e| e.to_string())
+        });
+        match ready {
+            Ok(()) => self.workers[i].sock = Some(sock),
             Err(e) => {
-                warn!("worker {i}: spawn failed: {e}");
-                w.deaths.push_back(now);
-                w.respawn_at = Some(now + w.backoff(now).max(Duration::from_millis(250)));
+                // It died before taking its start message (or cannot be watched): make sure it
+                // is gone; the reaper counts the death and applies the crash-loop backoff.
+                warn!("worker {i} (pid {pid}) could not be started: {e}");
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
     }
@@ -181,12 +197,17 @@ impl Master {
                     return;
                 }
                 Err(channel::ChannelError::WouldBlock) => return,
-                Err(e) => {
-                    // EOF or garbage: the worker is dying or broken. Stop listening; the
-                    // reaper decides what happened once waitpid reports it.
-                    if !matches!(e, channel::ChannelError::Closed) {
-                        warn!("worker {i}: bad message ({e}); killing it");
+                Err(channel::ChannelError::Closed) => {
+                    // EOF: the worker is exiting (crash or otherwise). Stop listening and make
+                    // sure it is gone; the reaper settles its job once waitpid reports it.
+                    self.drop_channel(i);
+                    if let Some(pid) = self.workers[i].pid() {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                     }
+                    return;
+                }
+                Err(e) => {
+                    warn!("worker {i}: bad message ({e}); killing it");
                     self.kill_worker(i);
                     return;
                 }
@@ -194,15 +215,21 @@ impl Master {
         }
     }
 
-    /// Kills worker `i` (SIGKILL) and stops reading its channel; cleanup happens when reaped.
-    pub(super) fn kill_worker(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        if let Some(sock) = w.sock.take() {
+    /// Stops reading worker `i`'s channel and closes it.
+    fn drop_channel(&mut self, i: usize) {
+        if let Some(sock) = self.workers[i].sock.take() {
             let _ = self
                 .poll
                 .registry()
                 .deregister(&mut SourceFd(&sock.as_raw_fd()));
         }
+    }
+
+    /// Kills worker `i` (SIGKILL) on the master's own decision and stops reading its channel;
+    /// cleanup happens when it is reaped.
+    pub(super) fn kill_worker(&mut self, i: usize) {
+        self.drop_channel(i);
+        let w = &mut self.workers[i];
         if let Some(pid) = w.pid() {
             w.killed = true;
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);

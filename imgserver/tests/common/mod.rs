@@ -48,6 +48,13 @@ impl Server {
     }
 
     pub fn start_env(tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let s = Self::start_env_unready(tag, extra, env);
+        s.wait_workers_ready(Duration::from_secs(10));
+        s
+    }
+
+    /// Starts the server without waiting for its workers (for workers that never get ready).
+    pub fn start_env_unready(tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = temp_dir(tag);
         add_user(&dir, USER, PASSWORD);
         let log = dir.join("server.log");
@@ -83,7 +90,6 @@ impl Server {
             dir,
             log,
         };
-        s.wait_workers_ready(Duration::from_secs(10));
         s
     }
 
