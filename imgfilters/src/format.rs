@@ -14,6 +14,7 @@ use image::codecs::{
     webp::WebPEncoder,
 };
 use image::{DynamicImage, ImageFormat};
+use jpeg_encoder::{ColorType as JpegColor, Encoder as FastJpegEncoder, SamplingFactor};
 
 use crate::error::FilterError;
 use crate::ops::{OutputFormat, DEFAULT_JPEG_QUALITY};
@@ -115,9 +116,7 @@ pub(crate) fn encode(
     let img = prepare(img, format);
     let result = match format {
         ImageFormat::Png => img.write_with_encoder(PngEncoder::new(&mut *out)),
-        ImageFormat::Jpeg => {
-            img.write_with_encoder(JpegEncoder::new_with_quality(&mut *out, jpeg_quality))
-        }
+        ImageFormat::Jpeg => return encode_jpeg(&img, jpeg_quality, out),
         ImageFormat::Gif => {
             img.write_with_encoder(GifEncoder::new_with_speed(&mut *out, GIF_SPEED))
         }
@@ -132,6 +131,42 @@ pub(crate) fn encode(
         }
     };
     result.map_err(|e| {
+        out.clear();
+        FilterError::Encode(e.to_string())
+    })
+}
+
+/// Baseline JPEG with the `jpeg-encoder` crate (AVX2 colour conversion and DCT when the CPU has
+/// them, chosen at run time), in place of `image`'s encoder, which is several times slower.
+/// Set up like `image`'s: the same libjpeg quality scaling of the Annex K tables, the standard
+/// Huffman tables, no chroma subsampling (4:4:4; `jpeg-encoder` would pick 4:2:0 below quality
+/// 90), a JFIF header and no other metadata. Decoded quality against the source and file size
+/// stay within 1 dB and 30% of `image`'s encoder (tests/fidelity.rs). `img` is L8 or RGB8
+/// (see [`prepare`]); anything else goes through `image`'s encoder.
+fn encode_jpeg(img: &DynamicImage, quality: u8, out: &mut Vec<u8>) -> Result<(), FilterError> {
+    let (data, color) = match img {
+        DynamicImage::ImageLuma8(b) => (b.as_raw(), JpegColor::Luma),
+        DynamicImage::ImageRgb8(b) => (b.as_raw(), JpegColor::Rgb),
+        _ => {
+            return img
+                .write_with_encoder(JpegEncoder::new_with_quality(&mut *out, quality))
+                .map_err(|e| {
+                    out.clear();
+                    FilterError::Encode(e.to_string())
+                })
+        }
+    };
+    // JPEG stores each side in 16 bits; the message matches what `image` reports.
+    let (Ok(w), Ok(h)) = (u16::try_from(img.width()), u16::try_from(img.height())) else {
+        return Err(FilterError::Encode(format!(
+            "JPEG cannot hold {}x{} pixels (at most 65535 per side)",
+            img.width(),
+            img.height()
+        )));
+    };
+    let mut encoder = FastJpegEncoder::new(&mut *out, quality);
+    encoder.set_sampling_factor(SamplingFactor::F_1_1);
+    encoder.encode(data, w, h, color).map_err(|e| {
         out.clear();
         FilterError::Encode(e.to_string())
     })

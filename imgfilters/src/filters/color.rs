@@ -4,11 +4,49 @@
 //! arrive as 8- or 16-bit integer samples (`format::normalize_depth`), which is what keeps the
 //! `image` crate's integer casts in these kernels from panicking.
 
-use image::DynamicImage;
+use image::{DynamicImage, ImageBuffer, Pixel};
 
 /// Luma (Rec. 709 weights, as `image` computes them); keeps alpha when there is one.
+///
+/// Integer images are converted here with `image`'s exact integer formula
+/// (`(2126 r + 7152 g + 722 b) / 10000`, truncating) in one flat pass over the samples,
+/// instead of `image`'s per-pixel generic conversion; an image that is already grey is
+/// returned as it is instead of being copied. Same pixels as `DynamicImage::grayscale`.
 pub fn grayscale(img: DynamicImage) -> DynamicImage {
-    img.grayscale()
+    use DynamicImage as D;
+    match img {
+        D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageLuma16(_) | D::ImageLumaA16(_) => img,
+        D::ImageRgb8(b) => D::ImageLuma8(luma_of::<_, _, 3, 1>(&b)),
+        D::ImageRgba8(b) => D::ImageLumaA8(luma_of::<_, _, 4, 2>(&b)),
+        D::ImageRgb16(b) => D::ImageLuma16(luma_of::<_, _, 3, 1>(&b)),
+        D::ImageRgba16(b) => D::ImageLumaA16(luma_of::<_, _, 4, 2>(&b)),
+        other => other.grayscale(),
+    }
+}
+
+/// Grey (+ alpha) buffer of an RGB(A) buffer: `IN` = 3 or 4 source channels, `OUT` = 1 or 2.
+fn luma_of<P, Q, const IN: usize, const OUT: usize>(
+    src: &ImageBuffer<P, Vec<P::Subpixel>>,
+) -> ImageBuffer<Q, Vec<P::Subpixel>>
+where
+    P: Pixel + 'static,
+    Q: Pixel<Subpixel = P::Subpixel> + 'static,
+    P::Subpixel: Into<u32> + TryFrom<u32> + Default,
+{
+    let (w, h) = src.dimensions();
+    let mut out = Vec::with_capacity(w as usize * h as usize * OUT);
+    for px in src.as_raw().chunks_exact(IN) {
+        let (r, g, b): (u32, u32, u32) = (px[0].into(), px[1].into(), px[2].into());
+        // At most 10000 * 65535 < 2^32, and the quotient is at most the sample maximum, so
+        // the conversion back cannot fail.
+        let l = (2126 * r + 7152 * g + 722 * b) / 10000;
+        out.push(P::Subpixel::try_from(l).unwrap_or_default());
+        if OUT == 2 {
+            out.push(px[3]);
+        }
+    }
+    // The length is w * h * OUT by construction.
+    ImageBuffer::from_raw(w, h, out).unwrap_or_else(|| ImageBuffer::new(w, h))
 }
 
 /// `max - v` on every colour channel; alpha is left alone.

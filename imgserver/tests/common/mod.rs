@@ -84,13 +84,12 @@ impl Server {
                 )
             })
             .to_string();
-        let s = Server {
+        Server {
             child: Some(child),
             addr,
             dir,
             log,
-        };
-        s
+        }
     }
 
     pub fn pid(&self) -> u32 {
