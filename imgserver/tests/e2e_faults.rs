@@ -340,7 +340,6 @@ fn sigstop_of_a_worker_mid_job_hits_the_deadline() {
 #[test]
 fn sigterm_under_load_three_times_leaves_nothing() {
     raise_fd_limit();
-    let images = small_images("term-img");
     let shm_before: Vec<_> = std::fs::read_dir("/dev/shm")
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -371,11 +370,10 @@ fn sigterm_under_load_three_times_leaves_nothing() {
                     "noop",
                     "--dir",
                 ])
-                .arg(&images_clone_path(&dir))
+                .arg(images_clone_path(&dir))
                 .output()
                 .unwrap()
         });
-        let _ = &images;
         std::thread::sleep(Duration::from_millis(700));
         let t = Instant::now();
         srv.signal(15);
