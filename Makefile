@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz screenshots clean
+.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz soak screenshots clean
 
 all: build
 
@@ -56,6 +56,11 @@ c-sample: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+## soak: the long variants of the fault and hostile-peer tests (10 000 idle connections, a
+## 30 s bench with a worker killed every second, SIGTERM under load ten times)
+soak: build
+	IMGSERVER_SOAK=1 $(CARGO) test --release -p imgserver --test e2e_faults --test e2e_hostile -- --test-threads=1 --nocapture
 
 ## screenshots: regenerate docs/screenshots/*.png from a real run (server on loopback, blur,
 ## 150-connection bench, SIGTERM); installs ImageMagick, librsvg2-bin, DejaVu fonts if missing

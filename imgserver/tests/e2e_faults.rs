@@ -246,11 +246,12 @@ fn kill_9_a_random_worker_every_second_during_a_150_connection_bench() {
             respawns
         })
     };
+    let duration = if soak() { "30s" } else { "4s" };
     let b = srv.bench(&[
         "--conns",
         "150",
         "--duration",
-        "4s",
+        duration,
         "--op",
         "thumbnail:32",
         "--dir",
@@ -343,7 +344,8 @@ fn sigterm_under_load_three_times_leaves_nothing() {
     let shm_before: Vec<_> = std::fs::read_dir("/dev/shm")
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    for round in 0..3 {
+    let rounds = if soak() { 10 } else { 3 };
+    for round in 0..rounds {
         let mut srv = Server::start("termload", &["--workers", "2", "--grace", "3"]);
         let workers = worker_pids(srv.pid());
         let (addr, dir) = (srv.addr.clone(), srv.dir.clone());

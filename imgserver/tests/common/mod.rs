@@ -428,3 +428,9 @@ pub fn raise_fd_limit() {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
+
+/// `make soak` sets IMGSERVER_SOAK=1: the fault and hostile-peer tests then run their long
+/// variants (more connections, longer runs, more rounds).
+pub fn soak() -> bool {
+    std::env::var("IMGSERVER_SOAK").is_ok_and(|v| v == "1")
+}
