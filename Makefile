@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz soak screenshots clean
+.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -16,7 +16,7 @@ deps:
 	@scripts/install-deps.sh
 
 ## test: every check the project has, from a clean clone
-test: deps lint build unit check-header check-dynamic c-sample
+test: deps lint build unit check-header check-dynamic c-sample bench-smoke
 	@echo "make test: all checks passed"
 
 ## lint: formatting and clippy with warnings as errors
@@ -61,6 +61,16 @@ fuzz:
 ## 30 s bench with a worker killed every second, SIGTERM under load ten times)
 soak: build
 	IMGSERVER_SOAK=1 $(CARGO) test --release -p imgserver --test e2e_faults --test e2e_hostile -- --test-threads=1 --nocapture
+
+## bench: own in-process vs sharp/pyvips/Pillow vs imgserver end to end, PING vs redis-benchmark;
+## writes bench/RESULTS.md and bench/results.svg (~7 min plus build; installs sharp, pyvips and
+## Pillow into bench/.deps and redis-server via apt)
+bench: build
+	bench/run.sh --no-build
+
+## bench-smoke: the bench harness on two small images, no network (< 30 s)
+bench-smoke: build
+	bench/run.sh --smoke --no-build
 
 ## screenshots: regenerate docs/screenshots/*.png from a real run (server on loopback, blur,
 ## 150-connection bench, SIGTERM); installs ImageMagick, librsvg2-bin, DejaVu fonts if missing

@@ -1,0 +1,135 @@
+//! The benchmark's image set and jobs: which files are loaded, and the op spec each job sends
+//! for each image (the same text the harness hands `imgclient bench --op`, so the in-process
+//! and the end-to-end measurements run identical pipelines).
+
+use std::path::{Path, PathBuf};
+
+use imgfilters::image::ImageFormat;
+use imgfilters::Pipeline;
+
+/// The jobs of the suite. `Noop` (decode + encode only) is not a headline job: it calibrates
+/// the service's no-op round trip against the in-process cost of the same work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Blur2,
+    Resize50,
+    Gray,
+    Noop,
+}
+
+impl Job {
+    pub const ALL: [Job; 4] = [Job::Blur2, Job::Resize50, Job::Gray, Job::Noop];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Blur2 => "blur2",
+            Job::Resize50 => "resize50",
+            Job::Gray => "gray",
+            Job::Noop => "noop",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == s)
+    }
+
+    /// The op spec for an image of `width x height`. No `format:` step: the output keeps the
+    /// input's format, JPEG at the crate's default quality (85). A 50% resize needs the
+    /// target size per image (the grammar has no percentages); `exact` with both sides gives
+    /// every implementation the same output size, `w/2 x h/2` rounded down.
+    pub fn spec(self, width: u32, height: u32) -> String {
+        match self {
+            Job::Blur2 => "blur:2".into(),
+            Job::Resize50 => format!(
+                "resize:{}x{}:exact:lanczos3",
+                (width / 2).max(1),
+                (height / 2).max(1)
+            ),
+            Job::Gray => "grayscale".into(),
+            Job::Noop => "noop".into(),
+        }
+    }
+}
+
+/// One input image, loaded into memory once.
+#[derive(Debug)]
+pub struct Image {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub format: ImageFormat,
+    /// Stored size (the harness only picks images without an EXIF rotation, so this is also
+    /// the upright size).
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Image {
+    pub fn megapixels(&self) -> f64 {
+        f64::from(self.width) * f64::from(self.height) / 1e6
+    }
+
+    pub fn pipeline(&self, job: Job) -> Result<Pipeline, String> {
+        let spec = job.spec(self.width, self.height);
+        spec.parse()
+            .map_err(|e| format!("{}: spec {spec:?}: {e}", self.name))
+    }
+}
+
+/// Extensions `imgclient bench --dir` loads: the same files here, so both see the same set.
+const EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"];
+
+/// Every image file directly inside `dir`, sorted by name, read and probed.
+pub fn load_dir(dir: &Path) -> Result<Vec<Image>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                    .is_some_and(|e| EXTENSIONS.contains(&e.as_str()))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!("{}: no image files", dir.display()));
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let info = imgfilters::probe(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(Image {
+                name: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                bytes,
+                format: info.format,
+                width: info.width,
+                height: info.height,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_halve() {
+        assert_eq!(
+            Job::Resize50.spec(451, 300),
+            "resize:225x150:exact:lanczos3"
+        );
+        assert_eq!(Job::Resize50.spec(1, 1), "resize:1x1:exact:lanczos3");
+        for job in Job::ALL {
+            assert_eq!(Job::parse(job.name()), Some(job));
+            let p: Pipeline = job.spec(640, 427).parse().unwrap();
+            assert_eq!(p.output, imgfilters::OutputFormat::Same);
+        }
+        assert_eq!(Job::parse("blur"), None);
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# bench/run.sh [--smoke | --quick] [--no-third-party] [--no-build]: the benchmark suite
+# (`make bench`). One run on one machine with one image set, measuring
+#   1. imgfilters in-process (imgbench), 1 core and all cores, jobs blur2 / resize50 / gray;
+#   2. the same jobs in sharp, pyvips and Pillow, in-process, 1 and all cores;
+#   3. the same jobs end to end through imgserver (imgclient bench, 150 connections);
+#   4. PING at 150 connections against redis-benchmark's; no-op job vs PING at 1 connection;
+# then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
+#
+#   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
+#            paths only (in-process, service, no-op vs PING); the report goes to
+#            bench/.cache/smoke/ and is checked. For `make test`.
+#   --quick  the full comparison with shorter runs (a few minutes).
+#   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
+#   --no-build        use the binaries in target/release as they are.
+# Everything runs on loopback, each step under `timeout`; every background process is stopped
+# on exit, error or Ctrl-C. Intermediate files: bench/.cache/ (git-ignored).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+
+mode=full third=1 build=1
+for a in "$@"; do
+  case "$a" in
+    --smoke) mode=smoke third=0 ;;
+    --quick) mode=quick ;;
+    --no-third-party) third=0 ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+
+cache=$here/.cache
+if [ "$mode" = smoke ]; then
+  out=$cache/smoke
+  md=$out/RESULTS.md svg=$out/results.svg
+else
+  out=$cache
+  md=$here/RESULTS.md svg=$here/results.svg
+fi
+results=$out/results
+images=$cache/images/$([ "$mode" = smoke ] && echo smoke || echo full)
+tiny=$cache/images/tiny
+rel=$root/target/release
+cores=$(nproc)
+py=python3
+start=$(date +%s)
+
+# Measurement lengths per mode: passes at least REPEAT times and MIN_TIME seconds in-process;
+# SVC_SECONDS of work per service job run.
+case "$mode" in
+  full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=20 LAT_SECONDS=5 PING_SECONDS=10 REDIS_N=300000 ;;
+  quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=6 LAT_SECONDS=2 PING_SECONDS=4 REDIS_N=100000 ;;
+  smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0 ;;
+esac
+
+redis_pid="" redis_dir=""
+cleanup() {
+  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill -TERM "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  [ -z "$redis_dir" ] || rm -rf "$redis_dir"
+}
+trap cleanup EXIT
+trap 'echo; echo "bench: interrupted" >&2; exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+say "bench ($mode) on $cores cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -rf "$results" "$out/outputs"
+mkdir -p "$results"
+
+if [ "$build" = 1 ]; then
+  say "build (make build)"
+  timeout --foreground 1800 make -s build >&2
+fi
+for b in imgserver imgclient imgbench libnetproto.so; do
+  [ -e "$rel/$b" ] || { echo "bench: $rel/$b is missing (run make build)" >&2; exit 1; }
+done
+# The whole run uses one private copy of the build: a rebuild in target/ meanwhile (others
+# working in the tree) must not swap binaries under a running server, whose workers re-exec
+# their own binary, nor leave perf without symbols. RUNPATH $ORIGIN finds the .so beside them.
+bin=$cache/bin
+rm -rf "$bin"
+mkdir -p "$bin"
+cp "$rel/imgserver" "$rel/imgclient" "$rel/imgbench" "$rel/libnetproto.so" "$bin/"
+rel=$bin
+export BENCH_BIN=$bin
+
+say "images"
+timeout --foreground 900 "$here/images.sh" "$([ "$mode" = smoke ] && echo smoke || echo full)" "$images"
+"$rel/imgbench" list --images "$images" >"$results/manifest.json"
+
+if [ "$third" = 1 ]; then
+  say "third-party libraries (bench/setup.sh)"
+  timeout --foreground 1800 "$here/setup.sh"
+fi
+$py "$here/report.py" --collect-meta "$results/meta.json" --mode "$mode" --images "$images"
+
+# One measured command: measure.py keeps its JSON with the machine's load during it.
+measure() { # OUT TIMEOUT CMD...
+  local o=$1 t=$2
+  shift 2
+  $py "$here/measure.py" --out "$o" --timeout "$t" -- "$@"
+}
+procs_list="1 $cores"
+[ "$cores" -gt 1 ] || procs_list=1
+jobs="blur2 resize50 gray"
+timeout_run=$([ "$mode" = full ] && echo 1200 || echo 300)
+
+say "in-process: imgfilters (imgbench)"
+for job in $jobs; do
+  for p in $procs_list; do
+    save=()
+    [ "$p" != 1 ] || save=(--save "$out/outputs/imgfilters/$job")
+    echo "imgbench $job procs=$p" >&2
+    measure "$results/inproc-imgfilters-$job-p$p.json" "$timeout_run" \
+      "$rel/imgbench" run --job "$job" --procs "$p" --images "$images" \
+      --repeat "$REPEAT" --min-time "$MIN_TIME" "${save[@]}"
+  done
+done
+
+if [ "$third" = 1 ]; then
+  # The third-party encoders copy what imgfilters' own output shows: JPEG chroma subsampling,
+  # PNG zlib level class and row filtering (bench/imgmeta.py --encoder).
+  blur_out=$out/outputs/imgfilters/blur2
+  enc=$($py "$here/imgmeta.py" --encoder "$(ls "$blur_out"/*.jpg | head -n1)" \
+    "$(ls "$blur_out"/*.png | head -n1)")
+  echo "$enc" >"$results/encoder.json"
+  read -r sub lvl filt < <($py -c 'import json,sys; e=json.loads(sys.argv[1]);
+print(e["subsampling"], e["png_level"], e["png_filter"])' "$enc")
+  common=(--quality 85 --subsampling "$sub" --png-level "$lvl" --png-filter "$filt")
+  say "in-process: sharp, pyvips, Pillow (JPEG q85 $sub, PNG level $lvl, filter $filt)"
+  venv=$here/.deps/venv/bin/python
+  for impl in sharp pyvips pillow; do
+    for job in $jobs; do
+      for p in $procs_list; do
+        save=()
+        [ "$p" != 1 ] || save=(--save "$out/outputs/$impl/$job")
+        case $impl in
+          sharp) cmd=(env NODE_PATH="$here/.deps/node/node_modules" node "$here/runners/sharp_bench.js") ;;
+          pyvips) cmd=("$venv" "$here/runners/vips_bench.py") ;;
+          pillow) cmd=("$venv" "$here/runners/pillow_bench.py") ;;
+        esac
+        echo "$impl $job procs=$p" >&2
+        measure "$results/inproc-$impl-$job-p$p.json" "$timeout_run" "${cmd[@]}" \
+          --job "$job" --procs "$p" --images "$images" --repeat "$REPEAT" \
+          --min-time "$MIN_TIME" "${common[@]}" "${save[@]}"
+      done
+    done
+  done
+fi
+
+# The in-process cost of the no-op probe (decode + encode of the 8x8 image), to split the
+# service's no-op round trip into image work and everything else.
+measure "$results/inproc-imgfilters-noop-tiny.json" 120 \
+  "$rel/imgbench" run --job noop --procs 1 --images "$tiny" --repeat 200
+
+say "service: imgserver end to end (imgclient bench, encrypted, closed loop)"
+svc=(--images "$images" --tiny "$tiny" --manifest "$results/manifest.json"
+  --results "$results" --conns 150 --seconds "$SVC_SECONDS"
+  --latency-seconds "$LAT_SECONDS" --ping-seconds "$PING_SECONDS")
+[ "$mode" != smoke ] || svc+=(--smoke)
+perf_ok=0
+if [ "$mode" = full ] && command -v perf >/dev/null &&
+  perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
+  perf_ok=1
+  svc+=(--perf)
+fi
+timeout --foreground 2400 $py "$here/service.py" "${svc[@]}"
+
+if [ "$third" = 1 ] && command -v redis-server >/dev/null; then
+  say "redis: redis-benchmark -t ping -c 150 -n $REDIS_N against a private redis-server"
+  port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis_dir=$(mktemp -d)
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
+    --dir "$redis_dir" --logfile "$results/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 100); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+  done
+  [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] ||
+    { echo "bench: redis-server did not start (log: $results/redis.log)" >&2; exit 1; }
+  $py "$here/measure.py" --out "$results/redis-ping-c150.json" --timeout 600 \
+    --format redis-csv -- \
+    redis-benchmark -h 127.0.0.1 -p "$port" -t ping -c 150 -n "$REDIS_N" --csv
+  cleanup
+  redis_pid="" redis_dir=""
+fi
+
+if [ "$perf_ok" = 1 ]; then
+  say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
+  for job in $jobs; do
+    data=$results/perf-$job.data
+    timeout --foreground 600 perf record -q -e cpu-clock -F 999 -o "$data" -- \
+      "$rel/imgbench" run --job "$job" --procs 1 --images "$images" --repeat 1 >/dev/null 2>&1 &&
+      timeout 300 perf report -i "$data" --stdio --no-children --sort dso,symbol \
+        --percent-limit 1.5 >"$results/profile-inproc-$job.txt" 2>/dev/null || true
+    rm -f "$data"
+  done
+fi
+
+say "report"
+$py "$here/report.py" --results "$results" --md "$md" --svg "$svg" \
+  --seconds "$(($(date +%s) - start))"
+if [ "$mode" = smoke ]; then
+  # The smoke run is a test: the report must exist and carry the project's own figures.
+  for want in "In-process throughput" "End to end through imgserver" "no-op job" "<svg"; do
+    grep -q -- "$want" "$md" "$svg" || { echo "bench smoke: FAIL: '$want' missing" >&2; exit 1; }
+  done
+  echo "bench smoke: ok ($(($(date +%s) - start)) s): $md" >&2
+else
+  echo "bench: wrote $md and $svg ($(($(date +%s) - start)) s)" >&2
+fi
