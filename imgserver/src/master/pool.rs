@@ -26,6 +26,8 @@ use crate::stats;
 const CRASH_BURST: usize = 5;
 const CRASH_WINDOW: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A worker dying sooner than this after its start (or before it was ready) is crash-looping.
+const EARLY_DEATH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WState {
@@ -263,9 +265,15 @@ impl Master {
                 stats::dec(&self.stats.get().global.workers_alive);
             }
             stats::inc(&self.stats.get().global.worker_deaths);
-            w.deaths.push_back(now);
-            while w.deaths.len() > 32 {
-                w.deaths.pop_front();
+            // Only deaths soon after a start count toward the crash-loop backoff: a worker
+            // that served for a while and was then killed (OOM killer, an operator, a poison
+            // input) is replaced at once, however often that happens.
+            let ready = matches!(was, WState::Idle | WState::Busy { .. });
+            if !ready || now.duration_since(w.spawned_at) < EARLY_DEATH {
+                w.deaths.push_back(now);
+                while w.deaths.len() > 32 {
+                    w.deaths.pop_front();
+                }
             }
             let expected = w.killed || self.stopping_workers;
             if !self.stopping_workers {
