@@ -347,7 +347,18 @@ fn hostile_frames_get_their_documented_reaction() {
 fn hostile_peers_do_not_hurt_a_legitimate_client() {
     raise_fd_limit();
     let hs = if soak() { "15" } else { "6" };
-    let srv = Server::start("peers", &["--workers", "2", "--handshake-timeout", hs]);
+    // Room for all of them: this test is about timeouts, not the connection limit.
+    let srv = Server::start(
+        "peers",
+        &[
+            "--workers",
+            "2",
+            "--handshake-timeout",
+            hs,
+            "--max-conns",
+            "20000",
+        ],
+    );
     let images = small_images("peers-img");
     let args = [
         "--conns",

@@ -480,21 +480,29 @@ impl Master {
         }
     }
 
-    /// Kills workers whose job overran the deadline; the job fails with TIMEOUT at once. Jobs
-    /// that waited in the queue longer than the deadline (no worker could take them, e.g.
-    /// during a crash loop) fail the same way instead of waiting forever.
+    /// Kills workers whose job overran the deadline; the job fails with TIMEOUT at once. While
+    /// no worker is healthy (all dead or crash-looping), queued jobs older than the deadline
+    /// fail the same way instead of waiting forever; with healthy workers the queue is bounded
+    /// by the ring slots (BUSY), so waiting jobs are served in order.
     pub(super) fn sweep_deadlines(&mut self) {
         let limit = ServeArgs::secs(self.args.job_timeout);
-        let stale: Vec<u64> = self
-            .queue
+        let healthy = self
+            .workers
             .iter()
-            .copied()
-            .filter(|j| {
-                self.jobs
-                    .get(j)
-                    .is_some_and(|job| job.queued_at.elapsed() > limit)
-            })
-            .collect();
+            .any(|w| matches!(w.state, WState::Idle | WState::Busy { .. }));
+        let stale: Vec<u64> = if healthy {
+            Vec::new()
+        } else {
+            self.queue
+                .iter()
+                .copied()
+                .filter(|j| {
+                    self.jobs
+                        .get(j)
+                        .is_some_and(|job| job.queued_at.elapsed() > limit)
+                })
+                .collect()
+        };
         for job in stale {
             stats::inc(&self.stats.get().global.jobs_timeout);
             self.fail_job(
