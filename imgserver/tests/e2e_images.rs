@@ -9,29 +9,6 @@ use common::*;
 use imgfilters::image::{self, codecs::gif::GifEncoder, Frame, ImageBuffer, Rgba, RgbaImage};
 use netproto_sys::ErrorCode;
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-}
-
 /// Tiny files whose headers declare billions of pixels, one per supported format.
 fn huge_headers() -> Vec<(&'static str, Vec<u8>)> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
