@@ -6,6 +6,8 @@ need=()
 command -v cbindgen >/dev/null || need+=(cbindgen)   # regenerates/verifies include/netproto.h
 command -v cc >/dev/null || need+=(gcc)               # C sample
 command -v readelf >/dev/null || need+=(binutils)     # check-dynamic
+command -v cmake >/dev/null || need+=(cmake)          # builds the vendored libjpeg-turbo (turbojpeg crate)
+command -v nasm >/dev/null || need+=(nasm)            # its SIMD code; the build refuses to go without it
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

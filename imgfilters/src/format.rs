@@ -14,7 +14,6 @@ use image::codecs::{
     webp::WebPEncoder,
 };
 use image::{DynamicImage, ImageFormat};
-use jpeg_encoder::{ColorType as JpegColor, Encoder as FastJpegEncoder, SamplingFactor};
 
 use crate::error::FilterError;
 use crate::ops::{OutputFormat, DEFAULT_JPEG_QUALITY};
@@ -136,40 +135,127 @@ pub(crate) fn encode(
     })
 }
 
-/// Baseline JPEG with the `jpeg-encoder` crate (AVX2 colour conversion and DCT when the CPU has
-/// them, chosen at run time), in place of `image`'s encoder, which is several times slower.
-/// Set up like `image`'s: the same libjpeg quality scaling of the Annex K tables, the standard
-/// Huffman tables, no chroma subsampling (4:4:4; `jpeg-encoder` would pick 4:2:0 below quality
-/// 90), a JFIF header and no other metadata. Decoded quality against the source and file size
-/// stay within 1 dB and 30% of `image`'s encoder (tests/fidelity.rs). `img` is L8 or RGB8
-/// (see [`prepare`]); anything else goes through `image`'s encoder.
+/// Baseline JPEG encoding, in place of `image`'s encoder (several times slower).
+///
+/// With the default `turbojpeg` feature this is libjpeg-turbo 3 (built from the source
+/// vendored in `turbojpeg-sys` and linked statically, so its version is pinned by Cargo.lock,
+/// not by the distribution; SIMD chosen at run time; ~4 ms/MP). Without the feature, and for
+/// sides of 65501..=65535 pixels (beyond libjpeg-turbo's limit), it is the pure-Rust
+/// `jpeg-encoder` (AVX2 when the CPU has it; ~16 ms/MP). Either is set up like
+/// `image`'s encoder: the libjpeg quality scaling of the standard (Annex K) tables, standard
+/// Huffman tables, the accurate integer DCT, no chroma subsampling (4:4:4), grey stays one
+/// component, a JFIF header and no other metadata. Decoded quality against the source and
+/// file size stay within 1 dB and 30% of `image`'s encoder (tests/fidelity.rs).
+///
+/// TurboJPEG 3 is used rather than Debian's TurboJPEG 2 because the 2.x API switches to the
+/// fast, less accurate DCT below quality 96 (up to 1.3 dB worse than `image` at quality 95)
+/// and reads `TJ_OPTIMIZE`/`TJ_PROGRESSIVE`/... from the environment, which could make the
+/// server's and `--local`'s bytes differ.
+///
+/// Trust boundary: libjpeg-turbo is C, but it only ever sees pixels this crate produced, in a
+/// buffer whose length matches the dimensions (checked by the binding), never network bytes.
+/// `img` is L8 or RGB8 (see [`prepare`]); anything else goes through `image`'s encoder.
 fn encode_jpeg(img: &DynamicImage, quality: u8, out: &mut Vec<u8>) -> Result<(), FilterError> {
-    let (data, color) = match img {
-        DynamicImage::ImageLuma8(b) => (b.as_raw(), JpegColor::Luma),
-        DynamicImage::ImageRgb8(b) => (b.as_raw(), JpegColor::Rgb),
+    let fail = |out: &mut Vec<u8>, e: String| {
+        out.clear();
+        FilterError::Encode(e)
+    };
+    let (data, gray) = match img {
+        DynamicImage::ImageLuma8(b) => (b.as_raw(), true),
+        DynamicImage::ImageRgb8(b) => (b.as_raw(), false),
         _ => {
             return img
                 .write_with_encoder(JpegEncoder::new_with_quality(&mut *out, quality))
-                .map_err(|e| {
-                    out.clear();
-                    FilterError::Encode(e.to_string())
-                })
+                .map_err(|e| fail(out, e.to_string()))
         }
     };
-    // JPEG stores each side in 16 bits; the message matches what `image` reports.
+    // JPEG stores each side in 16 bits.
     let (Ok(w), Ok(h)) = (u16::try_from(img.width()), u16::try_from(img.height())) else {
-        return Err(FilterError::Encode(format!(
-            "JPEG cannot hold {}x{} pixels (at most 65535 per side)",
-            img.width(),
-            img.height()
-        )));
+        return Err(fail(
+            out,
+            format!(
+                "JPEG cannot hold {}x{} pixels (at most 65535 per side)",
+                img.width(),
+                img.height()
+            ),
+        ));
     };
-    let mut encoder = FastJpegEncoder::new(&mut *out, quality);
+    // libjpeg-turbo refuses sides above 65500 (its JPEG_MAX_DIMENSION); `image` and
+    // jpeg-encoder go to 65535, so the last few sizes keep working through jpeg-encoder.
+    let result = if cfg!(feature = "turbojpeg") && w <= 65500 && h <= 65500 {
+        turbo_jpeg(data, w, h, gray, quality, out)
+    } else {
+        rust_jpeg(data, w, h, gray, quality, out)
+    };
+    result.map_err(|e| fail(out, e))
+}
+
+#[cfg(feature = "turbojpeg")]
+fn turbo_jpeg(
+    data: &[u8],
+    w: u16,
+    h: u16,
+    gray: bool,
+    quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
+    let (format, subsamp) = if gray {
+        (PixelFormat::GRAY, Subsamp::Gray)
+    } else {
+        (PixelFormat::RGB, Subsamp::None)
+    };
+    let width = usize::from(w);
+    let image = Image {
+        pixels: data,
+        width,
+        pitch: width * format.size(),
+        height: usize::from(h),
+        format,
+    };
+    let mut compressor = Compressor::new().map_err(|e| e.to_string())?;
+    compressor
+        .set_quality(i32::from(quality))
+        .and_then(|()| compressor.set_subsamp(subsamp))
+        .map_err(|e| e.to_string())?;
+    // libjpeg-turbo's own buffer, copied once into `out` so that `out` keeps its capacity.
+    let jpeg = compressor
+        .compress_to_owned(image)
+        .map_err(|e| e.to_string())?;
+    out.extend_from_slice(&jpeg);
+    Ok(())
+}
+
+#[cfg(not(feature = "turbojpeg"))]
+fn turbo_jpeg(
+    _data: &[u8],
+    _w: u16,
+    _h: u16,
+    _gray: bool,
+    _quality: u8,
+    _out: &mut Vec<u8>,
+) -> Result<(), String> {
+    Err("built without the turbojpeg feature".into())
+}
+
+fn rust_jpeg(
+    data: &[u8],
+    w: u16,
+    h: u16,
+    gray: bool,
+    quality: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+    let mut encoder = Encoder::new(&mut *out, quality);
+    // jpeg-encoder would pick 4:2:0 below quality 90; `image` never subsamples.
     encoder.set_sampling_factor(SamplingFactor::F_1_1);
-    encoder.encode(data, w, h, color).map_err(|e| {
-        out.clear();
-        FilterError::Encode(e.to_string())
-    })
+    let color = if gray {
+        ColorType::Luma
+    } else {
+        ColorType::Rgb
+    };
+    encoder.encode(data, w, h, color).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -259,6 +345,32 @@ mod tests {
             Err(FilterError::UnsupportedFormat(_))
         ));
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap(), ImageFormat::Png);
+    }
+
+    #[test]
+    fn jpeg_side_over_65535_is_a_typed_error() {
+        for img in [
+            DynamicImage::new_luma8(65536, 1),
+            DynamicImage::new_rgb8(1, 65536),
+        ] {
+            let mut out = vec![1, 2, 3];
+            assert!(matches!(
+                encode(img, ImageFormat::Jpeg, 85, &mut out),
+                Err(FilterError::Encode(_))
+            ));
+            assert!(out.is_empty());
+        }
+        // 65535 is still fine.
+        let mut out = Vec::new();
+        encode(
+            DynamicImage::new_luma8(65535, 1),
+            ImageFormat::Jpeg,
+            85,
+            &mut out,
+        )
+        .unwrap();
+        let back = image::load_from_memory(&out).unwrap();
+        assert_eq!((back.width(), back.height()), (65535, 1));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Trust boundary: "hostile image bytes and op specs from the network". Every input may be
 //! malicious, so every failure is a typed [`FilterError`], never a panic; sizes are checked
 //! against [`Limits`] before anything proportional to them is allocated. The crate does no I/O
-//! besides reading the bytes it is given, starts no threads and contains no `unsafe`.
+//! besides reading the bytes it is given, starts no threads and contains no `unsafe` (its SIMD
+//! dependencies use it internally; libjpeg-turbo is C, fed only pixels this crate made).
 //!
 //! # Use
 //!
@@ -78,7 +79,28 @@
 //! - Colour types are converted as the output format needs: JPEG drops alpha (RGB8/L8), GIF,
 //!   WebP (lossless only) and BMP are 8-bit; PNG and TIFF keep 16-bit samples. Float TIFF input
 //!   is converted to 16-bit right after decoding.
-//! - Output is deterministic: same input, spec and build, same bytes.
+//! - Output is deterministic: same input, spec and build, same bytes, on a given machine.
+//!
+//! # Kernels
+//!
+//! The hot paths do not use the `image` crate's own (scalar, f32) implementations, but are
+//! set up to reproduce them (PSNR >= 40 dB against `image` on photos, tests/fidelity.rs;
+//! speed in examples/kernels.rs):
+//!
+//! - blur and sharpen, 8-bit: `libblur` fixed-point SIMD convolution with `image`'s kernel
+//!   (16-bit: `image`);
+//! - resize (fit, fill, exact), 8- and 16-bit: `fast_image_resize` with `image`'s filters and
+//!   no alpha premultiplication; nearest and thumbnail: exact re-implementations of `image`'s;
+//! - grayscale: `image`'s integer formula in one pass;
+//! - JPEG output: libjpeg-turbo 3 (vendored, static; the `turbojpeg` feature, on by default),
+//!   else the pure-Rust `jpeg-encoder`; both 4:4:4 with the accurate DCT like `image`'s.
+//!
+//! Decoding stays with `image`'s Rust decoders (zune-jpeg, png, ...): they face hostile bytes.
+//!
+//! These libraries choose their SIMD code (SSE4.1, AVX2, ...) at run time from the CPU, so
+//! the server's workers and the client's `--local` mode, on the same machine and build, give
+//! identical bytes; on a machine with a different instruction set the bytes may differ by
+//! rounding (invisibly: the same fidelity bounds hold). All versions are pinned by Cargo.lock.
 
 #![forbid(unsafe_code)]
 
