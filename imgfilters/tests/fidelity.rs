@@ -34,7 +34,7 @@ fn colour_variants(img: &DynamicImage) -> Vec<(&'static str, DynamicImage)> {
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
     let alpha = |x: u32, y: u32| -> u8 {
-        if (x / 37 + y / 29) % 5 == 0 {
+        if (x / 37 + y / 29).is_multiple_of(5) {
             0
         } else {
             (64 + (x * 191 / w.max(1))) as u8

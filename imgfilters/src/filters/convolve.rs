@@ -68,7 +68,7 @@ pub fn sharpen(img: DynamicImage, sigma: f32, threshold: i32) -> DynamicImage {
 /// 6.6 sigma, odd, at least 3. sigma <= 100 keeps it <= 665.
 fn image_kernel_size(sigma: f32) -> usize {
     let size = ((((sigma - 0.8) / 0.3) + 1.0) * 2.0 + 1.0).max(3.0) as usize;
-    if size % 2 == 0 {
+    if size.is_multiple_of(2) {
         size + 1
     } else {
         size
