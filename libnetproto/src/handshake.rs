@@ -16,13 +16,12 @@
 //! k_c2s || k_s2c = HKDF-Expand(HKDF-Extract(ck, ""), "netproto/1 split" || h)
 //! ```
 
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::aead::Aead;
 use crate::error::Error;
 use crate::frame::{self, Frame, VERSION};
 use crate::keys::ServerKey;
@@ -101,22 +100,24 @@ fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, E
     Ok(Zeroizing::new(shared.to_bytes()))
 }
 
+// Each handshake key seals exactly one message, so the nonce is always zero.
 fn aead_seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Vec<u8> {
-    ChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt(
-            &Nonce::default(),
-            Payload {
-                msg: plain,
-                aad: ad,
-            },
-        )
-        .expect("ChaCha20-Poly1305 encryption of a short message cannot fail")
+    let mut out = plain.to_vec();
+    let tag = Aead::new(key).seal([0u8; 12], ad, &mut out);
+    out.extend_from_slice(&tag);
+    out
 }
 
 fn aead_open(key: &[u8; 32], ad: &[u8], ct: &[u8]) -> Result<Vec<u8>, Error> {
-    ChaCha20Poly1305::new(Key::from_slice(key))
-        .decrypt(&Nonce::default(), Payload { msg: ct, aad: ad })
-        .map_err(|_| Error::HandshakeFailed("server reply does not decrypt: wrong key or tampered"))
+    let failed = Error::HandshakeFailed("server reply does not decrypt: wrong key or tampered");
+    let split = ct.len().checked_sub(TAG_LEN).ok_or(failed.clone())?;
+    let (body, tag) = ct.split_at(split);
+    let mut out = body.to_vec();
+    let tag: &[u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN from the end");
+    Aead::new(key)
+        .open([0u8; 12], ad, &mut out, tag)
+        .map_err(|_| failed)?;
+    Ok(out)
 }
 
 /// Client side, between sending HELLO and receiving HELLO_REPLY.

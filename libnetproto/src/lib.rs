@@ -11,6 +11,7 @@
 //! - `capi`: the C ABI over everything (the only place with `unsafe`).
 #![deny(unsafe_code)]
 
+mod aead;
 pub mod conn;
 pub mod crc;
 pub mod error;

@@ -4,14 +4,12 @@
 //! replayed, reordered or dropped frame fails the tag; each direction has its own key, so a
 //! frame reflected back to its sender fails too. Any failure is fatal to the connection.
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
-
+use crate::aead::Aead;
 use crate::error::Error;
 use crate::limits::TAG_LEN;
 
 pub struct CipherState {
-    aead: ChaCha20Poly1305,
+    aead: Aead,
     counter: u64,
 }
 
@@ -23,17 +21,17 @@ impl std::fmt::Debug for CipherState {
     }
 }
 
-fn nonce(counter: u64) -> Nonce {
+fn nonce(counter: u64) -> [u8; 12] {
     // Noise's layout: 32 zero bits, then the counter little-endian.
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::from(n)
+    n
 }
 
 impl CipherState {
     pub fn new(key: &[u8; 32]) -> Self {
         CipherState {
-            aead: ChaCha20Poly1305::new(Key::from_slice(key)),
+            aead: Aead::new(key),
             counter: 0,
         }
     }
@@ -43,7 +41,7 @@ impl CipherState {
         self.counter
     }
 
-    fn next_nonce(&mut self) -> Result<Nonce, Error> {
+    fn next_nonce(&mut self) -> Result<[u8; 12], Error> {
         // u64::MAX itself is never used, as in Noise, so the counter cannot wrap.
         if self.counter == u64::MAX {
             return Err(Error::NonceExhausted);
@@ -56,11 +54,7 @@ impl CipherState {
     /// Encrypts `buf` in place and returns the tag to append.
     pub fn seal(&mut self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
         let n = self.next_nonce()?;
-        let tag = self
-            .aead
-            .encrypt_in_place_detached(&n, aad, buf)
-            .map_err(|_| Error::DecryptFailed)?;
-        Ok(tag.into())
+        Ok(self.aead.seal(n, aad, buf))
     }
 
     /// Decrypts `buf` (ciphertext followed by the tag) in place; returns the plaintext length.
@@ -73,9 +67,9 @@ impl CipherState {
             return Err(Error::NonceExhausted);
         }
         let (ct, tag) = buf.split_at_mut(buf.len() - TAG_LEN);
-        let n = nonce(self.counter);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN from the end");
         self.aead
-            .decrypt_in_place_detached(&n, aad, ct, Tag::from_slice(tag))
+            .open(nonce(self.counter), aad, ct, tag)
             .map_err(|_| Error::DecryptFailed)?;
         self.counter += 1;
         Ok(ct.len())
