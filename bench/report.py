@@ -421,7 +421,7 @@ def write_md(R, path, seconds):
         notes = ["Errors count against throughput (only answered jobs count)."]
         if "BUSY" in kinds:
             notes.append("`BUSY`: the server refused a job because its large-job budget "
-                         "(`--large-job-budget`, 512 MiB by default, for uploads larger than a "
+                         "(`--large-job-budget`, an eighth of RAM by default, for uploads larger than a "
                          "4 MiB ring slot) was taken: 150 connections each uploading a "
                          "multi-megabyte image exceed it, so for the largest images that "
                          "budget, not the CPU, limits the service (default configuration "

@@ -99,8 +99,9 @@ pub struct ServeArgs {
     /// Bytes per ring slot; larger jobs use a dedicated memfd.
     #[arg(long, default_value_t = 4 << 20)]
     pub slot_size: u64,
-    /// Total bytes of jobs larger than a slot held at once; beyond it, BUSY.
-    #[arg(long, default_value_t = 512 << 20)]
+    /// Total bytes of jobs larger than a slot held at once; beyond it, BUSY. The default is an
+    /// eighth of physical memory, at least 512 MiB.
+    #[arg(long, default_value_t = default_large_job_budget())]
     pub large_job_budget: u64,
     /// Seconds a connection may take to complete the handshake and login.
     #[arg(long, default_value_t = 10.0)]
@@ -120,4 +121,18 @@ impl ServeArgs {
     pub fn secs(v: f64) -> std::time::Duration {
         std::time::Duration::from_secs_f64(v.max(0.001))
     }
+}
+
+/// An eighth of physical memory, at least 512 MiB: the uploads of large jobs wait in memory
+/// until a worker takes them, and a fixed figure either refuses work a big machine could hold
+/// (150 clients uploading 6 MB photos need 900 MB) or lets a small one swap.
+fn default_large_job_budget() -> u64 {
+    use nix::unistd::{sysconf, SysconfVar};
+    let pages = sysconf(SysconfVar::_PHYS_PAGES).ok().flatten().unwrap_or(0);
+    let page = sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096);
+    let phys = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
+    (phys / 8).max(512 << 20)
 }

@@ -171,6 +171,44 @@ fn busy_is_answered_at_once_when_the_queue_is_full() {
 }
 
 #[test]
+fn large_jobs_beyond_their_budget_get_busy() {
+    // 64 KiB slots and a 128 KiB budget for larger jobs: one 100 KB upload fits, a second
+    // one while the first is held does not, and gets BUSY at once; small jobs still run.
+    let srv = Server::start_env(
+        "largebudget",
+        &[
+            "--workers",
+            "2",
+            "--slot-size",
+            "65536",
+            "--large-job-budget",
+            "131072",
+            "--job-timeout",
+            "5",
+        ],
+        &[("IMGSERVER_FAULT_INJECTION", "1")],
+    );
+    let mut c = srv.connect();
+    let mut hang = b"IMGSERVER-FAULT-HANG".to_vec();
+    hang.resize(100_000, b'.');
+    send_job(&mut c, 1, "noop", &hang);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut big = b"second".to_vec();
+    big.resize(100_000, b'.');
+    match run_job(&mut c, 2, "noop", &big) {
+        Outcome::Busy { retry_after_ms } => assert!(retry_after_ms >= 50),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(srv.stat("jobs_busy"), 1);
+    let small = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    assert!(small.len() < 65536);
+    match run_job(&mut c, 3, "invert", &small) {
+        Outcome::Ok { .. } => {}
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
 fn too_many_connections_are_refused_cleanly() {
     let srv = Server::start("maxconns", &["--workers", "1", "--max-conns", "1"]);
     let _first = srv.connect();
