@@ -234,6 +234,11 @@ impl Connector {
         }))
     }
 
+    /// The credentials, for connections driven by the caller (the bench's event loops).
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
     /// One attempt: TCP, handshake, key check against the known-servers file, login.
     pub fn connect_once(&self) -> Result<Client, NpError> {
         let c = Client::connect(

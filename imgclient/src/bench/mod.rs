@@ -1,5 +1,5 @@
 //! `imgclient bench`: the load tester. Loads the input images once, opens `--conns`
-//! connections (one OS thread each, see `worker`), ramps them up, drives a closed or open
+//! connections (driven by `--threads` event loops, see `engine`), ramps them up, drives a closed or open
 //! loop for a duration or a request count, collects every outcome over a crossbeam channel
 //! into HDR histograms, and reports throughput, latency percentiles, errors by type, the
 //! server's phase times and its STATS counters before and after.
@@ -7,6 +7,7 @@
 //! Trust boundary: same as the filter commands (local files in, the server's answers); the
 //! bench only counts and times what comes back.
 
+mod engine;
 pub mod plot;
 pub mod report;
 pub mod schedule;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use crossbeam_channel::{unbounded, RecvTimeoutError};
+use crossbeam_channel::{unbounded, TryRecvError};
 
 use crate::cli::{parse_duration, parse_spec, ConnArgs};
 use crate::connect::Connector;
@@ -30,9 +31,13 @@ use worker::{BenchOp, Mode, Plan};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Connections, each on its own thread.
+    /// Connections, spread over the --threads event loops.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub conns: u32,
+
+    /// Event-loop threads that drive the connections [default: one per CPU, at most --conns].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
 
     /// Directory of input images (every file with an image extension, loaded once; requests
     /// cycle through them).
@@ -141,6 +146,9 @@ fn live_line(
     )
 }
 
+/// How often the collector reads the connection threads' messages.
+const COLLECT_EVERY: Duration = Duration::from_millis(5);
+
 pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     let mix = parse_ops(&args.ops)?;
     if let Some(r) = args.rate {
@@ -200,16 +208,24 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
         claimed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        server_key: control.server_key(),
     });
 
+    let threads = args
+        .threads
+        .map(|t| t as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(conns);
     let (tx, rx) = unbounded();
-    let mut handles = Vec::with_capacity(conns);
-    for c in 0..conns {
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        // Connection c goes to thread c % threads, so a ramp starts them evenly.
+        let mine: Vec<usize> = (t..conns).step_by(threads).collect();
         let (p, tx) = (plan.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
-            .name(format!("bench-{c}"))
+            .name(format!("bench-{t}"))
             .stack_size(worker::STACK_SIZE)
-            .spawn(move || worker::run(p, c, tx));
+            .spawn(move || engine::run(p, mine, tx));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -217,7 +233,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
                 for h in handles {
                     let _ = h.join();
                 }
-                return Err(Failure::io(format!("starting connection thread {c}"), e));
+                return Err(Failure::io(format!("starting event-loop thread {t}"), e));
             }
         }
     }
@@ -229,17 +245,25 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     let mut next_tick = plan.start + Duration::from_secs(1);
     let (mut prev_ok, mut prev_up, mut prev_down) = (0u64, 0u64, 0u64);
     loop {
+        // Collect in batches every few milliseconds rather than waking on every message: at
+        // tens of thousands of requests per second a wake-up per answer would cost this
+        // process (and the server it shares the CPU with) more than the requests themselves.
+        // Latencies are timed by the connection threads, so batching does not change them.
         let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(m) => {
-                totals.add(m);
-                // Drain what is queued before looking at the clock again.
-                while let Ok(m) = rx.try_recv() {
-                    totals.add(m);
+        std::thread::sleep(wait.min(COLLECT_EVERY));
+        let mut disconnected = false;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => totals.add(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if disconnected {
+            break;
         }
         let now = Instant::now();
         if now >= next_tick {

@@ -74,6 +74,7 @@ impl Totals {
                 up,
                 down,
                 phases,
+                at,
             } => {
                 self.ok += 1;
                 self.up += up;
@@ -89,12 +90,12 @@ impl Totals {
                         h.saturating_record((v as u64).max(1));
                     }
                 }
-                self.last_event = Some(Instant::now());
+                self.last_event = self.last_event.max(Some(at));
             }
-            Msg::Err { key, kind, up } => {
+            Msg::Err { key, kind, up, at } => {
                 self.up += up;
                 self.errors.entry(key).or_insert((0, kind)).0 += 1;
-                self.last_event = Some(Instant::now());
+                self.last_event = self.last_event.max(Some(at));
             }
             Msg::ConnUp => {
                 self.conns_up += 1;
@@ -461,6 +462,7 @@ mod tests {
                 up: 1000,
                 down: 500,
                 phases: Some([100, 2000, 3000, 400]),
+                at: Instant::now(),
             });
         }
         t
@@ -484,6 +486,7 @@ mod tests {
             key: "BUSY".into(),
             kind: ExitKind::Busy,
             up: 0,
+            at: Instant::now(),
         });
         let s = Summary {
             conns: 150,

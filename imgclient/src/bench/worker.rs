@@ -1,34 +1,21 @@
-//! One bench connection on its own OS thread: connect (after its ramp delay), send requests
-//! closed-loop (next one as soon as the previous is answered) or open-loop (on the schedule,
-//! several in flight), time each from its intended send time, and report every outcome to
-//! the collector over a channel.
-//!
-//! Threading: one thread per connection. The library's blocking `Client` owns one socket and
-//! is driven by one thread at a time, so this is the model that needs no event loop of our
-//! own, keeps the closed loop exact (the next request leaves the instant the answer is read,
-//! with no scheduler in between) and keeps key pinning inside `Client::connect`. The cost is
-//! small: each thread sleeps in `read` almost all the time, stacks are 256 KiB of virtual
-//! memory, and a request costs at most two context switches, far below the server's work per
-//! request. 1,000 connections are 1,000 mostly idle threads.
+//! What the bench's connections share: the plan of the run, the messages the collector
+//! hears, and how one answer from the server changes the requests in flight (pure, so it is
+//! tested without a server). The connections themselves are driven by `engine.rs`.
 //!
 //! Trust boundary: the server's answers; they are only counted and timed, never kept.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use netproto_sys::{ffi, Client, Event, NpError};
+use netproto_sys::Event;
 
-use super::schedule::{self, OpenSchedule};
-use crate::connect::{sleep_unless, Connector, Jitter, Retry};
+use crate::connect::Connector;
 use crate::exit::{self, ExitKind, Failure};
-use crate::session::CHUNK;
-use crate::sys;
 
-/// Stack size of a connection thread: the blocking client needs little, and a thousand of
-/// them must fit comfortably.
+/// Stack size of an event-loop thread.
 pub const STACK_SIZE: usize = 256 * 1024;
 
 /// What a request does.
@@ -66,10 +53,13 @@ pub struct Plan {
     pub stop: AtomicBool,
     /// The first error that makes further connecting pointless (authentication, pinning).
     pub fatal: Mutex<Option<Failure>>,
+    /// The server key the control connection checked against the known-servers file; every
+    /// bench connection must see the same.
+    pub server_key: [u8; 32],
 }
 
 impl Plan {
-    fn end(&self) -> Option<Instant> {
+    pub fn end(&self) -> Option<Instant> {
         self.duration.map(|d| self.start + d)
     }
 }
@@ -85,366 +75,37 @@ pub enum Msg {
         down: u64,
         /// Server phase times (queue, decode, filter, encode) in µs, for jobs.
         phases: Option<[u32; 4]>,
+        /// When the answer arrived (the collector reads messages in batches).
+        at: Instant,
     },
     Err {
         key: String,
         kind: ExitKind,
         up: u64,
+        at: Instant,
     },
     ConnUp,
     ConnDown,
 }
 
-struct Pending {
+pub struct Pending {
     op: usize,
     intended: Instant,
-    sent: Instant,
-    up: u64,
+    pub sent: Instant,
+    pub up: u64,
     down: u64,
     phases: Option<[u32; 4]>,
 }
 
 /// What an event means for the connection as a whole.
-enum Signal {
+pub enum Signal {
     None,
     Lost(String, ExitKind),
     Drain,
     Pause(Instant),
 }
 
-struct Worker {
-    plan: Arc<Plan>,
-    conn: usize,
-    tx: Sender<Msg>,
-    client: Option<Client>,
-    next_id: u64,
-    inflight: HashMap<u64, Pending>,
-    open: Option<OpenSchedule>,
-    /// The next request, chosen but not yet sent: (run-wide number, intended send time).
-    planned: Option<(u64, Instant)>,
-    exhausted: bool,
-    draining: bool,
-    paused_until: Option<Instant>,
-    retry: Retry,
-    jitter: Jitter,
-}
-
-/// The thread body for connection `conn`.
-pub fn run(plan: Arc<Plan>, conn: usize, tx: Sender<Msg>) {
-    let start_at = schedule::ramp_offset(conn, plan.conns, plan.ramp);
-    let open = match plan.mode {
-        Mode::Open { rate } => Some(OpenSchedule::new(
-            conn,
-            plan.conns,
-            rate,
-            start_at,
-            plan.max_requests,
-            plan.duration,
-        )),
-        Mode::Closed => None,
-    };
-    let retry_budget = plan.duration.unwrap_or(plan.connector.retry_for);
-    let mut w = Worker {
-        conn,
-        tx,
-        client: None,
-        next_id: 1,
-        inflight: HashMap::new(),
-        open,
-        planned: None,
-        exhausted: false,
-        draining: false,
-        paused_until: None,
-        retry: Retry::new(retry_budget),
-        jitter: Jitter::new(),
-        plan,
-    };
-    let wake = w.plan.start + start_at;
-    if !sleep_unless(wake.saturating_duration_since(Instant::now()), &w.plan.stop) {
-        return;
-    }
-    w.main_loop();
-    if w.client.take().is_some() {
-        let _ = w.tx.send(Msg::ConnDown);
-    }
-}
-
-impl Worker {
-    fn send(&self, m: Msg) {
-        let _ = self.tx.send(m);
-    }
-
-    fn error(&self, key: String, kind: ExitKind, up: u64) {
-        self.send(Msg::Err { key, kind, up });
-    }
-
-    fn main_loop(&mut self) {
-        loop {
-            if self.plan.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if self.client.is_none() {
-                if self.exhausted || self.plan.end().is_some_and(|e| Instant::now() >= e) {
-                    return;
-                }
-                if !self.connect() {
-                    return;
-                }
-                continue;
-            }
-            let now = Instant::now();
-            let mut wake: Option<Instant> = None;
-            if self.can_send(now) {
-                self.plan_next(now);
-                match self.planned {
-                    Some((n, due)) if due <= now => {
-                        self.planned = None;
-                        if let Err(e) = self.send_request(n, due) {
-                            self.lost(&e);
-                        }
-                        continue;
-                    }
-                    Some((_, due)) => wake = Some(due),
-                    None => {}
-                }
-            }
-            if self.inflight.is_empty() {
-                if self.exhausted {
-                    return;
-                }
-                if self.draining {
-                    // SHUTDOWN and nothing left in flight: reconnect (to the restarted server).
-                    self.client = None;
-                    self.send(Msg::ConnDown);
-                    continue;
-                }
-            }
-            if let Some(p) = self.paused_until {
-                wake = Some(wake.map_or(p, |w| w.min(p)));
-            }
-            self.wait(wake);
-        }
-    }
-
-    fn can_send(&self, now: Instant) -> bool {
-        !self.draining
-            && !self.exhausted
-            && self.paused_until.is_none_or(|t| t <= now)
-            && self.inflight.len()
-                < match self.plan.mode {
-                    Mode::Closed => 1,
-                    Mode::Open { .. } => self.plan.window,
-                }
-    }
-
-    /// Chooses the next request if none is chosen yet.
-    fn plan_next(&mut self, now: Instant) {
-        if self.planned.is_some() {
-            return;
-        }
-        match &mut self.open {
-            Some(s) => match s.peek() {
-                Some((n, at)) => {
-                    s.advance();
-                    self.planned = Some((n, self.plan.start + at));
-                }
-                None => self.exhausted = true,
-            },
-            None => {
-                if self.plan.end().is_some_and(|e| now >= e) {
-                    self.exhausted = true;
-                    return;
-                }
-                let n = self.plan.claimed.fetch_add(1, Ordering::Relaxed);
-                if self.plan.max_requests.is_some_and(|m| n >= m) {
-                    self.exhausted = true;
-                    return;
-                }
-                self.planned = Some((n, now));
-            }
-        }
-    }
-
-    fn connect(&mut self) -> bool {
-        match self.plan.connector.connect_once() {
-            Ok(c) => {
-                self.client = Some(c);
-                self.draining = false;
-                self.send(Msg::ConnUp);
-                true
-            }
-            Err(e) => {
-                let kind = exit::kind_of_np(&e);
-                self.error(
-                    format!("connect failed: {}", exit::np_tally_name(&e)),
-                    kind,
-                    0,
-                );
-                if !exit::np_retryable(&e) {
-                    let mut fatal = self.plan.fatal.lock().unwrap_or_else(|p| p.into_inner());
-                    fatal.get_or_insert_with(|| self.plan.connector.failure(&e));
-                    self.plan.stop.store(true, Ordering::Relaxed);
-                    return false;
-                }
-                let Some(mut delay) = self.retry.next_delay(Instant::now(), self.jitter.unit())
-                else {
-                    log::warn!("connection {}: giving up: {}", self.conn, e.message);
-                    return false;
-                };
-                if let Some(end) = self.plan.end() {
-                    delay = delay.min(end.saturating_duration_since(Instant::now()));
-                }
-                log::debug!(
-                    "connection {}: {}; retrying in {delay:?}",
-                    self.conn,
-                    e.message
-                );
-                sleep_unless(delay, &self.plan.stop)
-            }
-        }
-    }
-
-    fn send_request(&mut self, n: u64, intended: Instant) -> Result<(), NpError> {
-        let plan = self.plan.clone();
-        let op_idx = schedule::op_index(n, plan.ops.len());
-        let op = &plan.ops[op_idx];
-        let id = self.next_id;
-        self.next_id += 1;
-        let timeout = plan.timeout;
-        let now = Instant::now();
-        let Some(client) = self.client.as_mut() else {
-            return Ok(());
-        };
-        match op {
-            BenchOp::Ping => {
-                client.send_ping(id, &n.to_be_bytes(), timeout)?;
-                self.inflight.insert(id, pending(op_idx, intended, now, 0));
-            }
-            BenchOp::Job(spec) => {
-                let img = &plan.images[schedule::image_index(n, plan.ops.len(), plan.images.len())];
-                let mut chunks = img.chunks(CHUNK);
-                let first = chunks.next().unwrap_or(&[]);
-                let n_chunks = img.len().div_ceil(CHUNK).max(1);
-                client.send_job(id, spec, img.len() as u64, first, n_chunks == 1, timeout)?;
-                self.inflight
-                    .insert(id, pending(op_idx, intended, now, img.len() as u64));
-                for (i, chunk) in chunks.enumerate() {
-                    // Read answers that are already here, so their latency is not inflated
-                    // by this upload and the server never blocks on us.
-                    self.pump_ready()?;
-                    if !self.inflight.contains_key(&id) {
-                        break; // refused mid-upload: stop sending (PROTOCOL 10.5)
-                    }
-                    let Some(client) = self.client.as_mut() else {
-                        return Ok(());
-                    };
-                    client.send_job_data(id, chunk, i + 2 == n_chunks, timeout)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles events that can be read without waiting.
-    fn pump_ready(&mut self) -> Result<(), NpError> {
-        loop {
-            let Some(client) = self.client.as_mut() else {
-                return Ok(());
-            };
-            if !sys::readable_now(client.fd()) {
-                return Ok(());
-            }
-            match client.next_event(Duration::from_millis(1)) {
-                Ok(ev) => {
-                    let sig = on_event(&mut self.inflight, &self.tx, &ev, self.plan.mode);
-                    self.apply(sig);
-                }
-                Err(e) if e.is(ffi::NP_TIMEOUT) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Waits for one event, until `wake` at most; expires requests past their deadline.
-    fn wait(&mut self, wake: Option<Instant>) {
-        let now = Instant::now();
-        let deadline = self
-            .inflight
-            .values()
-            .map(|p| p.sent + self.plan.timeout)
-            .min();
-        let until = match (wake, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let timeout = until
-            .map_or(Duration::from_secs(1), |u| u.saturating_duration_since(now))
-            .clamp(Duration::from_millis(1), Duration::from_secs(1));
-        let Some(client) = self.client.as_mut() else {
-            return;
-        };
-        match client.next_event(timeout) {
-            Ok(ev) => {
-                let sig = on_event(&mut self.inflight, &self.tx, &ev, self.plan.mode);
-                self.apply(sig);
-            }
-            Err(e) if e.is(ffi::NP_TIMEOUT) => self.expire(Instant::now()),
-            Err(e) => self.lost(&e),
-        }
-    }
-
-    fn apply(&mut self, sig: Signal) {
-        match sig {
-            Signal::None => {}
-            Signal::Drain => self.draining = true,
-            Signal::Pause(until) => self.paused_until = Some(until),
-            Signal::Lost(key, kind) => self.drop_connection(key, kind),
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let timeout = self.plan.timeout;
-        let expired: Vec<u64> = self
-            .inflight
-            .iter()
-            .filter(|(_, p)| now >= p.sent + timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(p) = self.inflight.remove(&id) {
-                self.error(
-                    format!("no answer within {} ms", timeout.as_millis()),
-                    ExitKind::Connect,
-                    p.up,
-                );
-            }
-        }
-    }
-
-    fn lost(&mut self, e: &NpError) {
-        self.drop_connection(
-            format!("connection lost: {}", exit::np_tally_name(e)),
-            exit::kind_of_np(e),
-        );
-    }
-
-    /// Counts every request in flight as failed with `key` and closes the connection.
-    fn drop_connection(&mut self, key: String, kind: ExitKind) {
-        log::debug!("connection {}: {key}", self.conn);
-        for (_, p) in self.inflight.drain() {
-            let _ = self.tx.send(Msg::Err {
-                key: key.clone(),
-                kind,
-                up: p.up,
-            });
-        }
-        if self.client.take().is_some() {
-            self.send(Msg::ConnDown);
-        }
-    }
-}
-
-fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending {
+pub fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending {
     Pending {
         op,
         intended,
@@ -456,7 +117,7 @@ fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending {
 }
 
 /// Applies one event to the requests in flight; reports completions and errors.
-fn on_event(
+pub fn on_event(
     inflight: &mut HashMap<u64, Pending>,
     tx: &Sender<Msg>,
     ev: &Event<'_>,
@@ -471,6 +132,7 @@ fn on_event(
                 up: p.up,
                 down: p.down,
                 phases: p.phases,
+                at: now,
             });
         }
     };
@@ -515,6 +177,7 @@ fn on_event(
                     key: exit::wire_name(code),
                     kind: exit::kind_of_wire(code),
                     up: p.up,
+                    at: now,
                 });
             }
         }
@@ -524,6 +187,7 @@ fn on_event(
                     key: "BUSY".to_string(),
                     kind: ExitKind::Busy,
                     up: p.up,
+                    at: now,
                 });
             }
             // Closed loop honours the server's back-off; open loop keeps to its schedule,
@@ -565,7 +229,7 @@ mod tests {
         ));
         assert!(inflight.is_empty());
         assert!(
-            matches!(rx.try_recv(), Ok(Msg::Err { ref key, kind: ExitKind::Busy, up: 100 }) if key == "BUSY")
+            matches!(rx.try_recv(), Ok(Msg::Err { ref key, kind: ExitKind::Busy, up: 100, .. }) if key == "BUSY")
         );
         inflight.insert(8, pending(0, t, t, 0));
         let ev = Event::Busy {
@@ -613,6 +277,7 @@ mod tests {
                 up,
                 down,
                 phases,
+                ..
             } => {
                 assert_eq!(op, 1);
                 assert!(latency >= Duration::from_millis(300));

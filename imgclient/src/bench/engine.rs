@@ -1,0 +1,681 @@
+//! The load generator's connections: a few event-loop threads (one per core by default), each
+//! driving its share of the connections with mio and libnetproto's sans-IO `Conn`:
+//! non-blocking connect, handshake, key check, login, then requests closed-loop (the next one
+//! leaves as soon as the answer is read) or open-loop (on the schedule, up to `--window` in
+//! flight), each timed from its intended send time; reconnecting with backoff after a loss.
+//!
+//! Why event loops rather than a blocking thread per connection: with a thread per connection
+//! every answer the server writes has to wake a sleeping thread, and the wake-up is paid inside
+//! the server's `write`. On a 2-core machine at 150 connections of PING that was over a quarter
+//! of the server's CPU, so the load generator slowed down what it measured. An event-loop
+//! thread that is already awake costs the server nothing to notify.
+//!
+//! Trust boundary: the server's bytes (parsed by libnetproto; answers are only counted and
+//! timed). The server's key must be the one the control connection checked against the
+//! known-servers file; any other key stops the run before a login proof is sent.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use netproto_sys::{ffi, Conn, Event, NpError, ReadStatus};
+
+use super::schedule::{self, OpenSchedule};
+use super::worker::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
+use crate::connect::{Jitter, Retry};
+use crate::exit;
+use crate::session::CHUNK;
+
+/// Upload chunks are queued only while less than this is waiting to be written, so that
+/// connections uploading large images do not each hold a whole encrypted copy.
+const OUTPUT_LOW_WATER: usize = 4 * CHUNK;
+
+/// Longest sleep in `epoll_wait`, so that `stop` is noticed.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Not connected: (re)connect at this time.
+    Idle {
+        at: Instant,
+    },
+    /// TCP connect, handshake and login under way since then.
+    Connecting {
+        since: Instant,
+    },
+    Ready,
+    /// Nothing more to do: the run's requests are done, or reconnecting was given up.
+    Done,
+}
+
+/// The rest of an image upload: the next chunk starts at `offset`.
+struct Upload {
+    id: u64,
+    image: usize,
+    offset: usize,
+}
+
+/// One bench connection.
+struct Link {
+    conn_no: usize,
+    /// Its index in the thread's table, the mio token.
+    token: usize,
+    phase: Phase,
+    stream: Option<TcpStream>,
+    conn: Option<Conn>,
+    /// WRITABLE is registered (only while output is pending, or while connecting).
+    want_write: bool,
+    next_id: u64,
+    inflight: HashMap<u64, Pending>,
+    open: Option<OpenSchedule>,
+    /// The next request, chosen but not yet sent: (run-wide number, intended send time).
+    planned: Option<(u64, Instant)>,
+    exhausted: bool,
+    draining: bool,
+    paused_until: Option<Instant>,
+    retry: Retry,
+    upload: Option<Upload>,
+}
+
+/// Why a connection went away, and whether to try again.
+struct Loss {
+    /// The tally key; "connect failed: " or "connection lost: " goes in front unless `whole`.
+    key: String,
+    whole: bool,
+    kind: exit::ExitKind,
+    /// The error that ends the whole run (authentication, key pinning).
+    fatal: Option<NpError>,
+}
+
+impl From<NpError> for Loss {
+    fn from(e: NpError) -> Loss {
+        Loss {
+            key: exit::np_tally_name(&e),
+            whole: false,
+            kind: exit::kind_of_np(&e),
+            fatal: (!exit::np_retryable(&e)).then_some(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for Loss {
+    fn from(e: std::io::Error) -> Loss {
+        Loss::from(io_error(&e))
+    }
+}
+
+/// What one event-loop thread shares between its connections.
+struct Ctx {
+    plan: Arc<Plan>,
+    tx: Sender<Msg>,
+    poll: Poll,
+    addr: Option<SocketAddr>,
+    jitter: Jitter,
+}
+
+/// The thread body: drives the connections numbered `conn_nos` until the run ends.
+pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
+    let poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("bench: cannot create an event loop: {e}");
+            plan.stop.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
+    // Resolved once per thread; a name that does not resolve fails every connect the same
+    // way a refused connection does (counted, retried within the budget).
+    let addr = plan
+        .connector
+        .addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next());
+    let mut links: Vec<Link> = conn_nos
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| Link::new(&plan, c, i))
+        .collect();
+    let mut ctx = Ctx {
+        plan,
+        tx,
+        poll,
+        addr,
+        jitter: Jitter::new(),
+    };
+    let mut events = Events::with_capacity(1024);
+    // Every connection is stepped when the earliest of their timers is due; in between only
+    // those with socket events are, so a busy loop does not walk all of them per answer.
+    let mut next_scan = Instant::now();
+    loop {
+        if ctx.plan.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= next_scan {
+            let mut wake: Option<Instant> = None;
+            for (i, l) in links.iter_mut().enumerate() {
+                ctx.step(i, l, now);
+                wake = earliest(wake, l.wake(&ctx.plan));
+            }
+            if links.iter().all(|l| matches!(l.phase, Phase::Done)) {
+                break;
+            }
+            next_scan = wake.unwrap_or(now + MAX_WAIT);
+        }
+        let now = Instant::now();
+        let timeout = next_scan.saturating_duration_since(now).min(MAX_WAIT);
+        if let Err(e) = ctx.poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::error!("bench: epoll_wait: {e}");
+                ctx.plan.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(l) = links.get_mut(i) else { continue };
+            ctx.on_socket(l, Instant::now());
+            ctx.step(i, l, Instant::now());
+            next_scan = earliest(Some(next_scan), l.wake(&ctx.plan)).unwrap_or(next_scan);
+        }
+    }
+    for l in &mut links {
+        ctx.close(l);
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Link {
+    fn new(plan: &Plan, conn_no: usize, token: usize) -> Link {
+        let start_at = schedule::ramp_offset(conn_no, plan.conns, plan.ramp);
+        let open = match plan.mode {
+            Mode::Open { rate } => Some(OpenSchedule::new(
+                conn_no,
+                plan.conns,
+                rate,
+                start_at,
+                plan.max_requests,
+                plan.duration,
+            )),
+            Mode::Closed => None,
+        };
+        Link {
+            conn_no,
+            token,
+            phase: Phase::Idle {
+                at: plan.start + start_at,
+            },
+            stream: None,
+            conn: None,
+            want_write: false,
+            next_id: 1,
+            inflight: HashMap::new(),
+            open,
+            planned: None,
+            exhausted: false,
+            draining: false,
+            paused_until: None,
+            retry: Retry::new(plan.duration.unwrap_or(plan.connector.retry_for)),
+            upload: None,
+        }
+    }
+
+    fn can_send(&self, plan: &Plan, now: Instant) -> bool {
+        !self.draining
+            && !self.exhausted
+            && self.upload.is_none()
+            && self.paused_until.is_none_or(|t| t <= now)
+            && self.inflight.len()
+                < match plan.mode {
+                    Mode::Closed => 1,
+                    Mode::Open { .. } => plan.window,
+                }
+    }
+
+    /// Chooses the next request if none is chosen yet.
+    fn plan_next(&mut self, plan: &Plan, now: Instant) {
+        if self.planned.is_some() {
+            return;
+        }
+        match &mut self.open {
+            Some(s) => match s.peek() {
+                Some((n, at)) => {
+                    s.advance();
+                    self.planned = Some((n, plan.start + at));
+                }
+                None => self.exhausted = true,
+            },
+            None => {
+                if plan.end().is_some_and(|e| now >= e) {
+                    self.exhausted = true;
+                    return;
+                }
+                let n = plan.claimed.fetch_add(1, Ordering::Relaxed);
+                if plan.max_requests.is_some_and(|m| n >= m) {
+                    self.exhausted = true;
+                    return;
+                }
+                self.planned = Some((n, now));
+            }
+        }
+    }
+
+    /// When this connection next needs attention without a socket event.
+    fn wake(&self, plan: &Plan) -> Option<Instant> {
+        match self.phase {
+            Phase::Idle { at } => Some(at),
+            Phase::Connecting { since } => Some(since + plan.connector.timeout),
+            Phase::Done => None,
+            Phase::Ready => {
+                let deadline = self.inflight.values().map(|p| p.sent + plan.timeout).min();
+                let mut w = earliest(deadline, self.paused_until);
+                if let Some((_, due)) = self.planned {
+                    w = earliest(w, Some(due));
+                }
+                w
+            }
+        }
+    }
+
+    fn apply(&mut self, sig: Signal) -> Option<Loss> {
+        match sig {
+            Signal::None => None,
+            Signal::Drain => {
+                self.draining = true;
+                None
+            }
+            Signal::Pause(until) => {
+                self.paused_until = Some(until);
+                None
+            }
+            Signal::Lost(key, kind) => Some(Loss {
+                key,
+                whole: true,
+                kind,
+                fatal: None,
+            }),
+        }
+    }
+}
+
+impl Ctx {
+    fn send(&self, m: Msg) {
+        let _ = self.tx.send(m);
+    }
+
+    /// Advances `l` by the clock: connects when due, expires late answers, sends what the
+    /// schedule allows, feeds uploads, and closes when there is nothing left to do.
+    fn step(&mut self, i: usize, l: &mut Link, now: Instant) {
+        match l.phase {
+            Phase::Done => {}
+            Phase::Idle { at } => {
+                if now < at {
+                    return;
+                }
+                if l.exhausted || self.plan.end().is_some_and(|e| now >= e) {
+                    l.phase = Phase::Done;
+                    return;
+                }
+                self.connect(i, l, now);
+            }
+            Phase::Connecting { since } => {
+                if now >= since + self.plan.connector.timeout {
+                    let e = NpError {
+                        status: ffi::NP_TIMEOUT,
+                        message: "connect, handshake and login took too long".into(),
+                    };
+                    self.lose(l, e.into(), now);
+                }
+            }
+            Phase::Ready => {
+                self.expire(l, now);
+                if let Err(loss) = self.send_due(l, now) {
+                    self.lose(l, loss, now);
+                    return;
+                }
+                if l.inflight.is_empty() && l.upload.is_none() {
+                    if l.exhausted {
+                        self.close(l);
+                        l.phase = Phase::Done;
+                    } else if l.draining {
+                        // SHUTDOWN and nothing left in flight: reconnect (to the restarted
+                        // server).
+                        self.close(l);
+                        l.phase = Phase::Idle { at: now };
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_due(&mut self, l: &mut Link, now: Instant) -> Result<(), Loss> {
+        while l.can_send(&self.plan, now) {
+            l.plan_next(&self.plan, now);
+            match l.planned {
+                Some((n, due)) if due <= now => {
+                    l.planned = None;
+                    self.send_request(l, n, due, now)?;
+                }
+                _ => break,
+            }
+        }
+        // Until the socket pushes back: a socket that takes everything gives no WRITABLE
+        // event to continue an upload from.
+        loop {
+            self.pump_upload(l)?;
+            let left = self.flush(l)?;
+            if l.upload.is_none() || left > 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        l: &mut Link,
+        n: u64,
+        intended: Instant,
+        now: Instant,
+    ) -> Result<(), NpError> {
+        let plan = &self.plan;
+        let op_idx = schedule::op_index(n, plan.ops.len());
+        let id = l.next_id;
+        l.next_id += 1;
+        let Some(conn) = l.conn.as_mut() else {
+            return Ok(());
+        };
+        match &plan.ops[op_idx] {
+            BenchOp::Ping => {
+                conn.send_ping(id, &n.to_be_bytes())?;
+                l.inflight.insert(id, pending(op_idx, intended, now, 0));
+            }
+            BenchOp::Job(spec) => {
+                let image = schedule::image_index(n, plan.ops.len(), plan.images.len());
+                let img = &plan.images[image];
+                let first = &img[..img.len().min(CHUNK)];
+                let last = first.len() == img.len();
+                conn.send_job(id, spec, img.len() as u64, first, last)?;
+                l.inflight
+                    .insert(id, pending(op_idx, intended, now, img.len() as u64));
+                if !last {
+                    l.upload = Some(Upload {
+                        id,
+                        image,
+                        offset: first.len(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues upload chunks while the output buffer is short.
+    fn pump_upload(&mut self, l: &mut Link) -> Result<(), NpError> {
+        let Some(conn) = l.conn.as_mut() else {
+            return Ok(());
+        };
+        while let Some(u) = l.upload.as_mut() {
+            if !l.inflight.contains_key(&u.id) {
+                l.upload = None; // refused mid-upload: stop sending (PROTOCOL 10.5)
+                break;
+            }
+            if conn.pending_output().len() >= OUTPUT_LOW_WATER {
+                break;
+            }
+            let img = &self.plan.images[u.image];
+            let end = (u.offset + CHUNK).min(img.len());
+            let last = end == img.len();
+            conn.send_job_data(u.id, &img[u.offset..end], last)?;
+            u.offset = end;
+            if last {
+                l.upload = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pending output; WRITABLE interest only while some is left. Returns the bytes
+    /// still pending.
+    fn flush(&mut self, l: &mut Link) -> Result<usize, Loss> {
+        let (Some(stream), Some(conn)) = (l.stream.as_mut(), l.conn.as_mut()) else {
+            return Ok(0);
+        };
+        let left = conn.write_fd(stream.as_fd())?;
+        let want = left > 0;
+        if want != l.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(stream, Token(l.token), interest)?;
+            l.want_write = want;
+        }
+        Ok(left)
+    }
+
+    fn connect(&mut self, i: usize, l: &mut Link, now: Instant) {
+        let result = (|| -> Result<(TcpStream, Conn), NpError> {
+            let addr = self.addr.ok_or_else(|| NpError {
+                status: ffi::NP_IO,
+                message: format!("cannot resolve {}", self.plan.connector.addr),
+            })?;
+            let mut stream = TcpStream::connect(addr).map_err(|e| io_error(&e))?;
+            let _ = stream.set_nodelay(true);
+            self.poll
+                .registry()
+                .register(
+                    &mut stream,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(|e| io_error(&e))?;
+            let conn = Conn::new_client(self.plan.connector.config())?;
+            Ok((stream, conn))
+        })();
+        match result {
+            Ok((stream, conn)) => {
+                l.stream = Some(stream);
+                l.conn = Some(conn);
+                l.want_write = true;
+                l.draining = false;
+                l.phase = Phase::Connecting { since: now };
+            }
+            Err(e) => self.lose(l, e.into(), now),
+        }
+    }
+
+    /// Reads and handles everything the socket has, then writes what that produced.
+    fn on_socket(&mut self, l: &mut Link, now: Instant) {
+        if let Err(loss) = self.read_all(l).and_then(|()| self.flush(l).map(drop)) {
+            self.lose(l, loss, now);
+        }
+    }
+
+    fn read_all(&mut self, l: &mut Link) -> Result<(), Loss> {
+        loop {
+            let (Some(stream), Some(conn)) = (l.stream.as_mut(), l.conn.as_mut()) else {
+                return Ok(());
+            };
+            if let Phase::Connecting { .. } = l.phase {
+                if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                    return Err(e.into());
+                }
+            }
+            // mio is edge-triggered: read until the socket says "would block".
+            let status = conn.read_fd(stream.as_fd())?;
+            self.handle_events(l)?;
+            match status {
+                ReadStatus::Data(_) | ReadStatus::Full => {}
+                ReadStatus::WouldBlock => return Ok(()),
+                ReadStatus::Eof => {
+                    return Err(NpError {
+                        status: ffi::NP_EOF,
+                        message: "the server closed the connection".into(),
+                    }
+                    .into())
+                }
+            }
+            if matches!(l.phase, Phase::Idle { .. } | Phase::Done) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle_events(&mut self, l: &mut Link) -> Result<(), Loss> {
+        loop {
+            let Some(conn) = l.conn.as_mut() else {
+                return Ok(());
+            };
+            let ev = match conn.poll_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            match (l.phase, ev) {
+                (Phase::Connecting { .. }, Event::ServerKey { key }) => {
+                    if key != self.plan.server_key {
+                        let e = NpError {
+                            status: ffi::NP_SERVER_KEY_CHANGED,
+                            message: format!(
+                                "server key changed: {} now presents {}, the known-servers \
+                                 file pins {}",
+                                self.plan.connector.addr,
+                                netproto_sys::fingerprint(&key),
+                                netproto_sys::fingerprint(&self.plan.server_key)
+                            ),
+                        };
+                        return Err(e.into());
+                    }
+                    conn.trust_server_key(true)?;
+                }
+                (Phase::Connecting { .. }, Event::Ready) => {
+                    l.phase = Phase::Ready;
+                    l.retry.reset();
+                    self.send(Msg::ConnUp);
+                }
+                (Phase::Ready, ev) => {
+                    let sig = on_event(&mut l.inflight, &self.tx, &ev, self.plan.mode);
+                    if let Some(loss) = l.apply(sig) {
+                        return Err(loss);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers that are overdue count as errors.
+    fn expire(&mut self, l: &mut Link, now: Instant) {
+        let timeout = self.plan.timeout;
+        let expired: Vec<u64> = l
+            .inflight
+            .iter()
+            .filter(|(_, p)| now >= p.sent + timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(p) = l.inflight.remove(&id) {
+                self.send(Msg::Err {
+                    key: format!("no answer within {} ms", timeout.as_millis()),
+                    kind: exit::ExitKind::Connect,
+                    up: p.up,
+                    at: now,
+                });
+            }
+        }
+    }
+
+    /// Counts what was in flight as failed, closes, and either schedules a reconnect or, for
+    /// an error that makes reconnecting pointless, stops the run.
+    fn lose(&mut self, l: &mut Link, mut loss: Loss, now: Instant) {
+        let connecting = !matches!(l.phase, Phase::Ready);
+        if !loss.whole {
+            let what = if connecting {
+                "connect failed"
+            } else {
+                "connection lost"
+            };
+            loss.key = format!("{what}: {}", loss.key);
+        }
+        log::debug!("connection {}: {}", l.conn_no, loss.key);
+        if connecting {
+            self.send(Msg::Err {
+                key: loss.key.clone(),
+                kind: loss.kind,
+                up: 0,
+                at: now,
+            });
+        }
+        for (_, p) in l.inflight.drain() {
+            let _ = self.tx.send(Msg::Err {
+                key: loss.key.clone(),
+                kind: loss.kind,
+                up: p.up,
+                at: now,
+            });
+        }
+        l.upload = None;
+        l.planned = None;
+        self.close(l);
+        if let Some(e) = loss.fatal {
+            let mut fatal = self.plan.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert_with(|| self.plan.connector.failure(&e));
+            self.plan.stop.store(true, Ordering::Relaxed);
+            l.phase = Phase::Done;
+            return;
+        }
+        if !connecting {
+            // A working connection broke: reconnect at once, then back off if that fails.
+            l.phase = Phase::Idle { at: now };
+            return;
+        }
+        match l.retry.next_delay(now, self.jitter.unit()) {
+            Some(mut delay) => {
+                if let Some(end) = self.plan.end() {
+                    delay = delay.min(end.saturating_duration_since(now));
+                }
+                l.phase = Phase::Idle { at: now + delay };
+            }
+            None => {
+                log::warn!("connection {}: giving up: {}", l.conn_no, loss.key);
+                l.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Drops the socket and session; a connection that was up is reported down.
+    fn close(&mut self, l: &mut Link) {
+        if let Some(mut s) = l.stream.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        l.conn = None;
+        l.want_write = false;
+        if matches!(l.phase, Phase::Ready) {
+            self.send(Msg::ConnDown);
+            l.phase = Phase::Idle { at: Instant::now() };
+        }
+    }
+}
+
+fn io_error(e: &std::io::Error) -> NpError {
+    NpError {
+        status: ffi::NP_IO,
+        message: e.to_string(),
+    }
+}
