@@ -218,12 +218,15 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 attach = Some(fd);
             }
         }
+        let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
+        let (status, output_len) = (done.status, done.output_len);
+        let (decode_us, filter_us, encode_us) = (done.decode_us, done.filter_us, done.encode_us);
+        channel::send(sock.as_fd(), &Msg::Done(done), &fds)?;
+        // Logged after the answer is on its way, not in front of it.
         info!(
             "job {job}: {spec} {input_len} -> {} bytes, status {}, decode {} us, filter {} us, encode {} us",
-            done.output_len, done.status, done.decode_us, done.filter_us, done.encode_us
+            output_len, status, decode_us, filter_us, encode_us
         );
-        let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
-        channel::send(sock.as_fd(), &Msg::Done(done), &fds)?;
         // Do not keep a huge output buffer around between jobs.
         if out.capacity() > 64 << 20 {
             out = Vec::new();

@@ -312,6 +312,9 @@ impl Master {
         self.workers[w].state = WState::Idle;
         let service_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.avg_job_ms = 0.9 * self.avg_job_ms + 0.1 * service_ms;
+        // The worker's next job first: it can decode while this result is encrypted and
+        // written (this job's slot is released only below, so it cannot be handed out).
+        self.dispatch();
         let Some(job) = self.jobs.get(&done.job) else {
             return;
         };
@@ -324,19 +327,6 @@ impl Master {
             stats::inc(&g.jobs_failed);
             count_error(&self.stats, done.status);
         }
-        info!(
-            "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
-            done.job,
-            job.spec,
-            job.total,
-            done.output_len,
-            netproto_sys::ErrorCode::from_u16(done.status).map_or("OK", |c| c.name()),
-            job.queue_us,
-            done.decode_us,
-            done.filter_us,
-            done.encode_us,
-            job.submitted.elapsed().as_secs_f64() * 1000.0
-        );
         if !answered {
             let out_map;
             let output: Option<&[u8]> = if done.status != 0 {
@@ -389,6 +379,22 @@ impl Master {
                 c.jobs.remove(&req);
             }
             self.flush_client(ci);
+        }
+        // Logged after the answer is on its way, not in front of it.
+        if let Some(job) = self.jobs.get(&done.job) {
+            info!(
+                "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
+                done.job,
+                job.spec,
+                job.total,
+                done.output_len,
+                netproto_sys::ErrorCode::from_u16(done.status).map_or("OK", |c| c.name()),
+                job.queue_us,
+                done.decode_us,
+                done.filter_us,
+                done.encode_us,
+                job.submitted.elapsed().as_secs_f64() * 1000.0
+            );
         }
         self.release_job(done.job);
     }
