@@ -514,4 +514,31 @@ fn bench_150_connections_zero_errors_and_counts_match_the_server() {
         jobs, ok,
         "bench counted {ok} requests, the server {jobs} jobs"
     );
+
+    // A request-count run ends when its last answer arrives, not when the (long) per-request
+    // timeout would have expired.
+    let t = std::time::Instant::now();
+    let mut c = client(&srv.addr, &known);
+    c.args([
+        "bench",
+        "--conns",
+        "150",
+        "--requests",
+        "300",
+        "--timeout",
+        "120s",
+        "--op",
+        "noop",
+        "--dir",
+    ])
+    .arg(&images);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("requests: 300 ok, 0 errors"), "{text}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "a 300-request run took {:?}",
+        t.elapsed()
+    );
 }

@@ -183,7 +183,11 @@ pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
             let Some(l) = links.get_mut(i) else { continue };
             ctx.on_socket(l, Instant::now());
             ctx.step(i, l, Instant::now());
-            next_scan = earliest(Some(next_scan), l.wake(&ctx.plan)).unwrap_or(next_scan);
+            next_scan = match l.phase {
+                // Possibly the last one: the next scan sees whether the thread is finished.
+                Phase::Done => Instant::now(),
+                _ => earliest(Some(next_scan), l.wake(&ctx.plan)).unwrap_or(next_scan),
+            };
         }
     }
     for l in &mut links {
