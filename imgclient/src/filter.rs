@@ -205,16 +205,8 @@ fn read_source(s: &Source) -> std::io::Result<Vec<u8>> {
 }
 
 /// The protocol's output format code as a name.
-fn format_name(code: u8) -> &'static str {
-    match code {
-        1 => "png",
-        2 => "jpeg",
-        3 => "gif",
-        4 => "webp",
-        5 => "bmp",
-        6 => "tiff",
-        _ => "image",
-    }
+fn format_name(code: u8) -> String {
+    imgfilters::from_wire_code(code).map_or("image".into(), |f| format!("{f:?}").to_lowercase())
 }
 
 /// Writes via a temporary file in the same directory and a rename.

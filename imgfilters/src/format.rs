@@ -28,6 +28,24 @@ pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Tiff,
 ];
 
+/// The wire protocol's code for an image format (docs/PROTOCOL.md, the `format` byte of
+/// JOB_RESULT): its position in [`SUPPORTED_FORMATS`] plus one (1 png, 2 jpeg, 3 gif, 4 webp,
+/// 5 bmp, 6 tiff), 0 for any other. The server writes it and the client reads it, so the
+/// table lives here, in the crate both use.
+pub fn wire_code(format: ImageFormat) -> u8 {
+    SUPPORTED_FORMATS
+        .iter()
+        .position(|&f| f == format)
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// The format a wire code names; `None` for 0 and unknown codes.
+pub fn from_wire_code(code: u8) -> Option<ImageFormat> {
+    SUPPORTED_FORMATS
+        .get(usize::from(code).checked_sub(1)?)
+        .copied()
+}
+
 /// GIF quantiser speed (1 = best, 30 = fastest). 10 is the `gif` crate's recommended
 /// trade-off; `image`'s own default of 1 costs several times more CPU per request.
 const GIF_SPEED: i32 = 10;
@@ -260,6 +278,26 @@ fn rust_jpeg(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wire_codes_are_the_protocols() {
+        use super::*;
+        let named = [
+            (ImageFormat::Png, 1),
+            (ImageFormat::Jpeg, 2),
+            (ImageFormat::Gif, 3),
+            (ImageFormat::WebP, 4),
+            (ImageFormat::Bmp, 5),
+            (ImageFormat::Tiff, 6),
+        ];
+        for (f, c) in named {
+            assert_eq!(wire_code(f), c, "{f:?}");
+            assert_eq!(from_wire_code(c), Some(f));
+        }
+        assert_eq!(wire_code(ImageFormat::Ico), 0);
+        assert_eq!(from_wire_code(0), None);
+        assert_eq!(from_wire_code(7), None);
+    }
+
     use super::*;
 
     fn sample(kind: &str) -> DynamicImage {

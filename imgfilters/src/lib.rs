@@ -119,7 +119,7 @@ mod testutil;
 pub use decode::{probe, ImageInfo};
 pub use error::{FilterError, SpecError};
 pub use filters::{apply, apply_with_limits, output_dimensions};
-pub use format::SUPPORTED_FORMATS;
+pub use format::{from_wire_code, wire_code, SUPPORTED_FORMATS};
 pub use limits::{
     Limits, DEFAULT_MAX_ALLOC, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_OPS, DEFAULT_MAX_PIXELS,
 };

@@ -8,7 +8,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use imgfilters::image::ImageFormat;
 use imgfilters::{FilterError, Limits, Pipeline};
 use log::{debug, info, warn};
 use netproto_sys::ErrorCode;
@@ -24,18 +23,6 @@ pub struct WorkerArgs {
     pub mem_limit_mb: u64,
     pub max_pixels: u64,
     pub fault_injection: bool,
-}
-
-pub fn format_code(f: ImageFormat) -> u8 {
-    match f {
-        ImageFormat::Png => 1,
-        ImageFormat::Jpeg => 2,
-        ImageFormat::Gif => 3,
-        ImageFormat::WebP => 4,
-        ImageFormat::Bmp => 5,
-        ImageFormat::Tiff => 6,
-        _ => 0,
-    }
 }
 
 /// The protocol error code for a filter failure.
@@ -187,7 +174,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             Ok(info) => {
                 done.width = info.width;
                 done.height = info.height;
-                done.format = format_code(info.format);
+                done.format = imgfilters::wire_code(info.format);
                 done.decode_us = info.timings.decode.as_micros() as u32;
                 done.filter_us = info.timings.filter.as_micros() as u32;
                 done.encode_us = info.timings.encode.as_micros() as u32;
