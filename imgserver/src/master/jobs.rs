@@ -156,7 +156,7 @@ pub fn submit(
             return Action::Busy(id, retry_after_ms(t.queue.len(), t.workers, t.avg_job_ms));
         }
         let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
-            let map = crate::shm::map(&fd, total)?;
+            let map = crate::shm::map_populated(&fd, total)?;
             Ok((fd, map))
         });
         match made {
