@@ -157,6 +157,13 @@ def main():
         log("imgserver %s, workers %s" % (server.addr, server.pids()[1:]))
         subprocess.run([os.path.join(REL, "imgclient"), "ping"], env=server.env, check=True,
                        capture_output=True, timeout=30)
+        # Untimed warm-up, as imgbench's figures are medians over passes after its own: the
+        # fresh workers see every image once (allocator arenas, first page faults of large
+        # buffers) before anything is measured.
+        log("warm-up: one untimed pass of the image set")
+        subprocess.run([os.path.join(REL, "imgclient"), "bench", "--conns", "2", "--dir",
+                        a.images, "--op", "noop", "--requests", str(2 * n)],
+                       env=server.env, check=True, capture_output=True, timeout=600)
         for job in a.jobs.split(","):
             inproc = os.path.join(a.results, "inproc-imgfilters-%s-p%d.json"
                                   % (job, os.cpu_count()))
