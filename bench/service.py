@@ -106,6 +106,21 @@ def bench(server, out_path, meta, args, timeout):
     return record
 
 
+def adjacent(a, job, when):
+    """The project's own in-process throughput for `job` on every core, measured right before
+    and right after the job's service runs: on a shared VM the machine's speed drifts by tens
+    of percent over the minutes between the in-process section and the service section, so the
+    service-vs-own ratio uses these neighbours as its baseline."""
+    if a.smoke:
+        return
+    out = os.path.join(a.results, "adjacent-imgfilters-%s-%s.json" % (job, when))
+    cmd = [sys.executable, os.path.join(HERE, "measure.py"), "--out", out, "--timeout", "600",
+           "--", os.path.join(REL, "imgbench"), "run", "--job", job, "--procs",
+           str(os.cpu_count()), "--images", a.images, "--repeat", "2", "--min-time", "3"]
+    log("in-process %s, %s the service runs" % (job, when))
+    subprocess.run(cmd, check=True, capture_output=True, timeout=700)
+
+
 def groups_for(manifest, job):
     """{spec: [image rows]} for a job's specs over the manifest, in a stable order."""
     groups = {}
@@ -171,6 +186,7 @@ def main():
             if os.path.exists(inproc):
                 with open(inproc) as f:
                     rate_mp = json.load(f)["mp_per_s"]
+            adjacent(a, job, "before")
             groups = groups_for(manifest, job)
             if len(groups) == 1:
                 groups = {next(iter(groups)): manifest["images"]}
@@ -203,6 +219,7 @@ def main():
                       ["--conns", str(a.conns), "--dir", d, "--op", spec,
                        "--timeout", "%ds" % min(600, budget)] + load,
                       timeout=budget + 60)
+            adjacent(a, job, "after")
 
         lat = "%gs" % (1 if a.smoke else a.latency_seconds)
         pings = "%gs" % (1 if a.smoke else a.ping_seconds)
