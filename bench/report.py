@@ -428,10 +428,9 @@ def write_md(R, path, seconds):
     w("")
     w("`imgclient bench --conns 150`, closed loop (each connection keeps one job in flight), "
       "encrypted, loopback, client and server on the same %d cores; imgserver with its default "
-      "%d filter workers. resize 50%% needs one op spec per image size, so it runs once per "
-      "size and the sizes are combined with every image weighted equally (the time to serve "
-      "the whole set once). Latency in a closed loop of 150 is mostly queueing "
-      "(≈ 150 ÷ throughput)." % (N, N))
+      "%d filter workers. resize 50%% is sent as `scale:50` (half of each side, rounded "
+      "down, Lanczos3: the same pixels as the in-process runs' per-image exact resize). "
+      "Latency in a closed loop of 150 is mostly queueing (≈ 150 ÷ throughput)." % (N, N))
     w("")
     w("| job | img/s | MP/s | vs own in-process (%d cores) | vs sharp (%d cores) | latency p50 | latency p99 | ok | errors | other load |" % (N, N))
     w("|---|---|---|---|---|---|---|---|---|---|")

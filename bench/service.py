@@ -8,9 +8,11 @@ pins its key, then drives `imgclient bench` (closed loop, encrypted):
   - a no-op job on a tiny image and PING, one connection each (their p50 difference);
 and stops the server (SIGTERM, then SIGKILL), also on errors and Ctrl-C.
 
-resize50 needs a target size per image (the op grammar has no percentages) while one bench
-run sends one spec, so it runs once per image size ("group", a directory of symlinks);
-report.py combines the groups with every image weighted equally, as in the other runs.
+resize50 is sent as `scale:50`, which resizes every image to exactly half of each side
+(rounded down) with Lanczos3: the same pixels as the per-image `resize:WxH:exact:lanczos3`
+the in-process runs use (imgfilters tests this), so one run covers the whole mixed set like
+every other job. Should a job need one spec per image, it runs once per spec ("group", a
+directory of symlinks) and report.py combines the groups with every image weighted equally.
 
 Every run writes RESULTS/service-*.json: imgclient's JSON ("bench"), what was run, and the
 CPU time of the client, of the server (master + workers) and of everything else meanwhile.
@@ -188,6 +190,8 @@ def main():
                     rate_mp = json.load(f)["mp_per_s"]
             adjacent(a, job, "before")
             groups = groups_for(manifest, job)
+            if job == "resize50":
+                groups = {"scale:50": manifest["images"]}
             if len(groups) == 1:
                 groups = {next(iter(groups)): manifest["images"]}
             for gi, (spec, imgs) in enumerate(sorted(groups.items())):

@@ -30,6 +30,7 @@
 //! op      = "blur:" SIGMA
 //!         / "sharpen:" SIGMA [ ":" THRESHOLD ]
 //!         / "resize:" SIZE [ ":" MODE ] [ ":" FILTER ]   ; MODE and FILTER in either order
+//!         / "scale:" PERCENT [ ":" FILTER ]              ; both sides, rounded down, >= 1
 //!         / "thumbnail:" DIM
 //!         / "crop:" COORD ":" COORD ":" DIM "x" DIM
 //!         / "rotate:" ( "90" / "180" / "270" )           ; clockwise
@@ -44,7 +45,7 @@
 //! FILTER  = "nearest" / "triangle" / "catmullrom" / "gaussian" / "lanczos3"  ; default lanczos3
 //! SIGMA   = FLOAT, 0 < SIGMA <= 100            THRESHOLD = INT 0..=65535 (default 0)
 //! DIM     = INT 1..=65535                      COORD     = INT 0..=65535
-//! QUALITY = INT 1..=100 (default 85)
+//! QUALITY = INT 1..=100 (default 85)            PERCENT   = INT 1..=1000
 //! ```
 //!
 //! - Names and keywords are lower-case and case-sensitive; whitespace is allowed only around a
@@ -52,7 +53,8 @@
 //! - Numbers are Rust `str::parse` numbers; `NaN` and infinities are refused.
 //! - At most [`Limits::max_ops`] (default 16) ops; the `format` step does not count.
 //! - `fit` keeps the aspect ratio inside the box; `fill` covers the box and centre-crops;
-//!   `exact` stretches. `thumbnail:N` fits inside NxN with a fast integer filter and never
+//!   `exact` stretches. `scale:P` is an exact resize to P% of each side (rounded down, at
+//!   least 1 pixel). `thumbnail:N` fits inside NxN with a fast integer filter and never
 //!   enlarges. `crop` must lie entirely inside the image. Every op's output must stay within
 //!   [`Limits::max_pixels`].
 //! - Without a `format` step the output has the input's format. The empty spec (and `noop`)
@@ -62,7 +64,7 @@
 //! - Any violation is [`FilterError::BadSpec`] with the 1-based step number and a
 //!   [`SpecError`] saying what is wrong.
 //!
-//! Examples: `blur:2`, `resize:800x600:fill:lanczos3`, `resize:800x`, `thumbnail:128`,
+//! Examples: `blur:2`, `resize:800x600:fill:lanczos3`, `resize:800x`, `scale:50`, `thumbnail:128`,
 //! `crop:10:20:300x200`, `rotate:90`, `flip:h`, `brightness:-20`, `contrast:15`,
 //! `sharpen:1.0:5`, `grayscale,format:webp`, `noop,format:jpeg:85`.
 //!

@@ -19,6 +19,8 @@ pub const MAX_DIMENSION: u32 = 65535;
 pub const MAX_SIGMA: f32 = 100.0;
 /// Default JPEG quality for `format:jpeg` without a quality.
 pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+/// Largest `scale` percentage (10x enlargement; the pixel limit applies as well).
+pub const MAX_SCALE_PERCENT: u32 = 1000;
 
 /// One filter step.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,12 @@ pub enum Op {
         width: u32,
         height: u32,
         mode: ResizeMode,
+        filter: ResizeFilter,
+    },
+    /// Scale both sides by `percent` (1..=1000), rounding down, at least 1 pixel: the same
+    /// resampling as an exact resize to those dimensions, without knowing the size up front.
+    Scale {
+        percent: u32,
         filter: ResizeFilter,
     },
     /// Fit inside `max x max` with the fast integer thumbnail algorithm; never enlarges.
@@ -140,6 +148,7 @@ impl Op {
             Op::Blur { .. } => "blur",
             Op::Sharpen { .. } => "sharpen",
             Op::Resize { .. } => "resize",
+            Op::Scale { .. } => "scale",
             Op::Thumbnail { .. } => "thumbnail",
             Op::Crop { .. } => "crop",
             Op::Rotate(_) => "rotate",
@@ -185,6 +194,13 @@ impl Op {
                 // 0 means "auto" here (only the caps apply).
                 check_max(op, "width", width)?;
                 check_max(op, "height", height)
+            }
+            Op::Scale { percent, .. } => {
+                if (1..=MAX_SCALE_PERCENT).contains(&percent) {
+                    Ok(())
+                } else {
+                    Err(out_of_range(op, "percent", percent, "1..=1000"))
+                }
             }
             Op::Thumbnail { max } => check_dim(op, "size", max),
             Op::Crop {
@@ -337,6 +353,7 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
         "blur" => "blur",
         "sharpen" => "sharpen",
         "resize" => "resize",
+        "scale" => "scale",
         "thumbnail" => "thumbnail",
         "crop" => "crop",
         "rotate" => "rotate",
@@ -365,6 +382,21 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
         ("sharpen", _) => return Err(wrong("sharpen:SIGMA or sharpen:SIGMA:THRESHOLD")),
         ("resize", [size, rest @ ..]) if rest.len() <= 2 => parse_resize(size, rest)?,
         ("resize", _) => return Err(wrong("resize:WxH[:MODE][:FILTER]")),
+        ("scale", [p]) => Op::Scale {
+            percent: parse_int(op, "percent", p)?,
+            filter: ResizeFilter::default(),
+        },
+        ("scale", [p, f]) => Op::Scale {
+            percent: parse_int(op, "percent", p)?,
+            filter: resize_filter(f).ok_or_else(|| {
+                keyword(
+                    op,
+                    "filter (nearest, triangle, catmullrom, gaussian, lanczos3)",
+                    f,
+                )
+            })?,
+        },
+        ("scale", _) => return Err(wrong("scale:PERCENT[:FILTER]")),
         ("thumbnail", [m]) => Op::Thumbnail {
             max: parse_int(op, "size", m)?,
         },
@@ -659,6 +691,13 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
+            Op::Scale { percent, filter } => {
+                write!(f, "{name}:{percent}")?;
+                if filter != ResizeFilter::default() {
+                    write!(f, ":{filter}")?;
+                }
+                Ok(())
+            }
             Op::Thumbnail { max } => write!(f, "{name}:{max}"),
             Op::Crop {
                 x,
@@ -800,6 +839,20 @@ mod tests {
                     filter: ResizeFilter::Triangle,
                 },
             ),
+            (
+                "scale:50",
+                Op::Scale {
+                    percent: 50,
+                    filter: ResizeFilter::Lanczos3,
+                },
+            ),
+            (
+                "scale:250:nearest",
+                Op::Scale {
+                    percent: 250,
+                    filter: ResizeFilter::Nearest,
+                },
+            ),
             ("thumbnail:128", Op::Thumbnail { max: 128 }),
             (
                 "crop:10:20:300x200",
@@ -894,6 +947,23 @@ mod tests {
             // The canonical form is a fixed point.
             assert_eq!(b.to_string(), text);
         }
+    }
+
+    #[test]
+    fn scale_values_and_canonical_text() {
+        assert_eq!(p("scale:50:lanczos3").to_string(), "scale:50");
+        assert_eq!(p("scale:33:triangle").to_string(), "scale:33:triangle");
+        for bad in [
+            "scale:0",
+            "scale:1001",
+            "scale:-5",
+            "scale:50%",
+            "scale",
+            "scale:50:fit",
+        ] {
+            assert!(bad.parse::<Pipeline>().is_err(), "{bad}");
+        }
+        assert!("scale:1000".parse::<Pipeline>().is_ok());
     }
 
     #[test]

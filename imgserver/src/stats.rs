@@ -16,10 +16,11 @@ pub const MAX_WORKERS: usize = 64;
 const MAGIC: u64 = 0x5354_4154_534d_4931; // "IMSTATS1"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
-pub const OPS: [&str; 12] = [
+pub const OPS: [&str; 13] = [
     "blur",
     "sharpen",
     "resize",
+    "scale",
     "thumbnail",
     "crop",
     "rotate",

@@ -42,6 +42,7 @@ pub fn apply_with_limits(
                 geometry::resize_exact(img, width, height, filter)
             }
         },
+        Op::Scale { filter, .. } => geometry::resize_exact(img, width, height, filter),
         Op::Thumbnail { .. } => geometry::thumbnail(img, width, height),
         Op::Crop { x, y, .. } => geometry::crop(img, x, y, width, height),
         Op::Rotate(r) => geometry::rotate(img, r),
@@ -74,6 +75,10 @@ pub fn output_dimensions(
             ResizeMode::Fit => geometry::fit_dimensions(width, height, bw, bh),
             ResizeMode::Fill | ResizeMode::Exact => (bw.into(), bh.into()),
         },
+        Op::Scale { percent, .. } => {
+            let side = |v: u32| (u64::from(v) * u64::from(percent) / 100).max(1);
+            (side(width), side(height))
+        }
         Op::Thumbnail { max } => {
             if width <= max && height <= max {
                 (width.into(), height.into())
@@ -133,6 +138,34 @@ mod tests {
 
     fn dims(op: &Op, w: u32, h: u32) -> Result<(u32, u32), FilterError> {
         output_dimensions(op, w, h, &Limits::default())
+    }
+
+    #[test]
+    fn scale_is_an_exact_resize_to_the_rounded_down_size() {
+        let scale = |percent| Op::Scale {
+            percent,
+            filter: ResizeFilter::Lanczos3,
+        };
+        assert_eq!(dims(&scale(50), 451, 300).unwrap(), (225, 150));
+        assert_eq!(dims(&scale(1), 64, 64).unwrap(), (1, 1));
+        assert_eq!(dims(&scale(200), 3, 5).unwrap(), (6, 10));
+        assert!(matches!(
+            dims(&scale(1000), 10_000, 10_000),
+            Err(FilterError::TooManyPixels { .. })
+        ));
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(37, 21, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 11) as u8, (x * y) as u8])
+        }));
+        let exact = Op::Resize {
+            width: 18,
+            height: 10,
+            mode: ResizeMode::Exact,
+            filter: ResizeFilter::Lanczos3,
+        };
+        let a = apply(img.clone(), &scale(50)).unwrap();
+        let b = apply(img, &exact).unwrap();
+        assert_eq!(a.as_bytes(), b.as_bytes());
+        assert_eq!((a.width(), a.height()), (18, 10));
     }
 
     #[test]
