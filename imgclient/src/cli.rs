@@ -143,6 +143,17 @@ pub enum Command {
         #[command(flatten)]
         io: FilterIo,
     },
+    /// Scale both sides by a percentage (rounded down, at least 1 pixel).
+    Scale {
+        /// Percent of the original size (1..=1000).
+        #[arg(long)]
+        percent: u32,
+        /// Resampling filter.
+        #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
+        filter: FilterArg,
+        #[command(flatten)]
+        io: FilterIo,
+    },
     /// Fast thumbnail fitting inside SIZE x SIZE (never enlarges).
     Thumbnail {
         #[arg(long, default_value_t = 128)]
@@ -283,6 +294,18 @@ pub enum FilterArg {
     Lanczos3,
 }
 
+impl FilterArg {
+    fn to_op(self) -> ResizeFilter {
+        match self {
+            FilterArg::Nearest => ResizeFilter::Nearest,
+            FilterArg::Triangle => ResizeFilter::Triangle,
+            FilterArg::Catmullrom => ResizeFilter::CatmullRom,
+            FilterArg::Gaussian => ResizeFilter::Gaussian,
+            FilterArg::Lanczos3 => ResizeFilter::Lanczos3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AxisArg {
     #[value(alias = "horizontal")]
@@ -326,6 +349,7 @@ impl Command {
             Blur { io, .. }
             | Sharpen { io, .. }
             | Resize { io, .. }
+            | Scale { io, .. }
             | Thumbnail { io, .. }
             | Crop { io, .. }
             | Rotate { io, .. }
@@ -375,15 +399,15 @@ impl Command {
                         ModeArg::Fill => ResizeMode::Fill,
                         ModeArg::Exact => ResizeMode::Exact,
                     },
-                    filter: match filter {
-                        FilterArg::Nearest => ResizeFilter::Nearest,
-                        FilterArg::Triangle => ResizeFilter::Triangle,
-                        FilterArg::Catmullrom => ResizeFilter::CatmullRom,
-                        FilterArg::Gaussian => ResizeFilter::Gaussian,
-                        FilterArg::Lanczos3 => ResizeFilter::Lanczos3,
-                    },
+                    filter: filter.to_op(),
                 }
             }
+            Scale {
+                percent, filter, ..
+            } => Op::Scale {
+                percent: *percent,
+                filter: filter.to_op(),
+            },
             Thumbnail { size, .. } => Op::Thumbnail { max: *size },
             Crop {
                 x,
@@ -578,6 +602,24 @@ mod tests {
         assert_eq!(
             spec_of(&["thumbnail", "a", "-o", "-"]).unwrap(),
             "thumbnail:128"
+        );
+        assert_eq!(
+            spec_of(&["scale", "--percent", "50", "a", "-o", "-"]).unwrap(),
+            "scale:50"
+        );
+        assert_eq!(
+            spec_of(&[
+                "scale",
+                "--percent",
+                "150",
+                "--filter",
+                "triangle",
+                "a",
+                "-o",
+                "-"
+            ])
+            .unwrap(),
+            "scale:150:triangle"
         );
         assert_eq!(
             spec_of(&[
