@@ -161,6 +161,7 @@ fn remote_output_is_byte_identical_to_local_and_key_is_pinned() {
     for (args, ext) in [
         (vec!["blur", "--sigma", "3"], "png"),
         (vec!["resize", "--width", "120"], "jpg"),
+        (vec!["scale", "--percent", "37"], "png"),
         (vec!["run", "--ops", "thumbnail:64,grayscale"], "webp"),
     ] {
         let remote = dir.0.join(format!("remote.{ext}"));
