@@ -487,21 +487,18 @@ fn bench_150_connections_zero_errors_and_counts_match_the_server() {
         std::fs::copy(samples().join(f), images.join(f)).unwrap();
     }
     let before = server_stat(&bin, &state, "jobs_ok");
-    let mut c = client(&srv.addr, &known);
-    c.args([
-        "bench",
-        "--conns",
-        "150",
-        "--duration",
-        "2s",
-        "--op",
-        "noop",
-        "--dir",
-    ])
-    .arg(&images);
-    let o = run(c);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let text = String::from_utf8_lossy(&o.stdout);
+    // `imgclient bench --conns 150 --op noop --dir IMAGES ARGS`: its stdout, after exit 0.
+    let bench = |args: &[&str]| {
+        let mut c = client(&srv.addr, &known);
+        c.args(["bench", "--conns", "150", "--op", "noop"])
+            .args(args)
+            .arg("--dir")
+            .arg(&images);
+        let o = run(c);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = bench(&["--duration", "2s"]);
     assert!(text.starts_with("bench: 150 conns"), "{text}");
     let ok: u64 = text
         .lines()
@@ -519,23 +516,7 @@ fn bench_150_connections_zero_errors_and_counts_match_the_server() {
     // A request-count run ends when its last answer arrives, not when the (long) per-request
     // timeout would have expired.
     let t = std::time::Instant::now();
-    let mut c = client(&srv.addr, &known);
-    c.args([
-        "bench",
-        "--conns",
-        "150",
-        "--requests",
-        "300",
-        "--timeout",
-        "120s",
-        "--op",
-        "noop",
-        "--dir",
-    ])
-    .arg(&images);
-    let o = run(c);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = bench(&["--requests", "300", "--timeout", "120s"]);
     assert!(text.contains("requests: 300 ok, 0 errors"), "{text}");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(30),

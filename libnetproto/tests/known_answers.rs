@@ -1,6 +1,7 @@
 //! Known-answer tests for the primitives the protocol stands on, through the same crates the
-//! library uses: RFC 7748 (X25519), RFC 8439 (ChaCha20-Poly1305), RFC 5869 (HKDF-SHA256),
-//! RFC 7677 (SCRAM-SHA-256's PBKDF2 step), and CRC-32C.
+//! library uses: RFC 7748 (X25519), RFC 5869 (HKDF-SHA256), RFC 7677 (SCRAM-SHA-256's PBKDF2
+//! step), and CRC-32C; RFC 8439 (ChaCha20-Poly1305) for the RustCrypto crate, the reference the
+//! library's own AEAD (ring, `src/aead.rs`, with the same vector) is checked against.
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();

@@ -26,8 +26,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use netproto_sys::{ffi, Conn, Event, NpError, ReadStatus};
 
+use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
-use super::worker::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use crate::connect::{Jitter, Retry};
 use crate::exit;
 use crate::session::CHUNK;
@@ -160,8 +160,8 @@ pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
         let now = Instant::now();
         if now >= next_scan {
             let mut wake: Option<Instant> = None;
-            for (i, l) in links.iter_mut().enumerate() {
-                ctx.step(i, l, now);
+            for l in links.iter_mut() {
+                ctx.step(l, now);
                 wake = earliest(wake, l.wake(&ctx.plan));
             }
             if links.iter().all(|l| matches!(l.phase, Phase::Done)) {
@@ -182,7 +182,7 @@ pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
             let i = ev.token().0;
             let Some(l) = links.get_mut(i) else { continue };
             ctx.on_socket(l, Instant::now());
-            ctx.step(i, l, Instant::now());
+            ctx.step(l, Instant::now());
             next_scan = match l.phase {
                 // Possibly the last one: the next scan sees whether the thread is finished.
                 Phase::Done => Instant::now(),
@@ -322,7 +322,7 @@ impl Ctx {
 
     /// Advances `l` by the clock: connects when due, expires late answers, sends what the
     /// schedule allows, feeds uploads, and closes when there is nothing left to do.
-    fn step(&mut self, i: usize, l: &mut Link, now: Instant) {
+    fn step(&mut self, l: &mut Link, now: Instant) {
         match l.phase {
             Phase::Done => {}
             Phase::Idle { at } => {
@@ -333,7 +333,7 @@ impl Ctx {
                     l.phase = Phase::Done;
                     return;
                 }
-                self.connect(i, l, now);
+                self.connect(l, now);
             }
             Phase::Connecting { since } => {
                 if now >= since + self.plan.connector.timeout {
@@ -473,7 +473,7 @@ impl Ctx {
         Ok(left)
     }
 
-    fn connect(&mut self, i: usize, l: &mut Link, now: Instant) {
+    fn connect(&mut self, l: &mut Link, now: Instant) {
         let result = (|| -> Result<(TcpStream, Conn), NpError> {
             let addr = self.addr.ok_or_else(|| NpError {
                 status: ffi::NP_IO,
@@ -485,7 +485,7 @@ impl Ctx {
                 .registry()
                 .register(
                     &mut stream,
-                    Token(i),
+                    Token(l.token),
                     Interest::READABLE | Interest::WRITABLE,
                 )
                 .map_err(|e| io_error(&e))?;

@@ -8,10 +8,10 @@
 //! bench only counts and times what comes back.
 
 mod engine;
+pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod schedule;
-pub mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -26,8 +26,8 @@ use crate::cli::{parse_duration, parse_spec, ConnArgs};
 use crate::connect::Connector;
 use crate::exit::{ExitKind, Failure};
 use crate::{filter, ops, sys};
+use plan::{BenchOp, Mode, Plan};
 use report::{Summary, Totals};
-use worker::{BenchOp, Mode, Plan};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -224,7 +224,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
         let (p, tx) = (plan.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("bench-{t}"))
-            .stack_size(worker::STACK_SIZE)
+            .stack_size(plan::STACK_SIZE)
             .spawn(move || engine::run(p, mine, tx));
         match spawned {
             Ok(h) => handles.push(h),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::worker::Msg;
+use super::plan::Msg;
 use crate::exit::ExitKind;
 use crate::ops::json_str;
 
