@@ -6,16 +6,59 @@
 //! netproto-sys. It never links the protocol crate statically and contains no `unsafe`: the
 //! few system calls it needs (termios, setrlimit, poll) go through nix's safe wrappers in
 //! `sys`.
+//!
+//! # Modules
+//!
+//! `main` composes; the three features below it never import each other; everything they
+//! share lives in the lower layers, whose arrows only point further down:
+//!
+//! ```text
+//! main ──► cli (the composed command line: each feature's clap types + the shared ones)
+//!  │
+//!  ├──► filter/ (blur … run: command, plan, files, local)   ┐
+//!  ├──► ops     (ping, stats, health)                        ├ features
+//!  └──► bench/  (load tester: plan, engine, schedule, report, plot)
+//!         │
+//!         ▼ shared by the features
+//!       args (connection flags, durations)   spec (op specs, output names)
+//!       images (image files in a directory)  control (one PING / STATS exchange)
+//!       session (pipelined jobs on one connection)  json (JSON text)
+//!         │
+//!         ▼
+//!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)
+//!         │
+//!         ▼
+//!       exit (failures and exit codes)
+//! ```
+//!
+//! The `use crate::` lines per module, which this picture must match (no cycle):
+//!
+//! | module | uses |
+//! |---|---|
+//! | `main` | cli, connect, exit, filter, ops, bench |
+//! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
+//! | `filter` | args, connect, exit, images, session, spec |
+//! | `ops` | connect, control, exit, json |
+//! | `bench` | args, connect, control, exit, images, json, session (CHUNK), spec, sys |
+//! | `args` | connect |
+//! | `spec`, `images`, `control` | exit |
+//! | `session` | connect, exit, sys |
+//! | `connect` | exit, sys |
+//! | `sys`, `exit`, `json` | — |
 #![deny(unsafe_code)]
 
+mod args;
 mod bench;
 mod cli;
 mod connect;
+mod control;
 mod exit;
 mod filter;
-mod local;
+mod images;
+mod json;
 mod ops;
 mod session;
+mod spec;
 mod sys;
 
 use std::io::Write;
@@ -71,7 +114,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Bench(args) => bench::run(args, &cli.conn)?,
-        _ => filter::run(&cli.command, &cli.conn)?,
+        Command::Filter(cmd) => filter::run(cmd, &cli.conn)?,
     }
     Ok(ExitCode::SUCCESS)
 }

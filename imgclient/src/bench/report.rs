@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use super::plan::Msg;
 use crate::exit::ExitKind;
-use crate::ops::json_str;
+use crate::json::json_str;
 
 /// Latencies are recorded in µs, from 1 µs to 10 minutes, with 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
