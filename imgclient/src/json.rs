@@ -1,25 +1,27 @@
-//! JSON text for the few documents imgclient writes (`stats --json`, `bench --json`).
+//! JSON helpers for the documents imgclient writes (`stats --json`, `bench --json`); the
+//! documents themselves are serde types next to the code that fills them.
 //!
-//! Trust boundary: the strings escaped here may come from the server (counter names); they
-//! are written as data, never interpreted.
+//! Trust boundary: keys written here may come from the server (counter names); serde_json
+//! escapes them, and they are written as data, never interpreted.
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+use serde::{Serialize, Serializer};
+
+/// `(key, value)` pairs written as one JSON object in the list's order: a server's counters
+/// and a bench mix's ops keep their order, where a map type would sort them. Repeated keys are
+/// written as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object<K, V>(pub Vec<(K, V)>);
+
+impl<K: Serialize, V: Serialize> Serialize for Object<K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
-    out.push('"');
-    out
+}
+
+impl<K, V> FromIterator<(K, V)> for Object<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Object(iter.into_iter().collect())
+    }
 }
 
 #[cfg(test)]
@@ -27,8 +29,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
-        assert_eq!(json_str("\u{1}é"), "\"\\u0001é\"");
+    fn objects_keep_their_order_and_escape_keys() {
+        let o: Object<&str, u64> = [("z", 1), ("a\"b\\c\n", 2), ("\u{1}é", 3)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"z":1,"a\"b\\c\n":2,"\u0001é":3}"#
+        );
+        let back: serde_json::Value = serde_json::to_value(&o).unwrap();
+        assert_eq!(back["a\"b\\c\n"], 2);
+        assert_eq!(
+            serde_json::to_string(&Object::<&str, u8>(vec![])).unwrap(),
+            "{}"
+        );
     }
 }

@@ -17,12 +17,12 @@
 //!  │
 //!  ├──► filter/ (blur … run: command, plan, files, local)   ┐
 //!  ├──► ops     (ping, stats, health)                        ├ features
-//!  └──► bench/  (load tester: plan, engine, schedule, report, plot)
+//!  └──► bench/  (load tester: plan, engine, schedule, report, json, plot)
 //!         │
 //!         ▼ shared by the features
 //!       args (connection flags, durations)   spec (op specs, output names)
 //!       images (image files in a directory)  control (one PING / STATS exchange)
-//!       session (pipelined jobs on one connection)  json (JSON text)
+//!       session (pipelined jobs on one connection)  json (ordered JSON objects)
 //!         │
 //!         ▼
 //!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)

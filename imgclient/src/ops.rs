@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::connect::Connector;
 use crate::control::{fetch_stats, ping_once};
 use crate::exit::Failure;
-use crate::json::json_str;
+use crate::json::Object;
 
 pub fn fmt_ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
@@ -64,17 +64,10 @@ pub fn stats_table(stats: &[(String, u64)]) -> String {
         .collect()
 }
 
-/// Counters as one JSON object.
+/// Counters as one JSON object in the server's order, two-space indented.
 pub fn stats_json(stats: &[(String, u64)]) -> String {
-    let fields: Vec<String> = stats
-        .iter()
-        .map(|(n, v)| format!("  {}: {v}", json_str(n)))
-        .collect();
-    if fields.is_empty() {
-        "{}".to_string()
-    } else {
-        format!("{{\n{}\n}}", fields.join(",\n"))
-    }
+    let counters: Object<&str, u64> = stats.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    serde_json::to_string_pretty(&counters).expect("string keys and integers always serialize")
 }
 
 /// `imgclient stats`.
@@ -129,7 +122,12 @@ mod tests {
     #[test]
     fn json_escapes_names() {
         let s = vec![("a\"b\\c\n".to_string(), 1u64), ("d".to_string(), 2)];
-        assert_eq!(stats_json(&s), "{\n  \"a\\\"b\\\\c\\n\": 1,\n  \"d\": 2\n}");
+        let j = stats_json(&s);
+        // The same text as before serde: two-space indent, the server's order.
+        assert_eq!(j, "{\n  \"a\\\"b\\\\c\\n\": 1,\n  \"d\": 2\n}");
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["a\"b\\c\n"], 1);
+        assert_eq!(v["d"], 2);
         assert_eq!(stats_json(&[]), "{}");
     }
 }

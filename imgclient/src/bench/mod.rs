@@ -8,6 +8,7 @@
 //! bench only counts and times what comes back.
 
 mod engine;
+pub mod json;
 pub mod plan;
 pub mod plot;
 pub mod report;
@@ -323,7 +324,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     };
     print!("{}", summary.human());
     if let Some(path) = &args.json {
-        std::fs::write(path, summary.json())
+        std::fs::write(path, json::render(&summary))
             .map_err(|e| Failure::io(format!("writing {}", path.display()), e))?;
     }
     if let Some(path) = &args.plot {
