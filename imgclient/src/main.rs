@@ -4,8 +4,8 @@
 //! Trust boundary: this binary sits between a user (argv, environment, local files, the
 //! terminal for the password) and a network server reached only through libnetproto.so via
 //! netproto-sys. It never links the protocol crate statically and contains no `unsafe`: the
-//! few system calls it needs (termios, setrlimit, poll) go through nix's safe wrappers in
-//! `sys`.
+//! password prompt and the logger come from `cliutil`, and the few system calls it needs
+//! (setrlimit, poll) go through nix's safe wrappers in `sys`.
 //!
 //! # Modules
 //!
@@ -61,36 +61,24 @@ mod session;
 mod spec;
 mod sys;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use connect::Connector;
 use exit::{ExitKind, Failure};
 
+/// `-v` picks the default filter, `RUST_LOG` overrides it; the library gets the same filter
+/// for its own logger copy.
 fn init_logging(verbose: u8) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        match verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        }
-        .to_string()
-    });
-    env_logger::Builder::new()
-        .parse_filters(&spec)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "imgclient {} {}: {}",
-                record.level(),
-                record.target(),
-                record.args()
-            )
-        })
-        .init();
-    // The library has its own logger copy; give it the same filter.
-    netproto_sys::log_init(Some(&spec), "");
+    use cliutil::logging::{filter_from_env, init, verbosity_filter, Style};
+    let filter = filter_from_env(verbosity_filter(verbose));
+    init(
+        &filter,
+        Style::Command {
+            program: "imgclient".into(),
+        },
+    );
+    netproto_sys::log_init(Some(&filter), "");
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Failure> {
