@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use netproto_sys::{ffi, Client, ClientConfig, NpError};
 
 use crate::exit::{self, ExitKind, Failure};
-use crate::sys;
 
 /// First delay between reconnect attempts.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -220,7 +219,7 @@ impl Connector {
         });
         let prompt = format!("password for {user}@{}: ", opts.addr);
         let password = resolve_password(opts.password_file.as_deref(), env_pw, || {
-            sys::prompt_password(&prompt)
+            cliutil::password::prompt_hidden(&prompt).map_err(std::io::Error::from)
         })?;
         let cfg = ClientConfig::new(&user, &password)
             .map_err(|e| Failure::usage(format!("user {user:?}"), e))?;

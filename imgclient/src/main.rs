@@ -4,50 +4,81 @@
 //! Trust boundary: this binary sits between a user (argv, environment, local files, the
 //! terminal for the password) and a network server reached only through libnetproto.so via
 //! netproto-sys. It never links the protocol crate statically and contains no `unsafe`: the
-//! few system calls it needs (termios, setrlimit, poll) go through nix's safe wrappers in
-//! `sys`.
+//! password prompt and the logger come from `cliutil`, and the few system calls it needs
+//! (setrlimit, poll) go through nix's safe wrappers in `sys`.
+//!
+//! # Modules
+//!
+//! `main` composes; the three features below it never import each other; everything they
+//! share lives in the lower layers, whose arrows only point further down:
+//!
+//! ```text
+//! main ──► cli (the composed command line: each feature's clap types + the shared ones)
+//!  │
+//!  ├──► filter/ (blur … run: command, plan, files, local)   ┐
+//!  ├──► ops     (ping, stats, health)                        ├ features
+//!  └──► bench/  (load tester: plan, engine, schedule, report, json, plot)
+//!         │
+//!         ▼ shared by the features
+//!       args (connection flags, durations)   spec (op specs, output names)
+//!       images (image files in a directory)  control (one PING / STATS exchange)
+//!       session (pipelined jobs on one connection)  json (ordered JSON objects)
+//!         │
+//!         ▼
+//!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)
+//!         │
+//!         ▼
+//!       exit (failures and exit codes)
+//! ```
+//!
+//! The `use crate::` lines per module, which this picture must match (no cycle):
+//!
+//! | module | uses |
+//! |---|---|
+//! | `main` | cli, connect, exit, filter, ops, bench |
+//! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
+//! | `filter` | args, connect, exit, images, session, spec |
+//! | `ops` | connect, control, exit, json |
+//! | `bench` | args, connect, control, exit, images, json, session (CHUNK), spec, sys |
+//! | `args` | connect |
+//! | `spec`, `images`, `control` | exit |
+//! | `session` | connect, exit, sys |
+//! | `connect` | exit, sys |
+//! | `sys`, `exit`, `json` | — |
 #![deny(unsafe_code)]
 
+mod args;
 mod bench;
 mod cli;
 mod connect;
+mod control;
 mod exit;
 mod filter;
-mod local;
+mod images;
+mod json;
 mod ops;
 mod session;
+mod spec;
 mod sys;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use connect::Connector;
 use exit::{ExitKind, Failure};
 
+/// `-v` picks the default filter, `RUST_LOG` overrides it; the library gets the same filter
+/// for its own logger copy.
 fn init_logging(verbose: u8) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        match verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        }
-        .to_string()
-    });
-    env_logger::Builder::new()
-        .parse_filters(&spec)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "imgclient {} {}: {}",
-                record.level(),
-                record.target(),
-                record.args()
-            )
-        })
-        .init();
-    // The library has its own logger copy; give it the same filter.
-    netproto_sys::log_init(Some(&spec), "");
+    use cliutil::logging::{filter_from_env, init, verbosity_filter, Style};
+    let filter = filter_from_env(verbosity_filter(verbose));
+    init(
+        &filter,
+        Style::Command {
+            program: "imgclient".into(),
+        },
+    );
+    netproto_sys::log_init(Some(&filter), "");
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Failure> {
@@ -71,7 +102,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Bench(args) => bench::run(args, &cli.conn)?,
-        _ => filter::run(&cli.command, &cli.conn)?,
+        Command::Filter(cmd) => filter::run(cmd, &cli.conn)?,
     }
     Ok(ExitCode::SUCCESS)
 }

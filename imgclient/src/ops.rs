@@ -1,95 +1,15 @@
 //! Operator commands: `ping` (round-trip time), `stats` (the server's counters as a table or
-//! JSON) and `health` (exit status for scripts and probes). Also the STATS fetch the load
-//! tester uses before and after a run.
+//! JSON) and `health` (exit status for scripts and probes).
 //!
 //! Trust boundary: the server's STATS body is decoded by libnetproto; counter names are
 //! server-chosen text, printed as data (escaped in JSON), never interpreted.
 
 use std::time::{Duration, Instant};
 
-use netproto_sys::{Client, Event};
-
 use crate::connect::Connector;
-use crate::exit::{ExitKind, Failure};
-
-/// What a wait for one answer may end with.
-enum Answer<T> {
-    Got(T),
-    Keep,
-}
-
-/// Waits until `pick` accepts an event, failing on an ERROR for `id` (or for the whole
-/// connection), on BYE, or at `timeout`.
-fn wait_for<T>(
-    client: &mut Client,
-    id: u64,
-    timeout: Duration,
-    what: &str,
-    mut pick: impl FnMut(&Event<'_>) -> Answer<T>,
-) -> Result<T, Failure> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Failure::new(
-                ExitKind::Connect,
-                what,
-                format!("no answer within {} ms", timeout.as_millis()),
-            ));
-        }
-        let ev = client
-            .next_event(left)
-            .map_err(|e| Failure::from_np(what, &e))?;
-        match &ev {
-            Event::Error {
-                id: eid,
-                code,
-                message,
-            } if *eid == id || *eid == 0 => {
-                return Err(Failure::from_wire(what, *code, message));
-            }
-            Event::Bye => {
-                return Err(Failure::new(
-                    ExitKind::Connect,
-                    what,
-                    "server closed the connection",
-                ))
-            }
-            _ => {}
-        }
-        if let Answer::Got(t) = pick(&ev) {
-            return Ok(t);
-        }
-    }
-}
-
-/// One PING/PONG round trip.
-pub fn ping_once(client: &mut Client, id: u64, timeout: Duration) -> Result<Duration, Failure> {
-    let t0 = Instant::now();
-    client
-        .send_ping(id, &id.to_be_bytes(), timeout)
-        .map_err(|e| Failure::from_np("ping", &e))?;
-    wait_for(client, id, timeout, "ping", |ev| match ev {
-        Event::Pong { id: pid, .. } if *pid == id => Answer::Got(t0.elapsed()),
-        _ => Answer::Keep,
-    })
-}
-
-/// The server's counters, in the server's order.
-pub fn fetch_stats(
-    client: &mut Client,
-    id: u64,
-    timeout: Duration,
-) -> Result<Vec<(String, u64)>, Failure> {
-    client
-        .send_stats_request(id, timeout)
-        .map_err(|e| Failure::from_np("stats", &e))?;
-    let body = wait_for(client, id, timeout, "stats", |ev| match ev {
-        Event::Stats { id: sid, body } if *sid == id => Answer::Got(body.to_vec()),
-        _ => Answer::Keep,
-    })?;
-    netproto_sys::parse_stats(&body).map_err(|e| Failure::from_np("stats", &e))
-}
+use crate::control::{fetch_stats, ping_once};
+use crate::exit::Failure;
+use crate::json::Object;
 
 pub fn fmt_ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
@@ -144,36 +64,10 @@ pub fn stats_table(stats: &[(String, u64)]) -> String {
         .collect()
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Counters as one JSON object.
+/// Counters as one JSON object in the server's order, two-space indented.
 pub fn stats_json(stats: &[(String, u64)]) -> String {
-    let fields: Vec<String> = stats
-        .iter()
-        .map(|(n, v)| format!("  {}: {v}", json_str(n)))
-        .collect();
-    if fields.is_empty() {
-        "{}".to_string()
-    } else {
-        format!("{{\n{}\n}}", fields.join(",\n"))
-    }
+    let counters: Object<&str, u64> = stats.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    serde_json::to_string_pretty(&counters).expect("string keys and integers always serialize")
 }
 
 /// `imgclient stats`.
@@ -228,8 +122,12 @@ mod tests {
     #[test]
     fn json_escapes_names() {
         let s = vec![("a\"b\\c\n".to_string(), 1u64), ("d".to_string(), 2)];
-        assert_eq!(stats_json(&s), "{\n  \"a\\\"b\\\\c\\n\": 1,\n  \"d\": 2\n}");
+        let j = stats_json(&s);
+        // The same text as before serde: two-space indent, the server's order.
+        assert_eq!(j, "{\n  \"a\\\"b\\\\c\\n\": 1,\n  \"d\": 2\n}");
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["a\"b\\c\n"], 1);
+        assert_eq!(v["d"], 2);
         assert_eq!(stats_json(&[]), "{}");
-        assert_eq!(json_str("\u{1}é"), "\"\\u0001é\"");
     }
 }

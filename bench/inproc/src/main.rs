@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jobs::{Image, Job};
+use serde::Serialize;
 
 const USAGE: &str = "usage: imgbench run --job blur2|resize50|gray|noop --procs N --images DIR \
                      --repeat K [--min-time SECS] [--save DIR]\n       imgbench list --images DIR";
@@ -79,28 +80,73 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     })
 }
 
-/// A JSON string literal (names are file names: escape what JSON requires).
-fn js(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A JSON number rounded to six decimals; non-finite values (which the maths here should
+/// never give) become `null`.
+fn jn(x: f64) -> Option<f64> {
+    x.is_finite().then(|| (x * 1e6).round() / 1e6)
 }
 
-/// A JSON number; non-finite values (which the maths here should never give) become null.
-fn jn(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.6}")
-    } else {
-        "null".into()
-    }
+/// `imgbench list`: the image set and each job's op spec.
+#[derive(Debug, Serialize)]
+struct Listing<'a> {
+    images: Vec<Listed<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Listed<'a> {
+    file: &'a str,
+    format: &'static str,
+    width: u32,
+    height: u32,
+    mp: Option<f64>,
+    bytes: usize,
+    /// Job name to op spec.
+    specs: BTreeMap<&'static str, String>,
+}
+
+/// `imgbench run`: the figures of one job at one thread count (the runners' shape).
+#[derive(Debug, Serialize)]
+struct Results<'a> {
+    #[serde(rename = "impl")]
+    implementation: &'static str,
+    job: &'static str,
+    procs: usize,
+    images: usize,
+    set_mp: Option<f64>,
+    images_per_s: Option<f64>,
+    mp_per_s: Option<f64>,
+    ms_per_image: Option<f64>,
+    phase_ms: Phases,
+    out_bytes: u64,
+    passes: Vec<PassJson>,
+    versions: BTreeMap<&'static str, &'static str>,
+    settings: Settings<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Phases {
+    decode: Option<f64>,
+    filter: Option<f64>,
+    encode: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct PassJson {
+    seconds: Option<f64>,
+    jobs: u64,
+    mp: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Settings<'a> {
+    jpeg: &'a str,
+    png: &'a str,
+    threads: usize,
+}
+
+/// Pretty-printed with a final newline.
+fn to_text(v: &impl Serialize) -> String {
+    serde_json::to_string_pretty(v).expect("these documents always serialize") + "\n"
 }
 
 fn format_name(f: imgfilters::image::ImageFormat) -> &'static str {
@@ -117,27 +163,23 @@ fn format_name(f: imgfilters::image::ImageFormat) -> &'static str {
 }
 
 fn list(images: &[Image]) -> String {
-    let rows: Vec<String> = images
-        .iter()
-        .map(|i| {
-            let specs: Vec<String> = Job::ALL
-                .iter()
-                .map(|j| format!("{}: {}", js(j.name()), js(&j.spec(i.width, i.height))))
-                .collect();
-            format!(
-                "{{\"file\": {}, \"format\": {}, \"width\": {}, \"height\": {}, \"mp\": {}, \
-                 \"bytes\": {}, \"specs\": {{{}}}}}",
-                js(&i.name),
-                js(format_name(i.format)),
-                i.width,
-                i.height,
-                jn(i.megapixels()),
-                i.bytes.len(),
-                specs.join(", ")
-            )
-        })
-        .collect();
-    format!("{{\"images\": [\n  {}\n]}}\n", rows.join(",\n  "))
+    to_text(&Listing {
+        images: images
+            .iter()
+            .map(|i| Listed {
+                file: &i.name,
+                format: format_name(i.format),
+                width: i.width,
+                height: i.height,
+                mp: jn(i.megapixels()),
+                bytes: i.bytes.len(),
+                specs: Job::ALL
+                    .iter()
+                    .map(|j| (j.name(), j.spec(i.width, i.height)))
+                    .collect(),
+            })
+            .collect(),
+    })
 }
 
 fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
@@ -180,45 +222,41 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
     }
 
     let per = |f: fn(&run::Pass) -> f64| run::median(passes.iter().map(f).collect());
-    let pass_list: Vec<String> = passes
-        .iter()
-        .map(|p| {
-            format!(
-                "{{\"seconds\": {}, \"jobs\": {}, \"mp\": {}}}",
-                jn(p.seconds),
-                p.jobs,
-                jn(p.megapixels)
-            )
-        })
-        .collect();
     let set_mp: f64 = images.iter().map(Image::megapixels).sum();
     // Every pass encodes the set `procs` times; the output is deterministic.
     let out_bytes = passes
         .first()
         .map_or(0, |p| p.out_bytes / args.procs as u64);
-    Ok(format!(
-        "{{\"impl\": \"imgfilters\", \"job\": {}, \"procs\": {}, \"images\": {}, \
-         \"set_mp\": {}, \"images_per_s\": {}, \"mp_per_s\": {}, \"ms_per_image\": {}, \
-         \"phase_ms\": {{\"decode\": {}, \"filter\": {}, \"encode\": {}}}, \
-         \"out_bytes\": {}, \"passes\": [{}], \
-         \"versions\": {{\"imgbench\": {}}}, \
-         \"settings\": {{\"jpeg\": \"quality 85 (imgfilters default), the crate's encoder settings\", \
-         \"png\": \"the crate's encoder settings\", \"threads\": {}}}}}\n",
-        js(args.job.name()),
-        args.procs,
-        images.len(),
-        jn(set_mp),
-        jn(per(|p| p.jobs as f64 / p.seconds)),
-        jn(per(|p| p.megapixels / p.seconds)),
-        jn(per(|p| 1e3 * p.job_seconds / p.jobs as f64)),
-        jn(per(|p| 1e3 * p.decode_seconds / p.jobs as f64)),
-        jn(per(|p| 1e3 * p.filter_seconds / p.jobs as f64)),
-        jn(per(|p| 1e3 * p.encode_seconds / p.jobs as f64)),
+    Ok(to_text(&Results {
+        implementation: "imgfilters",
+        job: args.job.name(),
+        procs: args.procs,
+        images: images.len(),
+        set_mp: jn(set_mp),
+        images_per_s: jn(per(|p| p.jobs as f64 / p.seconds)),
+        mp_per_s: jn(per(|p| p.megapixels / p.seconds)),
+        ms_per_image: jn(per(|p| 1e3 * p.job_seconds / p.jobs as f64)),
+        phase_ms: Phases {
+            decode: jn(per(|p| 1e3 * p.decode_seconds / p.jobs as f64)),
+            filter: jn(per(|p| 1e3 * p.filter_seconds / p.jobs as f64)),
+            encode: jn(per(|p| 1e3 * p.encode_seconds / p.jobs as f64)),
+        },
         out_bytes,
-        pass_list.join(", "),
-        js(env!("CARGO_PKG_VERSION")),
-        args.procs,
-    ))
+        passes: passes
+            .iter()
+            .map(|p| PassJson {
+                seconds: jn(p.seconds),
+                jobs: p.jobs,
+                mp: jn(p.megapixels),
+            })
+            .collect(),
+        versions: BTreeMap::from([("imgbench", env!("CARGO_PKG_VERSION"))]),
+        settings: Settings {
+            jpeg: "quality 85 (imgfilters default), the crate's encoder settings",
+            png: "the crate's encoder settings",
+            threads: args.procs,
+        },
+    }))
 }
 
 fn main() -> ExitCode {
@@ -272,8 +310,56 @@ mod tests {
     }
 
     #[test]
-    fn json_escapes() {
-        assert_eq!(js("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert_eq!(jn(f64::NAN), "null");
+    fn numbers_are_rounded_or_null() {
+        assert_eq!(jn(f64::NAN), None);
+        assert_eq!(jn(f64::INFINITY), None);
+        assert_eq!(jn(1.0 / 3.0), Some(0.333333));
+    }
+
+    #[test]
+    fn results_parse_with_the_documented_fields() {
+        let r = Results {
+            implementation: "imgfilters",
+            job: Job::Gray.name(),
+            procs: 2,
+            images: 3,
+            set_mp: jn(1.5),
+            images_per_s: jn(10.0),
+            mp_per_s: jn(f64::NAN),
+            ms_per_image: jn(0.1234567),
+            phase_ms: Phases {
+                decode: jn(1.0),
+                filter: jn(2.0),
+                encode: jn(3.0),
+            },
+            out_bytes: 99,
+            passes: vec![PassJson {
+                seconds: jn(0.5),
+                jobs: 6,
+                mp: jn(3.0),
+            }],
+            versions: BTreeMap::from([("imgbench", "0.1.0")]),
+            settings: Settings {
+                jpeg: "q \"85\"\n",
+                png: "p",
+                threads: 2,
+            },
+        };
+        let text = to_text(&r);
+        assert!(text.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["impl"], "imgfilters");
+        assert_eq!(v["job"], "gray");
+        assert_eq!(
+            (v["procs"].as_u64(), v["images"].as_u64()),
+            (Some(2), Some(3))
+        );
+        assert_eq!(v["mp_per_s"], serde_json::Value::Null);
+        assert_eq!(v["ms_per_image"], 0.123457);
+        assert_eq!(v["phase_ms"]["filter"], 2.0);
+        assert_eq!(v["passes"][0]["jobs"], 6);
+        assert_eq!(v["versions"]["imgbench"], "0.1.0");
+        assert_eq!(v["settings"]["jpeg"], "q \"85\"\n");
+        assert_eq!(v["settings"]["threads"], 2);
     }
 }

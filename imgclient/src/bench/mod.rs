@@ -8,6 +8,7 @@
 //! bench only counts and times what comes back.
 
 mod engine;
+pub mod json;
 pub mod plan;
 pub mod plot;
 pub mod report;
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use crossbeam_channel::{unbounded, TryRecvError};
 
-use crate::cli::{parse_duration, parse_spec, ConnArgs};
+use crate::args::{parse_duration, ConnArgs};
 use crate::connect::Connector;
 use crate::exit::{ExitKind, Failure};
-use crate::{filter, ops, sys};
+use crate::spec::parse_spec;
+use crate::{control, images, sys};
 use plan::{BenchOp, Mode, Plan};
 use report::{Summary, Totals};
 
@@ -99,7 +101,7 @@ pub fn parse_ops(ops: &[String]) -> Result<Vec<(String, BenchOp)>, Failure> {
 
 /// Every image in `dir`, read into memory.
 pub fn load_images(dir: &std::path::Path) -> Result<Vec<Vec<u8>>, Failure> {
-    let files = filter::images_in(dir)?;
+    let files = images::images_in(dir)?;
     if files.is_empty() {
         return Err(Failure::usage(
             format!("--dir {}", dir.display()),
@@ -117,7 +119,7 @@ fn fetch_stats_logged(
     id: u64,
     timeout: Duration,
 ) -> Option<Vec<(String, u64)>> {
-    match ops::fetch_stats(client, id, timeout) {
+    match control::fetch_stats(client, id, timeout) {
         Ok(s) => Some(s),
         Err(f) => {
             log::warn!("cannot fetch server STATS: {f}");
@@ -322,7 +324,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     };
     print!("{}", summary.human());
     if let Some(path) = &args.json {
-        std::fs::write(path, summary.json())
+        std::fs::write(path, json::render(&summary))
             .map_err(|e| Failure::io(format!("writing {}", path.display()), e))?;
     }
     if let Some(path) = &args.plot {
@@ -363,11 +365,17 @@ mod tests {
         );
     }
 
+    /// `bench`'s flags alone on a command line (the binary composes them in `cli`).
+    #[derive(Debug, clap::Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
     #[test]
     fn bench_flags_parse() {
         use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from([
-            "imgclient",
+        let b = TestCli::try_parse_from([
             "bench",
             "--conns",
             "150",
@@ -384,18 +392,13 @@ mod tests {
             "--ramp",
             "1s",
         ])
-        .unwrap();
-        let crate::cli::Command::Bench(b) = cli.command else {
-            panic!()
-        };
+        .unwrap()
+        .bench;
         assert_eq!(b.conns, 150);
         assert_eq!(b.ops, ["blur:2", "ping"]);
         assert_eq!(b.rate, Some(500.0));
         assert_eq!(b.duration, Some(Duration::from_secs(2)));
-        let cli = crate::cli::Cli::try_parse_from(["imgclient", "bench"]).unwrap();
-        let crate::cli::Command::Bench(b) = cli.command else {
-            panic!()
-        };
+        let b = TestCli::try_parse_from(["bench"]).unwrap().bench;
         assert_eq!(b.ops, ["blur:2"]);
         assert_eq!(b.conns, 16);
     }

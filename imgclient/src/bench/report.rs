@@ -1,8 +1,8 @@
-//! Bench results: the totals the collector accumulates, the human summary, the JSON file and
-//! the server-counter deltas.
+//! Bench results: the totals the collector accumulates, the human summary and the
+//! server-counter deltas (the JSON file is `json`).
 //!
-//! Trust boundary: counter names come from the server and are printed as data (escaped in
-//! JSON); nothing else here touches outside input.
+//! Trust boundary: counter names come from the server and are printed as data; nothing else
+//! here touches outside input.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,7 +11,6 @@ use hdrhistogram::Histogram;
 
 use super::plan::Msg;
 use crate::exit::ExitKind;
-use crate::ops::json_str;
 
 /// Latencies are recorded in µs, from 1 µs to 10 minutes, with 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -207,104 +206,6 @@ impl Summary {
         }
         s
     }
-
-    /// All results as one JSON document.
-    pub fn json(&self) -> String {
-        let t = &self.totals;
-        let mut f: Vec<(String, String)> = vec![
-            ("conns".into(), self.conns.to_string()),
-            (
-                "ops".into(),
-                format!(
-                    "[{}]",
-                    self.ops
-                        .iter()
-                        .map(|o| json_str(o))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-            (
-                "mode".into(),
-                json_str(if self.rate.is_some() {
-                    "open"
-                } else {
-                    "closed"
-                }),
-            ),
-            ("rate".into(), self.rate.map_or("null".into(), num)),
-            ("elapsed_s".into(), num(self.elapsed.as_secs_f64())),
-            ("ok".into(), t.ok.to_string()),
-            ("errors".into(), t.error_count().to_string()),
-            ("throughput_rps".into(), num(self.throughput())),
-            ("bytes_up".into(), t.up.to_string()),
-            ("bytes_down".into(), t.down.to_string()),
-            ("mb_up_per_s".into(), num(self.mb_up())),
-            ("mb_down_per_s".into(), num(self.mb_down())),
-            ("max_conns_up".into(), t.conns_max.to_string()),
-            ("latency_ms".into(), hist_json(&t.latency)),
-            (
-                "latency_by_op_ms".into(),
-                obj(self
-                    .ops
-                    .iter()
-                    .enumerate()
-                    .map(|(i, o)| {
-                        let h = t.by_op.get(i).map_or("{\"count\": 0}".into(), hist_json);
-                        (o.clone(), h)
-                    })
-                    .collect()),
-            ),
-            (
-                "errors_by_type".into(),
-                obj(t
-                    .errors
-                    .iter()
-                    .map(|(k, (n, _))| (k.clone(), n.to_string()))
-                    .collect()),
-            ),
-            (
-                "server_phases_ms".into(),
-                obj(PHASES
-                    .iter()
-                    .zip(&t.phases)
-                    .map(|(n, h)| (n.to_string(), hist_json(h)))
-                    .collect()),
-            ),
-            (
-                "latency_percentile_curve".into(),
-                format!(
-                    "[{}]",
-                    super::plot::percentile_points(&t.latency)
-                        .iter()
-                        .map(|(p, v)| format!("[{}, {}]", num(*p), num(*v)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        ];
-        if let (Some(b), Some(a)) = (&self.stats_before, &self.stats_after) {
-            let delta = stats_delta(b, a);
-            f.push((
-                "server_stats".into(),
-                obj(delta
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.name.clone(),
-                            format!(
-                                "{{\"before\": {}, \"after\": {}, \"delta\": {}}}",
-                                opt(d.before),
-                                opt(d.after),
-                                d.delta.map_or("null".into(), |v| v.to_string())
-                            ),
-                        )
-                    })
-                    .collect()),
-            ));
-        }
-        obj(f) + "\n"
-    }
 }
 
 /// ` p50 1.0 ms  p90 ...  max 9.0 ms`, or a note when there is no sample.
@@ -317,43 +218,6 @@ fn latency_line(h: &Histogram<u64>) -> String {
         s += &format!(" {name} {:.1} ms ", ms(h.value_at_quantile(q)));
     }
     s + &format!(" max {:.1} ms", ms(h.max()))
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{}", (v * 1000.0).round() / 1000.0)
-    } else {
-        "null".into()
-    }
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or("null".into(), |v| v.to_string())
-}
-
-fn obj(fields: Vec<(String, String)>) -> String {
-    let inner: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("{}: {v}", json_str(k)))
-        .collect();
-    format!("{{{}}}", inner.join(", "))
-}
-
-/// Count, mean, percentiles and max (in ms) of a µs histogram.
-fn hist_json(h: &Histogram<u64>) -> String {
-    if h.is_empty() {
-        return "{\"count\": 0}".into();
-    }
-    let mut f = vec![
-        ("count".to_string(), h.len().to_string()),
-        ("mean".to_string(), num(h.mean() / 1000.0)),
-        ("min".to_string(), num(ms(h.min()))),
-    ];
-    for (name, q) in PERCENTILES {
-        f.push((name.to_string(), num(ms(h.value_at_quantile(q)))));
-    }
-    f.push(("max".to_string(), num(ms(h.max()))));
-    obj(f)
 }
 
 /// Server phase times as reported in each result's info, as a table.
@@ -537,41 +401,6 @@ mod tests {
             ..s
         };
         assert!(s.human().contains("\n  ping   no successful requests\n"));
-    }
-
-    #[test]
-    fn json_is_well_formed_enough() {
-        let s = Summary {
-            conns: 2,
-            ops: vec!["blur:2".into(), "ping".into()],
-            rate: Some(100.0),
-            elapsed: Duration::from_millis(1500),
-            totals: totals_with(&[5, 6]),
-            stats_before: Some(vec![("a\"b".into(), 1)]),
-            stats_after: Some(vec![("a\"b".into(), 3)]),
-        };
-        let j = s.json();
-        assert!(j.starts_with('{') && j.trim_end().ends_with('}'));
-        assert!(j.contains("\"mode\": \"open\""));
-        assert!(j.contains("\"rate\": 100"));
-        assert!(j.contains("\"ok\": 2"));
-        assert!(
-            j.contains("\"latency_by_op_ms\": {\"blur:2\": {\"count\": 1"),
-            "{j}"
-        );
-        assert!(
-            j.contains("\"a\\\"b\": {\"before\": 1, \"after\": 3, \"delta\": 2}"),
-            "{j}"
-        );
-        // Balanced braces and brackets (outside strings there are no others).
-        let depth = j.chars().fold(0i32, |d, c| match c {
-            '{' | '[' => d + 1,
-            '}' | ']' => d - 1,
-            _ => d,
-        });
-        assert_eq!(depth, 0);
-        assert!(!j.contains("NaN") && !j.contains("inf"));
-        assert_eq!(s.mode_label(), "open loop at 100 req/s");
     }
 
     #[test]
