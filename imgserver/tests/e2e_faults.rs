@@ -172,8 +172,8 @@ fn sigterm_with_jobs_in_flight_finishes_them_and_leaves_nothing() {
     for c in clients.iter_mut() {
         send_job(c, 1, "blur:8", &input);
     }
-    // All three uploaded and holding their slots: in flight when the signal arrives.
-    srv.wait_stat("slots_in_use", 3, Duration::from_secs(10));
+    // All three submitted (whether still running or answered, each must be answered).
+    srv.wait_stat("jobs_submitted", 3, Duration::from_secs(10));
     let leftovers = Leftovers::record(&srv);
     srv.signal(Signal::SIGTERM);
     for c in clients.iter_mut() {

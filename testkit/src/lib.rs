@@ -19,12 +19,13 @@ pub mod report;
 pub mod server;
 pub mod wait;
 
-pub use client::{connect, run_job, send_job, wait_job, Outcome, RawSession};
-pub use images::{crc32, png_bomb, png_chunk, samples, small_images, TempDir};
+pub use client::{connect, read_until_close, run_job, send_job, wait_job, Outcome, RawSession};
+pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
+pub use nix::sys::signal::Signal;
 pub use procs::{
-    children, fds, kill, memfd_inodes, process_alive, raise_fd_limit, rss_kb, socket_table, Fd,
-    FdTarget, SocketKind,
+    children, fds, kill, memfd_inodes, pids_with_env, process_alive, raise_fd_limit, rss_kb,
+    socket_table, Fd, FdTarget, SocketKind,
 };
 pub use report::{BenchReport, Histogram, Stats};
 pub use server::{imgserver_bin, Server, ServerBuilder};
