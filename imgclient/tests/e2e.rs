@@ -3,129 +3,24 @@
 //! a batch that survives a server crash and restart, and a bench smoke run.
 //!
 //! Trust boundary: none of its own; each test starts a throwaway server (own state directory,
-//! port 0) and kills it when done. The imgserver binary is taken from the same target
-//! directory as imgclient (`cargo build --release --workspace` builds both, as `make test`
-//! does); when it is missing the tests say so and pass, so `cargo test -p imgclient` alone
-//! still works.
+//! port 0) through the shared test kit and kills it when done. The imgserver binary is taken
+//! from the same target directory as imgclient (`cargo build --release --workspace --bins`
+//! builds both, as `make test` does); when it is missing the tests fail and say so.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const PASSWORD: &str = "e2e-secret";
+use testkit::{samples, wait_until, ImgClient, Server, TempDir};
 
-fn client_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_imgclient"))
+/// A server with one worker and the kit's user, on a free port.
+fn server(tag: &str) -> Server {
+    Server::start(tag, &["--workers", "1"])
 }
 
-fn server_bin() -> Option<PathBuf> {
-    let p = client_bin().parent()?.join("imgserver");
-    p.is_file().then_some(p)
-}
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "imgclient-e2e-{tag}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running imgserver; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    state: PathBuf,
-}
-
-impl Server {
-    fn start(bin: &Path, state: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin)
-            .args(["--listen", listen, "--workers", "1", "--state-dir"])
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start imgserver");
-        let out = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(out).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("listening on ") => {
-                    break l["listening on ".len()..].trim().to_string()
-                }
-                Some(Ok(_)) => continue,
-                _ => {
-                    let _ = child.kill();
-                    panic!("imgserver did not print its address");
-                }
-            }
-        };
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr,
-            state: state.to_path_buf(),
-        }
-    }
-
-    /// A server with one user, `alice`, on a free port.
-    fn with_user(bin: &Path, dir: &Path, extra: &[&str]) -> Server {
-        let state = dir.join("state");
-        let mut add = Command::new(bin)
-            .args(["user", "add", "alice", "--state-dir"])
-            .arg(&state)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
-        Server::start(bin, &state, "127.0.0.1:0", extra)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// imgclient pointed at `server` with the kit's user, pinning keys in `known`.
 fn client(server: &str, known: &Path) -> Command {
-    let mut c = Command::new(client_bin());
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("IMGSERVER_ADDR", server)
-        .env("IMGCLIENT_USER", "alice")
-        .env("IMGCLIENT_PASSWORD", PASSWORD)
-        .env("IMGCLIENT_KNOWN_SERVERS", known)
-        .stdin(Stdio::null());
-    c
+    ImgClient::new(server, known).cmd()
 }
 
 fn run(mut c: Command) -> Output {
@@ -140,23 +35,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-macro_rules! need_server {
-    () => {
-        match server_bin() {
-            Some(b) => b,
-            // Failing, not skipping: a test that silently passes without a server proves
-            // nothing. `make test` (or `cargo build --release -p imgserver`) builds it.
-            None => panic!("imgserver is not built next to imgclient: run `cargo build --release -p imgserver` first"),
-        }
-    };
-}
-
 #[test]
 fn remote_output_is_byte_identical_to_local_and_key_is_pinned() {
-    let bin = need_server!();
     let dir = TempDir::new("ident");
-    let srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
+    let srv = server("ident");
+    let known = dir.join("known_servers");
     let input = samples().join("cat.png");
     for (args, ext) in [
         (vec!["blur", "--sigma", "3"], "png"),
@@ -164,8 +47,8 @@ fn remote_output_is_byte_identical_to_local_and_key_is_pinned() {
         (vec!["scale", "--percent", "37"], "png"),
         (vec!["run", "--ops", "thumbnail:64,grayscale"], "webp"),
     ] {
-        let remote = dir.0.join(format!("remote.{ext}"));
-        let local = dir.0.join(format!("local.{ext}"));
+        let remote = dir.join(format!("remote.{ext}"));
+        let local = dir.join(format!("local.{ext}"));
         let mut c = client(&srv.addr, &known);
         c.args(&args).arg(&input).arg("-o").arg(&remote);
         let o = run(c);
@@ -190,11 +73,10 @@ fn remote_output_is_byte_identical_to_local_and_key_is_pinned() {
 
 #[test]
 fn every_failure_kind_has_its_exit_code() {
-    let bin = need_server!();
     let dir = TempDir::new("codes");
-    let srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
-    let out = dir.0.join("out.png");
+    let srv = server("codes");
+    let known = dir.join("known_servers");
+    let out = dir.join("out.png");
     let input = samples().join("chelsea_64x64.png");
 
     // First contact pins and announces the key.
@@ -214,7 +96,7 @@ fn every_failure_kind_has_its_exit_code() {
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 
     // 5: the pinned key differs; the message names the file to edit.
-    let other = dir.0.join("other_known");
+    let other = dir.join("other_known");
     std::fs::write(
         &other,
         format!(
@@ -234,7 +116,7 @@ fn every_failure_kind_has_its_exit_code() {
     );
 
     // 6: the server refuses the input.
-    let junk = dir.0.join("junk.png");
+    let junk = dir.join("junk.png");
     std::fs::write(&junk, b"not an image").unwrap();
     let mut c = client(&srv.addr, &known);
     c.arg("invert").arg(&junk).arg("-o").arg(&out);
@@ -261,7 +143,7 @@ fn every_failure_kind_has_its_exit_code() {
     assert_eq!(code(&run(c)), 1);
     let mut c = client(&srv.addr, &known);
     c.arg("blur")
-        .arg(dir.0.join("missing.png"))
+        .arg(dir.join("missing.png"))
         .arg("-o")
         .arg(&out);
     assert_eq!(code(&run(c)), 2);
@@ -273,10 +155,9 @@ fn every_failure_kind_has_its_exit_code() {
 
 #[test]
 fn ping_stats_and_health() {
-    let bin = need_server!();
     let dir = TempDir::new("ops");
-    let srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
+    let srv = server("ops");
+    let known = dir.join("known_servers");
     let mut c = client(&srv.addr, &known);
     c.args(["ping", "-c", "3", "--interval", "10ms"]);
     let o = run(c);
@@ -293,10 +174,11 @@ fn ping_stats_and_health() {
     let o = run(c);
     assert_eq!(code(&o), 0);
     let json = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        json.trim_start().starts_with('{') && json.contains("\"pings\""),
-        "{json}"
-    );
+    let stats = testkit::Stats::parse(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    // The server's own counts: the three pings above, over one connection, and this
+    // connection's login.
+    assert_eq!(stats.get("pings"), 3, "{json}");
+    assert_eq!(stats.get("logins_ok"), 2, "{json}");
 
     let mut c = client(&srv.addr, &known);
     c.arg("health");
@@ -315,11 +197,10 @@ fn ping_stats_and_health() {
 
 #[test]
 fn batch_survives_a_server_crash_and_restart() {
-    let bin = need_server!();
     let dir = TempDir::new("restart");
-    let mut srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
-    let inputs = dir.0.join("in");
+    let mut srv = server("restart");
+    let known = dir.join("known_servers");
+    let inputs = dir.join("in");
     std::fs::create_dir_all(&inputs).unwrap();
     let mut n = 0;
     for i in 0..4 {
@@ -328,7 +209,7 @@ fn batch_survives_a_server_crash_and_restart() {
             n += 1;
         }
     }
-    let out = dir.0.join("out");
+    let out = dir.join("out");
     let mut c = client(&srv.addr, &known);
     c.args(["-v", "blur", "--sigma", "4", "--conns", "2"])
         .arg(&inputs)
@@ -339,26 +220,23 @@ fn batch_survives_a_server_crash_and_restart() {
 
     // Crash the server once some results are in, then bring it back on the same address
     // with the same key.
-    let t0 = Instant::now();
-    while std::fs::read_dir(&out).map_or(0, |d| d.count()) < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = srv.child.kill();
-    let _ = srv.child.wait();
+    wait_until("two results of the batch", Duration::from_secs(30), || {
+        std::fs::read_dir(&out).map_or(0, |d| d.count()) >= 2
+    })
+    .unwrap_or_else(|e| srv.fail(e));
+    srv.kill_now();
     let done_before_crash = std::fs::read_dir(&out).map_or(0, |d| d.count());
     assert!(done_before_crash < n, "the batch finished before the crash");
+    // The outage the batch must ride out: time passes with nobody listening.
     std::thread::sleep(Duration::from_millis(300));
-    let addr = srv.addr.clone();
-    let state = srv.state.clone();
-    srv = Server::start(&bin, &state, &addr, &[]);
+    srv.restart();
 
     let o = batch.wait_with_output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // The client noticed the crash and re-sent what was in flight.
     assert!(stderr(&o).contains("job(s) to re-send"), "{}", stderr(&o));
     drop(srv);
-    let local = dir.0.join("local");
+    let local = dir.join("local");
     let mut c = client("127.0.0.1:1", &known);
     c.args(["blur", "--sigma", "4", "--local"])
         .arg(&inputs)
@@ -382,12 +260,11 @@ fn batch_survives_a_server_crash_and_restart() {
 
 #[test]
 fn bench_smoke_with_a_mix_json_and_plot() {
-    let bin = need_server!();
     let dir = TempDir::new("bench");
-    let srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
-    let json = dir.0.join("bench.json");
-    let svg = dir.0.join("bench.svg");
+    let srv = server("bench");
+    let known = dir.join("known_servers");
+    let json = dir.join("bench.json");
+    let svg = dir.join("bench.svg");
     let mut c = client(&srv.addr, &known);
     c.args([
         "bench",
@@ -424,9 +301,22 @@ fn bench_smoke_with_a_mix_json_and_plot() {
     assert!(lines[2].starts_with("latency: p50 "));
     assert!(text.contains("server counters (STATS)"), "{text}");
     let j = std::fs::read_to_string(&json).unwrap();
-    assert!(
-        j.contains("\"ok\": 40") && j.contains("\"latency_by_op_ms\""),
-        "{j}"
+    let report = testkit::BenchReport::parse(&j).unwrap_or_else(|e| panic!("{e}: {j}"));
+    assert_eq!((report.conns, report.ok, report.errors), (4, 40, 0), "{j}");
+    assert_eq!(report.mode, "closed");
+    assert_eq!(report.ops, ["thumbnail:32", "ping", "noop"]);
+    assert_eq!(report.latency_ms.count, 40);
+    let mut by_op: Vec<&str> = report.latency_by_op_ms.keys().map(|k| k.as_str()).collect();
+    by_op.sort();
+    assert_eq!(by_op, ["noop", "ping", "thumbnail:32"], "{j}");
+    assert_eq!(
+        report
+            .latency_by_op_ms
+            .values()
+            .map(|h| h.count)
+            .sum::<u64>(),
+        40,
+        "every request is in its op's histogram"
     );
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.contains("<polyline"));
@@ -451,62 +341,38 @@ fn bench_smoke_with_a_mix_json_and_plot() {
     assert!(text.contains("requests: 60 ok, 0 errors"), "{text}");
 }
 
-/// A counter from the server's shared-memory stats page (`imgserver stats --json`).
-fn server_stat(bin: &Path, state: &Path, name: &str) -> u64 {
-    let o = Command::new(bin)
-        .args(["stats", "--json", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8(o.stdout).unwrap();
-    let key = format!("\"{name}\":");
-    let at = text
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        + key.len();
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn bench_150_connections_zero_errors_and_counts_match_the_server() {
-    let bin = need_server!();
     let dir = TempDir::new("bench150");
-    let srv = Server::with_user(&bin, &dir.0, &[]);
-    let known = dir.0.join("known_servers");
-    let state = dir.0.join("state");
+    let srv = server("bench150");
+    let known = dir.join("known_servers");
     // Small real images, so a 2 s run completes many jobs.
-    let images = dir.0.join("images");
+    let images = dir.join("images");
     std::fs::create_dir_all(&images).unwrap();
     for f in ["chelsea_64x64.png", "astronaut_128x128.jpg"] {
         std::fs::copy(samples().join(f), images.join(f)).unwrap();
     }
-    let before = server_stat(&bin, &state, "jobs_ok");
+    let before = srv.stat("jobs_ok");
     // `imgclient bench --conns 150 --op noop --dir IMAGES ARGS`: its stdout, after exit 0.
     let bench = |args: &[&str]| {
-        let mut c = client(&srv.addr, &known);
-        c.args(["bench", "--conns", "150", "--op", "noop"])
-            .args(args)
-            .arg("--dir")
-            .arg(&images);
-        let o = run(c);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        let mut all = vec!["--conns", "150", "--op", "noop"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--dir", images.to_str().unwrap()]);
+        let run = ImgClient::new(&srv.addr, &known).bench(&all, dir.path());
+        run.assert_success();
+        assert_eq!(run.report.errors, 0, "{}", run.stdout);
+        assert_eq!(run.report.conns, 150);
+        run
     };
-    let text = bench(&["--duration", "2s"]);
+    let run = bench(&["--duration", "2s"]);
+    let text = &run.stdout;
     assert!(text.starts_with("bench: 150 conns"), "{text}");
-    let ok: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("requests: "))
-        .and_then(|l| l.split(" ok, 0 errors").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no error-free request line in {text}"));
-    let jobs = server_stat(&bin, &state, "jobs_ok") - before;
+    let ok = run.report.ok;
+    assert!(
+        text.contains(&format!("requests: {ok} ok, 0 errors")),
+        "the text report agrees with the JSON: {text}"
+    );
+    let jobs = srv.stat("jobs_ok") - before;
     assert!(ok >= 150, "only {ok} requests in 2 s over 150 connections");
     assert_eq!(
         jobs, ok,
@@ -516,8 +382,13 @@ fn bench_150_connections_zero_errors_and_counts_match_the_server() {
     // A request-count run ends when its last answer arrives, not when the (long) per-request
     // timeout would have expired.
     let t = std::time::Instant::now();
-    let text = bench(&["--requests", "300", "--timeout", "120s"]);
-    assert!(text.contains("requests: 300 ok, 0 errors"), "{text}");
+    let run = bench(&["--requests", "300", "--timeout", "120s"]);
+    assert_eq!(run.report.ok, 300, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("requests: 300 ok, 0 errors"),
+        "{}",
+        run.stdout
+    );
     assert!(
         t.elapsed() < std::time::Duration::from_secs(30),
         "a 300-request run took {:?}",

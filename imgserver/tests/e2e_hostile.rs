@@ -1,14 +1,16 @@
 //! Hostile frames against the real server: each gets its documented reaction (a typed ERROR
 //! and/or the connection closed) and a legitimate client on the same server notices nothing.
-
-mod common;
+//!
+//! Trust boundary: this file plays the hostile network peer; the server is the real binary,
+//! started through the shared test kit.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
-use netproto_sys::{ClientConfig, Conn, ErrorCode, Event};
+use netproto_sys::{ClientConfig, ErrorCode, Event};
+use testkit::client::SansIoConn;
+use testkit::*;
 
 const HELLO: u16 = 0x0001;
 const PING: u16 = 0x0020;
@@ -35,27 +37,6 @@ fn send_raw(addr: &str, bytes: &[u8], wait: Duration) -> (Vec<u8>, bool) {
     read_until_close(&mut s, wait)
 }
 
-fn read_until_close(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        s.set_read_timeout(Some(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        ))
-        .unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return (got, true),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
-            Err(_) => break,
-        }
-    }
-    (got, false)
-}
-
 /// The error code of a clear ERROR frame at the start of `bytes`.
 fn clear_error_code(bytes: &[u8]) -> Option<u16> {
     if bytes.len() < 26
@@ -66,91 +47,6 @@ fn clear_error_code(bytes: &[u8]) -> Option<u16> {
         return None;
     }
     Some(u16::from_be_bytes([bytes[24], bytes[25]]))
-}
-
-/// A logged-in session driven by hand over a plain socket, so tests can tamper with bytes.
-struct Raw {
-    s: TcpStream,
-    conn: Conn,
-    /// Everything the server sent, as received.
-    seen: Vec<u8>,
-}
-
-impl Raw {
-    fn login(addr: &str) -> Raw {
-        let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let conn = Conn::new_client(&cfg).unwrap();
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut r = Raw {
-            s,
-            conn,
-            seen: Vec::new(),
-        };
-        r.flush();
-        loop {
-            let ev = r.next_event();
-            match ev.as_str() {
-                "key" => {
-                    r.conn.trust_server_key(true).unwrap();
-                    r.flush();
-                }
-                "ready" => return r,
-                other => panic!("unexpected {other} during login"),
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        let out = self.conn.pending_output().to_vec();
-        self.s.write_all(&out).unwrap();
-        self.conn.consume_output(out.len());
-    }
-
-    /// Takes what the connection wants to send without sending it.
-    fn take_output(&mut self) -> Vec<u8> {
-        let out = self.conn.pending_output().to_vec();
-        self.conn.consume_output(out.len());
-        out
-    }
-
-    /// The next event as a short name (events borrow the connection).
-    fn next_event(&mut self) -> String {
-        loop {
-            match self.conn.poll_event() {
-                Ok(Some(Event::ServerKey { .. })) => return "key".into(),
-                Ok(Some(Event::Ready)) => return "ready".into(),
-                Ok(Some(Event::Pong { id, .. })) => return format!("pong {id}"),
-                Ok(Some(Event::Error { code, .. })) => return format!("error {code}"),
-                Ok(Some(Event::JobResult { id, last, .. })) => {
-                    return format!("result {id} {last}")
-                }
-                Ok(Some(Event::ResultData { id, last, .. })) => return format!("data {id} {last}"),
-                Ok(Some(e)) => return format!("{e:?}"),
-                Ok(None) => {}
-                Err(e) => return format!("fatal {}", e.message),
-            }
-            // Whatever the state machine queued (login replies) must go out before we wait.
-            self.flush();
-            let mut buf = [0u8; 65536];
-            match self.s.read(&mut buf) {
-                Ok(0) | Err(_) => return "closed".into(),
-                Ok(n) => {
-                    self.seen.extend_from_slice(&buf[..n]);
-                    self.conn.feed(&buf[..n]).unwrap();
-                }
-            }
-        }
-    }
-
-    /// After a violation: the server's answer (an ERROR it managed to send) then EOF.
-    fn expect_error_then_close(&mut self) -> Option<u16> {
-        let ev = self.next_event();
-        let code = ev.strip_prefix("error ").and_then(|c| c.parse().ok());
-        let (_, closed) = read_until_close(&mut self.s, Duration::from_secs(3));
-        assert!(closed, "server kept the connection open after {ev}");
-        code
-    }
 }
 
 #[test]
@@ -242,7 +138,7 @@ fn hostile_frames_get_their_documented_reaction() {
     // A clear frame after the handshake, before login: NOT_LOGGED_IN, closed.
     {
         let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let mut conn = Conn::new_client(&cfg).unwrap();
+        let mut conn = SansIoConn::new_client(&cfg).unwrap();
         let mut s = TcpStream::connect(&srv.addr).unwrap();
         s.write_all(conn.pending_output()).unwrap();
         let n = conn.pending_output().len();
@@ -264,7 +160,7 @@ fn hostile_frames_get_their_documented_reaction() {
     }
 
     // Encrypted frames: replayed, reordered and reflected ones all end the session.
-    let mut r = Raw::login(&srv.addr);
+    let mut r = RawSession::login(&srv.addr);
     r.conn.send_ping(1, b"once").unwrap();
     let ping = r.take_output();
     r.s.write_all(&ping).unwrap();
@@ -276,7 +172,7 @@ fn hostile_frames_get_their_documented_reaction() {
         "replayed frame"
     );
 
-    let mut r = Raw::login(&srv.addr);
+    let mut r = RawSession::login(&srv.addr);
     r.conn.send_ping(1, b"first").unwrap();
     let first = r.take_output();
     r.conn.send_ping(2, b"second").unwrap();
@@ -289,7 +185,7 @@ fn hostile_frames_get_their_documented_reaction() {
         "reordered frames"
     );
 
-    let mut r = Raw::login(&srv.addr);
+    let mut r = RawSession::login(&srv.addr);
     r.conn.send_ping(7, b"mirror").unwrap();
     r.flush();
     let before = r.seen.len();
@@ -303,8 +199,8 @@ fn hostile_frames_get_their_documented_reaction() {
     );
 
     // More pipelined jobs than the in-flight limit (2): the rest are refused, typed.
-    let mut r = Raw::login(&srv.addr);
-    let img = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    let mut r = RawSession::login(&srv.addr);
+    let img = sample("chelsea_64x64.png");
     for id in 1..=5u64 {
         r.conn
             .send_job(id, "noop", img.len() as u64, &img, true)
@@ -332,7 +228,7 @@ fn hostile_frames_get_their_documented_reaction() {
         legit.next_event(Duration::from_secs(5)).unwrap(),
         Event::Pong { id: 2, .. }
     ));
-    let small = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    let small = sample("chelsea_64x64.png");
     assert!(matches!(
         run_job(&mut legit, 3, "invert", &small),
         Outcome::Ok { .. }
@@ -368,10 +264,11 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
         "--op",
         "noop",
         "--dir",
-        images.to_str().unwrap(),
+        images.path().to_str().unwrap(),
     ];
-    let base = srv.bench(&args);
-    assert_eq!(base.errors, 0, "{}", base.stdout);
+    let base_run = srv.bench(&args);
+    let base = &base_run.report;
+    assert_eq!(base.errors, 0, "{}", base_run.stdout);
 
     // 2000 (soak: 10 000) connections that never say anything, 50 that send a byte a second (slowloris),
     // and 100 half-open ones (a partial header, then their write side shut).
@@ -392,6 +289,7 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
                     {
                         return;
                     }
+                    // The attack's own pace: one byte a second.
                     std::thread::sleep(Duration::from_secs(1));
                 }
             })
@@ -405,21 +303,31 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Every idle connection accepted (the half-open ones may already be cut on their EOF).
+    srv.wait(
+        "the idle connections to be accepted",
+        Duration::from_secs(10),
+        || {
+            srv.try_stats()
+                .is_ok_and(|s| s.get("connections_open") >= n_idle as u64)
+        },
+    );
     let open_under_attack = srv.stat("connections_open");
     let rss_under_attack = srv.rss_kb();
-    let hostile = srv.bench(&args);
-    assert_eq!(hostile.errors, 0, "{}", hostile.stdout);
+    let hostile_run = srv.bench(&args);
+    let hostile = &hostile_run.report;
+    assert_eq!(hostile.errors, 0, "{}", hostile_run.stdout);
     eprintln!(
         "p99 baseline {:.2} ms, under attack {:.2} ms ({} requests vs {}); {} connections open; master RSS {} KiB",
-        base.p99_ms, hostile.p99_ms, base.ok, hostile.ok, open_under_attack, rss_under_attack
+        base.p99_ms(), hostile.p99_ms(), base.ok, hostile.ok, open_under_attack, rss_under_attack
     );
+    assert!(base.ok > 0 && hostile.ok > 0, "both runs did work");
     // Within 2x (plus a few ms: single-digit-ms percentiles on a shared 2-core machine jitter).
     assert!(
-        hostile.p99_ms <= 2.0 * base.p99_ms + 5.0,
+        hostile.p99_ms() <= 2.0 * base.p99_ms() + 5.0,
         "p99 {} ms vs baseline {} ms",
-        hostile.p99_ms,
-        base.p99_ms
+        hostile.p99_ms(),
+        base.p99_ms()
     );
     assert!(open_under_attack >= n_idle as u64);
     assert!(
@@ -428,14 +336,10 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
     );
 
     // The handshake timeout cuts every one of them.
-    let deadline = Instant::now() + Duration::from_secs(if soak() { 20 } else { 10 });
-    while srv.stat("connections_open") > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        srv.stat("connections_open"),
+    srv.wait_stat(
+        "connections_open",
         0,
-        "hostile connections not cut by their timeouts"
+        Duration::from_secs(if soak() { 20 } else { 10 }),
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(idle);

@@ -1,27 +1,18 @@
 //! Hostile images through the real server: each gets a typed error or a correct result within
 //! its deadline, the master never falls over, and a worker's memory cap is enforced.
-
-mod common;
+//!
+//! Trust boundary: this file plays a client uploading hostile images; the server is the real
+//! binary, started through the shared test kit.
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use imgfilters::image::{self, codecs::gif::GifEncoder, Frame, ImageBuffer, Rgba, RgbaImage};
 use netproto_sys::ErrorCode;
+use testkit::*;
 
 /// Tiny files whose headers declare billions of pixels, one per supported format.
 fn huge_headers() -> Vec<(&'static str, Vec<u8>)> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = 100_000u32.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
-    png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    png_chunk(&mut png, b"IEND", &[]);
+    let png = png_bomb(100_000, 100_000, 6);
 
     let mut gif = b"GIF89a".to_vec();
     gif.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0]);
@@ -168,7 +159,7 @@ fn hostile_images_get_typed_errors_or_correct_results() {
 
     // A PNG with a 10 MB text chunk and an oversized ICC profile: metadata is skipped or
     // refused, never kept.
-    let cat = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    let cat = sample("chelsea_64x64.png");
     let mut fat = cat[..33].to_vec(); // signature + IHDR
     png_chunk(&mut fat, b"tEXt", &[b'a'; 10 << 20]);
     fat.extend_from_slice(&cat[33..]);
@@ -226,8 +217,8 @@ fn hostile_images_get_typed_errors_or_correct_results() {
     }
 
     // Truncated and bit-flipped real samples.
-    let photo = std::fs::read(samples().join("rocket.jpg")).unwrap();
-    let png = std::fs::read(samples().join("coffee.png")).unwrap();
+    let photo = sample("rocket.jpg");
+    let png = sample("coffee.png");
     let mut seed = 0x9e37_79b9_u32;
     for (name, original) in [("rocket.jpg", &photo), ("coffee.png", &png)] {
         for i in 0..10usize {
@@ -257,7 +248,7 @@ fn hostile_images_get_typed_errors_or_correct_results() {
     }
 
     // The server is still fine, with no worker lost and nothing leaked.
-    let small = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    let small = sample("chelsea_64x64.png");
     assert!(matches!(
         run_job(&mut c, next(), "grayscale", &small),
         Outcome::Ok { .. }
@@ -300,7 +291,7 @@ fn a_worker_memory_cap_is_enforced() {
     }
     // The same server still serves normal images.
     srv.wait_workers_ready(Duration::from_secs(3));
-    let small = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    let small = sample("chelsea_64x64.png");
     assert!(matches!(
         run_job(&mut c, 2, "invert", &small),
         Outcome::Ok { .. }

@@ -1,11 +1,14 @@
-//! End-to-end: real imgserver binary, real workers, real client library.
+//! End-to-end: real imgserver binary, real workers, real client library (through the
+//! shared test kit).
+//!
+//! Trust boundary: the client's side of the network and the administrator's view from
+//! /proc; nothing here reaches into the server's code.
 
-mod common;
-
+use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
 use netproto_sys::ErrorCode;
+use testkit::*;
 
 #[test]
 fn filter_job_returns_exactly_the_in_process_result() {
@@ -100,23 +103,49 @@ fn bad_requests_get_typed_errors_and_the_connection_survives() {
         // 79 bytes declaring 10 gigapixels: refused from the header, never allocated.
         (
             "blur:2",
-            png_bomb(100_000, 100_000),
+            png_bomb(100_000, 100_000, 2),
             ErrorCode::TooManyPixels,
         ),
     ];
-    let decode_before = srv.stat("decode_us_total");
+    let before = srv.stats();
     for (i, (spec, input, want)) in cases.iter().enumerate() {
         match run_job(&mut c, i as u64 + 1, spec, input) {
             Outcome::Error { code, message } => assert_eq!(code, *want as u16, "{spec}: {message}"),
             o => panic!("{spec}: expected {want:?}, got {o:?}"),
         }
     }
-    // None of these completed a decode, and the connection still works.
-    assert_eq!(srv.stat("decode_us_total"), decode_before);
-    assert!(matches!(
-        run_job(&mut c, 100, "grayscale", &small),
-        Outcome::Ok { .. }
-    ));
+    let after = srv.stats();
+    let delta = |k: &str| after.get(k) - before.get(k);
+    // The master refuses the bad spec and the oversized upload itself: only the four jobs
+    // that need their image reach the worker, and each fails there without completing a
+    // decode (no successful worker job, no decode time).
+    assert_eq!(delta("worker_jobs_total"), 4, "jobs that reached a worker");
+    assert_eq!(delta("worker0_jobs_failed"), 4);
+    assert_eq!(delta("worker0_jobs_ok"), 0);
+    assert_eq!(delta("decode_us_total"), 0);
+    // Each refusal is counted under its own kind.
+    for (counter, n) in [
+        ("error_bad_spec", 1),
+        ("error_unsupported_format", 1),
+        ("error_too_many_pixels", 2),
+        ("error_too_large", 1),
+        ("error_decode", 1),
+        ("jobs_failed", 6),
+        ("jobs_ok", 0),
+    ] {
+        assert_eq!(delta(counter), n, "{counter}");
+    }
+    // The connection still works, and a completed decode does move the counters above.
+    assert!(run_job(&mut c, 100, "grayscale", &small).is_ok());
+    let last = srv.stats();
+    assert_eq!(
+        last.get("worker0_jobs_ok") - after.get("worker0_jobs_ok"),
+        1
+    );
+    assert!(
+        last.get("decode_us_total") > after.get("decode_us_total"),
+        "a decode is timed"
+    );
 }
 
 #[test]
@@ -150,14 +179,13 @@ fn wrong_password_is_refused_and_stats_are_served() {
 #[test]
 fn busy_is_answered_at_once_when_the_queue_is_full() {
     // One slot: while a job holds it, the next one is refused with BUSY immediately.
-    let srv = Server::start_env(
-        "busy",
-        &["--workers", "1", "--slots", "1", "--job-timeout", "5"],
-        &[("IMGSERVER_FAULT_INJECTION", "1")],
-    );
+    let srv = Server::builder("busy")
+        .args(&["--workers", "1", "--slots", "1", "--job-timeout", "5"])
+        .fault_injection()
+        .start();
     let mut c = srv.connect();
     send_job(&mut c, 1, "noop", b"IMGSERVER-FAULT-HANG");
-    std::thread::sleep(Duration::from_millis(200));
+    srv.wait_stat("slots_in_use", 1, Duration::from_secs(5));
     let t = std::time::Instant::now();
     match run_job(&mut c, 2, "noop", b"anything") {
         Outcome::Busy { retry_after_ms } => assert!(retry_after_ms >= 50),
@@ -174,9 +202,8 @@ fn busy_is_answered_at_once_when_the_queue_is_full() {
 fn large_jobs_beyond_their_budget_get_busy() {
     // 64 KiB slots and a 128 KiB budget for larger jobs: one 100 KB upload fits, a second
     // one while the first is held does not, and gets BUSY at once; small jobs still run.
-    let srv = Server::start_env(
-        "largebudget",
-        &[
+    let srv = Server::builder("largebudget")
+        .args(&[
             "--workers",
             "2",
             "--slot-size",
@@ -185,14 +212,15 @@ fn large_jobs_beyond_their_budget_get_busy() {
             "131072",
             "--job-timeout",
             "5",
-        ],
-        &[("IMGSERVER_FAULT_INJECTION", "1")],
-    );
+        ])
+        .fault_injection()
+        .start();
     let mut c = srv.connect();
     let mut hang = b"IMGSERVER-FAULT-HANG".to_vec();
     hang.resize(100_000, b'.');
     send_job(&mut c, 1, "noop", &hang);
-    std::thread::sleep(Duration::from_millis(200));
+    // The hanging job holds its budget once its upload is complete and it is queued or running.
+    srv.wait_stat("large_jobs", 1, Duration::from_secs(5));
     let mut big = b"second".to_vec();
     big.resize(100_000, b'.');
     match run_job(&mut c, 2, "noop", &big) {
@@ -223,55 +251,116 @@ fn too_many_connections_are_refused_cleanly() {
 }
 
 #[test]
-fn workers_hold_no_tcp_socket() {
+fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
     let srv = Server::start("nosock", &["--workers", "2"]);
-    let _c = srv.connect();
-    let tcp_inodes: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    // Clients connected and logged in, and one connection still in its handshake, all before
+    // the workers are replaced: their sockets exist in the master when the replacements are
+    // started, which is when a leak would happen.
+    let mut clients: Vec<_> = (0..3).map(|_| srv.connect()).collect();
+    let _handshaking = std::net::TcpStream::connect(&srv.addr).unwrap();
+    srv.wait_stat("connections_open", 4, Duration::from_secs(5));
+    let original = srv.workers();
+    assert_eq!(original.len(), 2);
+    let mut workers = original.clone();
+    for victim in &original {
+        workers = srv.replace_worker(*victim, Duration::from_secs(5));
+    }
+    assert!(
+        workers.iter().all(|w| !original.contains(w)),
+        "{original:?} -> {workers:?}"
+    );
+    // The replacements serve the clients that were there before them.
+    let small = sample("chelsea_64x64.png");
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert!(run_job(c, i as u64 + 1, "invert", &small).is_ok());
+    }
+
+    let master = srv.pid();
+    let sockets = socket_table();
+    let master_fds = fds(master).unwrap();
+    let test_fds = fds(std::process::id()).unwrap();
+    // The master's TCP sockets: the listener and every client connection. The check below
+    // would find them in a worker; make sure there are some to find.
+    let client_sockets: HashSet<u64> = master_fds
         .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
-                .collect::<Vec<_>>()
+        .filter_map(|f| match f.target {
+            FdTarget::Socket(i) if matches!(sockets.get(&i), Some(SocketKind::Tcp { .. })) => {
+                Some(i)
+            }
+            _ => None,
         })
         .collect();
-    let workers = worker_pids(srv.pid());
-    assert_eq!(workers.len(), 2);
+    assert!(
+        client_sockets.len() >= 5,
+        "master TCP sockets {client_sockets:?} in {master_fds:?}"
+    );
+    let master_stdio = |n: i32| {
+        master_fds
+            .iter()
+            .find(|f| f.num == n)
+            .map(|f| f.target.clone())
+            .unwrap()
+    };
     for w in workers {
-        for fd in std::fs::read_dir(format!("/proc/{w}/fd")).unwrap() {
-            let target = std::fs::read_link(fd.unwrap().path())
-                .unwrap()
-                .display()
-                .to_string();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-            {
+        let wfds = fds(w).unwrap();
+        for f in &wfds {
+            if let FdTarget::Socket(inode) = f.target {
                 assert!(
-                    !tcp_inodes.contains(inode),
-                    "worker {w} holds TCP socket {target}"
+                    !client_sockets.contains(&inode),
+                    "worker {w} fd {} is a socket of the master's clients or listener",
+                    f.num
                 );
+                match sockets.get(&inode) {
+                    Some(SocketKind::Unix {
+                        sock_type: 5,
+                        listening: false,
+                    }) => {}
+                    k => panic!("worker {w} fd {} is a {k:?} socket", f.num),
+                }
             }
         }
+        // Exactly: stdin from /dev/null, the master's stdout and stderr, the channel at fd 3,
+        // the ring and the stats page; nothing else of any kind.
+        let got: Vec<(i32, FdTarget)> = wfds.iter().map(|f| (f.num, f.target.clone())).collect();
+        let mut memfds: Vec<&str> = got
+            .iter()
+            .filter_map(|(_, t)| match t {
+                FdTarget::Memfd(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        memfds.sort();
+        assert_eq!(
+            memfds,
+            ["imgserver-ring", "imgserver-stats"],
+            "worker {w}: {got:?}"
+        );
+        assert_eq!(
+            got[0],
+            (0, FdTarget::Path("/dev/null".into())),
+            "worker {w}"
+        );
+        assert_eq!(got[1], (1, master_stdio(1)), "worker {w}");
+        assert_eq!(got[2], (2, master_stdio(2)), "worker {w}");
+        assert!(
+            matches!(got[3], (3, FdTarget::Socket(_))),
+            "worker {w}: channel at fd 3: {got:?}"
+        );
+        // Beyond those six, a worker may only hold what the master itself was started with
+        // and did not create (a test runner's jobserver pipe, say): the same number pointing
+        // at the same file in the test process, the master and the worker. Never a socket.
+        let inherited: Vec<&(i32, FdTarget)> = got[6..]
+            .iter()
+            .filter(|(n, t)| {
+                !matches!(t, FdTarget::Socket(_))
+                    && master_fds.iter().any(|f| f.num == *n && f.target == *t)
+                    && test_fds.iter().any(|f| f.num == *n && f.target == *t)
+            })
+            .collect();
+        assert_eq!(
+            got.len(),
+            6 + inherited.len(),
+            "worker {w} holds unexpected fds: {got:?}"
+        );
     }
-}
-
-/// A PNG whose header declares `w` x `h` pixels, followed by a token IDAT: what a
-/// decompression-bomb upload looks like to the server.
-fn png_bomb(w: u32, h: u32) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    png_chunk(&mut png, b"IEND", &[]);
-    png
 }
