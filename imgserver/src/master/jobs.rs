@@ -1,31 +1,39 @@
-//! Jobs in the master: admission (limits, BUSY), upload into a ring slot or a per-job memfd,
-//! the queue, dispatch to idle workers, results back to clients, and what happens when a
-//! worker dies or overruns its deadline.
+//! The job life cycle in the master: admission (limits, BUSY), upload into a ring slot or a
+//! per-job memfd, the queue, dispatch decisions, results, retries after a worker death, poison
+//! inputs, deadlines and the shutdown drain.
 //!
 //! Trust boundary: between an untrusted client's declared sizes and the shared memory: every
-//! length is checked against the limits and against the storage before a byte is copied.
+//! length is checked against the limits and against the storage before a byte is copied. This
+//! part holds no socket and no process and never reads the clock (`now` is passed in): it says
+//! what to send to which worker and what to tell which connection through [`Effects`], so its
+//! whole life cycle runs in unit tests with a fake pool and a fake clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use imgfilters::Pipeline;
 use log::{info, warn};
 use memmap2::MmapRaw;
-use netproto_sys::{ErrorCode, ResultInfo};
+use netproto_sys::ErrorCode;
 
-use super::client::Action;
-use super::pool::WState;
-use super::Master;
-use crate::cli::ServeArgs;
-use crate::ipc::channel;
-use crate::ipc::msg::{Done, Msg, NO_SLOT};
+use super::iface::{ConnRef, Effects, JobOrder, Reply, ResultMeta, WorkerId};
+use crate::ipc::msg::{Done, NO_SLOT};
 use crate::ring::{self, Ring, SlotTable};
 use crate::stats::{self, Stats};
 
+/// The limits the jobs part enforces (from the command line).
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    pub max_in_flight: u32,
+    pub max_upload: u64,
+    pub large_job_budget: u64,
+    pub job_timeout: Duration,
+}
+
 /// Where a job's bytes live.
-pub enum Storage {
+enum Storage {
     Slot {
         slot: u32,
         generation: u32,
@@ -38,48 +46,48 @@ pub enum Storage {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
+enum JobState {
     Uploading,
     Queued,
-    Running { worker: usize },
+    Running { worker: WorkerId, since: Instant },
 }
 
-pub struct Job {
-    pub conn_index: usize,
-    pub conn_gen: u64,
-    pub request: u64,
-    pub spec: String,
-    pub total: u64,
-    pub received: u64,
-    pub storage: Storage,
-    pub state: JobState,
-    pub submitted: Instant,
-    pub queued_at: Instant,
-    pub queue_us: u64,
+struct Job {
+    conn: ConnRef,
+    request: u64,
+    spec: String,
+    total: u64,
+    received: u64,
+    storage: Storage,
+    state: JobState,
+    submitted: Instant,
+    queued_at: Instant,
+    queue_us: u64,
     /// A worker already died running this job (a second death makes it POISON_INPUT).
-    pub crashed_once: bool,
+    crashed_once: bool,
     /// The client has been answered (or is gone); only the storage remains to reclaim.
-    pub answered: bool,
+    answered: bool,
+    /// The deadline passed and the worker was told to die; the job waits for the reaping.
+    overran: bool,
 }
 
-pub struct SubmitCtx {
-    pub conn_index: usize,
-    pub conn_gen: u64,
-}
-
-/// The master's job-related state, borrowed apart from the client being served.
-pub struct JobTables<'a> {
-    pub jobs: &'a mut HashMap<u64, Job>,
-    pub queue: &'a mut VecDeque<u64>,
-    pub slots: &'a mut SlotTable,
-    pub ring: &'a Ring,
-    pub stats: &'a Stats,
-    pub args: &'a ServeArgs,
-    pub next_job: &'a mut u64,
-    pub large_bytes: &'a mut u64,
-    pub avg_job_ms: f64,
-    pub workers: usize,
-    pub shutting_down: bool,
+/// The job table, the queue, the ring's slot bookkeeping and the large-job budget.
+pub struct Jobs {
+    limits: JobLimits,
+    ring: Ring,
+    slots: SlotTable,
+    stats: Stats,
+    jobs: HashMap<u64, Job>,
+    /// Per connection: client request id → job id, for every request not yet answered.
+    by_conn: HashMap<ConnRef, HashMap<u64, u64>>,
+    queue: VecDeque<u64>,
+    /// Per worker: the job it is running.
+    running: Vec<Option<u64>>,
+    next_job: u64,
+    large_bytes: u64,
+    /// Smoothed job service time, for BUSY retry-after hints and the short-job spin.
+    avg_job_ms: f64,
+    shutting_down: bool,
 }
 
 /// How long a refused client should wait: about the time the queue ahead needs to drain.
@@ -88,161 +96,228 @@ fn retry_after_ms(queued: usize, workers: usize, avg_job_ms: f64) -> u32 {
     ms.clamp(50.0, 5000.0) as u32
 }
 
-/// Admits (or refuses) a new job and stores its first chunk.
-#[allow(clippy::too_many_arguments)]
-pub fn submit(
-    t: &mut JobTables<'_>,
-    conn_jobs: &mut HashMap<u64, u64>,
-    ctx: SubmitCtx,
-    id: u64,
-    total: u64,
-    spec: &str,
-    data: &[u8],
-    last: bool,
-) -> Action {
-    let g = &t.stats.get().global;
-    stats::inc(&g.jobs_submitted);
-    let reject = |code: ErrorCode, msg: String| {
-        stats::inc(&g.jobs_failed);
-        Action::Reject(id, code, msg)
-    };
-    if t.shutting_down {
-        stats::inc(&g.jobs_shutdown);
-        return reject(
-            ErrorCode::ShuttingDown,
-            "server is shutting down; resubmit to a running server".into(),
-        );
-    }
-    if conn_jobs.contains_key(&id) {
-        return reject(
-            ErrorCode::DuplicateRequest,
-            format!("request id {id} is already in flight"),
-        );
-    }
-    if conn_jobs.len() >= t.args.max_in_flight as usize {
-        return reject(
-            ErrorCode::TooManyInFlight,
-            format!(
-                "at most {} jobs in flight per connection (--max-in-flight)",
-                t.args.max_in_flight
-            ),
-        );
-    }
-    if total > t.args.max_upload {
-        stats::inc(&g.error_too_large);
-        return reject(
-            ErrorCode::InputTooLarge,
-            format!(
-                "upload of {total} bytes exceeds the limit of {} bytes (--max-upload)",
-                t.args.max_upload
-            ),
-        );
-    }
-    if let Err(e) = spec.parse::<Pipeline>() {
-        stats::inc(&g.error_bad_spec);
-        return reject(ErrorCode::BadSpec, e.to_string());
-    }
-    let storage = if total <= t.ring.slot_size() {
-        match t.slots.alloc() {
-            Some((slot, generation)) => Storage::Slot { slot, generation },
-            None => {
-                stats::inc(&g.jobs_busy);
-                return Action::Busy(id, retry_after_ms(t.queue.len(), t.workers, t.avg_job_ms));
-            }
+impl Jobs {
+    /// `ring` is the master's mapping of the shared ring, `stats` a mapping of the stats page,
+    /// `workers` the size of the worker pool.
+    pub fn new(limits: JobLimits, ring: Ring, stats: Stats, workers: usize) -> Jobs {
+        Jobs {
+            limits,
+            slots: SlotTable::new(ring.slots()),
+            ring,
+            stats,
+            jobs: HashMap::new(),
+            by_conn: HashMap::new(),
+            queue: VecDeque::new(),
+            running: vec![None; workers],
+            next_job: 1,
+            large_bytes: 0,
+            avg_job_ms: 20.0,
+            shutting_down: false,
         }
-    } else {
-        if *t.large_bytes + total > t.args.large_job_budget {
+    }
+
+    /// Jobs not yet finished with (uploading, queued, running, or answered but still holding
+    /// storage a worker may touch).
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn avg_job_ms(&self) -> f64 {
+        self.avg_job_ms
+    }
+
+    /// When each running job started.
+    pub fn running_since(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.running
+            .iter()
+            .flatten()
+            .filter_map(|j| match self.jobs.get(j)?.state {
+                JobState::Running { since, .. } => Some(since),
+                _ => None,
+            })
+    }
+
+    /// Whether `conn` has requests not yet answered (an idle timeout must not cut them off).
+    pub fn has_requests(&self, conn: ConnRef) -> bool {
+        self.by_conn.get(&conn).is_some_and(|m| !m.is_empty())
+    }
+
+    /// From now on every new job is refused with SHUTTING_DOWN.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Admits (or refuses) a new job and stores its first chunk. `None`: admitted; otherwise
+    /// the answer to send at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &mut self,
+        now: Instant,
+        conn: ConnRef,
+        req: u64,
+        total: u64,
+        spec: &str,
+        data: &[u8],
+        last: bool,
+    ) -> Option<Reply<'static>> {
+        let g = &self.stats.get().global;
+        stats::inc(&g.jobs_submitted);
+        let reject = |code: ErrorCode, text: String| {
+            stats::inc(&g.jobs_failed);
+            Some(Reply::Rejected { code, text })
+        };
+        if self.shutting_down {
+            stats::inc(&g.jobs_shutdown);
+            return reject(
+                ErrorCode::ShuttingDown,
+                "server is shutting down; resubmit to a running server".into(),
+            );
+        }
+        let in_flight = self.by_conn.get(&conn).map_or(0, HashMap::len);
+        if self
+            .by_conn
+            .get(&conn)
+            .is_some_and(|m| m.contains_key(&req))
+        {
+            return reject(
+                ErrorCode::DuplicateRequest,
+                format!("request id {req} is already in flight"),
+            );
+        }
+        if in_flight >= self.limits.max_in_flight as usize {
+            return reject(
+                ErrorCode::TooManyInFlight,
+                format!(
+                    "at most {} jobs in flight per connection (--max-in-flight)",
+                    self.limits.max_in_flight
+                ),
+            );
+        }
+        if total > self.limits.max_upload {
+            stats::inc(&g.error_too_large);
+            return reject(
+                ErrorCode::InputTooLarge,
+                format!(
+                    "upload of {total} bytes exceeds the limit of {} bytes (--max-upload)",
+                    self.limits.max_upload
+                ),
+            );
+        }
+        if let Err(e) = spec.parse::<Pipeline>() {
+            stats::inc(&g.error_bad_spec);
+            return reject(ErrorCode::BadSpec, e.to_string());
+        }
+        let busy = |queued: usize, workers: usize, avg: f64| {
             stats::inc(&g.jobs_busy);
-            return Action::Busy(id, retry_after_ms(t.queue.len(), t.workers, t.avg_job_ms));
-        }
-        let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
-            let map = crate::shm::map_populated(&fd, total)?;
-            Ok((fd, map))
-        });
-        match made {
-            Ok((fd, map)) => {
-                *t.large_bytes += total;
-                stats::inc(&g.large_jobs);
-                Storage::Memfd { fd, map }
+            Some(Reply::Busy {
+                retry_after_ms: retry_after_ms(queued, workers, avg),
+            })
+        };
+        let storage = if total <= self.ring.slot_size() {
+            match self.slots.alloc() {
+                Some((slot, generation)) => Storage::Slot { slot, generation },
+                None => return busy(self.queue.len(), self.running.len(), self.avg_job_ms),
             }
-            Err(e) => {
-                warn!("job memfd of {total} bytes: {e}");
-                return reject(ErrorCode::Internal, "cannot allocate job memory".into());
+        } else {
+            if self.large_bytes + total > self.limits.large_job_budget {
+                return busy(self.queue.len(), self.running.len(), self.avg_job_ms);
             }
+            let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
+                let map = crate::shm::map_populated(&fd, total)?;
+                Ok((fd, map))
+            });
+            match made {
+                Ok((fd, map)) => {
+                    self.large_bytes += total;
+                    stats::inc(&g.large_jobs);
+                    Storage::Memfd { fd, map }
+                }
+                Err(e) => {
+                    warn!("job memfd of {total} bytes: {e}");
+                    return reject(ErrorCode::Internal, "cannot allocate job memory".into());
+                }
+            }
+        };
+        stats::add(
+            &g.slots_in_use,
+            matches!(storage, Storage::Slot { .. }) as u64,
+        );
+        let job_id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(
+            job_id,
+            Job {
+                conn,
+                request: req,
+                spec: spec.to_string(),
+                total,
+                received: 0,
+                storage,
+                state: JobState::Uploading,
+                submitted: now,
+                queued_at: now,
+                queue_us: 0,
+                crashed_once: false,
+                answered: false,
+                overran: false,
+            },
+        );
+        self.by_conn.entry(conn).or_default().insert(req, job_id);
+        self.store(now, job_id, data, last);
+        None
+    }
+
+    /// More upload data for request `req` of `conn`; queues the job when it is complete.
+    pub fn add_data(&mut self, now: Instant, conn: ConnRef, req: u64, data: &[u8], last: bool) {
+        if let Some(&job_id) = self.by_conn.get(&conn).and_then(|m| m.get(&req)) {
+            self.store(now, job_id, data, last);
         }
-    };
-    stats::add(
-        &g.slots_in_use,
-        matches!(storage, Storage::Slot { .. }) as u64,
-    );
-    let job_id = *t.next_job;
-    *t.next_job += 1;
-    let now = Instant::now();
-    t.jobs.insert(
-        job_id,
-        Job {
-            conn_index: ctx.conn_index,
-            conn_gen: ctx.conn_gen,
-            request: id,
-            spec: spec.to_string(),
-            total,
-            received: 0,
-            storage,
-            state: JobState::Uploading,
-            submitted: now,
-            queued_at: now,
-            queue_us: 0,
-            crashed_once: false,
-            answered: false,
-        },
-    );
-    conn_jobs.insert(id, job_id);
-    add_data(t.jobs, t.queue, t.ring, t.stats, job_id, data, last);
-    Action::None
-}
+    }
 
-/// Appends upload data to a job; queues it when complete.
-pub fn add_data(
-    jobs: &mut HashMap<u64, Job>,
-    queue: &mut VecDeque<u64>,
-    ring: &Ring,
-    stats: &Stats,
-    job_id: u64,
-    data: &[u8],
-    last: bool,
-) {
-    let Some(job) = jobs.get_mut(&job_id) else {
-        return;
-    };
-    if job.state != JobState::Uploading {
-        return;
+    fn store(&mut self, now: Instant, job_id: u64, data: &[u8], last: bool) {
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        if job.state != JobState::Uploading {
+            return;
+        }
+        // libnetproto already enforces that chunks add up to the declared total.
+        let ok = match &job.storage {
+            Storage::Slot { slot, .. } => self.ring.write(*slot, job.received, data),
+            Storage::Memfd { map, .. } => ring::raw_write(map, job.received, data),
+        };
+        if !ok {
+            warn!("job {job_id}: data beyond its storage; dropping chunk");
+            return;
+        }
+        job.received += data.len() as u64;
+        if last {
+            job.state = JobState::Queued;
+            job.queued_at = now;
+            self.queue.push_back(job_id);
+            let g = &self.stats.get().global;
+            stats::inc(&g.queue_depth);
+            let depth = self.queue.len() as u64;
+            g.queue_peak.fetch_max(depth, Relaxed);
+        }
     }
-    // libnetproto already enforces that chunks add up to the declared total.
-    let ok = match &job.storage {
-        Storage::Slot { slot, .. } => ring.write(*slot, job.received, data),
-        Storage::Memfd { map, .. } => ring::raw_write(map, job.received, data),
-    };
-    if !ok {
-        warn!("job {job_id}: data beyond its storage; dropping chunk");
-        return;
-    }
-    job.received += data.len() as u64;
-    if last {
-        job.state = JobState::Queued;
-        job.queued_at = Instant::now();
-        queue.push_back(job_id);
-        let g = &stats.get().global;
-        stats::inc(&g.queue_depth);
-        let depth = queue.len() as u64;
-        g.queue_peak.fetch_max(depth, Relaxed);
-    }
-}
 
-impl Master {
     /// Hands queued jobs to idle workers.
-    pub(super) fn dispatch(&mut self) {
+    pub fn dispatch(&mut self, now: Instant, fx: &mut impl Effects) {
         while let Some(&job_id) = self.queue.front() {
-            let Some(w) = self.idle_worker() else { return };
+            let Some(w) =
+                (0..self.running.len()).find(|&w| self.running[w].is_none() && fx.worker_ready(w))
+            else {
+                return;
+            };
             self.queue.pop_front();
             stats::dec(&self.stats.get().global.queue_depth);
             let Some(job) = self.jobs.get_mut(&job_id) else {
@@ -253,73 +328,67 @@ impl Master {
                 self.release_job(job_id);
                 continue;
             }
-            let (slot, generation, fd) = match &job.storage {
+            let (slot, generation, memfd) = match &job.storage {
                 Storage::Slot { slot, generation } => (*slot, *generation, None),
                 Storage::Memfd { fd, .. } => (NO_SLOT, 0, Some(fd.as_fd())),
             };
-            let msg = Msg::Job {
+            let order = JobOrder {
                 job: job_id,
                 slot,
                 generation,
                 input_len: job.total,
-                spec: job.spec.clone(),
+                spec: &job.spec,
+                memfd,
             };
-            let fds: Vec<_> = fd.into_iter().collect();
-            let sock = self.workers[w]
-                .sock
-                .as_ref()
-                .expect("idle worker has a channel");
-            match channel::send(sock.as_fd(), &msg, &fds) {
-                Ok(()) => {
-                    let now = Instant::now();
-                    job.queue_us = now.duration_since(job.queued_at).as_micros() as u64;
-                    stats::add(&self.stats.get().global.queue_us_total, job.queue_us);
-                    job.state = JobState::Running { worker: w };
-                    self.workers[w].state = WState::Busy {
-                        job: job_id,
-                        since: now,
-                    };
-                }
-                Err(e) => {
-                    warn!("worker {w}: cannot send job: {e}; replacing it");
-                    self.queue.push_front(job_id);
-                    stats::inc(&self.stats.get().global.queue_depth);
-                    self.kill_worker(w);
-                    self.workers[w].state = WState::Dead;
-                    stats::dec(&self.stats.get().global.workers_alive);
-                }
+            if fx.send_job(w, order) {
+                job.queue_us = now.saturating_duration_since(job.queued_at).as_micros() as u64;
+                stats::add(&self.stats.get().global.queue_us_total, job.queue_us);
+                job.state = JobState::Running {
+                    worker: w,
+                    since: now,
+                };
+                self.running[w] = Some(job_id);
+            } else {
+                // The worker was given up; the job stays first in line for the next one.
+                self.queue.push_front(job_id);
+                stats::inc(&self.stats.get().global.queue_depth);
             }
         }
     }
 
-    /// A worker's Done message.
-    pub(super) fn job_done(&mut self, w: usize, done: Done, fds: Vec<OwnedFd>) {
-        let matches_worker =
-            matches!(self.workers[w].state, WState::Busy { job, .. } if job == done.job);
+    /// Worker `w`'s Done message (and the fds attached to it).
+    pub fn done(
+        &mut self,
+        now: Instant,
+        w: WorkerId,
+        done: Done,
+        fds: Vec<OwnedFd>,
+        fx: &mut impl Effects,
+    ) {
+        let running_here = self.running.get(w).copied().flatten() == Some(done.job);
+        let since = match self.jobs.get(&done.job).map(|j| j.state) {
+            Some(JobState::Running { since, .. }) if running_here => Some(since),
+            _ => None,
+        };
         let stale_slot =
             done.slot != NO_SLOT && self.slots.generation(done.slot) != Some(done.generation);
-        if !matches_worker || stale_slot {
+        let (Some(started), false) = (since, stale_slot) else {
             warn!(
                 "worker {w}: stale or unexpected Done for job {} (ignored)",
                 done.job
             );
             return;
-        }
-        let started = match self.workers[w].state {
-            WState::Busy { since, .. } => since,
-            _ => Instant::now(),
         };
-        self.workers[w].state = WState::Idle;
-        let service_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.running[w] = None;
+        let service_ms = now.saturating_duration_since(started).as_secs_f64() * 1000.0;
         self.avg_job_ms = 0.9 * self.avg_job_ms + 0.1 * service_ms;
         // The worker's next job first: it can decode while this result is encrypted and
         // written (this job's slot is released only below, so it cannot be handed out).
-        self.dispatch();
+        self.dispatch(now, fx);
         let Some(job) = self.jobs.get(&done.job) else {
             return;
         };
-        let (ci, cg, req) = (job.conn_index, job.conn_gen, job.request);
-        let answered = job.answered;
+        let (conn, req) = (job.conn, job.request);
         let g = &self.stats.get().global;
         if done.status == 0 {
             stats::inc(&g.jobs_ok);
@@ -327,7 +396,7 @@ impl Master {
             stats::inc(&g.jobs_failed);
             count_error(&self.stats, done.status);
         }
-        if !answered {
+        if !job.answered {
             let out_map;
             let output: Option<&[u8]> = if done.status != 0 {
                 None
@@ -345,63 +414,56 @@ impl Master {
             } else {
                 None
             };
-            let info = ResultInfo {
-                total_len: done.output_len,
-                width: done.width,
-                height: done.height,
-                format: done.format,
-                queue_us: job.queue_us.min(u32::MAX as u64) as u32,
-                decode_us: done.decode_us,
-                filter_us: done.filter_us,
-                encode_us: done.encode_us,
+            let reply = match (done.status, output) {
+                (0, Some(output)) => Reply::Result {
+                    meta: ResultMeta {
+                        total_len: done.output_len,
+                        width: done.width,
+                        height: done.height,
+                        format: done.format,
+                        queue_us: job.queue_us.min(u32::MAX as u64) as u32,
+                        decode_us: done.decode_us,
+                        filter_us: done.filter_us,
+                        encode_us: done.encode_us,
+                    },
+                    output,
+                },
+                (0, None) => Reply::Failed {
+                    code: ErrorCode::Internal,
+                    text: "worker output unreadable".into(),
+                },
+                (code, _) => Reply::Failed {
+                    code: ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
+                    text: done.message.clone(),
+                },
             };
-            let (status, message) = (done.status, done.message.clone());
-            if let Some(c) = self
-                .clients
-                .get_mut(ci)
-                .and_then(|c| c.as_mut())
-                .filter(|c| c.gen == cg)
-            {
-                let r = match (status, output) {
-                    (0, Some(out)) => send_result(&mut c.conn, req, &info, out),
-                    (0, None) => {
-                        c.conn
-                            .send_error(req, ErrorCode::Internal, "worker output unreadable")
-                    }
-                    (code, _) => {
-                        let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal);
-                        c.conn.send_error(req, code, &message)
-                    }
-                };
-                if let Err(e) = r {
-                    warn!("conn {cg}: sending result: {e}");
-                }
-                c.jobs.remove(&req);
-            }
-            self.flush_client(ci);
+            fx.reply(conn, req, reply);
         }
         // Logged after the answer is on its way, not in front of it.
-        if let Some(job) = self.jobs.get(&done.job) {
-            info!(
-                "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
-                done.job,
-                job.spec,
-                job.total,
-                done.output_len,
-                netproto_sys::ErrorCode::from_u16(done.status).map_or("OK", |c| c.name()),
-                job.queue_us,
-                done.decode_us,
-                done.filter_us,
-                done.encode_us,
-                job.submitted.elapsed().as_secs_f64() * 1000.0
-            );
-        }
+        info!(
+            "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
+            done.job,
+            job.spec,
+            job.total,
+            done.output_len,
+            ErrorCode::from_u16(done.status).map_or("OK", |c| c.name()),
+            job.queue_us,
+            done.decode_us,
+            done.filter_us,
+            done.encode_us,
+            now.saturating_duration_since(job.submitted).as_secs_f64() * 1000.0
+        );
+        self.forget_request(conn, req);
         self.release_job(done.job);
     }
 
-    /// The worker running `job_id` died (reaped): retry once, else POISON_INPUT; a job that was
-    /// already answered (deadline) just has its storage reclaimed.
-    pub(super) fn worker_lost_job(&mut self, job_id: u64, w: usize) {
+    /// Worker `w` is gone (reaped). Its job is retried once, first in line; a second death
+    /// makes it POISON_INPUT; a job already answered (deadline, client gone) just has its
+    /// storage reclaimed — only now, when no dying process can still write into it.
+    pub fn worker_lost(&mut self, now: Instant, w: WorkerId, fx: &mut impl Effects) {
+        let Some(job_id) = self.running.get_mut(w).and_then(Option::take) else {
+            return;
+        };
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
@@ -409,11 +471,10 @@ impl Master {
             self.release_job(job_id);
             return;
         }
-        if !job.crashed_once && matches!(job.storage, Storage::Slot { .. } | Storage::Memfd { .. })
-        {
+        if !job.crashed_once {
             job.crashed_once = true;
             job.state = JobState::Queued;
-            job.queued_at = Instant::now();
+            job.queued_at = now;
             self.queue.push_front(job_id);
             stats::inc(&self.stats.get().global.queue_depth);
             stats::inc(&self.stats.get().global.jobs_retried);
@@ -424,6 +485,7 @@ impl Master {
                 job_id,
                 ErrorCode::PoisonInput,
                 "this input crashed two workers; it will not be retried",
+                fx,
             );
             // The worker that held it is reaped, so nothing touches its storage any more.
             self.release_job(job_id);
@@ -431,19 +493,23 @@ impl Master {
     }
 
     /// Answers a job with an error now; its storage is reclaimed when no worker holds it.
-    pub(super) fn fail_job(&mut self, job_id: u64, code: ErrorCode, text: &str) {
+    fn fail_job(&mut self, job_id: u64, code: ErrorCode, text: &str, fx: &mut impl Effects) {
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
         if !job.answered {
             job.answered = true;
             stats::inc(&self.stats.get().global.jobs_failed);
-            let (ci, cg, req) = (job.conn_index, job.conn_gen, job.request);
-            if let Some(c) = self.client_of(ci, cg) {
-                let _ = c.conn.send_error(req, code, text);
-                c.jobs.remove(&req);
-            }
-            self.flush_client(ci);
+            let (conn, req) = (job.conn, job.request);
+            fx.reply(
+                conn,
+                req,
+                Reply::Failed {
+                    code,
+                    text: text.to_string(),
+                },
+            );
+            self.forget_request(conn, req);
         }
         let running = matches!(
             self.jobs.get(&job_id).map(|j| j.state),
@@ -455,19 +521,35 @@ impl Master {
         }
     }
 
-    /// The client is gone: drop an upload now, let queued/running jobs finish unanswered.
-    pub(super) fn abandon_job(&mut self, job_id: u64) {
-        let Some(job) = self.jobs.get_mut(&job_id) else {
+    /// The connection is gone: drop its uploads now; queued and running jobs finish
+    /// unanswered (a queued one is dropped when it reaches the front of the queue, a running
+    /// one when its worker gives the slot back).
+    pub fn conn_gone(&mut self, conn: ConnRef) {
+        let Some(reqs) = self.by_conn.remove(&conn) else {
             return;
         };
-        job.answered = true;
-        if job.state == JobState::Uploading {
-            self.release_job(job_id);
+        for (_, job_id) in reqs {
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            job.answered = true;
+            if job.state == JobState::Uploading {
+                self.release_job(job_id);
+            }
+        }
+    }
+
+    fn forget_request(&mut self, conn: ConnRef, req: u64) {
+        if let Some(m) = self.by_conn.get_mut(&conn) {
+            m.remove(&req);
+            if m.is_empty() {
+                self.by_conn.remove(&conn);
+            }
         }
     }
 
     /// Frees a job's storage and forgets it.
-    pub(super) fn release_job(&mut self, job_id: u64) {
+    fn release_job(&mut self, job_id: u64) {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
@@ -486,16 +568,13 @@ impl Master {
         }
     }
 
-    /// Kills workers whose job overran the deadline; the job fails with TIMEOUT at once. While
-    /// no worker is healthy (all dead or crash-looping), queued jobs older than the deadline
-    /// fail the same way instead of waiting forever; with healthy workers the queue is bounded
-    /// by the ring slots (BUSY), so waiting jobs are served in order.
-    pub(super) fn sweep_deadlines(&mut self) {
-        let limit = ServeArgs::secs(self.args.job_timeout);
-        let healthy = self
-            .workers
-            .iter()
-            .any(|w| matches!(w.state, WState::Idle | WState::Busy { .. }));
+    /// Deadlines. A running job that overran `--job-timeout` fails with TIMEOUT at once and
+    /// its worker is killed (the storage is freed when the worker is reaped). While no worker
+    /// is healthy (all dead or crash-looping), queued jobs older than the deadline fail the
+    /// same way instead of waiting forever; with healthy workers the queue is bounded by the
+    /// ring slots (BUSY), so waiting jobs are served in order.
+    pub fn sweep_deadlines(&mut self, now: Instant, healthy: bool, fx: &mut impl Effects) {
+        let limit = self.limits.job_timeout;
         let stale: Vec<u64> = if healthy {
             Vec::new()
         } else {
@@ -505,7 +584,7 @@ impl Master {
                 .filter(|j| {
                     self.jobs
                         .get(j)
-                        .is_some_and(|job| job.queued_at.elapsed() > limit)
+                        .is_some_and(|job| now.saturating_duration_since(job.queued_at) > limit)
                 })
                 .collect()
         };
@@ -518,45 +597,51 @@ impl Master {
                     "no worker could take the job within the {:.0} s deadline",
                     limit.as_secs_f64()
                 ),
+                fx,
             );
         }
-        for w in 0..self.workers.len() {
-            if let WState::Busy { job, since } = self.workers[w].state {
-                if since.elapsed() > limit && !self.workers[w].killed {
-                    warn!(
-                        "worker {w}: job {job} exceeded the {:.0} s deadline; killing the worker",
-                        limit.as_secs_f64()
-                    );
-                    stats::inc(&self.stats.get().global.jobs_timeout);
-                    self.fail_job(
-                        job,
-                        ErrorCode::Timeout,
-                        &format!("job exceeded the {:.0} s deadline", limit.as_secs_f64()),
-                    );
-                    self.kill_worker(w);
-                }
+        for w in 0..self.running.len() {
+            let Some(job_id) = self.running[w] else {
+                continue;
+            };
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            let JobState::Running { since, .. } = job.state else {
+                continue;
+            };
+            if job.overran || now.saturating_duration_since(since) <= limit {
+                continue;
             }
+            job.overran = true;
+            warn!(
+                "worker {w}: job {job_id} exceeded the {:.0} s deadline; killing the worker",
+                limit.as_secs_f64()
+            );
+            stats::inc(&self.stats.get().global.jobs_timeout);
+            self.fail_job(
+                job_id,
+                ErrorCode::Timeout,
+                &format!("job exceeded the {:.0} s deadline", limit.as_secs_f64()),
+                fx,
+            );
+            fx.kill_worker(w);
         }
     }
-}
 
-/// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most 64 KiB.
-fn send_result(
-    conn: &mut netproto_sys::Conn,
-    req: u64,
-    info: &ResultInfo,
-    out: &[u8],
-) -> netproto_sys::Result<()> {
-    const CHUNK: usize = 64 * 1024;
-    let first = out.len().min(CHUNK);
-    conn.send_result(req, info, &out[..first], first == out.len())?;
-    let mut off = first;
-    while off < out.len() {
-        let end = (off + CHUNK).min(out.len());
-        conn.send_result_data(req, &out[off..end], end == out.len())?;
-        off = end;
+    /// Shutdown is over: every unfinished job is answered with SHUTTING_DOWN.
+    pub fn fail_all(&mut self, fx: &mut impl Effects) {
+        let mut unfinished: Vec<u64> = self.jobs.keys().copied().collect();
+        unfinished.sort_unstable();
+        for id in unfinished {
+            self.fail_job(
+                id,
+                ErrorCode::ShuttingDown,
+                "server stopped before the job finished",
+                fx,
+            );
+        }
     }
-    Ok(())
 }
 
 fn count_error(stats: &Stats, status: u16) {
@@ -572,16 +657,4 @@ fn count_error(stats: &Stats, status: u16) {
         _ => &g.error_other,
     };
     stats::inc(c);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_grows_with_the_queue_and_is_bounded() {
-        assert_eq!(retry_after_ms(0, 2, 20.0), 50);
-        assert_eq!(retry_after_ms(99, 2, 20.0), 1000);
-        assert_eq!(retry_after_ms(100_000, 2, 20.0), 5000);
-    }
 }
