@@ -19,8 +19,8 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::Pid;
 
 use super::iface::{JobOrder, WorkerId};
-use crate::ipc::channel::{self, ChannelError};
-use crate::ipc::msg::{Done, Msg};
+use crate::ipc::channel::{ChannelError, MasterChannel};
+use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker};
 use crate::stats::{self, Stats};
 
 /// At most this many respawns of one worker per `CRASH_WINDOW`; beyond it is a crash loop and
@@ -62,7 +62,7 @@ enum WState {
 #[derive(Debug)]
 struct WorkerSlot {
     child: Option<Child>,
-    sock: Option<OwnedFd>,
+    sock: Option<MasterChannel>,
     state: WState,
     deaths: VecDeque<Instant>,
     respawn_at: Option<Instant>,
@@ -210,7 +210,7 @@ impl Pool {
             Ok((child, ours))
         });
         let (child, sock) = match spawned {
-            Ok(x) => x,
+            Ok((child, ours)) => (child, MasterChannel::new(ours)),
             Err(e) => {
                 // Nothing was started (fork/exec or socketpair failed): retry later.
                 warn!("worker {i}: spawn failed: {e}");
@@ -228,32 +228,25 @@ impl Pool {
         w.respawn_at = None;
         w.spawned_at = now;
         w.killed = false;
-        let init = Msg::Init {
+        let init = ToWorker::Init(Init {
             index: i as u32,
             slots: self.cfg.slots,
             slot_size: self.cfg.slot_size,
             deadline_ms: self.cfg.deadline_ms,
-        };
-        let ready = channel::send(
-            sock.as_fd(),
-            &init,
-            &[self.ring_fd.as_fd(), self.stats_fd.as_fd()],
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            nix::fcntl::fcntl(
-                &sock,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| e.to_string())?;
-            self.registry
-                .register(
-                    &mut SourceFd(&sock.as_raw_fd()),
-                    Token(WORKER_BASE + i),
-                    Interest::READABLE,
-                )
-                .map_err(|e| e.to_string())
         });
+        let ready = sock
+            .send(&init, &[self.ring_fd.as_fd(), self.stats_fd.as_fd()])
+            .and_then(|()| sock.set_nonblocking())
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.registry
+                    .register(
+                        &mut SourceFd(&sock.as_fd().as_raw_fd()),
+                        Token(WORKER_BASE + i),
+                        Interest::READABLE,
+                    )
+                    .map_err(|e| e.to_string())
+            });
         match ready {
             Ok(()) => self.workers[i].sock = Some(sock),
             Err(e) => {
@@ -266,13 +259,14 @@ impl Pool {
     }
 
     /// Reads worker `i`'s channel until it yields a Done (returned) or has nothing more. Ready
-    /// is handled here; a worker that sends anything else, garbage, or closes its channel is
-    /// killed (and reported lost when it is reaped).
+    /// is handled here; a worker that sends garbage (including a master-to-worker message:
+    /// an unknown tag in this direction) or closes its channel is killed (and reported lost
+    /// when it is reaped).
     pub fn next_done(&mut self, i: WorkerId, now: Instant) -> Option<(Done, Vec<OwnedFd>)> {
         loop {
             let sock = self.workers[i].sock.as_ref()?;
-            match channel::recv(sock.as_fd()) {
-                Ok((Msg::Ready { pid }, _)) => {
+            match sock.recv() {
+                Ok((ToMaster::Ready(Ready { pid }), _)) => {
                     let w = &mut self.workers[i];
                     if w.state == WState::Starting {
                         w.state = WState::Ready;
@@ -283,12 +277,7 @@ impl Pool {
                         );
                     }
                 }
-                Ok((Msg::Done(done), fds)) => return Some((done, fds)),
-                Ok((other, _)) => {
-                    warn!("worker {i} sent an unexpected message {other:?}; killing it");
-                    self.kill(i);
-                    return None;
-                }
+                Ok((ToMaster::Done(done), fds)) => return Some((done, fds)),
                 Err(ChannelError::WouldBlock) => return None,
                 Err(ChannelError::Closed) => {
                     // EOF: the worker is exiting (crash or otherwise). Stop listening and make
@@ -314,15 +303,15 @@ impl Pool {
         let Some(sock) = self.workers[w].sock.as_ref() else {
             return false;
         };
-        let msg = Msg::Job {
+        let msg = ToWorker::Job(Job {
             job: order.job,
             slot: order.slot,
             generation: order.generation,
             input_len: order.input_len,
             spec: order.spec.to_string(),
-        };
+        });
         let fds: Vec<_> = order.memfd.into_iter().collect();
-        match channel::send(sock.as_fd(), &msg, &fds) {
+        match sock.send(&msg, &fds) {
             Ok(()) => true,
             Err(e) => {
                 warn!("worker {w}: cannot send job: {e}; replacing it");
@@ -339,7 +328,9 @@ impl Pool {
     /// Stops reading worker `i`'s channel and closes it.
     fn drop_channel(&mut self, i: WorkerId) {
         if let Some(sock) = self.workers[i].sock.take() {
-            let _ = self.registry.deregister(&mut SourceFd(&sock.as_raw_fd()));
+            let _ = self
+                .registry
+                .deregister(&mut SourceFd(&sock.as_fd().as_raw_fd()));
         }
     }
 
