@@ -1,7 +1,8 @@
 //! Client connections in the master: accept and admission (the connection limit), the slab of
 //! per-connection protocol state with generations, reading, driving libnetproto's state
-//! machine, writing, and the handshake, idle and slow-client timeouts. This is the only part of
-//! the master that uses `netproto_sys`' connection type.
+//! machine, writing, and the handshake, idle and slow-client timeouts; also the loading of the
+//! server key and users. This is the only part of the master that uses `netproto_sys` (the
+//! others see only its `ErrorCode`, re-exported by `iface`).
 //!
 //! Trust boundary: the network. Every byte goes through libnetproto (`Conn`), which validates
 //! framing, crypto and login; this part decides admission and enforces time limits so a peer
@@ -10,18 +11,56 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use netproto_sys::{Conn, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig};
+use netproto_sys::{Conn, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerParams};
 
-use super::iface::{ConnRef, Reply, ResultMeta};
+use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
+use crate::cli::ServeArgs;
+use crate::state;
 use crate::stats::{self, Stats};
 
 /// Poll tokens of connections: `CLIENT_BASE + slab index`.
 const CLIENT_BASE: usize = 1 << 20;
+
+/// Loads the server key and the users file (at start and on SIGHUP).
+pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String> {
+    let params = ServerParams {
+        max_chunk: 65536,
+        max_upload: args.max_upload,
+        max_in_flight: args.max_in_flight,
+    };
+    let mut cfg =
+        ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
+    let users = state::read_users(dir)
+        .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
+    for (name, verifier) in &users {
+        cfg.add_user(name, verifier)
+            .map_err(|e| format!("users file: user {name}: {e}"))?;
+    }
+    if users.is_empty() {
+        warn!(
+            "no users in {}: nobody can log in (add one with `imgserver user add NAME`)",
+            state::users_path(dir).display()
+        );
+    }
+    Ok(cfg)
+}
+
+/// Logs the server key's creation and its fingerprint (at start).
+pub fn log_key(cfg: &ServerConfig, dir: &Path) {
+    if cfg.key_created() {
+        info!("created server key {}", state::key_path(dir).display());
+    }
+    info!(
+        "server key fingerprint {}",
+        netproto_sys::fingerprint(cfg.public_key())
+    );
+}
 
 /// The limits this part enforces (from the command line).
 #[derive(Debug, Clone, Copy)]
@@ -36,19 +75,9 @@ pub struct ConnLimits {
 #[derive(Debug)]
 pub enum Request<'a> {
     /// JOB_SUBMIT with the first chunk of the upload.
-    Submit {
-        req: u64,
-        total: u64,
-        spec: &'a str,
-        data: &'a [u8],
-        last: bool,
-    },
+    Submit(Submission<'a>),
     /// JOB_DATA: a further chunk.
-    Data {
-        req: u64,
-        data: &'a [u8],
-        last: bool,
-    },
+    Data(Chunk<'a>),
     /// STATS.
     Stats,
 }
@@ -324,24 +353,24 @@ impl Conns {
                         id,
                         h.request(
                             conn,
-                            Request::Submit {
+                            Request::Submit(Submission {
                                 req: id,
                                 total: total_len,
                                 spec,
                                 data,
                                 last,
-                            },
+                            }),
                         ),
                     ),
                     Event::JobData { id, data, last } => (
                         id,
                         h.request(
                             conn,
-                            Request::Data {
+                            Request::Data(Chunk {
                                 req: id,
                                 data,
                                 last,
-                            },
+                            }),
                         ),
                     ),
                     Event::Ping { .. } => {

@@ -32,19 +32,21 @@ const SPIN_MAX: Duration = Duration::from_micros(200);
 /// Period of the sweep: reaping, deadlines, connection timeouts.
 const SWEEP: Duration = Duration::from_millis(100);
 
+/// The master: its three parts and what the loop itself needs (built by `serve`).
 pub struct Master {
     pub args: ServeArgs,
     pub state_dir: PathBuf,
-    poll: Poll,
-    sigpipe: OwnedFd,
-    stats: Stats,
+    pub poll: Poll,
+    pub sigpipe: OwnedFd,
+    /// For STATS snapshots and the final log line.
+    pub stats: Stats,
     pub conns: Conns,
-    jobs: Jobs,
+    pub jobs: Jobs,
     pub pool: Pool,
-    shutdown_deadline: Option<Instant>,
-    last_sweep: Instant,
+    pub shutdown_deadline: Option<Instant>,
+    pub last_sweep: Instant,
     /// CPUs this process may run on.
-    cpus: usize,
+    pub cpus: usize,
 }
 
 /// The jobs part's effects, applied to the pool and the connections.
@@ -79,15 +81,9 @@ impl Requests for Serve<'_> {
     fn request(&mut self, conn: ConnRef, r: Request<'_>) -> Option<Reply<'static>> {
         let now = Instant::now();
         match r {
-            Request::Submit {
-                req,
-                total,
-                spec,
-                data,
-                last,
-            } => self.jobs.submit(now, conn, req, total, spec, data, last),
-            Request::Data { req, data, last } => {
-                self.jobs.add_data(now, conn, req, data, last);
+            Request::Submit(s) => self.jobs.submit(now, conn, s),
+            Request::Data(c) => {
+                self.jobs.add_data(now, conn, c);
                 None
             }
             Request::Stats => Some(Reply::Stats(self.stats.snapshot(self.workers))),
@@ -96,32 +92,6 @@ impl Requests for Serve<'_> {
 }
 
 impl Master {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        args: ServeArgs,
-        state_dir: PathBuf,
-        poll: Poll,
-        sigpipe: OwnedFd,
-        stats: Stats,
-        conns: Conns,
-        jobs: Jobs,
-        pool: Pool,
-    ) -> Master {
-        Master {
-            args,
-            state_dir,
-            poll,
-            sigpipe,
-            stats,
-            conns,
-            jobs,
-            pool,
-            shutdown_deadline: None,
-            last_sweep: Instant::now(),
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-
     /// When a worker is running a job that should finish within microseconds and the master
     /// has nothing else to do, polls without sleeping for a short while. Waking a process that
     /// sleeps in epoll_wait costs tens of microseconds on a virtual machine (an interrupt to an
@@ -266,7 +236,7 @@ impl Master {
     }
 
     fn reload(&mut self) {
-        match super::load_config(&self.args, &self.state_dir) {
+        match super::conns::load_config(&self.args, &self.state_dir) {
             Ok(cfg) => {
                 self.conns.set_config(cfg);
                 info!(

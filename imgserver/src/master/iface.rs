@@ -7,7 +7,9 @@
 
 use std::os::fd::BorrowedFd;
 
-use netproto_sys::ErrorCode;
+/// The wire's error codes are the vocabulary of replies; the rest of `netproto_sys` stays in
+/// the connections part.
+pub use netproto_sys::ErrorCode;
 
 /// A worker's index in the pool (stable across respawns of that worker).
 pub type WorkerId = usize;
@@ -18,6 +20,26 @@ pub type WorkerId = usize;
 pub struct ConnRef {
     pub index: usize,
     pub gen: u64,
+}
+
+/// A new job as a client submitted it: its first chunk, borrowed from the connection's
+/// receive buffer (copied into the job's storage before the connection is touched again).
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub req: u64,
+    /// Declared upload size.
+    pub total: u64,
+    pub spec: &'a str,
+    pub data: &'a [u8],
+    pub last: bool,
+}
+
+/// A further chunk of an upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    pub req: u64,
+    pub data: &'a [u8],
+    pub last: bool,
 }
 
 /// A job result's metadata, as the client sees it (JOB_RESULT).

@@ -13,15 +13,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use imgfilters::Pipeline;
-use log::{info, warn};
-use memmap2::MmapRaw;
-use netproto_sys::ErrorCode;
-
-use super::iface::{ConnRef, Effects, JobOrder, Reply, ResultMeta, WorkerId};
+use super::iface::{
+    Chunk, ConnRef, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
+};
 use crate::ipc::msg::{Done, NO_SLOT};
 use crate::ring::{self, Ring, SlotTable};
 use crate::stats::{self, Stats};
+use imgfilters::Pipeline;
+use log::{info, warn};
+use memmap2::MmapRaw;
 
 /// The limits the jobs part enforces (from the command line).
 #[derive(Debug, Clone, Copy)]
@@ -157,17 +157,19 @@ impl Jobs {
 
     /// Admits (or refuses) a new job and stores its first chunk. `None`: admitted; otherwise
     /// the answer to send at once.
-    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         now: Instant,
         conn: ConnRef,
-        req: u64,
-        total: u64,
-        spec: &str,
-        data: &[u8],
-        last: bool,
+        s: Submission<'_>,
     ) -> Option<Reply<'static>> {
+        let Submission {
+            req,
+            total,
+            spec,
+            data,
+            last,
+        } = s;
         let g = &self.stats.get().global;
         stats::inc(&g.jobs_submitted);
         let reject = |code: ErrorCode, text: String| {
@@ -275,10 +277,10 @@ impl Jobs {
         None
     }
 
-    /// More upload data for request `req` of `conn`; queues the job when it is complete.
-    pub fn add_data(&mut self, now: Instant, conn: ConnRef, req: u64, data: &[u8], last: bool) {
-        if let Some(&job_id) = self.by_conn.get(&conn).and_then(|m| m.get(&req)) {
-            self.store(now, job_id, data, last);
+    /// More upload data for a request of `conn`; queues the job when it is complete.
+    pub fn add_data(&mut self, now: Instant, conn: ConnRef, c: Chunk<'_>) {
+        if let Some(&job_id) = self.by_conn.get(&conn).and_then(|m| m.get(&c.req)) {
+            self.store(now, job_id, c.data, c.last);
         }
     }
 
@@ -388,7 +390,7 @@ impl Jobs {
         let Some(job) = self.jobs.get(&done.job) else {
             return;
         };
-        let (conn, req) = (job.conn, job.request);
+        let (conn, req, answered) = (job.conn, job.request, job.answered);
         let g = &self.stats.get().global;
         if done.status == 0 {
             stats::inc(&g.jobs_ok);
@@ -453,7 +455,9 @@ impl Jobs {
             done.encode_us,
             now.saturating_duration_since(job.submitted).as_secs_f64() * 1000.0
         );
-        self.forget_request(conn, req);
+        if !answered {
+            self.forget_request(conn, req);
+        }
         self.release_job(done.job);
     }
 
@@ -763,6 +767,17 @@ mod tests {
         t0: Instant,
     }
 
+    /// The first chunk of an upload of `total` bytes that is not complete yet.
+    fn upload<'a>(req: u64, total: u64, spec: &'a str, data: &'a [u8]) -> Submission<'a> {
+        Submission {
+            req,
+            total,
+            spec,
+            data,
+            last: false,
+        }
+    }
+
     const C1: ConnRef = ConnRef { index: 0, gen: 1 };
     const C2: ConnRef = ConnRef { index: 1, gen: 2 };
 
@@ -790,9 +805,14 @@ mod tests {
         }
         fn submit(&mut self, ms: u64, conn: ConnRef, req: u64, data: &[u8]) -> Option<Told> {
             let now = self.at(ms);
-            self.jobs
-                .submit(now, conn, req, data.len() as u64, "grayscale", data, true)
-                .map(Told::from)
+            let s = Submission {
+                req,
+                total: data.len() as u64,
+                spec: "grayscale",
+                data,
+                last: true,
+            };
+            self.jobs.submit(now, conn, s).map(Told::from)
         }
         fn dispatch(&mut self, ms: u64) {
             let now = self.at(ms);
@@ -1025,7 +1045,7 @@ mod tests {
         // Uploading: freed at once.
         let now = w.at(0);
         w.jobs
-            .submit(now, C1, 1, 100, "grayscale", b"first chunk", false);
+            .submit(now, C1, upload(1, 100, "grayscale", b"first chunk"));
         assert_eq!(w.slots_in_use(), 1);
         w.jobs.conn_gone(C1);
         assert_eq!(w.slots_in_use(), 0);
@@ -1111,12 +1131,22 @@ mod tests {
         let now = w.at(0);
         let r = w
             .jobs
-            .submit(now, C2, 5, (1 << 20) + 1, "grayscale", b"", false);
+            .submit(now, C2, upload(5, (1 << 20) + 1, "grayscale", b""));
         assert_eq!(
             r.map(Told::from),
             Some(Told::Rejected(ErrorCode::InputTooLarge))
         );
-        let r = w.jobs.submit(now, C2, 6, 1, "no-such-op", b"x", true);
+        let r = w.jobs.submit(
+            now,
+            C2,
+            Submission {
+                req: 6,
+                total: 1,
+                spec: "no-such-op",
+                data: b"x",
+                last: true,
+            },
+        );
         assert_eq!(r.map(Told::from), Some(Told::Rejected(ErrorCode::BadSpec)));
         assert_eq!(w.jobs.len(), 4);
     }
@@ -1174,7 +1204,7 @@ mod tests {
         w.submit(0, C1, 2, b"queued");
         let now = w.at(0);
         w.jobs
-            .submit(now, C2, 3, 100, "grayscale", b"uploading", false);
+            .submit(now, C2, upload(3, 100, "grayscale", b"uploading"));
         w.jobs.begin_shutdown();
         assert_eq!(
             w.submit(1, C2, 4, b"late"),

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Poll};
-use netproto_sys::{ServerConfig, ServerParams};
 
 use crate::cli::ServeArgs;
 use crate::ring::Ring;
@@ -31,29 +30,6 @@ use conns::{ConnLimits, Conns};
 use event_loop::{Master, LISTENER, SIGNALS};
 use jobs::{JobLimits, Jobs};
 use pool::{Pool, PoolConfig};
-
-pub(crate) fn load_config(args: &ServeArgs, dir: &std::path::Path) -> Result<ServerConfig, String> {
-    let params = ServerParams {
-        max_chunk: 65536,
-        max_upload: args.max_upload,
-        max_in_flight: args.max_in_flight,
-    };
-    let mut cfg =
-        ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
-    let users = state::read_users(dir)
-        .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
-    for (name, verifier) in &users {
-        cfg.add_user(name, verifier)
-            .map_err(|e| format!("users file: user {name}: {e}"))?;
-    }
-    if users.is_empty() {
-        warn!(
-            "no users in {}: nobody can log in (add one with `imgserver user add NAME`)",
-            state::users_path(dir).display()
-        );
-    }
-    Ok(cfg)
-}
 
 /// Raises the soft open-files limit to the hard limit: each connection is one fd, and the
 /// usual soft default of 1024 would cap `--max-conns` far below its default.
@@ -87,17 +63,8 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     let state_dir = state::resolve(args.state_dir.as_deref());
     state::ensure_dir(&state_dir)
         .map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
-    let server_cfg = load_config(&args, &state_dir)?;
-    if server_cfg.key_created() {
-        info!(
-            "created server key {}",
-            state::key_path(&state_dir).display()
-        );
-    }
-    info!(
-        "server key fingerprint {}",
-        netproto_sys::fingerprint(server_cfg.public_key())
-    );
+    let server_cfg = conns::load_config(&args, &state_dir)?;
+    conns::log_key(&server_cfg, &state_dir);
 
     // Signals first, so a Ctrl-C during start-up is not lost; the pipe wakes the loop.
     let sigpipe = signals::install().map_err(|e| format!("signal set-up: {e}"))?;
@@ -166,7 +133,19 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         pool_stats,
         now,
     );
-    let mut m = Master::new(args, state_dir, poll, sigpipe, stats, conns, jobs, pool);
+    let mut m = Master {
+        args,
+        state_dir,
+        poll,
+        sigpipe,
+        stats,
+        conns,
+        jobs,
+        pool,
+        shutdown_deadline: None,
+        last_sweep: now,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     m.pool.respawn_due(now);
     let listener = listen::bind_listener(m.args.listen).map_err(|e| {
         m.pool.stop(Duration::from_secs(1));
