@@ -163,93 +163,13 @@ impl Jobs {
         conn: ConnRef,
         s: Submission<'_>,
     ) -> Option<Reply<'static>> {
-        let Submission {
-            req,
-            total,
-            spec,
-            data,
-            last,
-        } = s;
-        let g = &self.stats.get().global;
-        stats::inc(&g.jobs_submitted);
-        let reject = |code: ErrorCode, text: String| {
-            stats::inc(&g.jobs_failed);
-            Some(Reply::Rejected { code, text })
-        };
-        if self.shutting_down {
-            stats::inc(&g.jobs_shutdown);
-            return reject(
-                ErrorCode::ShuttingDown,
-                "server is shutting down; resubmit to a running server".into(),
-            );
-        }
-        let in_flight = self.by_conn.get(&conn).map_or(0, HashMap::len);
-        if self
-            .by_conn
-            .get(&conn)
-            .is_some_and(|m| m.contains_key(&req))
-        {
-            return reject(
-                ErrorCode::DuplicateRequest,
-                format!("request id {req} is already in flight"),
-            );
-        }
-        if in_flight >= self.limits.max_in_flight as usize {
-            return reject(
-                ErrorCode::TooManyInFlight,
-                format!(
-                    "at most {} jobs in flight per connection (--max-in-flight)",
-                    self.limits.max_in_flight
-                ),
-            );
-        }
-        if total > self.limits.max_upload {
-            stats::inc(&g.error_too_large);
-            return reject(
-                ErrorCode::InputTooLarge,
-                format!(
-                    "upload of {total} bytes exceeds the limit of {} bytes (--max-upload)",
-                    self.limits.max_upload
-                ),
-            );
-        }
-        if let Err(e) = spec.parse::<Pipeline>() {
-            stats::inc(&g.error_bad_spec);
-            return reject(ErrorCode::BadSpec, e.to_string());
-        }
-        let busy = |queued: usize, workers: usize, avg: f64| {
-            stats::inc(&g.jobs_busy);
-            Some(Reply::Busy {
-                retry_after_ms: retry_after_ms(queued, workers, avg),
-            })
-        };
-        let storage = if total <= self.ring.slot_size() {
-            match self.slots.alloc() {
-                Some((slot, generation)) => Storage::Slot { slot, generation },
-                None => return busy(self.queue.len(), self.running.len(), self.avg_job_ms),
-            }
-        } else {
-            if self.large_bytes + total > self.limits.large_job_budget {
-                return busy(self.queue.len(), self.running.len(), self.avg_job_ms);
-            }
-            let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
-                let map = crate::shm::map_populated(&fd, total)?;
-                Ok((fd, map))
-            });
-            match made {
-                Ok((fd, map)) => {
-                    self.large_bytes += total;
-                    stats::inc(&g.large_jobs);
-                    Storage::Memfd { fd, map }
-                }
-                Err(e) => {
-                    warn!("job memfd of {total} bytes: {e}");
-                    return reject(ErrorCode::Internal, "cannot allocate job memory".into());
-                }
-            }
+        stats::inc(&self.stats.get().global.jobs_submitted);
+        let storage = match self.admit(conn, &s).and_then(|()| self.allocate(s.total)) {
+            Ok(storage) => storage,
+            Err(reply) => return Some(reply),
         };
         stats::add(
-            &g.slots_in_use,
+            &self.stats.get().global.slots_in_use,
             matches!(storage, Storage::Slot { .. }) as u64,
         );
         let job_id = self.next_job;
@@ -258,9 +178,9 @@ impl Jobs {
             job_id,
             Job {
                 conn,
-                request: req,
-                spec: spec.to_string(),
-                total,
+                request: s.req,
+                spec: s.spec.to_string(),
+                total: s.total,
                 received: 0,
                 storage,
                 state: JobState::Uploading,
@@ -272,9 +192,95 @@ impl Jobs {
                 overran: false,
             },
         );
-        self.by_conn.entry(conn).or_default().insert(req, job_id);
-        self.store(now, job_id, data, last);
+        self.by_conn.entry(conn).or_default().insert(s.req, job_id);
+        self.store(now, job_id, s.data, s.last);
         None
+    }
+
+    /// The checks a submission must pass before any storage is allocated, in this order.
+    fn admit(&self, conn: ConnRef, s: &Submission<'_>) -> Result<(), Reply<'static>> {
+        let g = &self.stats.get().global;
+        if self.shutting_down {
+            stats::inc(&g.jobs_shutdown);
+            return Err(self.refuse(
+                ErrorCode::ShuttingDown,
+                "server is shutting down; resubmit to a running server".into(),
+            ));
+        }
+        let in_flight = self.by_conn.get(&conn);
+        if in_flight.is_some_and(|m| m.contains_key(&s.req)) {
+            return Err(self.refuse(
+                ErrorCode::DuplicateRequest,
+                format!("request id {} is already in flight", s.req),
+            ));
+        }
+        if in_flight.map_or(0, HashMap::len) >= self.limits.max_in_flight as usize {
+            return Err(self.refuse(
+                ErrorCode::TooManyInFlight,
+                format!(
+                    "at most {} jobs in flight per connection (--max-in-flight)",
+                    self.limits.max_in_flight
+                ),
+            ));
+        }
+        if s.total > self.limits.max_upload {
+            stats::inc(&g.error_too_large);
+            return Err(self.refuse(
+                ErrorCode::InputTooLarge,
+                format!(
+                    "upload of {} bytes exceeds the limit of {} bytes (--max-upload)",
+                    s.total, self.limits.max_upload
+                ),
+            ));
+        }
+        if let Err(e) = s.spec.parse::<Pipeline>() {
+            stats::inc(&g.error_bad_spec);
+            return Err(self.refuse(ErrorCode::BadSpec, e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Storage for an upload of `total` bytes: a ring slot, or a per-job memfd when it is
+    /// larger than a slot. BUSY when the slots or the large-job budget are exhausted.
+    fn allocate(&mut self, total: u64) -> Result<Storage, Reply<'static>> {
+        if total <= self.ring.slot_size() {
+            return match self.slots.alloc() {
+                Some((slot, generation)) => Ok(Storage::Slot { slot, generation }),
+                None => Err(self.busy()),
+            };
+        }
+        if self.large_bytes + total > self.limits.large_job_budget {
+            return Err(self.busy());
+        }
+        let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
+            let map = crate::shm::map_populated(&fd, total)?;
+            Ok((fd, map))
+        });
+        match made {
+            Ok((fd, map)) => {
+                self.large_bytes += total;
+                stats::inc(&self.stats.get().global.large_jobs);
+                Ok(Storage::Memfd { fd, map })
+            }
+            Err(e) => {
+                warn!("job memfd of {total} bytes: {e}");
+                Err(self.refuse(ErrorCode::Internal, "cannot allocate job memory".into()))
+            }
+        }
+    }
+
+    /// A refusal before the job exists (counted as a failed job).
+    fn refuse(&self, code: ErrorCode, text: String) -> Reply<'static> {
+        stats::inc(&self.stats.get().global.jobs_failed);
+        Reply::Rejected { code, text }
+    }
+
+    /// BUSY, with the time the queue ahead needs as the retry-after hint.
+    fn busy(&self) -> Reply<'static> {
+        stats::inc(&self.stats.get().global.jobs_busy);
+        Reply::Busy {
+            retry_after_ms: retry_after_ms(self.queue.len(), self.running.len(), self.avg_job_ms),
+        }
     }
 
     /// More upload data for a request of `conn`; queues the job when it is complete.
@@ -367,14 +373,7 @@ impl Jobs {
         fds: Vec<OwnedFd>,
         fx: &mut impl Effects,
     ) {
-        let running_here = self.running.get(w).copied().flatten() == Some(done.job);
-        let since = match self.jobs.get(&done.job).map(|j| j.state) {
-            Some(JobState::Running { since, .. }) if running_here => Some(since),
-            _ => None,
-        };
-        let stale_slot =
-            done.slot != NO_SLOT && self.slots.generation(done.slot) != Some(done.generation);
-        let (Some(started), false) = (since, stale_slot) else {
+        let Some(started) = self.running_since_for(w, &done) else {
             warn!(
                 "worker {w}: stale or unexpected Done for job {} (ignored)",
                 done.job
@@ -391,55 +390,13 @@ impl Jobs {
             return;
         };
         let (conn, req, answered) = (job.conn, job.request, job.answered);
-        let g = &self.stats.get().global;
-        if done.status == 0 {
-            stats::inc(&g.jobs_ok);
-        } else {
-            stats::inc(&g.jobs_failed);
-            count_error(&self.stats, done.status);
-        }
-        if !job.answered {
-            let out_map;
-            let output: Option<&[u8]> = if done.status != 0 {
-                None
-            } else if done.in_memfd {
-                let fd = fds.into_iter().next();
-                out_map = fd.and_then(|fd| {
-                    crate::shm::check_sealed(&fd).ok()?;
-                    crate::shm::map(&fd, done.output_len.max(1)).ok()
-                });
-                out_map
-                    .as_ref()
-                    .map(|m| ring::raw_slice(m, done.output_len))
-            } else if let Storage::Slot { slot, .. } = job.storage {
-                self.ring.read(slot, 0, done.output_len)
-            } else {
-                None
-            };
-            let reply = match (done.status, output) {
-                (0, Some(output)) => Reply::Result {
-                    meta: ResultMeta {
-                        total_len: done.output_len,
-                        width: done.width,
-                        height: done.height,
-                        format: done.format,
-                        queue_us: job.queue_us.min(u32::MAX as u64) as u32,
-                        decode_us: done.decode_us,
-                        filter_us: done.filter_us,
-                        encode_us: done.encode_us,
-                    },
-                    output,
-                },
-                (0, None) => Reply::Failed {
-                    code: ErrorCode::Internal,
-                    text: "worker output unreadable".into(),
-                },
-                (code, _) => Reply::Failed {
-                    code: ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal),
-                    text: done.message.clone(),
-                },
-            };
-            fx.reply(conn, req, reply);
+        count_outcome(&self.stats, done.status);
+        if !answered {
+            // A successful output that did not fit the slot comes in a memfd of its own.
+            let out_map = (done.status == 0 && done.in_memfd)
+                .then(|| map_output(&done, fds))
+                .flatten();
+            fx.reply(conn, req, self.result_reply(job, &done, out_map.as_ref()));
         }
         // Logged after the answer is on its way, not in front of it.
         info!(
@@ -459,6 +416,64 @@ impl Jobs {
             self.forget_request(conn, req);
         }
         self.release_job(done.job);
+    }
+
+    /// When worker `w` started the job `done` names, if that Done is genuine: the job is the
+    /// one `w` runs, and its slot still has the generation it was lent with (an old generation
+    /// comes from a worker the master already gave up on).
+    fn running_since_for(&self, w: WorkerId, done: &Done) -> Option<Instant> {
+        if self.running.get(w).copied().flatten() != Some(done.job) {
+            return None;
+        }
+        if done.slot != NO_SLOT && self.slots.generation(done.slot) != Some(done.generation) {
+            return None;
+        }
+        match self.jobs.get(&done.job)?.state {
+            JobState::Running { since, .. } => Some(since),
+            _ => None,
+        }
+    }
+
+    /// What to tell the client about a finished job: its output (from the output memfd
+    /// `out_map`, or from the job's slot) or the worker's typed error.
+    fn result_reply<'a>(
+        &'a self,
+        job: &Job,
+        done: &Done,
+        out_map: Option<&'a MmapRaw>,
+    ) -> Reply<'a> {
+        if done.status != 0 {
+            return Reply::Failed {
+                code: ErrorCode::from_u16(done.status).unwrap_or(ErrorCode::Internal),
+                text: done.message.clone(),
+            };
+        }
+        let output = match (out_map, &job.storage) {
+            (Some(m), _) => Some(ring::raw_slice(m, done.output_len)),
+            (None, Storage::Slot { slot, .. }) if !done.in_memfd => {
+                self.ring.read(*slot, 0, done.output_len)
+            }
+            _ => None,
+        };
+        match output {
+            Some(output) => Reply::Result {
+                meta: ResultMeta {
+                    total_len: done.output_len,
+                    width: done.width,
+                    height: done.height,
+                    format: done.format,
+                    queue_us: job.queue_us.min(u32::MAX as u64) as u32,
+                    decode_us: done.decode_us,
+                    filter_us: done.filter_us,
+                    encode_us: done.encode_us,
+                },
+                output,
+            },
+            None => Reply::Failed {
+                code: ErrorCode::Internal,
+                text: "worker output unreadable".into(),
+            },
+        }
     }
 
     /// Worker `w` is gone (reaped). Its job is retried once, first in line; a second death
@@ -648,8 +663,21 @@ impl Jobs {
     }
 }
 
-fn count_error(stats: &Stats, status: u16) {
+/// Maps the output memfd a worker attached to its Done, after checking its seals.
+fn map_output(done: &Done, fds: Vec<OwnedFd>) -> Option<MmapRaw> {
+    let fd = fds.into_iter().next()?;
+    crate::shm::check_sealed(&fd).ok()?;
+    crate::shm::map(&fd, done.output_len.max(1)).ok()
+}
+
+/// Counts a finished job as ok or failed, and a failure by its error kind.
+fn count_outcome(stats: &Stats, status: u16) {
     let g = &stats.get().global;
+    if status == 0 {
+        stats::inc(&g.jobs_ok);
+        return;
+    }
+    stats::inc(&g.jobs_failed);
     let c = match ErrorCode::from_u16(status) {
         Some(ErrorCode::BadSpec) => &g.error_bad_spec,
         Some(ErrorCode::InputTooLarge) => &g.error_too_large,

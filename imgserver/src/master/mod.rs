@@ -48,6 +48,42 @@ fn raise_fd_limit(max_conns: usize) {
     }
 }
 
+fn job_limits(args: &ServeArgs) -> JobLimits {
+    JobLimits {
+        max_in_flight: args.max_in_flight,
+        max_upload: args.max_upload,
+        large_job_budget: args.large_job_budget,
+        job_timeout: ServeArgs::secs(args.job_timeout),
+    }
+}
+
+fn conn_limits(args: &ServeArgs) -> ConnLimits {
+    ConnLimits {
+        max_conns: args.max_conns,
+        handshake_timeout: ServeArgs::secs(args.handshake_timeout),
+        idle_timeout: ServeArgs::secs(args.idle_timeout),
+        slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
+    }
+}
+
+fn pool_config(
+    args: &ServeArgs,
+    exe: std::path::PathBuf,
+    workers: usize,
+    fault_injection: bool,
+) -> PoolConfig {
+    PoolConfig {
+        exe,
+        workers,
+        worker_mem_mb: args.worker_mem_mb,
+        max_pixels: args.max_pixels,
+        fault_injection,
+        slots: args.slots,
+        slot_size: args.slot_size,
+        deadline_ms: (args.job_timeout * 1000.0) as u32,
+    }
+}
+
 /// Runs the server until it is told to stop; returns the process exit code.
 pub fn serve(args: ServeArgs) -> Result<i32, String> {
     let workers = args
@@ -93,40 +129,11 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         warn!("fault injection enabled (IMGSERVER_FAULT_INJECTION=1): test builds only");
     }
     let now = Instant::now();
-    let jobs = Jobs::new(
-        JobLimits {
-            max_in_flight: args.max_in_flight,
-            max_upload: args.max_upload,
-            large_job_budget: args.large_job_budget,
-            job_timeout: ServeArgs::secs(args.job_timeout),
-        },
-        ring,
-        map_stats()?,
-        workers,
-    );
-    let conns = Conns::new(
-        registry()?,
-        server_cfg,
-        map_stats()?,
-        ConnLimits {
-            max_conns: args.max_conns,
-            handshake_timeout: ServeArgs::secs(args.handshake_timeout),
-            idle_timeout: ServeArgs::secs(args.idle_timeout),
-            slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
-        },
-    );
+    let jobs = Jobs::new(job_limits(&args), ring, map_stats()?, workers);
+    let conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));
     let pool_stats = map_stats()?;
     let pool = Pool::new(
-        PoolConfig {
-            exe,
-            workers,
-            worker_mem_mb: args.worker_mem_mb,
-            max_pixels: args.max_pixels,
-            fault_injection,
-            slots: args.slots,
-            slot_size: args.slot_size,
-            deadline_ms: (args.job_timeout * 1000.0) as u32,
-        },
+        pool_config(&args, exe, workers, fault_injection),
         registry()?,
         ring_fd,
         stats_fd,
