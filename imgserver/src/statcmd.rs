@@ -1,10 +1,37 @@
 //! `imgserver stats`: reads a running server's counters from its shared-memory page, found via
 //! the pid file and /proc/PID/fd (no network, no credentials: same-user local access only).
+//!
+//! Trust boundary: the local user's own server; the page is only read. `--json` output is
+//! written by serde_json, one object: `pid` first, then every counter in the page's order.
 
 use std::path::Path;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
 use crate::state;
 use crate::stats::Stats;
+
+/// The `--json` report: `{"pid":…,"started_unix":…,…}`, counters in snapshot order.
+struct JsonReport<'a> {
+    pid: u32,
+    counters: &'a [(String, u64)],
+}
+
+impl Serialize for JsonReport<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.counters.len() + 1))?;
+        m.serialize_entry("pid", &self.pid)?;
+        for (name, value) in self.counters {
+            m.serialize_entry(name, value)?;
+        }
+        m.end()
+    }
+}
+
+fn to_json(pid: u32, counters: &[(String, u64)]) -> String {
+    serde_json::to_string(&JsonReport { pid, counters })
+        .expect("a map of strings to integers always serialises")
+}
 
 pub fn run(dir: &Path, json: bool) -> Result<(), String> {
     let (pid, fd) = state::read_pid(dir)
@@ -27,8 +54,7 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
         .load(std::sync::atomic::Ordering::Relaxed) as usize;
     let snap = stats.snapshot(alive.max(1));
     if json {
-        let body: Vec<String> = snap.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-        println!("{{\"pid\":{pid},{}}}", body.join(","));
+        println!("{}", to_json(pid, &snap));
     } else {
         println!("imgserver pid {pid}");
         for (k, v) in snap {
@@ -36,4 +62,37 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Deserialize)]
+    struct Parsed {
+        pid: u32,
+        #[serde(flatten)]
+        counters: BTreeMap<String, u64>,
+    }
+
+    #[test]
+    fn the_json_report_parses_back_to_the_pid_and_every_counter() {
+        let (stats, _fd) = Stats::create().unwrap();
+        crate::stats::add(&stats.get().global.jobs_ok, 41);
+        crate::stats::add(&stats.worker(1).unwrap().decode_us, u64::MAX);
+        let snap = stats.snapshot(2);
+        let text = to_json(4242, &snap);
+        let parsed: Parsed = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.pid, 4242);
+        assert_eq!(parsed.counters.get("jobs_ok"), Some(&41));
+        assert_eq!(parsed.counters.get("worker1_decode_us"), Some(&u64::MAX));
+        assert_eq!(parsed.counters.len(), snap.len());
+        for (k, v) in &snap {
+            assert_eq!(parsed.counters.get(k), Some(v), "{k}");
+        }
+        // One line, pid first, then the counters in the page's order.
+        assert!(!text.contains('\n'));
+        assert!(text.starts_with("{\"pid\":4242,\"started_unix\":"));
+    }
 }

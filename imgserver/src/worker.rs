@@ -12,8 +12,8 @@ use imgfilters::{FilterError, Limits, Pipeline};
 use log::{debug, info, warn};
 use netproto_sys::ErrorCode;
 
-use crate::ipc::channel::{self, ChannelError};
-use crate::ipc::msg::{Done, Msg, NO_SLOT};
+use crate::ipc::channel::{ChannelError, WorkerChannel};
+use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker, NO_SLOT};
 use crate::ring::Ring;
 use crate::stats::{self, Stats};
 
@@ -70,14 +70,14 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         // Failpoint: a worker that dies before it is ready, for the crash-loop tests.
         std::process::exit(3);
     }
-    let sock = crate::spawn::take_worker_fd()?;
-    let (msg, fds) = channel::recv(sock.as_fd())?;
-    let Msg::Init {
+    let sock = WorkerChannel::new(crate::spawn::take_worker_fd()?);
+    let (msg, fds) = sock.recv()?;
+    let ToWorker::Init(Init {
         index,
         slots,
         slot_size,
         ..
-    } = msg
+    }) = msg
     else {
         return Err("first message was not Init".into());
     };
@@ -102,11 +102,10 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         std::process::id() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    channel::send(
-        sock.as_fd(),
-        &Msg::Ready {
+    sock.send(
+        &ToMaster::Ready(Ready {
             pid: std::process::id(),
-        },
+        }),
         &[],
     )?;
     debug!("worker {index} ready: ring {slots} x {slot_size} bytes");
@@ -117,19 +116,19 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     };
     let mut out = Vec::new();
     loop {
-        let (msg, fds) = match channel::recv(sock.as_fd()) {
+        let (msg, fds) = match sock.recv() {
             Ok(m) => m,
             // The master closed our channel: it is stopping or replacing us.
             Err(ChannelError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let Msg::Job {
+        let ToWorker::Job(Job {
             job,
             slot,
             generation,
             input_len,
             spec,
-        } = msg
+        }) = msg
         else {
             return Err("unexpected message from master".into());
         };
@@ -208,7 +207,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
         let (status, output_len) = (done.status, done.output_len);
         let (decode_us, filter_us, encode_us) = (done.decode_us, done.filter_us, done.encode_us);
-        channel::send(sock.as_fd(), &Msg::Done(done), &fds)?;
+        sock.send(&ToMaster::Done(done), &fds)?;
         // Logged after the answer is on its way, not in front of it.
         info!(
             "job {job}: {spec} {input_len} -> {} bytes, status {}, decode {} us, filter {} us, encode {} us",

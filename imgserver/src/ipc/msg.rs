@@ -1,4 +1,5 @@
-//! The fixed-size messages exchanged between master and workers, and their byte layout.
+//! The fixed-size messages exchanged between master and workers, and their byte layout: one
+//! type per direction ([`ToWorker`]: `Init`, `Job`; [`ToMaster`]: `Ready`, `Done`).
 //!
 //! Trust boundary: a worker decodes hostile images and may be compromised or corrupt, so the
 //! master parses every message from a worker strictly (known tag, exact size, bounded string
@@ -16,29 +17,54 @@ pub const MAX_SPEC: usize = 1024;
 /// Slot number meaning "the data is in the attached memfd, not the ring".
 pub const NO_SLOT: u32 = u32::MAX;
 
+/// Master → worker, once, with fds [ring, stats]: map these and start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Msg {
-    /// Master → worker, once, with fds [ring, stats]: map these and start.
-    Init {
-        index: u32,
-        slots: u32,
-        slot_size: u64,
-        deadline_ms: u32,
-    },
-    /// Worker → master: mapped everything, ready for jobs.
-    Ready { pid: u32 },
-    /// Master → worker: run `spec` on `input_len` bytes at ring slot `slot` (or in the
-    /// attached memfd when `slot == NO_SLOT`).
-    Job {
-        job: u64,
-        slot: u32,
-        generation: u32,
-        input_len: u64,
-        spec: String,
-    },
-    /// Worker → master: job finished. On success the output is in the same slot (or in an
-    /// attached memfd when it did not fit: `in_memfd`).
+pub struct Init {
+    pub index: u32,
+    pub slots: u32,
+    pub slot_size: u64,
+    pub deadline_ms: u32,
+}
+
+/// Worker → master: mapped everything, ready for jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub pid: u32,
+}
+
+/// Master → worker: run `spec` on `input_len` bytes at ring slot `slot` (or in the attached
+/// memfd when `slot == NO_SLOT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub job: u64,
+    pub slot: u32,
+    pub generation: u32,
+    pub input_len: u64,
+    pub spec: String,
+}
+
+/// What the master sends a worker. A separate type from [`ToMaster`], so a channel typed by
+/// direction (`ipc::channel::Channel`) cannot carry a message the wrong way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToWorker {
+    Init(Init),
+    Job(Job),
+}
+
+/// What a worker sends the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToMaster {
+    Ready(Ready),
+    /// Job finished. On success the output is in the same slot (or in an attached memfd when
+    /// it did not fit: `in_memfd`).
     Done(Done),
+}
+
+/// A message of one direction with its fixed-size encoding. Decoding checks the length and
+/// accepts only this direction's tags: a tag of the other direction is an unknown tag.
+pub trait Message: Sized {
+    fn encode(&self) -> [u8; MSG_LEN];
+    fn decode(buf: &[u8]) -> Result<Self, MsgError>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,35 +177,61 @@ impl<'a> R<'a> {
     }
 }
 
-impl Msg {
-    pub fn encode(&self) -> [u8; MSG_LEN] {
+/// Checks the length and reads the tag.
+fn open(buf: &[u8]) -> Result<(u32, R<'_>), MsgError> {
+    if buf.len() != MSG_LEN {
+        return Err(MsgError::Length(buf.len()));
+    }
+    let mut r = R { buf, pos: 0 };
+    let tag = r.u32();
+    Ok((tag, r))
+}
+
+impl Message for ToWorker {
+    fn encode(&self) -> [u8; MSG_LEN] {
         match self {
-            Msg::Init {
-                index,
-                slots,
-                slot_size,
-                deadline_ms,
-            } => W::new(TAG_INIT)
-                .u32(*index)
-                .u32(*slots)
-                .u64(*slot_size)
-                .u32(*deadline_ms)
+            ToWorker::Init(i) => W::new(TAG_INIT)
+                .u32(i.index)
+                .u32(i.slots)
+                .u64(i.slot_size)
+                .u32(i.deadline_ms)
                 .finish(),
-            Msg::Ready { pid } => W::new(TAG_READY).u32(*pid).finish(),
-            Msg::Job {
-                job,
-                slot,
-                generation,
-                input_len,
-                spec,
-            } => W::new(TAG_JOB)
-                .u64(*job)
-                .u32(*slot)
-                .u32(*generation)
-                .u64(*input_len)
-                .str(spec, MAX_SPEC)
+            ToWorker::Job(j) => W::new(TAG_JOB)
+                .u64(j.job)
+                .u32(j.slot)
+                .u32(j.generation)
+                .u64(j.input_len)
+                .str(&j.spec, MAX_SPEC)
                 .finish(),
-            Msg::Done(d) => W::new(TAG_DONE)
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Result<ToWorker, MsgError> {
+        let (tag, mut r) = open(buf)?;
+        Ok(match tag {
+            TAG_INIT => ToWorker::Init(Init {
+                index: r.u32(),
+                slots: r.u32(),
+                slot_size: r.u64(),
+                deadline_ms: r.u32(),
+            }),
+            TAG_JOB => ToWorker::Job(Job {
+                job: r.u64(),
+                slot: r.u32(),
+                generation: r.u32(),
+                input_len: r.u64(),
+                spec: r.str(MAX_SPEC)?,
+            }),
+            t => return Err(MsgError::Tag(t)),
+        })
+    }
+}
+
+impl Message for ToMaster {
+    fn encode(&self) -> [u8; MSG_LEN] {
+        match self {
+            ToMaster::Ready(r) => W::new(TAG_READY).u32(r.pid).finish(),
+            ToMaster::Done(d) => W::new(TAG_DONE)
                 .u64(d.job)
                 .u32(d.slot)
                 .u32(d.generation)
@@ -197,27 +249,11 @@ impl Msg {
         }
     }
 
-    pub fn decode(buf: &[u8]) -> Result<Msg, MsgError> {
-        if buf.len() != MSG_LEN {
-            return Err(MsgError::Length(buf.len()));
-        }
-        let mut r = R { buf, pos: 0 };
-        Ok(match r.u32() {
-            TAG_INIT => Msg::Init {
-                index: r.u32(),
-                slots: r.u32(),
-                slot_size: r.u64(),
-                deadline_ms: r.u32(),
-            },
-            TAG_READY => Msg::Ready { pid: r.u32() },
-            TAG_JOB => Msg::Job {
-                job: r.u64(),
-                slot: r.u32(),
-                generation: r.u32(),
-                input_len: r.u64(),
-                spec: r.str(MAX_SPEC)?,
-            },
-            TAG_DONE => Msg::Done(Done {
+    fn decode(buf: &[u8]) -> Result<ToMaster, MsgError> {
+        let (tag, mut r) = open(buf)?;
+        Ok(match tag {
+            TAG_READY => ToMaster::Ready(Ready { pid: r.u32() }),
+            TAG_DONE => ToMaster::Done(Done {
                 job: r.u64(),
                 slot: r.u32(),
                 generation: r.u32(),
@@ -241,31 +277,46 @@ impl Msg {
 mod tests {
     use super::*;
 
+    fn job(spec: &str) -> ToWorker {
+        ToWorker::Job(Job {
+            job: 1,
+            slot: 0,
+            generation: 0,
+            input_len: 0,
+            spec: spec.into(),
+        })
+    }
+
     #[test]
     fn every_message_round_trips() {
-        let msgs = [
-            Msg::Init {
+        let to_worker = [
+            ToWorker::Init(Init {
                 index: 3,
                 slots: 32,
                 slot_size: 4 << 20,
                 deadline_ms: 30_000,
-            },
-            Msg::Ready { pid: 4242 },
-            Msg::Job {
+            }),
+            ToWorker::Job(Job {
                 job: 9,
                 slot: 5,
                 generation: 77,
                 input_len: 123_456,
                 spec: "blur:2,format:png".into(),
-            },
-            Msg::Job {
+            }),
+            ToWorker::Job(Job {
                 job: 10,
                 slot: NO_SLOT,
                 generation: 0,
                 input_len: 1 << 30,
                 spec: "x".repeat(MAX_SPEC),
-            },
-            Msg::Done(Done {
+            }),
+        ];
+        for m in to_worker {
+            assert_eq!(ToWorker::decode(&m.encode()).unwrap(), m);
+        }
+        let to_master = [
+            ToMaster::Ready(Ready { pid: 4242 }),
+            ToMaster::Done(Done {
                 job: 9,
                 slot: 5,
                 generation: 77,
@@ -280,50 +331,67 @@ mod tests {
                 message: String::new(),
                 in_memfd: false,
             }),
-            Msg::Done(Done {
-                status: 304,
-                message: "é".repeat(300),
-                ..Default::default()
-            }),
         ];
-        for m in msgs {
-            let b = m.encode();
-            let back = Msg::decode(&b).unwrap();
-            if let (Msg::Done(a), Msg::Done(b)) = (&m, &back) {
-                // Long messages are cut at a char boundary within MAX_MESSAGE bytes.
-                assert!(b.message.len() <= MAX_MESSAGE && a.message.starts_with(&b.message));
-            } else {
-                assert_eq!(back, m);
-            }
+        for m in to_master {
+            assert_eq!(ToMaster::decode(&m.encode()).unwrap(), m);
         }
+        // Long messages are cut at a char boundary within MAX_MESSAGE bytes.
+        let long = ToMaster::Done(Done {
+            status: 304,
+            message: "é".repeat(300),
+            ..Default::default()
+        });
+        let ToMaster::Done(back) = ToMaster::decode(&long.encode()).unwrap() else {
+            panic!("not a Done");
+        };
+        assert_eq!(back.status, 304);
+        assert!(back.message.len() <= MAX_MESSAGE && "é".repeat(300).starts_with(&back.message));
+    }
+
+    #[test]
+    fn a_message_of_the_other_direction_is_an_unknown_tag() {
+        assert_eq!(
+            ToMaster::decode(&job("ok").encode()),
+            Err(MsgError::Tag(TAG_JOB))
+        );
+        let init = ToWorker::Init(Init {
+            index: 0,
+            slots: 1,
+            slot_size: 4096,
+            deadline_ms: 1,
+        });
+        assert_eq!(
+            ToMaster::decode(&init.encode()),
+            Err(MsgError::Tag(TAG_INIT))
+        );
+        let ready = ToMaster::Ready(Ready { pid: 1 });
+        assert_eq!(
+            ToWorker::decode(&ready.encode()),
+            Err(MsgError::Tag(TAG_READY))
+        );
+        let done = ToMaster::Done(Done::default());
+        assert_eq!(
+            ToWorker::decode(&done.encode()),
+            Err(MsgError::Tag(TAG_DONE))
+        );
     }
 
     #[test]
     fn malformed_messages_are_rejected() {
-        assert_eq!(Msg::decode(&[0u8; 10]), Err(MsgError::Length(10)));
-        let mut b = Msg::Ready { pid: 1 }.encode();
+        assert_eq!(ToMaster::decode(&[0u8; 10]), Err(MsgError::Length(10)));
+        assert_eq!(
+            ToWorker::decode(&[0u8; MSG_LEN + 1]),
+            Err(MsgError::Length(MSG_LEN + 1))
+        );
+        let mut b = ToMaster::Ready(Ready { pid: 1 }).encode();
         b[0] = 99;
-        assert_eq!(Msg::decode(&b), Err(MsgError::Tag(99)));
-        let mut b = Msg::Job {
-            job: 1,
-            slot: 0,
-            generation: 0,
-            input_len: 0,
-            spec: "ok".into(),
-        }
-        .encode();
+        assert_eq!(ToMaster::decode(&b), Err(MsgError::Tag(99)));
+        let mut b = job("ok").encode();
         // spec length field at 4+8+4+4+8 = 28
         b[28..30].copy_from_slice(&5000u16.to_le_bytes());
-        assert_eq!(Msg::decode(&b), Err(MsgError::Text));
-        let mut b = Msg::Job {
-            job: 1,
-            slot: 0,
-            generation: 0,
-            input_len: 0,
-            spec: "ok".into(),
-        }
-        .encode();
+        assert_eq!(ToWorker::decode(&b), Err(MsgError::Text));
+        let mut b = job("ok").encode();
         b[30] = 0xff;
-        assert_eq!(Msg::decode(&b), Err(MsgError::Text));
+        assert_eq!(ToWorker::decode(&b), Err(MsgError::Text));
     }
 }

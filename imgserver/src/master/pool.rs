@@ -1,25 +1,27 @@
-//! The worker table: spawning, readiness, reaping with waitpid(WNOHANG), respawn with
-//! crash-loop backoff, and stopping (TERM, then KILL).
+//! The worker pool: spawning, readiness, reaping with waitpid(WNOHANG), respawn with crash-loop
+//! backoff, and stopping (TERM, then KILL). It knows processes and channels, not jobs: which
+//! job a worker runs is the jobs part's business; the pool only reports which workers died.
 //!
 //! Trust boundary: workers are untrusted once they have touched an image; the master only
-//! believes a worker is gone when waitpid says so, and only then reclaims its ring slot.
+//! believes a worker is gone when waitpid says so, and only then is its ring slot reclaimed.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::unix::SourceFd;
-use mio::{Interest, Token};
+use mio::{Interest, Registry, Token};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::Pid;
 
-use super::{Master, WORKER_BASE};
-use crate::ipc::channel;
-use crate::ipc::msg::Msg;
-use crate::stats;
+use super::iface::{JobOrder, WorkerId};
+use crate::ipc::channel::{ChannelError, MasterChannel};
+use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker};
+use crate::stats::{self, Stats};
 
 /// At most this many respawns of one worker per `CRASH_WINDOW`; beyond it is a crash loop and
 /// respawns back off, so a worker that dies at start-up cannot make the master spin.
@@ -29,58 +31,71 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A worker dying sooner than this after its start (or before it was ready) is crash-looping.
 const EARLY_DEATH: Duration = Duration::from_secs(1);
 
+/// Poll tokens of worker channels: `WORKER_BASE + index`.
+const WORKER_BASE: usize = 16;
+
+/// How to start a worker and what to tell it in `Init`.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub exe: PathBuf,
+    pub workers: usize,
+    pub worker_mem_mb: u64,
+    pub max_pixels: u64,
+    pub fault_injection: bool,
+    pub slots: u32,
+    pub slot_size: u64,
+    pub deadline_ms: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WState {
+enum WState {
     /// Spawned, Init sent, waiting for Ready.
     Starting,
-    Idle,
-    Busy {
-        job: u64,
-        since: Instant,
-    },
-    /// Process gone (reaped) or never started; respawn at `respawn_at`.
+    /// Said Ready: takes jobs (whether it runs one now is the jobs part's business).
+    Ready,
+    /// Exited (reaped) or never started; respawn at `respawn_at`.
     Dead,
 }
 
+/// One worker's process-level state and its crash history (the backoff decisions, which
+/// need no process and are unit-tested with a fake clock).
 #[derive(Debug)]
-pub struct WorkerSlot {
-    pub index: usize,
-    pub child: Option<Child>,
-    pub sock: Option<OwnedFd>,
-    pub state: WState,
-    pub deaths: VecDeque<Instant>,
-    pub respawn_at: Option<Instant>,
-    pub spawned_at: Instant,
+struct WorkerSlot {
+    child: Option<Child>,
+    sock: Option<MasterChannel>,
+    state: WState,
+    deaths: VecDeque<Instant>,
+    respawn_at: Option<Instant>,
+    spawned_at: Instant,
     /// Killed by the master (deadline or misbehaviour), so its death is expected.
-    pub killed: bool,
+    killed: bool,
 }
 
 impl WorkerSlot {
-    pub fn new(index: usize) -> Self {
+    fn new(now: Instant) -> Self {
         WorkerSlot {
-            index,
             child: None,
             sock: None,
             state: WState::Dead,
             deaths: VecDeque::new(),
-            respawn_at: Some(Instant::now()),
-            spawned_at: Instant::now(),
+            respawn_at: Some(now),
+            spawned_at: now,
             killed: false,
         }
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
 
     /// Delay before the next respawn: none while fewer than `CRASH_BURST` deaths fall in the
     /// last `CRASH_WINDOW`; then at least until the oldest of them leaves the window (so no
     /// more than `CRASH_BURST` respawns per window), and doubling from 500 ms as deaths go on.
-    pub fn backoff(&self, now: Instant) -> Duration {
+    fn backoff(&self, now: Instant) -> Duration {
         let recent: Vec<&Instant> = self
             .deaths
             .iter()
-            .filter(|t| now.duration_since(**t) < CRASH_WINDOW)
+            .filter(|t| now.saturating_duration_since(**t) < CRASH_WINDOW)
             .collect();
         if recent.len() < CRASH_BURST {
             return Duration::ZERO;
@@ -91,12 +106,91 @@ impl WorkerSlot {
         let exponential = Duration::from_millis(500) * 2u32.pow(doublings);
         window_left.max(exponential).min(MAX_BACKOFF)
     }
+
+    /// Records a death at `now` of a worker that had (or had not) said Ready, and returns how
+    /// long to wait before respawning it. Only deaths soon after a start count toward the
+    /// crash-loop backoff: a worker that served for a while and was then killed (OOM killer,
+    /// an operator, a poison input) is replaced at once, however often that happens.
+    fn record_death(&mut self, now: Instant, was_ready: bool) -> Duration {
+        if !was_ready || now.saturating_duration_since(self.spawned_at) < EARLY_DEATH {
+            self.deaths.push_back(now);
+            while self.deaths.len() > 32 {
+                self.deaths.pop_front();
+            }
+        }
+        self.backoff(now)
+    }
+
+    /// A spawn that failed outright (nothing was started): counts as an early death and waits
+    /// at least 250 ms.
+    fn record_failed_spawn(&mut self, now: Instant) {
+        self.deaths.push_back(now);
+        self.respawn_at = Some(now + self.backoff(now).max(Duration::from_millis(250)));
+    }
 }
 
-impl Master {
+/// The worker table.
+pub struct Pool {
+    cfg: PoolConfig,
+    registry: Registry,
+    ring_fd: OwnedFd,
+    stats_fd: OwnedFd,
+    stats: Stats,
+    workers: Vec<WorkerSlot>,
+    stopping: bool,
+}
+
+impl Pool {
+    /// A pool of `cfg.workers` workers, none started yet (`respawn_due` starts them). The
+    /// ring and stats fds are what every worker's `Init` carries.
+    pub fn new(
+        cfg: PoolConfig,
+        registry: Registry,
+        ring_fd: OwnedFd,
+        stats_fd: OwnedFd,
+        stats: Stats,
+        now: Instant,
+    ) -> Pool {
+        Pool {
+            workers: (0..cfg.workers).map(|_| WorkerSlot::new(now)).collect(),
+            cfg,
+            registry,
+            ring_fd,
+            stats_fd,
+            stats,
+            stopping: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The stats page's fd (for the pid file: `imgserver stats` opens it through /proc).
+    pub fn stats_fd(&self) -> &OwnedFd {
+        &self.stats_fd
+    }
+
+    /// The worker whose channel `token` is.
+    pub fn worker_of(&self, token: Token) -> Option<WorkerId> {
+        let t = token.0.checked_sub(WORKER_BASE)?;
+        (t < self.workers.len()).then_some(t)
+    }
+
+    /// Whether worker `w` said Ready and its channel is open.
+    pub fn is_ready(&self, w: WorkerId) -> bool {
+        self.workers
+            .get(w)
+            .is_some_and(|s| s.state == WState::Ready && s.sock.is_some())
+    }
+
+    /// Whether any worker is healthy (ready), so queued jobs will be served.
+    pub fn any_healthy(&self) -> bool {
+        self.workers.iter().any(|w| w.state == WState::Ready)
+    }
+
     /// Starts worker `i` (fork+exec), sends it the ring and stats fds.
-    pub(super) fn spawn_worker(&mut self, i: usize) {
-        let now = Instant::now();
+    fn spawn(&mut self, i: WorkerId, now: Instant) {
         let spawned = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -106,23 +200,21 @@ impl Master {
         .map_err(std::io::Error::from)
         .and_then(|(ours, theirs)| {
             let child = crate::spawn::worker(
-                &self.exe,
+                &self.cfg.exe,
                 i,
                 theirs,
-                self.args.worker_mem_mb,
-                self.args.max_pixels,
-                self.fault_injection,
+                self.cfg.worker_mem_mb,
+                self.cfg.max_pixels,
+                self.cfg.fault_injection,
             )?;
             Ok((child, ours))
         });
         let (child, sock) = match spawned {
-            Ok(x) => x,
+            Ok((child, ours)) => (child, MasterChannel::new(ours)),
             Err(e) => {
                 // Nothing was started (fork/exec or socketpair failed): retry later.
                 warn!("worker {i}: spawn failed: {e}");
-                let w = &mut self.workers[i];
-                w.deaths.push_back(now);
-                w.respawn_at = Some(now + w.backoff(now).max(Duration::from_millis(250)));
+                self.workers[i].record_failed_spawn(now);
                 return;
             }
         };
@@ -136,33 +228,25 @@ impl Master {
         w.respawn_at = None;
         w.spawned_at = now;
         w.killed = false;
-        let init = Msg::Init {
+        let init = ToWorker::Init(Init {
             index: i as u32,
-            slots: self.ring.slots(),
-            slot_size: self.ring.slot_size(),
-            deadline_ms: (self.args.job_timeout * 1000.0) as u32,
-        };
-        let ready = channel::send(
-            sock.as_fd(),
-            &init,
-            &[self.ring_fd.as_fd(), self.stats_fd.as_fd()],
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            nix::fcntl::fcntl(
-                &sock,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| e.to_string())?;
-            self.poll
-                .registry()
-                .register(
-                    &mut SourceFd(&sock.as_raw_fd()),
-                    Token(WORKER_BASE + i),
-                    Interest::READABLE,
-                )
-                .map_err(|e| e.to_string())
+            slots: self.cfg.slots,
+            slot_size: self.cfg.slot_size,
+            deadline_ms: self.cfg.deadline_ms,
         });
+        let ready = sock
+            .send(&init, &[self.ring_fd.as_fd(), self.stats_fd.as_fd()])
+            .and_then(|()| sock.set_nonblocking())
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.registry
+                    .register(
+                        &mut SourceFd(&sock.as_fd().as_raw_fd()),
+                        Token(WORKER_BASE + i),
+                        Interest::READABLE,
+                    )
+                    .map_err(|e| e.to_string())
+            });
         match ready {
             Ok(()) => self.workers[i].sock = Some(sock),
             Err(e) => {
@@ -174,62 +258,85 @@ impl Master {
         }
     }
 
-    /// Handles readability of worker `i`'s channel: Ready and Done messages.
-    pub(super) fn worker_readable(&mut self, i: usize) {
+    /// Reads worker `i`'s channel until it yields a Done (returned) or has nothing more. Ready
+    /// is handled here; a worker that sends garbage (including a master-to-worker message:
+    /// an unknown tag in this direction) or closes its channel is killed (and reported lost
+    /// when it is reaped).
+    pub fn next_done(&mut self, i: WorkerId, now: Instant) -> Option<(Done, Vec<OwnedFd>)> {
         loop {
-            let Some(sock) = self.workers[i].sock.as_ref() else {
-                return;
-            };
-            match channel::recv(sock.as_fd()) {
-                Ok((Msg::Ready { pid }, _)) => {
+            let sock = self.workers[i].sock.as_ref()?;
+            match sock.recv() {
+                Ok((ToMaster::Ready(Ready { pid }), _)) => {
                     let w = &mut self.workers[i];
                     if w.state == WState::Starting {
-                        w.state = WState::Idle;
+                        w.state = WState::Ready;
                         stats::inc(&self.stats.get().global.workers_alive);
                         info!(
                             "worker {i} ready (pid {pid}) in {} ms",
-                            w.spawned_at.elapsed().as_millis()
+                            now.saturating_duration_since(w.spawned_at).as_millis()
                         );
                     }
                 }
-                Ok((Msg::Done(done), fds)) => self.job_done(i, done, fds),
-                Ok((other, _)) => {
-                    warn!("worker {i} sent an unexpected message {other:?}; killing it");
-                    self.kill_worker(i);
-                    return;
-                }
-                Err(channel::ChannelError::WouldBlock) => return,
-                Err(channel::ChannelError::Closed) => {
+                Ok((ToMaster::Done(done), fds)) => return Some((done, fds)),
+                Err(ChannelError::WouldBlock) => return None,
+                Err(ChannelError::Closed) => {
                     // EOF: the worker is exiting (crash or otherwise). Stop listening and make
-                    // sure it is gone; the reaper settles its job once waitpid reports it.
+                    // sure it is gone; its job is settled once waitpid reports it.
                     self.drop_channel(i);
                     if let Some(pid) = self.workers[i].pid() {
                         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                     }
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     warn!("worker {i}: bad message ({e}); killing it");
-                    self.kill_worker(i);
-                    return;
+                    self.kill(i);
+                    return None;
                 }
             }
         }
     }
 
+    /// Sends a job to worker `w`. A worker that cannot take it is killed and given up at once
+    /// (it is no longer ready); it is reaped and replaced like any dead worker.
+    pub fn send_job(&mut self, w: WorkerId, order: JobOrder<'_>) -> bool {
+        let Some(sock) = self.workers[w].sock.as_ref() else {
+            return false;
+        };
+        let msg = ToWorker::Job(Job {
+            job: order.job,
+            slot: order.slot,
+            generation: order.generation,
+            input_len: order.input_len,
+            spec: order.spec.to_string(),
+        });
+        let fds: Vec<_> = order.memfd.into_iter().collect();
+        match sock.send(&msg, &fds) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("worker {w}: cannot send job: {e}; replacing it");
+                self.kill(w);
+                if self.workers[w].state == WState::Ready {
+                    stats::dec(&self.stats.get().global.workers_alive);
+                }
+                self.workers[w].state = WState::Dead;
+                false
+            }
+        }
+    }
+
     /// Stops reading worker `i`'s channel and closes it.
-    fn drop_channel(&mut self, i: usize) {
+    fn drop_channel(&mut self, i: WorkerId) {
         if let Some(sock) = self.workers[i].sock.take() {
             let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&sock.as_raw_fd()));
+                .registry
+                .deregister(&mut SourceFd(&sock.as_fd().as_raw_fd()));
         }
     }
 
     /// Kills worker `i` (SIGKILL) on the master's own decision and stops reading its channel;
     /// cleanup happens when it is reaped.
-    pub(super) fn kill_worker(&mut self, i: usize) {
+    pub fn kill(&mut self, i: WorkerId) {
         self.drop_channel(i);
         let w = &mut self.workers[i];
         if let Some(pid) = w.pid() {
@@ -238,9 +345,10 @@ impl Master {
         }
     }
 
-    /// Reaps exited workers (waitpid WNOHANG) and settles what they were doing.
-    pub(super) fn reap(&mut self) {
-        let now = Instant::now();
+    /// Reaps exited workers (waitpid WNOHANG), schedules their respawn, and returns them: each
+    /// one's job, if it had one, is lost.
+    pub fn reap(&mut self, now: Instant) -> Vec<WorkerId> {
+        let mut gone = Vec::new();
         for i in 0..self.workers.len() {
             let exited = match self.workers[i].child.as_mut().map(|c| c.try_wait()) {
                 Some(Ok(Some(status))) => Some(status),
@@ -251,33 +359,18 @@ impl Master {
                 }
             };
             let Some(status) = exited else { continue };
+            self.drop_channel(i);
             let w = &mut self.workers[i];
             let pid = w.pid().unwrap_or(0);
             w.child = None;
-            if let Some(sock) = w.sock.take() {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&sock.as_raw_fd()));
-            }
-            let was = std::mem::replace(&mut w.state, WState::Dead);
-            if matches!(was, WState::Idle | WState::Busy { .. }) {
+            let was_ready = std::mem::replace(&mut w.state, WState::Dead) == WState::Ready;
+            if was_ready {
                 stats::dec(&self.stats.get().global.workers_alive);
             }
             stats::inc(&self.stats.get().global.worker_deaths);
-            // Only deaths soon after a start count toward the crash-loop backoff: a worker
-            // that served for a while and was then killed (OOM killer, an operator, a poison
-            // input) is replaced at once, however often that happens.
-            let ready = matches!(was, WState::Idle | WState::Busy { .. });
-            if !ready || now.duration_since(w.spawned_at) < EARLY_DEATH {
-                w.deaths.push_back(now);
-                while w.deaths.len() > 32 {
-                    w.deaths.pop_front();
-                }
-            }
-            let expected = w.killed || self.stopping_workers;
-            if !self.stopping_workers {
-                let delay = w.backoff(now);
+            let delay = w.record_death(now, was_ready);
+            let expected = w.killed || self.stopping;
+            if !self.stopping {
                 w.respawn_at = Some(now + delay);
                 if delay > Duration::ZERO {
                     warn!(
@@ -291,55 +384,43 @@ impl Master {
             } else {
                 warn!("worker {i} (pid {pid}) died: {status}");
             }
-            if let WState::Busy { job, .. } = was {
-                self.worker_lost_job(job, i);
-            }
+            gone.push(i);
         }
+        gone
     }
 
-    pub(super) fn respawn_due(&mut self) {
-        if self.stopping_workers {
+    /// Starts every worker whose respawn time has come.
+    pub fn respawn_due(&mut self, now: Instant) {
+        if self.stopping {
             return;
         }
-        let now = Instant::now();
         for i in 0..self.workers.len() {
             if self.workers[i].child.is_none()
                 && self.workers[i].respawn_at.is_some_and(|t| t <= now)
             {
-                self.spawn_worker(i);
+                self.spawn(i, now);
             }
         }
     }
 
-    pub(super) fn idle_worker(&self) -> Option<usize> {
-        self.workers
-            .iter()
-            .position(|w| w.state == WState::Idle && w.sock.is_some())
-    }
-
     /// Stops every worker: close channels (workers exit on EOF), SIGTERM, wait up to `wait`,
     /// then SIGKILL the rest and reap them all.
-    pub(super) fn stop_workers(&mut self, wait: Duration) {
-        self.stopping_workers = true;
-        for w in &mut self.workers {
-            if let Some(sock) = w.sock.take() {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&sock.as_raw_fd()));
-            }
-            if let Some(pid) = w.pid() {
+    pub fn stop(&mut self, wait: Duration) {
+        self.stopping = true;
+        for i in 0..self.workers.len() {
+            self.drop_channel(i);
+            if let Some(pid) = self.workers[i].pid() {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             }
         }
         let deadline = Instant::now() + wait;
         while self.workers.iter().any(|w| w.child.is_some()) && Instant::now() < deadline {
-            self.reap();
+            self.reap(Instant::now());
             std::thread::sleep(Duration::from_millis(10));
         }
-        for w in &mut self.workers {
+        for (i, w) in self.workers.iter_mut().enumerate() {
             if let Some(pid) = w.pid() {
-                warn!("worker {} (pid {pid}) ignored SIGTERM; killing it", w.index);
+                warn!("worker {i} (pid {pid}) ignored SIGTERM; killing it");
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
@@ -348,7 +429,7 @@ impl Master {
                 let _ = c.wait();
             }
         }
-        self.reap();
+        self.reap(Instant::now());
     }
 }
 
@@ -359,7 +440,7 @@ mod tests {
     #[test]
     fn backoff_starts_only_after_a_burst_and_is_capped() {
         let now = Instant::now();
-        let mut w = WorkerSlot::new(0);
+        let mut w = WorkerSlot::new(now);
         for _ in 0..CRASH_BURST - 1 {
             w.deaths.push_back(now);
         }
@@ -386,13 +467,13 @@ mod tests {
     fn no_more_than_a_burst_of_respawns_per_window() {
         // A worker that dies the moment it starts, respawned whenever the backoff allows.
         let start = Instant::now();
-        let mut w = WorkerSlot::new(0);
+        let mut w = WorkerSlot::new(start);
         let mut t = start;
         let mut spawns = vec![];
         while t < start + Duration::from_secs(120) {
             spawns.push(t);
-            w.deaths.push_back(t);
-            t += w.backoff(t).max(Duration::from_millis(1));
+            w.spawned_at = t;
+            t += w.record_death(t, false).max(Duration::from_millis(1));
         }
         for (i, s) in spawns.iter().enumerate() {
             let in_window = spawns[i..]
@@ -410,5 +491,44 @@ mod tests {
             "it keeps trying: {} spawns in 2 minutes",
             spawns.len()
         );
+    }
+
+    #[test]
+    fn a_worker_that_served_a_while_is_always_replaced_at_once() {
+        // Ready, then killed two seconds into each life (OOM killer, operator, poison input):
+        // never a crash loop, however many times.
+        let start = Instant::now();
+        let mut w = WorkerSlot::new(start);
+        let mut t = start;
+        for _ in 0..3 * CRASH_BURST {
+            w.spawned_at = t;
+            t += Duration::from_secs(2);
+            assert_eq!(w.record_death(t, true), Duration::ZERO);
+        }
+        assert!(w.deaths.is_empty());
+    }
+
+    #[test]
+    fn early_deaths_count_even_after_ready() {
+        // Ready but dead within a second of its start: that is a crash loop too.
+        let start = Instant::now();
+        let mut w = WorkerSlot::new(start);
+        let mut t = start;
+        let mut delays = vec![];
+        for _ in 0..CRASH_BURST {
+            w.spawned_at = t;
+            t += Duration::from_millis(100);
+            delays.push(w.record_death(t, true));
+        }
+        assert!(delays[..CRASH_BURST - 1].iter().all(|d| d.is_zero()));
+        assert!(delays[CRASH_BURST - 1] >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_failed_spawn_waits_at_least_a_quarter_second() {
+        let now = Instant::now();
+        let mut w = WorkerSlot::new(now);
+        w.record_failed_spawn(now);
+        assert_eq!(w.respawn_at, Some(now + Duration::from_millis(250)));
     }
 }

@@ -1,0 +1,293 @@
+//! The master's event loop: owns the poll, routes readiness to the connections and the worker
+//! pool, and composes them with the jobs part — it applies what the jobs part decides (send
+//! this job to that worker, tell that connection this) and reports what happened (a request, a
+//! Done, a dead worker, a closed connection, the time). Also signals and shutdown.
+//!
+//! Trust boundary: none beyond its parts'; signal handlers only set flags, this loop acts on
+//! them. Nothing named is created except the pid file (see `serve`).
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::{Events, Poll, Token};
+
+use super::conns::{Conns, Request, Requests};
+use super::iface::{ConnRef, Effects, JobOrder, Reply, WorkerId};
+use super::jobs::Jobs;
+use super::pool::Pool;
+use crate::cli::ServeArgs;
+use crate::stats::Stats;
+use crate::{signals, state};
+
+pub const LISTENER: Token = Token(0);
+pub const SIGNALS: Token = Token(1);
+
+/// Jobs shorter than this on average are worth waiting for without sleeping.
+const SPIN_JOB_MS: f64 = 0.2;
+/// Longest such wait.
+const SPIN_MAX: Duration = Duration::from_micros(200);
+/// Period of the sweep: reaping, deadlines, connection timeouts.
+const SWEEP: Duration = Duration::from_millis(100);
+
+/// The master: its three parts and what the loop itself needs (built by `serve`).
+pub struct Master {
+    pub args: ServeArgs,
+    pub state_dir: PathBuf,
+    pub poll: Poll,
+    pub sigpipe: OwnedFd,
+    /// For STATS snapshots and the final log line.
+    pub stats: Stats,
+    pub conns: Conns,
+    pub jobs: Jobs,
+    pub pool: Pool,
+    pub shutdown_deadline: Option<Instant>,
+    pub last_sweep: Instant,
+    /// CPUs this process may run on.
+    pub cpus: usize,
+}
+
+/// The jobs part's effects, applied to the pool and the connections.
+struct Apply<'a> {
+    pool: &'a mut Pool,
+    conns: &'a mut Conns,
+}
+
+impl Effects for Apply<'_> {
+    fn worker_ready(&self, w: WorkerId) -> bool {
+        self.pool.is_ready(w)
+    }
+    fn send_job(&mut self, w: WorkerId, order: JobOrder<'_>) -> bool {
+        self.pool.send_job(w, order)
+    }
+    fn kill_worker(&mut self, w: WorkerId) {
+        self.pool.kill(w)
+    }
+    fn reply(&mut self, conn: ConnRef, req: u64, reply: Reply<'_>) {
+        self.conns.deliver(conn, req, reply)
+    }
+}
+
+/// Client requests, handed to the jobs part.
+struct Serve<'a> {
+    jobs: &'a mut Jobs,
+    stats: &'a Stats,
+    workers: usize,
+}
+
+impl Requests for Serve<'_> {
+    fn request(&mut self, conn: ConnRef, r: Request<'_>) -> Option<Reply<'static>> {
+        let now = Instant::now();
+        match r {
+            Request::Submit(s) => self.jobs.submit(now, conn, s),
+            Request::Data(c) => {
+                self.jobs.add_data(now, conn, c);
+                None
+            }
+            Request::Stats => Some(Reply::Stats(self.stats.snapshot(self.workers))),
+        }
+    }
+}
+
+impl Master {
+    /// When a worker is running a job that should finish within microseconds and the master
+    /// has nothing else to do, polls without sleeping for a short while. Waking a process that
+    /// sleeps in epoll_wait costs tens of microseconds on a virtual machine (an interrupt to an
+    /// idle CPU), as much as a small job itself; a poll that never sleeps hears the worker's
+    /// Done at once. Only while a CPU is free for it (fewer busy workers than CPUs), so the
+    /// wait never takes a core from a worker, and never under load, where the poll always
+    /// has events. Bounded by twice the average job time and 200 µs.
+    fn spin_for_short_job(&mut self, events: &mut Events) {
+        events.clear();
+        let avg_job_ms = self.jobs.avg_job_ms();
+        if avg_job_ms > SPIN_JOB_MS {
+            return;
+        }
+        let now = Instant::now();
+        let budget = Duration::from_secs_f64(avg_job_ms * 2.0 / 1000.0).min(SPIN_MAX);
+        let mut busy = 0;
+        let mut running_short = false;
+        for since in self.jobs.running_since() {
+            busy += 1;
+            running_short |= now.saturating_duration_since(since) < budget;
+        }
+        if !running_short || busy >= self.cpus {
+            return;
+        }
+        let end = now + budget;
+        while Instant::now() < end {
+            if self.poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The jobs part's effects over this loop's pool and connections.
+    fn apply(&mut self) -> (&mut Jobs, Apply<'_>) {
+        (
+            &mut self.jobs,
+            Apply {
+                pool: &mut self.pool,
+                conns: &mut self.conns,
+            },
+        )
+    }
+
+    /// Connections that closed leave their jobs behind: abandon them.
+    fn settle_closed(&mut self) {
+        for c in self.conns.take_closed() {
+            self.jobs.conn_gone(c);
+        }
+    }
+
+    fn worker_readable(&mut self, w: WorkerId) {
+        while let Some((done, fds)) = self.pool.next_done(w, Instant::now()) {
+            let (jobs, mut fx) = self.apply();
+            jobs.done(Instant::now(), w, done, fds, &mut fx);
+        }
+    }
+
+    fn reap(&mut self) {
+        let now = Instant::now();
+        for w in self.pool.reap(now) {
+            let (jobs, mut fx) = self.apply();
+            jobs.worker_lost(now, w, &mut fx);
+        }
+    }
+
+    pub fn run(&mut self) -> i32 {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.jobs.queue_len() == 0 {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(20)
+            };
+            self.spin_for_short_job(&mut events);
+            if events.is_empty() {
+                if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        warn!("epoll_wait: {e}");
+                    }
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.conns.accept(),
+                    SIGNALS => signals::drain(&self.sigpipe),
+                    t => {
+                        if let Some(w) = self.pool.worker_of(t) {
+                            self.worker_readable(w);
+                        } else if let Some(k) = Conns::index_of(t) {
+                            let mut serve = Serve {
+                                jobs: &mut self.jobs,
+                                stats: &self.stats,
+                                workers: self.pool.len(),
+                            };
+                            self.conns.event(
+                                k,
+                                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                                ev.is_writable(),
+                                &mut serve,
+                            );
+                        }
+                    }
+                }
+                self.settle_closed();
+            }
+            if signals::take_child_exited() {
+                self.reap();
+            }
+            let now = Instant::now();
+            self.pool.respawn_due(now);
+            let (jobs, mut fx) = self.apply();
+            jobs.dispatch(now, &mut fx);
+            if now.saturating_duration_since(self.last_sweep) >= SWEEP {
+                self.last_sweep = now;
+                self.reap();
+                self.conns.retry_stalled_accept();
+                let healthy = self.pool.any_healthy();
+                let (jobs, mut fx) = self.apply();
+                jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
+                let jobs = &self.jobs;
+                self.conns.sweep_timeouts(|c| jobs.has_requests(c));
+            }
+            self.settle_closed();
+            if signals::take_reload() {
+                self.reload();
+            }
+            let stops = signals::stop_requests();
+            if stops >= 2 {
+                return self.stop_now();
+            }
+            if stops == 1 && self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                let drained = self.jobs.is_empty() && self.conns.all_flushed();
+                if drained || Instant::now() >= deadline {
+                    return self.finish_shutdown(drained);
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match super::conns::load_config(&self.args, &self.state_dir) {
+            Ok(cfg) => {
+                self.conns.set_config(cfg);
+                info!(
+                    "reloaded users from {}",
+                    state::users_path(&self.state_dir).display()
+                );
+            }
+            Err(e) => warn!("reload failed, keeping the old users: {e}"),
+        }
+    }
+
+    /// First SIGINT/SIGTERM: stop accepting, tell every client, let in-flight jobs finish.
+    fn begin_shutdown(&mut self) {
+        let grace = ServeArgs::secs(self.args.grace);
+        info!(
+            "shutting down: {} jobs in flight, {} connections, grace {:.1} s",
+            self.jobs.len(),
+            self.conns.open(),
+            grace.as_secs_f64()
+        );
+        self.conns.stop_listening();
+        self.jobs.begin_shutdown();
+        self.shutdown_deadline = Some(Instant::now() + grace);
+        let grace_ms = grace.as_millis().min(u32::MAX as u128) as u32;
+        self.conns.announce_shutdown(grace_ms);
+        self.settle_closed();
+    }
+
+    /// Grace over (or nothing left): answer what is unfinished, say BYE, stop workers.
+    fn finish_shutdown(&mut self, drained: bool) -> i32 {
+        if !drained {
+            warn!("grace period over with {} jobs unfinished", self.jobs.len());
+        }
+        let (jobs, mut fx) = self.apply();
+        jobs.fail_all(&mut fx);
+        self.conns.close_all();
+        self.settle_closed();
+        self.pool.stop(Duration::from_secs(2));
+        let g = &self.stats.get().global;
+        info!(
+            "stopped: {} jobs ok, {} failed",
+            g.jobs_ok.load(Relaxed),
+            g.jobs_failed.load(Relaxed)
+        );
+        0
+    }
+
+    /// Second SIGINT/SIGTERM: stop at once, still leaving nothing behind.
+    fn stop_now(&mut self) -> i32 {
+        warn!("second stop signal: exiting now");
+        self.pool.stop(Duration::ZERO);
+        130
+    }
+}

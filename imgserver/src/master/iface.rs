@@ -1,0 +1,98 @@
+//! The small types the master's parts talk through: which connection, which worker, what to
+//! tell a client, what to hand a worker, and the effects the jobs part asks of the event loop.
+//!
+//! Trust boundary: none of its own. These types exist so the jobs part (the job life cycle)
+//! never holds a socket, a process or the clock: it says what should happen and the event loop,
+//! which owns the connections and the worker pool, makes it happen.
+
+use std::os::fd::BorrowedFd;
+
+/// The wire's error codes are the vocabulary of replies; the rest of `netproto_sys` stays in
+/// the connections part.
+pub use netproto_sys::ErrorCode;
+
+/// A worker's index in the pool (stable across respawns of that worker).
+pub type WorkerId = usize;
+
+/// A client connection: its slab index and the generation it was accepted with, so an answer
+/// for a connection that left (and whose index was reused) goes to nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub index: usize,
+    pub gen: u64,
+}
+
+/// A new job as a client submitted it: its first chunk, borrowed from the connection's
+/// receive buffer (copied into the job's storage before the connection is touched again).
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub req: u64,
+    /// Declared upload size.
+    pub total: u64,
+    pub spec: &'a str,
+    pub data: &'a [u8],
+    pub last: bool,
+}
+
+/// A further chunk of an upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    pub req: u64,
+    pub data: &'a [u8],
+    pub last: bool,
+}
+
+/// A job result's metadata, as the client sees it (JOB_RESULT).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResultMeta {
+    pub total_len: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: u8,
+    pub queue_us: u32,
+    pub decode_us: u32,
+    pub filter_us: u32,
+    pub encode_us: u32,
+}
+
+/// What to tell a client about one of its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// The request was refused before it became a job (the rest of its upload is dropped).
+    Rejected { code: ErrorCode, text: String },
+    /// No room now; try again after the hint.
+    Busy { retry_after_ms: u32 },
+    /// The job failed (worker error, deadline, poison input, shutdown).
+    Failed { code: ErrorCode, text: String },
+    /// The job's output, borrowed from its ring slot or memfd until the reply is encrypted.
+    Result { meta: ResultMeta, output: &'a [u8] },
+    /// A STATS answer.
+    Stats(Vec<(String, u64)>),
+}
+
+/// A job handed to a worker: where its input is and what to do with it.
+#[derive(Debug, Clone, Copy)]
+pub struct JobOrder<'a> {
+    pub job: u64,
+    /// A ring slot, or `ipc::msg::NO_SLOT` when the input is in `memfd`.
+    pub slot: u32,
+    pub generation: u32,
+    pub input_len: u64,
+    pub spec: &'a str,
+    pub memfd: Option<BorrowedFd<'a>>,
+}
+
+/// What the jobs part asks of the world; the event loop implements it over the worker pool and
+/// the connections, the unit tests over fakes.
+pub trait Effects {
+    /// Whether worker `w` is running and ready to be given a job.
+    fn worker_ready(&self, w: WorkerId) -> bool;
+    /// Sends `order` to worker `w`. On failure the implementation gives the worker up (it is
+    /// no longer ready) and returns false; the job stays first in line.
+    fn send_job(&mut self, w: WorkerId, order: JobOrder<'_>) -> bool;
+    /// Kills worker `w`; it is reported lost once it has been reaped.
+    fn kill_worker(&mut self, w: WorkerId);
+    /// Delivers `reply` to request `req` of `conn` (if that connection is still there) and
+    /// starts writing it.
+    fn reply(&mut self, conn: ConnRef, req: u64, reply: Reply<'_>);
+}
