@@ -1,25 +1,20 @@
-//! Log set-up for every imgserver process: timestamped, levelled (RUST_LOG), tagged with the
-//! process role and pid, for the binary's records and (separately) libnetproto's own.
+//! Log set-up for every imgserver process: timestamped, levelled (`RUST_LOG`, default `info`),
+//! tagged with the process role and pid, for the binary's records and (separately, because the
+//! `.so` has its own copy of the `log` globals) libnetproto's own. The format is cliutil's
+//! daemon style, the one every long-running process of the project writes.
 
-use std::io::Write;
+use cliutil::logging::{self, Style};
 
+/// Installs this process's logger and libnetproto's, both filtered alike.
 pub fn init(role: &str) {
     let tag = format!("{role}[{}] ", std::process::id());
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let mut b = env_logger::Builder::new();
-    b.parse_filters(&spec);
-    let t = tag.clone();
-    b.format(move |f, r| {
-        writeln!(
-            f,
-            "{} {:<5} {}{}",
-            f.timestamp_millis(),
-            r.level(),
-            t,
-            r.args()
-        )
-    });
-    let _ = b.try_init();
-    // libnetproto.so has its own copy of the logging globals.
-    netproto_sys::log_init(Some(&spec), &tag);
+    let filter = logging::filter_from_env("info");
+    logging::init(
+        &filter,
+        Style::Daemon {
+            tag: tag.clone(),
+            with_target: false,
+        },
+    );
+    netproto_sys::log_init(Some(&filter), &tag);
 }

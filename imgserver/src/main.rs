@@ -13,7 +13,6 @@ mod spawn;
 mod statcmd;
 mod state;
 mod stats;
-mod tty;
 mod users;
 mod worker;
 

@@ -3,7 +3,6 @@
 //! Trust boundary: the password is read from stdin or a no-echo prompt, turned into a salted,
 //! iterated verifier by libnetproto, and dropped; only the verifier is stored.
 
-use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use crate::cli::UserCommand;
@@ -59,21 +58,8 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
     }
 }
 
+/// A new password: a line from stdin when it is not a terminal (scripts, `echo pw |`), else
+/// typed twice without echo.
 fn read_password() -> Result<String, String> {
-    let stdin = io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
-    }
-    let first = crate::tty::prompt_hidden("password: ")?;
-    let second = crate::tty::prompt_hidden("again: ")?;
-    if first != second {
-        return Err("passwords differ".into());
-    }
-    let _ = io::stderr().flush();
-    Ok(first)
+    cliutil::password::read_new("password: ", "again: ").map_err(|e| e.to_string())
 }
