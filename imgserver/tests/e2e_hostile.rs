@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use netproto_sys::{ClientConfig, Conn, ErrorCode, Event};
+use netproto_sys::{ClientConfig, ClientConn, ErrorCode, Event};
 
 const HELLO: u16 = 0x0001;
 const PING: u16 = 0x0020;
@@ -71,7 +71,7 @@ fn clear_error_code(bytes: &[u8]) -> Option<u16> {
 /// A logged-in session driven by hand over a plain socket, so tests can tamper with bytes.
 struct Raw {
     s: TcpStream,
-    conn: Conn,
+    conn: ClientConn,
     /// Everything the server sent, as received.
     seen: Vec<u8>,
 }
@@ -79,7 +79,7 @@ struct Raw {
 impl Raw {
     fn login(addr: &str) -> Raw {
         let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let conn = Conn::new_client(&cfg).unwrap();
+        let conn = ClientConn::new(&cfg, Instant::now()).unwrap();
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut r = Raw {
@@ -104,13 +104,13 @@ impl Raw {
     fn flush(&mut self) {
         let out = self.conn.pending_output().to_vec();
         self.s.write_all(&out).unwrap();
-        self.conn.consume_output(out.len());
+        self.conn.consume_output(out.len(), Instant::now());
     }
 
     /// Takes what the connection wants to send without sending it.
     fn take_output(&mut self) -> Vec<u8> {
         let out = self.conn.pending_output().to_vec();
-        self.conn.consume_output(out.len());
+        self.conn.consume_output(out.len(), Instant::now());
         out
     }
 
@@ -137,7 +137,7 @@ impl Raw {
                 Ok(0) | Err(_) => return "closed".into(),
                 Ok(n) => {
                     self.seen.extend_from_slice(&buf[..n]);
-                    self.conn.feed(&buf[..n]).unwrap();
+                    self.conn.feed(&buf[..n], Instant::now()).unwrap();
                 }
             }
         }
@@ -242,15 +242,15 @@ fn hostile_frames_get_their_documented_reaction() {
     // A clear frame after the handshake, before login: NOT_LOGGED_IN, closed.
     {
         let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let mut conn = Conn::new_client(&cfg).unwrap();
+        let mut conn = ClientConn::new(&cfg, Instant::now()).unwrap();
         let mut s = TcpStream::connect(&srv.addr).unwrap();
         s.write_all(conn.pending_output()).unwrap();
         let n = conn.pending_output().len();
-        conn.consume_output(n);
+        conn.consume_output(n, Instant::now());
         let mut buf = [0u8; 4096];
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let k = s.read(&mut buf).unwrap();
-        conn.feed(&buf[..k]).unwrap();
+        conn.feed(&buf[..k], Instant::now()).unwrap();
         assert!(matches!(
             conn.poll_event().unwrap(),
             Some(Event::ServerKey { .. })

@@ -13,7 +13,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
-use netproto_sys::{Conn, ErrorCode, Event, ReadStatus};
+use netproto_sys::{ErrorCode, Event, ReadStatus, ServerConn};
 
 use super::{Master, CLIENT_BASE};
 use crate::cli::ServeArgs;
@@ -22,7 +22,7 @@ use crate::stats;
 pub struct Client {
     pub gen: u64,
     pub stream: TcpStream,
-    pub conn: Conn,
+    pub conn: ServerConn,
     pub peer: SocketAddr,
     pub accepted: Instant,
     pub last_rx: Instant,
@@ -62,7 +62,7 @@ impl Master {
             };
             let _ = stream.set_nodelay(true);
             let g = &self.stats.get().global;
-            let conn = match Conn::new_server(&self.server_cfg) {
+            let conn = match ServerConn::new(&self.server_cfg, Instant::now()) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("connection from {peer}: {e}");
@@ -81,7 +81,7 @@ impl Master {
                         self.args.max_conns
                     ),
                 );
-                let _ = conn.write_fd(stream.as_fd());
+                let _ = conn.write_fd(stream.as_fd(), Instant::now());
                 debug!("refused {peer}: too many connections");
                 continue;
             }
@@ -142,7 +142,7 @@ impl Master {
             if c.closing {
                 return;
             }
-            match c.conn.read_fd(c.stream.as_fd()) {
+            match c.conn.read_fd(c.stream.as_fd(), Instant::now()) {
                 Ok(ReadStatus::Data(n)) => {
                     c.last_rx = Instant::now();
                     stats::add(&self.stats.get().global.bytes_in, n as u64);
@@ -296,7 +296,7 @@ impl Master {
             return;
         };
         let before = c.conn.pending_output().len();
-        let pending = match c.conn.write_fd(c.stream.as_fd()) {
+        let pending = match c.conn.write_fd(c.stream.as_fd(), Instant::now()) {
             Ok(p) => p,
             Err(e) => {
                 debug!("conn {} write: {e}", c.gen);

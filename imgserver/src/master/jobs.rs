@@ -542,7 +542,7 @@ impl Master {
 
 /// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most 64 KiB.
 fn send_result(
-    conn: &mut netproto_sys::Conn,
+    conn: &mut netproto_sys::ServerConn,
     req: u64,
     info: &ResultInfo,
     out: &[u8],

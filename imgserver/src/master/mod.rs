@@ -384,7 +384,9 @@ impl Master {
                 }
                 // One last non-blocking flush; a client that cannot take it loses nothing it
                 // was promised beyond the SHUTDOWN notice it already has.
-                let _ = c.conn.write_fd(std::os::fd::AsFd::as_fd(&c.stream));
+                let _ = c
+                    .conn
+                    .write_fd(std::os::fd::AsFd::as_fd(&c.stream), Instant::now());
             }
             self.close_client(k, "server shutdown");
         }
