@@ -973,3 +973,114 @@ pub unsafe extern "C" fn np_conn_is_server(conn: *const np_conn) -> bool {
         unsafe { conn.as_ref() }.is_some_and(|c| matches!(c.inner, AnyConn::Server(_)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::conn::{ClientConfig, ServerConfig};
+    use crate::keys::ServerKey;
+    use crate::message::ServerParams;
+
+    const PARAMS: ServerParams = ServerParams {
+        max_chunk: 65536,
+        max_upload: 1 << 20,
+        max_in_flight: 4,
+    };
+
+    fn pending(conn: *const np_conn) -> usize {
+        let (mut p, mut n) = (std::ptr::null(), 0usize);
+        // SAFETY: a live handle from this test and writable locals.
+        assert_eq!(
+            unsafe { np_conn_pending_output(conn, &mut p, &mut n) },
+            NP_OK
+        );
+        n
+    }
+
+    #[test]
+    fn wrong_side_calls_answer_bad_state_and_change_nothing() {
+        let scfg = np_server_config {
+            inner: Arc::new(ServerConfig::new(ServerKey::from_secret([1; 32]), PARAMS)),
+        };
+        let ccfg = np_client_config {
+            inner: Arc::new(ClientConfig::new("alice", b"pw").unwrap()),
+        };
+        let (mut s, mut c) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let info = np_result_info::default();
+        let spec = c"noop";
+        let text = c"no";
+        let mut name = [0 as c_char; 16];
+        // SAFETY: live config handles, writable out-pointers; every handle passed below was
+        // created here and is freed once at the end.
+        unsafe {
+            assert_eq!(np_conn_new_server_at(&scfg, 0, &mut s), NP_OK);
+            assert_eq!(np_conn_new_client_at(&ccfg, 0, &mut c), NP_OK);
+            assert!(np_conn_is_server(s) && !np_conn_is_server(c));
+            let hello = pending(c);
+            assert!(hello > 0);
+
+            let client_only = [
+                np_conn_send_job(s, 1, spec.as_ptr(), 1, b"x".as_ptr(), 1, true),
+                np_conn_send_job_data(s, 1, b"x".as_ptr(), 1, true),
+                np_conn_send_stats_request(s, 1),
+                np_conn_trust_server_key(s, true),
+            ];
+            let server_only = [
+                np_conn_send_result(c, 1, &info, b"x".as_ptr(), 1, true),
+                np_conn_send_result_data(c, 1, b"x".as_ptr(), 1, true),
+                np_conn_reject_request(c, 1, ErrorCode::Internal as u16, text.as_ptr()),
+                np_conn_send_busy(c, 1, 10),
+                np_conn_send_shutdown(c, 10),
+                np_conn_send_stats(c, 1, std::ptr::null(), std::ptr::null(), 0),
+                np_conn_user(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
+            ];
+            assert_eq!(client_only, [NP_BAD_STATE; 4]);
+            assert_eq!(server_only, [NP_BAD_STATE; 7]);
+            // Nothing was queued or closed by the refused calls.
+            assert_eq!((pending(s), pending(c)), (0, hello));
+            assert!(!np_conn_is_closed(s) && !np_conn_is_closed(c));
+            np_conn_free(s);
+            np_conn_free(c);
+        }
+    }
+
+    #[test]
+    fn timers_cross_the_abi_on_the_callers_clock() {
+        let scfg = np_server_config {
+            inner: Arc::new(ServerConfig::new(ServerKey::from_secret([1; 32]), PARAMS)),
+        };
+        let mut s = std::ptr::null_mut();
+        let t0 = 7_000_000u64;
+        // SAFETY: a live config, writable outputs; `s` is created here and freed once.
+        unsafe {
+            assert_eq!(np_conn_new_server_at(&scfg, t0, &mut s), NP_OK);
+            let mut deadline = 0u64;
+            assert_eq!(np_conn_poll_timeout(s, &mut deadline), NP_OK);
+            assert_eq!(deadline, t0 + 10_000_000);
+            let mut fired = np_timer::NP_TIMER_DEAD_PEER;
+            assert_eq!(np_conn_handle_timeout(s, deadline - 1, &mut fired), NP_OK);
+            assert_eq!(fired, np_timer::NP_TIMER_NONE);
+            assert_eq!(np_conn_handle_timeout(s, deadline, &mut fired), NP_OK);
+            assert_eq!(fired, np_timer::NP_TIMER_HANDSHAKE);
+            assert!(np_conn_is_closed(s) && pending(s) > 0);
+            // The ERROR waits for the peer, bounded by the slow-peer timer; written, nothing
+            // is left armed and the deadline output is left alone.
+            assert_eq!(np_conn_poll_timeout(s, &mut deadline), NP_OK);
+            assert_eq!(deadline, t0 + 40_000_000);
+            assert_eq!(
+                np_conn_consume_output_at(s, pending(s), t0 + 10_000_001),
+                NP_OK
+            );
+            let mut untouched = 42u64;
+            assert_eq!(np_conn_poll_timeout(s, &mut untouched), NP_NO_EVENT);
+            assert_eq!(untouched, 42);
+            assert_eq!(
+                np_conn_poll_timeout(s, std::ptr::null_mut()),
+                NP_NULL_ARGUMENT
+            );
+            np_conn_free(s);
+        }
+    }
+}
