@@ -440,3 +440,82 @@ impl Client {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::conn::{ClientTimers, ServerConfig, ServerConn};
+    use crate::login::Verifier;
+
+    /// A one-connection server on loopback that answers whatever the library answers by
+    /// itself (PONG) and reports the PINGs it saw, until the client goes away.
+    fn serve_one(listener: TcpListener) -> std::thread::JoinHandle<Vec<(u64, Vec<u8>)>> {
+        let mut cfg = ServerConfig::new(
+            ServerKey::from_secret([5; 32]),
+            ServerParams {
+                max_chunk: 65536,
+                max_upload: 1 << 20,
+                max_in_flight: 4,
+            },
+        );
+        cfg.add_user("alice", Verifier::create(b"pw", &[3; 16], 4096).unwrap())
+            .unwrap();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = ServerConn::new(Arc::new(cfg), random32(), monotonic_now());
+            let mut pings = Vec::new();
+            loop {
+                while let Ok(Some(ev)) = conn.poll_event() {
+                    if let Event::Ping {
+                        request_id,
+                        payload,
+                    } = ev
+                    {
+                        pings.push((request_id, payload.to_vec()));
+                    }
+                }
+                if write_from(&mut conn, &mut sock, monotonic_now()).is_err() || conn.is_closed() {
+                    return pings;
+                }
+                match read_into(&mut conn, &mut sock, monotonic_now()) {
+                    Ok(ReadStatus::Data(_)) | Ok(ReadStatus::Full) => {}
+                    _ => return pings,
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn the_blocking_client_sends_heartbeats_while_it_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve_one(listener);
+        let mut cfg = ClientConfig::new("alice", b"pw").unwrap();
+        cfg.set_timers(ClientTimers {
+            heartbeat: Some(Duration::from_millis(20)),
+            dead_after: None,
+        });
+        let mut client = Client::connect(
+            &addr,
+            Arc::new(cfg),
+            Pinning::AcceptAny,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        // Nothing sent by the caller: the only thing that can come back is the PONG to the
+        // connection's own heartbeat.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match client.next_event_until(deadline).unwrap() {
+            Event::Pong {
+                request_id,
+                payload,
+            } => assert_eq!((request_id, payload), (0, &b"heartbeat"[..])),
+            e => panic!("expected the heartbeat's PONG, got {e:?}"),
+        }
+        client.close();
+        let pings = server.join().unwrap();
+        assert!(pings.contains(&(0, b"heartbeat".to_vec())), "{pings:?}");
+    }
+}
