@@ -2,7 +2,7 @@
 //! `tests/fuzz_corpus.rs`, so the logic that finds a bug is the logic that keeps it fixed.
 //!
 //! Trust boundary: drives the code that faces untrusted network bytes — the frame decoder, the
-//! message parsers, and a server [`Conn`] from the first byte of a connection through login and
+//! message parsers, and a server `Conn` from the first byte of a connection through login and
 //! into the session — with arbitrary input, and turns every broken invariant into a panic (the
 //! signal a fuzzer understands). Not used by the library itself and hidden from its docs; it is
 //! always compiled (it is small, pure and has no `unsafe`) so that a plain `cargo test` replays

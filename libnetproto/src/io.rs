@@ -1,6 +1,6 @@
 //! The library's only contact with the operating system: sockets, deadlines, the clock, key
 //! files, the known-servers file and randomness. Everything protocol-shaped is delegated to
-//! [`Conn`](crate::conn::Conn), which gets the time from here as a [`Timestamp`].
+//! [`crate::conn::Conn`], which gets the time from here as a [`Timestamp`].
 //!
 //! Trust boundary: files here hold secrets (the server key, mode 0600) and trust decisions
 //! (the pinning table); sockets carry hostile bytes into `Conn`.
