@@ -1009,8 +1009,9 @@ mod tests {
         };
         let (mut s, mut c) = (std::ptr::null_mut(), std::ptr::null_mut());
         let info = np_result_info::default();
-        let spec = c"noop";
-        let text = c"no";
+        // Byte strings rather than `c"…"` literals: cbindgen's parser predates those.
+        let spec = std::ffi::CStr::from_bytes_with_nul(b"noop\0").unwrap();
+        let text = std::ffi::CStr::from_bytes_with_nul(b"no\0").unwrap();
         let mut name = [0 as c_char; 16];
         // SAFETY: live config handles, writable out-pointers; every handle passed below was
         // created here and is freed once at the end.
