@@ -614,7 +614,8 @@ np_status np_conn_trust_server_key(np_conn *conn,
 
 /**
  * Frees the connection's buffer memory while nothing is buffered; call it on connections that
- * have gone idle after large transfers.
+ * have gone idle after large transfers. A server connection driven by
+ * `np_conn_handle_timeout` does this by itself after a quiet second.
  *
  * # Safety
  * `conn` live.

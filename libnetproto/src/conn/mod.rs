@@ -74,7 +74,9 @@ mod buffers;
 mod client;
 mod config;
 mod event;
+mod send;
 mod server;
+mod stream;
 mod time;
 
 use std::collections::HashMap;
@@ -83,9 +85,9 @@ use std::ops::Range;
 use crate::error::Error;
 use crate::frame::{self, Decoded, Header};
 use crate::handshake::Established;
-use crate::limits::{HEADER_LEN, MAX_CHUNK_DATA, TAG_LEN};
+use crate::limits::{HEADER_LEN, TAG_LEN};
 use crate::message::{self, ServerParams};
-use crate::opcode::{flags, ErrorCode, Opcode};
+use crate::opcode::{ErrorCode, Opcode};
 use crate::session::CipherState;
 
 pub use client::ClientSide;
@@ -150,6 +152,7 @@ pub(crate) mod sealed {
 }
 
 use sealed::Step;
+use stream::Stream;
 
 /// Where the connection is: the side's own handshake sub-state lives in the side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,13 +194,6 @@ impl Clock {
     fn observe(&mut self, now: Timestamp) {
         self.latest = self.latest.max(now);
     }
-}
-
-/// Progress of one inbound chunked stream (an upload on the server, a result on the client).
-struct Stream {
-    remaining: u64,
-    /// The caller refused this request: its remaining chunks are validated and dropped.
-    discard: bool,
 }
 
 /// One connection, client or server side by type (see the module documentation).
@@ -499,177 +495,5 @@ impl<S: Side> Conn<S> {
             opcode: h.opcode.name(),
             state: "",
         }
-    }
-
-    /// The first chunk of an inbound stream (JOB_SUBMIT on the server, JOB_RESULT on the
-    /// client), declaring `total` bytes.
-    fn start_stream(
-        &mut self,
-        id: u64,
-        total: u64,
-        data_len: usize,
-        last: bool,
-    ) -> Result<(), Error> {
-        if self.streams.contains_key(&id) {
-            return Err(Error::Malformed(
-                "request id already has a stream in progress",
-            ));
-        }
-        self.streams.insert(
-            id,
-            Stream {
-                remaining: total,
-                discard: false,
-            },
-        );
-        self.advance_stream(id, data_len, last)
-    }
-
-    /// A further chunk (JOB_DATA, RESULT_DATA); `Continue` when the caller refused the stream.
-    fn stream_chunk(&mut self, h: Header, body: Range<usize>) -> Result<Step, Error> {
-        message::check_chunk(&self.rx[body.clone()])?;
-        let discard = self
-            .streams
-            .get(&h.request_id)
-            .ok_or(Error::Malformed(
-                "data for a request with no stream in progress",
-            ))?
-            .discard;
-        self.advance_stream(h.request_id, body.len(), h.is_last())?;
-        Ok(if discard { Step::Continue } else { Step::Event })
-    }
-
-    fn advance_stream(&mut self, id: u64, n: usize, last: bool) -> Result<(), Error> {
-        let s = self
-            .streams
-            .get_mut(&id)
-            .ok_or(Error::Malformed("no stream"))?;
-        s.remaining = s
-            .remaining
-            .checked_sub(n as u64)
-            .ok_or(Error::Malformed("chunks exceed the declared total length"))?;
-        match (last, s.remaining == 0) {
-            (true, true) => {
-                self.streams.remove(&id);
-                Ok(())
-            }
-            (false, false) => Ok(()),
-            // LAST must sit exactly on the frame that completes the declared length.
-            (false, true) => Err(Error::Malformed(
-                "declared total length reached without the LAST flag",
-            )),
-            (true, false) => Err(Error::Malformed(
-                "last chunk before the declared total length",
-            )),
-        }
-    }
-
-    /// Drops the rest of request `id`'s inbound stream as it arrives.
-    fn discard_stream(&mut self, id: u64) {
-        if let Some(s) = self.streams.get_mut(&id) {
-            s.discard = true;
-        }
-    }
-
-    // ----- sends -----
-
-    fn require_ready(&self) -> Result<(), Error> {
-        if !self.is_ready() {
-            return Err(Error::BadState("connection is not logged in"));
-        }
-        Ok(())
-    }
-
-    /// Appends one frame: encrypted once keys exist, clear before.
-    fn queue(&mut self, op: Opcode, flags_byte: u8, id: u64, parts: &[&[u8]]) -> Result<(), Error> {
-        let was_idle = self.tx_start == self.tx.len();
-        let plain: usize = parts.iter().map(|p| p.len()).sum();
-        let at = frame::begin(&mut self.tx);
-        for p in parts {
-            self.tx.extend_from_slice(p);
-        }
-        let result = match self.send.as_mut() {
-            None => frame::finish(&mut self.tx, at, op, flags_byte, id).map(|_| ()),
-            Some(cs) => {
-                let h = Header {
-                    opcode: op,
-                    flags: flags_byte | flags::ENCRYPTED,
-                    body_len: (plain + TAG_LEN) as u32,
-                    request_id: id,
-                };
-                if plain + TAG_LEN > crate::limits::MAX_BODY_LEN {
-                    Err(Error::FrameTooLarge {
-                        len: (plain + TAG_LEN) as u64,
-                        max: crate::limits::MAX_BODY_LEN as u64,
-                    })
-                } else {
-                    match cs.seal(&h.aad(), &mut self.tx[at + HEADER_LEN..]) {
-                        Ok(tag) => {
-                            self.tx.extend_from_slice(&tag);
-                            frame::write_header_with_crc(&mut self.tx, at, &h);
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            }
-        };
-        if result.is_err() {
-            self.tx.truncate(at);
-        } else if was_idle {
-            // The slow-peer timer measures from when output started waiting.
-            self.clock.tx_since = self.clock.latest;
-        }
-        result
-    }
-
-    fn last_flag(last: bool) -> u8 {
-        if last {
-            flags::LAST
-        } else {
-            0
-        }
-    }
-
-    fn check_data(data: &[u8]) -> Result<(), Error> {
-        if data.len() > MAX_CHUNK_DATA {
-            return Err(Error::InvalidArgument("chunk data larger than 64 KiB"));
-        }
-        Ok(())
-    }
-
-    /// Either side: an error for request `id` (0: the connection). Allowed in any state but
-    /// closed, so a server can refuse a connection before the handshake. On the server this
-    /// is the final answer to request `id`.
-    pub fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<(), Error> {
-        // Closed covers a failed connection and one that sent or received BYE: nothing may
-        // follow BYE. A server refusing a fresh connection is in its first state, not Closed.
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        let mut body = Vec::new();
-        message::encode_error(code as u16, text, &mut body);
-        self.queue(Opcode::Error, 0, id, &[&body])?;
-        S::error_sent(self, id);
-        Ok(())
-    }
-
-    /// Either side: PING with a payload of at most 256 bytes; the peer echoes it in PONG.
-    pub fn send_ping(&mut self, id: u64, payload: &[u8]) -> Result<(), Error> {
-        self.require_ready()?;
-        message::check_ping(payload)
-            .map_err(|_| Error::InvalidArgument("ping payload longer than 256 bytes"))?;
-        self.queue(Opcode::Ping, 0, id, &[payload])
-    }
-
-    /// Orderly close: queues BYE; the connection accepts no more sends.
-    pub fn send_bye(&mut self) -> Result<(), Error> {
-        if self.bye_sent || !self.is_ready() {
-            return Err(Error::BadState("BYE needs a logged-in session, once"));
-        }
-        self.bye_sent = true;
-        self.queue(Opcode::Bye, 0, 0, &[])?;
-        self.phase = Phase::Closed;
-        Ok(())
     }
 }
