@@ -12,6 +12,8 @@ use std::time::Duration;
 /// one process-wide base, netproto-sys its own). Crosses the C ABI as a `uint64_t`.
 ///
 /// cbindgen:ignore
+// (That line keeps cbindgen from declaring this Rust-only type in the C header, where it
+// appears as a plain `uint64_t now_us`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(u64);
 
