@@ -103,13 +103,14 @@ pub struct ServeArgs {
     /// eighth of physical memory, at least 512 MiB.
     #[arg(long, default_value_t = default_large_job_budget())]
     pub large_job_budget: u64,
-    /// Seconds a connection may take to complete the handshake and login.
+    /// Seconds a connection may take to complete the handshake and login (0: no limit).
     #[arg(long, default_value_t = 10.0)]
     pub handshake_timeout: f64,
-    /// Seconds without any frame before a logged-in connection is closed (clients send PING).
+    /// Seconds without any frame before a logged-in connection with no job in flight is
+    /// closed (clients send PING; 0: never).
     #[arg(long, default_value_t = 120.0)]
     pub idle_timeout: f64,
-    /// Seconds a client may leave output unread before it is cut off.
+    /// Seconds a client may leave output unread before it is cut off (0: never).
     #[arg(long, default_value_t = 30.0)]
     pub slow_client_timeout: f64,
     /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.

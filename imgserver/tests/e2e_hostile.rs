@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use netproto_sys::{ClientConfig, ErrorCode, Event};
-use testkit::client::SansIoConn;
+use testkit::client::ClientConn;
 use testkit::*;
 
 const HELLO: u16 = 0x0001;
@@ -138,15 +138,15 @@ fn hostile_frames_get_their_documented_reaction() {
     // A clear frame after the handshake, before login: NOT_LOGGED_IN, closed.
     {
         let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let mut conn = SansIoConn::new_client(&cfg).unwrap();
+        let mut conn = ClientConn::new(&cfg, Instant::now()).unwrap();
         let mut s = TcpStream::connect(&srv.addr).unwrap();
         s.write_all(conn.pending_output()).unwrap();
         let n = conn.pending_output().len();
-        conn.consume_output(n);
+        conn.consume_output(n, Instant::now());
         let mut buf = [0u8; 4096];
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let k = s.read(&mut buf).unwrap();
-        conn.feed(&buf[..k]).unwrap();
+        conn.feed(&buf[..k], Instant::now()).unwrap();
         assert!(matches!(
             conn.poll_event().unwrap(),
             Some(Event::ServerKey { .. })

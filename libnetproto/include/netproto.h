@@ -149,6 +149,46 @@ typedef uint32_t np_status;
 #endif // __cplusplus
 
 /**
+ * Which timer `np_conn_handle_timeout` acted on.
+ */
+enum np_timer
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Nothing the caller needs to know (no timer was due, or only housekeeping ran).
+   */
+  NP_TIMER_NONE = 0,
+  /**
+   * Server: handshake and login took too long; ERROR HANDSHAKE_TIMEOUT is queued and the
+   * connection is closed: flush, then close the socket.
+   */
+  NP_TIMER_HANDSHAKE = 1,
+  /**
+   * Server: logged in, nothing outstanding, no frame for the idle timeout; ERROR
+   * IDLE_TIMEOUT is queued and the connection is closed: flush, then close.
+   */
+  NP_TIMER_IDLE = 2,
+  /**
+   * Server: the peer took none of the pending output for the slow-peer timeout; the output
+   * is dropped and the connection closed: close the socket now.
+   */
+  NP_TIMER_SLOW_PEER = 3,
+  /**
+   * Client: a heartbeat PING (request id 0) is queued: flush it.
+   */
+  NP_TIMER_HEARTBEAT = 4,
+  /**
+   * Client: the server sent nothing for the dead-peer timeout; the connection is closed.
+   */
+  NP_TIMER_DEAD_PEER = 5,
+};
+#ifndef __cplusplus
+typedef uint32_t np_timer;
+#endif // __cplusplus
+
+/**
  * A connected, logged-in client session over TCP. One thread at a time.
  */
 typedef struct np_client np_client;
@@ -460,6 +500,32 @@ np_status np_server_config_add_user(np_server_config *cfg, const char *user, con
 void np_server_config_free(np_server_config *cfg);
 
 /**
+ * Sets the server connections' handshake+login, idle and slow-peer timeouts in
+ * milliseconds (0 turns one off; the defaults are 10 000, 120 000 and 30 000). Only before
+ * the config is shared by a connection: afterwards NP_BAD_STATE.
+ *
+ * # Safety
+ * `cfg` a live handle.
+ */
+np_status np_server_config_set_timeouts(np_server_config *cfg,
+                                        uint32_t handshake_ms,
+                                        uint32_t idle_ms,
+                                        uint32_t slow_peer_ms);
+
+/**
+ * Sets the client connections' heartbeat interval (a PING after this long without a frame
+ * from the server) and dead-peer timeout in milliseconds (0 turns one off; the defaults are
+ * 5 000 and 20 000). Only before the config is shared by a connection: afterwards
+ * NP_BAD_STATE.
+ *
+ * # Safety
+ * `cfg` a live handle.
+ */
+np_status np_client_config_set_timers(np_client_config *cfg,
+                                      uint32_t heartbeat_ms,
+                                      uint32_t dead_after_ms);
+
+/**
  * A server-side connection awaiting the client's HELLO.
  *
  * # Safety
@@ -537,17 +603,19 @@ np_status np_conn_consume_output(np_conn *conn, size_t n);
 np_status np_conn_poll_event(np_conn *conn, np_event *event);
 
 /**
- * Client: accepts (true) or refuses (false) the server key from NP_EVENT_SERVER_KEY. Check
+ * Client only (a server handle gets NP_BAD_STATE): accepts (true) or refuses (false) the server key from NP_EVENT_SERVER_KEY. Check
  * it against your pinning table first; login starts only after acceptance.
  *
  * # Safety
  * `conn` live.
  */
-np_status np_conn_trust_server_key(np_conn *conn, bool accept);
+np_status np_conn_trust_server_key(np_conn *conn,
+                                   bool accept);
 
 /**
  * Frees the connection's buffer memory while nothing is buffered; call it on connections that
- * have gone idle after large transfers.
+ * have gone idle after large transfers. A server connection driven by
+ * `np_conn_handle_timeout` does this by itself after a quiet second.
  *
  * # Safety
  * `conn` live.
@@ -571,7 +639,7 @@ bool np_conn_is_ready(const np_conn *conn);
 bool np_conn_is_closed(const np_conn *conn);
 
 /**
- * Client: starts job `id` with op spec `spec`, declared input length `total_len`, and the
+ * Client only (a server handle gets NP_BAD_STATE): starts job `id` with op spec `spec`, declared input length `total_len`, and the
  * first chunk (≤ 64 KiB); `last` if that chunk completes the input.
  *
  * # Safety
@@ -586,7 +654,7 @@ np_status np_conn_send_job(np_conn *conn,
                            bool last);
 
 /**
- * Client: more input for job `id`.
+ * Client only (a server handle gets NP_BAD_STATE): more input for job `id`.
  *
  * # Safety
  * `conn` live; `data` valid for `len` bytes.
@@ -598,7 +666,7 @@ np_status np_conn_send_job_data(np_conn *conn,
                                 bool last);
 
 /**
- * Server: starts the result of job `id`; `data` is the first chunk.
+ * Server only (a client handle gets NP_BAD_STATE): starts the result of job `id`; `data` is the first chunk.
  *
  * # Safety
  * `conn` live; `info` valid; `data` valid for `len` bytes.
@@ -611,7 +679,7 @@ np_status np_conn_send_result(np_conn *conn,
                               bool last);
 
 /**
- * Server: more result data for job `id`.
+ * Server only (a client handle gets NP_BAD_STATE): more result data for job `id`.
  *
  * # Safety
  * `conn` live; `data` valid for `len` bytes.
@@ -632,31 +700,37 @@ np_status np_conn_send_result_data(np_conn *conn,
 np_status np_conn_send_error(np_conn *conn, uint64_t id, uint16_t code, const char *text);
 
 /**
- * Server: refuses request `id` with an ERROR and silently drops the rest of its upload.
+ * Server only (a client handle gets NP_BAD_STATE): refuses request `id` with an ERROR and silently drops the rest of its upload.
  *
  * # Safety
  * `conn` live; `text` NUL-terminated.
  */
-np_status np_conn_reject_request(np_conn *conn, uint64_t id, uint16_t code, const char *text);
+np_status np_conn_reject_request(np_conn *conn,
+                                 uint64_t id,
+                                 uint16_t code,
+                                 const char *text);
 
 /**
- * Server: refuses request `id` for load with BUSY and a retry-after delay.
+ * Server only (a client handle gets NP_BAD_STATE): refuses request `id` for load with BUSY and a retry-after delay.
  *
  * # Safety
  * `conn` live.
  */
-np_status np_conn_send_busy(np_conn *conn, uint64_t id, uint32_t retry_after_ms);
+np_status np_conn_send_busy(np_conn *conn,
+                            uint64_t id,
+                            uint32_t retry_after_ms);
 
 /**
- * Server: tells the client the server is stopping within `grace_ms`.
+ * Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping within `grace_ms`.
  *
  * # Safety
  * `conn` live.
  */
-np_status np_conn_send_shutdown(np_conn *conn, uint32_t grace_ms);
+np_status np_conn_send_shutdown(np_conn *conn,
+                                uint32_t grace_ms);
 
 /**
- * Server: answers a stats request with `n` name/value pairs.
+ * Server only (a client handle gets NP_BAD_STATE): answers a stats request with `n` name/value pairs.
  *
  * # Safety
  * `conn` live; `names` and `values` valid for `n` elements; each name NUL-terminated ASCII.
@@ -668,7 +742,7 @@ np_status np_conn_send_stats(np_conn *conn,
                              size_t n);
 
 /**
- * Client: asks for the server's counters.
+ * Client only (a server handle gets NP_BAD_STATE): asks for the server's counters.
  *
  * # Safety
  * `conn` live.
@@ -708,12 +782,102 @@ np_status np_stats_next(const uint8_t *body,
                         uint64_t *value);
 
 /**
- * Copies the user name of a logged-in server connection (NUL-terminated) into `out`.
+ * Copies the user name of a logged-in server connection (NUL-terminated) into `out`
+ * (NP_BAD_STATE on a client connection).
  *
  * # Safety
  * `conn` live; `out` valid for `cap` bytes; `len` NULL or writable.
  */
 np_status np_conn_user(const np_conn *conn, char *out, size_t cap, size_t *len);
+
+/**
+ * The library's monotonic clock in microseconds: the clock the functions without `_at` use.
+ * Pass it as `now_us` to mix both kinds of call.
+ */
+uint64_t np_now_us(void);
+
+/**
+ * A server-side connection accepted at `now_us`, awaiting the client's HELLO; its handshake
+ * timeout runs from `now_us`.
+ *
+ * # Safety
+ * `cfg` a live handle; `out` writable.
+ */
+np_status np_conn_new_server_at(const np_server_config *cfg, uint64_t now_us, np_conn **out);
+
+/**
+ * A client-side connection created at `now_us`; its HELLO is already in the pending output.
+ *
+ * # Safety
+ * `cfg` a live handle; `out` writable.
+ */
+np_status np_conn_new_client_at(const np_client_config *cfg, uint64_t now_us, np_conn **out);
+
+/**
+ * `np_conn_feed` for bytes received at `now_us`.
+ *
+ * # Safety
+ * `conn` live; `data` valid for `len` bytes; `consumed` writable.
+ */
+np_status np_conn_feed_at(np_conn *conn,
+                          const uint8_t *data,
+                          size_t len,
+                          uint64_t now_us,
+                          size_t *consumed);
+
+/**
+ * `np_conn_read_fd` at `now_us`.
+ *
+ * # Safety
+ * `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
+ */
+np_status np_conn_read_fd_at(np_conn *conn, int32_t fd, uint64_t now_us, size_t *nread);
+
+/**
+ * `np_conn_write_fd` at `now_us` (bytes taken by the socket are progress for the slow-peer
+ * timer).
+ *
+ * # Safety
+ * `conn` live; `fd` open for the call; `pending` NULL or writable.
+ */
+np_status np_conn_write_fd_at(np_conn *conn, int32_t fd, uint64_t now_us, size_t *pending);
+
+/**
+ * `np_conn_consume_output` for bytes written at `now_us`.
+ *
+ * # Safety
+ * `conn` live.
+ */
+np_status np_conn_consume_output_at(np_conn *conn, size_t n, uint64_t now_us);
+
+/**
+ * When the connection next needs `np_conn_handle_timeout`: NP_OK with `*deadline_us` (on the
+ * clock of the `now_us` values it was given), or NP_NO_EVENT when no timer is armed (then
+ * `*deadline_us` is not written). Ask again after every call that moved bytes or queued
+ * output.
+ *
+ * # Safety
+ * `conn` live; `deadline_us` writable.
+ */
+np_status np_conn_poll_timeout(const np_conn *conn, uint64_t *deadline_us);
+
+/**
+ * Acts on every timer due at `now_us` (due means `now_us >= deadline`); `fired` (optional)
+ * says which one mattered. Afterwards flush the pending output, and close the socket once
+ * flushed if `np_conn_is_closed` (at once after NP_TIMER_SLOW_PEER).
+ *
+ * # Safety
+ * `conn` live; `fired` NULL or writable.
+ */
+np_status np_conn_handle_timeout(np_conn *conn, uint64_t now_us, np_timer *fired);
+
+/**
+ * Whether `conn` is a server-side connection (false for a client one or NULL).
+ *
+ * # Safety
+ * `conn` NULL or live.
+ */
+bool np_conn_is_server(const np_conn *conn);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -2,7 +2,7 @@
 //! `tests/fuzz_corpus.rs`, so the logic that finds a bug is the logic that keeps it fixed.
 //!
 //! Trust boundary: drives the code that faces untrusted network bytes — the frame decoder, the
-//! message parsers, and a server [`Conn`] from the first byte of a connection through login and
+//! message parsers, and a server `Conn` from the first byte of a connection through login and
 //! into the session — with arbitrary input, and turns every broken invariant into a panic (the
 //! signal a fuzzer understands). Not used by the library itself and hidden from its docs; it is
 //! always compiled (it is small, pure and has no `unsafe`) so that a plain `cargo test` replays
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
-use crate::conn::{ClientConfig, Conn, Event, ServerConfig};
+use crate::conn::{ClientConfig, ClientConn, Event, ServerConfig, ServerConn, Timestamp};
 use crate::error::Error;
 use crate::frame::{self, Decoded, Frame, Header};
 use crate::handshake::{self, ClientHandshake};
@@ -341,9 +341,9 @@ impl Fixture {
         let config = Arc::new(cfg);
 
         let client_cfg = Arc::new(ClientConfig::new(USER, PASSWORD).expect("fixture client"));
-        let mut client = Conn::client(client_cfg, CLIENT_EPHEMERAL);
+        let mut client = ClientConn::new(client_cfg, CLIENT_EPHEMERAL, Timestamp::ZERO);
         let hello = client.pending_output().to_vec();
-        client.consume_output(hello.len());
+        client.consume_output(hello.len(), Timestamp::ZERO);
         // The same handshake by hand: `Conn` keeps its keys private, the harness needs them.
         let mut again = Vec::new();
         let hs = ClientHandshake::start(CLIENT_EPHEMERAL, &mut again);
@@ -352,11 +352,11 @@ impl Fixture {
             "Conn::client and ClientHandshake disagree on HELLO"
         );
 
-        let mut server = Conn::server(config.clone(), SERVER_EPHEMERAL);
-        assert_eq!(server.feed(&hello), hello.len());
+        let mut server = ServerConn::new(config.clone(), SERVER_EPHEMERAL, Timestamp::ZERO);
+        assert_eq!(server.feed(&hello, Timestamp::ZERO), hello.len());
         assert!(server.poll_event().expect("fixture HELLO").is_none());
         let reply = server.pending_output().to_vec();
-        assert_eq!(client.feed(&reply), reply.len());
+        assert_eq!(client.feed(&reply, Timestamp::ZERO), reply.len());
         match client.poll_event() {
             Ok(Some(Event::ServerKey { key })) => assert_eq!(&key, config.public_key()),
             other => panic!("fixture client rejected HELLO_REPLY: {other:?}"),
@@ -540,7 +540,7 @@ struct Upload {
 
 struct Harness<'f> {
     fx: &'f Fixture,
-    server: Conn,
+    server: ServerConn,
     split: Splitter,
     /// The harness's own client direction (only in the modes that start with a valid HELLO).
     sealer: Option<CipherState>,
@@ -562,7 +562,7 @@ impl<'f> Harness<'f> {
     fn new(fx: &'f Fixture, split: u8) -> Self {
         Harness {
             fx,
-            server: Conn::server(fx.config.clone(), SERVER_EPHEMERAL),
+            server: ServerConn::new(fx.config.clone(), SERVER_EPHEMERAL, Timestamp::ZERO),
             split: Splitter::new(split),
             sealer: None,
             opener: None,
@@ -615,17 +615,20 @@ impl<'f> Harness<'f> {
         // `read_buf` zero-fills all free room (up to 144 KiB) on every call, so it is used for
         // pieces of 64 bytes or more only: byte-sized pieces would spend the run in memset.
         if self.split.read_buf && piece.len() >= 64 {
-            let r = self.server.read_buf(|buf| {
-                let n = buf.len().min(piece.len());
-                buf[..n].copy_from_slice(&piece[..n]);
-                Ok::<usize, Infallible>(n)
-            });
+            let r = self.server.read_buf(
+                |buf| {
+                    let n = buf.len().min(piece.len());
+                    buf[..n].copy_from_slice(&piece[..n]);
+                    Ok::<usize, Infallible>(n)
+                },
+                Timestamp::ZERO,
+            );
             match r {
                 Ok(n) => n,
                 Err(never) => match never {},
             }
         } else {
-            self.server.feed(piece)
+            self.server.feed(piece, Timestamp::ZERO)
         }
     }
 
@@ -751,7 +754,7 @@ impl<'f> Harness<'f> {
     /// authentic under the session key, with well-formed bodies.
     fn check_output(&mut self) {
         let out = self.server.pending_output().to_vec();
-        self.server.consume_output(out.len());
+        self.server.consume_output(out.len(), Timestamp::ZERO);
         let mut pos = 0;
         while pos < out.len() {
             let f = match frame::decode(&out[pos..], MAX_BODY_LEN) {

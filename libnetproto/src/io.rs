@@ -1,5 +1,6 @@
-//! The library's only contact with the operating system: sockets, deadlines, key files,
-//! the known-servers file and randomness. Everything protocol-shaped is delegated to [`Conn`].
+//! The library's only contact with the operating system: sockets, deadlines, the clock, key
+//! files, the known-servers file and randomness. Everything protocol-shaped is delegated to
+//! [`crate::conn::Conn`], which gets the time from here as a [`Timestamp`].
 //!
 //! Trust boundary: files here hold secrets (the server key, mode 0600) and trust decisions
 //! (the pinning table); sockets carry hostile bytes into `Conn`.
@@ -9,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +18,7 @@ use base64::Engine;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-use crate::conn::{ClientConfig, Conn, Event};
+use crate::conn::{ClientConfig, ClientConn, Conn, Event, Side, Timestamp};
 use crate::error::Error;
 use crate::keys::{fingerprint, KnownServers, ServerKey, Trust};
 use crate::message::ServerParams;
@@ -31,6 +32,34 @@ pub fn random32() -> [u8; 32] {
 
 pub fn random_bytes(buf: &mut [u8]) {
     OsRng.fill_bytes(buf);
+}
+
+/// The process-wide origin of [`Timestamp`]s made from [`Instant`]s (set on first use).
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// `t` as a [`Timestamp`] (microseconds since the process-wide base; an instant from before
+/// the base, which only a caller holding one from before the first call can have, counts as
+/// the base itself).
+pub fn timestamp(t: Instant) -> Timestamp {
+    let us = t.saturating_duration_since(clock_base()).as_micros();
+    Timestamp::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
+}
+
+/// The [`Instant`] a [`Timestamp`] from [`timestamp`] stands for.
+pub fn instant(t: Timestamp) -> Instant {
+    let base = clock_base();
+    // A timestamp past what `Instant` can hold is a timer that never fires: the far future.
+    base.checked_add(Duration::from_micros(t.as_micros()))
+        .or_else(|| base.checked_add(Duration::from_secs(u32::MAX as u64)))
+        .unwrap_or(base)
+}
+
+/// The monotonic clock now, as the connection's timers count it.
+pub fn monotonic_now() -> Timestamp {
+    timestamp(Instant::now())
 }
 
 fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -165,13 +194,17 @@ pub enum ReadStatus {
     Eof,
 }
 
-/// Reads what the socket has into `conn` (non-blocking sockets: at most one `read`).
-pub fn read_into(conn: &mut Conn, src: &mut impl Read) -> Result<ReadStatus, Error> {
+/// Reads what the socket has into `conn` at `now` (non-blocking sockets: at most one `read`).
+pub fn read_into<S: Side>(
+    conn: &mut Conn<S>,
+    src: &mut impl Read,
+    now: Timestamp,
+) -> Result<ReadStatus, Error> {
     if conn.input_room() == 0 {
         return Ok(ReadStatus::Full);
     }
     loop {
-        match conn.read_buf(|buf| src.read(buf)) {
+        match conn.read_buf(|buf| src.read(buf), now) {
             Ok(0) => return Ok(ReadStatus::Eof),
             Ok(n) => return Ok(ReadStatus::Data(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::WouldBlock),
@@ -181,12 +214,17 @@ pub fn read_into(conn: &mut Conn, src: &mut impl Read) -> Result<ReadStatus, Err
     }
 }
 
-/// Writes as much pending output as the socket takes; returns the bytes still pending.
-pub fn write_from(conn: &mut Conn, dst: &mut impl Write) -> Result<usize, Error> {
+/// Writes as much pending output as the socket takes at `now`; returns the bytes still
+/// pending.
+pub fn write_from<S: Side>(
+    conn: &mut Conn<S>,
+    dst: &mut impl Write,
+    now: Timestamp,
+) -> Result<usize, Error> {
     while !conn.pending_output().is_empty() {
         match dst.write(conn.pending_output()) {
             Ok(0) => return Err(Error::Eof),
-            Ok(n) => conn.consume_output(n),
+            Ok(n) => conn.consume_output(n, now),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
@@ -197,9 +235,13 @@ pub fn write_from(conn: &mut Conn, dst: &mut impl Write) -> Result<usize, Error>
 
 /// A blocking client session over TCP: connect, handshake, pin check, login; then
 /// request/response with deadlines. What the CLI, the load tester and the C sample use.
+///
+/// The connection's own timers run while it waits for an event: a heartbeat PING (request id
+/// 0) after the configured quiet interval, and giving up with [`Error::Timeout`] when the
+/// server stays silent for the dead-peer timeout (see [`ClientTimers`](crate::ClientTimers)).
 pub struct Client {
     stream: TcpStream,
-    conn: Conn,
+    conn: ClientConn,
     host: String,
     server_key: [u8; 32],
     trust: Trust,
@@ -234,7 +276,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let deadline = Instant::now() + timeout;
         let stream = connect(addr, timeout)?;
-        let conn = Conn::client(config, random32());
+        let conn = ClientConn::new(config, random32(), monotonic_now());
         let mut c = Client {
             stream,
             conn,
@@ -287,7 +329,7 @@ impl Client {
         }
     }
 
-    pub fn conn(&mut self) -> &mut Conn {
+    pub fn conn(&mut self) -> &mut ClientConn {
         &mut self.conn
     }
 
@@ -322,7 +364,7 @@ impl Client {
             self.stream.set_write_timeout(Some(left))?;
             match self.stream.write(self.conn.pending_output()) {
                 Ok(0) => return Err(Error::Eof),
-                Ok(n) => self.conn.consume_output(n),
+                Ok(n) => self.conn.consume_output(n, monotonic_now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
@@ -338,11 +380,13 @@ impl Client {
         Ok(())
     }
 
-    /// Waits for the next event until `deadline`. PONGs to server PINGs are sent on the way.
+    /// Waits for the next event until `deadline`. PONGs to server PINGs are sent on the way,
+    /// and the connection's timers are served: a heartbeat PING goes out when due, and a
+    /// server silent for the dead-peer timeout ends the wait with [`Error::Timeout`].
     pub fn next_event_until(&mut self, deadline: Instant) -> Result<Event<'_>, Error> {
         loop {
             let got = self.conn.advance()?;
-            // Anything the state machine queued (PONG, login replies) goes out now.
+            // Anything the state machine queued (PONG, login replies, a heartbeat) goes out now.
             self.flush(deadline)?;
             if got {
                 break;
@@ -350,13 +394,24 @@ impl Client {
             if self.conn.is_closed() {
                 return Err(self.conn.error().cloned().unwrap_or(Error::Closed));
             }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .ok_or(Error::Timeout("read"))?;
-            self.stream.set_read_timeout(Some(left))?;
+            let now = Instant::now();
+            let timer = self.conn.poll_timeout().map(instant);
+            if timer.is_some_and(|t| t <= now) {
+                if let Some(kind) = self.conn.handle_timeout(timestamp(now)) {
+                    log::debug!("{addr}: {} timer fired", kind.name(), addr = self.host);
+                }
+                continue;
+            }
+            if deadline <= now {
+                return Err(Error::Timeout("read"));
+            }
+            // Sleep in the read until the caller's deadline or the next timer, whichever is
+            // first; both are in the future here.
+            let wake = timer.map_or(deadline, |t| t.min(deadline));
+            self.stream
+                .set_read_timeout(Some(wake.saturating_duration_since(now)))?;
             let stream = &mut self.stream;
-            match self.conn.read_buf(|buf| stream.read(buf)) {
+            match self.conn.read_buf(|buf| stream.read(buf), monotonic_now()) {
                 Ok(0) => return Err(Error::Eof),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -366,7 +421,10 @@ impl Client {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(Error::Timeout("read"))
+                    // A timer fell due (served at the top of the loop) or the deadline passed.
+                    if Instant::now() >= deadline {
+                        return Err(Error::Timeout("read"));
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -380,5 +438,84 @@ impl Client {
             let _ = self.flush(Instant::now() + Duration::from_millis(200));
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::conn::{ClientTimers, ServerConfig, ServerConn};
+    use crate::login::Verifier;
+
+    /// A one-connection server on loopback that answers whatever the library answers by
+    /// itself (PONG) and reports the PINGs it saw, until the client goes away.
+    fn serve_one(listener: TcpListener) -> std::thread::JoinHandle<Vec<(u64, Vec<u8>)>> {
+        let mut cfg = ServerConfig::new(
+            ServerKey::from_secret([5; 32]),
+            ServerParams {
+                max_chunk: 65536,
+                max_upload: 1 << 20,
+                max_in_flight: 4,
+            },
+        );
+        cfg.add_user("alice", Verifier::create(b"pw", &[3; 16], 4096).unwrap())
+            .unwrap();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = ServerConn::new(Arc::new(cfg), random32(), monotonic_now());
+            let mut pings = Vec::new();
+            loop {
+                while let Ok(Some(ev)) = conn.poll_event() {
+                    if let Event::Ping {
+                        request_id,
+                        payload,
+                    } = ev
+                    {
+                        pings.push((request_id, payload.to_vec()));
+                    }
+                }
+                if write_from(&mut conn, &mut sock, monotonic_now()).is_err() || conn.is_closed() {
+                    return pings;
+                }
+                match read_into(&mut conn, &mut sock, monotonic_now()) {
+                    Ok(ReadStatus::Data(_)) | Ok(ReadStatus::Full) => {}
+                    _ => return pings,
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn the_blocking_client_sends_heartbeats_while_it_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve_one(listener);
+        let mut cfg = ClientConfig::new("alice", b"pw").unwrap();
+        cfg.set_timers(ClientTimers {
+            heartbeat: Some(Duration::from_millis(20)),
+            dead_after: None,
+        });
+        let mut client = Client::connect(
+            &addr,
+            Arc::new(cfg),
+            Pinning::AcceptAny,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        // Nothing sent by the caller: the only thing that can come back is the PONG to the
+        // connection's own heartbeat.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match client.next_event_until(deadline).unwrap() {
+            Event::Pong {
+                request_id,
+                payload,
+            } => assert_eq!((request_id, payload), (0, &b"heartbeat"[..])),
+            e => panic!("expected the heartbeat's PONG, got {e:?}"),
+        }
+        client.close();
+        let pings = server.join().unwrap();
+        assert!(pings.contains(&(0, b"heartbeat".to_vec())), "{pings:?}");
     }
 }

@@ -32,7 +32,10 @@ pub mod session;
 #[allow(unsafe_code, non_camel_case_types)]
 pub mod capi;
 
-pub use conn::{ClientConfig, Conn, Event, Role, ServerConfig};
+pub use conn::{
+    ClientConfig, ClientConn, ClientTimers, Event, ServerConfig, ServerConn, ServerTimeouts,
+    TimerKind, Timestamp,
+};
 pub use error::Error;
 pub use frame::{Decoded, Frame, Header};
 pub use keys::{fingerprint, KnownServers, ServerKey, Trust};

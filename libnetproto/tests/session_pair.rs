@@ -1,10 +1,16 @@
-//! A client and a server `Conn` wired together in memory: login, traffic, and every attack the
+//! A client and a server connection wired together in memory: login, traffic, every attack the
 //! session must reject (tampering, replay, reordering, reflection, wrong credentials, a
-//! changed server key). No sockets: bytes are moved by hand, so each test can interfere.
+//! changed server key), and the connection's timers on a fake clock. No sockets and no real
+//! time: bytes are moved by hand and every `now` is a number the test chose, so each test can
+//! interfere and no test sleeps.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use netproto::conn::{ClientConfig, Conn, Event, ServerConfig};
+use netproto::conn::{
+    ClientConfig, ClientConn, ClientTimers, Conn, Event, ServerConfig, ServerConn, ServerTimeouts,
+    Side, TimerKind, Timestamp,
+};
 use netproto::keys::{KnownServers, ServerKey, Trust};
 use netproto::limits::HEADER_LEN;
 use netproto::message::{parse_stats, ResultInfo, ServerParams};
@@ -26,22 +32,44 @@ fn server_config(secret: u8) -> Arc<ServerConfig> {
     Arc::new(cfg)
 }
 
-fn pair_with(user: &str, pw: &[u8], scfg: Arc<ServerConfig>) -> (Conn, Conn) {
-    let c = Conn::client(Arc::new(ClientConfig::new(user, pw).unwrap()), [1u8; 32]);
-    let s = Conn::server(scfg, [2u8; 32]);
+/// The fake clock's origin: not zero, so a timer measured from the wrong origin shows.
+const T0: Timestamp = Timestamp::from_micros(1_000_000);
+
+fn at(d: Duration) -> Timestamp {
+    T0 + d
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const US: Duration = Duration::from_micros(1);
+
+fn pair_with(user: &str, pw: &[u8], scfg: Arc<ServerConfig>) -> (ClientConn, ServerConn) {
+    let c = ClientConn::new(
+        Arc::new(ClientConfig::new(user, pw).unwrap()),
+        [1u8; 32],
+        T0,
+    );
+    let s = ServerConn::new(scfg, [2u8; 32], T0);
     (c, s)
 }
 
-/// Moves all pending output from `a` into `b` (which must have room for it).
-fn pump(a: &mut Conn, b: &mut Conn) -> Vec<u8> {
+/// Moves all pending output from `a` into `b` at `now` (`b` must have room for it).
+fn pump_at<A: Side, B: Side>(a: &mut Conn<A>, b: &mut Conn<B>, now: Timestamp) -> Vec<u8> {
     let out = a.pending_output().to_vec();
-    a.consume_output(out.len());
-    assert_eq!(b.feed(&out), out.len());
+    a.consume_output(out.len(), now);
+    assert_eq!(b.feed(&out, now), out.len());
     out
 }
 
+/// Moves all pending output from `a` into `b` at the clock's origin.
+fn pump<A: Side, B: Side>(a: &mut Conn<A>, b: &mut Conn<B>) -> Vec<u8> {
+    pump_at(a, b, T0)
+}
+
 /// Collects events as owned debug strings (events borrow the connection).
-fn drain(c: &mut Conn) -> Result<Vec<String>, Error> {
+fn drain<S: Side>(c: &mut Conn<S>) -> Result<Vec<String>, Error> {
     let mut v = Vec::new();
     while let Some(e) = c.poll_event()? {
         v.push(format!("{e:?}"));
@@ -50,13 +78,13 @@ fn drain(c: &mut Conn) -> Result<Vec<String>, Error> {
 }
 
 /// Runs handshake and login to completion; returns (client, server).
-fn logged_in() -> (Conn, Conn) {
+fn logged_in() -> (ClientConn, ServerConn) {
     let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
     login(&mut c, &mut s).unwrap();
     (c, s)
 }
 
-fn login(c: &mut Conn, s: &mut Conn) -> Result<(), Error> {
+fn login(c: &mut ClientConn, s: &mut ServerConn) -> Result<(), Error> {
     pump(c, s); // HELLO
     assert!(drain(s)?.is_empty());
     pump(s, c); // HELLO_REPLY
@@ -101,12 +129,12 @@ fn login_then_job_round_trip_in_chunks() {
     }
     // More than the server buffers at once: feed as room allows, draining events between.
     let wire = c.pending_output().to_vec();
-    c.consume_output(wire.len());
+    c.consume_output(wire.len(), T0);
     let mut fed = 0;
     let mut got = Vec::new();
     let mut n_events = 0;
     loop {
-        fed += s.feed(&wire[fed..]);
+        fed += s.feed(&wire[fed..], T0);
         match s.poll_event().unwrap() {
             Some(Event::JobSubmit {
                 request_id: 7,
@@ -250,12 +278,12 @@ fn tampered_frame_is_rejected_and_closes() {
     let (mut c, mut s) = logged_in();
     c.send_ping(1, b"abc").unwrap();
     let mut wire = c.pending_output().to_vec();
-    c.consume_output(wire.len());
+    c.consume_output(wire.len(), T0);
     // Flip a ciphertext bit and fix the CRC, as an active attacker would: the tag catches it.
     wire[HEADER_LEN] ^= 1;
     let crc = crc32c::crc32c_append(crc32c::crc32c(&wire[..20]), &wire[HEADER_LEN..]);
     wire[20..24].copy_from_slice(&crc.to_be_bytes());
-    s.feed(&wire);
+    s.feed(&wire, T0);
     assert_eq!(s.poll_event().unwrap_err(), Error::DecryptFailed);
     assert!(s.is_closed());
     // Flipping a bit without fixing the CRC is caught earlier, as a transmission error.
@@ -263,7 +291,7 @@ fn tampered_frame_is_rejected_and_closes() {
     c.send_ping(1, b"abc").unwrap();
     let mut wire = c.pending_output().to_vec();
     wire[HEADER_LEN + 1] ^= 4;
-    s.feed(&wire);
+    s.feed(&wire, T0);
     assert!(matches!(s.poll_event(), Err(Error::BadCrc { .. })));
 }
 
@@ -276,7 +304,7 @@ fn header_fields_are_authenticated() {
     wire[19] ^= 1;
     let crc = crc32c::crc32c_append(crc32c::crc32c(&wire[..20]), &wire[HEADER_LEN..]);
     wire[20..24].copy_from_slice(&crc.to_be_bytes());
-    s.feed(&wire);
+    s.feed(&wire, T0);
     assert_eq!(s.poll_event().unwrap_err(), Error::DecryptFailed);
 }
 
@@ -286,7 +314,7 @@ fn replayed_frame_is_rejected() {
     c.send_ping(1, b"once").unwrap();
     let wire = pump(&mut c, &mut s);
     assert_eq!(drain(&mut s).unwrap().len(), 1);
-    s.feed(&wire);
+    s.feed(&wire, T0);
     assert_eq!(s.poll_event().unwrap_err(), Error::DecryptFailed);
 }
 
@@ -295,11 +323,11 @@ fn reordered_frames_are_rejected() {
     let (mut c, mut s) = logged_in();
     c.send_ping(1, b"first").unwrap();
     let first = c.pending_output().to_vec();
-    c.consume_output(first.len());
+    c.consume_output(first.len(), T0);
     c.send_ping(2, b"second").unwrap();
     let second = c.pending_output().to_vec();
-    s.feed(&second);
-    s.feed(&first);
+    s.feed(&second, T0);
+    s.feed(&first, T0);
     assert_eq!(s.poll_event().unwrap_err(), Error::DecryptFailed);
 }
 
@@ -309,7 +337,7 @@ fn reflected_frame_is_rejected() {
     let (mut c, _s) = logged_in();
     c.send_ping(1, b"mirror").unwrap();
     let wire = c.pending_output().to_vec();
-    c.feed(&wire);
+    c.feed(&wire, T0);
     assert_eq!(c.poll_event().unwrap_err(), Error::DecryptFailed);
 }
 
@@ -318,7 +346,7 @@ fn clear_frames_after_the_handshake_are_rejected() {
     let (_c, mut s) = logged_in();
     let mut wire = Vec::new();
     netproto::frame::encode(&mut wire, netproto::Opcode::Ping, 0, 1, b"plain").unwrap();
-    s.feed(&wire);
+    s.feed(&wire, T0);
     assert!(matches!(
         s.poll_event(),
         Err(Error::UnexpectedMessage { .. })
@@ -340,11 +368,31 @@ fn jobs_before_login_are_refused_with_not_logged_in() {
         &[0; 10],
     )
     .unwrap();
-    s.feed(&wire);
-    assert!(s.poll_event().is_err());
+    s.feed(&wire, T0);
+    assert!(matches!(
+        s.poll_event(),
+        Err(Error::UnexpectedMessage {
+            opcode: "JOB_SUBMIT",
+            ..
+        })
+    ));
     assert!(s.is_closed());
-    // The server queued a clear-or-encrypted ERROR NOT_LOGGED_IN for the peer before closing.
-    assert!(!s.pending_output().is_empty());
+    // What the peer reads: HELLO_REPLY, then the ERROR (encrypted: the keys exist after
+    // HELLO), whose wire code must be NOT_LOGGED_IN, not a generic UNEXPECTED_MESSAGE.
+    pump(&mut s, &mut c);
+    assert!(matches!(c.poll_event(), Ok(Some(Event::ServerKey { .. }))));
+    match c.poll_event() {
+        Ok(Some(Event::Error {
+            request_id: 0,
+            code,
+            ..
+        })) => assert_eq!(code, ErrorCode::NotLoggedIn as u16),
+        e => panic!("expected ERROR NOT_LOGGED_IN, got {e:?}"),
+    }
+    assert!(matches!(
+        c.error(),
+        Some(Error::Remote { code, .. }) if *code == ErrorCode::NotLoggedIn as u16
+    ));
 }
 
 #[test]
@@ -383,14 +431,14 @@ fn changed_server_key_is_refused_by_the_pinning_table() {
 fn man_in_the_middle_swapping_ephemeral_fails_the_handshake() {
     let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
     let mut hello = c.pending_output().to_vec();
-    c.consume_output(hello.len());
+    c.consume_output(hello.len(), T0);
     // Replace the client's ephemeral key with the attacker's own (CRC fixed up).
     let attacker =
         x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([3u8; 32])).to_bytes();
     hello[HEADER_LEN + 2..HEADER_LEN + 34].copy_from_slice(&attacker);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&hello[..20]), &hello[HEADER_LEN..]);
     hello[20..24].copy_from_slice(&crc.to_be_bytes());
-    s.feed(&hello);
+    s.feed(&hello, T0);
     drain(&mut s).unwrap();
     pump(&mut s, &mut c);
     assert!(matches!(c.poll_event(), Err(Error::HandshakeFailed(_))));
@@ -436,7 +484,7 @@ fn rejected_upload_is_drained_silently() {
 fn input_is_bounded() {
     let (_c, mut s) = logged_in();
     let junk = vec![0u8; 1 << 20];
-    let taken = s.feed(&junk);
+    let taken = s.feed(&junk, T0);
     assert!(
         taken < junk.len(),
         "the connection must not buffer a megabyte unprocessed"
@@ -480,7 +528,7 @@ fn frames_before_the_handshake_are_limited_to_handshake_size() {
     h.extend_from_slice(&10_000u32.to_be_bytes());
     h.extend_from_slice(&(netproto::Opcode::Hello as u16).to_be_bytes());
     h.extend_from_slice(&[0; 14]);
-    s.feed(&h);
+    s.feed(&h, T0);
     assert!(matches!(
         s.poll_event(),
         Err(Error::FrameTooLarge { len: 10_000, .. })
@@ -496,34 +544,49 @@ fn bye_needs_a_logged_in_session() {
     assert!(c.send_bye().is_err(), "only once");
 }
 
+/// Sends a 140 000-byte job from `c` to `s` at `now` and checks it arrives intact; large
+/// enough to grow both the client's send buffer and the server's receive buffer.
+fn big_upload(c: &mut ClientConn, s: &mut ServerConn, id: u64, now: Timestamp) {
+    let input = vec![id as u8; 140_000];
+    c.send_job(id, "noop", input.len() as u64, &input[..65536], false)
+        .unwrap();
+    c.send_job_data(id, &input[65536..131072], false).unwrap();
+    c.send_job_data(id, &input[131072..], true).unwrap();
+    let wire = c.pending_output().to_vec();
+    c.consume_output(wire.len(), now);
+    let (mut fed, mut got) = (0, Vec::new());
+    loop {
+        fed += s.feed(&wire[fed..], now);
+        match s.poll_event().unwrap() {
+            Some(Event::JobSubmit { data, .. }) | Some(Event::JobData { data, .. }) => {
+                got.extend_from_slice(data)
+            }
+            Some(e) => panic!("{e:?}"),
+            None if fed == wire.len() => break,
+            None => {}
+        }
+    }
+    assert_eq!(got, input);
+}
+
 #[test]
 fn nothing_is_sent_after_bye_and_buffers_shrink_between_transfers() {
     let (mut c, mut s) = logged_in();
     // A transfer large enough to grow both buffers, then shrink, then another transfer.
     for round in 1..=2u64 {
-        let input = vec![round as u8; 140_000];
-        c.send_job(round, "noop", input.len() as u64, &input[..65536], false)
-            .unwrap();
-        c.send_job_data(round, &input[65536..131072], false)
-            .unwrap();
-        c.send_job_data(round, &input[131072..], true).unwrap();
-        let wire = c.pending_output().to_vec();
-        c.consume_output(wire.len());
-        let (mut fed, mut got) = (0, Vec::new());
-        loop {
-            fed += s.feed(&wire[fed..]);
-            match s.poll_event().unwrap() {
-                Some(Event::JobSubmit { data, .. }) | Some(Event::JobData { data, .. }) => {
-                    got.extend_from_slice(data)
-                }
-                Some(e) => panic!("{e:?}"),
-                None if fed == wire.len() => break,
-                None => {}
-            }
-        }
-        assert_eq!(got, input);
+        big_upload(&mut c, &mut s, round, T0);
+        let (s_before, c_before) = (s.buffer_capacity(), c.buffer_capacity());
+        assert!(s_before >= 64 * 1024, "server buffers grew: {s_before}");
+        assert!(c_before >= 128 * 1024, "client buffers grew: {c_before}");
         s.shrink_buffers();
         c.shrink_buffers();
+        // Both are back to at most an idle connection's 4 KiB.
+        assert!(s.buffer_capacity() <= 4096, "{}", s.buffer_capacity());
+        assert!(c.buffer_capacity() <= 4096, "{}", c.buffer_capacity());
+        // Answer the job so the next round's id is free on the client.
+        s.send_error(round, ErrorCode::Internal, "done").unwrap();
+        pump(&mut s, &mut c);
+        drain(&mut c).unwrap();
     }
     s.send_bye().unwrap();
     assert_eq!(
@@ -536,4 +599,297 @@ fn nothing_is_sent_after_bye_and_buffers_shrink_between_transfers() {
         c.send_error(0, ErrorCode::Internal, "late"),
         Err(Error::Closed)
     );
+}
+
+// ----- timers, on a fake clock -----
+
+/// The (code, text) of the first frame in `wire`, which must be a clear ERROR.
+fn clear_error(wire: &[u8]) -> (u16, String) {
+    let netproto::Decoded::Frame(f) = netproto::frame::decode(wire, 1 << 16).unwrap() else {
+        panic!("no whole frame in {} bytes", wire.len())
+    };
+    assert_eq!(f.header.opcode, netproto::Opcode::Error);
+    let (code, text) = netproto::message::parse_error(f.body).unwrap();
+    (code, text.to_string())
+}
+
+/// Client and server logged in at `T0` with the given server timeouts.
+fn logged_in_with(timeouts: ServerTimeouts) -> (ClientConn, ServerConn) {
+    let mut cfg = ServerConfig::new(ServerKey::from_secret([9; 32]), PARAMS);
+    cfg.add_user(
+        "alice",
+        Verifier::create(b"correct horse", &[7u8; 16], 4096).unwrap(),
+    )
+    .unwrap();
+    cfg.set_timeouts(timeouts);
+    let (mut c, mut s) = pair_with("alice", b"correct horse", Arc::new(cfg));
+    login(&mut c, &mut s).unwrap();
+    (c, s)
+}
+
+#[test]
+fn the_handshake_timeout_fires_at_the_deadline_and_not_a_microsecond_before() {
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    assert_eq!(s.poll_timeout(), Some(at(secs(10))));
+    // A complete HELLO before login is no reason to wait longer: the deadline is fixed.
+    pump_at(&mut c, &mut s, at(secs(9)));
+    drain(&mut s).unwrap();
+    pump_at(&mut s, &mut c, at(secs(9)));
+    assert!(matches!(c.poll_event(), Ok(Some(Event::ServerKey { .. }))));
+    assert_eq!(s.poll_timeout(), Some(at(secs(10))));
+
+    assert_eq!(s.handle_timeout(at(secs(10) - US)), None);
+    assert!(!s.is_closed());
+    assert!(s.pending_output().is_empty());
+
+    assert_eq!(s.handle_timeout(at(secs(10))), Some(TimerKind::Handshake));
+    assert!(s.is_closed());
+    assert_eq!(s.error(), Some(&Error::Timeout("handshake and login")));
+    // The peer is told why, in clear: it never completed login. Nothing else is armed but
+    // the slow-peer timer for that ERROR.
+    let mut plain = ServerConn::new(server_config(9), [2; 32], T0);
+    assert_eq!(
+        plain.handle_timeout(at(secs(10))),
+        Some(TimerKind::Handshake)
+    );
+    let (code, text) = clear_error(plain.pending_output());
+    assert_eq!(code, ErrorCode::HandshakeTimeout as u16);
+    assert_eq!(text, "handshake and login must finish within 10 s");
+    assert_eq!(plain.poll_timeout(), Some(at(secs(10 + 30))));
+    // The encrypted one reaches the client as an ERROR event.
+    pump_at(&mut s, &mut c, at(secs(10)));
+    assert!(matches!(
+        c.poll_event(),
+        Ok(Some(Event::Error { code, .. })) if code == ErrorCode::HandshakeTimeout as u16
+    ));
+}
+
+#[test]
+fn logging_in_disarms_the_handshake_timer_and_arms_the_idle_one() {
+    let (_c, mut s) = logged_in();
+    assert_eq!(s.poll_timeout(), Some(at(secs(120))));
+    assert_eq!(s.handle_timeout(at(secs(10))), None);
+    assert!(s.is_ready());
+}
+
+#[test]
+fn a_complete_frame_resets_the_idle_timer() {
+    let (mut c, mut s) = logged_in();
+    c.send_ping(1, b"tick").unwrap();
+    pump_at(&mut c, &mut s, at(secs(100)));
+    assert_eq!(drain(&mut s).unwrap().len(), 1);
+    // While the PONG waits to be written, the slow-peer timer is the earlier one.
+    assert_eq!(s.poll_timeout(), Some(at(secs(100 + 30))));
+    pump_at(&mut s, &mut c, at(secs(100)));
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Pong { .. }))));
+    assert_eq!(s.poll_timeout(), Some(at(secs(100 + 120))));
+    assert_eq!(s.handle_timeout(at(secs(220) - US)), None);
+    assert_eq!(s.handle_timeout(at(secs(220))), Some(TimerKind::Idle));
+    assert!(s.is_closed());
+    let out = s.pending_output().to_vec();
+    assert_eq!(c.feed(&out, at(secs(220))), out.len());
+    match c.poll_event() {
+        Ok(Some(Event::Error { code, message, .. })) => {
+            assert_eq!(code, ErrorCode::IdleTimeout as u16);
+            assert_eq!(message, "no traffic for 120 s");
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_byte_a_second_does_not_keep_a_connection_alive() {
+    // Bytes that never complete a frame are not activity: a slowloris peer dribbling one byte
+    // a second is cut off at the idle deadline like a silent one.
+    let (mut c, mut s) = logged_in();
+    c.send_ping(1, b"tick").unwrap();
+    let frame = c.pending_output().to_vec();
+    c.consume_output(frame.len(), T0);
+    let start = 120 - (frame.len() as u64 - 1);
+    for (i, b) in frame[..frame.len() - 1].iter().enumerate() {
+        let now = at(secs(start + i as u64));
+        assert_eq!(s.feed(std::slice::from_ref(b), now), 1);
+        assert!(s.poll_event().unwrap().is_none());
+        assert_eq!(s.poll_timeout(), Some(at(secs(120))), "byte {i}");
+    }
+    assert_eq!(s.handle_timeout(at(secs(120))), Some(TimerKind::Idle));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn no_idle_timeout_while_a_request_is_outstanding() {
+    let (mut c, mut s) = logged_in();
+    c.send_job(1, "noop", 3, b"abc", true).unwrap();
+    pump_at(&mut c, &mut s, at(secs(1)));
+    assert!(matches!(s.poll_event(), Ok(Some(Event::JobSubmit { .. }))));
+    assert_eq!(s.outstanding_requests(), 1);
+    // A job may run for a long time: no timer at all while it does.
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.handle_timeout(at(secs(1000))), None);
+    assert!(s.is_ready());
+    // The final chunk of the result answers it; idleness counts from then.
+    let info = ResultInfo {
+        total_len: 2,
+        ..Default::default()
+    };
+    s.send_result(1, &info, b"o", false).unwrap();
+    assert_eq!(s.outstanding_requests(), 1);
+    s.send_result_data(1, b"k", true).unwrap();
+    assert_eq!(s.outstanding_requests(), 0);
+    pump_at(&mut s, &mut c, at(secs(1000)));
+    assert_eq!(s.poll_timeout(), Some(at(secs(1000 + 120))));
+
+    // BUSY and a refusal are final answers too.
+    c.send_job(2, "noop", 10, b"abc", false).unwrap();
+    c.send_job(3, "noop", 3, b"abc", true).unwrap();
+    pump_at(&mut c, &mut s, at(secs(1001)));
+    drain(&mut s).unwrap();
+    assert_eq!(s.outstanding_requests(), 2);
+    assert_eq!(s.poll_timeout(), None);
+    s.reject_request(2, ErrorCode::InputTooLarge, "no").unwrap();
+    assert_eq!(s.poll_timeout().map(|t| t > at(secs(1001))), Some(true));
+    assert!(s.handle_timeout(at(secs(1002))).is_none());
+    s.send_busy(3, 50).unwrap();
+    pump_at(&mut s, &mut c, at(secs(1002)));
+    assert_eq!(s.outstanding_requests(), 0);
+    assert_eq!(s.poll_timeout(), Some(at(secs(1002 + 120))));
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_closed_by_the_slow_peer_timer() {
+    let (_c, mut s) = logged_in();
+    // Output starts waiting when it is queued, at the latest time the connection was given.
+    s.handle_timeout(at(secs(50)));
+    s.send_stats(0, &[("x", 1)]).unwrap();
+    assert_eq!(s.poll_timeout(), Some(at(secs(50 + 30))));
+    // Progress (one byte taken) restarts the wait.
+    s.consume_output(1, at(secs(60)));
+    assert_eq!(s.poll_timeout(), Some(at(secs(60 + 30))));
+    assert_eq!(s.handle_timeout(at(secs(90) - US)), None);
+    assert_eq!(s.handle_timeout(at(secs(90))), Some(TimerKind::SlowPeer));
+    assert!(s.is_closed());
+    // Nobody will read it: dropped, so the caller closes the socket at once.
+    assert!(s.pending_output().is_empty());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn the_client_pings_after_a_quiet_interval_and_gives_up_on_a_silent_server() {
+    let (mut c, mut s) = logged_in();
+    let t = ClientTimers::default();
+    assert_eq!(t.heartbeat, Some(secs(5)));
+    assert_eq!(t.dead_after, Some(secs(20)));
+    assert_eq!(c.poll_timeout(), Some(at(secs(5))));
+    assert_eq!(c.handle_timeout(at(secs(5) - US)), None);
+    assert!(c.pending_output().is_empty());
+    assert_eq!(c.handle_timeout(at(secs(5))), Some(TimerKind::Heartbeat));
+    pump_at(&mut c, &mut s, at(secs(5)));
+    assert_eq!(
+        drain(&mut s).unwrap(),
+        vec![format!(
+            "{:?}",
+            Event::Ping {
+                request_id: 0,
+                payload: b"heartbeat"
+            }
+        )]
+    );
+    // The PONG is a frame from the server: both timers restart from it.
+    let pong_at = at(Duration::from_millis(5_100));
+    pump_at(&mut s, &mut c, pong_at);
+    assert!(matches!(
+        c.poll_event(),
+        Ok(Some(Event::Pong { request_id: 0, .. }))
+    ));
+    assert_eq!(c.poll_timeout(), Some(pong_at + secs(5)));
+    // Silence from here: a PING every 5 s, then the dead-peer timeout 20 s after the PONG.
+    for k in 1..=3 {
+        assert_eq!(
+            c.handle_timeout(pong_at + secs(5 * k)),
+            Some(TimerKind::Heartbeat)
+        );
+        assert_eq!(
+            c.poll_timeout(),
+            Some(pong_at + secs(5 * (k + 1)).min(secs(20)))
+        );
+    }
+    assert_eq!(c.handle_timeout(pong_at + secs(20) - US), None);
+    assert_eq!(
+        c.handle_timeout(pong_at + secs(20)),
+        Some(TimerKind::DeadPeer)
+    );
+    assert!(c.is_closed());
+    assert_eq!(
+        c.error(),
+        Some(&Error::Timeout("no traffic from the server"))
+    );
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn poll_timeout_is_always_the_earliest_pending_deadline() {
+    for idle_ms in [500, 120_000] {
+        let timeouts = ServerTimeouts {
+            idle: Some(Duration::from_millis(idle_ms)),
+            ..ServerTimeouts::default()
+        };
+        let (mut c, mut s) = logged_in_with(timeouts);
+        let idle = |since: Timestamp| since + Duration::from_millis(idle_ms);
+        big_upload(&mut c, &mut s, 1, at(secs(1)));
+        // The upload's request is open, so no idle timer; only the grown receive buffer's
+        // give-back, a second after the last byte moved.
+        assert_eq!(s.poll_timeout(), Some(at(secs(2))));
+        // Answered but not yet written: slow peer (30 s) against idle.
+        s.send_error(1, ErrorCode::Internal, "x").unwrap();
+        assert_eq!(
+            s.poll_timeout(),
+            Some(idle(at(secs(1))).min(at(secs(1 + 30))))
+        );
+        // Written: buffer give-back (1 s after the write) against idle.
+        let n = s.pending_output().len();
+        s.consume_output(n, at(secs(2)));
+        let shrink = at(secs(3));
+        assert_eq!(s.poll_timeout(), Some(idle(at(secs(1))).min(shrink)));
+        if idle(at(secs(1))) < shrink {
+            assert_eq!(s.handle_timeout(idle(at(secs(1)))), Some(TimerKind::Idle));
+            continue;
+        }
+        // The give-back is housekeeping: nothing reported, memory returned, idle remains.
+        let before = s.buffer_capacity();
+        assert!(before >= 64 * 1024, "{before}");
+        assert_eq!(s.handle_timeout(shrink - US), None);
+        assert_eq!(s.buffer_capacity(), before);
+        assert_eq!(s.handle_timeout(shrink), None);
+        assert!(s.buffer_capacity() <= 4096, "{}", s.buffer_capacity());
+        assert_eq!(s.poll_timeout(), Some(idle(at(secs(1)))));
+    }
+}
+
+#[test]
+fn timers_set_to_none_or_zero_never_fire() {
+    let off = ServerTimeouts {
+        handshake: None,
+        idle: Some(Duration::ZERO),
+        slow_peer: None,
+        shrink_after: None,
+    };
+    let mut cfg = ServerConfig::new(ServerKey::from_secret([9; 32]), PARAMS);
+    cfg.set_timeouts(off);
+    let mut s = ServerConn::new(Arc::new(cfg), [2; 32], T0);
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.handle_timeout(Timestamp::from_micros(u64::MAX)), None);
+    assert!(!s.is_closed());
+
+    let (mut c, _s) = logged_in_with(off);
+    let mut ccfg = ClientConfig::new("alice", b"correct horse").unwrap();
+    ccfg.set_timers(ClientTimers {
+        heartbeat: None,
+        dead_after: None,
+    });
+    let mut quiet = ClientConn::new(Arc::new(ccfg), [1; 32], T0);
+    assert_eq!(quiet.poll_timeout(), None);
+    assert_eq!(quiet.handle_timeout(at(secs(1 << 20))), None);
+    // The default client, by contrast, has its dead-peer timer armed from creation.
+    assert!(c.poll_timeout().is_some());
+    assert_eq!(c.handle_timeout(at(secs(5))), Some(TimerKind::Heartbeat));
 }

@@ -123,7 +123,11 @@ impl Client {
         check(unsafe { ffi::np_client_send_stats_request(self.raw, id, ms(timeout)) })
     }
 
-    /// Waits up to `timeout` for the next event.
+    /// Waits up to `timeout` for the next event. The connection's own timers run meanwhile
+    /// (see [`ClientConfig::set_timers`](crate::ClientConfig::set_timers)): a heartbeat PING
+    /// with request id 0 goes out after a quiet interval (its PONG comes back as an event),
+    /// and a server silent for the dead-peer timeout closes the connection and ends the wait
+    /// with `NP_TIMEOUT`; later calls then fail too.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event<'_>> {
         let mut ev = empty_event();
         // SAFETY: live handle; `ev` writable.

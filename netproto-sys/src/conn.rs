@@ -1,9 +1,147 @@
-//! An owned sans-IO connection handle (what the server's event loop drives).
+//! Owned sans-IO connection handles, one type per side: [`ServerConn`] (what the server's
+//! event loop drives) and [`ClientConn`] (the load tester's), plus the conversion between
+//! `std::time::Instant` and the library's microsecond timestamps.
+//!
+//! Trust boundary: the raw `np_conn` pointer never leaves this file. The C ABI has one handle
+//! type for both sides and checks the side at run time; these wrappers expose only their
+//! side's calls, so a wrong-side call does not compile:
+//!
+//! ```compile_fail
+//! fn f(conn: &mut netproto_sys::ServerConn) {
+//!     let _ = conn.send_job(1, "noop", 1, b"x", true);
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn f(conn: &mut netproto_sys::ClientConn) {
+//!     let _ = conn.send_busy(1, 100);
+//! }
+//! ```
+//!
+//! # Timers
+//!
+//! Every call that moves bytes takes `now: Instant`; [`poll_timeout`](ServerConn::poll_timeout)
+//! says when the connection next needs [`handle_timeout`](ServerConn::handle_timeout), which
+//! reports the [`Timer`] that fired. An event loop keeps the earliest deadline of its
+//! connections as its poll timeout:
+//!
+//! ```text
+//! let now = Instant::now();
+//! conn.read_fd(fd, now)?;  while let Some(ev) = conn.poll_event()? { .. }
+//! conn.write_fd(fd, now)?;
+//! if let Some(t) = conn.poll_timeout() { deadlines.push((t, token)) }
+//! // when `t` passes:
+//! match conn.handle_timeout(Instant::now()) { Some(Timer::Idle) => count, .. }
+//! conn.write_fd(fd, now)?;  if conn.is_closed() && conn.pending_output().is_empty() { close }
+//! ```
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::event::{empty_event, Event, ResultInfo};
 use crate::{check, cstring, ffi, ClientConfig, ErrorCode, NpError, Result, ServerConfig};
+
+/// The process-wide origin of the timestamps this crate passes to the library.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// `t` as microseconds since the process-wide base (an instant from before the base, taken
+/// before this crate's first conversion, counts as the base).
+pub fn micros(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base()).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The instant a timestamp from [`micros`] stands for (the far future if out of range).
+pub fn instant(us: u64) -> Instant {
+    let b = base();
+    b.checked_add(Duration::from_micros(us))
+        .or_else(|| b.checked_add(Duration::from_secs(u32::MAX as u64)))
+        .unwrap_or(b)
+}
+
+/// Which timer [`ServerConn::handle_timeout`] or [`ClientConn::handle_timeout`] acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Server: handshake and login took too long; ERROR HANDSHAKE_TIMEOUT queued, closed.
+    Handshake,
+    /// Server: idle while logged in with nothing outstanding; ERROR IDLE_TIMEOUT queued,
+    /// closed.
+    Idle,
+    /// Server: the peer took none of its output for the slow-peer timeout; output dropped,
+    /// closed: close the socket now.
+    SlowPeer,
+    /// Client: a heartbeat PING (request id 0) is queued.
+    Heartbeat,
+    /// Client: the server stayed silent for the dead-peer timeout; closed.
+    DeadPeer,
+}
+
+impl Timer {
+    fn from_raw(t: ffi::np_timer) -> Option<Timer> {
+        match t {
+            ffi::NP_TIMER_HANDSHAKE => Some(Timer::Handshake),
+            ffi::NP_TIMER_IDLE => Some(Timer::Idle),
+            ffi::NP_TIMER_SLOW_PEER => Some(Timer::SlowPeer),
+            ffi::NP_TIMER_HEARTBEAT => Some(Timer::Heartbeat),
+            ffi::NP_TIMER_DEAD_PEER => Some(Timer::DeadPeer),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Timer::Handshake => "handshake",
+            Timer::Idle => "idle",
+            Timer::SlowPeer => "slow-peer",
+            Timer::Heartbeat => "heartbeat",
+            Timer::DeadPeer => "dead-peer",
+        }
+    }
+}
+
+/// Milliseconds for the C setters: `None` or zero is 0 ("off").
+fn ms_or_off(d: Option<Duration>) -> u32 {
+    d.map_or(0, |d| d.as_millis().clamp(1, u32::MAX as u128) as u32)
+}
+
+impl ServerConfig {
+    /// Sets the handshake+login, idle and slow-peer timeouts of connections made from this
+    /// config (`None` turns one off). Before any connection is made: afterwards an error.
+    pub fn set_timeouts(
+        &mut self,
+        handshake: Option<Duration>,
+        idle: Option<Duration>,
+        slow_peer: Option<Duration>,
+    ) -> Result<()> {
+        // SAFETY: live config handle, exclusively borrowed.
+        check(unsafe {
+            ffi::np_server_config_set_timeouts(
+                self.raw,
+                ms_or_off(handshake),
+                ms_or_off(idle),
+                ms_or_off(slow_peer),
+            )
+        })
+    }
+}
+
+impl ClientConfig {
+    /// Sets the heartbeat interval and dead-peer timeout of connections made from this config
+    /// (`None` turns one off). Before any connection is made: afterwards an error.
+    pub fn set_timers(
+        &mut self,
+        heartbeat: Option<Duration>,
+        dead_after: Option<Duration>,
+    ) -> Result<()> {
+        // SAFETY: live config handle, exclusively borrowed.
+        check(unsafe {
+            ffi::np_client_config_set_timers(self.raw, ms_or_off(heartbeat), ms_or_off(dead_after))
+        })
+    }
+}
 
 /// Outcome of one non-blocking read into a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,48 +153,38 @@ pub enum ReadStatus {
     Eof,
 }
 
-pub struct Conn {
+/// The owned handle both sides share; only this file sees it.
+struct RawConn {
     raw: *mut ffi::np_conn,
 }
 
-// SAFETY: a connection is used by one thread at a time (`&mut self` everywhere that mutates);
-// the library keeps no thread-local state in it.
-unsafe impl Send for Conn {}
-
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Conn")
+impl Drop for RawConn {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from np_conn_new_*_at and is freed once.
+        unsafe { ffi::np_conn_free(self.raw) }
     }
 }
 
-impl Conn {
-    pub fn new_server(cfg: &ServerConfig) -> Result<Conn> {
+impl RawConn {
+    fn new(f: impl FnOnce(*mut *mut ffi::np_conn) -> ffi::np_status) -> Result<RawConn> {
         let mut raw = std::ptr::null_mut();
-        // SAFETY: live config handle and writable out-pointer.
-        check(unsafe { ffi::np_conn_new_server(cfg.raw, &mut raw) })?;
-        Ok(Conn { raw })
+        check(f(&mut raw))?;
+        Ok(RawConn { raw })
     }
 
-    pub fn new_client(cfg: &ClientConfig) -> Result<Conn> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: live config handle and writable out-pointer.
-        check(unsafe { ffi::np_conn_new_client(cfg.raw, &mut raw) })?;
-        Ok(Conn { raw })
-    }
-
-    /// Appends received bytes; returns how many were taken.
-    pub fn feed(&mut self, data: &[u8]) -> Result<usize> {
+    fn feed(&mut self, data: &[u8], now: Instant) -> Result<usize> {
         let mut n = 0;
         // SAFETY: live handle; `data` valid for its length; `n` writable.
-        check(unsafe { ffi::np_conn_feed(self.raw, data.as_ptr(), data.len(), &mut n) })?;
+        check(unsafe {
+            ffi::np_conn_feed_at(self.raw, data.as_ptr(), data.len(), micros(now), &mut n)
+        })?;
         Ok(n)
     }
 
-    /// One non-blocking read from `fd`.
-    pub fn read_fd(&mut self, fd: BorrowedFd<'_>) -> Result<ReadStatus> {
+    fn read_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<ReadStatus> {
         let mut n = 0;
         // SAFETY: live handle; `fd` is open for the call (borrowed).
-        match unsafe { ffi::np_conn_read_fd(self.raw, fd.as_raw_fd(), &mut n) } {
+        match unsafe { ffi::np_conn_read_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut n) } {
             ffi::NP_OK => Ok(ReadStatus::Data(n)),
             ffi::NP_WOULD_BLOCK => Ok(ReadStatus::WouldBlock),
             ffi::NP_INPUT_FULL => Ok(ReadStatus::Full),
@@ -65,15 +193,16 @@ impl Conn {
         }
     }
 
-    /// Writes pending output to a non-blocking `fd`; returns the bytes still pending.
-    pub fn write_fd(&mut self, fd: BorrowedFd<'_>) -> Result<usize> {
+    fn write_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<usize> {
         let mut pending = 0;
         // SAFETY: live handle; `fd` open for the call.
-        check(unsafe { ffi::np_conn_write_fd(self.raw, fd.as_raw_fd(), &mut pending) })?;
+        check(unsafe {
+            ffi::np_conn_write_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut pending)
+        })?;
         Ok(pending)
     }
 
-    pub fn pending_output(&self) -> &[u8] {
+    fn pending_output(&self) -> &[u8] {
         let mut p = std::ptr::null();
         let mut n = 0;
         // SAFETY: live handle, writable outputs; the slice lives until the next &mut call.
@@ -85,14 +214,12 @@ impl Conn {
         unsafe { std::slice::from_raw_parts(p, n) }
     }
 
-    pub fn consume_output(&mut self, n: usize) {
+    fn consume_output(&mut self, n: usize, now: Instant) {
         // SAFETY: live handle.
-        unsafe { ffi::np_conn_consume_output(self.raw, n) };
+        unsafe { ffi::np_conn_consume_output_at(self.raw, n, micros(now)) };
     }
 
-    /// The next event, `None` if more input is needed, or the fatal error that closed the
-    /// connection (flush pending output, then close).
-    pub fn poll_event(&mut self) -> Result<Option<Event<'_>>> {
+    fn poll_event(&mut self) -> Result<Option<Event<'_>>> {
         let mut ev = empty_event();
         // SAFETY: live handle; `ev` writable.
         match unsafe { ffi::np_conn_poll_event(self.raw, &mut ev) } {
@@ -104,31 +231,245 @@ impl Conn {
         }
     }
 
-    pub fn trust_server_key(&mut self, accept: bool) -> Result<()> {
-        // SAFETY: live handle.
-        check(unsafe { ffi::np_conn_trust_server_key(self.raw, accept) })
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = 0u64;
+        // SAFETY: live handle; `t` writable.
+        match unsafe { ffi::np_conn_poll_timeout(self.raw, &mut t) } {
+            ffi::NP_OK => Some(instant(t)),
+            _ => None,
+        }
     }
 
-    /// Frees buffer memory while nothing is buffered (for connections gone idle).
-    pub fn shrink(&mut self) {
+    fn handle_timeout(&mut self, now: Instant) -> Option<Timer> {
+        let mut fired = ffi::NP_TIMER_NONE;
+        // SAFETY: live handle; `fired` writable.
+        let s = unsafe { ffi::np_conn_handle_timeout(self.raw, micros(now), &mut fired) };
+        if s != ffi::NP_OK {
+            return None;
+        }
+        Timer::from_raw(fired)
+    }
+
+    fn shrink(&mut self) {
         // SAFETY: live handle.
         unsafe { ffi::np_conn_shrink(self.raw) };
     }
 
-    pub fn is_ready(&self) -> bool {
+    fn is_ready(&self) -> bool {
         // SAFETY: live handle.
         unsafe { ffi::np_conn_is_ready(self.raw) }
     }
 
-    pub fn is_closed(&self) -> bool {
+    fn is_closed(&self) -> bool {
         // SAFETY: live handle.
         unsafe { ffi::np_conn_is_closed(self.raw) }
     }
 
+    fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
+        let t = cstring(&text.replace('\0', " "))?;
+        // SAFETY: live handle; valid string.
+        check(unsafe { ffi::np_conn_send_error(self.raw, id, code as u16, t.as_ptr()) })
+    }
+
+    fn send_ping(&mut self, id: u64, payload: &[u8]) -> Result<()> {
+        // SAFETY: live handle; valid slice.
+        check(unsafe { ffi::np_conn_send_ping(self.raw, id, payload.as_ptr(), payload.len()) })
+    }
+
+    fn send_bye(&mut self) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { ffi::np_conn_send_bye(self.raw) })
+    }
+}
+
+/// The calls both sides have, forwarded to the shared handle.
+macro_rules! common_methods {
+    () => {
+        /// Appends bytes received at `now`; returns how many were taken.
+        pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<usize> {
+            self.0.feed(data, now)
+        }
+
+        /// One non-blocking read from `fd` at `now`.
+        pub fn read_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<ReadStatus> {
+            self.0.read_fd(fd, now)
+        }
+
+        /// Writes pending output to a non-blocking `fd` at `now`; returns the bytes still
+        /// pending.
+        pub fn write_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<usize> {
+            self.0.write_fd(fd, now)
+        }
+
+        pub fn pending_output(&self) -> &[u8] {
+            self.0.pending_output()
+        }
+
+        /// Marks `n` bytes of the pending output as written at `now`.
+        pub fn consume_output(&mut self, n: usize, now: Instant) {
+            self.0.consume_output(n, now)
+        }
+
+        /// The next event, `None` if more input is needed, or the fatal error that closed the
+        /// connection (flush pending output, then close).
+        pub fn poll_event(&mut self) -> Result<Option<Event<'_>>> {
+            self.0.poll_event()
+        }
+
+        /// When the connection next needs [`handle_timeout`](Self::handle_timeout); `None`
+        /// when no timer is armed. Ask again after every call that moved bytes.
+        pub fn poll_timeout(&self) -> Option<Instant> {
+            self.0.poll_timeout()
+        }
+
+        /// Acts on the timers due at `now`; says which one fired. Flush afterwards, and
+        /// close once flushed if [`is_closed`](Self::is_closed).
+        pub fn handle_timeout(&mut self, now: Instant) -> Option<Timer> {
+            self.0.handle_timeout(now)
+        }
+
+        /// Frees buffer memory while nothing is buffered (for connections gone idle).
+        pub fn shrink(&mut self) {
+            self.0.shrink()
+        }
+
+        pub fn is_ready(&self) -> bool {
+            self.0.is_ready()
+        }
+
+        pub fn is_closed(&self) -> bool {
+            self.0.is_closed()
+        }
+
+        /// An ERROR for request `id` (0: the connection); allowed before the handshake too.
+        pub fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
+            self.0.send_error(id, code, text)
+        }
+
+        pub fn send_ping(&mut self, id: u64, payload: &[u8]) -> Result<()> {
+            self.0.send_ping(id, payload)
+        }
+
+        pub fn send_bye(&mut self) -> Result<()> {
+            self.0.send_bye()
+        }
+    };
+}
+
+/// A server-side connection: answers jobs and enforces the handshake, idle and slow-peer
+/// timeouts of its config.
+pub struct ServerConn(RawConn);
+
+/// A client-side connection: sends jobs, decides about the server key, keeps a heartbeat.
+pub struct ClientConn(RawConn);
+
+// SAFETY: a connection is used by one thread at a time (`&mut self` everywhere that mutates);
+// the library keeps no thread-local state in it.
+unsafe impl Send for ServerConn {}
+// SAFETY: as above.
+unsafe impl Send for ClientConn {}
+
+impl std::fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerConn")
+    }
+}
+
+impl std::fmt::Debug for ClientConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientConn")
+    }
+}
+
+impl ServerConn {
+    /// A connection accepted at `now`, awaiting HELLO; the handshake timeout runs from `now`.
+    pub fn new(cfg: &ServerConfig, now: Instant) -> Result<ServerConn> {
+        // SAFETY: live config handle and writable out-pointer.
+        RawConn::new(|out| unsafe { ffi::np_conn_new_server_at(cfg.raw, micros(now), out) })
+            .map(ServerConn)
+    }
+
+    common_methods!();
+
     pub fn user(&self) -> String {
         // SAFETY: live handle; buffers from text_out.
-        crate::text_out(|o, c, l| unsafe { ffi::np_conn_user(self.raw, o, c, l) })
+        crate::text_out(|o, c, l| unsafe { ffi::np_conn_user(self.0.raw, o, c, l) })
             .unwrap_or_default()
+    }
+
+    /// Starts the result of job `id`; `data` is the first chunk.
+    pub fn send_result(
+        &mut self,
+        id: u64,
+        info: &ResultInfo,
+        data: &[u8],
+        last: bool,
+    ) -> Result<()> {
+        // SAFETY: live handle; valid struct and slice.
+        check(unsafe {
+            ffi::np_conn_send_result(self.0.raw, id, info, data.as_ptr(), data.len(), last)
+        })
+    }
+
+    pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
+        // SAFETY: live handle; valid slice.
+        check(unsafe {
+            ffi::np_conn_send_result_data(self.0.raw, id, data.as_ptr(), data.len(), last)
+        })
+    }
+
+    /// Refuses request `id` and drops the rest of its upload.
+    pub fn reject_request(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
+        let t = cstring(&text.replace('\0', " "))?;
+        // SAFETY: live handle; valid string.
+        check(unsafe { ffi::np_conn_reject_request(self.0.raw, id, code as u16, t.as_ptr()) })
+    }
+
+    pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { ffi::np_conn_send_busy(self.0.raw, id, retry_after_ms) })
+    }
+
+    pub fn send_shutdown(&mut self, grace_ms: u32) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { ffi::np_conn_send_shutdown(self.0.raw, grace_ms) })
+    }
+
+    pub fn send_stats(&mut self, id: u64, entries: &[(&str, u64)]) -> Result<()> {
+        let names: Vec<std::ffi::CString> = entries
+            .iter()
+            .map(|(n, _)| cstring(n))
+            .collect::<Result<_>>()?;
+        let ptrs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let values: Vec<u64> = entries.iter().map(|(_, v)| *v).collect();
+        // SAFETY: live handle; both arrays hold entries.len() valid elements.
+        check(unsafe {
+            ffi::np_conn_send_stats(
+                self.0.raw,
+                id,
+                ptrs.as_ptr(),
+                values.as_ptr(),
+                entries.len(),
+            )
+        })
+    }
+}
+
+impl ClientConn {
+    /// A connection created at `now`; its HELLO is already pending.
+    pub fn new(cfg: &ClientConfig, now: Instant) -> Result<ClientConn> {
+        // SAFETY: live config handle and writable out-pointer.
+        RawConn::new(|out| unsafe { ffi::np_conn_new_client_at(cfg.raw, micros(now), out) })
+            .map(ClientConn)
+    }
+
+    common_methods!();
+
+    /// Accepts or refuses the server key from [`Event::ServerKey`]; login starts only after
+    /// acceptance.
+    pub fn trust_server_key(&mut self, accept: bool) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { ffi::np_conn_trust_server_key(self.0.raw, accept) })
     }
 
     pub fn send_job(
@@ -143,7 +484,7 @@ impl Conn {
         // SAFETY: live handle; valid string and slice.
         check(unsafe {
             ffi::np_conn_send_job(
-                self.raw,
+                self.0.raw,
                 id,
                 s.as_ptr(),
                 total_len,
@@ -156,83 +497,27 @@ impl Conn {
 
     pub fn send_job_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
         // SAFETY: live handle; valid slice.
-        check(unsafe { ffi::np_conn_send_job_data(self.raw, id, data.as_ptr(), data.len(), last) })
-    }
-
-    pub fn send_result(
-        &mut self,
-        id: u64,
-        info: &ResultInfo,
-        data: &[u8],
-        last: bool,
-    ) -> Result<()> {
-        // SAFETY: live handle; valid struct and slice.
         check(unsafe {
-            ffi::np_conn_send_result(self.raw, id, info, data.as_ptr(), data.len(), last)
-        })
-    }
-
-    pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
-        // SAFETY: live handle; valid slice.
-        check(unsafe {
-            ffi::np_conn_send_result_data(self.raw, id, data.as_ptr(), data.len(), last)
-        })
-    }
-
-    pub fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
-        let t = cstring(&text.replace('\0', " "))?;
-        // SAFETY: live handle; valid string.
-        check(unsafe { ffi::np_conn_send_error(self.raw, id, code as u16, t.as_ptr()) })
-    }
-
-    pub fn reject_request(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
-        let t = cstring(&text.replace('\0', " "))?;
-        // SAFETY: live handle; valid string.
-        check(unsafe { ffi::np_conn_reject_request(self.raw, id, code as u16, t.as_ptr()) })
-    }
-
-    pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<()> {
-        // SAFETY: live handle.
-        check(unsafe { ffi::np_conn_send_busy(self.raw, id, retry_after_ms) })
-    }
-
-    pub fn send_shutdown(&mut self, grace_ms: u32) -> Result<()> {
-        // SAFETY: live handle.
-        check(unsafe { ffi::np_conn_send_shutdown(self.raw, grace_ms) })
-    }
-
-    pub fn send_stats(&mut self, id: u64, entries: &[(&str, u64)]) -> Result<()> {
-        let names: Vec<std::ffi::CString> = entries
-            .iter()
-            .map(|(n, _)| cstring(n))
-            .collect::<Result<_>>()?;
-        let ptrs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        let values: Vec<u64> = entries.iter().map(|(_, v)| *v).collect();
-        // SAFETY: live handle; both arrays hold entries.len() valid elements.
-        check(unsafe {
-            ffi::np_conn_send_stats(self.raw, id, ptrs.as_ptr(), values.as_ptr(), entries.len())
+            ffi::np_conn_send_job_data(self.0.raw, id, data.as_ptr(), data.len(), last)
         })
     }
 
     pub fn send_stats_request(&mut self, id: u64) -> Result<()> {
         // SAFETY: live handle.
-        check(unsafe { ffi::np_conn_send_stats_request(self.raw, id) })
-    }
-
-    pub fn send_ping(&mut self, id: u64, payload: &[u8]) -> Result<()> {
-        // SAFETY: live handle; valid slice.
-        check(unsafe { ffi::np_conn_send_ping(self.raw, id, payload.as_ptr(), payload.len()) })
-    }
-
-    pub fn send_bye(&mut self) -> Result<()> {
-        // SAFETY: live handle.
-        check(unsafe { ffi::np_conn_send_bye(self.raw) })
+        check(unsafe { ffi::np_conn_send_stats_request(self.0.raw, id) })
     }
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // SAFETY: `raw` came from np_conn_new_* and is freed once.
-        unsafe { ffi::np_conn_free(self.raw) }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_round_trip_through_microseconds() {
+        let t = Instant::now() + Duration::from_millis(1500);
+        let back = instant(micros(t));
+        // Sub-microsecond parts are dropped, never more.
+        assert!(back <= t && t.duration_since(back) < Duration::from_micros(1));
+        assert_eq!(micros(base()), 0);
     }
 }

@@ -302,3 +302,66 @@ extern "C" {
     pub fn np_client_fd(client: *const np_client) -> i32;
     pub fn np_client_close(client: *mut np_client);
 }
+
+// ----- connection timers and times (the end of capi/conn.rs and capi/config.rs) -----
+
+/// Which timer `np_conn_handle_timeout` acted on (`enum np_timer` in the header).
+pub type np_timer = u32;
+pub const NP_TIMER_NONE: np_timer = 0;
+pub const NP_TIMER_HANDSHAKE: np_timer = 1;
+pub const NP_TIMER_IDLE: np_timer = 2;
+pub const NP_TIMER_SLOW_PEER: np_timer = 3;
+pub const NP_TIMER_HEARTBEAT: np_timer = 4;
+pub const NP_TIMER_DEAD_PEER: np_timer = 5;
+
+extern "C" {
+    pub fn np_now_us() -> u64;
+    pub fn np_conn_new_server_at(
+        cfg: *const np_server_config,
+        now_us: u64,
+        out: *mut *mut np_conn,
+    ) -> np_status;
+    pub fn np_conn_new_client_at(
+        cfg: *const np_client_config,
+        now_us: u64,
+        out: *mut *mut np_conn,
+    ) -> np_status;
+    pub fn np_conn_feed_at(
+        conn: *mut np_conn,
+        data: *const u8,
+        len: usize,
+        now_us: u64,
+        consumed: *mut usize,
+    ) -> np_status;
+    pub fn np_conn_read_fd_at(
+        conn: *mut np_conn,
+        fd: i32,
+        now_us: u64,
+        nread: *mut usize,
+    ) -> np_status;
+    pub fn np_conn_write_fd_at(
+        conn: *mut np_conn,
+        fd: i32,
+        now_us: u64,
+        pending: *mut usize,
+    ) -> np_status;
+    pub fn np_conn_consume_output_at(conn: *mut np_conn, n: usize, now_us: u64) -> np_status;
+    pub fn np_conn_poll_timeout(conn: *const np_conn, deadline_us: *mut u64) -> np_status;
+    pub fn np_conn_handle_timeout(
+        conn: *mut np_conn,
+        now_us: u64,
+        fired: *mut np_timer,
+    ) -> np_status;
+    pub fn np_conn_is_server(conn: *const np_conn) -> bool;
+    pub fn np_server_config_set_timeouts(
+        cfg: *mut np_server_config,
+        handshake_ms: u32,
+        idle_ms: u32,
+        slow_peer_ms: u32,
+    ) -> np_status;
+    pub fn np_client_config_set_timers(
+        cfg: *mut np_client_config,
+        heartbeat_ms: u32,
+        dead_after_ms: u32,
+    ) -> np_status;
+}

@@ -20,7 +20,7 @@ use std::ffi::{c_char, CStr, CString};
 
 pub use client::Client;
 pub use config::{ClientConfig, ServerConfig, ServerParams};
-pub use conn::{Conn, ReadStatus};
+pub use conn::{instant, micros, ClientConn, ReadStatus, ServerConn, Timer};
 pub use error::{ErrorCode, NpError, Result};
 pub use event::{Event, ResultInfo};
 

@@ -14,7 +14,7 @@ use netproto_sys::{Client, ClientConfig, Event, ResultInfo};
 use crate::{PASSWORD, USER};
 
 /// The sans-IO connection type of netproto-sys, named once here.
-pub use netproto_sys::Conn as SansIoConn;
+pub use netproto_sys::ClientConn;
 
 /// Chunk size of uploads (the protocol's frames carry at most 64 KiB of data).
 const CHUNK: usize = 65536;
@@ -155,7 +155,7 @@ pub fn read_until_close(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
 /// reorder or reflect its encrypted frames.
 pub struct RawSession {
     pub s: TcpStream,
-    pub conn: SansIoConn,
+    pub conn: ClientConn,
     /// Everything the server sent, as received.
     pub seen: Vec<u8>,
 }
@@ -170,7 +170,7 @@ impl RawSession {
     /// Handshake (trusting the server's key) and login.
     pub fn login(addr: &str) -> RawSession {
         let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
-        let conn = SansIoConn::new_client(&cfg).unwrap();
+        let conn = ClientConn::new(&cfg, Instant::now()).unwrap();
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut r = RawSession {
@@ -201,7 +201,7 @@ impl RawSession {
     /// Takes what the connection wants to send without sending it.
     pub fn take_output(&mut self) -> Vec<u8> {
         let out = self.conn.pending_output().to_vec();
-        self.conn.consume_output(out.len());
+        self.conn.consume_output(out.len(), Instant::now());
         out
     }
 
@@ -230,7 +230,7 @@ impl RawSession {
                 Ok(0) | Err(_) => return "closed".into(),
                 Ok(n) => {
                     self.seen.extend_from_slice(&buf[..n]);
-                    self.conn.feed(&buf[..n]).unwrap();
+                    self.conn.feed(&buf[..n], Instant::now()).unwrap();
                 }
             }
         }

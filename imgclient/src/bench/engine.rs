@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use netproto_sys::{ffi, Conn, Event, NpError, ReadStatus};
+use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus};
 
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
@@ -68,7 +68,7 @@ struct Link {
     token: usize,
     phase: Phase,
     stream: Option<TcpStream>,
-    conn: Option<Conn>,
+    conn: Option<ClientConn>,
     /// WRITABLE is registered (only while output is pending, or while connecting).
     want_write: bool,
     next_id: u64,
@@ -457,7 +457,7 @@ impl Ctx {
         let (Some(stream), Some(conn)) = (l.stream.as_mut(), l.conn.as_mut()) else {
             return Ok(0);
         };
-        let left = conn.write_fd(stream.as_fd())?;
+        let left = conn.write_fd(stream.as_fd(), Instant::now())?;
         let want = left > 0;
         if want != l.want_write {
             let interest = if want {
@@ -474,7 +474,7 @@ impl Ctx {
     }
 
     fn connect(&mut self, l: &mut Link, now: Instant) {
-        let result = (|| -> Result<(TcpStream, Conn), NpError> {
+        let result = (|| -> Result<(TcpStream, ClientConn), NpError> {
             let addr = self.addr.ok_or_else(|| NpError {
                 status: ffi::NP_IO,
                 message: format!("cannot resolve {}", self.plan.connector.addr),
@@ -489,7 +489,7 @@ impl Ctx {
                     Interest::READABLE | Interest::WRITABLE,
                 )
                 .map_err(|e| io_error(&e))?;
-            let conn = Conn::new_client(self.plan.connector.config())?;
+            let conn = ClientConn::new(self.plan.connector.config(), Instant::now())?;
             Ok((stream, conn))
         })();
         match result {
@@ -522,7 +522,7 @@ impl Ctx {
                 }
             }
             // mio is edge-triggered: read until the socket says "would block".
-            let status = conn.read_fd(stream.as_fd())?;
+            let status = conn.read_fd(stream.as_fd(), Instant::now())?;
             self.handle_events(l)?;
             match status {
                 ReadStatus::Data(_) | ReadStatus::Full => {}

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use netproto_sys::{Conn, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerParams};
+use netproto_sys::{
+    ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
+};
 
 use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
 use crate::cli::ServeArgs;
@@ -36,6 +38,15 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
     };
     let mut cfg =
         ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
+    // The connections keep these deadlines themselves (libnetproto's timers); this part only
+    // asks them, on its sweep, whether one has passed.
+    let on = |secs: f64| (secs > 0.0).then(|| ServeArgs::secs(secs));
+    cfg.set_timeouts(
+        on(args.handshake_timeout),
+        on(args.idle_timeout),
+        on(args.slow_client_timeout),
+    )
+    .map_err(|e| format!("connection timeouts: {e}"))?;
     let users = state::read_users(dir)
         .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
     for (name, verifier) in &users {
@@ -62,7 +73,9 @@ pub fn log_key(cfg: &ServerConfig, dir: &Path) {
     );
 }
 
-/// The limits this part enforces (from the command line).
+/// The limits this part enforces (from the command line). The timeouts are enforced by each
+/// connection's own timers (set on the [`ServerConfig`] by [`load_config`]); they are here for
+/// the log lines that report them.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_conns: usize,
@@ -91,11 +104,8 @@ pub trait Requests {
 struct Client {
     gen: u64,
     stream: TcpStream,
-    conn: Conn,
+    conn: ServerConn,
     peer: SocketAddr,
-    accepted: Instant,
-    last_rx: Instant,
-    last_tx_progress: Instant,
     logged_in: bool,
     /// Flush the pending output, then close.
     closing: bool,
@@ -200,7 +210,8 @@ impl Conns {
             };
             let _ = stream.set_nodelay(true);
             let g = &self.stats.get().global;
-            let conn = match Conn::new_server(&self.server_cfg) {
+            let now = Instant::now();
+            let conn = match ServerConn::new(&self.server_cfg, now) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("connection from {peer}: {e}");
@@ -219,7 +230,7 @@ impl Conns {
                         self.limits.max_conns
                     ),
                 );
-                let _ = conn.write_fd(stream.as_fd());
+                let _ = conn.write_fd(stream.as_fd(), now);
                 debug!("refused {peer}: too many connections");
                 continue;
             }
@@ -235,7 +246,6 @@ impl Conns {
                 self.free.push(k);
                 continue;
             }
-            let now = Instant::now();
             let gen = self.next_gen;
             self.next_gen += 1;
             self.clients[k] = Some(Client {
@@ -243,9 +253,6 @@ impl Conns {
                 stream,
                 conn,
                 peer,
-                accepted: now,
-                last_rx: now,
-                last_tx_progress: now,
                 logged_in: false,
                 closing: false,
                 want_write: false,
@@ -287,9 +294,8 @@ impl Conns {
             if c.closing {
                 return;
             }
-            match c.conn.read_fd(c.stream.as_fd()) {
+            match c.conn.read_fd(c.stream.as_fd(), Instant::now()) {
                 Ok(ReadStatus::Data(n)) => {
-                    c.last_rx = Instant::now();
                     stats::add(&self.stats.get().global.bytes_in, n as u64);
                     self.process(k, h);
                 }
@@ -422,7 +428,7 @@ impl Conns {
             return;
         };
         let before = c.conn.pending_output().len();
-        let pending = match c.conn.write_fd(c.stream.as_fd()) {
+        let pending = match c.conn.write_fd(c.stream.as_fd(), Instant::now()) {
             Ok(p) => p,
             Err(e) => {
                 debug!("conn {} write: {e}", c.gen);
@@ -431,7 +437,6 @@ impl Conns {
             }
         };
         if pending < before {
-            c.last_tx_progress = Instant::now();
             stats::add(
                 &self.stats.get().global.bytes_out,
                 (before - pending) as u64,
@@ -475,60 +480,44 @@ impl Conns {
         debug!("conn {} from {} closed: {why}", c.gen, c.peer);
     }
 
-    /// Handshake, idle and slow-client timeouts. `has_requests` says whether a connection
-    /// still waits for answers (it is not idle then).
-    pub fn sweep_timeouts(&mut self, has_requests: impl Fn(ConnRef) -> bool) {
-        let now = Instant::now();
-        let hs = self.limits.handshake_timeout;
-        let idle = self.limits.idle_timeout;
-        let slow = self.limits.slow_client_timeout;
+    /// Acts on the connections' own timers that have passed (handshake, idle, slow client;
+    /// a connection also gives back grown buffers after a quiet second, unreported). The
+    /// connection decides and queues the ERROR; this part logs, closes and counts.
+    pub fn sweep_timeouts(&mut self, now: Instant) {
         for k in 0..self.clients.len() {
             let Some(c) = self.clients[k].as_mut() else {
                 continue;
             };
-            let pending = !c.conn.pending_output().is_empty();
-            if pending && now.duration_since(c.last_tx_progress) > slow {
-                info!(
-                    "conn {} from {}: not reading its output for {:.0} s; closing",
-                    c.gen,
-                    c.peer,
-                    slow.as_secs_f64()
-                );
-                self.close(k, "slow client");
+            if c.conn.poll_timeout().is_none_or(|t| t > now) {
                 continue;
             }
-            if c.closing {
-                // Output stuck behind a closing peer is bounded by the slow-client timeout.
-                continue;
+            let (gen, peer) = (c.gen, c.peer);
+            match c.conn.handle_timeout(now) {
+                None => {}
+                Some(Timer::SlowPeer) => {
+                    info!(
+                        "conn {gen} from {peer}: not reading its output for {:.0} s; closing",
+                        self.limits.slow_client_timeout.as_secs_f64()
+                    );
+                    self.close(k, "slow client");
+                }
+                Some(t @ (Timer::Handshake | Timer::Idle)) => {
+                    let limit = if t == Timer::Handshake {
+                        self.limits.handshake_timeout
+                    } else {
+                        self.limits.idle_timeout
+                    };
+                    debug!(
+                        "conn {gen}: {} timeout ({:.0} s)",
+                        t.name(),
+                        limit.as_secs_f64()
+                    );
+                    c.closing = true;
+                    self.flush(k);
+                }
+                // Client-side timers; a server connection has none.
+                Some(Timer::Heartbeat | Timer::DeadPeer) => {}
             }
-            if !pending && now.duration_since(c.last_rx) > Duration::from_secs(1) {
-                // Idle for a second: give back buffers a large transfer grew.
-                c.conn.shrink();
-            }
-            let busy = has_requests(ConnRef {
-                index: k,
-                gen: c.gen,
-            });
-            let (code, text) = if !c.logged_in && now.duration_since(c.accepted) > hs {
-                (
-                    ErrorCode::HandshakeTimeout,
-                    format!(
-                        "handshake and login must finish within {:.0} s",
-                        hs.as_secs_f64()
-                    ),
-                )
-            } else if c.logged_in && !busy && now.duration_since(c.last_rx) > idle {
-                (
-                    ErrorCode::IdleTimeout,
-                    format!("no traffic for {:.0} s", idle.as_secs_f64()),
-                )
-            } else {
-                continue;
-            };
-            debug!("conn {}: {}", c.gen, text);
-            let _ = c.conn.send_error(0, code, &text);
-            c.closing = true;
-            self.flush(k);
         }
     }
 
@@ -553,7 +542,7 @@ impl Conns {
                 }
                 // One last non-blocking flush; a client that cannot take it loses nothing it
                 // was promised beyond the SHUTDOWN notice it already has.
-                let _ = c.conn.write_fd(c.stream.as_fd());
+                let _ = c.conn.write_fd(c.stream.as_fd(), Instant::now());
             }
             self.close(k, "server shutdown");
         }
@@ -595,7 +584,7 @@ fn result_info(m: &ResultMeta) -> ResultInfo {
 
 /// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most 64 KiB.
 fn send_result(
-    conn: &mut Conn,
+    conn: &mut ServerConn,
     req: u64,
     info: &ResultInfo,
     out: &[u8],

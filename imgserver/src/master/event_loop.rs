@@ -212,8 +212,7 @@ impl Master {
                 let healthy = self.pool.any_healthy();
                 let (jobs, mut fx) = self.apply();
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
-                let jobs = &self.jobs;
-                self.conns.sweep_timeouts(|c| jobs.has_requests(c));
+                self.conns.sweep_timeouts(Instant::now());
             }
             self.settle_closed();
             if signals::take_reload() {

@@ -173,3 +173,63 @@ pub unsafe extern "C" fn np_server_config_free(cfg: *mut np_server_config) {
         }
     })
 }
+
+// ----- timer settings (new functions stay at the end of this file) -----
+
+/// `None` for 0 ("off"), else the duration in milliseconds.
+fn ms_or_off(ms: u32) -> Option<std::time::Duration> {
+    (ms != 0).then(|| std::time::Duration::from_millis(ms as u64))
+}
+
+/// Sets the server connections' handshake+login, idle and slow-peer timeouts in
+/// milliseconds (0 turns one off; the defaults are 10 000, 120 000 and 30 000). Only before
+/// the config is shared by a connection: afterwards NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_set_timeouts(
+    cfg: *mut np_server_config,
+    handshake_ms: u32,
+    idle_ms: u32,
+    slow_peer_ms: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        let mut t = inner.timeouts();
+        t.handshake = ms_or_off(handshake_ms);
+        t.idle = ms_or_off(idle_ms);
+        t.slow_peer = ms_or_off(slow_peer_ms);
+        inner.set_timeouts(t);
+        Ok(NP_OK)
+    })
+}
+
+/// Sets the client connections' heartbeat interval (a PING after this long without a frame
+/// from the server) and dead-peer timeout in milliseconds (0 turns one off; the defaults are
+/// 5 000 and 20 000). Only before the config is shared by a connection: afterwards
+/// NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn np_client_config_set_timers(
+    cfg: *mut np_client_config,
+    heartbeat_ms: u32,
+    dead_after_ms: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "client config already in use by connections"))?;
+        inner.set_timers(crate::conn::ClientTimers {
+            heartbeat: ms_or_off(heartbeat_ms),
+            dead_after: ms_or_off(dead_after_ms),
+        });
+        Ok(NP_OK)
+    })
+}

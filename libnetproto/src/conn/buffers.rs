@@ -1,0 +1,169 @@
+//! The connection's receive and send buffers: how bytes get in and out, how they grow, and
+//! when they are given back.
+//!
+//! Trust boundary: the peer controls how many bytes arrive; input is capped at
+//! `MAX_BUFFERED_INPUT` whatever the caller offers, and the caller must drain events to make
+//! room. Every entry point where bytes move takes the caller's `now`, which stamps the
+//! activity the timers measure (see `Clock`).
+
+use super::time::Timestamp;
+use super::{Conn, Side};
+use crate::limits::MAX_BUFFERED_INPUT;
+
+/// A buffer larger than this has grown for a transfer and is given back when idle.
+pub(super) const SMALL_BUFFER: usize = 4096;
+
+impl<S: Side> Conn<S> {
+    fn buffered(&self) -> usize {
+        self.rx_end - self.rx_start
+    }
+
+    /// Input bytes not yet turned into a frame (those of the current event excluded).
+    pub(super) fn unprocessed(&self) -> usize {
+        self.buffered() - self.rx_release
+    }
+
+    /// Room for more input before the caller must drain events.
+    pub fn input_room(&self) -> usize {
+        MAX_BUFFERED_INPUT.saturating_sub(self.buffered())
+    }
+
+    /// Moves unprocessed bytes to the front when that frees enough space to be worth a copy.
+    pub(super) fn compact(&mut self) {
+        self.current = None;
+        self.release();
+        if self.rx_start == self.rx_end {
+            self.rx_start = 0;
+            self.rx_end = 0;
+        } else if self.rx_start > 0 && self.rx_start >= self.rx_end / 2 {
+            self.rx.copy_within(self.rx_start..self.rx_end, 0);
+            self.rx_end -= self.rx_start;
+            self.rx_start = 0;
+        }
+    }
+
+    pub(super) fn release(&mut self) {
+        self.rx_start += self.rx_release;
+        self.rx_release = 0;
+    }
+
+    /// Makes at least `want` bytes writable after the buffered input. The buffer grows by
+    /// doubling from 4 KiB (an idle connection keeps a small one) and its new bytes are zeroed
+    /// once, when they are first allocated, not on every read.
+    fn reserve_input(&mut self, want: usize) {
+        if self.rx.len() - self.rx_end >= want {
+            return;
+        }
+        if self.rx_start > 0 {
+            self.rx.copy_within(self.rx_start..self.rx_end, 0);
+            self.rx_end -= self.rx_start;
+            self.rx_start = 0;
+        }
+        let mut len = self.rx.len().max(SMALL_BUFFER);
+        while len - self.rx_end < want {
+            len *= 2;
+        }
+        self.rx.resize(len, 0);
+    }
+
+    /// Records that `n` input bytes arrived at `now`. A frame completed from them counts as
+    /// the peer's activity at this time, but only once `advance` has decoded it: bytes alone
+    /// (a partial frame dribbled in) keep no timer alive.
+    fn input_arrived(&mut self, n: usize, now: Timestamp) {
+        self.clock.observe(now);
+        if n > 0 {
+            self.clock.input_at = self.clock.latest;
+            self.clock.last_io = self.clock.latest;
+        }
+    }
+
+    /// Appends bytes received at `now`; returns how many were taken (fewer when the buffer is
+    /// full: poll events, then feed the rest).
+    pub fn feed(&mut self, data: &[u8], now: Timestamp) -> usize {
+        self.compact();
+        let n = data.len().min(self.input_room());
+        self.reserve_input(n);
+        self.rx[self.rx_end..self.rx_end + n].copy_from_slice(&data[..n]);
+        self.rx_end += n;
+        self.input_arrived(n, now);
+        n
+    }
+
+    /// Lets a reader fill the receive buffer directly at `now`: `fill` gets a writable slice
+    /// and returns how many bytes it wrote (or an error, passed through). Avoids a copy per
+    /// read.
+    pub fn read_buf<E>(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+        now: Timestamp,
+    ) -> Result<usize, E> {
+        self.compact();
+        let room = self.input_room();
+        if room == 0 {
+            return Ok(0);
+        }
+        // Offer what is free, growing (by doubling) only when little is.
+        let free = self.rx.len() - self.rx_end;
+        if free < SMALL_BUFFER.min(room) {
+            self.reserve_input(self.rx.len().max(SMALL_BUFFER).min(room));
+        }
+        let window = (self.rx.len() - self.rx_end).min(room);
+        let r = fill(&mut self.rx[self.rx_end..self.rx_end + window]);
+        let n = (*r.as_ref().unwrap_or(&0)).min(window);
+        self.rx_end += n;
+        self.input_arrived(n, now);
+        r
+    }
+
+    /// Frees buffer memory while nothing is buffered. Server connections do this themselves
+    /// after a quiet second (see [`ServerTimeouts::shrink_after`](super::ServerTimeouts));
+    /// a caller may also call it on connections it knows to be idle.
+    pub fn shrink_buffers(&mut self) {
+        self.compact();
+        if self.rx_end == 0 && self.rx.len() > SMALL_BUFFER {
+            self.rx = Vec::new();
+        }
+        if self.tx_start == self.tx.len() && self.tx.capacity() > SMALL_BUFFER {
+            self.tx = Vec::new();
+            self.tx_start = 0;
+        }
+    }
+
+    /// Bytes of memory the two buffers hold (receive buffer length plus send buffer
+    /// capacity): what an idle connection costs, and what `shrink_buffers` gives back.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rx.len() + self.tx.capacity()
+    }
+
+    /// Whether a transfer grew a buffer that an idle connection could give back now.
+    pub(super) fn can_shrink(&self) -> bool {
+        let grown = self.rx.len() > SMALL_BUFFER || self.tx.capacity() > SMALL_BUFFER;
+        grown && self.unprocessed() == 0 && self.tx_start == self.tx.len()
+    }
+
+    // ----- output -----
+
+    /// Bytes waiting to be written to the peer.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.tx[self.tx_start..]
+    }
+
+    /// Marks `n` bytes of [`pending_output`](Self::pending_output) as written at `now`
+    /// (progress for the slow-peer timer when `n > 0`).
+    pub fn consume_output(&mut self, n: usize, now: Timestamp) {
+        self.clock.observe(now);
+        let n = n.min(self.tx.len() - self.tx_start);
+        if n > 0 {
+            self.clock.tx_since = self.clock.latest;
+            self.clock.last_io = self.clock.latest;
+        }
+        self.tx_start += n;
+        if self.tx_start == self.tx.len() {
+            self.tx.clear();
+            self.tx_start = 0;
+        } else if self.tx_start > 64 * 1024 && self.tx_start > self.tx.len() / 2 {
+            self.tx.drain(..self.tx_start);
+            self.tx_start = 0;
+        }
+    }
+}

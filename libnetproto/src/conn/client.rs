@@ -1,0 +1,282 @@
+//! The client side of a connection: its handshake and login steps, the messages only a client
+//! sends (jobs, stats requests, the key decision), and its heartbeat and dead-peer timers.
+//!
+//! Trust boundary: the server's key is only trusted by the caller's explicit decision
+//! (`trust_server_key`), and no login proof is sent before it; results are only accepted for
+//! jobs this client sent.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::sealed::{Sealed, Step};
+use super::time::{deadline, earliest, TimerKind, Timestamp};
+use super::{ClientConfig, Conn, Phase, Side};
+use crate::error::Error;
+use crate::frame::{Frame, Header};
+use crate::handshake::ClientHandshake;
+use crate::limits::HEADER_LEN;
+use crate::login;
+use crate::message::{self, Challenge, JobSubmit, ResultInfo};
+use crate::opcode::{ErrorCode, Opcode};
+
+/// The payload of the heartbeat PING (request id 0, the connection's own).
+pub const HEARTBEAT_PAYLOAD: &[u8] = b"heartbeat";
+
+enum Handshake {
+    Hello(ClientHandshake),
+    AwaitTrust,
+    AwaitChallenge,
+    AwaitOk { expected: [u8; 32] },
+    Done,
+}
+
+/// The client's side of a connection: credentials, handshake progress, jobs in flight and
+/// heartbeat state.
+pub struct ClientSide {
+    config: Arc<ClientConfig>,
+    handshake: Handshake,
+    /// Jobs sent and not yet answered by a JOB_RESULT, ERROR or BUSY.
+    outstanding: HashSet<u64>,
+    /// When the last heartbeat PING was queued.
+    last_ping: Option<Timestamp>,
+}
+
+impl Side for ClientSide {}
+
+impl Conn<ClientSide> {
+    /// A client connection created at `now`; HELLO is queued at once. `ephemeral` must be
+    /// fresh random bytes.
+    pub fn new(config: Arc<ClientConfig>, ephemeral: [u8; 32], now: Timestamp) -> Self {
+        let side = ClientSide {
+            config,
+            handshake: Handshake::Done,
+            outstanding: HashSet::new(),
+            last_ping: None,
+        };
+        let mut c = Conn::blank(side, now);
+        let hs = ClientHandshake::start(ephemeral, &mut c.tx);
+        c.side.handshake = Handshake::Hello(hs);
+        c
+    }
+
+    /// Accepts (after checking the pinning table) or refuses the server's key. Login starts
+    /// only after acceptance, so no proof is ever sent to an unverified server.
+    pub fn trust_server_key(&mut self, accept: bool) -> Result<(), Error> {
+        if !matches!(self.side.handshake, Handshake::AwaitTrust) || self.is_closed() {
+            return Err(Error::BadState("no server key is awaiting a decision"));
+        }
+        if !accept {
+            self.phase = Phase::Closed;
+            self.side.handshake = Handshake::Done;
+            self.error = Some(Error::ServerKeyRejected);
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        message::encode_login_start(&self.side.config.user, &mut body)?;
+        self.queue(Opcode::LoginStart, 0, 0, &[&body])?;
+        self.side.handshake = Handshake::AwaitChallenge;
+        Ok(())
+    }
+
+    /// Starts a job; `data` is the first chunk (may be all of it when `last`).
+    pub fn send_job(
+        &mut self,
+        id: u64,
+        spec: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        if last && total_len != data.len() as u64 {
+            return Err(Error::InvalidArgument(
+                "last chunk does not complete the declared length",
+            ));
+        }
+        if id == 0 {
+            return Err(Error::InvalidArgument(
+                "request id 0 is reserved for the connection",
+            ));
+        }
+        if self.side.outstanding.contains(&id) {
+            return Err(Error::InvalidArgument("request id already in flight"));
+        }
+        let mut head = Vec::with_capacity(10 + spec.len());
+        JobSubmit::encode_head(total_len, spec, &mut head)?;
+        self.queue(Opcode::JobSubmit, Self::last_flag(last), id, &[&head, data])?;
+        self.side.outstanding.insert(id);
+        Ok(())
+    }
+
+    /// More input for job `id`.
+    pub fn send_job_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        self.queue(Opcode::JobData, Self::last_flag(last), id, &[data])
+    }
+
+    /// Asks for the server's counters.
+    pub fn send_stats_request(&mut self, id: u64) -> Result<(), Error> {
+        self.require_ready()?;
+        self.queue(Opcode::StatsRequest, 0, id, &[])
+    }
+
+    fn heartbeat_deadline(&self) -> Option<Timestamp> {
+        if !self.is_ready() {
+            return None;
+        }
+        let since = self
+            .clock
+            .last_frame
+            .max(self.side.last_ping.unwrap_or(Timestamp::ZERO));
+        deadline(since, self.side.config.timers.heartbeat)
+    }
+
+    fn dead_deadline(&self) -> Option<Timestamp> {
+        if self.is_closed() {
+            return None;
+        }
+        deadline(self.clock.last_frame, self.side.config.timers.dead_after)
+    }
+}
+
+impl Sealed for ClientSide {
+    const NAME: &'static str = "client";
+
+    fn handshake_state(&self) -> &'static str {
+        match self.handshake {
+            Handshake::Hello(_) => "client-hello",
+            Handshake::AwaitTrust => "client-await-trust",
+            Handshake::AwaitChallenge => "client-await-challenge",
+            Handshake::AwaitOk { .. } => "client-await-ok",
+            Handshake::Done => "client-done",
+        }
+    }
+
+    fn dispatch_handshake(
+        c: &mut Conn<Self>,
+        h: Header,
+        start: usize,
+        used: usize,
+        body: Range<usize>,
+    ) -> Result<Step, Error> {
+        let unexpected = || Conn::<Self>::unexpected(h);
+        match std::mem::replace(&mut c.side.handshake, Handshake::Done) {
+            Handshake::Hello(hs) => {
+                if h.opcode != Opcode::HelloReply {
+                    return Err(unexpected());
+                }
+                let raw = &c.rx[start..start + used];
+                let f = Frame {
+                    header: h,
+                    body: &raw[HEADER_LEN..],
+                    used,
+                };
+                let est = hs.finish(&f, raw)?;
+                c.establish(est);
+                c.side.handshake = Handshake::AwaitTrust;
+                Ok(Step::Event)
+            }
+            Handshake::AwaitTrust => Err(unexpected()),
+            Handshake::AwaitChallenge => {
+                if h.opcode != Opcode::LoginChallenge {
+                    return Err(unexpected());
+                }
+                let cfg = c.side.config.clone();
+                let ch = Challenge::parse(&c.rx[body])?;
+                login::check_challenge(&ch)?;
+                let salted = cfg.salted(&ch);
+                let auth = login::auth_message(&c.transcript, &cfg.user, &ch.salt, ch.iterations);
+                let (proof, expected) = login::client_proof(&salted, &auth);
+                c.queue(Opcode::LoginProof, 0, 0, &[&proof])?;
+                c.side.handshake = Handshake::AwaitOk { expected };
+                Ok(Step::Continue)
+            }
+            Handshake::AwaitOk { expected } => {
+                if h.opcode != Opcode::LoginOk {
+                    return Err(unexpected());
+                }
+                let sig = message::parse_32(&c.rx[body])?;
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(&sig[..], &expected[..])) {
+                    return Err(Error::BadServerSignature);
+                }
+                c.phase = Phase::Ready;
+                Ok(Step::Event)
+            }
+            Handshake::Done => Err(Error::Closed),
+        }
+    }
+
+    fn dispatch_ready(c: &mut Conn<Self>, h: Header, body: Range<usize>) -> Result<Step, Error> {
+        let id = h.request_id;
+        match h.opcode {
+            Opcode::JobResult => {
+                let (info, data) = ResultInfo::parse(&c.rx[body])?;
+                let (total, data_len) = (info.total_len, data.len());
+                if id == 0 {
+                    return Err(Error::Malformed(
+                        "request id 0 is reserved for the connection",
+                    ));
+                }
+                if !c.side.outstanding.remove(&id) {
+                    return Err(Error::Malformed(
+                        "JOB_RESULT for a request this client did not send",
+                    ));
+                }
+                c.start_stream(id, total, data_len, h.is_last())?;
+                Ok(Step::Event)
+            }
+            Opcode::ResultData => c.stream_chunk(h, body),
+            Opcode::StatsReply => message::parse_stats(&c.rx[body]).map(|_| Step::Event),
+            Opcode::Busy | Opcode::Shutdown => {
+                message::parse_u32(&c.rx[body])?;
+                if h.opcode == Opcode::Busy {
+                    c.side.outstanding.remove(&id);
+                }
+                Ok(Step::Event)
+            }
+            _ => Err(Conn::<Self>::unexpected(h)),
+        }
+    }
+
+    fn peer_error(c: &mut Conn<Self>, id: u64) {
+        c.side.outstanding.remove(&id);
+    }
+
+    fn error_sent(_: &mut Conn<Self>, _: u64) {}
+
+    fn fatal_code(_: &Conn<Self>, _: &Error, code: ErrorCode) -> ErrorCode {
+        code
+    }
+
+    fn login_user(&self) -> &str {
+        ""
+    }
+
+    fn next_timer(c: &Conn<Self>) -> Option<Timestamp> {
+        earliest(c.heartbeat_deadline(), c.dead_deadline())
+    }
+
+    fn fire_timers(c: &mut Conn<Self>, now: Timestamp) -> Option<TimerKind> {
+        if c.dead_deadline().is_some_and(|d| now >= d) {
+            log::debug!(
+                "client connection: no frame from the server for {} ms; giving up",
+                now.saturating_duration_since(c.clock.last_frame)
+                    .as_millis()
+            );
+            c.close_for(Error::Timeout("no traffic from the server"));
+            return Some(TimerKind::DeadPeer);
+        }
+        if c.heartbeat_deadline().is_some_and(|d| now >= d) {
+            // Stamped first, so a failed send cannot leave the timer due forever.
+            c.side.last_ping = Some(now);
+            if let Err(e) = c.queue(Opcode::Ping, 0, 0, &[HEARTBEAT_PAYLOAD]) {
+                c.fail(e);
+            }
+            return Some(TimerKind::Heartbeat);
+        }
+        None
+    }
+}

@@ -1,0 +1,197 @@
+//! Configuration shared by many connections: client credentials, server identity and users,
+//! and each side's timer durations.
+//!
+//! Trust boundary: secrets (the password, the server's long-term key, the users' verifiers)
+//! live here and are only ever read by the handshake and login code of their own side.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::keys::ServerKey;
+use crate::login::{self, Verifier};
+use crate::message::{self, Challenge, ServerParams};
+
+/// Salt, iterations, and PBKDF2(password, salt, iterations).
+type SaltedEntry = (Vec<u8>, u32, Zeroizing<[u8; 32]>);
+
+/// Client credentials, shareable by many connections.
+pub struct ClientConfig {
+    pub(super) user: String,
+    password: Zeroizing<Vec<u8>>,
+    /// The last salt/iterations seen and the PBKDF2 output for them: a load test opening a
+    /// thousand connections pays the deliberate PBKDF2 cost once, not a thousand times.
+    salted_cache: Mutex<Option<SaltedEntry>>,
+    pub(super) timers: ClientTimers,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfig {
+    pub fn new(user: &str, password: &[u8]) -> Result<Self, Error> {
+        message::check_user(user)?;
+        if password.is_empty() {
+            return Err(Error::InvalidArgument("empty password"));
+        }
+        Ok(ClientConfig {
+            user: user.to_string(),
+            password: Zeroizing::new(password.to_vec()),
+            salted_cache: Mutex::new(None),
+            timers: ClientTimers::default(),
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Replaces the heartbeat and dead-peer durations (set before sharing the config).
+    pub fn set_timers(&mut self, timers: ClientTimers) {
+        self.timers = timers;
+    }
+
+    pub fn timers(&self) -> ClientTimers {
+        self.timers
+    }
+
+    pub(super) fn salted(&self, c: &Challenge) -> Zeroizing<[u8; 32]> {
+        let mut cache = self.salted_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((salt, iters, salted)) = cache.as_ref() {
+            if *salt == c.salt && *iters == c.iterations {
+                return salted.clone();
+            }
+        }
+        let salted = login::salted_password(&self.password, &c.salt, c.iterations);
+        *cache = Some((c.salt.clone(), c.iterations, salted.clone()));
+        salted
+    }
+}
+
+/// Server identity, users and announced limits, shared by all connections.
+pub struct ServerConfig {
+    pub(super) key: ServerKey,
+    pub(super) fake_secret: Zeroizing<[u8; 32]>,
+    pub(super) users: HashMap<String, Verifier>,
+    pub(super) params: ServerParams,
+    pub(super) timeouts: ServerTimeouts,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("key", &self.key)
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    pub fn new(key: ServerKey, params: ServerParams) -> Self {
+        // Fake salts must survive restarts (or a prober compares two answers), so they derive
+        // from the long-term key rather than from a fresh random secret.
+        let mut fake = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, key.secret_bytes().as_ref())
+            .expand(b"netproto/1 fake salt", fake.as_mut())
+            .expect("32 bytes is a valid HKDF output length");
+        ServerConfig {
+            key,
+            fake_secret: fake,
+            users: HashMap::new(),
+            params,
+            timeouts: ServerTimeouts::default(),
+        }
+    }
+
+    pub fn add_user(&mut self, user: &str, verifier: Verifier) -> Result<(), Error> {
+        message::check_user(user)?;
+        self.users.insert(user.to_string(), verifier);
+        Ok(())
+    }
+
+    pub fn public_key(&self) -> &[u8; 32] {
+        self.key.public()
+    }
+
+    /// Salt length and iterations of the real users' verifiers (the most common shape), so a
+    /// fake challenge for an unknown user looks like a real one.
+    pub(super) fn fake_shape(&self) -> (usize, u32) {
+        let mut counts: HashMap<(usize, u32), usize> = HashMap::new();
+        for v in self.users.values() {
+            *counts.entry((v.salt.len(), v.iterations)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(shape, n)| (*n, *shape))
+            .map_or(
+                (16, crate::limits::DEFAULT_PBKDF2_ITERATIONS),
+                |(shape, _)| shape,
+            )
+    }
+
+    pub fn params(&self) -> ServerParams {
+        self.params
+    }
+
+    /// Replaces the timer durations (set before sharing the config).
+    pub fn set_timeouts(&mut self, timeouts: ServerTimeouts) {
+        self.timeouts = timeouts;
+    }
+
+    pub fn timeouts(&self) -> ServerTimeouts {
+        self.timeouts
+    }
+}
+
+/// How long a server connection may take for each phase; `None` or zero turns a timer off.
+/// The defaults are the server's command-line defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// From the connection's creation to a completed login (10 s).
+    pub handshake: Option<Duration>,
+    /// While logged in with no request outstanding: from the last complete frame received, or
+    /// from the moment the last outstanding request was answered (120 s; clients PING).
+    pub idle: Option<Duration>,
+    /// Output pending and none of it taken by the peer (30 s).
+    pub slow_peer: Option<Duration>,
+    /// Grown buffers are given back after this long without bytes moving either way (1 s).
+    pub shrink_after: Option<Duration>,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        ServerTimeouts {
+            handshake: Some(Duration::from_secs(10)),
+            idle: Some(Duration::from_secs(120)),
+            slow_peer: Some(Duration::from_secs(30)),
+            shrink_after: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// A client connection's keep-alive timers; `None` or zero turns one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimers {
+    /// PING after this long without a frame from the server (5 s), so a long job or an idle
+    /// connection keeps proving the server alive (and stays under the server's idle timeout).
+    pub heartbeat: Option<Duration>,
+    /// Give up after this long without a frame from the server, despite the pings (20 s).
+    pub dead_after: Option<Duration>,
+}
+
+impl Default for ClientTimers {
+    fn default() -> Self {
+        ClientTimers {
+            heartbeat: Some(Duration::from_secs(5)),
+            dead_after: Some(Duration::from_secs(20)),
+        }
+    }
+}

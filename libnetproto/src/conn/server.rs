@@ -1,0 +1,360 @@
+//! The server side of a connection: its handshake and login steps, the messages only a
+//! server sends (results, BUSY, refusals, SHUTDOWN, stats), the requests it still owes an
+//! answer, and its handshake, idle, slow-peer and buffer timers.
+//!
+//! Trust boundary: an unauthenticated peer can reach only the handshake and login states here,
+//! and only for the handshake timeout; a logged-in one is cut off when idle or when it stops
+//! reading, so a stalled peer cannot hold a connection's resources forever.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::sealed::{Sealed, Step};
+use super::time::{deadline, earliest, TimerKind, Timestamp};
+use super::{Conn, Phase, ServerConfig, Side};
+use crate::error::Error;
+use crate::frame::{Frame, Header};
+use crate::handshake;
+use crate::limits::HEADER_LEN;
+use crate::login::{self, Verifier};
+use crate::message::{self, JobSubmit, ResultInfo};
+use crate::opcode::{ErrorCode, Opcode};
+
+enum Handshake {
+    AwaitHello {
+        ephemeral: Zeroizing<[u8; 32]>,
+    },
+    AwaitLogin,
+    AwaitProof {
+        user: String,
+        verifier: Verifier,
+        known: bool,
+    },
+    Done,
+}
+
+/// The server's side of a connection: identity and users, handshake progress, the logged-in
+/// user and the requests not yet answered.
+pub struct ServerSide {
+    config: Arc<ServerConfig>,
+    handshake: Handshake,
+    user: String,
+    /// JOB_SUBMITs whose final JOB_RESULT/RESULT_DATA, ERROR or BUSY is not yet queued. While
+    /// any is, the connection is not idle however long the job takes.
+    outstanding: HashSet<u64>,
+    /// When the connection last became idle (login, or its last request answered).
+    idle_since: Timestamp,
+}
+
+impl Side for ServerSide {}
+
+impl Conn<ServerSide> {
+    /// A server connection accepted at `now`, awaiting HELLO; the handshake timeout runs from
+    /// here. `ephemeral` must be fresh random bytes.
+    pub fn new(config: Arc<ServerConfig>, ephemeral: [u8; 32], now: Timestamp) -> Self {
+        let side = ServerSide {
+            config,
+            handshake: Handshake::AwaitHello {
+                ephemeral: Zeroizing::new(ephemeral),
+            },
+            user: String::new(),
+            outstanding: HashSet::new(),
+            idle_since: now,
+        };
+        Conn::blank(side, now)
+    }
+
+    /// The logged-in user's name (empty before login).
+    pub fn user(&self) -> &str {
+        &self.side.user
+    }
+
+    /// Requests the server still owes a final answer.
+    pub fn outstanding_requests(&self) -> usize {
+        self.side.outstanding.len()
+    }
+
+    /// Request `id` got its final answer.
+    fn answered(&mut self, id: u64) {
+        if self.side.outstanding.remove(&id) && self.side.outstanding.is_empty() {
+            self.side.idle_since = self.clock.latest;
+        }
+    }
+
+    /// Starts a job's result; `data` is the first chunk. With `last` this answers the job.
+    pub fn send_result(
+        &mut self,
+        id: u64,
+        info: &ResultInfo,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        let mut head = Vec::with_capacity(ResultInfo::LEN);
+        info.encode(&mut head);
+        self.queue(Opcode::JobResult, Self::last_flag(last), id, &[&head, data])?;
+        if last {
+            self.answered(id);
+        }
+        Ok(())
+    }
+
+    /// More result data for job `id`; the `last` chunk answers the job.
+    pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        self.queue(Opcode::ResultData, Self::last_flag(last), id, &[data])?;
+        if last {
+            self.answered(id);
+        }
+        Ok(())
+    }
+
+    /// Refuses request `id` and drops the rest of its upload as it arrives.
+    pub fn reject_request(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<(), Error> {
+        self.require_ready()?;
+        self.discard_stream(id);
+        self.send_error(id, code, text)
+    }
+
+    /// Refuses request `id` for load; its upload (if any) is dropped as it arrives.
+    pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<(), Error> {
+        self.require_ready()?;
+        self.discard_stream(id);
+        self.queue(Opcode::Busy, 0, id, &[&retry_after_ms.to_be_bytes()])?;
+        self.answered(id);
+        Ok(())
+    }
+
+    /// Tells the client the server stops within `grace_ms`.
+    pub fn send_shutdown(&mut self, grace_ms: u32) -> Result<(), Error> {
+        self.require_ready()?;
+        self.queue(Opcode::Shutdown, 0, 0, &[&grace_ms.to_be_bytes()])
+    }
+
+    /// Answers a stats request with name/value pairs.
+    pub fn send_stats(&mut self, id: u64, entries: &[(&str, u64)]) -> Result<(), Error> {
+        self.require_ready()?;
+        let mut body = Vec::new();
+        message::encode_stats(entries.iter().copied(), &mut body)?;
+        self.queue(Opcode::StatsReply, 0, id, &[&body])
+    }
+
+    fn slow_peer_deadline(&self) -> Option<Timestamp> {
+        if self.pending_output().is_empty() {
+            return None;
+        }
+        deadline(self.clock.tx_since, self.side.config.timeouts.slow_peer)
+    }
+
+    fn handshake_deadline(&self) -> Option<Timestamp> {
+        if self.phase != Phase::Handshake {
+            return None;
+        }
+        deadline(self.clock.created, self.side.config.timeouts.handshake)
+    }
+
+    fn idle_deadline(&self) -> Option<Timestamp> {
+        if !self.is_ready() || !self.side.outstanding.is_empty() {
+            return None;
+        }
+        let since = self.clock.last_frame.max(self.side.idle_since);
+        deadline(since, self.side.config.timeouts.idle)
+    }
+
+    fn shrink_deadline(&self) -> Option<Timestamp> {
+        if self.is_closed() || !self.can_shrink() {
+            return None;
+        }
+        deadline(self.clock.last_io, self.side.config.timeouts.shrink_after)
+    }
+
+    /// Queues a connection-level ERROR and closes (flush, then close the socket).
+    fn time_out(&mut self, code: ErrorCode, text: &str, why: &'static str) {
+        let mut body = Vec::new();
+        message::encode_error(code as u16, text, &mut body);
+        let _ = self.queue(Opcode::Error, 0, 0, &[&body]);
+        self.close_for(Error::Timeout(why));
+    }
+}
+
+fn secs(d: Option<std::time::Duration>) -> f64 {
+    d.map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Sealed for ServerSide {
+    const NAME: &'static str = "server";
+
+    fn handshake_state(&self) -> &'static str {
+        match self.handshake {
+            Handshake::AwaitHello { .. } => "server-await-hello",
+            Handshake::AwaitLogin => "server-await-login",
+            Handshake::AwaitProof { .. } => "server-await-proof",
+            Handshake::Done => "server-done",
+        }
+    }
+
+    fn dispatch_handshake(
+        c: &mut Conn<Self>,
+        h: Header,
+        start: usize,
+        used: usize,
+        body: Range<usize>,
+    ) -> Result<Step, Error> {
+        let unexpected = || Conn::<Self>::unexpected(h);
+        let cfg = c.side.config.clone();
+        match std::mem::replace(&mut c.side.handshake, Handshake::Done) {
+            Handshake::AwaitHello { ephemeral } => {
+                if h.opcode != Opcode::Hello {
+                    return Err(unexpected());
+                }
+                let raw = &c.rx[start..start + used];
+                let f = Frame {
+                    header: h,
+                    body: &raw[HEADER_LEN..],
+                    used,
+                };
+                let est = handshake::server_respond(
+                    &cfg.key, *ephemeral, cfg.params, &f, raw, &mut c.tx,
+                )?;
+                c.establish(est);
+                c.side.handshake = Handshake::AwaitLogin;
+                Ok(Step::Continue)
+            }
+            Handshake::AwaitLogin => {
+                if h.opcode != Opcode::LoginStart {
+                    return Err(unexpected());
+                }
+                let user = message::parse_login_start(&c.rx[body])?.to_string();
+                let (verifier, known) = match cfg.users.get(&user) {
+                    Some(v) => (v.clone(), true),
+                    None => (
+                        login::fake_verifier(&cfg.fake_secret, &user, cfg.fake_shape()),
+                        false,
+                    ),
+                };
+                let mut out = Vec::new();
+                verifier.challenge().encode(&mut out);
+                c.queue(Opcode::LoginChallenge, 0, 0, &[&out])?;
+                c.side.handshake = Handshake::AwaitProof {
+                    user,
+                    verifier,
+                    known,
+                };
+                Ok(Step::Continue)
+            }
+            Handshake::AwaitProof {
+                user,
+                verifier,
+                known,
+            } => {
+                if h.opcode != Opcode::LoginProof {
+                    return Err(unexpected());
+                }
+                let proof = message::parse_32(&c.rx[body])?;
+                let auth =
+                    login::auth_message(&c.transcript, &user, &verifier.salt, verifier.iterations);
+                // The fake verifier runs the same computation, so timing does not reveal
+                // whether the name exists.
+                let sig = login::verify_proof(&verifier, &auth, &proof);
+                match (sig, known) {
+                    (Ok(sig), true) => {
+                        c.queue(Opcode::LoginOk, 0, 0, &[&sig])?;
+                        c.side.user = user;
+                        c.side.idle_since = c.clock.input_at;
+                        c.phase = Phase::Ready;
+                        Ok(Step::Event)
+                    }
+                    _ => Err(Error::AuthFailed),
+                }
+            }
+            Handshake::Done => Err(Error::Closed),
+        }
+    }
+
+    fn dispatch_ready(c: &mut Conn<Self>, h: Header, body: Range<usize>) -> Result<Step, Error> {
+        let id = h.request_id;
+        match h.opcode {
+            Opcode::JobSubmit => {
+                let j = JobSubmit::parse(&c.rx[body])?;
+                let (total, data_len) = (j.total_len, j.data.len());
+                if id == 0 {
+                    return Err(Error::Malformed(
+                        "request id 0 is reserved for the connection",
+                    ));
+                }
+                c.start_stream(id, total, data_len, h.is_last())?;
+                c.side.outstanding.insert(id);
+                Ok(Step::Event)
+            }
+            Opcode::JobData => c.stream_chunk(h, body),
+            Opcode::StatsRequest => message::parse_empty(&c.rx[body]).map(|_| Step::Event),
+            _ => Err(Conn::<Self>::unexpected(h)),
+        }
+    }
+
+    fn peer_error(_: &mut Conn<Self>, _: u64) {}
+
+    fn error_sent(c: &mut Conn<Self>, id: u64) {
+        c.answered(id);
+    }
+
+    fn fatal_code(c: &Conn<Self>, e: &Error, code: ErrorCode) -> ErrorCode {
+        // A client that skips login gets told so, not just "unexpected message".
+        if !c.is_ready() && matches!(e, Error::UnexpectedMessage { .. }) {
+            ErrorCode::NotLoggedIn
+        } else {
+            code
+        }
+    }
+
+    fn login_user(&self) -> &str {
+        &self.user
+    }
+
+    fn next_timer(c: &Conn<Self>) -> Option<Timestamp> {
+        [
+            c.handshake_deadline(),
+            c.idle_deadline(),
+            c.shrink_deadline(),
+        ]
+        .into_iter()
+        .fold(c.slow_peer_deadline(), earliest)
+    }
+
+    fn fire_timers(c: &mut Conn<Self>, now: Timestamp) -> Option<TimerKind> {
+        let t = c.side.config.timeouts;
+        if c.slow_peer_deadline().is_some_and(|d| now >= d) {
+            log::debug!(
+                "server connection: peer took none of its output for {:.0} s; closing",
+                secs(t.slow_peer)
+            );
+            // Nobody will read it: drop it, so the caller closes the socket at once.
+            c.tx.clear();
+            c.tx_start = 0;
+            c.close_for(Error::Timeout("peer not reading its output"));
+            return Some(TimerKind::SlowPeer);
+        }
+        if c.handshake_deadline().is_some_and(|d| now >= d) {
+            let text = format!(
+                "handshake and login must finish within {:.0} s",
+                secs(t.handshake)
+            );
+            c.time_out(ErrorCode::HandshakeTimeout, &text, "handshake and login");
+            return Some(TimerKind::Handshake);
+        }
+        if c.idle_deadline().is_some_and(|d| now >= d) {
+            let text = format!("no traffic for {:.0} s", secs(t.idle));
+            c.time_out(ErrorCode::IdleTimeout, &text, "idle connection");
+            return Some(TimerKind::Idle);
+        }
+        if c.shrink_deadline().is_some_and(|d| now >= d) {
+            c.shrink_buffers();
+        }
+        None
+    }
+}

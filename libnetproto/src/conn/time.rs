@@ -1,0 +1,144 @@
+//! Time as the connection sees it: a caller-supplied monotonic timestamp, and the names of the
+//! timers that can fire.
+//!
+//! Trust boundary: none crossed here; the point of this file is that the protocol core never
+//! reads a clock. Every `now` comes from the caller (the event loop, the blocking client, a
+//! test's fake clock), so the same inputs always give the same timer decisions.
+
+use std::time::Duration;
+
+/// Microseconds on the caller's monotonic clock. Only differences between two timestamps of
+/// the same clock mean anything; the origin is the caller's choice (`io::monotonic_now` uses
+/// one process-wide base, netproto-sys its own). Crosses the C ABI as a `uint64_t`.
+///
+/// cbindgen:ignore
+// (That line keeps cbindgen from declaring this Rust-only type in the C header, where it
+// appears as a plain `uint64_t now_us`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The origin of the caller's clock.
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    pub const fn from_micros(us: u64) -> Self {
+        Timestamp(us)
+    }
+
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d`, saturating at the end of time (a timer that far away never fires).
+    pub fn saturating_add(self, d: Duration) -> Self {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_add(us))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, d: Duration) -> Timestamp {
+        self.saturating_add(d)
+    }
+}
+
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// `self - d`, saturating at the clock's origin.
+    fn sub(self, d: Duration) -> Timestamp {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_sub(us))
+    }
+}
+
+/// Which timer fired in [`handle_timeout`](super::Conn::handle_timeout), so the caller can
+/// log and count it. Giving back grown buffers after a quiet second is housekeeping and is
+/// not reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// Server: handshake and login did not finish in time; `ERROR HANDSHAKE_TIMEOUT` is queued
+    /// and the connection is closed (flush, then close the socket).
+    Handshake,
+    /// Server: a logged-in client with no request outstanding sent no frame for the idle
+    /// timeout; `ERROR IDLE_TIMEOUT` is queued and the connection is closed.
+    Idle,
+    /// Server: output was pending and the peer took none of it for the slow-peer timeout. The
+    /// pending output is dropped and the connection closed: close the socket now.
+    SlowPeer,
+    /// Client: no frame from the server for the heartbeat interval; a PING (request id 0,
+    /// payload `heartbeat`) is queued. Its PONG arrives as an ordinary event.
+    Heartbeat,
+    /// Client: no frame from the server for the dead-peer timeout, despite the heartbeats. The
+    /// connection is closed with [`Error::Timeout`](crate::Error::Timeout).
+    DeadPeer,
+}
+
+impl TimerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimerKind::Handshake => "handshake",
+            TimerKind::Idle => "idle",
+            TimerKind::SlowPeer => "slow-peer",
+            TimerKind::Heartbeat => "heartbeat",
+            TimerKind::DeadPeer => "dead-peer",
+        }
+    }
+}
+
+/// The earliest of two optional deadlines.
+pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// `since + d` when the timer is configured (a zero duration counts as off).
+pub(crate) fn deadline(since: Timestamp, d: Option<Duration>) -> Option<Timestamp> {
+    d.filter(|d| !d.is_zero()).map(|d| since + d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates_instead_of_wrapping() {
+        let t = Timestamp::from_micros(u64::MAX - 1);
+        assert_eq!(t + Duration::from_secs(1), Timestamp::from_micros(u64::MAX));
+        assert_eq!(Timestamp::ZERO.saturating_duration_since(t), Duration::ZERO);
+        assert_eq!(
+            Timestamp::from_micros(1_500_000)
+                .saturating_duration_since(Timestamp::from_micros(500_000)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn zero_or_absent_durations_disarm_a_timer() {
+        let t = Timestamp::from_micros(10);
+        assert_eq!(deadline(t, None), None);
+        assert_eq!(deadline(t, Some(Duration::ZERO)), None);
+        assert_eq!(
+            deadline(t, Some(Duration::from_micros(5))),
+            Some(Timestamp::from_micros(15))
+        );
+        assert_eq!(
+            earliest(
+                Some(Timestamp::from_micros(3)),
+                Some(Timestamp::from_micros(2))
+            ),
+            Some(Timestamp::from_micros(2))
+        );
+        assert_eq!(earliest(None, Some(t)), Some(t));
+    }
+}
