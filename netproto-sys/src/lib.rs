@@ -21,8 +21,9 @@ use std::ffi::{c_char, CStr, CString};
 pub use client::Client;
 pub use config::{ClientConfig, ServerConfig, ServerParams};
 pub use conn::{Conn, ReadStatus};
-pub use error::{ErrorCode, NpError, Result};
+pub use error::{ErrorCode, NpError, Remote, Result};
 pub use event::{Event, ResultInfo};
+pub use ffi::limits;
 
 /// Runs a text-producing C function with a buffer, growing it once if needed.
 pub(crate) fn text_out(

@@ -29,49 +29,73 @@ fn every_error_code_has_the_same_number_and_name_in_the_library() {
 
 #[test]
 fn every_status_constant_is_known_to_the_library() {
-    let all = [
-        ffi::NP_OK,
-        ffi::NP_NO_EVENT,
-        ffi::NP_WOULD_BLOCK,
-        ffi::NP_EOF,
-        ffi::NP_TIMEOUT,
-        ffi::NP_INPUT_FULL,
-        ffi::NP_NULL_ARGUMENT,
-        ffi::NP_INVALID_ARGUMENT,
-        ffi::NP_BUFFER_TOO_SMALL,
-        ffi::NP_BAD_STATE,
-        ffi::NP_PANIC,
-        ffi::NP_CLOSED,
-        ffi::NP_BAD_MAGIC,
-        ffi::NP_BAD_VERSION,
-        ffi::NP_FRAME_TOO_LARGE,
-        ffi::NP_BAD_CRC,
-        ffi::NP_UNKNOWN_OPCODE,
-        ffi::NP_BAD_FLAGS,
-        ffi::NP_BAD_RESERVED,
-        ffi::NP_MALFORMED,
-        ffi::NP_UNEXPECTED_MESSAGE,
-        ffi::NP_DECRYPT_FAILED,
-        ffi::NP_HANDSHAKE_FAILED,
-        ffi::NP_AUTH_FAILED,
-        ffi::NP_BAD_SERVER_SIGNATURE,
-        ffi::NP_SERVER_KEY_CHANGED,
-        ffi::NP_SERVER_KEY_REJECTED,
-        ffi::NP_NONCE_EXHAUSTED,
-        ffi::NP_REMOTE_ERROR,
-        ffi::NP_BUSY,
-        ffi::NP_SERVER_SHUTDOWN,
-        ffi::NP_IO,
-        ffi::NP_KEY_FILE,
-    ];
-    for s in all {
+    for &(name, value) in ffi::STATUSES {
         assert_ne!(
-            netproto_sys::error::status_str(s),
+            netproto_sys::error::status_str(value),
             "unknown status",
-            "status {s}"
+            "status {name}"
         );
     }
+    assert_eq!(ffi::STATUSES.len(), 33);
     assert_eq!(netproto_sys::error::status_str(77777), "unknown status");
+    assert_eq!(netproto_sys::error::status_str(u32::MAX), "unknown status");
+}
+
+/// The `#define NAME NUMBER` lines and `NAME = NUMBER,` enum entries of the committed header.
+fn header_numbers() -> std::collections::BTreeMap<String, u64> {
+    let header = include_str!("../../libnetproto/include/netproto.h");
+    let mut out = std::collections::BTreeMap::new();
+    for line in header.lines() {
+        let line = line.trim();
+        let (name, value) = if let Some(rest) = line.strip_prefix("#define ") {
+            match rest.split_once(' ') {
+                Some((n, v)) => (n, v),
+                None => continue,
+            }
+        } else if let Some((n, v)) = line.strip_suffix(',').and_then(|l| l.split_once(" = ")) {
+            (n, v)
+        } else {
+            continue;
+        };
+        if let (true, Ok(v)) = (name.starts_with("NP_"), value.parse::<u64>()) {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_binding_and_the_committed_header_have_the_same_numbers() {
+    let header = header_numbers();
+    let binding: std::collections::BTreeMap<String, u64> = ffi::C_NUMBERS
+        .iter()
+        .map(|&(n, v)| (n.to_string(), v))
+        .collect();
+    assert_eq!(
+        binding.len(),
+        ffi::C_NUMBERS.len(),
+        "duplicate C name in the table"
+    );
+    assert!(header.contains_key("NP_MAX_CHUNK_DATA") && header.contains_key("NP_KEY_FILE"));
+    assert_eq!(
+        binding, header,
+        "netproto.h and the wire table disagree: run `make header`"
+    );
+    assert_eq!(netproto_sys::limits::MAX_CHUNK_DATA, 64 * 1024);
+}
+
+#[test]
+fn error_code_properties_come_from_the_same_table_as_the_library() {
+    for c in ErrorCode::ALL {
+        assert_eq!(
+            netproto_sys::error::code_is_retryable(c as u16),
+            c.is_retryable(),
+            "{c:?}"
+        );
+        assert_eq!(netproto_sys::error::code_name(c as u16), Some(c.name()));
+    }
+    assert!(!netproto_sys::error::code_is_retryable(9999));
+    assert!(netproto_sys::error::code_is_retryable(400));
 }
 
 #[test]

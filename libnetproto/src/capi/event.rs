@@ -3,45 +3,9 @@
 //! Trust boundary: pointers in an event point into the connection's own buffer and stay valid
 //! only until the next call on that connection; C callers copy what they keep.
 
+pub use super::wire::np_event_kind;
 use crate::conn::Event;
 use crate::message::ResultInfo;
-
-/// Kinds of `np_event`. Stable numbers.
-#[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum np_event_kind {
-    /// Client: the server's static key is in `server_key`; call `np_conn_trust_server_key`.
-    NP_EVENT_SERVER_KEY = 1,
-    /// Client: logged in.
-    NP_EVENT_READY = 2,
-    /// Server: a client logged in; `text` is the user name.
-    NP_EVENT_LOGGED_IN = 3,
-    /// Server: a job starts; `total_len`, `text` = op spec, `data` = first chunk, `last`.
-    NP_EVENT_JOB_SUBMIT = 4,
-    /// Server: more job input in `data`; `last`.
-    NP_EVENT_JOB_DATA = 5,
-    /// Client: a result starts; `info`, `total_len`, `data` = first chunk, `last`.
-    NP_EVENT_JOB_RESULT = 6,
-    /// Client: more result data; `last`.
-    NP_EVENT_RESULT_DATA = 7,
-    /// Either: `code` = error code, `text` = message, `request_id` (0: whole connection).
-    NP_EVENT_ERROR = 8,
-    /// Client: `code` = retry-after in milliseconds for `request_id`.
-    NP_EVENT_BUSY = 9,
-    /// Either: a PING arrived (the PONG is already queued); `data` = payload.
-    NP_EVENT_PING = 10,
-    /// Either: answer to our PING; `data` = payload.
-    NP_EVENT_PONG = 11,
-    /// Server: the client asks for counters; reply with `np_conn_send_stats`.
-    NP_EVENT_STATS_REQUEST = 12,
-    /// Client: counters; walk `data` with `np_stats_next`.
-    NP_EVENT_STATS = 13,
-    /// Client: the server is stopping; `code` = grace period in milliseconds.
-    NP_EVENT_SHUTDOWN = 14,
-    /// Either: the peer closed the session in order.
-    NP_EVENT_BYE = 15,
-}
 
 /// What the server reports with a job result.
 #[repr(C)]

@@ -15,8 +15,9 @@ pub mod config;
 pub mod conn;
 pub mod event;
 pub mod status;
+pub mod wire;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -24,24 +25,47 @@ use crate::error::Error;
 pub use status::np_status;
 use status::np_status::*;
 
+/// What the peer said when the last failure on a thread was NP_REMOTE_ERROR or NP_BUSY.
+#[derive(Clone, Copy, Default)]
+struct Remote {
+    /// The wire error code (0: none, e.g. for BUSY, which carries no code).
+    code: u16,
+    /// BUSY's retry-after delay in milliseconds (0: none).
+    retry_after_ms: u32,
+}
+
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_REMOTE: Cell<Remote> = const { Cell::new(Remote { code: 0, retry_after_ms: 0 }) };
 }
 
-fn set_last_error(msg: String) {
+fn set_last_error(msg: String, remote: Remote) {
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    LAST_REMOTE.with(|r| r.set(remote));
 }
 
-/// Records the error's full text for `np_last_error` and returns its status.
+/// Records the error's full text (and, for a remote error, its numbers) for `np_last_error`
+/// and `np_last_error_code`, and returns its status.
 pub(crate) fn err(e: Error) -> np_status {
     let s = np_status::from(&e);
-    set_last_error(e.to_string());
+    let remote = match e {
+        Error::Remote { code, .. } => Remote {
+            code,
+            retry_after_ms: 0,
+        },
+        Error::Busy { retry_after_ms } => Remote {
+            code: 0,
+            retry_after_ms,
+        },
+        _ => Remote::default(),
+    };
+    set_last_error(e.to_string(), remote);
     s
 }
 
 /// Records a caller error that has no `Error` value.
 pub(crate) fn fail(s: np_status, msg: &str) -> np_status {
-    set_last_error(msg.to_string());
+    set_last_error(msg.to_string(), Remote::default());
     s
 }
 
@@ -138,15 +162,15 @@ pub(crate) unsafe fn write_text(
     Ok(())
 }
 
-/// A static, NUL-terminated description of `status`. Never NULL.
+/// A static, NUL-terminated description of the status number `status` ("unknown status" for
+/// a number that is not an np_status). Never NULL.
 #[no_mangle]
-pub extern "C" fn np_status_str(status: np_status) -> *const c_char {
+pub extern "C" fn np_status_str(status: u32) -> *const c_char {
     guard_or("internal error\0".as_ptr().cast(), || {
-        let text = status::STRINGS
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or("unknown status\0", |(_, t)| *t);
-        text.as_ptr().cast()
+        crate::wire::status_description(status)
+            .unwrap_or("unknown status\0")
+            .as_ptr()
+            .cast()
     })
 }
 
@@ -169,6 +193,21 @@ pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut u
         unsafe { write_text(&msg, out, cap, len) }?;
         Ok(NP_OK)
     })
+}
+
+/// The wire error code the peer sent, when the last failure on this thread was
+/// NP_REMOTE_ERROR (e.g. 403 for TOO_MANY_CONNECTIONS); 0 after any other failure or for
+/// NP_BUSY, which carries no code. Read it next to `np_last_error`.
+#[no_mangle]
+pub extern "C" fn np_last_error_code() -> u16 {
+    guard_or(0, || LAST_REMOTE.with(|r| r.get().code))
+}
+
+/// The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY;
+/// 0 otherwise.
+#[no_mangle]
+pub extern "C" fn np_last_error_retry_after_ms() -> u32 {
+    guard_or(0, || LAST_REMOTE.with(|r| r.get().retry_after_ms))
 }
 
 /// Installs the library's logger (the `.so` has its own copy of the logging globals).
@@ -289,8 +328,65 @@ pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
 #[no_mangle]
 pub extern "C" fn np_error_code_name(code: u16) -> *const c_char {
     guard_or(std::ptr::null(), || {
-        crate::opcode::ErrorCode::from_u16(code).map_or(std::ptr::null(), |c| {
-            status::error_code_cstr(c).as_ptr().cast()
-        })
+        crate::opcode::ErrorCode::from_u16(code)
+            .map_or(std::ptr::null(), |c| c.c_name().as_ptr().cast())
     })
+}
+
+/// Whether the same request may succeed if sent again later, for a wire error code (e.g. 400
+/// TIMEOUT: true); false for an unknown code.
+#[no_mangle]
+pub extern "C" fn np_error_code_is_retryable(code: u16) -> bool {
+    guard_or(false, || {
+        crate::opcode::ErrorCode::from_u16(code).is_some_and(|c| c.is_retryable())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_error_leaves_its_numbers_for_the_caller_until_the_next_failure() {
+        let s = err(Error::Remote {
+            code: 403,
+            name: "TOO_MANY_CONNECTIONS",
+            message: "full".into(),
+        });
+        assert_eq!(s, NP_REMOTE_ERROR);
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (403, 0)
+        );
+        assert_eq!(
+            err(Error::Busy {
+                retry_after_ms: 250
+            }),
+            NP_BUSY
+        );
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (0, 250)
+        );
+        fail(NP_NULL_ARGUMENT, "x");
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn c_integers_that_are_not_known_numbers_are_answered_safely() {
+        // SAFETY (test): np_status_str returns a static NUL-terminated string for any input.
+        let text = |n| {
+            unsafe { CStr::from_ptr(np_status_str(n)) }
+                .to_str()
+                .unwrap()
+        };
+        assert_eq!(text(0), "ok");
+        assert_eq!(text(77_777), "unknown status");
+        assert_eq!(text(u32::MAX), "unknown status");
+        assert!(np_error_code_name(9999).is_null());
+        assert!(!np_error_code_is_retryable(9999) && np_error_code_is_retryable(400));
+    }
 }
