@@ -570,7 +570,7 @@ np_status np_log_init(const char *spec, const char *tag);
  * # Safety
  * `buf` must be valid for `len` writable bytes.
  */
-np_status np_random(uint8_t *buf, size_t len);
+np_status np_random_fill(uint8_t *buf, size_t len);
 
 /**
  * Writes the SSH-style fingerprint ("SHA256:…", NUL-terminated) of a 32-byte public key.
@@ -578,7 +578,7 @@ np_status np_random(uint8_t *buf, size_t len);
  * # Safety
  * `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
  */
-np_status np_fingerprint(const uint8_t *key, char *out, size_t cap, size_t *len);
+np_status np_key_fingerprint(const uint8_t *key, char *out, size_t cap, size_t *len);
 
 /**
  * Derives a password verifier (the text a server stores; never the password) with a fresh

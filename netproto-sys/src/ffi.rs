@@ -166,8 +166,8 @@ extern "C" {
     pub fn np_last_error_code() -> u16;
     pub fn np_last_error_retry_after_ms() -> u32;
     pub fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status;
-    pub fn np_random(buf: *mut u8, len: usize) -> np_status;
-    pub fn np_fingerprint(
+    pub fn np_random_fill(buf: *mut u8, len: usize) -> np_status;
+    pub fn np_key_fingerprint(
         key: *const u8,
         out: *mut c_char,
         cap: usize,

@@ -129,8 +129,8 @@ pub unsafe extern "C" fn np_conn_read_fd(
             ReadStatus::Full => (NP_INPUT_FULL, 0),
             ReadStatus::Eof => (NP_EOF, 0),
         };
-        if !nread.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
+        if status == NP_OK && !nread.is_null() {
+            // SAFETY: non-NULL, and the contract makes a non-NULL `nread` writable.
             unsafe { *nread = n };
         }
         Ok(status)
@@ -595,8 +595,13 @@ pub unsafe extern "C" fn np_stats_next(
     value: *mut u64,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `body` is readable for `len` bytes and `offset` valid per the contract;
+        // arg_bytes/arg_mut reject NULL.
         let (b, off) = unsafe { (arg_bytes(body, len)?, arg_mut(offset)?) };
+        if value.is_null() {
+            // Checked before anything is written: outputs change only on success.
+            return Err(fail(NP_NULL_ARGUMENT, "NULL value pointer"));
+        }
         // The body starts with a u16 count; offset 0 means "before the first entry".
         let pos = if *off == 0 { 2 } else { *off };
         if b.len() < 2 {
@@ -611,7 +616,8 @@ pub unsafe extern "C" fn np_stats_next(
         let v = r.u64().map_err(err)?;
         let text =
             std::str::from_utf8(text).map_err(|_| fail(NP_MALFORMED, "stat name not UTF-8"))?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `name` is valid for `cap` bytes per the contract (write_text checks NULL and
+        // the size before writing anything); `value` was checked non-NULL above.
         unsafe {
             super::write_text(text, name, cap, std::ptr::null_mut())?;
             write_out(value, v)?;

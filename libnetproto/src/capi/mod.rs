@@ -1,5 +1,9 @@
 //! The C ABI of libnetproto: opaque handles, `np_<thing>_<verb>` functions, `np_status` codes.
 //!
+//! Values C passes in are plain integers (`uint32_t`, `uint16_t`), never Rust enums: a number
+//! outside an enum's range would be undefined behaviour, so each is looked up and an unknown
+//! one answered safely.
+//!
 //! Trust boundary: the line between C callers and Rust. Every exported function catches
 //! panics (a panic unwinding into C would abort the process) and checks its pointers; outputs
 //! are written only on success; the reason for the last failure on this thread is kept for
@@ -177,7 +181,9 @@ pub extern "C" fn np_status_str(status: u32) -> *const c_char {
 /// The library version, e.g. "0.1.0". Never NULL.
 #[no_mangle]
 pub extern "C" fn np_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    guard_or("?\0".as_ptr().cast(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
 }
 
 /// Copies the detailed message of the last failure on this thread (NUL-terminated) into
@@ -189,7 +195,8 @@ pub extern "C" fn np_version() -> *const c_char {
 pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
     guard(|| {
         let msg = LAST_ERROR.with(|l| l.borrow().clone());
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` is valid for `cap` bytes and `len` NULL or writable (this function's
+        // contract, which is write_text's); write_text checks NULL and the size first.
         unsafe { write_text(&msg, out, cap, len) }?;
         Ok(NP_OK)
     })
@@ -219,13 +226,13 @@ pub extern "C" fn np_last_error_retry_after_ms() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `spec` is non-NULL here and NUL-terminated per the contract.
         let spec = if spec.is_null() {
             None
         } else {
             Some(unsafe { arg_str(spec) }?)
         };
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `tag` is non-NULL here and NUL-terminated per the contract.
         let tag = if tag.is_null() {
             ""
         } else {
@@ -244,7 +251,7 @@ pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) ->
 /// # Safety
 /// `buf` must be valid for `len` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
+pub unsafe extern "C" fn np_random_fill(buf: *mut u8, len: usize) -> np_status {
     guard(|| {
         if len == 0 {
             return Ok(NP_OK);
@@ -263,16 +270,18 @@ pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
 /// # Safety
 /// `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_fingerprint(
+pub unsafe extern "C" fn np_key_fingerprint(
     key: *const u8,
     out: *mut c_char,
     cap: usize,
     len: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract: 32 readable bytes.
+        // SAFETY: the contract makes a non-NULL `key` point to 32 readable bytes, which is the
+        // size of `[u8; 32]` (alignment 1); arg_ref rejects NULL.
         let key: &[u8; 32] = unsafe { arg_ref(key.cast::<[u8; 32]>()) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` valid for `cap` bytes, `len` NULL or writable (the contract); write_text
+        // checks NULL and the size before writing.
         unsafe { write_text(&crate::keys::fingerprint(key), out, cap, len) }?;
         Ok(NP_OK)
     })
@@ -293,7 +302,8 @@ pub unsafe extern "C" fn np_verifier_create(
     len: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes `password` readable for `password_len` bytes; arg_bytes
+        // rejects NULL with a non-zero length.
         let pw = unsafe { arg_bytes(password, password_len) }?;
         let iters = if iterations == 0 {
             crate::limits::DEFAULT_PBKDF2_ITERATIONS
@@ -303,7 +313,8 @@ pub unsafe extern "C" fn np_verifier_create(
         let mut salt = [0u8; 16];
         crate::io::random_bytes(&mut salt);
         let v = crate::login::Verifier::create(pw, &salt, iters).map_err(err)?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` valid for `cap` bytes, `len` NULL or writable (the contract); write_text
+        // checks NULL and the size before writing.
         unsafe { write_text(&v.encode(), out, cap, len) }?;
         Ok(NP_OK)
     })
@@ -316,7 +327,7 @@ pub unsafe extern "C" fn np_verifier_create(
 #[no_mangle]
 pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `text` NUL-terminated; arg_str rejects NULL.
         let t = unsafe { arg_str(text) }?;
         crate::login::Verifier::parse(t).map_err(err)?;
         Ok(NP_OK)
@@ -372,6 +383,34 @@ mod tests {
         assert_eq!(
             (np_last_error_code(), np_last_error_retry_after_ms()),
             (0, 0)
+        );
+    }
+
+    #[test]
+    fn stats_next_writes_its_outputs_only_on_success() {
+        use super::conn::np_stats_next;
+        // count 1 (big-endian u16), then "ab" = 7 (u8 length, text, big-endian u64).
+        let body = [0u8, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 7];
+        let (mut off, mut value, mut name) = (0usize, 99u64, [b'x' as c_char; 8]);
+        // SAFETY (test): every pointer is a live local of the stated size.
+        let call = |off: *mut usize, name: *mut c_char, cap: usize, value: *mut u64| unsafe {
+            np_stats_next(body.as_ptr(), body.len(), off, name, cap, value)
+        };
+        let s = call(&mut off, name.as_mut_ptr(), 8, std::ptr::null_mut());
+        assert_eq!((s, off, name[0]), (NP_NULL_ARGUMENT, 0, b'x' as c_char));
+        let s = call(&mut off, name.as_mut_ptr(), 2, &mut value);
+        assert_eq!(
+            (s, off, value, name[0]),
+            (NP_BUFFER_TOO_SMALL, 0, 99, b'x' as c_char)
+        );
+        let s = call(&mut off, name.as_mut_ptr(), 8, &mut value);
+        assert_eq!(
+            (s, off, value, &name[..3]),
+            (NP_OK, 13, 7, &[97, 98, 0][..])
+        );
+        assert_eq!(
+            call(&mut off, name.as_mut_ptr(), 8, &mut value),
+            NP_NO_EVENT
         );
     }
 
