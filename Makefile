@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header cbindgen-version check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps lint unit header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -70,6 +70,12 @@ c-sample: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+## fuzz-build: the fuzz workspace (targets crate, libFuzzer binaries, corpus generator) still
+## builds, uninstrumented; the corpus itself is replayed by `make unit` (libnetproto's
+## fuzz_replay unit test)
+fuzz-build:
+	cd fuzz && $(CARGO) build --release --locked
 
 ## soak: the long variants of the fault and hostile-peer tests (10 000 idle connections, a
 ## 30 s bench with a worker killed every second, SIGTERM under load ten times)

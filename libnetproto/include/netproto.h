@@ -457,16 +457,37 @@ typedef struct np_server_config np_server_config;
  * What the server reports with a job result.
  */
 typedef struct {
+  /**
+   * Length of the whole result.
+   */
   uint64_t total_len;
+  /**
+   * Output width in pixels.
+   */
   uint32_t width;
+  /**
+   * Output height in pixels.
+   */
   uint32_t height;
   /**
    * 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
    */
   uint8_t format;
+  /**
+   * Queue time in microseconds.
+   */
   uint32_t queue_us;
+  /**
+   * Decode time in microseconds.
+   */
   uint32_t decode_us;
+  /**
+   * Filter time in microseconds.
+   */
   uint32_t filter_us;
+  /**
+   * Encode time in microseconds.
+   */
   uint32_t encode_us;
 } np_result_info;
 
@@ -474,7 +495,13 @@ typedef struct {
  * One event. Fields not used by a kind are zero / NULL.
  */
 typedef struct {
+  /**
+   * What happened (the fields it uses are listed with each kind).
+   */
   np_event_kind kind;
+  /**
+   * Request the event belongs to (0: the connection).
+   */
   uint64_t request_id;
   /**
    * ERROR: error code; BUSY: retry-after ms; SHUTDOWN: grace ms.
@@ -488,14 +515,29 @@ typedef struct {
    * JOB_SUBMIT / JOB_RESULT: declared total length.
    */
   uint64_t total_len;
+  /**
+   * Payload bytes (chunk, PING payload, STATS body) or NULL.
+   */
   const uint8_t *data;
+  /**
+   * Length of `data`.
+   */
   size_t data_len;
   /**
    * UTF-8, not NUL-terminated.
    */
   const uint8_t *text;
+  /**
+   * Length of `text`.
+   */
   size_t text_len;
+  /**
+   * JOB_RESULT: what the server reports with the result.
+   */
   np_result_info info;
+  /**
+   * SERVER_KEY: the server's static public key.
+   */
   uint8_t server_key[32];
 } np_event;
 

@@ -111,7 +111,7 @@ macro_rules! wire_table {
         }
 
         /// Protocol v1 size limits: the numbers every peer enforces before it allocates.
-        pub mod limits {
+        pub(crate) mod limits {
             $( $(#[$lm])* pub const $lim: $lty = $lval; )*
 
             /// Every limit as (name, value), for the C header generator.

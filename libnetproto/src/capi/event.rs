@@ -11,14 +11,21 @@ use crate::message::ResultInfo;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct np_result_info {
+    /// Length of the whole result.
     pub total_len: u64,
+    /// Output width in pixels.
     pub width: u32,
+    /// Output height in pixels.
     pub height: u32,
     /// 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
     pub format: u8,
+    /// Queue time in microseconds.
     pub queue_us: u32,
+    /// Decode time in microseconds.
     pub decode_us: u32,
+    /// Filter time in microseconds.
     pub filter_us: u32,
+    /// Encode time in microseconds.
     pub encode_us: u32,
 }
 
@@ -56,7 +63,9 @@ impl From<&np_result_info> for ResultInfo {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct np_event {
+    /// What happened (the fields it uses are listed with each kind).
     pub kind: np_event_kind,
+    /// Request the event belongs to (0: the connection).
     pub request_id: u64,
     /// ERROR: error code; BUSY: retry-after ms; SHUTDOWN: grace ms.
     pub code: u32,
@@ -64,12 +73,17 @@ pub struct np_event {
     pub last: bool,
     /// JOB_SUBMIT / JOB_RESULT: declared total length.
     pub total_len: u64,
+    /// Payload bytes (chunk, PING payload, STATS body) or NULL.
     pub data: *const u8,
+    /// Length of `data`.
     pub data_len: usize,
     /// UTF-8, not NUL-terminated.
     pub text: *const u8,
+    /// Length of `text`.
     pub text_len: usize,
+    /// JOB_RESULT: what the server reports with the result.
     pub info: np_result_info,
+    /// SERVER_KEY: the server's static public key.
     pub server_key: [u8; 32],
 }
 
