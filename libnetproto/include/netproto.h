@@ -33,12 +33,12 @@
 #define NP_ERROR_DUPLICATE_REQUEST 102
 
 /**
- * Wire error code UNKNOWN_REQUEST (see docs/PROTOCOL.md, "Error codes").
+ * Wire error code UNKNOWN_REQUEST (reserved: never sent, never reused).
  */
 #define NP_ERROR_UNKNOWN_REQUEST 103
 
 /**
- * Wire error code LENGTH_MISMATCH (see docs/PROTOCOL.md, "Error codes").
+ * Wire error code LENGTH_MISMATCH (reserved: never sent, never reused).
  */
 #define NP_ERROR_LENGTH_MISMATCH 104
 
@@ -103,7 +103,7 @@
 #define NP_ERROR_TIMEOUT 400
 
 /**
- * Wire error code WORKER_CRASHED (see docs/PROTOCOL.md, "Error codes").
+ * Wire error code WORKER_CRASHED (reserved: never sent, never reused).
  */
 #define NP_ERROR_WORKER_CRASHED 401
 

@@ -175,6 +175,13 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_u16(0), None);
         assert!(ErrorCode::Timeout.is_retryable() && !ErrorCode::BadSpec.is_retryable());
+        // Retired numbers stay listed (an older peer may send them) but are never sent.
+        let reserved: Vec<u16> = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.is_reserved())
+            .map(|c| *c as u16)
+            .collect();
+        assert_eq!(reserved, [103, 104, 401]);
     }
 
     #[test]

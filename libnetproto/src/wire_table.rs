@@ -60,10 +60,12 @@ wire_table! {
         UnexpectedMessage = 101, "UNEXPECTED_MESSAGE", retryable: false, reserved: false;
         /// The request id is already in use by an in-flight request.
         DuplicateRequest = 102, "DUPLICATE_REQUEST", retryable: false, reserved: false;
-        /// Reserved (was: a frame names a request id that is not in flight).
-        UnknownRequest = 103, "UNKNOWN_REQUEST", retryable: false, reserved: false;
-        /// Reserved (was: a stream's data does not match its declared length).
-        LengthMismatch = 104, "LENGTH_MISMATCH", retryable: false, reserved: false;
+        /// Reserved (was: a frame names a request id that is not in flight; the library treats
+        /// data without an open stream as PROTOCOL).
+        UnknownRequest = 103, "UNKNOWN_REQUEST", retryable: false, reserved: true;
+        /// Reserved (was: a stream's data does not match its declared length; the library treats
+        /// an overrun or an early LAST as PROTOCOL).
+        LengthMismatch = 104, "LENGTH_MISMATCH", retryable: false, reserved: true;
         /// Unknown user or wrong password (indistinguishable).
         AuthFailed = 200, "AUTH_FAILED", retryable: false, reserved: false;
         /// A frame other than the expected handshake or login frame before login completed.
@@ -88,8 +90,9 @@ wire_table! {
         TooManyInFlight = 308, "TOO_MANY_IN_FLIGHT", retryable: true, reserved: false;
         /// The job did not finish within the server's time limit.
         Timeout = 400, "TIMEOUT", retryable: true, reserved: false;
-        /// Reserved (was: the worker processing the job died).
-        WorkerCrashed = 401, "WORKER_CRASHED", retryable: true, reserved: false;
+        /// Reserved (was: the worker processing the job died; the server retries such a job once,
+        /// then answers POISON_INPUT).
+        WorkerCrashed = 401, "WORKER_CRASHED", retryable: true, reserved: true;
         /// The server is stopping and takes no new work.
         ShuttingDown = 402, "SHUTTING_DOWN", retryable: true, reserved: false;
         /// The server refuses the connection.

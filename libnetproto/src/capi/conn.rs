@@ -421,7 +421,9 @@ pub unsafe extern "C" fn np_conn_send_result_data(
 }
 
 fn error_code(code: u16) -> Result<ErrorCode, np_status> {
-    ErrorCode::from_u16(code).ok_or_else(|| fail(NP_INVALID_ARGUMENT, "unknown error code"))
+    ErrorCode::from_u16(code)
+        .filter(|c| !c.is_reserved())
+        .ok_or_else(|| fail(NP_INVALID_ARGUMENT, "unknown or reserved error code"))
 }
 
 /// Sends an ERROR with `code` (a protocol error code) for request `id` (0: the connection).

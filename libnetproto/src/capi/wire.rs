@@ -123,10 +123,10 @@ pub const NP_ERROR_UNEXPECTED_MESSAGE: u16 = 101;
 /// Wire error code DUPLICATE_REQUEST (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_DUPLICATE_REQUEST: u16 = 102;
 
-/// Wire error code UNKNOWN_REQUEST (see docs/PROTOCOL.md, "Error codes").
+/// Wire error code UNKNOWN_REQUEST (reserved: never sent, never reused).
 pub const NP_ERROR_UNKNOWN_REQUEST: u16 = 103;
 
-/// Wire error code LENGTH_MISMATCH (see docs/PROTOCOL.md, "Error codes").
+/// Wire error code LENGTH_MISMATCH (reserved: never sent, never reused).
 pub const NP_ERROR_LENGTH_MISMATCH: u16 = 104;
 
 /// Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
@@ -165,7 +165,7 @@ pub const NP_ERROR_TOO_MANY_IN_FLIGHT: u16 = 308;
 /// Wire error code TIMEOUT (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_TIMEOUT: u16 = 400;
 
-/// Wire error code WORKER_CRASHED (see docs/PROTOCOL.md, "Error codes").
+/// Wire error code WORKER_CRASHED (reserved: never sent, never reused).
 pub const NP_ERROR_WORKER_CRASHED: u16 = 401;
 
 /// Wire error code SHUTTING_DOWN (see docs/PROTOCOL.md, "Error codes").
