@@ -28,7 +28,8 @@ pub struct Remote {
 }
 
 impl NpError {
-    /// Builds the error for a status just returned on this thread, with its detailed message.
+    /// Builds the error for a status a library call just returned on this thread, with its
+    /// detailed message and (for NP_REMOTE_ERROR / NP_BUSY) the peer's numbers.
     pub(crate) fn from_status(status: ffi::np_status) -> NpError {
         let mut buf = [0u8; 1024];
         let mut len = 0usize;

@@ -112,3 +112,67 @@ fn verifiers_and_fingerprints_come_from_the_library() {
     );
     assert!(netproto_sys::fingerprint(&[0; 32]).starts_with("SHA256:"));
 }
+
+/// CRC-32C (Castagnoli), bitwise: enough to build one frame by hand.
+fn crc32c(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A clear ERROR frame for the whole connection (docs/PROTOCOL.md, "Frame header").
+fn clear_error_frame(code: u16, text: &str) -> Vec<u8> {
+    let mut body = code.to_be_bytes().to_vec();
+    body.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    body.extend_from_slice(text.as_bytes());
+    let mut h = b"NP".to_vec();
+    h.push(1); // version
+    h.push(0); // flags: clear, not LAST
+    h.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    h.extend_from_slice(&0x0030u16.to_be_bytes()); // ERROR
+    h.extend_from_slice(&[0, 0]); // reserved
+    h.extend_from_slice(&0u64.to_be_bytes()); // request id 0: the connection
+    let crc = crc32c(&[&h, &body]);
+    h.extend_from_slice(&crc.to_be_bytes());
+    h.extend_from_slice(&body);
+    h
+}
+
+#[test]
+fn a_refusal_carries_the_wire_code_as_a_number_and_the_same_text() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Take the whole HELLO (header + 34-byte body) first and wait for the client to hang
+        // up afterwards, so no unread byte turns our close into a reset that could discard
+        // the ERROR before the client reads it.
+        let mut hello = [0u8; 24 + 34];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(&clear_error_frame(403, "server full")).unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    let cfg = netproto_sys::ClientConfig::new("u", b"pw").unwrap();
+    let Err(e) =
+        netproto_sys::Client::connect(&addr, &cfg, None, std::time::Duration::from_secs(10))
+    else {
+        panic!("the server refused the connection, yet connect succeeded");
+    };
+    server.join().unwrap();
+    assert_eq!(e.status, ffi::NP_REMOTE_ERROR, "{e}");
+    assert_eq!(e.remote_code(), Some(403));
+    assert_eq!(e.retry_after_ms(), None);
+    // The text keeps the form callers parse today.
+    assert!(e.message.contains("TOO_MANY_CONNECTIONS (403)"), "{e}");
+    assert!(ErrorCode::from_u16(403).is_some_and(|c| c.is_retryable()));
+}
