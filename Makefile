@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps lint unit header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -28,16 +28,30 @@ lint:
 unit:
 	$(CARGO) test --release --workspace
 
-## header: regenerate libnetproto/include/netproto.h from the C ABI sources
-header:
-	cd libnetproto && cbindgen --quiet --config cbindgen.toml --crate libnetproto --output include/netproto.h
+## header: regenerate libnetproto/src/capi/wire.rs from the wire table, then
+## libnetproto/include/netproto.h from the C ABI sources (with the pinned cbindgen)
+CBINDGEN_VERSION := 0.24.3
+CBINDGEN := cd libnetproto && cbindgen --quiet --config cbindgen.toml --crate libnetproto
+header: cbindgen-version
+	NP_REGENERATE_WIRE=1 $(CARGO) test --release -p libnetproto --lib --quiet generated_c_wire_items_match_the_table
+	$(CBINDGEN) --output include/netproto.h
 
-## check-header: fail if the committed header differs from a fresh generation
-check-header:
+## check-header: fail if the generated wire items or the committed header differ from a fresh
+## generation, or if the Rust binding's numbers differ from the header's
+check-header: cbindgen-version
+	$(CARGO) test --release -p libnetproto --lib --quiet generated_c_wire_items_match_the_table
 	@tmp=$$(mktemp); \
-	(cd libnetproto && cbindgen --quiet --config cbindgen.toml --crate libnetproto --output $$tmp) && \
+	($(CBINDGEN) --output $$tmp) && \
 	if cmp -s $$tmp libnetproto/include/netproto.h; then echo "check-header: netproto.h is up to date"; rm -f $$tmp; \
 	else diff -u libnetproto/include/netproto.h $$tmp | head -40; rm -f $$tmp; echo "check-header: FAIL: run 'make header' and commit"; exit 1; fi
+	$(CARGO) test --release -p netproto-sys --test abi --quiet
+
+## cbindgen-version: refuse to generate the header with any cbindgen but the pinned one (the
+## output differs between versions; scripts/install-deps.sh installs this one)
+cbindgen-version:
+	@v=$$(cbindgen --version 2>/dev/null | sed -n 's/^cbindgen //p'); \
+	if [ "$$v" != "$(CBINDGEN_VERSION)" ]; then \
+	echo "cbindgen $(CBINDGEN_VERSION) is required (found: $${v:-none}); run scripts/install-deps.sh or 'cargo install cbindgen --version $(CBINDGEN_VERSION) --locked'"; exit 1; fi
 
 ## check-dynamic: both binaries link libnetproto.so dynamically and run with and without LD_LIBRARY_PATH
 check-dynamic: build
@@ -56,6 +70,12 @@ c-sample: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+## fuzz-build: the fuzz workspace (targets crate, libFuzzer binaries, corpus generator) still
+## builds, uninstrumented; the corpus itself is replayed by `make unit` (libnetproto's
+## fuzz_replay unit test)
+fuzz-build:
+	cd fuzz && $(CARGO) build --release --locked
 
 ## soak: the long variants of the fault and hostile-peer tests (10 000 idle connections, a
 ## 30 s bench with a worker killed every second, SIGTERM under load ten times)

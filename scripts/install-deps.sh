@@ -3,11 +3,17 @@
 # (or sudo) the first time. Rust itself comes with the machine.
 set -euo pipefail
 need=()
-command -v cbindgen >/dev/null || need+=(cbindgen)   # regenerates/verifies include/netproto.h
+# cbindgen regenerates/verifies include/netproto.h; the Makefile pins the version (Debian
+# bookworm's package), since other versions format the header differently.
+CBINDGEN_VERSION=0.24.3
+command -v cbindgen >/dev/null || need+=("cbindgen=${CBINDGEN_VERSION}*")
 command -v cc >/dev/null || need+=(gcc)               # C sample
 command -v readelf >/dev/null || need+=(binutils)     # check-dynamic
 command -v cmake >/dev/null || need+=(cmake)          # builds the vendored libjpeg-turbo (turbojpeg crate)
 command -v nasm >/dev/null || need+=(nasm)            # its SIMD code; the build refuses to go without it
+if command -v cbindgen >/dev/null && [ "$(cbindgen --version | sed -n 's/^cbindgen //p')" != "$CBINDGEN_VERSION" ]; then
+    echo "install-deps: warning: $(cbindgen --version) found; make header/check-header need cbindgen $CBINDGEN_VERSION" >&2
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -2,9 +2,9 @@
 //!
 //! Trust boundary: `netproto::frame::decode` is the first code to touch network bytes; the body
 //! parsers in `netproto::message` come next. The target logic (and its invariants) lives in
-//! `netproto::fuzz_targets::frame_decoder`, shared with the corpus replay test.
+//! `netproto_fuzz_targets::frame_decoder`, shared with the corpus replay test.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    netproto::fuzz_targets::frame_decoder(data);
+    netproto_fuzz_targets::frame_decoder(data);
 });

@@ -242,6 +242,7 @@ mod tests {
     fn np(status: ffi::np_status, message: &str) -> NpError {
         NpError {
             status,
+            remote: None,
             message: message.to_string(),
         }
     }

@@ -18,6 +18,204 @@
 #include <stdint.h>
 
 /**
+ * Wire error code PROTOCOL (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_PROTOCOL 100
+
+/**
+ * Wire error code UNEXPECTED_MESSAGE (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_UNEXPECTED_MESSAGE 101
+
+/**
+ * Wire error code DUPLICATE_REQUEST (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_DUPLICATE_REQUEST 102
+
+/**
+ * Wire error code UNKNOWN_REQUEST (reserved: never sent, never reused).
+ */
+#define NP_ERROR_UNKNOWN_REQUEST 103
+
+/**
+ * Wire error code LENGTH_MISMATCH (reserved: never sent, never reused).
+ */
+#define NP_ERROR_LENGTH_MISMATCH 104
+
+/**
+ * Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_AUTH_FAILED 200
+
+/**
+ * Wire error code NOT_LOGGED_IN (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_NOT_LOGGED_IN 201
+
+/**
+ * Wire error code BAD_SPEC (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_SPEC 300
+
+/**
+ * Wire error code INPUT_TOO_LARGE (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_INPUT_TOO_LARGE 301
+
+/**
+ * Wire error code TOO_MANY_PIXELS (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_TOO_MANY_PIXELS 302
+
+/**
+ * Wire error code UNSUPPORTED_FORMAT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_UNSUPPORTED_FORMAT 303
+
+/**
+ * Wire error code DECODE_FAILED (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_DECODE_FAILED 304
+
+/**
+ * Wire error code BAD_GEOMETRY (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_GEOMETRY 305
+
+/**
+ * Wire error code ENCODE_FAILED (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_ENCODE_FAILED 306
+
+/**
+ * Wire error code POISON_INPUT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_POISON_INPUT 307
+
+/**
+ * Wire error code TOO_MANY_IN_FLIGHT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_TOO_MANY_IN_FLIGHT 308
+
+/**
+ * Wire error code TIMEOUT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_TIMEOUT 400
+
+/**
+ * Wire error code WORKER_CRASHED (reserved: never sent, never reused).
+ */
+#define NP_ERROR_WORKER_CRASHED 401
+
+/**
+ * Wire error code SHUTTING_DOWN (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_SHUTTING_DOWN 402
+
+/**
+ * Wire error code TOO_MANY_CONNECTIONS (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_TOO_MANY_CONNECTIONS 403
+
+/**
+ * Wire error code IDLE_TIMEOUT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_IDLE_TIMEOUT 404
+
+/**
+ * Wire error code SLOW_CLIENT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_SLOW_CLIENT 405
+
+/**
+ * Wire error code HANDSHAKE_TIMEOUT (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_HANDSHAKE_TIMEOUT 406
+
+/**
+ * Wire error code INTERNAL (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_INTERNAL 500
+
+/**
+ * Length of the fixed frame header, including its CRC.
+ */
+#define NP_HEADER_LEN 24
+
+/**
+ * Length of the header part covered by the AEAD associated data (everything but the CRC).
+ */
+#define NP_HEADER_AAD_LEN 20
+
+/**
+ * Poly1305 tag appended to every encrypted body.
+ */
+#define NP_TAG_LEN 16
+
+/**
+ * Largest image-data payload carried by one JOB/RESULT frame.
+ */
+#define NP_MAX_CHUNK_DATA 65536
+
+/**
+ * Largest op-spec text in a JOB_SUBMIT.
+ */
+#define NP_MAX_SPEC_LEN 1024
+
+/**
+ * Largest error message text.
+ */
+#define NP_MAX_ERROR_TEXT 1024
+
+/**
+ * Largest PING payload.
+ */
+#define NP_MAX_PING_PAYLOAD 256
+
+/**
+ * Largest user name.
+ */
+#define NP_MAX_USER_LEN 64
+
+/**
+ * Largest body a frame may declare (plaintext or ciphertext + tag): a chunk of data,
+ * the largest per-frame metadata (JOB_SUBMIT: 8 + 2 + spec) and the tag, rounded up.
+ */
+#define NP_MAX_BODY_LEN 73728
+
+/**
+ * Largest body accepted before the handshake has produced keys (HELLO, HELLO_REPLY and
+ * a clear ERROR all fit).
+ */
+#define NP_MAX_HANDSHAKE_BODY 2048
+
+/**
+ * Largest whole frame on the wire.
+ */
+#define NP_MAX_FRAME_LEN 73752
+
+/**
+ * Most unprocessed bytes a connection buffers before it stops accepting input: two
+ * frames, so a reader can always complete the frame in progress plus one more.
+ */
+#define NP_MAX_BUFFERED_INPUT 147504
+
+/**
+ * Smallest PBKDF2 iteration count a client accepts in a login challenge.
+ */
+#define NP_MIN_PBKDF2_ITERATIONS 4096
+
+/**
+ * Largest PBKDF2 iteration count a client accepts (bounds a hostile server's CPU cost).
+ */
+#define NP_MAX_PBKDF2_ITERATIONS 2000000
+
+/**
+ * Iterations used for new verifiers.
+ */
+#define NP_DEFAULT_PBKDF2_ITERATIONS 16384
+
+/**
  * Kinds of `np_event`. Stable numbers.
  */
 enum np_event_kind
@@ -90,58 +288,145 @@ enum np_event_kind
 typedef uint32_t np_event_kind;
 #endif // __cplusplus
 
+/**
+ * Outcome of a C ABI call (`NP_OK` on success). Stable numbers, in ranges by cause.
+ */
 enum np_status
 #ifdef __cplusplus
   : uint32_t
 #endif // __cplusplus
  {
+  /**
+   * Ok.
+   */
   NP_OK = 0,
   /**
-   * `np_conn_poll_event`: no complete event yet; feed more input.
+   * No event yet: more input is needed.
    */
   NP_NO_EVENT = 1,
   /**
-   * A non-blocking socket has nothing to read or no room to write.
+   * Operation would block.
    */
   NP_WOULD_BLOCK = 2,
   /**
-   * The peer closed the connection.
+   * Connection closed by peer.
    */
   NP_EOF = 3,
   /**
-   * A deadline passed.
+   * Timed out.
    */
   NP_TIMEOUT = 4,
   /**
-   * The connection's input buffer is full: poll events before reading more.
+   * Input buffer full: poll events first.
    */
   NP_INPUT_FULL = 5,
+  /**
+   * A required pointer argument was NULL.
+   */
   NP_NULL_ARGUMENT = 100,
+  /**
+   * Invalid argument.
+   */
   NP_INVALID_ARGUMENT = 101,
+  /**
+   * Output buffer too small.
+   */
   NP_BUFFER_TOO_SMALL = 102,
+  /**
+   * Call not allowed in the current state.
+   */
   NP_BAD_STATE = 103,
+  /**
+   * Internal error (panic caught at the library boundary).
+   */
   NP_PANIC = 104,
+  /**
+   * Connection is closed.
+   */
   NP_CLOSED = 105,
+  /**
+   * Bad frame magic: not a netproto v1 peer.
+   */
   NP_BAD_MAGIC = 200,
+  /**
+   * Unsupported protocol version.
+   */
   NP_BAD_VERSION = 201,
+  /**
+   * Frame exceeds the maximum size.
+   */
   NP_FRAME_TOO_LARGE = 202,
+  /**
+   * Frame CRC mismatch.
+   */
   NP_BAD_CRC = 203,
+  /**
+   * Unknown opcode.
+   */
   NP_UNKNOWN_OPCODE = 204,
+  /**
+   * Invalid frame flags.
+   */
   NP_BAD_FLAGS = 205,
+  /**
+   * Reserved header field not zero.
+   */
   NP_BAD_RESERVED = 206,
+  /**
+   * Malformed message body.
+   */
   NP_MALFORMED = 207,
+  /**
+   * Message not allowed in this state.
+   */
   NP_UNEXPECTED_MESSAGE = 208,
+  /**
+   * Decryption failed (tampered, replayed, reordered or reflected frame).
+   */
   NP_DECRYPT_FAILED = 300,
+  /**
+   * Handshake failed.
+   */
   NP_HANDSHAKE_FAILED = 301,
+  /**
+   * Authentication failed.
+   */
   NP_AUTH_FAILED = 302,
+  /**
+   * Server could not prove it holds the user's verifier.
+   */
   NP_BAD_SERVER_SIGNATURE = 303,
+  /**
+   * Server key differs from the pinned key.
+   */
   NP_SERVER_KEY_CHANGED = 304,
+  /**
+   * Server key was not trusted.
+   */
   NP_SERVER_KEY_REJECTED = 305,
+  /**
+   * Nonce counter exhausted.
+   */
   NP_NONCE_EXHAUSTED = 306,
+  /**
+   * The peer reported an error.
+   */
   NP_REMOTE_ERROR = 400,
+  /**
+   * Server busy.
+   */
   NP_BUSY = 401,
+  /**
+   * Server shutting down.
+   */
   NP_SERVER_SHUTDOWN = 402,
+  /**
+   * I/O error.
+   */
   NP_IO = 500,
+  /**
+   * Key file error.
+   */
   NP_KEY_FILE = 501,
 };
 #ifndef __cplusplus
@@ -149,7 +434,8 @@ typedef uint32_t np_status;
 #endif // __cplusplus
 
 /**
- * Which timer `np_conn_handle_timeout` acted on.
+ * Which of a connection's own timers `np_conn_handle_timeout` acted on. Stable
+ * numbers.
  */
 enum np_timer
 #ifdef __cplusplus
@@ -161,18 +447,15 @@ enum np_timer
    */
   NP_TIMER_NONE = 0,
   /**
-   * Server: handshake and login took too long; ERROR HANDSHAKE_TIMEOUT is queued and the
-   * connection is closed: flush, then close the socket.
+   * Server: handshake and login took too long; ERROR HANDSHAKE_TIMEOUT is queued and the connection closed: flush, then close the socket.
    */
   NP_TIMER_HANDSHAKE = 1,
   /**
-   * Server: logged in, nothing outstanding, no frame for the idle timeout; ERROR
-   * IDLE_TIMEOUT is queued and the connection is closed: flush, then close.
+   * Server: logged in, nothing outstanding, no frame for the idle timeout; ERROR IDLE_TIMEOUT is queued and the connection closed: flush, then close.
    */
   NP_TIMER_IDLE = 2,
   /**
-   * Server: the peer took none of the pending output for the slow-peer timeout; the output
-   * is dropped and the connection closed: close the socket now.
+   * Server: the peer took none of the pending output for the slow-peer timeout; the output is dropped and the connection closed: close the socket now.
    */
   NP_TIMER_SLOW_PEER = 3,
   /**
@@ -212,16 +495,37 @@ typedef struct np_server_config np_server_config;
  * What the server reports with a job result.
  */
 typedef struct {
+  /**
+   * Length of the whole result.
+   */
   uint64_t total_len;
+  /**
+   * Output width in pixels.
+   */
   uint32_t width;
+  /**
+   * Output height in pixels.
+   */
   uint32_t height;
   /**
    * 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
    */
   uint8_t format;
+  /**
+   * Queue time in microseconds.
+   */
   uint32_t queue_us;
+  /**
+   * Decode time in microseconds.
+   */
   uint32_t decode_us;
+  /**
+   * Filter time in microseconds.
+   */
   uint32_t filter_us;
+  /**
+   * Encode time in microseconds.
+   */
   uint32_t encode_us;
 } np_result_info;
 
@@ -229,7 +533,13 @@ typedef struct {
  * One event. Fields not used by a kind are zero / NULL.
  */
 typedef struct {
+  /**
+   * What happened (the fields it uses are listed with each kind).
+   */
   np_event_kind kind;
+  /**
+   * Request the event belongs to (0: the connection).
+   */
   uint64_t request_id;
   /**
    * ERROR: error code; BUSY: retry-after ms; SHUTDOWN: grace ms.
@@ -243,14 +553,29 @@ typedef struct {
    * JOB_SUBMIT / JOB_RESULT: declared total length.
    */
   uint64_t total_len;
+  /**
+   * Payload bytes (chunk, PING payload, STATS body) or NULL.
+   */
   const uint8_t *data;
+  /**
+   * Length of `data`.
+   */
   size_t data_len;
   /**
    * UTF-8, not NUL-terminated.
    */
   const uint8_t *text;
+  /**
+   * Length of `text`.
+   */
   size_t text_len;
+  /**
+   * JOB_RESULT: what the server reports with the result.
+   */
   np_result_info info;
+  /**
+   * SERVER_KEY: the server's static public key.
+   */
   uint8_t server_key[32];
 } np_event;
 
@@ -277,9 +602,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * A static, NUL-terminated description of `status`. Never NULL.
+ * A static, NUL-terminated description of the status number `status` ("unknown status" for
+ * a number that is not an np_status). Never NULL.
  */
-const char *np_status_str(np_status status);
+const char *np_status_str(uint32_t status);
 
 /**
  * The library version, e.g. "0.1.0". Never NULL.
@@ -294,6 +620,19 @@ const char *np_version(void);
  * `out` must be valid for `cap` bytes; `len` NULL or writable.
  */
 np_status np_last_error(char *out, size_t cap, size_t *len);
+
+/**
+ * The wire error code the peer sent, when the last failure on this thread was
+ * NP_REMOTE_ERROR (e.g. 403 for TOO_MANY_CONNECTIONS); 0 after any other failure or for
+ * NP_BUSY, which carries no code. Read it next to `np_last_error`.
+ */
+uint16_t np_last_error_code(void);
+
+/**
+ * The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY;
+ * 0 otherwise.
+ */
+uint32_t np_last_error_retry_after_ms(void);
 
 /**
  * Installs the library's logger (the `.so` has its own copy of the logging globals).
@@ -311,7 +650,7 @@ np_status np_log_init(const char *spec, const char *tag);
  * # Safety
  * `buf` must be valid for `len` writable bytes.
  */
-np_status np_random(uint8_t *buf, size_t len);
+np_status np_random_fill(uint8_t *buf, size_t len);
 
 /**
  * Writes the SSH-style fingerprint ("SHA256:…", NUL-terminated) of a 32-byte public key.
@@ -319,7 +658,7 @@ np_status np_random(uint8_t *buf, size_t len);
  * # Safety
  * `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
  */
-np_status np_fingerprint(const uint8_t *key, char *out, size_t cap, size_t *len);
+np_status np_key_fingerprint(const uint8_t *key, char *out, size_t cap, size_t *len);
 
 /**
  * Derives a password verifier (the text a server stores; never the password) with a fresh
@@ -348,6 +687,12 @@ np_status np_verifier_check(const char *text);
  * code is unknown.
  */
 const char *np_error_code_name(uint16_t code);
+
+/**
+ * Whether the same request may succeed if sent again later, for a wire error code (e.g. 400
+ * TIMEOUT: true); false for an unknown code.
+ */
+bool np_error_code_is_retryable(uint16_t code);
 
 /**
  * Connects to `addr` ("host:port"), runs the handshake, checks the server key against the

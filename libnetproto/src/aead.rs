@@ -14,21 +14,21 @@ use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use crate::limits::TAG_LEN;
 
 /// A key ready for sealing and opening; the nonce is the caller's to keep unique.
-pub struct Aead(LessSafeKey);
+pub(crate) struct Aead(LessSafeKey);
 
 /// The tag did not verify: wrong key, wrong nonce, tampered bytes or wrong associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenFailed;
+pub(crate) struct OpenFailed;
 
 impl Aead {
-    pub fn new(key: &[u8; 32]) -> Self {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, key)
             .expect("a 32-byte key is the ChaCha20-Poly1305 key length");
         Aead(LessSafeKey::new(unbound))
     }
 
     /// Encrypts `buf` in place and returns the tag that goes after it.
-    pub fn seal(&self, nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    pub(crate) fn seal(&self, nonce: [u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         let tag = self
             .0
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
@@ -41,7 +41,7 @@ impl Aead {
     }
 
     /// Decrypts `ct` in place if `tag` verifies.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         nonce: [u8; 12],
         aad: &[u8],

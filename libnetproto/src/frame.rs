@@ -17,22 +17,31 @@ use crate::error::Error;
 use crate::limits::{HEADER_AAD_LEN, HEADER_LEN, MAX_BODY_LEN};
 use crate::opcode::{flags, Opcode};
 
+/// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"NP";
+/// Protocol version carried in every header.
 pub const VERSION: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A decoded frame header.
 pub struct Header {
+    /// What the frame carries.
     pub opcode: Opcode,
+    /// Flag bits (`opcode::flags`).
     pub flags: u8,
+    /// Length of the body that follows.
     pub body_len: u32,
+    /// Request the frame belongs to (0: the connection).
     pub request_id: u64,
 }
 
 impl Header {
+    /// Whether the body is ciphertext plus tag.
     pub fn is_encrypted(&self) -> bool {
         self.flags & flags::ENCRYPTED != 0
     }
 
+    /// Whether this is the last frame of a chunked stream.
     pub fn is_last(&self) -> bool {
         self.flags & flags::LAST != 0
     }
@@ -54,7 +63,9 @@ impl Header {
 /// A complete frame found at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The frame's header.
     pub header: Header,
+    /// The body, borrowed from the input buffer.
     pub body: &'a [u8],
     /// Bytes of the input this frame occupies (header + body).
     pub used: usize,
@@ -65,6 +76,7 @@ pub struct Frame<'a> {
 pub enum Decoded<'a> {
     /// No complete frame yet; at least this many more bytes are needed.
     NeedMore(usize),
+    /// One whole frame.
     Frame(Frame<'a>),
 }
 

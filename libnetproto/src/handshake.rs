@@ -123,7 +123,6 @@ fn aead_open(key: &[u8; 32], ad: &[u8], ct: &[u8]) -> Result<Vec<u8>, Error> {
 /// Client side, between sending HELLO and receiving HELLO_REPLY.
 pub struct ClientHandshake {
     e: StaticSecret,
-    e_pub: [u8; 32],
     h: [u8; 32],
 }
 
@@ -143,11 +142,7 @@ impl ClientHandshake {
         .encode(&mut body);
         frame::encode(out, Opcode::Hello, 0, 0, &body).expect("HELLO fits a frame");
         let h = hash2(&initial_hash(), &out[at..]);
-        ClientHandshake { e, e_pub, h }
-    }
-
-    pub fn ephemeral_public(&self) -> &[u8; 32] {
-        &self.e_pub
+        ClientHandshake { e, h }
     }
 
     /// Processes HELLO_REPLY (`frame` is the decoded frame, `raw` its bytes on the wire).

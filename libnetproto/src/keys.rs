@@ -24,12 +24,14 @@ impl std::fmt::Debug for ServerKey {
 }
 
 impl ServerKey {
+    /// The key pair with this secret.
     pub fn from_secret(secret: [u8; 32]) -> Self {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret).to_bytes();
         ServerKey { secret, public }
     }
 
+    /// The public key.
     pub fn public(&self) -> &[u8; 32] {
         &self.public
     }
@@ -38,6 +40,7 @@ impl ServerKey {
         &self.secret
     }
 
+    /// The secret, in memory that is wiped when dropped.
     pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.secret.to_bytes())
     }
@@ -48,10 +51,12 @@ pub fn fingerprint(public: &[u8; 32]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(public)))
 }
 
+/// Base64 text of a public key, as the known-servers file stores it.
 pub fn encode_public(public: &[u8; 32]) -> String {
     STANDARD.encode(public)
 }
 
+/// Parses base64 text of a public key; `None` unless it is 32 bytes.
 pub fn decode_public(text: &str) -> Option<[u8; 32]> {
     let v = STANDARD.decode(text.trim()).ok()?;
     v.try_into().ok()
@@ -65,7 +70,10 @@ pub enum Trust {
     /// Never seen: trust on first use, then pin.
     New,
     /// Pinned with a different key: refuse.
-    Changed { pinned: [u8; 32] },
+    Changed {
+        /// The key the host is pinned to.
+        pinned: [u8; 32],
+    },
 }
 
 /// The known-servers table: lines `host:port base64-key`, `#` comments, like SSH's known_hosts.
@@ -94,6 +102,7 @@ impl KnownServers {
         Ok(KnownServers { entries })
     }
 
+    /// How `key` compares with the key pinned for `host`.
     pub fn check(&self, host: &str, key: &[u8; 32]) -> Trust {
         match self.entries.iter().find(|(h, _)| h == host) {
             None => Trust::New,
@@ -102,6 +111,7 @@ impl KnownServers {
         }
     }
 
+    /// Pins `key` for `host` (in memory; the io layer writes the file).
     pub fn add(&mut self, host: &str, key: &[u8; 32]) -> Result<(), Error> {
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(Error::InvalidArgument(
@@ -118,10 +128,12 @@ impl KnownServers {
         format!("{host} {}\n", encode_public(key))
     }
 
+    /// Number of pinned hosts.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no host is pinned.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -2,32 +2,86 @@
 //! program through `libnetproto.so`.
 //!
 //! Layers, lowest first; each only uses the ones above it in this list:
-//! - [`limits`], [`opcode`], [`error`], [`reader`], [`crc`], [`frame`], [`message`]: the pure
-//!   codec.
-//! - [`session`], [`keys`], [`handshake`], [`login`]: the pure security state machines.
+//! - [`limits`], [`opcode`], [`error`], `reader`, `crc`, [`frame`], [`message`]: the pure
+//!   codec (the numbers in `wire_table.rs`, expanded by `wire`).
+//! - `session`, [`keys`], `handshake`, `login`: the pure security state machines.
 //! - [`conn`]: one connection's sans-IO state machine over all of the above.
-//! - [`io`]: the only module that touches sockets, files and the clock.
-//! - [`logging`]: the library's own logger (the `.so` has its own copy of `log`'s globals).
+//! - `io`: the only module that touches sockets, files and the clock.
+//! - `logging`: the library's own logger (the `.so` has its own copy of `log`'s globals).
 //! - `capi`: the C ABI over everything (the only place with `unsafe`).
+//!
+//! The Rust API is what the integration tests need; binaries use the C ABI through
+//! netproto-sys. The fuzz harness lives in `fuzz/targets` and reaches the private modules
+//! through the `fuzzing` feature, which no build of the main workspace enables.
 #![deny(unsafe_code)]
+#![cfg_attr(not(feature = "fuzzing"), warn(missing_docs, unreachable_pub))]
 
+// Public modules are the Rust surface the integration tests (tests/) use; the rest is private
+// unless the `fuzzing` feature (turned on only by fuzz/targets, never by the main workspace)
+// opens it for the fuzz harness. cbindgen reads only `capi` (the C ABI and the generated
+// `capi/wire.rs`): every other module carries `cbindgen:ignore`, so Rust-side constants never
+// leak into netproto.h as #defines.
+
+/// Declares modules that are private in a normal build and public with the `fuzzing` feature.
+/// Their `pub` items are the harness's surface, so `unreachable_pub` does not apply to them.
+macro_rules! internal_modules {
+    ($($(#[$m:meta])* $name:ident;)*) => {
+        $(
+            $(#[$m])*
+            #[cfg(feature = "fuzzing")]
+            #[doc(hidden)]
+            #[allow(missing_docs)]
+            pub mod $name;
+            $(#[$m])*
+            #[cfg(not(feature = "fuzzing"))]
+            #[allow(unreachable_pub)]
+            mod $name;
+        )*
+    };
+}
+
+internal_modules! {
+    crc;
+    handshake;
+    login;
+    reader;
+    session;
+}
+
+/// cbindgen:ignore
 mod aead;
+/// One connection's sans-IO state machine (its owner documents it field by field).
+///
+/// cbindgen:ignore
+#[allow(missing_docs)]
 pub mod conn;
-pub mod crc;
+/// cbindgen:ignore
 pub mod error;
+/// cbindgen:ignore
 pub mod frame;
-#[doc(hidden)]
-pub mod fuzz_targets;
-pub mod handshake;
-pub mod io;
+/// The only module that touches sockets, files and the clock. Its items are `pub` for the
+/// connection work that owns it; only `capi` reaches them.
+///
+/// cbindgen:ignore
+#[allow(unreachable_pub, dead_code)]
+mod io;
+/// cbindgen:ignore
 pub mod keys;
+/// cbindgen:ignore
 pub mod limits;
-pub mod logging;
-pub mod login;
+/// cbindgen:ignore
+mod logging;
+/// cbindgen:ignore
 pub mod message;
+/// cbindgen:ignore
 pub mod opcode;
-pub mod reader;
-pub mod session;
+/// cbindgen:ignore
+mod wire;
+
+#[cfg(test)]
+mod fuzz_replay;
+#[cfg(test)]
+mod known_answers;
 
 #[allow(unsafe_code, non_camel_case_types)]
 pub mod capi;
@@ -44,4 +98,6 @@ pub use message::{ResultInfo, ServerParams};
 pub use opcode::{ErrorCode, Opcode};
 
 /// Library version, as the C ABI reports it.
+///
+/// cbindgen:ignore
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,7 +10,7 @@ use std::io::Write;
 /// Installs a logger that filters by `spec` (or `RUST_LOG` when `None`, default `info`) and
 /// writes timestamped lines `2026-01-01T00:00:00.000Z INFO  target: message` to stderr, tagged
 /// with `tag` (e.g. the process role and pid). A second call is a no-op.
-pub fn init(spec: Option<&str>, tag: &str) -> bool {
+pub(crate) fn init(spec: Option<&str>, tag: &str) -> bool {
     let mut b = env_logger::Builder::new();
     let spec = spec
         .map(str::to_string)

@@ -39,9 +39,13 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// What the server stores per user: never the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Verifier {
+    /// PBKDF2 salt.
     pub salt: Vec<u8>,
+    /// PBKDF2 iteration count.
     pub iterations: u32,
+    /// SCRAM StoredKey: H(ClientKey).
     pub stored_key: [u8; 32],
+    /// SCRAM ServerKey.
     pub server_key: [u8; 32],
 }
 
@@ -88,6 +92,7 @@ impl Verifier {
         )
     }
 
+    /// Parses the stored text form (`scram-sha256$...`).
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bad = Error::InvalidArgument("not a scram-sha256 verifier");
         let parts: Vec<&str> = text.trim().split('$').collect();
@@ -120,6 +125,7 @@ impl Verifier {
         Ok(v)
     }
 
+    /// The LOGIN_CHALLENGE a server sends for this verifier.
     pub fn challenge(&self) -> Challenge {
         Challenge {
             salt: self.salt.clone(),

@@ -10,19 +10,24 @@ use crate::reader::Reader;
 /// HELLO body: `version u8 | reserved u8 = 0 | client ephemeral public key [32]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
+    /// Protocol version the client speaks (1).
     pub version: u8,
+    /// The client's ephemeral X25519 public key.
     pub ephemeral: [u8; 32],
 }
 
 impl Hello {
+    /// Length of a HELLO body.
     pub const LEN: usize = 34;
 
+    /// Appends the body to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.version);
         out.push(0);
         out.extend_from_slice(&self.ephemeral);
     }
 
+    /// Parses a HELLO body; rejects trailing bytes.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
         let version = r.u8()?;
@@ -47,14 +52,17 @@ pub struct ServerParams {
 }
 
 impl ServerParams {
+    /// Length of the encoded parameters.
     pub const LEN: usize = 16;
 
+    /// Appends the encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.max_chunk.to_be_bytes());
         out.extend_from_slice(&self.max_upload.to_be_bytes());
         out.extend_from_slice(&self.max_in_flight.to_be_bytes());
     }
 
+    /// Parses the parameters and checks their ranges.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
         let p = ServerParams {
@@ -78,6 +86,7 @@ pub fn encode_login_start(user: &str, out: &mut Vec<u8>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Parses a LOGIN_START body into the user name.
 pub fn parse_login_start(body: &[u8]) -> Result<&str, Error> {
     let mut r = Reader::new(body);
     let n = r.u8()? as usize;
@@ -107,17 +116,21 @@ pub fn check_user(user: &str) -> Result<(), Error> {
 /// LOGIN_CHALLENGE body: `salt_len u8 (16..=64) | salt | iterations u32`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
+    /// PBKDF2 salt (16..=64 bytes).
     pub salt: Vec<u8>,
+    /// PBKDF2 iteration count.
     pub iterations: u32,
 }
 
 impl Challenge {
+    /// Appends the body to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.salt.len() as u8);
         out.extend_from_slice(&self.salt);
         out.extend_from_slice(&self.iterations.to_be_bytes());
     }
 
+    /// Parses a LOGIN_CHALLENGE body; checks the salt length.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
         let n = r.u8()? as usize;
@@ -142,12 +155,16 @@ pub fn parse_32(body: &[u8]) -> Result<[u8; 32], Error> {
 /// JOB_SUBMIT body: `total_len u64 | spec_len u16 | spec (UTF-8) | first data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobSubmit<'a> {
+    /// Declared length of the whole job input.
     pub total_len: u64,
+    /// The op spec (docs/PROTOCOL.md, section 12).
     pub spec: &'a str,
+    /// The first chunk of input.
     pub data: &'a [u8],
 }
 
 impl<'a> JobSubmit<'a> {
+    /// Appends the part of the body before the data to `out`.
     pub fn encode_head(total_len: u64, spec: &str, out: &mut Vec<u8>) -> Result<(), Error> {
         if spec.len() > MAX_SPEC_LEN {
             return Err(Error::InvalidArgument("op spec longer than 1024 bytes"));
@@ -158,6 +175,7 @@ impl<'a> JobSubmit<'a> {
         Ok(())
     }
 
+    /// Parses a JOB_SUBMIT body; checks the spec length and the chunk size.
     pub fn parse(body: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
         let total_len = r.u64()?;
@@ -180,15 +198,21 @@ impl<'a> JobSubmit<'a> {
 /// What the server says about a finished job, at the head of JOB_RESULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ResultInfo {
+    /// Length of the whole encoded result.
     pub total_len: u64,
+    /// Output width in pixels.
     pub width: u32,
+    /// Output height in pixels.
     pub height: u32,
     /// Output format: 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff (0 unknown).
     pub format: u8,
     /// Server-side phase times in microseconds: queue, decode, filter, encode.
     pub queue_us: u32,
+    /// Decode time in microseconds.
     pub decode_us: u32,
+    /// Filter time in microseconds.
     pub filter_us: u32,
+    /// Encode time in microseconds.
     pub encode_us: u32,
 }
 
@@ -197,6 +221,7 @@ impl ResultInfo {
     /// decode_us u32 | filter_us u32 | encode_us u32`
     pub const LEN: usize = 36;
 
+    /// Appends the encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.total_len.to_be_bytes());
         out.extend_from_slice(&self.width.to_be_bytes());
@@ -254,6 +279,7 @@ pub fn encode_error(code: u16, text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// Parses an ERROR body into its code and text.
 pub fn parse_error(body: &[u8]) -> Result<(u16, &str), Error> {
     let mut r = Reader::new(body);
     let code = r.u16()?;
@@ -325,6 +351,7 @@ pub fn encode_stats<'a>(
     Ok(())
 }
 
+/// Decodes a STATS_REPLY body into name/value pairs.
 pub fn parse_stats(body: &[u8]) -> Result<Vec<(String, u64)>, Error> {
     let mut r = Reader::new(body);
     let n = r.u16()?;

@@ -36,10 +36,6 @@ impl CipherState {
         }
     }
 
-    /// Frames sealed (or opened) so far.
-    pub fn counter(&self) -> u64 {
-        self.counter
-    }
 
     fn next_nonce(&mut self) -> Result<[u8; 12], Error> {
         // u64::MAX itself is never used, as in Noise, so the counter cannot wrap.

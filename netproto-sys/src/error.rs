@@ -1,5 +1,5 @@
-//! Errors from libnetproto as Rust values: the stable status number plus the library's
-//! detailed message, and the protocol's wire error codes.
+//! Errors from libnetproto as Rust values: the stable status number, the library's detailed
+//! message and, for an error the peer reported, its wire code and retry-after as numbers.
 
 use std::ffi::CStr;
 use std::fmt;
@@ -8,15 +8,28 @@ use crate::ffi;
 
 pub type Result<T> = std::result::Result<T, NpError>;
 
-/// A failed library call: `status` is an `NP_*` number, `message` the library's explanation.
+/// A failed library call: `status` is an `NP_*` number, `message` the library's explanation,
+/// `remote` what the peer said when `status` is NP_REMOTE_ERROR or NP_BUSY.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpError {
     pub status: ffi::np_status,
     pub message: String,
+    pub remote: Option<Remote>,
+}
+
+/// The numbers behind NP_REMOTE_ERROR / NP_BUSY, from `np_last_error_code` and
+/// `np_last_error_retry_after_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remote {
+    /// The wire error code of the peer's ERROR frame; 0 for BUSY, which carries none.
+    pub code: u16,
+    /// BUSY's retry-after delay in milliseconds; 0 for an ERROR frame.
+    pub retry_after_ms: u32,
 }
 
 impl NpError {
-    /// Builds the error for a status just returned on this thread, with its detailed message.
+    /// Builds the error for a status a library call just returned on this thread, with its
+    /// detailed message and (for NP_REMOTE_ERROR / NP_BUSY) the peer's numbers.
     pub(crate) fn from_status(status: ffi::np_status) -> NpError {
         let mut buf = [0u8; 1024];
         let mut len = 0usize;
@@ -27,14 +40,53 @@ impl NpError {
         } else {
             status_str(status).to_string()
         };
-        NpError { status, message }
+        let remote = if status == ffi::NP_REMOTE_ERROR || status == ffi::NP_BUSY {
+            // SAFETY: both read this thread's last failure and take no arguments.
+            let (code, retry_after_ms) = unsafe {
+                (
+                    ffi::np_last_error_code(),
+                    ffi::np_last_error_retry_after_ms(),
+                )
+            };
+            Some(Remote {
+                code,
+                retry_after_ms,
+            })
+        } else {
+            None
+        };
+        NpError {
+            status,
+            message,
+            remote,
+        }
     }
 
-    pub(crate) fn local(status: ffi::np_status, msg: &str) -> NpError {
+    /// An error made on this side of the binding (no library call failed).
+    pub fn new(status: ffi::np_status, msg: &str) -> NpError {
         NpError {
             status,
             message: msg.to_string(),
+            remote: None,
         }
+    }
+
+    pub(crate) fn local(status: ffi::np_status, msg: &str) -> NpError {
+        NpError::new(status, msg)
+    }
+
+    /// The wire error code the peer sent (NP_REMOTE_ERROR), e.g. 403 for
+    /// TOO_MANY_CONNECTIONS; `None` for any other failure.
+    pub fn remote_code(&self) -> Option<u16> {
+        self.remote.map(|r| r.code).filter(|&c| c != 0)
+    }
+
+    /// The retry-after delay of a BUSY refusal (NP_BUSY); `None` for any other failure.
+    pub fn retry_after_ms(&self) -> Option<u32> {
+        (self.status == ffi::NP_BUSY)
+            .then_some(self.remote)
+            .flatten()
+            .map(|r| r.retry_after_ms)
     }
 
     pub fn is(&self, status: ffi::np_status) -> bool {
@@ -52,90 +104,18 @@ impl std::error::Error for NpError {}
 
 /// The library's static description of a status.
 pub fn status_str(status: ffi::np_status) -> &'static str {
-    // SAFETY: np_status_str returns a static NUL-terminated string for any input.
+    // SAFETY: np_status_str takes any integer and returns a static NUL-terminated string.
     unsafe { CStr::from_ptr(ffi::np_status_str(status)) }
         .to_str()
         .unwrap_or("?")
 }
 
-/// Wire error codes carried in ERROR frames (docs/PROTOCOL.md, "Error codes").
-#[repr(u16)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    Protocol = 100,
-    UnexpectedMessage = 101,
-    DuplicateRequest = 102,
-    UnknownRequest = 103,
-    LengthMismatch = 104,
-    AuthFailed = 200,
-    NotLoggedIn = 201,
-    BadSpec = 300,
-    InputTooLarge = 301,
-    TooManyPixels = 302,
-    UnsupportedFormat = 303,
-    DecodeFailed = 304,
-    BadGeometry = 305,
-    EncodeFailed = 306,
-    PoisonInput = 307,
-    TooManyInFlight = 308,
-    Timeout = 400,
-    WorkerCrashed = 401,
-    ShuttingDown = 402,
-    TooManyConnections = 403,
-    IdleTimeout = 404,
-    SlowClient = 405,
-    HandshakeTimeout = 406,
-    Internal = 500,
-}
+pub use crate::ffi::ErrorCode;
 
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
-        ErrorCode::Protocol,
-        ErrorCode::UnexpectedMessage,
-        ErrorCode::DuplicateRequest,
-        ErrorCode::UnknownRequest,
-        ErrorCode::LengthMismatch,
-        ErrorCode::AuthFailed,
-        ErrorCode::NotLoggedIn,
-        ErrorCode::BadSpec,
-        ErrorCode::InputTooLarge,
-        ErrorCode::TooManyPixels,
-        ErrorCode::UnsupportedFormat,
-        ErrorCode::DecodeFailed,
-        ErrorCode::BadGeometry,
-        ErrorCode::EncodeFailed,
-        ErrorCode::PoisonInput,
-        ErrorCode::TooManyInFlight,
-        ErrorCode::Timeout,
-        ErrorCode::WorkerCrashed,
-        ErrorCode::ShuttingDown,
-        ErrorCode::TooManyConnections,
-        ErrorCode::IdleTimeout,
-        ErrorCode::SlowClient,
-        ErrorCode::HandshakeTimeout,
-        ErrorCode::Internal,
-    ];
-
-    pub fn from_u16(v: u16) -> Option<ErrorCode> {
-        Self::ALL.iter().copied().find(|c| *c as u16 == v)
-    }
-
-    /// The protocol name, as the library spells it (e.g. "TOO_MANY_PIXELS").
-    pub fn name(self) -> &'static str {
-        code_name(self as u16).unwrap_or("UNKNOWN")
-    }
-
-    /// Whether the same request may succeed later.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::Timeout
-                | ErrorCode::WorkerCrashed
-                | ErrorCode::ShuttingDown
-                | ErrorCode::TooManyConnections
-                | ErrorCode::TooManyInFlight
-        )
-    }
+/// Whether the library considers a wire error code retryable (false for an unknown code).
+pub fn code_is_retryable(code: u16) -> bool {
+    // SAFETY: takes any integer and reads no memory.
+    unsafe { ffi::np_error_code_is_retryable(code) }
 }
 
 /// The library's name for any wire error code, `None` if unknown.

@@ -1,64 +1,117 @@
-//! Raw declarations of libnetproto's C ABI, mirroring `libnetproto/include/netproto.h`.
+//! Raw declarations of libnetproto's C ABI, matching `libnetproto/include/netproto.h`.
 //!
 //! Trust boundary: the one place in the workspace that declares the library's C functions;
-//! everything else goes through the safe wrappers in this crate.
+//! everything else goes through the safe wrappers in this crate. The numbers are not copied
+//! here: they come from the library's wire table through `include!` (see `wire_table!`).
 
 #![allow(non_camel_case_types)]
 
 use std::ffi::c_char;
 
-pub type np_status = u32;
+/// Expands the library's wire table (`libnetproto/src/wire_table.rs`) into this crate's
+/// constants and [`ErrorCode`]. A source include, not a dependency: nothing of the Rust crate
+/// is linked, and the numbers cannot drift from the library's (tests/abi.rs also checks them
+/// against the committed header).
+macro_rules! wire_table {
+    (
+        opcodes {
+            $( $(#[$om:meta])* $op:ident = $opn:literal, $opname:literal, chunked: $chunked:literal; )*
+        }
+        error_codes {
+            $( $(#[$em:meta])* $ec:ident = $ecn:literal, $ecname:literal,
+               retryable: $retry:literal, reserved: $reserved:literal; )*
+        }
+        statuses {
+            $( $st:ident = $stn:literal, $stdesc:literal; )*
+        }
+        event_kinds {
+            $( $ek:ident = $ekn:literal, $ekdesc:literal; )*
+        }
+        timer_kinds {
+            $( $tk:ident = $tkn:literal, $tkdesc:literal; )*
+        }
+        limits {
+            $( $(#[$lm:meta])* $lim:ident : $lty:ty = $lval:expr; )*
+        }
+    ) => {
+        /// Status of a library call: one of the `NP_*` numbers below (a plain integer, since
+        /// the library may return a number this binding does not know yet).
+        pub type np_status = u32;
+        $( #[doc = $stdesc] pub const $st: np_status = $stn; )*
 
-pub const NP_OK: np_status = 0;
-pub const NP_NO_EVENT: np_status = 1;
-pub const NP_WOULD_BLOCK: np_status = 2;
-pub const NP_EOF: np_status = 3;
-pub const NP_TIMEOUT: np_status = 4;
-pub const NP_INPUT_FULL: np_status = 5;
-pub const NP_NULL_ARGUMENT: np_status = 100;
-pub const NP_INVALID_ARGUMENT: np_status = 101;
-pub const NP_BUFFER_TOO_SMALL: np_status = 102;
-pub const NP_BAD_STATE: np_status = 103;
-pub const NP_PANIC: np_status = 104;
-pub const NP_CLOSED: np_status = 105;
-pub const NP_BAD_MAGIC: np_status = 200;
-pub const NP_BAD_VERSION: np_status = 201;
-pub const NP_FRAME_TOO_LARGE: np_status = 202;
-pub const NP_BAD_CRC: np_status = 203;
-pub const NP_UNKNOWN_OPCODE: np_status = 204;
-pub const NP_BAD_FLAGS: np_status = 205;
-pub const NP_BAD_RESERVED: np_status = 206;
-pub const NP_MALFORMED: np_status = 207;
-pub const NP_UNEXPECTED_MESSAGE: np_status = 208;
-pub const NP_DECRYPT_FAILED: np_status = 300;
-pub const NP_HANDSHAKE_FAILED: np_status = 301;
-pub const NP_AUTH_FAILED: np_status = 302;
-pub const NP_BAD_SERVER_SIGNATURE: np_status = 303;
-pub const NP_SERVER_KEY_CHANGED: np_status = 304;
-pub const NP_SERVER_KEY_REJECTED: np_status = 305;
-pub const NP_NONCE_EXHAUSTED: np_status = 306;
-pub const NP_REMOTE_ERROR: np_status = 400;
-pub const NP_BUSY: np_status = 401;
-pub const NP_SERVER_SHUTDOWN: np_status = 402;
-pub const NP_IO: np_status = 500;
-pub const NP_KEY_FILE: np_status = 501;
+        /// Every status as (name, number).
+        pub const STATUSES: &[(&str, np_status)] = &[$((stringify!($st), $stn)),*];
 
-pub type np_event_kind = u32;
-pub const NP_EVENT_SERVER_KEY: np_event_kind = 1;
-pub const NP_EVENT_READY: np_event_kind = 2;
-pub const NP_EVENT_LOGGED_IN: np_event_kind = 3;
-pub const NP_EVENT_JOB_SUBMIT: np_event_kind = 4;
-pub const NP_EVENT_JOB_DATA: np_event_kind = 5;
-pub const NP_EVENT_JOB_RESULT: np_event_kind = 6;
-pub const NP_EVENT_RESULT_DATA: np_event_kind = 7;
-pub const NP_EVENT_ERROR: np_event_kind = 8;
-pub const NP_EVENT_BUSY: np_event_kind = 9;
-pub const NP_EVENT_PING: np_event_kind = 10;
-pub const NP_EVENT_PONG: np_event_kind = 11;
-pub const NP_EVENT_STATS_REQUEST: np_event_kind = 12;
-pub const NP_EVENT_STATS: np_event_kind = 13;
-pub const NP_EVENT_SHUTDOWN: np_event_kind = 14;
-pub const NP_EVENT_BYE: np_event_kind = 15;
+        /// Kind of an `np_event`.
+        pub type np_event_kind = u32;
+        $( #[doc = $ekdesc] pub const $ek: np_event_kind = $ekn; )*
+
+        /// Which timer `np_conn_handle_timeout` acted on (`enum np_timer` in the header).
+        pub type np_timer = u32;
+        $( #[doc = $tkdesc] pub const $tk: np_timer = $tkn; )*
+
+        /// Protocol v1 size limits (`NP_<NAME>` in netproto.h).
+        pub mod limits {
+            $( $(#[$lm])* pub const $lim: $lty = $lval; )*
+        }
+
+        /// Wire error codes carried in ERROR frames (docs/PROTOCOL.md, "Error codes").
+        #[repr(u16)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$em])* $ec = $ecn, )*
+        }
+
+        impl ErrorCode {
+            /// Every error code, reserved ones included.
+            pub const ALL: [ErrorCode; [$(stringify!($ec)),*].len()] = [$(ErrorCode::$ec),*];
+
+            /// The code with wire number `v`, if there is one.
+            pub fn from_u16(v: u16) -> Option<ErrorCode> {
+                match v {
+                    $( $ecn => Some(ErrorCode::$ec), )*
+                    _ => None,
+                }
+            }
+
+            /// The protocol name, e.g. "TOO_MANY_PIXELS".
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$ec => $ecname, )*
+                }
+            }
+
+            /// Whether the same request may succeed later.
+            pub fn is_retryable(self) -> bool {
+                match self {
+                    $( ErrorCode::$ec => $retry, )*
+                }
+            }
+
+            /// Whether the number is retired (no v1 peer sends it; it is never reused).
+            pub fn is_reserved(self) -> bool {
+                match self {
+                    $( ErrorCode::$ec => $reserved, )*
+                }
+            }
+        }
+
+        /// Every number the C header defines, as (C name, value): statuses, event kinds,
+        /// `NP_ERROR_*` codes and `NP_*` limits. tests/abi.rs compares it with netproto.h.
+        pub const C_NUMBERS: &[(&str, u64)] = &[
+            $( (stringify!($st), $stn), )*
+            $( (stringify!($ek), $ekn), )*
+            $( (stringify!($tk), $tkn), )*
+            $( (concat!("NP_ERROR_", $ecname), $ecn), )*
+            $( (concat!("NP_", stringify!($lim)), limits::$lim as u64), )*
+        ];
+    };
+}
+
+include!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../libnetproto/src/wire_table.rs"
+));
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,12 +168,14 @@ pub struct np_client {
 }
 
 extern "C" {
-    pub fn np_status_str(status: np_status) -> *const c_char;
+    pub fn np_status_str(status: u32) -> *const c_char;
     pub fn np_version() -> *const c_char;
     pub fn np_last_error(out: *mut c_char, cap: usize, len: *mut usize) -> np_status;
+    pub fn np_last_error_code() -> u16;
+    pub fn np_last_error_retry_after_ms() -> u32;
     pub fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status;
-    pub fn np_random(buf: *mut u8, len: usize) -> np_status;
-    pub fn np_fingerprint(
+    pub fn np_random_fill(buf: *mut u8, len: usize) -> np_status;
+    pub fn np_key_fingerprint(
         key: *const u8,
         out: *mut c_char,
         cap: usize,
@@ -136,6 +191,7 @@ extern "C" {
     ) -> np_status;
     pub fn np_verifier_check(text: *const c_char) -> np_status;
     pub fn np_error_code_name(code: u16) -> *const c_char;
+    pub fn np_error_code_is_retryable(code: u16) -> bool;
 
     pub fn np_client_config_new(
         user: *const c_char,
@@ -304,15 +360,6 @@ extern "C" {
 }
 
 // ----- connection timers and times (the end of capi/conn.rs and capi/config.rs) -----
-
-/// Which timer `np_conn_handle_timeout` acted on (`enum np_timer` in the header).
-pub type np_timer = u32;
-pub const NP_TIMER_NONE: np_timer = 0;
-pub const NP_TIMER_HANDSHAKE: np_timer = 1;
-pub const NP_TIMER_IDLE: np_timer = 2;
-pub const NP_TIMER_SLOW_PEER: np_timer = 3;
-pub const NP_TIMER_HEARTBEAT: np_timer = 4;
-pub const NP_TIMER_DEAD_PEER: np_timer = 5;
 
 extern "C" {
     pub fn np_now_us() -> u64;

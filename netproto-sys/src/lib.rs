@@ -21,8 +21,9 @@ use std::ffi::{c_char, CStr, CString};
 pub use client::Client;
 pub use config::{ClientConfig, ServerConfig, ServerParams};
 pub use conn::{instant, micros, ClientConn, ReadStatus, ServerConn, Timer};
-pub use error::{ErrorCode, NpError, Result};
+pub use error::{ErrorCode, NpError, Remote, Result};
 pub use event::{Event, ResultInfo};
+pub use ffi::limits;
 
 /// Runs a text-producing C function with a buffer, growing it once if needed.
 pub(crate) fn text_out(
@@ -83,7 +84,7 @@ pub fn version() -> String {
 /// SSH-style fingerprint of a server key.
 pub fn fingerprint(key: &[u8; 32]) -> String {
     // SAFETY: `key` is 32 readable bytes; the closure passes text_out's buffer through.
-    text_out(|out, cap, len| unsafe { ffi::np_fingerprint(key.as_ptr(), out, cap, len) })
+    text_out(|out, cap, len| unsafe { ffi::np_key_fingerprint(key.as_ptr(), out, cap, len) })
         .unwrap_or_default()
 }
 
@@ -105,7 +106,7 @@ pub fn verifier_check(text: &str) -> Result<()> {
 /// Fills `buf` from the OS CSPRNG.
 pub fn random(buf: &mut [u8]) -> Result<()> {
     // SAFETY: `buf` is valid for writing its length.
-    check(unsafe { ffi::np_random(buf.as_mut_ptr(), buf.len()) })
+    check(unsafe { ffi::np_random_fill(buf.as_mut_ptr(), buf.len()) })
 }
 
 /// Decodes a STATS event body into name/value pairs.

@@ -29,49 +29,73 @@ fn every_error_code_has_the_same_number_and_name_in_the_library() {
 
 #[test]
 fn every_status_constant_is_known_to_the_library() {
-    let all = [
-        ffi::NP_OK,
-        ffi::NP_NO_EVENT,
-        ffi::NP_WOULD_BLOCK,
-        ffi::NP_EOF,
-        ffi::NP_TIMEOUT,
-        ffi::NP_INPUT_FULL,
-        ffi::NP_NULL_ARGUMENT,
-        ffi::NP_INVALID_ARGUMENT,
-        ffi::NP_BUFFER_TOO_SMALL,
-        ffi::NP_BAD_STATE,
-        ffi::NP_PANIC,
-        ffi::NP_CLOSED,
-        ffi::NP_BAD_MAGIC,
-        ffi::NP_BAD_VERSION,
-        ffi::NP_FRAME_TOO_LARGE,
-        ffi::NP_BAD_CRC,
-        ffi::NP_UNKNOWN_OPCODE,
-        ffi::NP_BAD_FLAGS,
-        ffi::NP_BAD_RESERVED,
-        ffi::NP_MALFORMED,
-        ffi::NP_UNEXPECTED_MESSAGE,
-        ffi::NP_DECRYPT_FAILED,
-        ffi::NP_HANDSHAKE_FAILED,
-        ffi::NP_AUTH_FAILED,
-        ffi::NP_BAD_SERVER_SIGNATURE,
-        ffi::NP_SERVER_KEY_CHANGED,
-        ffi::NP_SERVER_KEY_REJECTED,
-        ffi::NP_NONCE_EXHAUSTED,
-        ffi::NP_REMOTE_ERROR,
-        ffi::NP_BUSY,
-        ffi::NP_SERVER_SHUTDOWN,
-        ffi::NP_IO,
-        ffi::NP_KEY_FILE,
-    ];
-    for s in all {
+    for &(name, value) in ffi::STATUSES {
         assert_ne!(
-            netproto_sys::error::status_str(s),
+            netproto_sys::error::status_str(value),
             "unknown status",
-            "status {s}"
+            "status {name}"
         );
     }
+    assert_eq!(ffi::STATUSES.len(), 33);
     assert_eq!(netproto_sys::error::status_str(77777), "unknown status");
+    assert_eq!(netproto_sys::error::status_str(u32::MAX), "unknown status");
+}
+
+/// The `#define NAME NUMBER` lines and `NAME = NUMBER,` enum entries of the committed header.
+fn header_numbers() -> std::collections::BTreeMap<String, u64> {
+    let header = include_str!("../../libnetproto/include/netproto.h");
+    let mut out = std::collections::BTreeMap::new();
+    for line in header.lines() {
+        let line = line.trim();
+        let (name, value) = if let Some(rest) = line.strip_prefix("#define ") {
+            match rest.split_once(' ') {
+                Some((n, v)) => (n, v),
+                None => continue,
+            }
+        } else if let Some((n, v)) = line.strip_suffix(',').and_then(|l| l.split_once(" = ")) {
+            (n, v)
+        } else {
+            continue;
+        };
+        if let (true, Ok(v)) = (name.starts_with("NP_"), value.parse::<u64>()) {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_binding_and_the_committed_header_have_the_same_numbers() {
+    let header = header_numbers();
+    let binding: std::collections::BTreeMap<String, u64> = ffi::C_NUMBERS
+        .iter()
+        .map(|&(n, v)| (n.to_string(), v))
+        .collect();
+    assert_eq!(
+        binding.len(),
+        ffi::C_NUMBERS.len(),
+        "duplicate C name in the table"
+    );
+    assert!(header.contains_key("NP_MAX_CHUNK_DATA") && header.contains_key("NP_KEY_FILE"));
+    assert_eq!(
+        binding, header,
+        "netproto.h and the wire table disagree: run `make header`"
+    );
+    assert_eq!(netproto_sys::limits::MAX_CHUNK_DATA, 64 * 1024);
+}
+
+#[test]
+fn error_code_properties_come_from_the_same_table_as_the_library() {
+    for c in ErrorCode::ALL {
+        assert_eq!(
+            netproto_sys::error::code_is_retryable(c as u16),
+            c.is_retryable(),
+            "{c:?}"
+        );
+        assert_eq!(netproto_sys::error::code_name(c as u16), Some(c.name()));
+    }
+    assert!(!netproto_sys::error::code_is_retryable(9999));
+    assert!(netproto_sys::error::code_is_retryable(400));
 }
 
 #[test]
@@ -87,4 +111,68 @@ fn verifiers_and_fingerprints_come_from_the_library() {
         "{e:?}"
     );
     assert!(netproto_sys::fingerprint(&[0; 32]).starts_with("SHA256:"));
+}
+
+/// CRC-32C (Castagnoli), bitwise: enough to build one frame by hand.
+fn crc32c(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A clear ERROR frame for the whole connection (docs/PROTOCOL.md, "Frame header").
+fn clear_error_frame(code: u16, text: &str) -> Vec<u8> {
+    let mut body = code.to_be_bytes().to_vec();
+    body.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    body.extend_from_slice(text.as_bytes());
+    let mut h = b"NP".to_vec();
+    h.push(1); // version
+    h.push(0); // flags: clear, not LAST
+    h.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    h.extend_from_slice(&0x0030u16.to_be_bytes()); // ERROR
+    h.extend_from_slice(&[0, 0]); // reserved
+    h.extend_from_slice(&0u64.to_be_bytes()); // request id 0: the connection
+    let crc = crc32c(&[&h, &body]);
+    h.extend_from_slice(&crc.to_be_bytes());
+    h.extend_from_slice(&body);
+    h
+}
+
+#[test]
+fn a_refusal_carries_the_wire_code_as_a_number_and_the_same_text() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Take the whole HELLO (header + 34-byte body) first and wait for the client to hang
+        // up afterwards, so no unread byte turns our close into a reset that could discard
+        // the ERROR before the client reads it.
+        let mut hello = [0u8; 24 + 34];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(&clear_error_frame(403, "server full")).unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    let cfg = netproto_sys::ClientConfig::new("u", b"pw").unwrap();
+    let Err(e) =
+        netproto_sys::Client::connect(&addr, &cfg, None, std::time::Duration::from_secs(10))
+    else {
+        panic!("the server refused the connection, yet connect succeeded");
+    };
+    server.join().unwrap();
+    assert_eq!(e.status, ffi::NP_REMOTE_ERROR, "{e}");
+    assert_eq!(e.remote_code(), Some(403));
+    assert_eq!(e.retry_after_ms(), None);
+    // The text keeps the form callers parse today.
+    assert!(e.message.contains("TOO_MANY_CONNECTIONS (403)"), "{e}");
+    assert!(ErrorCode::from_u16(403).is_some_and(|c| c.is_retryable()));
 }

@@ -66,7 +66,7 @@ static int login(np_conn *cli, np_conn *srv) {
     if (pump(cli, srv) || no_event(srv, "server after HELLO")) return 1;
     if (pump(srv, cli) || expect(cli, NP_EVENT_SERVER_KEY, &ev, "client after HELLO_REPLY")) return 1;
     char fp[128];
-    CHECK("fingerprint", np_fingerprint(ev.server_key, fp, sizeof fp, NULL));
+    CHECK("fingerprint", np_key_fingerprint(ev.server_key, fp, sizeof fp, NULL));
     printf("server key %s\n", fp);
     CHECK("trust", np_conn_trust_server_key(cli, true));
     if (pump(cli, srv) || no_event(srv, "server after LOGIN_START")) return 1;
@@ -92,7 +92,7 @@ static int selftest(void) {
     char key_path[256];
     snprintf(key_path, sizeof key_path, "%s/server.key", dir);
 
-    np_server_params params = {.max_chunk = 65536, .max_upload = 1 << 20, .max_in_flight = 4};
+    np_server_params params = {.max_chunk = NP_MAX_CHUNK_DATA, .max_upload = 1 << 20, .max_in_flight = 4};
     np_server_config *scfg;
     bool created;
     uint8_t pub[32];
@@ -125,8 +125,9 @@ static int selftest(void) {
     /* A 100 000-byte job in two chunks, answered by a result. */
     static uint8_t input[100000];
     for (size_t i = 0; i < sizeof input; i++) input[i] = (uint8_t)(i * 7);
-    CHECK("send_job", np_conn_send_job(cli, 2, "blur:2", sizeof input, input, 65536, false));
-    CHECK("send_job_data", np_conn_send_job_data(cli, 2, input + 65536, sizeof input - 65536, true));
+    CHECK("send_job", np_conn_send_job(cli, 2, "blur:2", sizeof input, input, NP_MAX_CHUNK_DATA, false));
+    CHECK("send_job_data",
+          np_conn_send_job_data(cli, 2, input + NP_MAX_CHUNK_DATA, sizeof input - NP_MAX_CHUNK_DATA, true));
     if (pump(cli, srv) || expect(srv, NP_EVENT_JOB_SUBMIT, &ev, "job submit")) return 1;
     size_t got = ev.data_len;
     int same = ev.total_len == sizeof input && ev.text_len == 6 && memcmp(ev.text, "blur:2", 6) == 0 &&
@@ -158,6 +159,10 @@ static int selftest(void) {
         n++;
     }
     if (n != 2) return fail("stats count", NP_MALFORMED);
+    /* Wire error codes and statuses arrive as plain integers: unknown ones are answered safely. */
+    if (!np_error_code_is_retryable(NP_ERROR_TIMEOUT) || np_error_code_is_retryable(NP_ERROR_BAD_SPEC) ||
+        np_error_code_name(9999) != NULL || strcmp(np_status_str(77777), "unknown status") != 0)
+        return fail("error code table", NP_MALFORMED);
     np_conn_free(cli);
     np_conn_free(srv);
     np_client_config_free(ccfg);
@@ -196,7 +201,7 @@ static int ping(const char *addr, const char *user) {
     uint8_t key[32];
     char fp[128];
     CHECK("server_key", np_client_server_key(c, key));
-    CHECK("fingerprint", np_fingerprint(key, fp, sizeof fp, NULL));
+    CHECK("fingerprint", np_key_fingerprint(key, fp, sizeof fp, NULL));
     printf("connected to %s as %s, server key %s%s\n", addr, user, fp, is_new ? " (new, pinned)" : "");
     CHECK("send_ping", np_client_send_ping(c, 1, (const uint8_t *)"c-sample", 8, 5000));
     np_event ev;

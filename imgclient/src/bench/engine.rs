@@ -339,6 +339,7 @@ impl Ctx {
                 if now >= since + self.plan.connector.timeout {
                     let e = NpError {
                         status: ffi::NP_TIMEOUT,
+                        remote: None,
                         message: "connect, handshake and login took too long".into(),
                     };
                     self.lose(l, e.into(), now);
@@ -477,6 +478,7 @@ impl Ctx {
         let result = (|| -> Result<(TcpStream, ClientConn), NpError> {
             let addr = self.addr.ok_or_else(|| NpError {
                 status: ffi::NP_IO,
+                remote: None,
                 message: format!("cannot resolve {}", self.plan.connector.addr),
             })?;
             let mut stream = TcpStream::connect(addr).map_err(|e| io_error(&e))?;
@@ -530,6 +532,7 @@ impl Ctx {
                 ReadStatus::Eof => {
                     return Err(NpError {
                         status: ffi::NP_EOF,
+                        remote: None,
                         message: "the server closed the connection".into(),
                     }
                     .into())
@@ -556,6 +559,7 @@ impl Ctx {
                     if key != self.plan.server_key {
                         let e = NpError {
                             status: ffi::NP_SERVER_KEY_CHANGED,
+                            remote: None,
                             message: format!(
                                 "server key changed: {} now presents {}, the known-servers \
                                  file pins {}",
@@ -680,6 +684,7 @@ impl Ctx {
 fn io_error(e: &std::io::Error) -> NpError {
     NpError {
         status: ffi::NP_IO,
+        remote: None,
         message: e.to_string(),
     }
 }

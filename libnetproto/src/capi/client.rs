@@ -39,12 +39,13 @@ pub unsafe extern "C" fn np_client_connect(
     new_server: *mut bool,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: per the contract `addr` is NUL-terminated and a non-NULL `cfg` is a live
+        // np_client_config; arg_str/arg_ref reject NULL.
         let (addr, cfg) = unsafe { (arg_str(addr)?, arg_ref(cfg)?) };
         let path = if known_servers.is_null() {
             None
         } else {
-            // SAFETY: forwarded caller contract.
+            // SAFETY: `known_servers` is non-NULL here and NUL-terminated per the contract.
             Some(unsafe { arg_str(known_servers) }?)
         };
         if out.is_null() {
@@ -55,7 +56,8 @@ pub unsafe extern "C" fn np_client_connect(
         let client = Client::connect(addr, cfg.inner.clone(), pinning, timeout).map_err(err)?;
         let is_new = *client.trust() == Trust::New;
         let h = Box::into_raw(Box::new(np_client { inner: client }));
-        // SAFETY: outputs are writable (or NULL for the optional one) per the contract.
+        // SAFETY: `new_server` is written only if non-NULL (the contract makes it writable);
+        // `out` was checked non-NULL above and is writable per the contract.
         unsafe {
             if !new_server.is_null() {
                 *new_server = is_new;
@@ -83,7 +85,8 @@ pub unsafe extern "C" fn np_client_send_job(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle used by one thread (the contract), so
+        // the &mut is unique; `spec` is NUL-terminated and `data` readable for `len` bytes.
         let (c, spec, d) = unsafe {
             (
                 arg_mut(client)?,
@@ -113,7 +116,8 @@ pub unsafe extern "C" fn np_client_send_job_data(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle used by one thread, so the &mut is
+        // unique; `data` is readable for `len` bytes (the contract). NULLs are rejected.
         let (c, d) = unsafe { (arg_mut(client)?, super::arg_bytes(data, len)?) };
         c.inner.conn().send_job_data(id, d, last).map_err(err)?;
         flush(c, timeout_ms)
@@ -133,9 +137,10 @@ pub unsafe extern "C" fn np_client_send_ping(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
         let c = unsafe { arg_mut(client) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `payload` is readable for `len` bytes per the contract; NULL with len > 0 is
+        // rejected.
         let p = unsafe { super::arg_bytes(payload, len) }?;
         c.inner.conn().send_ping(id, p).map_err(err)?;
         flush(c, timeout_ms)
@@ -153,7 +158,7 @@ pub unsafe extern "C" fn np_client_send_stats_request(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
         let c = unsafe { arg_mut(client) }?;
         c.inner.conn().send_stats_request(id).map_err(err)?;
         flush(c, timeout_ms)
@@ -178,7 +183,7 @@ pub unsafe extern "C" fn np_client_next_event(
     event: *mut np_event,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
         let c = unsafe { arg_mut(client) }?;
         if event.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL event pointer"));
@@ -186,7 +191,7 @@ pub unsafe extern "C" fn np_client_next_event(
         let deadline = Instant::now() + Duration::from_millis(timeout_ms as u64);
         let ev = c.inner.next_event_until(deadline).map_err(err)?;
         let out = np_event::from_event(&ev);
-        // SAFETY: checked non-NULL; writable per the contract.
+        // SAFETY: `event` was checked non-NULL above and is writable per the contract.
         unsafe { write_out(event, out) }?;
         Ok(NP_OK)
     })
@@ -199,9 +204,10 @@ pub unsafe extern "C" fn np_client_next_event(
 #[no_mangle]
 pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mut u8) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `client` is a live handle (the contract); arg_ref rejects NULL.
         let c = unsafe { arg_ref(client) }?;
-        // SAFETY: forwarded caller contract: 32 writable bytes.
+        // SAFETY: the contract makes `out` valid for 32 writable bytes, the size of `[u8; 32]`
+        // (alignment 1); write_out rejects NULL.
         unsafe { write_out(out.cast::<[u8; 32]>(), *c.inner.server_key()) }?;
         Ok(NP_OK)
     })
@@ -213,7 +219,7 @@ pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mu
 /// `client` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_client_fd(client: *const np_client) -> i32 {
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `as_ref` maps NULL to None; a non-NULL `client` is a live handle (the contract).
     super::guard_or(-1, || {
         unsafe { client.as_ref() }.map_or(-1, |c| c.inner.stream().as_raw_fd())
     })
@@ -227,7 +233,8 @@ pub unsafe extern "C" fn np_client_fd(client: *const np_client) -> i32 {
 pub unsafe extern "C" fn np_client_close(client: *mut np_client) {
     super::guard_or((), || {
         if !client.is_null() {
-            // SAFETY: created by Box::into_raw, freed once per the contract.
+            // SAFETY: a non-NULL `client` came from Box::into_raw in np_client_connect and the
+            // contract says it is not used again, so it is freed exactly once.
             let c = unsafe { Box::from_raw(client) };
             c.inner.close();
         }

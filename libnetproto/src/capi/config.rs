@@ -46,9 +46,10 @@ pub unsafe extern "C" fn np_client_config_new(
     out: *mut *mut np_client_config,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `user` NUL-terminated; arg_str rejects NULL.
         let user = unsafe { arg_str(user) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `password` is readable for `password_len` bytes per the contract; arg_bytes
+        // rejects NULL with a non-zero length.
         let pw = unsafe { arg_bytes(password, password_len) }?;
         if out.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
@@ -57,7 +58,7 @@ pub unsafe extern "C" fn np_client_config_new(
         let h = Box::into_raw(Box::new(np_client_config {
             inner: Arc::new(cfg),
         }));
-        // SAFETY: `out` checked non-NULL above; writable per the contract.
+        // SAFETY: `out` was checked non-NULL above and is writable per the contract.
         unsafe { write_out(out, h) }?;
         Ok(NP_OK)
     })
@@ -71,7 +72,8 @@ pub unsafe extern "C" fn np_client_config_new(
 pub unsafe extern "C" fn np_client_config_free(cfg: *mut np_client_config) {
     super::guard_or((), || {
         if !cfg.is_null() {
-            // SAFETY: a handle created by Box::into_raw, freed once per the contract.
+            // SAFETY: a non-NULL `cfg` came from Box::into_raw in np_client_config_new and the
+            // contract says it is not used again, so it is freed exactly once.
             drop(unsafe { Box::from_raw(cfg) });
         }
     })
@@ -93,9 +95,10 @@ pub unsafe extern "C" fn np_server_config_new(
     public_key: *mut u8,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `key_path` NUL-terminated; arg_str rejects NULL.
         let path = unsafe { arg_str(key_path) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `params` points to a valid np_server_params (plain integers, any
+        // bit pattern is valid); arg_ref rejects NULL.
         let p = unsafe { arg_ref(params) }?;
         if out.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
@@ -121,7 +124,8 @@ pub unsafe extern "C" fn np_server_config_new(
         let h = Box::into_raw(Box::new(np_server_config {
             inner: Arc::new(cfg),
         }));
-        // SAFETY: the optional outputs are NULL or writable per the contract.
+        // SAFETY: `created` and `public_key` are written only if non-NULL, and the contract
+        // makes them writable (`public_key` for 32 bytes); `out` was checked non-NULL above.
         unsafe {
             if !created.is_null() {
                 *created = was_created;
@@ -147,11 +151,12 @@ pub unsafe extern "C" fn np_server_config_add_user(
     verifier: *const c_char,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `cfg` is a live handle not shared with another thread during this
+        // call (the contract), so the &mut is unique; arg_mut rejects NULL.
         let cfg = unsafe { arg_mut(cfg) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `user` NUL-terminated; arg_str rejects NULL.
         let user = unsafe { arg_str(user) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `verifier` NUL-terminated; arg_str rejects NULL.
         let v = Verifier::parse(unsafe { arg_str(verifier) }?).map_err(err)?;
         let inner = Arc::get_mut(&mut cfg.inner)
             .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
@@ -168,7 +173,8 @@ pub unsafe extern "C" fn np_server_config_add_user(
 pub unsafe extern "C" fn np_server_config_free(cfg: *mut np_server_config) {
     super::guard_or((), || {
         if !cfg.is_null() {
-            // SAFETY: created by Box::into_raw, freed once per the contract.
+            // SAFETY: a non-NULL `cfg` came from Box::into_raw in np_server_config_new and the
+            // contract says it is not used again, so it is freed exactly once.
             drop(unsafe { Box::from_raw(cfg) });
         }
     })

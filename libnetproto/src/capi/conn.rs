@@ -179,8 +179,8 @@ pub unsafe extern "C" fn np_conn_read_fd(
             ReadStatus::Full => (NP_INPUT_FULL, 0),
             ReadStatus::Eof => (NP_EOF, 0),
         };
-        if !nread.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
+        if status == NP_OK && !nread.is_null() {
+            // SAFETY: non-NULL, and the contract makes a non-NULL `nread` writable.
             unsafe { *nread = n };
         }
         Ok(status)
@@ -476,7 +476,9 @@ pub unsafe extern "C" fn np_conn_send_result_data(
 }
 
 fn error_code(code: u16) -> Result<ErrorCode, np_status> {
-    ErrorCode::from_u16(code).ok_or_else(|| fail(NP_INVALID_ARGUMENT, "unknown error code"))
+    ErrorCode::from_u16(code)
+        .filter(|c| !c.is_reserved())
+        .ok_or_else(|| fail(NP_INVALID_ARGUMENT, "unknown or reserved error code"))
 }
 
 /// Sends an ERROR with `code` (a protocol error code) for request `id` (0: the connection).
@@ -652,8 +654,13 @@ pub unsafe extern "C" fn np_stats_next(
     value: *mut u64,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `body` is readable for `len` bytes and `offset` valid per the contract;
+        // arg_bytes/arg_mut reject NULL.
         let (b, off) = unsafe { (arg_bytes(body, len)?, arg_mut(offset)?) };
+        if value.is_null() {
+            // Checked before anything is written: outputs change only on success.
+            return Err(fail(NP_NULL_ARGUMENT, "NULL value pointer"));
+        }
         // The body starts with a u16 count; offset 0 means "before the first entry".
         let pos = if *off == 0 { 2 } else { *off };
         if b.len() < 2 {
@@ -668,7 +675,8 @@ pub unsafe extern "C" fn np_stats_next(
         let v = r.u64().map_err(err)?;
         let text =
             std::str::from_utf8(text).map_err(|_| fail(NP_MALFORMED, "stat name not UTF-8"))?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `name` is valid for `cap` bytes per the contract (write_text checks NULL and
+        // the size before writing anything); `value` was checked non-NULL above.
         unsafe {
             super::write_text(text, name, cap, std::ptr::null_mut())?;
             write_out(value, v)?;
@@ -711,26 +719,7 @@ pub unsafe extern "C" fn np_conn_user(
 
 // ----- time: the connection's timers (new functions stay at the end of this file) -----
 
-/// Which timer `np_conn_handle_timeout` acted on.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum np_timer {
-    /// Nothing the caller needs to know (no timer was due, or only housekeeping ran).
-    NP_TIMER_NONE = 0,
-    /// Server: handshake and login took too long; ERROR HANDSHAKE_TIMEOUT is queued and the
-    /// connection is closed: flush, then close the socket.
-    NP_TIMER_HANDSHAKE = 1,
-    /// Server: logged in, nothing outstanding, no frame for the idle timeout; ERROR
-    /// IDLE_TIMEOUT is queued and the connection is closed: flush, then close.
-    NP_TIMER_IDLE = 2,
-    /// Server: the peer took none of the pending output for the slow-peer timeout; the output
-    /// is dropped and the connection closed: close the socket now.
-    NP_TIMER_SLOW_PEER = 3,
-    /// Client: a heartbeat PING (request id 0) is queued: flush it.
-    NP_TIMER_HEARTBEAT = 4,
-    /// Client: the server sent nothing for the dead-peer timeout; the connection is closed.
-    NP_TIMER_DEAD_PEER = 5,
-}
+pub use super::wire::np_timer;
 
 impl From<Option<TimerKind>> for np_timer {
     fn from(k: Option<TimerKind>) -> Self {

@@ -3,58 +3,29 @@
 //! Trust boundary: pointers in an event point into the connection's own buffer and stay valid
 //! only until the next call on that connection; C callers copy what they keep.
 
+pub use super::wire::np_event_kind;
 use crate::conn::Event;
 use crate::message::ResultInfo;
-
-/// Kinds of `np_event`. Stable numbers.
-#[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum np_event_kind {
-    /// Client: the server's static key is in `server_key`; call `np_conn_trust_server_key`.
-    NP_EVENT_SERVER_KEY = 1,
-    /// Client: logged in.
-    NP_EVENT_READY = 2,
-    /// Server: a client logged in; `text` is the user name.
-    NP_EVENT_LOGGED_IN = 3,
-    /// Server: a job starts; `total_len`, `text` = op spec, `data` = first chunk, `last`.
-    NP_EVENT_JOB_SUBMIT = 4,
-    /// Server: more job input in `data`; `last`.
-    NP_EVENT_JOB_DATA = 5,
-    /// Client: a result starts; `info`, `total_len`, `data` = first chunk, `last`.
-    NP_EVENT_JOB_RESULT = 6,
-    /// Client: more result data; `last`.
-    NP_EVENT_RESULT_DATA = 7,
-    /// Either: `code` = error code, `text` = message, `request_id` (0: whole connection).
-    NP_EVENT_ERROR = 8,
-    /// Client: `code` = retry-after in milliseconds for `request_id`.
-    NP_EVENT_BUSY = 9,
-    /// Either: a PING arrived (the PONG is already queued); `data` = payload.
-    NP_EVENT_PING = 10,
-    /// Either: answer to our PING; `data` = payload.
-    NP_EVENT_PONG = 11,
-    /// Server: the client asks for counters; reply with `np_conn_send_stats`.
-    NP_EVENT_STATS_REQUEST = 12,
-    /// Client: counters; walk `data` with `np_stats_next`.
-    NP_EVENT_STATS = 13,
-    /// Client: the server is stopping; `code` = grace period in milliseconds.
-    NP_EVENT_SHUTDOWN = 14,
-    /// Either: the peer closed the session in order.
-    NP_EVENT_BYE = 15,
-}
 
 /// What the server reports with a job result.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct np_result_info {
+    /// Length of the whole result.
     pub total_len: u64,
+    /// Output width in pixels.
     pub width: u32,
+    /// Output height in pixels.
     pub height: u32,
     /// 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
     pub format: u8,
+    /// Queue time in microseconds.
     pub queue_us: u32,
+    /// Decode time in microseconds.
     pub decode_us: u32,
+    /// Filter time in microseconds.
     pub filter_us: u32,
+    /// Encode time in microseconds.
     pub encode_us: u32,
 }
 
@@ -92,7 +63,9 @@ impl From<&np_result_info> for ResultInfo {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct np_event {
+    /// What happened (the fields it uses are listed with each kind).
     pub kind: np_event_kind,
+    /// Request the event belongs to (0: the connection).
     pub request_id: u64,
     /// ERROR: error code; BUSY: retry-after ms; SHUTDOWN: grace ms.
     pub code: u32,
@@ -100,12 +73,17 @@ pub struct np_event {
     pub last: bool,
     /// JOB_SUBMIT / JOB_RESULT: declared total length.
     pub total_len: u64,
+    /// Payload bytes (chunk, PING payload, STATS body) or NULL.
     pub data: *const u8,
+    /// Length of `data`.
     pub data_len: usize,
     /// UTF-8, not NUL-terminated.
     pub text: *const u8,
+    /// Length of `text`.
     pub text_len: usize,
+    /// JOB_RESULT: what the server reports with the result.
     pub info: np_result_info,
+    /// SERVER_KEY: the server's static public key.
     pub server_key: [u8; 32],
 }
 

@@ -1,5 +1,9 @@
 //! The C ABI of libnetproto: opaque handles, `np_<thing>_<verb>` functions, `np_status` codes.
 //!
+//! Values C passes in are plain integers (`uint32_t`, `uint16_t`), never Rust enums: a number
+//! outside an enum's range would be undefined behaviour, so each is looked up and an unknown
+//! one answered safely.
+//!
 //! Trust boundary: the line between C callers and Rust. Every exported function catches
 //! panics (a panic unwinding into C would abort the process) and checks its pointers; outputs
 //! are written only on success; the reason for the last failure on this thread is kept for
@@ -15,8 +19,9 @@ pub mod config;
 pub mod conn;
 pub mod event;
 pub mod status;
+pub mod wire;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -24,24 +29,47 @@ use crate::error::Error;
 pub use status::np_status;
 use status::np_status::*;
 
+/// What the peer said when the last failure on a thread was NP_REMOTE_ERROR or NP_BUSY.
+#[derive(Clone, Copy, Default)]
+struct Remote {
+    /// The wire error code (0: none, e.g. for BUSY, which carries no code).
+    code: u16,
+    /// BUSY's retry-after delay in milliseconds (0: none).
+    retry_after_ms: u32,
+}
+
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_REMOTE: Cell<Remote> = const { Cell::new(Remote { code: 0, retry_after_ms: 0 }) };
 }
 
-fn set_last_error(msg: String) {
+fn set_last_error(msg: String, remote: Remote) {
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    LAST_REMOTE.with(|r| r.set(remote));
 }
 
-/// Records the error's full text for `np_last_error` and returns its status.
+/// Records the error's full text (and, for a remote error, its numbers) for `np_last_error`
+/// and `np_last_error_code`, and returns its status.
 pub(crate) fn err(e: Error) -> np_status {
     let s = np_status::from(&e);
-    set_last_error(e.to_string());
+    let remote = match e {
+        Error::Remote { code, .. } => Remote {
+            code,
+            retry_after_ms: 0,
+        },
+        Error::Busy { retry_after_ms } => Remote {
+            code: 0,
+            retry_after_ms,
+        },
+        _ => Remote::default(),
+    };
+    set_last_error(e.to_string(), remote);
     s
 }
 
 /// Records a caller error that has no `Error` value.
 pub(crate) fn fail(s: np_status, msg: &str) -> np_status {
-    set_last_error(msg.to_string());
+    set_last_error(msg.to_string(), Remote::default());
     s
 }
 
@@ -138,22 +166,24 @@ pub(crate) unsafe fn write_text(
     Ok(())
 }
 
-/// A static, NUL-terminated description of `status`. Never NULL.
+/// A static, NUL-terminated description of the status number `status` ("unknown status" for
+/// a number that is not an np_status). Never NULL.
 #[no_mangle]
-pub extern "C" fn np_status_str(status: np_status) -> *const c_char {
+pub extern "C" fn np_status_str(status: u32) -> *const c_char {
     guard_or("internal error\0".as_ptr().cast(), || {
-        let text = status::STRINGS
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or("unknown status\0", |(_, t)| *t);
-        text.as_ptr().cast()
+        crate::wire::status_description(status)
+            .unwrap_or("unknown status\0")
+            .as_ptr()
+            .cast()
     })
 }
 
 /// The library version, e.g. "0.1.0". Never NULL.
 #[no_mangle]
 pub extern "C" fn np_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    guard_or("?\0".as_ptr().cast(), || {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    })
 }
 
 /// Copies the detailed message of the last failure on this thread (NUL-terminated) into
@@ -165,10 +195,26 @@ pub extern "C" fn np_version() -> *const c_char {
 pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut usize) -> np_status {
     guard(|| {
         let msg = LAST_ERROR.with(|l| l.borrow().clone());
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` is valid for `cap` bytes and `len` NULL or writable (this function's
+        // contract, which is write_text's); write_text checks NULL and the size first.
         unsafe { write_text(&msg, out, cap, len) }?;
         Ok(NP_OK)
     })
+}
+
+/// The wire error code the peer sent, when the last failure on this thread was
+/// NP_REMOTE_ERROR (e.g. 403 for TOO_MANY_CONNECTIONS); 0 after any other failure or for
+/// NP_BUSY, which carries no code. Read it next to `np_last_error`.
+#[no_mangle]
+pub extern "C" fn np_last_error_code() -> u16 {
+    guard_or(0, || LAST_REMOTE.with(|r| r.get().code))
+}
+
+/// The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY;
+/// 0 otherwise.
+#[no_mangle]
+pub extern "C" fn np_last_error_retry_after_ms() -> u32 {
+    guard_or(0, || LAST_REMOTE.with(|r| r.get().retry_after_ms))
 }
 
 /// Installs the library's logger (the `.so` has its own copy of the logging globals).
@@ -180,13 +226,13 @@ pub unsafe extern "C" fn np_last_error(out: *mut c_char, cap: usize, len: *mut u
 #[no_mangle]
 pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `spec` is non-NULL here and NUL-terminated per the contract.
         let spec = if spec.is_null() {
             None
         } else {
             Some(unsafe { arg_str(spec) }?)
         };
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `tag` is non-NULL here and NUL-terminated per the contract.
         let tag = if tag.is_null() {
             ""
         } else {
@@ -205,7 +251,7 @@ pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) ->
 /// # Safety
 /// `buf` must be valid for `len` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
+pub unsafe extern "C" fn np_random_fill(buf: *mut u8, len: usize) -> np_status {
     guard(|| {
         if len == 0 {
             return Ok(NP_OK);
@@ -224,16 +270,18 @@ pub unsafe extern "C" fn np_random(buf: *mut u8, len: usize) -> np_status {
 /// # Safety
 /// `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn np_fingerprint(
+pub unsafe extern "C" fn np_key_fingerprint(
     key: *const u8,
     out: *mut c_char,
     cap: usize,
     len: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract: 32 readable bytes.
+        // SAFETY: the contract makes a non-NULL `key` point to 32 readable bytes, which is the
+        // size of `[u8; 32]` (alignment 1); arg_ref rejects NULL.
         let key: &[u8; 32] = unsafe { arg_ref(key.cast::<[u8; 32]>()) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` valid for `cap` bytes, `len` NULL or writable (the contract); write_text
+        // checks NULL and the size before writing.
         unsafe { write_text(&crate::keys::fingerprint(key), out, cap, len) }?;
         Ok(NP_OK)
     })
@@ -254,7 +302,8 @@ pub unsafe extern "C" fn np_verifier_create(
     len: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes `password` readable for `password_len` bytes; arg_bytes
+        // rejects NULL with a non-zero length.
         let pw = unsafe { arg_bytes(password, password_len) }?;
         let iters = if iterations == 0 {
             crate::limits::DEFAULT_PBKDF2_ITERATIONS
@@ -264,7 +313,8 @@ pub unsafe extern "C" fn np_verifier_create(
         let mut salt = [0u8; 16];
         crate::io::random_bytes(&mut salt);
         let v = crate::login::Verifier::create(pw, &salt, iters).map_err(err)?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `out` valid for `cap` bytes, `len` NULL or writable (the contract); write_text
+        // checks NULL and the size before writing.
         unsafe { write_text(&v.encode(), out, cap, len) }?;
         Ok(NP_OK)
     })
@@ -277,7 +327,7 @@ pub unsafe extern "C" fn np_verifier_create(
 #[no_mangle]
 pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes a non-NULL `text` NUL-terminated; arg_str rejects NULL.
         let t = unsafe { arg_str(text) }?;
         crate::login::Verifier::parse(t).map_err(err)?;
         Ok(NP_OK)
@@ -289,8 +339,93 @@ pub unsafe extern "C" fn np_verifier_check(text: *const c_char) -> np_status {
 #[no_mangle]
 pub extern "C" fn np_error_code_name(code: u16) -> *const c_char {
     guard_or(std::ptr::null(), || {
-        crate::opcode::ErrorCode::from_u16(code).map_or(std::ptr::null(), |c| {
-            status::error_code_cstr(c).as_ptr().cast()
-        })
+        crate::opcode::ErrorCode::from_u16(code)
+            .map_or(std::ptr::null(), |c| c.c_name().as_ptr().cast())
     })
+}
+
+/// Whether the same request may succeed if sent again later, for a wire error code (e.g. 400
+/// TIMEOUT: true); false for an unknown code.
+#[no_mangle]
+pub extern "C" fn np_error_code_is_retryable(code: u16) -> bool {
+    guard_or(false, || {
+        crate::opcode::ErrorCode::from_u16(code).is_some_and(|c| c.is_retryable())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_error_leaves_its_numbers_for_the_caller_until_the_next_failure() {
+        let s = err(Error::Remote {
+            code: 403,
+            name: "TOO_MANY_CONNECTIONS",
+            message: "full".into(),
+        });
+        assert_eq!(s, NP_REMOTE_ERROR);
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (403, 0)
+        );
+        assert_eq!(
+            err(Error::Busy {
+                retry_after_ms: 250
+            }),
+            NP_BUSY
+        );
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (0, 250)
+        );
+        fail(NP_NULL_ARGUMENT, "x");
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn stats_next_writes_its_outputs_only_on_success() {
+        use super::conn::np_stats_next;
+        // count 1 (big-endian u16), then "ab" = 7 (u8 length, text, big-endian u64).
+        let body = [0u8, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 7];
+        let (mut off, mut value, mut name) = (0usize, 99u64, [b'x' as c_char; 8]);
+        // SAFETY (test): every pointer is a live local of the stated size.
+        let call = |off: *mut usize, name: *mut c_char, cap: usize, value: *mut u64| unsafe {
+            np_stats_next(body.as_ptr(), body.len(), off, name, cap, value)
+        };
+        let s = call(&mut off, name.as_mut_ptr(), 8, std::ptr::null_mut());
+        assert_eq!((s, off, name[0]), (NP_NULL_ARGUMENT, 0, b'x' as c_char));
+        let s = call(&mut off, name.as_mut_ptr(), 2, &mut value);
+        assert_eq!(
+            (s, off, value, name[0]),
+            (NP_BUFFER_TOO_SMALL, 0, 99, b'x' as c_char)
+        );
+        let s = call(&mut off, name.as_mut_ptr(), 8, &mut value);
+        assert_eq!(
+            (s, off, value, &name[..3]),
+            (NP_OK, 13, 7, &[97, 98, 0][..])
+        );
+        assert_eq!(
+            call(&mut off, name.as_mut_ptr(), 8, &mut value),
+            NP_NO_EVENT
+        );
+    }
+
+    #[test]
+    fn c_integers_that_are_not_known_numbers_are_answered_safely() {
+        // SAFETY (test): np_status_str returns a static NUL-terminated string for any input.
+        let text = |n| {
+            unsafe { CStr::from_ptr(np_status_str(n)) }
+                .to_str()
+                .unwrap()
+        };
+        assert_eq!(text(0), "ok");
+        assert_eq!(text(77_777), "unknown status");
+        assert_eq!(text(u32::MAX), "unknown status");
+        assert!(np_error_code_name(9999).is_null());
+        assert!(!np_error_code_is_retryable(9999) && np_error_code_is_retryable(400));
+    }
 }

@@ -21,7 +21,7 @@ use crate::message::{self, Challenge, JobSubmit, ResultInfo};
 use crate::opcode::{ErrorCode, Opcode};
 
 /// The payload of the heartbeat PING (request id 0, the connection's own).
-pub const HEARTBEAT_PAYLOAD: &[u8] = b"heartbeat";
+pub(crate) const HEARTBEAT_PAYLOAD: &[u8] = b"heartbeat";
 
 enum Handshake {
     Hello(ClientHandshake),

@@ -1,7 +1,9 @@
 //! Replays the committed fuzz corpus and the saved crash inputs through the fuzz targets' own
-//! logic (`netproto::fuzz_targets`, the code the libFuzzer binaries in `fuzz/` run), so a plain
-//! `cargo test` re-checks every input the fuzzer found interesting and every crash ever fixed,
-//! on the stable toolchain and without libFuzzer.
+//! logic (`fuzz/targets/src/targets.rs`, the code the libFuzzer binaries in `fuzz/` run,
+//! included here as a test-only module), so a plain `cargo test` re-checks every input the
+//! fuzzer found interesting and every crash ever fixed, on the stable toolchain and without
+//! libFuzzer. Being a unit test is what lets it reach the internals without the `fuzzing`
+//! feature, and costs no extra build: the harness never enters the library's normal build.
 //!
 //! Trust boundary: the same as the targets': the frame decoder, the message parsers and a server
 //! connection facing unauthenticated bytes.
@@ -12,7 +14,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use netproto::fuzz_targets;
+/// The library, under the name the harness uses (see `fuzz/targets/src/lib.rs`).
+use crate as np;
+
+#[path = "../../fuzz/targets/src/targets.rs"]
+#[allow(unreachable_pub, missing_docs)]
+mod fuzz_targets;
 
 type Target = fn(&[u8]);
 

@@ -108,9 +108,9 @@ fn scram_sha256_rfc7677_client_proof() {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let salt = b64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-    let salted = netproto::login::salted_password(b"pencil", &salt, 4096);
+    let salted = crate::login::salted_password(b"pencil", &salt, 4096);
     let auth = b"n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-    let (proof, server_sig) = netproto::login::client_proof(&salted, auth);
+    let (proof, server_sig) = crate::login::client_proof(&salted, auth);
     assert_eq!(
         b64.encode(proof),
         "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
@@ -120,14 +120,14 @@ fn scram_sha256_rfc7677_client_proof() {
         "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     );
     // And the verifier built from the same password accepts that proof.
-    let v = netproto::Verifier::create(b"pencil", &salt, 4096).unwrap();
+    let v = crate::login::Verifier::create(b"pencil", &salt, 4096).unwrap();
     assert_eq!(
-        netproto::login::verify_proof(&v, auth, &proof).unwrap(),
+        crate::login::verify_proof(&v, auth, &proof).unwrap(),
         server_sig
     );
 }
 
 #[test]
 fn crc32c_check_value() {
-    assert_eq!(netproto::crc::crc32c_parts(&[b"123456789"]), 0xE306_9283);
+    assert_eq!(crate::crc::crc32c_parts(&[b"123456789"]), 0xE306_9283);
 }

@@ -1,31 +1,33 @@
-//! Fuzz target bodies, shared by the libFuzzer binaries in `fuzz/` and by the corpus replay test
-//! `tests/fuzz_corpus.rs`, so the logic that finds a bug is the logic that keeps it fixed.
+//! Fuzz target bodies, shared by the libFuzzer binaries in `fuzz/` and by the corpus replay
+//! test (libnetproto's `fuzz_replay` unit test includes this file), so the logic that finds a
+//! bug is the logic that keeps it fixed.
 //!
 //! Trust boundary: drives the code that faces untrusted network bytes — the frame decoder, the
 //! message parsers, and a server `Conn` from the first byte of a connection through login and
 //! into the session — with arbitrary input, and turns every broken invariant into a panic (the
-//! signal a fuzzer understands). Not used by the library itself and hidden from its docs; it is
-//! always compiled (it is small, pure and has no `unsafe`) so that a plain `cargo test` replays
-//! the corpus. Deterministic: fixed keys and ephemerals, no clock, no I/O, no randomness, so an
-//! input behaves the same under the fuzzer, in the replay test and in a debugger.
+//! signal a fuzzer understands). Never part of a normal build of the library: the fuzz crate
+//! reaches the internals through libnetproto's `fuzzing` feature, the replay test from inside
+//! the crate. `super::np` is the library in both places. Deterministic: fixed keys and
+//! ephemerals, no clock, no I/O, no randomness, so an input behaves the same under the fuzzer,
+//! in the replay test and in a debugger.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
-use crate::conn::{ClientConfig, ClientConn, Event, ServerConfig, ServerConn, Timestamp};
-use crate::error::Error;
-use crate::frame::{self, Decoded, Frame, Header};
-use crate::handshake::{self, ClientHandshake};
-use crate::keys::ServerKey;
-use crate::limits::{
+use super::np::conn::{ClientConfig, ClientConn, Event, ServerConfig, ServerConn, Timestamp};
+use super::np::error::Error;
+use super::np::frame::{self, Decoded, Frame, Header};
+use super::np::handshake::{self, ClientHandshake};
+use super::np::keys::ServerKey;
+use super::np::limits::{
     HEADER_AAD_LEN, HEADER_LEN, MAX_BODY_LEN, MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_HANDSHAKE_BODY,
     MAX_PING_PAYLOAD, MAX_SPEC_LEN, MIN_PBKDF2_ITERATIONS, TAG_LEN,
 };
-use crate::login::{self, Verifier};
-use crate::message::{self, Challenge, Hello, JobSubmit, ResultInfo, ServerParams};
-use crate::opcode::{flags, ErrorCode, Opcode};
-use crate::session::CipherState;
+use super::np::login::{self, Verifier};
+use super::np::message::{self, Challenge, Hello, JobSubmit, ResultInfo, ServerParams};
+use super::np::opcode::{flags, ErrorCode, Opcode};
+use super::np::session::CipherState;
 
 // ===================================================================================== frames
 
@@ -88,7 +90,7 @@ fn fix_crc(buf: &mut [u8]) {
     if buf.len() < total {
         return;
     }
-    let crc = crate::crc::crc32c_parts(&[&buf[..HEADER_AAD_LEN], &buf[HEADER_LEN..total]]);
+    let crc = super::np::crc::crc32c_parts(&[&buf[..HEADER_AAD_LEN], &buf[HEADER_LEN..total]]);
     buf[HEADER_AAD_LEN..HEADER_LEN].copy_from_slice(&crc.to_be_bytes());
 }
 
