@@ -17,7 +17,7 @@ use crate::{PASSWORD, USER};
 pub use netproto_sys::ClientConn;
 
 /// Chunk size of uploads (the protocol's frames carry at most 64 KiB of data).
-const CHUNK: usize = 65536;
+const CHUNK: usize = netproto_sys::limits::MAX_CHUNK_DATA;
 
 /// A logged-in blocking client (panics if the login fails).
 pub fn connect(addr: &str) -> Client {

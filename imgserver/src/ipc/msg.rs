@@ -12,8 +12,9 @@ use thiserror::Error;
 pub const MSG_LEN: usize = 1280;
 /// Longest error text a worker returns.
 pub const MAX_MESSAGE: usize = 512;
-/// Longest op spec (the protocol's limit).
-pub const MAX_SPEC: usize = 1024;
+/// Longest op spec: the filters' limit, which equals the protocol's (tested in `master::conns`,
+/// where both crates meet), so every spec the master admitted fits.
+pub const MAX_SPEC: usize = imgfilters::MAX_SPEC_LEN;
 /// Slot number meaning "the data is in the attached memfd, not the ring".
 pub const NO_SLOT: u32 = u32::MAX;
 

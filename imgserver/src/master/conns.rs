@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use netproto_sys::{
-    ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
+    limits, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
 };
 
 use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
@@ -32,7 +32,7 @@ const CLIENT_BASE: usize = 1 << 20;
 /// Loads the server key and the users file (at start and on SIGHUP).
 pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String> {
     let params = ServerParams {
-        max_chunk: 65536,
+        max_chunk: limits::MAX_CHUNK_DATA as u32,
         max_upload: args.max_upload,
         max_in_flight: args.max_in_flight,
     };
@@ -582,14 +582,14 @@ fn result_info(m: &ResultMeta) -> ResultInfo {
     }
 }
 
-/// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most 64 KiB.
+/// Sends a result as JOB_RESULT plus RESULT_DATA chunks of at most the protocol's chunk size.
 fn send_result(
     conn: &mut ServerConn,
     req: u64,
     info: &ResultInfo,
     out: &[u8],
 ) -> netproto_sys::Result<()> {
-    const CHUNK: usize = 64 * 1024;
+    const CHUNK: usize = limits::MAX_CHUNK_DATA;
     let first = out.len().min(CHUNK);
     conn.send_result(req, info, &out[..first], first == out.len())?;
     let mut off = first;
@@ -599,4 +599,17 @@ fn send_result(
         off = end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// imgfilters (no protocol dependency) and the wire table each state the longest op spec;
+    /// they must agree, or the master would admit specs the worker channel cannot carry (or
+    /// refuse ones the protocol allows).
+    #[test]
+    fn the_filters_and_the_wire_agree_on_the_longest_spec() {
+        assert_eq!(imgfilters::MAX_SPEC_LEN, limits::MAX_SPEC_LEN);
+    }
 }
