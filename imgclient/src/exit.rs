@@ -2,8 +2,8 @@
 //!
 //! Trust boundary: none of its own. This is where failures from every other boundary (local
 //! files, the network, the server's answers) are classified into what the user and calling
-//! scripts see, so the classification of library statuses and wire error codes lives here and
-//! nowhere else.
+//! scripts see, so the exit kind of every library status and wire error code (by its number)
+//! is decided here and nowhere else. Whether a failure is worth retrying is `retry.rs`'s.
 
 use std::fmt;
 
@@ -157,37 +157,6 @@ pub fn kind_of_np(e: &NpError) -> ExitKind {
     }
 }
 
-/// Whether a request refused with this wire code may succeed if sent again later (possibly on
-/// a new connection). Wider than [`ErrorCode::is_retryable`]: a connection the server dropped
-/// for idleness or slowness is worth re-opening.
-pub fn wire_retryable(code: u16) -> bool {
-    match ErrorCode::from_u16(code) {
-        Some(c) => {
-            c.is_retryable()
-                || matches!(
-                    c,
-                    ErrorCode::IdleTimeout | ErrorCode::SlowClient | ErrorCode::HandshakeTimeout
-                )
-        }
-        None => false,
-    }
-}
-
-/// Whether connecting again (after a pause) may cure this failure. Authentication, pinning,
-/// local files and protocol violations will fail the same way next time.
-pub fn np_retryable(e: &NpError) -> bool {
-    match e.status {
-        ffi::NP_TIMEOUT
-        | ffi::NP_EOF
-        | ffi::NP_IO
-        | ffi::NP_CLOSED
-        | ffi::NP_BUSY
-        | ffi::NP_SERVER_SHUTDOWN => true,
-        ffi::NP_REMOTE_ERROR => e.remote_code().is_some_and(wire_retryable),
-        _ => false,
-    }
-}
-
 /// A short stable name for a library status, for error tallies: its C name without `NP_`,
 /// from the library's own status table (`OTHER` for a number this build does not know).
 pub fn status_name(status: ffi::np_status) -> &'static str {
@@ -265,20 +234,16 @@ mod tests {
     fn remote_errors_are_classified_by_their_wire_code() {
         let e = remote(403, "server error TOO_MANY_CONNECTIONS (403): limit 1000");
         assert_eq!(kind_of_np(&e), ExitKind::Busy);
-        assert!(np_retryable(&e));
         assert_eq!(np_tally_name(&e), "TOO_MANY_CONNECTIONS (403)");
         let e = remote(300, "server error BAD_SPEC (300): x");
         assert_eq!(kind_of_np(&e), ExitKind::Rejected);
-        assert!(!np_retryable(&e));
         // The number decides, not the text: a message that names another code changes nothing.
         let e = remote(200, "server error TOO_MANY_CONNECTIONS (403)");
         assert_eq!(kind_of_np(&e), ExitKind::Auth);
-        assert!(!np_retryable(&e));
         assert_eq!(np_tally_name(&e), "AUTH_FAILED (200)");
         // A remote error without a code (none reported) is a protocol matter, not retried.
         let e = np(ffi::NP_REMOTE_ERROR, "server error BAD_SPEC (300): x");
         assert_eq!(kind_of_np(&e), ExitKind::Protocol);
-        assert!(!np_retryable(&e));
         assert_eq!(np_tally_name(&e), "REMOTE_ERROR");
     }
 
@@ -298,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn wire_codes_map_to_kinds_and_retryability() {
+    fn wire_codes_map_to_kinds() {
         assert_eq!(kind_of_wire(300), ExitKind::Rejected);
         assert_eq!(kind_of_wire(304), ExitKind::Rejected);
         assert_eq!(kind_of_wire(200), ExitKind::Auth);
@@ -306,12 +271,6 @@ mod tests {
         assert_eq!(kind_of_wire(404), ExitKind::Connect);
         assert_eq!(kind_of_wire(102), ExitKind::Protocol);
         assert_eq!(kind_of_wire(9999), ExitKind::Protocol);
-        for code in [308, 400, 401, 402, 403, 404, 405] {
-            assert!(wire_retryable(code), "{code}");
-        }
-        for code in [100, 200, 300, 304, 307, 500, 9999] {
-            assert!(!wire_retryable(code), "{code}");
-        }
         // Every known code has a kind other than the unknown-code fallback's where it should.
         for c in ErrorCode::ALL {
             let k = kind_of_wire(c as u16);

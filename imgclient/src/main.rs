@@ -28,6 +28,9 @@
 //!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)
 //!         │
 //!         ▼
+//!       retry (the one retry policy: what to retry, backoff, budgets, attempts, BUSY)
+//!         │
+//!         ▼
 //!       exit (failures and exit codes)
 //! ```
 //!
@@ -39,11 +42,12 @@
 //! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
 //! | `filter` | args, connect, exit, images, session, spec |
 //! | `ops` | connect, control, exit, json |
-//! | `bench` | args, connect, control, exit, images, json, session (CHUNK), spec, sys |
+//! | `bench` | args, connect, control, exit, images, json, retry, session (CHUNK), spec, sys |
 //! | `args` | connect |
 //! | `spec`, `images`, `control` | exit |
-//! | `session` | connect, exit, sys |
-//! | `connect` | exit, sys |
+//! | `session` | connect, exit, retry, sys |
+//! | `connect` | exit, retry, sys |
+//! | `retry` | exit |
 //! | `sys`, `exit`, `json` | — |
 #![deny(unsafe_code)]
 
@@ -57,6 +61,7 @@ mod filter;
 mod images;
 mod json;
 mod ops;
+mod retry;
 mod session;
 mod spec;
 mod sys;

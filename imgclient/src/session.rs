@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use netproto_sys::{ffi, Client, ErrorCode, Event, NpError, ResultInfo};
 
-use crate::connect::{backoff_delay, Connector, Jitter, Retry, BACKOFF_BASE, BACKOFF_CAP};
-use crate::exit::{self, ExitKind, Failure};
+use crate::connect::Connector;
+use crate::exit::{ExitKind, Failure};
+use crate::retry::{self, Jitter, JobTries, Next, Retry, MAX_ATTEMPTS};
 use crate::sys;
 
 /// Largest image-data payload of one frame (protocol limit).
@@ -25,9 +26,6 @@ pub const CHUNK: usize = 64 * 1024;
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Give the connection up after this long without any traffic, despite the pings.
 pub const DEAD_AFTER: Duration = Duration::from_secs(20);
-/// A job is tried at most this often (connection losses and retryable server errors), so an
-/// input that takes the server down each time cannot loop forever.
-pub const MAX_ATTEMPTS: u32 = 5;
 /// Result buffers are pre-allocated up to this; beyond it they grow as data really arrives.
 const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
 
@@ -117,8 +115,7 @@ fn take_event(client: &mut Client, timeout: Duration) -> Result<Ev, NpError> {
 /// A job sent on the current connection.
 struct Slot {
     job: Job,
-    attempts: u32,
-    busy_since: Option<Instant>,
+    tries: JobTries,
     info: Option<ResultInfo>,
     buf: Vec<u8>,
 }
@@ -127,8 +124,7 @@ struct Slot {
 struct Waiting {
     due: Instant,
     job: Job,
-    attempts: u32,
-    busy_since: Option<Instant>,
+    tries: JobTries,
 }
 
 /// One connection's worth of job traffic; run it on its own thread with [`Session::run`].
@@ -230,8 +226,7 @@ impl Session {
                 Ok(job) => self.waiting.push(Waiting {
                     due: Instant::now(),
                     job,
-                    attempts: 0,
-                    busy_since: None,
+                    tries: JobTries::default(),
                 }),
                 Err(_) => {
                     self.source_done = true;
@@ -251,7 +246,7 @@ impl Session {
                 true
             }
             Err(f) => {
-                if !matches!(f.kind, ExitKind::Connect | ExitKind::Busy) {
+                if retry::ends_the_run(f.kind) {
                     // Authentication, pinning, files: every connection fails the same way.
                     self.stop.store(true, Ordering::Relaxed);
                 }
@@ -282,8 +277,7 @@ impl Session {
             Ok(job) => Some(Waiting {
                 due: now,
                 job,
-                attempts: 0,
-                busy_since: None,
+                tries: JobTries::default(),
             }),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
@@ -316,8 +310,7 @@ impl Session {
             id,
             Slot {
                 job: w.job,
-                attempts: w.attempts,
-                busy_since: w.busy_since,
+                tries: w.tries,
                 info: None,
                 buf: Vec::new(),
             },
@@ -393,8 +386,7 @@ impl Session {
                 Ok(job) => self.waiting.push(Waiting {
                     due: Instant::now(),
                     job,
-                    attempts: 0,
-                    busy_since: None,
+                    tries: JobTries::default(),
                 }),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => self.source_done = true,
@@ -511,43 +503,44 @@ impl Session {
                 return Err(Failure::from_wire("server", code, &message));
             }
             Ev::Error { id, code, message } => {
-                let Some(slot) = self.inflight.remove(&id) else {
+                let Some(mut slot) = self.inflight.remove(&id) else {
                     return Ok(());
                 };
                 if code == ErrorCode::TooManyInFlight as u16 {
                     // The server allows fewer jobs per connection than our window.
                     self.window = self.inflight.len().max(1);
                     log::info!("server limits jobs in flight; window now {}", self.window);
-                    self.requeue(slot, now + BACKOFF_BASE, false);
-                } else if exit::wire_retryable(code) && slot.attempts + 1 < MAX_ATTEMPTS {
-                    log::info!("job {} failed ({message}); retrying", slot.job.index);
-                    let d =
-                        backoff_delay(slot.attempts, BACKOFF_BASE, BACKOFF_CAP, self.jitter.unit());
-                    self.requeue(slot, now + d, true);
-                } else {
-                    self.finish(slot.job.index, Err(Failure::from_wire("", code, &message)));
+                    self.requeue(slot, now + retry::IN_FLIGHT_PAUSE);
+                    return Ok(());
+                }
+                match slot.tries.after_error(code, now, self.jitter.unit()) {
+                    Next::ResendAt(due) => {
+                        log::info!("job {} failed ({message}); retrying", slot.job.index);
+                        self.requeue(slot, due);
+                    }
+                    Next::GiveUp => {
+                        self.finish(slot.job.index, Err(Failure::from_wire("", code, &message)))
+                    }
                 }
             }
             Ev::Busy { id, retry_after } => {
-                let wait = retry_after + retry_after.mul_f64(0.1 * self.jitter.unit());
+                let wait = retry::busy_wait(retry_after, self.jitter.unit());
                 self.paused_until = Some(now + wait);
                 if let Some(mut slot) = self.inflight.remove(&id) {
-                    let since = *slot.busy_since.get_or_insert(now);
-                    if now.saturating_duration_since(since) >= self.connector.retry_for {
-                        self.finish(
+                    let budget = self.connector.retry_for;
+                    match slot.tries.after_busy(wait, budget, now) {
+                        Next::ResendAt(due) => {
+                            log::debug!("server busy; re-sending in {} ms", wait.as_millis());
+                            self.requeue(slot, due);
+                        }
+                        Next::GiveUp => self.finish(
                             slot.job.index,
                             Err(Failure::new(
                                 ExitKind::Busy,
                                 "",
-                                format!(
-                                    "server still busy after {} s",
-                                    self.connector.retry_for.as_secs()
-                                ),
+                                format!("server still busy after {} s", budget.as_secs()),
                             )),
-                        );
-                    } else {
-                        log::debug!("server busy; re-sending in {} ms", wait.as_millis());
-                        self.requeue(slot, now + wait, false);
+                        ),
                     }
                 }
             }
@@ -572,12 +565,11 @@ impl Session {
         Ok(())
     }
 
-    fn requeue(&mut self, slot: Slot, due: Instant, count_attempt: bool) {
+    fn requeue(&mut self, slot: Slot, due: Instant) {
         self.waiting.push(Waiting {
             due,
             job: slot.job,
-            attempts: slot.attempts + u32::from(count_attempt),
-            busy_since: slot.busy_since,
+            tries: slot.tries,
         });
     }
 
@@ -594,13 +586,14 @@ impl Session {
         let now = Instant::now();
         let mut slots: Vec<(u64, Slot)> = self.inflight.drain().collect();
         slots.sort_by_key(|(id, _)| *id);
-        for (_, slot) in slots {
-            if slot.attempts + 1 >= MAX_ATTEMPTS {
-                let mut f = reason.clone();
-                f.why = format!("{} (after {MAX_ATTEMPTS} attempts)", f.why);
-                self.finish(slot.job.index, Err(f));
-            } else {
-                self.requeue(slot, now, true);
+        for (_, mut slot) in slots {
+            match slot.tries.after_loss(now) {
+                Next::ResendAt(due) => self.requeue(slot, due),
+                Next::GiveUp => {
+                    let mut f = reason.clone();
+                    f.why = format!("{} (after {MAX_ATTEMPTS} attempts)", f.why);
+                    self.finish(slot.job.index, Err(f));
+                }
             }
         }
     }

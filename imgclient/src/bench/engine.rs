@@ -28,8 +28,8 @@ use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus};
 
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
-use crate::connect::{Jitter, Retry};
 use crate::exit;
+use crate::retry::{self, Jitter, Retry};
 use crate::session::CHUNK;
 
 /// Upload chunks are queued only while less than this is waiting to be written, so that
@@ -99,7 +99,7 @@ impl From<NpError> for Loss {
             key: exit::np_tally_name(&e),
             whole: false,
             kind: exit::kind_of_np(&e),
-            fatal: (!exit::np_retryable(&e)).then_some(e),
+            fatal: (!retry::np_retryable(&e)).then_some(e),
         }
     }
 }

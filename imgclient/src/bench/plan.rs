@@ -14,6 +14,7 @@ use netproto_sys::Event;
 
 use crate::connect::Connector;
 use crate::exit::{self, ExitKind, Failure};
+use crate::retry;
 
 /// Stack size of an event-loop thread.
 pub const STACK_SIZE: usize = 256 * 1024;
@@ -190,10 +191,12 @@ pub fn on_event(
                     at: now,
                 });
             }
-            // Closed loop honours the server's back-off; open loop keeps to its schedule,
-            // because the offered load is what is being measured.
+            // Closed loop honours the server's back-off (exactly: no jitter, the run is
+            // measured); open loop keeps to its schedule, because the offered load is what is
+            // being measured.
             if mode == Mode::Closed {
-                return Signal::Pause(now + Duration::from_millis(retry_after_ms as u64));
+                let advice = Duration::from_millis(retry_after_ms as u64);
+                return Signal::Pause(now + retry::busy_wait(advice, 0.0));
             }
         }
         Event::Shutdown { .. } => return Signal::Drain,
