@@ -27,7 +27,18 @@ pub struct ConnectOpts {
     pub timeout: Duration,
     /// How long to keep reconnecting through one outage.
     pub retry_for: Duration,
+    /// The connection's own timers (see [`HEARTBEAT`], [`DEAD_AFTER`]).
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
 }
+
+/// Every connection sends a PING (request id 0, sent by the library) after this long without
+/// traffic, to keep the connection (and our knowledge that the server is alive) fresh while a
+/// long job runs or the connection is idle; well under the server's 120 s idle timeout.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The library gives a connection up (closed, NP_TIMEOUT) after this long without any frame
+/// from the server, despite the pings.
+pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 
 /// Where the known-servers file lives when not given: `$XDG_CONFIG_HOME/imgclient/known_servers`,
 /// else `$HOME/.config/imgclient/known_servers`. A relative XDG_CONFIG_HOME is ignored, as the
@@ -101,6 +112,8 @@ pub struct Connector {
     known_servers: PathBuf,
     pub timeout: Duration,
     pub retry_for: Duration,
+    /// The dead-peer timeout its connections run with, for the message when one fires.
+    pub dead_after: Duration,
     announced: AtomicBool,
 }
 
@@ -135,14 +148,20 @@ impl Connector {
         let password = resolve_password(opts.password_file.as_deref(), env_pw, || {
             cliutil::password::prompt_hidden(&prompt).map_err(std::io::Error::from)
         })?;
-        let cfg = ClientConfig::new(&user, &password)
+        let mut cfg = ClientConfig::new(&user, &password)
             .map_err(|e| Failure::usage(format!("user {user:?}"), e))?;
+        // The connections own their heartbeat and dead-peer timers; the blocking client
+        // serves them while it waits for an event, the bench's event loops via
+        // poll_timeout/handle_timeout.
+        cfg.set_timers(Some(opts.heartbeat), Some(opts.dead_after))
+            .map_err(|e| Failure::usage("connection timers", e))?;
         Ok(Arc::new(Connector {
             addr: opts.addr.clone(),
             cfg,
             known_servers,
             timeout: opts.timeout,
             retry_for: opts.retry_for,
+            dead_after: opts.dead_after,
             announced: AtomicBool::new(false),
         }))
     }

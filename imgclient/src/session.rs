@@ -1,7 +1,10 @@
 //! One resilient connection that runs filter jobs for a batch: pipelines a few jobs at a
-//! time, reassembles chunked results, pings while waiting, and survives the server going away
-//! (reconnect with backoff, re-submit whatever was unanswered: filters are idempotent), BUSY
-//! (wait the advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect).
+//! time, reassembles chunked results, and survives the server going away (reconnect with
+//! backoff, re-submit whatever was unanswered: filters are idempotent), BUSY (wait the
+//! advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect), all by
+//! the policy in `retry.rs`. The heartbeat and the give-up on a silent server are the
+//! connection's own timers (set on the config by `connect.rs`), served while the session
+//! waits in the connection for an event.
 //!
 //! Trust boundary: the server's answers. Result sizes come from the server, so buffers are
 //! pre-sized only up to a cap; answers for request ids we have no job for are ignored.
@@ -21,11 +24,9 @@ use crate::sys;
 
 /// Largest image-data payload of one frame (protocol limit).
 pub const CHUNK: usize = 64 * 1024;
-/// Send a PING after this long without traffic, to keep the connection (and our knowledge
-/// that the server is alive) fresh while a long job runs or the connection is idle.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// Give the connection up after this long without any traffic, despite the pings.
-pub const DEAD_AFTER: Duration = Duration::from_secs(20);
+/// Longest single wait, so that a stop request is noticed and, while the session waits for
+/// new jobs rather than in the connection, the connection's timers are served on time.
+const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Result buffers are pre-allocated up to this; beyond it they grow as data really arrives.
 const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
 
@@ -141,8 +142,6 @@ pub struct Session {
     source_done: bool,
     retry: Retry,
     jitter: Jitter,
-    last_traffic: Instant,
-    last_ping: Option<Instant>,
     /// Set by SHUTDOWN: send nothing new; reconnect once in-flight work is done or this passes.
     draining_until: Option<Instant>,
     /// Set by BUSY: send nothing new before this.
@@ -175,8 +174,6 @@ impl Session {
             source_done: false,
             retry,
             jitter: Jitter::new(),
-            last_traffic: Instant::now(),
-            last_ping: None,
             draining_until: None,
             paused_until: None,
         }
@@ -240,8 +237,6 @@ impl Session {
         {
             Ok(c) => {
                 self.client = Some(c);
-                self.last_traffic = Instant::now();
-                self.last_ping = None;
                 self.draining_until = None;
                 true
             }
@@ -346,33 +341,46 @@ impl Session {
                 .send_job_data(id, chunk, last, timeout)
                 .map_err(|e| conn_failure(&e))?;
         }
-        self.last_traffic = Instant::now();
         Ok(())
+    }
+
+    /// Waits up to `wait` for the next event; `None` when the wait ran out. The connection
+    /// serves its own timers meanwhile (heartbeat PINGs; giving up on a silent server).
+    fn next_ev(&mut self, wait: Duration) -> Result<Option<Ev>, Reason> {
+        // In whole milliseconds, as the library takes it, so that `until` is never later
+        // than the library's own deadline for this wait.
+        let wait = Duration::from_millis(wait.as_millis().clamp(1, u32::MAX as u128) as u64);
+        let until = Instant::now() + wait;
+        let dead_after = self.connector.dead_after;
+        let client = self.client.as_mut().ok_or_else(lost)?;
+        match take_event(client, wait) {
+            Ok(ev) => Ok(Some(ev)),
+            Err(e) if e.is(ffi::NP_TIMEOUT) && Instant::now() >= until => Ok(None),
+            // NP_TIMEOUT before our wait ran out: the connection's dead-peer timer closed it
+            // (the library ends a wait early only for that; later calls fail at once too).
+            Err(e) if e.is(ffi::NP_TIMEOUT) => Err(silent_server(dead_after, &e)),
+            Err(e) => Err(conn_failure(&e)),
+        }
     }
 
     /// Handles the events that can be read without waiting.
     fn pump_ready(&mut self) -> Result<(), Reason> {
         loop {
-            let client = self.client.as_mut().ok_or_else(lost)?;
+            let client = self.client.as_ref().ok_or_else(lost)?;
             if !sys::readable_now(client.fd()) {
                 return Ok(());
             }
-            match take_event(client, Duration::from_millis(1)) {
-                Ok(ev) => {
-                    self.last_traffic = Instant::now();
-                    self.handle(ev)?;
-                }
-                Err(e) if e.is(ffi::NP_TIMEOUT) => return Ok(()),
-                Err(e) => return Err(conn_failure(&e)),
+            match self.next_ev(Duration::from_millis(1))? {
+                Some(ev) => self.handle(ev)?,
+                None => return Ok(()),
             }
         }
     }
 
-    /// Nothing in flight: wait for new jobs or for a re-submission to fall due, pinging the
-    /// idle connection on the heartbeat.
+    /// Nothing in flight: wait for new jobs or for a re-submission to fall due.
     fn idle(&mut self) -> Result<(), Reason> {
         let now = Instant::now();
-        let mut wait = self.heartbeat_wait(now);
+        let mut wait = MAX_WAIT;
         if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
             wait = wait.min(due.saturating_duration_since(now));
         }
@@ -380,59 +388,35 @@ impl Session {
             wait = wait.min(p.saturating_duration_since(now));
         }
         if self.source_done || !self.waiting.is_empty() {
-            std::thread::sleep(wait.max(Duration::from_millis(1)));
-        } else {
-            match self.jobs.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(job) => self.waiting.push(Waiting {
-                    due: Instant::now(),
-                    job,
-                    tries: JobTries::default(),
-                }),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.source_done = true,
+            // Nothing to take from the channel: wait in the connection, which serves its
+            // timers and any server-initiated event (SHUTDOWN, an idle-timeout ERROR).
+            if let Some(ev) = self.next_ev(wait)? {
+                self.handle(ev)?;
             }
+            return Ok(());
         }
-        // Server-initiated events (SHUTDOWN, an idle-timeout ERROR) may have arrived.
+        match self.jobs.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(job) => self.waiting.push(Waiting {
+                due: Instant::now(),
+                job,
+                tries: JobTries::default(),
+            }),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.source_done = true,
+        }
+        // Server-initiated events may have arrived meanwhile; a short wait in the connection
+        // also lets it serve a timer that fell due (a heartbeat PING).
         self.pump_ready()?;
-        self.heartbeat(Instant::now())
-    }
-
-    fn heartbeat_wait(&self, now: Instant) -> Duration {
-        HEARTBEAT.saturating_sub(now.saturating_duration_since(self.last_traffic))
-    }
-
-    /// Pings after a quiet heartbeat interval; gives the connection up after DEAD_AFTER.
-    fn heartbeat(&mut self, now: Instant) -> Result<(), Reason> {
-        let quiet = now.saturating_duration_since(self.last_traffic);
-        if quiet >= DEAD_AFTER {
-            return Err(Failure::new(
-                ExitKind::Connect,
-                "",
-                format!("no answer from the server for {} s", quiet.as_secs()),
-            ));
-        }
-        let ping_due = self
-            .last_ping
-            .is_none_or(|p| now.saturating_duration_since(p) >= HEARTBEAT);
-        if quiet >= HEARTBEAT && ping_due {
-            let id = self.next_id;
-            self.next_id += 1;
-            let timeout = self.connector.timeout;
-            let client = self.client.as_mut().ok_or_else(lost)?;
-            client
-                .send_ping(id, b"heartbeat", timeout)
-                .map_err(|e| conn_failure(&e))?;
-            self.last_ping = Some(now);
-            log::debug!("heartbeat ping after {} ms quiet", quiet.as_millis());
+        if let Some(ev) = self.next_ev(Duration::from_millis(1))? {
+            self.handle(ev)?;
         }
         Ok(())
     }
 
-    /// Jobs in flight: wait for the next event (bounded by the heartbeat and by anything that
-    /// falls due).
+    /// Jobs in flight: wait for the next event (bounded by anything that falls due).
     fn wait_once(&mut self) -> Result<(), Reason> {
         let now = Instant::now();
-        let mut wait = self.heartbeat_wait(now);
+        let mut wait = MAX_WAIT;
         if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
             if self.inflight.len() < self.window {
                 wait = wait.min(due.saturating_duration_since(now));
@@ -441,14 +425,8 @@ impl Session {
         if let Some(t) = self.draining_until {
             wait = wait.min(t.saturating_duration_since(now));
         }
-        let client = self.client.as_mut().ok_or_else(lost)?;
-        match take_event(client, wait.max(Duration::from_millis(1))) {
-            Ok(ev) => {
-                self.last_traffic = Instant::now();
-                self.handle(ev)?;
-            }
-            Err(e) if e.is(ffi::NP_TIMEOUT) => self.heartbeat(Instant::now())?,
-            Err(e) => return Err(conn_failure(&e)),
+        if let Some(ev) = self.next_ev(wait)? {
+            self.handle(ev)?;
         }
         if self
             .draining_until
@@ -608,6 +586,14 @@ fn conn_failure(e: &NpError) -> Failure {
     Failure::from_np("", e)
 }
 
+/// The connection gave the server up for silence (its dead-peer timer): a lost connection,
+/// like any other (exit 3 after the retries), said plainly.
+fn silent_server(dead_after: Duration, e: &NpError) -> Failure {
+    let mut f = Failure::from_np("", e);
+    f.why = format!("no answer from the server for {dead_after:?}");
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,5 +625,130 @@ mod tests {
             assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "len {len}");
             assert!(*lasts.last().unwrap());
         }
+    }
+
+    /// A server on loopback that completes the handshake and login of every connection, then
+    /// never sends another byte (it reads and drops what arrives). Counts connections and the
+    /// request ids of the PINGs it receives.
+    struct SilentServer {
+        addr: String,
+        conns: Arc<std::sync::atomic::AtomicUsize>,
+        pings: Arc<std::sync::Mutex<Vec<u64>>>,
+    }
+
+    fn silent_server(dir: &std::path::Path) -> SilentServer {
+        use netproto_sys::{ServerConfig, ServerConn, ServerParams};
+        use std::io::{Read, Write};
+        let params = ServerParams {
+            max_chunk: netproto_sys::limits::MAX_CHUNK_DATA as u32,
+            max_upload: 1 << 20,
+            max_in_flight: 4,
+        };
+        let mut cfg = ServerConfig::new(&dir.join("server.key"), params).unwrap();
+        let verifier = netproto_sys::verifier_create(b"pw", 4096).unwrap();
+        cfg.add_user("alice", &verifier).unwrap();
+        let cfg = Arc::new(cfg);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, p) = (conns.clone(), pings.clone());
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(mut sock) = sock else { return };
+                c.fetch_add(1, Ordering::Relaxed);
+                let (cfg, pings) = (cfg.clone(), p.clone());
+                std::thread::spawn(move || {
+                    let mut conn = ServerConn::new(&cfg, Instant::now()).unwrap();
+                    let mut logged_in = false;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sock.read(&mut buf) {
+                            Ok(0) | Err(_) => return, // the client went away
+                            Ok(n) => n,
+                        };
+                        let was_logged_in = logged_in;
+                        let mut off = 0;
+                        while off < n {
+                            let Ok(used) = conn.feed(&buf[off..n], Instant::now()) else {
+                                return;
+                            };
+                            off += used;
+                            while let Ok(Some(ev)) = conn.poll_event() {
+                                match ev {
+                                    Event::LoggedIn { .. } => logged_in = true,
+                                    Event::Ping { id, .. } => pings.lock().unwrap().push(id),
+                                    _ => {}
+                                }
+                            }
+                            if used == 0 {
+                                break;
+                            }
+                        }
+                        if !was_logged_in {
+                            // The handshake and login replies (LOGIN_OK included) go out;
+                            // after login nothing does, not even PONGs.
+                            let out = conn.pending_output().to_vec();
+                            if sock.write_all(&out).is_err() {
+                                return;
+                            }
+                            conn.consume_output(out.len(), Instant::now());
+                        }
+                    }
+                });
+            }
+        });
+        SilentServer { addr, conns, pings }
+    }
+
+    #[test]
+    fn a_silent_server_is_given_up_by_the_connection_and_reported_as_connect() {
+        let dir = std::env::temp_dir().join(format!("imgclient-silent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "pw\n").unwrap();
+        let server = silent_server(&dir);
+        let dead_after = Duration::from_millis(150);
+        let opts = crate::connect::ConnectOpts {
+            addr: server.addr.clone(),
+            user: Some("alice".into()),
+            password_file: Some(dir.join("pw")),
+            known_servers: Some(dir.join("known_servers")),
+            timeout: Duration::from_secs(10),
+            retry_for: Duration::ZERO,
+            heartbeat: Duration::from_millis(40),
+            dead_after,
+        };
+        let connector = Connector::new(&opts).unwrap();
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        job_tx
+            .send(Job {
+                index: 0,
+                spec: "noop".into(),
+                input: Arc::new(vec![7u8; 100]),
+            })
+            .unwrap();
+        drop(job_tx);
+        let stop = Arc::new(AtomicBool::new(false));
+        let session = Session::new(connector, None, job_rx, done_tx, stop, 4);
+        let runner = std::thread::spawn(move || session.run());
+        let done = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the session reports the job");
+        runner.join().unwrap();
+        let f = done.outcome.expect_err("nobody answered");
+        assert_eq!(f.kind, ExitKind::Connect, "{f}");
+        assert_eq!(f.exit_code(), 3);
+        assert_eq!(
+            f.why,
+            format!("no answer from the server for {dead_after:?} (after {MAX_ATTEMPTS} attempts)")
+        );
+        // Every attempt was a new connection that the library gave up on by itself.
+        assert_eq!(server.conns.load(Ordering::Relaxed), MAX_ATTEMPTS as usize);
+        // The heartbeats were the library's: request id 0, never one of the session's ids.
+        let pings = server.pings.lock().unwrap().clone();
+        assert!(!pings.is_empty(), "the connections sent heartbeats");
+        assert!(pings.iter().all(|&id| id == 0), "{pings:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
