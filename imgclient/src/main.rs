@@ -49,6 +49,7 @@
 //! | `connect` | exit, retry, sys |
 //! | `retry` | exit |
 //! | `sys`, `exit`, `json` | — |
+//! | `test_server` (unit tests only: a loopback server that goes silent) | connect |
 #![deny(unsafe_code)]
 
 mod args;
@@ -65,6 +66,8 @@ mod retry;
 mod session;
 mod spec;
 mod sys;
+#[cfg(test)]
+mod test_server;
 
 use std::process::ExitCode;
 

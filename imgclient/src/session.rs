@@ -597,6 +597,7 @@ fn silent_server(dead_after: Duration, e: &NpError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::SilentServer;
 
     #[test]
     fn chunking_marks_exactly_the_completing_chunk_last() {
@@ -627,98 +628,13 @@ mod tests {
         }
     }
 
-    /// A server on loopback that completes the handshake and login of every connection, then
-    /// never sends another byte (it reads and drops what arrives). Counts connections and the
-    /// request ids of the PINGs it receives.
-    struct SilentServer {
-        addr: String,
-        conns: Arc<std::sync::atomic::AtomicUsize>,
-        pings: Arc<std::sync::Mutex<Vec<u64>>>,
-    }
-
-    fn silent_server(dir: &std::path::Path) -> SilentServer {
-        use netproto_sys::{ServerConfig, ServerConn, ServerParams};
-        use std::io::{Read, Write};
-        let params = ServerParams {
-            max_chunk: netproto_sys::limits::MAX_CHUNK_DATA as u32,
-            max_upload: 1 << 20,
-            max_in_flight: 4,
-        };
-        let mut cfg = ServerConfig::new(&dir.join("server.key"), params).unwrap();
-        let verifier = netproto_sys::verifier_create(b"pw", 4096).unwrap();
-        cfg.add_user("alice", &verifier).unwrap();
-        let cfg = Arc::new(cfg);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let pings = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, p) = (conns.clone(), pings.clone());
-        std::thread::spawn(move || {
-            for sock in listener.incoming() {
-                let Ok(mut sock) = sock else { return };
-                c.fetch_add(1, Ordering::Relaxed);
-                let (cfg, pings) = (cfg.clone(), p.clone());
-                std::thread::spawn(move || {
-                    let mut conn = ServerConn::new(&cfg, Instant::now()).unwrap();
-                    let mut logged_in = false;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match sock.read(&mut buf) {
-                            Ok(0) | Err(_) => return, // the client went away
-                            Ok(n) => n,
-                        };
-                        let was_logged_in = logged_in;
-                        let mut off = 0;
-                        while off < n {
-                            let Ok(used) = conn.feed(&buf[off..n], Instant::now()) else {
-                                return;
-                            };
-                            off += used;
-                            while let Ok(Some(ev)) = conn.poll_event() {
-                                match ev {
-                                    Event::LoggedIn { .. } => logged_in = true,
-                                    Event::Ping { id, .. } => pings.lock().unwrap().push(id),
-                                    _ => {}
-                                }
-                            }
-                            if used == 0 {
-                                break;
-                            }
-                        }
-                        if !was_logged_in {
-                            // The handshake and login replies (LOGIN_OK included) go out;
-                            // after login nothing does, not even PONGs.
-                            let out = conn.pending_output().to_vec();
-                            if sock.write_all(&out).is_err() {
-                                return;
-                            }
-                            conn.consume_output(out.len(), Instant::now());
-                        }
-                    }
-                });
-            }
-        });
-        SilentServer { addr, conns, pings }
-    }
-
     #[test]
     fn a_silent_server_is_given_up_by_the_connection_and_reported_as_connect() {
         let dir = std::env::temp_dir().join(format!("imgclient-silent-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pw"), "pw\n").unwrap();
-        let server = silent_server(&dir);
+        let server = SilentServer::start(&dir);
         let dead_after = Duration::from_millis(150);
-        let opts = crate::connect::ConnectOpts {
-            addr: server.addr.clone(),
-            user: Some("alice".into()),
-            password_file: Some(dir.join("pw")),
-            known_servers: Some(dir.join("known_servers")),
-            timeout: Duration::from_secs(10),
-            retry_for: Duration::ZERO,
-            heartbeat: Duration::from_millis(40),
-            dead_after,
-        };
-        let connector = Connector::new(&opts).unwrap();
+        let connector = server.connector(&dir, Duration::from_millis(40), dead_after);
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         job_tx

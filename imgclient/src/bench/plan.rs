@@ -165,6 +165,8 @@ pub fn on_event(
                 complete(inflight, id);
             }
         }
+        // Request id 0 is the connection's own heartbeat, never one of our requests.
+        Event::Pong { id: 0, .. } => {}
         Event::Pong { id, .. } => complete(inflight, id),
         Event::Error { id: 0, code, .. } => {
             return Signal::Lost(
@@ -289,6 +291,19 @@ mod tests {
             }
             m => panic!("{m:?}"),
         }
+        // A heartbeat PONG (id 0) completes nothing, even with a request 0 on the books.
+        inflight.insert(0, pending(0, intended, intended, 0));
+        on_event(
+            &mut inflight,
+            &tx,
+            &Event::Pong {
+                id: 0,
+                payload: b"",
+            },
+            Mode::Closed,
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(inflight.remove(&0).is_some());
         // Unknown ids and job errors.
         on_event(
             &mut inflight,
