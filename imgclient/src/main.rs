@@ -42,7 +42,7 @@
 //! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
 //! | `filter` | args, connect, exit, images, session, spec |
 //! | `ops` | connect, control, exit, json |
-//! | `bench` | args, connect, control, exit, images, json, retry, session (CHUNK), spec, sys |
+//! | `bench` | args, connect, control, exit, images, json, retry, spec, sys |
 //! | `args` | connect |
 //! | `spec`, `images`, `control` | exit |
 //! | `session` | connect, exit, retry, sys |

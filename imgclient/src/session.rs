@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use netproto_sys::limits::MAX_CHUNK_DATA;
 use netproto_sys::{ffi, Client, ErrorCode, Event, NpError, ResultInfo};
 
 use crate::connect::Connector;
@@ -22,8 +23,6 @@ use crate::exit::{ExitKind, Failure};
 use crate::retry::{self, Jitter, JobTries, Next, Retry, MAX_ATTEMPTS};
 use crate::sys;
 
-/// Largest image-data payload of one frame (protocol limit).
-pub const CHUNK: usize = 64 * 1024;
 /// Longest single wait, so that a stop request is noticed and, while the session waits for
 /// new jobs rather than in the connection, the connection's timers are served on time.
 const MAX_WAIT: Duration = Duration::from_millis(500);
@@ -312,9 +311,9 @@ impl Session {
         );
         let timeout = self.connector.timeout;
         let data = job.input.as_slice();
-        let mut chunks = data.chunks(CHUNK);
+        let mut chunks = data.chunks(MAX_CHUNK_DATA);
         let first = chunks.next().unwrap_or(&[]);
-        let n_chunks = data.len().div_ceil(CHUNK).max(1);
+        let n_chunks = data.len().div_ceil(MAX_CHUNK_DATA).max(1);
         let client = self.client.as_mut().ok_or_else(lost)?;
         client
             .send_job(
@@ -604,20 +603,20 @@ mod tests {
         for len in [
             0usize,
             1,
-            CHUNK - 1,
-            CHUNK,
-            CHUNK + 1,
-            3 * CHUNK,
-            3 * CHUNK + 7,
+            MAX_CHUNK_DATA - 1,
+            MAX_CHUNK_DATA,
+            MAX_CHUNK_DATA + 1,
+            3 * MAX_CHUNK_DATA,
+            3 * MAX_CHUNK_DATA + 7,
         ] {
             let data = vec![0u8; len];
-            let n_chunks = data.len().div_ceil(CHUNK).max(1);
-            let mut chunks = data.chunks(CHUNK);
+            let n_chunks = data.len().div_ceil(MAX_CHUNK_DATA).max(1);
+            let mut chunks = data.chunks(MAX_CHUNK_DATA);
             let first = chunks.next().unwrap_or(&[]);
             let mut lasts = vec![n_chunks == 1];
             let mut total = first.len();
             for (i, c) in chunks.enumerate() {
-                assert!(c.len() <= CHUNK);
+                assert!(c.len() <= MAX_CHUNK_DATA);
                 total += c.len();
                 lasts.push(i + 2 == n_chunks);
             }

@@ -27,17 +27,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use netproto_sys::limits::MAX_CHUNK_DATA;
 use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus, Timer};
 
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
 use crate::exit;
 use crate::retry::{self, Jitter, Retry};
-use crate::session::CHUNK;
 
 /// Upload chunks are queued only while less than this is waiting to be written, so that
 /// connections uploading large images do not each hold a whole encrypted copy.
-const OUTPUT_LOW_WATER: usize = 4 * CHUNK;
+const OUTPUT_LOW_WATER: usize = 4 * MAX_CHUNK_DATA;
 
 /// Longest sleep in `epoll_wait`, so that `stop` is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -446,7 +446,7 @@ impl Ctx {
             BenchOp::Job(spec) => {
                 let image = schedule::image_index(n, plan.ops.len(), plan.images.len());
                 let img = &plan.images[image];
-                let first = &img[..img.len().min(CHUNK)];
+                let first = &img[..img.len().min(MAX_CHUNK_DATA)];
                 let last = first.len() == img.len();
                 conn.send_job(id, spec, img.len() as u64, first, last)?;
                 l.inflight
@@ -477,7 +477,7 @@ impl Ctx {
                 break;
             }
             let img = &self.plan.images[u.image];
-            let end = (u.offset + CHUNK).min(img.len());
+            let end = (u.offset + MAX_CHUNK_DATA).min(img.len());
             let last = end == img.len();
             conn.send_job_data(u.id, &img[u.offset..end], last)?;
             u.offset = end;
