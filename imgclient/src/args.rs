@@ -61,6 +61,8 @@ impl ConnArgs {
             known_servers: self.known_servers.clone(),
             timeout: self.timeout,
             retry_for: self.retry_for,
+            heartbeat: crate::connect::HEARTBEAT,
+            dead_after: crate::connect::DEAD_AFTER,
         }
     }
 }

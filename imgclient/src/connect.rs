@@ -1,6 +1,6 @@
 //! Getting a logged-in connection: credentials (password from env, file or terminal), the
-//! known-servers file that pins each server's key, and reconnecting with exponential backoff
-//! and jitter within a bounded time.
+//! known-servers file that pins each server's key, and reconnecting by the retry policy
+//! (`retry.rs`: backoff with jitter within a bounded outage).
 //!
 //! Trust boundary: the password (never logged, never echoed) and the trust-on-first-use
 //! decision about the server's key; the key check itself is done by libnetproto before any
@@ -13,12 +13,8 @@ use std::time::{Duration, Instant};
 
 use netproto_sys::{ffi, Client, ClientConfig, NpError};
 
-use crate::exit::{self, ExitKind, Failure};
-
-/// First delay between reconnect attempts.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest delay between reconnect attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+use crate::exit::{ExitKind, Failure};
+use crate::retry::{self, Jitter, Retry};
 
 /// Connection settings from the command line and environment.
 #[derive(Debug, Clone)]
@@ -31,7 +27,18 @@ pub struct ConnectOpts {
     pub timeout: Duration,
     /// How long to keep reconnecting through one outage.
     pub retry_for: Duration,
+    /// The connection's own timers (see [`HEARTBEAT`], [`DEAD_AFTER`]).
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
 }
+
+/// Every connection sends a PING (request id 0, sent by the library) after this long without
+/// traffic, to keep the connection (and our knowledge that the server is alive) fresh while a
+/// long job runs or the connection is idle; well under the server's 120 s idle timeout.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The library gives a connection up (closed, NP_TIMEOUT) after this long without any frame
+/// from the server, despite the pings.
+pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 
 /// Where the known-servers file lives when not given: `$XDG_CONFIG_HOME/imgclient/known_servers`,
 /// else `$HOME/.config/imgclient/known_servers`. A relative XDG_CONFIG_HOME is ignored, as the
@@ -95,88 +102,6 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// Delay before reconnect attempt `attempt` (0-based): 100 ms doubling to 5 s, with "equal
-/// jitter" (half fixed, half random from `jitter` in [0, 1)) so that many clients dropped at
-/// once by a restart do not come back in lock-step, while the delay still grows.
-pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
-}
-
-/// The retry state of one outage: attempts so far and when the outage began. Pure (time is
-/// passed in) so the schedule is testable.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    budget: Duration,
-    attempt: u32,
-    since: Option<Instant>,
-}
-
-impl Retry {
-    pub fn new(budget: Duration) -> Retry {
-        Retry {
-            budget,
-            attempt: 0,
-            since: None,
-        }
-    }
-
-    /// The pause before the next attempt, or `None` when the outage has outlasted the budget.
-    /// The last pause is cut short so that the final attempt happens at the deadline.
-    pub fn next_delay(&mut self, now: Instant, jitter: f64) -> Option<Duration> {
-        let since = *self.since.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(since);
-        if elapsed >= self.budget {
-            return None;
-        }
-        let d = backoff_delay(self.attempt, BACKOFF_BASE, BACKOFF_CAP, jitter)
-            .min(self.budget - elapsed);
-        self.attempt += 1;
-        Some(d)
-    }
-
-    /// The connection works again: the next outage starts from scratch.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-        self.since = None;
-    }
-}
-
-/// A small xorshift generator for jitter: no need for cryptographic quality, and seeding it
-/// from the library's CSPRNG keeps processes started together from sharing a sequence.
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new() -> Jitter {
-        let mut b = [0u8; 8];
-        let _ = netproto_sys::random(&mut b);
-        Jitter(u64::from_le_bytes(b) | 1)
-    }
-
-    #[cfg(test)]
-    pub fn from_seed(seed: u64) -> Jitter {
-        Jitter(seed | 1)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Jitter::new()
-    }
-}
-
 /// Makes logged-in connections to one server with one set of credentials; shared by all
 /// threads (the library caches the PBKDF2 result in the config, so a thousand logins cost one
 /// key derivation).
@@ -187,6 +112,8 @@ pub struct Connector {
     known_servers: PathBuf,
     pub timeout: Duration,
     pub retry_for: Duration,
+    /// The dead-peer timeout its connections run with, for the message when one fires.
+    pub dead_after: Duration,
     announced: AtomicBool,
 }
 
@@ -221,14 +148,20 @@ impl Connector {
         let password = resolve_password(opts.password_file.as_deref(), env_pw, || {
             cliutil::password::prompt_hidden(&prompt).map_err(std::io::Error::from)
         })?;
-        let cfg = ClientConfig::new(&user, &password)
+        let mut cfg = ClientConfig::new(&user, &password)
             .map_err(|e| Failure::usage(format!("user {user:?}"), e))?;
+        // The connections own their heartbeat and dead-peer timers; the blocking client
+        // serves them while it waits for an event, the bench's event loops via
+        // poll_timeout/handle_timeout.
+        cfg.set_timers(Some(opts.heartbeat), Some(opts.dead_after))
+            .map_err(|e| Failure::usage("connection timers", e))?;
         Ok(Arc::new(Connector {
             addr: opts.addr.clone(),
             cfg,
             known_servers,
             timeout: opts.timeout,
             retry_for: opts.retry_for,
+            dead_after: opts.dead_after,
             announced: AtomicBool::new(false),
         }))
     }
@@ -282,8 +215,7 @@ impl Connector {
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
-            let server_said_later = e.status == ffi::NP_REMOTE_ERROR && exit::np_retryable(&e);
-            let delay = if server_said_later {
+            let delay = if retry::server_said_later(&e) {
                 retry.next_delay(Instant::now(), jitter.unit())
             } else {
                 None
@@ -312,7 +244,7 @@ impl Connector {
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
-            if !exit::np_retryable(&e) {
+            if !retry::np_retryable(&e) {
                 return Err(self.failure(&e));
             }
             let Some(delay) = retry.next_delay(Instant::now(), jitter.unit()) else {
@@ -405,54 +337,5 @@ mod tests {
         assert_eq!(password_from_file_text(b" pw "), b" pw ");
         assert_eq!(password_from_file_text(b"pw\r\n"), b"pw");
         assert_eq!(password_from_file_text(b"pw\n\n"), b"pw\n");
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
-        let ms = |a, j| backoff_delay(a, BACKOFF_BASE, BACKOFF_CAP, j).as_millis();
-        assert_eq!(ms(0, 0.0), 50);
-        assert_eq!(ms(0, 1.0), 100);
-        assert_eq!(ms(1, 1.0), 200);
-        assert_eq!(ms(3, 1.0), 800);
-        assert_eq!(ms(6, 1.0), 5000);
-        assert_eq!(ms(60, 1.0), 5000);
-        assert_eq!(ms(60, 0.0), 2500);
-        for a in 0..40 {
-            for j in [0.0, 0.3, 0.999] {
-                let d = backoff_delay(a, BACKOFF_BASE, BACKOFF_CAP, j);
-                assert!(d <= BACKOFF_CAP && d >= BACKOFF_BASE / 2);
-            }
-        }
-    }
-
-    #[test]
-    fn retry_budget_bounds_the_outage() {
-        let t0 = Instant::now();
-        let mut r = Retry::new(Duration::from_secs(10));
-        let mut now = t0;
-        let mut delays = Vec::new();
-        while let Some(d) = r.next_delay(now, 1.0) {
-            delays.push(d.as_millis());
-            now += d;
-        }
-        // 100, 200, ..., 3200, then the cap, then the remainder up to exactly 10 s.
-        assert_eq!(&delays[..6], &[100, 200, 400, 800, 1600, 3200]);
-        assert_eq!(delays.iter().sum::<u128>(), 10_000);
-        assert_eq!(now - t0, Duration::from_secs(10));
-        assert_eq!(r.next_delay(now, 1.0), None);
-        r.reset();
-        assert_eq!(r.next_delay(now, 1.0), Some(Duration::from_millis(100)));
-        // A zero budget allows no retry at all.
-        assert_eq!(Retry::new(Duration::ZERO).next_delay(t0, 0.5), None);
-    }
-
-    #[test]
-    fn jitter_is_uniform_enough() {
-        let mut j = Jitter::from_seed(42);
-        let xs: Vec<f64> = (0..10_000).map(|_| j.unit()).collect();
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        assert!((mean - 0.5).abs() < 0.02, "{mean}");
-        assert!(Jitter::new().unit() < 1.0);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Trust boundary: none of its own. This is where failures from every other boundary (local
 //! files, the network, the server's answers) are classified into what the user and calling
-//! scripts see, so the classification of library statuses and wire error codes lives here and
-//! nowhere else.
+//! scripts see, so the exit kind of every library status and wire error code (by its number)
+//! is decided here and nowhere else. Whether a failure is worth retrying is `retry.rs`'s.
 
 use std::fmt;
 
@@ -144,30 +144,6 @@ pub fn kind_of_wire(code: u16) -> ExitKind {
     }
 }
 
-/// Whether a request refused with this wire code may succeed if sent again later (possibly on
-/// a new connection). Wider than [`ErrorCode::is_retryable`]: a connection the server dropped
-/// for idleness or slowness is worth re-opening.
-pub fn wire_retryable(code: u16) -> bool {
-    match ErrorCode::from_u16(code) {
-        Some(c) => {
-            c.is_retryable()
-                || matches!(
-                    c,
-                    ErrorCode::IdleTimeout | ErrorCode::SlowClient | ErrorCode::HandshakeTimeout
-                )
-        }
-        None => false,
-    }
-}
-
-/// The wire code inside a remote error's message (`server error NAME (code): text`).
-pub fn remote_code(message: &str) -> Option<u16> {
-    let open = message.find(" (")?;
-    let rest = &message[open + 2..];
-    let close = rest.find(')')?;
-    rest[..close].parse().ok()
-}
-
 /// Exit kind for a failed library call.
 pub fn kind_of_np(e: &NpError) -> ExitKind {
     match e.status {
@@ -176,60 +152,25 @@ pub fn kind_of_np(e: &NpError) -> ExitKind {
         ffi::NP_SERVER_KEY_CHANGED | ffi::NP_SERVER_KEY_REJECTED => ExitKind::KeyChanged,
         ffi::NP_KEY_FILE => ExitKind::Io,
         ffi::NP_BUSY | ffi::NP_SERVER_SHUTDOWN => ExitKind::Busy,
-        ffi::NP_REMOTE_ERROR => remote_code(&e.message).map_or(ExitKind::Protocol, kind_of_wire),
+        ffi::NP_REMOTE_ERROR => e.remote_code().map_or(ExitKind::Protocol, kind_of_wire),
         _ => ExitKind::Protocol,
     }
 }
 
-/// Whether connecting again (after a pause) may cure this failure. Authentication, pinning,
-/// local files and protocol violations will fail the same way next time.
-pub fn np_retryable(e: &NpError) -> bool {
-    match e.status {
-        ffi::NP_TIMEOUT
-        | ffi::NP_EOF
-        | ffi::NP_IO
-        | ffi::NP_CLOSED
-        | ffi::NP_BUSY
-        | ffi::NP_SERVER_SHUTDOWN => true,
-        ffi::NP_REMOTE_ERROR => remote_code(&e.message).is_some_and(wire_retryable),
-        _ => false,
-    }
-}
-
-/// A short stable name for a library status, for error tallies.
+/// A short stable name for a library status, for error tallies: its C name without `NP_`,
+/// from the library's own status table (`OTHER` for a number this build does not know).
 pub fn status_name(status: ffi::np_status) -> &'static str {
-    match status {
-        ffi::NP_TIMEOUT => "TIMEOUT",
-        ffi::NP_EOF => "EOF",
-        ffi::NP_IO => "IO",
-        ffi::NP_CLOSED => "CLOSED",
-        ffi::NP_AUTH_FAILED => "AUTH_FAILED",
-        ffi::NP_BAD_SERVER_SIGNATURE => "BAD_SERVER_SIGNATURE",
-        ffi::NP_SERVER_KEY_CHANGED => "SERVER_KEY_CHANGED",
-        ffi::NP_SERVER_KEY_REJECTED => "SERVER_KEY_REJECTED",
-        ffi::NP_KEY_FILE => "KEY_FILE",
-        ffi::NP_BUSY => "BUSY",
-        ffi::NP_SERVER_SHUTDOWN => "SERVER_SHUTDOWN",
-        ffi::NP_REMOTE_ERROR => "REMOTE_ERROR",
-        ffi::NP_DECRYPT_FAILED => "DECRYPT_FAILED",
-        ffi::NP_HANDSHAKE_FAILED => "HANDSHAKE_FAILED",
-        ffi::NP_MALFORMED => "MALFORMED",
-        ffi::NP_UNEXPECTED_MESSAGE => "UNEXPECTED_MESSAGE",
-        ffi::NP_BAD_CRC => "BAD_CRC",
-        ffi::NP_BAD_MAGIC => "BAD_MAGIC",
-        ffi::NP_BAD_VERSION => "BAD_VERSION",
-        ffi::NP_FRAME_TOO_LARGE => "FRAME_TOO_LARGE",
-        ffi::NP_UNKNOWN_OPCODE => "UNKNOWN_OPCODE",
-        ffi::NP_INVALID_ARGUMENT => "INVALID_ARGUMENT",
-        ffi::NP_BAD_STATE => "BAD_STATE",
-        ffi::NP_NONCE_EXHAUSTED => "NONCE_EXHAUSTED",
-        _ => "OTHER",
-    }
+    ffi::STATUSES
+        .iter()
+        .find(|(_, n)| *n == status)
+        .map_or("OTHER", |(name, _)| {
+            name.strip_prefix("NP_").unwrap_or(name)
+        })
 }
 
 /// A tally key for a library error: the wire code's name for remote errors, else the status.
 pub fn np_tally_name(e: &NpError) -> String {
-    match (e.status, remote_code(&e.message)) {
+    match (e.status, e.remote_code()) {
         (ffi::NP_REMOTE_ERROR, Some(code)) => wire_name(code),
         (s, _) => status_name(s).to_string(),
     }
@@ -238,11 +179,24 @@ pub fn np_tally_name(e: &NpError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netproto_sys::Remote;
 
     fn np(status: ffi::np_status, message: &str) -> NpError {
         NpError {
             status,
             remote: None,
+            message: message.to_string(),
+        }
+    }
+
+    /// What the binding builds for an ERROR frame the peer sent: the code as a number.
+    fn remote(code: u16, message: &str) -> NpError {
+        NpError {
+            status: ffi::NP_REMOTE_ERROR,
+            remote: Some(Remote {
+                code,
+                retry_after_ms: 0,
+            }),
             message: message.to_string(),
         }
     }
@@ -278,26 +232,38 @@ mod tests {
 
     #[test]
     fn remote_errors_are_classified_by_their_wire_code() {
-        let e = np(
-            ffi::NP_REMOTE_ERROR,
-            "server error TOO_MANY_CONNECTIONS (403): limit 1000",
-        );
-        assert_eq!(remote_code(&e.message), Some(403));
+        let e = remote(403, "server error TOO_MANY_CONNECTIONS (403): limit 1000");
         assert_eq!(kind_of_np(&e), ExitKind::Busy);
-        assert!(np_retryable(&e));
         assert_eq!(np_tally_name(&e), "TOO_MANY_CONNECTIONS (403)");
-        let e = np(ffi::NP_REMOTE_ERROR, "server error BAD_SPEC (300): x");
+        let e = remote(300, "server error BAD_SPEC (300): x");
         assert_eq!(kind_of_np(&e), ExitKind::Rejected);
-        assert!(!np_retryable(&e));
-        assert_eq!(remote_code("no code here"), None);
-        assert_eq!(
-            kind_of_np(&np(ffi::NP_REMOTE_ERROR, "?")),
-            ExitKind::Protocol
-        );
+        // The number decides, not the text: a message that names another code changes nothing.
+        let e = remote(200, "server error TOO_MANY_CONNECTIONS (403)");
+        assert_eq!(kind_of_np(&e), ExitKind::Auth);
+        assert_eq!(np_tally_name(&e), "AUTH_FAILED (200)");
+        // A remote error without a code (none reported) is a protocol matter, not retried.
+        let e = np(ffi::NP_REMOTE_ERROR, "server error BAD_SPEC (300): x");
+        assert_eq!(kind_of_np(&e), ExitKind::Protocol);
+        assert_eq!(np_tally_name(&e), "REMOTE_ERROR");
     }
 
     #[test]
-    fn wire_codes_map_to_kinds_and_retryability() {
+    fn every_library_status_has_its_own_tally_name() {
+        let mut seen = std::collections::HashSet::new();
+        for &(c_name, status) in ffi::STATUSES {
+            let name = status_name(status);
+            assert_eq!(Some(name), c_name.strip_prefix("NP_"), "{c_name}");
+            assert!(!name.is_empty() && name != "OTHER", "{c_name}");
+            assert!(seen.insert(name), "{c_name} shares its name");
+        }
+        assert_eq!(status_name(ffi::NP_TIMEOUT), "TIMEOUT");
+        assert_eq!(status_name(ffi::NP_REMOTE_ERROR), "REMOTE_ERROR");
+        assert_eq!(status_name(9999), "OTHER");
+        assert_eq!(np_tally_name(&np(ffi::NP_EOF, "closed")), "EOF");
+    }
+
+    #[test]
+    fn wire_codes_map_to_kinds() {
         assert_eq!(kind_of_wire(300), ExitKind::Rejected);
         assert_eq!(kind_of_wire(304), ExitKind::Rejected);
         assert_eq!(kind_of_wire(200), ExitKind::Auth);
@@ -305,12 +271,6 @@ mod tests {
         assert_eq!(kind_of_wire(404), ExitKind::Connect);
         assert_eq!(kind_of_wire(102), ExitKind::Protocol);
         assert_eq!(kind_of_wire(9999), ExitKind::Protocol);
-        for code in [308, 400, 401, 402, 403, 404, 405] {
-            assert!(wire_retryable(code), "{code}");
-        }
-        for code in [100, 200, 300, 304, 307, 500, 9999] {
-            assert!(!wire_retryable(code), "{code}");
-        }
         // Every known code has a kind other than the unknown-code fallback's where it should.
         for c in ErrorCode::ALL {
             let k = kind_of_wire(c as u16);

@@ -28,6 +28,9 @@
 //!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)
 //!         │
 //!         ▼
+//!       retry (the one retry policy: what to retry, backoff, budgets, attempts, BUSY)
+//!         │
+//!         ▼
 //!       exit (failures and exit codes)
 //! ```
 //!
@@ -39,12 +42,14 @@
 //! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
 //! | `filter` | args, connect, exit, images, session, spec |
 //! | `ops` | connect, control, exit, json |
-//! | `bench` | args, connect, control, exit, images, json, session (CHUNK), spec, sys |
+//! | `bench` | args, connect, control, exit, images, json, retry, spec, sys |
 //! | `args` | connect |
 //! | `spec`, `images`, `control` | exit |
-//! | `session` | connect, exit, sys |
-//! | `connect` | exit, sys |
+//! | `session` | connect, exit, retry, sys |
+//! | `connect` | exit, retry, sys |
+//! | `retry` | exit |
 //! | `sys`, `exit`, `json` | — |
+//! | `test_server` (unit tests only: a loopback server that goes silent) | connect |
 #![deny(unsafe_code)]
 
 mod args;
@@ -57,9 +62,12 @@ mod filter;
 mod images;
 mod json;
 mod ops;
+mod retry;
 mod session;
 mod spec;
 mod sys;
+#[cfg(test)]
+mod test_server;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,10 @@
 //! One resilient connection that runs filter jobs for a batch: pipelines a few jobs at a
-//! time, reassembles chunked results, pings while waiting, and survives the server going away
-//! (reconnect with backoff, re-submit whatever was unanswered: filters are idempotent), BUSY
-//! (wait the advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect).
+//! time, reassembles chunked results, and survives the server going away (reconnect with
+//! backoff, re-submit whatever was unanswered: filters are idempotent), BUSY (wait the
+//! advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect), all by
+//! the policy in `retry.rs`. The heartbeat and the give-up on a silent server are the
+//! connection's own timers (set on the config by `connect.rs`), served while the session
+//! waits in the connection for an event.
 //!
 //! Trust boundary: the server's answers. Result sizes come from the server, so buffers are
 //! pre-sized only up to a cap; answers for request ids we have no job for are ignored.
@@ -12,22 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use netproto_sys::limits::MAX_CHUNK_DATA;
 use netproto_sys::{ffi, Client, ErrorCode, Event, NpError, ResultInfo};
 
-use crate::connect::{backoff_delay, Connector, Jitter, Retry, BACKOFF_BASE, BACKOFF_CAP};
-use crate::exit::{self, ExitKind, Failure};
+use crate::connect::Connector;
+use crate::exit::{ExitKind, Failure};
+use crate::retry::{self, Jitter, JobTries, Next, Retry, MAX_ATTEMPTS};
 use crate::sys;
 
-/// Largest image-data payload of one frame (protocol limit).
-pub const CHUNK: usize = 64 * 1024;
-/// Send a PING after this long without traffic, to keep the connection (and our knowledge
-/// that the server is alive) fresh while a long job runs or the connection is idle.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// Give the connection up after this long without any traffic, despite the pings.
-pub const DEAD_AFTER: Duration = Duration::from_secs(20);
-/// A job is tried at most this often (connection losses and retryable server errors), so an
-/// input that takes the server down each time cannot loop forever.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// Longest single wait, so that a stop request is noticed and, while the session waits for
+/// new jobs rather than in the connection, the connection's timers are served on time.
+const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Result buffers are pre-allocated up to this; beyond it they grow as data really arrives.
 const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
 
@@ -117,8 +115,7 @@ fn take_event(client: &mut Client, timeout: Duration) -> Result<Ev, NpError> {
 /// A job sent on the current connection.
 struct Slot {
     job: Job,
-    attempts: u32,
-    busy_since: Option<Instant>,
+    tries: JobTries,
     info: Option<ResultInfo>,
     buf: Vec<u8>,
 }
@@ -127,8 +124,7 @@ struct Slot {
 struct Waiting {
     due: Instant,
     job: Job,
-    attempts: u32,
-    busy_since: Option<Instant>,
+    tries: JobTries,
 }
 
 /// One connection's worth of job traffic; run it on its own thread with [`Session::run`].
@@ -145,8 +141,6 @@ pub struct Session {
     source_done: bool,
     retry: Retry,
     jitter: Jitter,
-    last_traffic: Instant,
-    last_ping: Option<Instant>,
     /// Set by SHUTDOWN: send nothing new; reconnect once in-flight work is done or this passes.
     draining_until: Option<Instant>,
     /// Set by BUSY: send nothing new before this.
@@ -179,8 +173,6 @@ impl Session {
             source_done: false,
             retry,
             jitter: Jitter::new(),
-            last_traffic: Instant::now(),
-            last_ping: None,
             draining_until: None,
             paused_until: None,
         }
@@ -230,8 +222,7 @@ impl Session {
                 Ok(job) => self.waiting.push(Waiting {
                     due: Instant::now(),
                     job,
-                    attempts: 0,
-                    busy_since: None,
+                    tries: JobTries::default(),
                 }),
                 Err(_) => {
                     self.source_done = true;
@@ -245,13 +236,11 @@ impl Session {
         {
             Ok(c) => {
                 self.client = Some(c);
-                self.last_traffic = Instant::now();
-                self.last_ping = None;
                 self.draining_until = None;
                 true
             }
             Err(f) => {
-                if !matches!(f.kind, ExitKind::Connect | ExitKind::Busy) {
+                if retry::ends_the_run(f.kind) {
                     // Authentication, pinning, files: every connection fails the same way.
                     self.stop.store(true, Ordering::Relaxed);
                 }
@@ -282,8 +271,7 @@ impl Session {
             Ok(job) => Some(Waiting {
                 due: now,
                 job,
-                attempts: 0,
-                busy_since: None,
+                tries: JobTries::default(),
             }),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
@@ -316,17 +304,16 @@ impl Session {
             id,
             Slot {
                 job: w.job,
-                attempts: w.attempts,
-                busy_since: w.busy_since,
+                tries: w.tries,
                 info: None,
                 buf: Vec::new(),
             },
         );
         let timeout = self.connector.timeout;
         let data = job.input.as_slice();
-        let mut chunks = data.chunks(CHUNK);
+        let mut chunks = data.chunks(MAX_CHUNK_DATA);
         let first = chunks.next().unwrap_or(&[]);
-        let n_chunks = data.len().div_ceil(CHUNK).max(1);
+        let n_chunks = data.len().div_ceil(MAX_CHUNK_DATA).max(1);
         let client = self.client.as_mut().ok_or_else(lost)?;
         client
             .send_job(
@@ -353,33 +340,46 @@ impl Session {
                 .send_job_data(id, chunk, last, timeout)
                 .map_err(|e| conn_failure(&e))?;
         }
-        self.last_traffic = Instant::now();
         Ok(())
+    }
+
+    /// Waits up to `wait` for the next event; `None` when the wait ran out. The connection
+    /// serves its own timers meanwhile (heartbeat PINGs; giving up on a silent server).
+    fn next_ev(&mut self, wait: Duration) -> Result<Option<Ev>, Reason> {
+        // In whole milliseconds, as the library takes it, so that `until` is never later
+        // than the library's own deadline for this wait.
+        let wait = Duration::from_millis(wait.as_millis().clamp(1, u32::MAX as u128) as u64);
+        let until = Instant::now() + wait;
+        let dead_after = self.connector.dead_after;
+        let client = self.client.as_mut().ok_or_else(lost)?;
+        match take_event(client, wait) {
+            Ok(ev) => Ok(Some(ev)),
+            Err(e) if e.is(ffi::NP_TIMEOUT) && Instant::now() >= until => Ok(None),
+            // NP_TIMEOUT before our wait ran out: the connection's dead-peer timer closed it
+            // (the library ends a wait early only for that; later calls fail at once too).
+            Err(e) if e.is(ffi::NP_TIMEOUT) => Err(silent_server(dead_after, &e)),
+            Err(e) => Err(conn_failure(&e)),
+        }
     }
 
     /// Handles the events that can be read without waiting.
     fn pump_ready(&mut self) -> Result<(), Reason> {
         loop {
-            let client = self.client.as_mut().ok_or_else(lost)?;
+            let client = self.client.as_ref().ok_or_else(lost)?;
             if !sys::readable_now(client.fd()) {
                 return Ok(());
             }
-            match take_event(client, Duration::from_millis(1)) {
-                Ok(ev) => {
-                    self.last_traffic = Instant::now();
-                    self.handle(ev)?;
-                }
-                Err(e) if e.is(ffi::NP_TIMEOUT) => return Ok(()),
-                Err(e) => return Err(conn_failure(&e)),
+            match self.next_ev(Duration::from_millis(1))? {
+                Some(ev) => self.handle(ev)?,
+                None => return Ok(()),
             }
         }
     }
 
-    /// Nothing in flight: wait for new jobs or for a re-submission to fall due, pinging the
-    /// idle connection on the heartbeat.
+    /// Nothing in flight: wait for new jobs or for a re-submission to fall due.
     fn idle(&mut self) -> Result<(), Reason> {
         let now = Instant::now();
-        let mut wait = self.heartbeat_wait(now);
+        let mut wait = MAX_WAIT;
         if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
             wait = wait.min(due.saturating_duration_since(now));
         }
@@ -387,60 +387,35 @@ impl Session {
             wait = wait.min(p.saturating_duration_since(now));
         }
         if self.source_done || !self.waiting.is_empty() {
-            std::thread::sleep(wait.max(Duration::from_millis(1)));
-        } else {
-            match self.jobs.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(job) => self.waiting.push(Waiting {
-                    due: Instant::now(),
-                    job,
-                    attempts: 0,
-                    busy_since: None,
-                }),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.source_done = true,
+            // Nothing to take from the channel: wait in the connection, which serves its
+            // timers and any server-initiated event (SHUTDOWN, an idle-timeout ERROR).
+            if let Some(ev) = self.next_ev(wait)? {
+                self.handle(ev)?;
             }
+            return Ok(());
         }
-        // Server-initiated events (SHUTDOWN, an idle-timeout ERROR) may have arrived.
+        match self.jobs.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(job) => self.waiting.push(Waiting {
+                due: Instant::now(),
+                job,
+                tries: JobTries::default(),
+            }),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.source_done = true,
+        }
+        // Server-initiated events may have arrived meanwhile; a short wait in the connection
+        // also lets it serve a timer that fell due (a heartbeat PING).
         self.pump_ready()?;
-        self.heartbeat(Instant::now())
-    }
-
-    fn heartbeat_wait(&self, now: Instant) -> Duration {
-        HEARTBEAT.saturating_sub(now.saturating_duration_since(self.last_traffic))
-    }
-
-    /// Pings after a quiet heartbeat interval; gives the connection up after DEAD_AFTER.
-    fn heartbeat(&mut self, now: Instant) -> Result<(), Reason> {
-        let quiet = now.saturating_duration_since(self.last_traffic);
-        if quiet >= DEAD_AFTER {
-            return Err(Failure::new(
-                ExitKind::Connect,
-                "",
-                format!("no answer from the server for {} s", quiet.as_secs()),
-            ));
-        }
-        let ping_due = self
-            .last_ping
-            .is_none_or(|p| now.saturating_duration_since(p) >= HEARTBEAT);
-        if quiet >= HEARTBEAT && ping_due {
-            let id = self.next_id;
-            self.next_id += 1;
-            let timeout = self.connector.timeout;
-            let client = self.client.as_mut().ok_or_else(lost)?;
-            client
-                .send_ping(id, b"heartbeat", timeout)
-                .map_err(|e| conn_failure(&e))?;
-            self.last_ping = Some(now);
-            log::debug!("heartbeat ping after {} ms quiet", quiet.as_millis());
+        if let Some(ev) = self.next_ev(Duration::from_millis(1))? {
+            self.handle(ev)?;
         }
         Ok(())
     }
 
-    /// Jobs in flight: wait for the next event (bounded by the heartbeat and by anything that
-    /// falls due).
+    /// Jobs in flight: wait for the next event (bounded by anything that falls due).
     fn wait_once(&mut self) -> Result<(), Reason> {
         let now = Instant::now();
-        let mut wait = self.heartbeat_wait(now);
+        let mut wait = MAX_WAIT;
         if let Some(due) = self.waiting.iter().map(|w| w.due).min() {
             if self.inflight.len() < self.window {
                 wait = wait.min(due.saturating_duration_since(now));
@@ -449,14 +424,8 @@ impl Session {
         if let Some(t) = self.draining_until {
             wait = wait.min(t.saturating_duration_since(now));
         }
-        let client = self.client.as_mut().ok_or_else(lost)?;
-        match take_event(client, wait.max(Duration::from_millis(1))) {
-            Ok(ev) => {
-                self.last_traffic = Instant::now();
-                self.handle(ev)?;
-            }
-            Err(e) if e.is(ffi::NP_TIMEOUT) => self.heartbeat(Instant::now())?,
-            Err(e) => return Err(conn_failure(&e)),
+        if let Some(ev) = self.next_ev(wait)? {
+            self.handle(ev)?;
         }
         if self
             .draining_until
@@ -511,43 +480,44 @@ impl Session {
                 return Err(Failure::from_wire("server", code, &message));
             }
             Ev::Error { id, code, message } => {
-                let Some(slot) = self.inflight.remove(&id) else {
+                let Some(mut slot) = self.inflight.remove(&id) else {
                     return Ok(());
                 };
                 if code == ErrorCode::TooManyInFlight as u16 {
                     // The server allows fewer jobs per connection than our window.
                     self.window = self.inflight.len().max(1);
                     log::info!("server limits jobs in flight; window now {}", self.window);
-                    self.requeue(slot, now + BACKOFF_BASE, false);
-                } else if exit::wire_retryable(code) && slot.attempts + 1 < MAX_ATTEMPTS {
-                    log::info!("job {} failed ({message}); retrying", slot.job.index);
-                    let d =
-                        backoff_delay(slot.attempts, BACKOFF_BASE, BACKOFF_CAP, self.jitter.unit());
-                    self.requeue(slot, now + d, true);
-                } else {
-                    self.finish(slot.job.index, Err(Failure::from_wire("", code, &message)));
+                    self.requeue(slot, now + retry::IN_FLIGHT_PAUSE);
+                    return Ok(());
+                }
+                match slot.tries.after_error(code, now, self.jitter.unit()) {
+                    Next::ResendAt(due) => {
+                        log::info!("job {} failed ({message}); retrying", slot.job.index);
+                        self.requeue(slot, due);
+                    }
+                    Next::GiveUp => {
+                        self.finish(slot.job.index, Err(Failure::from_wire("", code, &message)))
+                    }
                 }
             }
             Ev::Busy { id, retry_after } => {
-                let wait = retry_after + retry_after.mul_f64(0.1 * self.jitter.unit());
+                let wait = retry::busy_wait(retry_after, self.jitter.unit());
                 self.paused_until = Some(now + wait);
                 if let Some(mut slot) = self.inflight.remove(&id) {
-                    let since = *slot.busy_since.get_or_insert(now);
-                    if now.saturating_duration_since(since) >= self.connector.retry_for {
-                        self.finish(
+                    let budget = self.connector.retry_for;
+                    match slot.tries.after_busy(wait, budget, now) {
+                        Next::ResendAt(due) => {
+                            log::debug!("server busy; re-sending in {} ms", wait.as_millis());
+                            self.requeue(slot, due);
+                        }
+                        Next::GiveUp => self.finish(
                             slot.job.index,
                             Err(Failure::new(
                                 ExitKind::Busy,
                                 "",
-                                format!(
-                                    "server still busy after {} s",
-                                    self.connector.retry_for.as_secs()
-                                ),
+                                format!("server still busy after {} s", budget.as_secs()),
                             )),
-                        );
-                    } else {
-                        log::debug!("server busy; re-sending in {} ms", wait.as_millis());
-                        self.requeue(slot, now + wait, false);
+                        ),
                     }
                 }
             }
@@ -572,12 +542,11 @@ impl Session {
         Ok(())
     }
 
-    fn requeue(&mut self, slot: Slot, due: Instant, count_attempt: bool) {
+    fn requeue(&mut self, slot: Slot, due: Instant) {
         self.waiting.push(Waiting {
             due,
             job: slot.job,
-            attempts: slot.attempts + u32::from(count_attempt),
-            busy_since: slot.busy_since,
+            tries: slot.tries,
         });
     }
 
@@ -594,13 +563,14 @@ impl Session {
         let now = Instant::now();
         let mut slots: Vec<(u64, Slot)> = self.inflight.drain().collect();
         slots.sort_by_key(|(id, _)| *id);
-        for (_, slot) in slots {
-            if slot.attempts + 1 >= MAX_ATTEMPTS {
-                let mut f = reason.clone();
-                f.why = format!("{} (after {MAX_ATTEMPTS} attempts)", f.why);
-                self.finish(slot.job.index, Err(f));
-            } else {
-                self.requeue(slot, now, true);
+        for (_, mut slot) in slots {
+            match slot.tries.after_loss(now) {
+                Next::ResendAt(due) => self.requeue(slot, due),
+                Next::GiveUp => {
+                    let mut f = reason.clone();
+                    f.why = format!("{} (after {MAX_ATTEMPTS} attempts)", f.why);
+                    self.finish(slot.job.index, Err(f));
+                }
             }
         }
     }
@@ -615,29 +585,38 @@ fn conn_failure(e: &NpError) -> Failure {
     Failure::from_np("", e)
 }
 
+/// The connection gave the server up for silence (its dead-peer timer): a lost connection,
+/// like any other (exit 3 after the retries), said plainly.
+fn silent_server(dead_after: Duration, e: &NpError) -> Failure {
+    let mut f = Failure::from_np("", e);
+    f.why = format!("no answer from the server for {dead_after:?}");
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::SilentServer;
 
     #[test]
     fn chunking_marks_exactly_the_completing_chunk_last() {
         for len in [
             0usize,
             1,
-            CHUNK - 1,
-            CHUNK,
-            CHUNK + 1,
-            3 * CHUNK,
-            3 * CHUNK + 7,
+            MAX_CHUNK_DATA - 1,
+            MAX_CHUNK_DATA,
+            MAX_CHUNK_DATA + 1,
+            3 * MAX_CHUNK_DATA,
+            3 * MAX_CHUNK_DATA + 7,
         ] {
             let data = vec![0u8; len];
-            let n_chunks = data.len().div_ceil(CHUNK).max(1);
-            let mut chunks = data.chunks(CHUNK);
+            let n_chunks = data.len().div_ceil(MAX_CHUNK_DATA).max(1);
+            let mut chunks = data.chunks(MAX_CHUNK_DATA);
             let first = chunks.next().unwrap_or(&[]);
             let mut lasts = vec![n_chunks == 1];
             let mut total = first.len();
             for (i, c) in chunks.enumerate() {
-                assert!(c.len() <= CHUNK);
+                assert!(c.len() <= MAX_CHUNK_DATA);
                 total += c.len();
                 lasts.push(i + 2 == n_chunks);
             }
@@ -646,5 +625,45 @@ mod tests {
             assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "len {len}");
             assert!(*lasts.last().unwrap());
         }
+    }
+
+    #[test]
+    fn a_silent_server_is_given_up_by_the_connection_and_reported_as_connect() {
+        let dir = std::env::temp_dir().join(format!("imgclient-silent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = SilentServer::start(&dir);
+        let dead_after = Duration::from_millis(150);
+        let connector = server.connector(&dir, Duration::from_millis(40), dead_after);
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        job_tx
+            .send(Job {
+                index: 0,
+                spec: "noop".into(),
+                input: Arc::new(vec![7u8; 100]),
+            })
+            .unwrap();
+        drop(job_tx);
+        let stop = Arc::new(AtomicBool::new(false));
+        let session = Session::new(connector, None, job_rx, done_tx, stop, 4);
+        let runner = std::thread::spawn(move || session.run());
+        let done = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the session reports the job");
+        runner.join().unwrap();
+        let f = done.outcome.expect_err("nobody answered");
+        assert_eq!(f.kind, ExitKind::Connect, "{f}");
+        assert_eq!(f.exit_code(), 3);
+        assert_eq!(
+            f.why,
+            format!("no answer from the server for {dead_after:?} (after {MAX_ATTEMPTS} attempts)")
+        );
+        // Every attempt was a new connection that the library gave up on by itself.
+        assert_eq!(server.conns.load(Ordering::Relaxed), MAX_ATTEMPTS as usize);
+        // The heartbeats were the library's: request id 0, never one of the session's ids.
+        let pings = server.pings.lock().unwrap().clone();
+        assert!(!pings.is_empty(), "the connections sent heartbeats");
+        assert!(pings.iter().all(|&id| id == 0), "{pings:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -97,12 +97,14 @@ wire_table! {
         ShuttingDown = 402, "SHUTTING_DOWN", retryable: true, reserved: false;
         /// The server refuses the connection.
         TooManyConnections = 403, "TOO_MANY_CONNECTIONS", retryable: true, reserved: false;
-        /// The connection was idle too long.
-        IdleTimeout = 404, "IDLE_TIMEOUT", retryable: false, reserved: false;
-        /// The client reads or writes too slowly.
-        SlowClient = 405, "SLOW_CLIENT", retryable: false, reserved: false;
-        /// Handshake and login did not complete in time.
-        HandshakeTimeout = 406, "HANDSHAKE_TIMEOUT", retryable: false, reserved: false;
+        /// The connection was idle too long. Retryable: the server closes the connection, and
+        /// the same request sent on a new one may succeed.
+        IdleTimeout = 404, "IDLE_TIMEOUT", retryable: true, reserved: false;
+        /// The client reads or writes too slowly. Retryable on a new connection, as above.
+        SlowClient = 405, "SLOW_CLIENT", retryable: true, reserved: false;
+        /// Handshake and login did not complete in time (for example on a loaded server).
+        /// Retryable on a new connection, as above.
+        HandshakeTimeout = 406, "HANDSHAKE_TIMEOUT", retryable: true, reserved: false;
         /// The server failed.
         Internal = 500, "INTERNAL", retryable: false, reserved: false;
     }

@@ -3,6 +3,9 @@
 //! non-blocking connect, handshake, key check, login, then requests closed-loop (the next one
 //! leaves as soon as the answer is read) or open-loop (on the schedule, up to `--window` in
 //! flight), each timed from its intended send time; reconnecting with backoff after a loss.
+//! Each connection's own timers (heartbeat PINGs with request id 0, giving up on a silent
+//! server) are folded into the loop's wake-up time and served with `handle_timeout`; the
+//! engine keeps only application deadlines (connect time, per-request answers, BUSY pauses).
 //!
 //! Why event loops rather than a blocking thread per connection: with a thread per connection
 //! every answer the server writes has to wake a sleeping thread, and the wake-up is paid inside
@@ -24,17 +27,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus};
+use netproto_sys::limits::MAX_CHUNK_DATA;
+use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus, Timer};
 
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
-use crate::connect::{Jitter, Retry};
 use crate::exit;
-use crate::session::CHUNK;
+use crate::retry::{self, Jitter, Retry};
 
 /// Upload chunks are queued only while less than this is waiting to be written, so that
 /// connections uploading large images do not each hold a whole encrypted copy.
-const OUTPUT_LOW_WATER: usize = 4 * CHUNK;
+const OUTPUT_LOW_WATER: usize = 4 * MAX_CHUNK_DATA;
 
 /// Longest sleep in `epoll_wait`, so that `stop` is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -99,7 +102,7 @@ impl From<NpError> for Loss {
             key: exit::np_tally_name(&e),
             whole: false,
             kind: exit::kind_of_np(&e),
-            fatal: (!exit::np_retryable(&e)).then_some(e),
+            fatal: (!retry::np_retryable(&e)).then_some(e),
         }
     }
 }
@@ -277,11 +280,14 @@ impl Link {
         }
     }
 
-    /// When this connection next needs attention without a socket event.
+    /// When this connection next needs attention without a socket event: its own deadlines
+    /// (connect time, per-request answers, BUSY pause, the schedule) and the connection's
+    /// timers (heartbeat, dead peer), which `step` serves.
     fn wake(&self, plan: &Plan) -> Option<Instant> {
+        let timers = self.conn.as_ref().and_then(ClientConn::poll_timeout);
         match self.phase {
             Phase::Idle { at } => Some(at),
-            Phase::Connecting { since } => Some(since + plan.connector.timeout),
+            Phase::Connecting { since } => earliest(Some(since + plan.connector.timeout), timers),
             Phase::Done => None,
             Phase::Ready => {
                 let deadline = self.inflight.values().map(|p| p.sent + plan.timeout).min();
@@ -289,7 +295,7 @@ impl Link {
                 if let Some((_, due)) = self.planned {
                     w = earliest(w, Some(due));
                 }
-                w
+                earliest(w, timers)
             }
         }
     }
@@ -320,9 +326,14 @@ impl Ctx {
         let _ = self.tx.send(m);
     }
 
-    /// Advances `l` by the clock: connects when due, expires late answers, sends what the
-    /// schedule allows, feeds uploads, and closes when there is nothing left to do.
+    /// Advances `l` by the clock: connects when due, serves the connection's timers, expires
+    /// late answers, sends what the schedule allows, feeds uploads, and closes when there is
+    /// nothing left to do.
     fn step(&mut self, l: &mut Link, now: Instant) {
+        if let Err(loss) = self.serve_timers(l, now) {
+            self.lose(l, loss, now);
+            return;
+        }
         match l.phase {
             Phase::Done => {}
             Phase::Idle { at } => {
@@ -363,6 +374,31 @@ impl Ctx {
                     }
                 }
             }
+        }
+    }
+
+    /// Lets the connection act on a timer that fell due: a heartbeat PING (request id 0, sent
+    /// with the next flush) or, for a server silent for the dead-peer timeout, the end of the
+    /// connection, counted like any other loss.
+    fn serve_timers(&mut self, l: &mut Link, now: Instant) -> Result<(), Loss> {
+        let Some(conn) = l.conn.as_mut() else {
+            return Ok(());
+        };
+        if conn.poll_timeout().is_none_or(|t| t > now) {
+            return Ok(());
+        }
+        match conn.handle_timeout(now) {
+            Some(Timer::DeadPeer) => Err(Loss {
+                key: format!(
+                    "no answer from the server for {:?}",
+                    self.plan.connector.dead_after
+                ),
+                whole: false,
+                kind: exit::ExitKind::Connect,
+                fatal: None,
+            }),
+            Some(Timer::Heartbeat) => self.flush(l).map(drop),
+            _ => Ok(()),
         }
     }
 
@@ -410,7 +446,7 @@ impl Ctx {
             BenchOp::Job(spec) => {
                 let image = schedule::image_index(n, plan.ops.len(), plan.images.len());
                 let img = &plan.images[image];
-                let first = &img[..img.len().min(CHUNK)];
+                let first = &img[..img.len().min(MAX_CHUNK_DATA)];
                 let last = first.len() == img.len();
                 conn.send_job(id, spec, img.len() as u64, first, last)?;
                 l.inflight
@@ -441,7 +477,7 @@ impl Ctx {
                 break;
             }
             let img = &self.plan.images[u.image];
-            let end = (u.offset + CHUNK).min(img.len());
+            let end = (u.offset + MAX_CHUNK_DATA).min(img.len());
             let last = end == img.len();
             conn.send_job_data(u.id, &img[u.offset..end], last)?;
             u.offset = end;
@@ -686,5 +722,68 @@ fn io_error(e: &std::io::Error) -> NpError {
         status: ffi::NP_IO,
         remote: None,
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::exit::ExitKind;
+    use crate::test_server::SilentServer;
+
+    #[test]
+    fn a_silent_server_is_given_up_by_the_connections_timer() {
+        let dir = std::env::temp_dir().join(format!("imgclient-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = SilentServer::start(&dir);
+        let dead_after = Duration::from_millis(150);
+        let connector = server.connector(&dir, Duration::from_millis(40), dead_after);
+        // One connection, one PING request, and a per-request deadline far beyond the
+        // dead-peer time: only the connection's own timer can end the wait.
+        let plan = Arc::new(Plan {
+            connector,
+            ops: vec![BenchOp::Ping],
+            images: Vec::new(),
+            conns: 1,
+            mode: Mode::Closed,
+            start: Instant::now(),
+            duration: None,
+            max_requests: Some(1),
+            ramp: Duration::ZERO,
+            window: 1,
+            timeout: Duration::from_secs(600),
+            claimed: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            server_key: server.key,
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        // Returns once the connection has nothing left to do.
+        run(plan.clone(), vec![0], tx);
+        let msgs: Vec<Msg> = rx.try_iter().collect();
+        let errors: Vec<(&str, ExitKind)> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Err { key, kind, .. } => Some((key.as_str(), *kind)),
+                _ => None,
+            })
+            .collect();
+        let key = format!("connection lost: no answer from the server for {dead_after:?}");
+        assert_eq!(errors, vec![(key.as_str(), ExitKind::Connect)], "{msgs:?}");
+        assert!(
+            !msgs.iter().any(|m| matches!(m, Msg::Ok { .. })),
+            "{msgs:?}"
+        );
+        assert!(plan.fatal.lock().unwrap().is_none());
+        // The request (id 1) and the connection's heartbeats (id 0) reached the server; the
+        // heartbeats were sent because the loop woke for the connection's timers.
+        let pings = server.pings.lock().unwrap().clone();
+        assert!(pings.contains(&1), "{pings:?}");
+        assert!(pings.contains(&0), "{pings:?}");
+        assert!(pings.iter().all(|&id| id <= 1), "{pings:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

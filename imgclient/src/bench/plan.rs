@@ -14,6 +14,7 @@ use netproto_sys::Event;
 
 use crate::connect::Connector;
 use crate::exit::{self, ExitKind, Failure};
+use crate::retry;
 
 /// Stack size of an event-loop thread.
 pub const STACK_SIZE: usize = 256 * 1024;
@@ -164,6 +165,8 @@ pub fn on_event(
                 complete(inflight, id);
             }
         }
+        // Request id 0 is the connection's own heartbeat, never one of our requests.
+        Event::Pong { id: 0, .. } => {}
         Event::Pong { id, .. } => complete(inflight, id),
         Event::Error { id: 0, code, .. } => {
             return Signal::Lost(
@@ -190,10 +193,12 @@ pub fn on_event(
                     at: now,
                 });
             }
-            // Closed loop honours the server's back-off; open loop keeps to its schedule,
-            // because the offered load is what is being measured.
+            // Closed loop honours the server's back-off (exactly: no jitter, the run is
+            // measured); open loop keeps to its schedule, because the offered load is what is
+            // being measured.
             if mode == Mode::Closed {
-                return Signal::Pause(now + Duration::from_millis(retry_after_ms as u64));
+                let advice = Duration::from_millis(retry_after_ms as u64);
+                return Signal::Pause(now + retry::busy_wait(advice, 0.0));
             }
         }
         Event::Shutdown { .. } => return Signal::Drain,
@@ -286,6 +291,19 @@ mod tests {
             }
             m => panic!("{m:?}"),
         }
+        // A heartbeat PONG (id 0) completes nothing, even with a request 0 on the books.
+        inflight.insert(0, pending(0, intended, intended, 0));
+        on_event(
+            &mut inflight,
+            &tx,
+            &Event::Pong {
+                id: 0,
+                payload: b"",
+            },
+            Mode::Closed,
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(inflight.remove(&0).is_some());
         // Unknown ids and job errors.
         on_event(
             &mut inflight,
