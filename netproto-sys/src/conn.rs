@@ -160,7 +160,7 @@ struct RawConn {
 
 impl Drop for RawConn {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from np_conn_new_*_at and is freed once.
+        // SAFETY: `raw` came from np_conn_new_* and is freed once.
         unsafe { ffi::np_conn_free(self.raw) }
     }
 }
@@ -176,7 +176,7 @@ impl RawConn {
         let mut n = 0;
         // SAFETY: live handle; `data` valid for its length; `n` writable.
         check(unsafe {
-            ffi::np_conn_feed_at(self.raw, data.as_ptr(), data.len(), micros(now), &mut n)
+            ffi::np_conn_feed(self.raw, data.as_ptr(), data.len(), micros(now), &mut n)
         })?;
         Ok(n)
     }
@@ -184,7 +184,7 @@ impl RawConn {
     fn read_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<ReadStatus> {
         let mut n = 0;
         // SAFETY: live handle; `fd` is open for the call (borrowed).
-        match unsafe { ffi::np_conn_read_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut n) } {
+        match unsafe { ffi::np_conn_read_fd(self.raw, fd.as_raw_fd(), micros(now), &mut n) } {
             ffi::NP_OK => Ok(ReadStatus::Data(n)),
             ffi::NP_WOULD_BLOCK => Ok(ReadStatus::WouldBlock),
             ffi::NP_INPUT_FULL => Ok(ReadStatus::Full),
@@ -197,7 +197,7 @@ impl RawConn {
         let mut pending = 0;
         // SAFETY: live handle; `fd` open for the call.
         check(unsafe {
-            ffi::np_conn_write_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut pending)
+            ffi::np_conn_write_fd(self.raw, fd.as_raw_fd(), micros(now), &mut pending)
         })?;
         Ok(pending)
     }
@@ -216,7 +216,7 @@ impl RawConn {
 
     fn consume_output(&mut self, n: usize, now: Instant) {
         // SAFETY: live handle.
-        unsafe { ffi::np_conn_consume_output_at(self.raw, n, micros(now)) };
+        unsafe { ffi::np_conn_consume_output(self.raw, n, micros(now)) };
     }
 
     fn poll_event(&mut self) -> Result<Option<Event<'_>>> {
@@ -385,7 +385,7 @@ impl ServerConn {
     /// A connection accepted at `now`, awaiting HELLO; the handshake timeout runs from `now`.
     pub fn new(cfg: &ServerConfig, now: Instant) -> Result<ServerConn> {
         // SAFETY: live config handle and writable out-pointer.
-        RawConn::new(|out| unsafe { ffi::np_conn_new_server_at(cfg.raw, micros(now), out) })
+        RawConn::new(|out| unsafe { ffi::np_conn_new_server(cfg.raw, micros(now), out) })
             .map(ServerConn)
     }
 
@@ -459,7 +459,7 @@ impl ClientConn {
     /// A connection created at `now`; its HELLO is already pending.
     pub fn new(cfg: &ClientConfig, now: Instant) -> Result<ClientConn> {
         // SAFETY: live config handle and writable out-pointer.
-        RawConn::new(|out| unsafe { ffi::np_conn_new_client_at(cfg.raw, micros(now), out) })
+        RawConn::new(|out| unsafe { ffi::np_conn_new_client(cfg.raw, micros(now), out) })
             .map(ClientConn)
     }
 
