@@ -201,7 +201,9 @@ pub unsafe extern "C" fn np_server_config_set_timeouts(
     slow_peer_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
         let cfg = unsafe { arg_mut(cfg) }?;
         let inner = Arc::get_mut(&mut cfg.inner)
             .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
@@ -228,7 +230,9 @@ pub unsafe extern "C" fn np_client_config_set_timers(
     dead_after_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
         let cfg = unsafe { arg_mut(cfg) }?;
         let inner = Arc::get_mut(&mut cfg.inner)
             .ok_or_else(|| fail(NP_BAD_STATE, "client config already in use by connections"))?;
