@@ -586,7 +586,7 @@ typedef struct {
  */
 typedef struct {
   /**
-   * Largest image-data bytes per JOB/RESULT frame (1..=65536).
+   * Largest image-data bytes per JOB/RESULT frame (1..=NP_MAX_CHUNK_DATA).
    */
   uint32_t max_chunk;
   /**
@@ -743,7 +743,7 @@ np_status np_client_send_job_data(np_client *client,
                                   uint32_t timeout_ms);
 
 /**
- * Sends PING (payload ≤ 256 bytes) and flushes it.
+ * Sends PING (payload ≤ NP_MAX_PING_PAYLOAD bytes) and flushes it within `timeout_ms`.
  *
  * # Safety
  * `client` live; `payload` valid for `len` bytes.
@@ -1145,7 +1145,8 @@ np_status np_conn_send_stats(np_conn *conn,
                              size_t n);
 
 /**
- * Either side: PING with a payload of at most 256 bytes; the peer echoes it in PONG.
+ * Either side: PING with a payload of at most NP_MAX_PING_PAYLOAD (256) bytes; the peer
+ * echoes it in PONG.
  *
  * # Safety
  * `conn` NULL or live; `payload` valid for `len` bytes.

@@ -50,20 +50,17 @@ internal_modules! {
 
 /// cbindgen:ignore
 mod aead;
-/// One connection's sans-IO state machine (its owner documents it field by field).
+/// One connection's sans-IO state machine.
 ///
 /// cbindgen:ignore
-#[allow(missing_docs)]
 pub mod conn;
 /// cbindgen:ignore
 pub mod error;
 /// cbindgen:ignore
 pub mod frame;
-/// The only module that touches sockets, files and the clock. Its items are `pub` for the
-/// connection work that owns it; only `capi` reaches them.
+/// The only module that touches sockets, files and the clock; only `capi` reaches it.
 ///
 /// cbindgen:ignore
-#[allow(unreachable_pub, dead_code)]
 mod io;
 /// cbindgen:ignore
 pub mod keys;

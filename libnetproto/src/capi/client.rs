@@ -124,7 +124,7 @@ pub unsafe extern "C" fn np_client_send_job_data(
     })
 }
 
-/// Sends PING (payload ≤ 256 bytes) and flushes it.
+/// Sends PING (payload ≤ NP_MAX_PING_PAYLOAD bytes) and flushes it within `timeout_ms`.
 ///
 /// # Safety
 /// `client` live; `payload` valid for `len` bytes.

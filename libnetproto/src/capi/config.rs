@@ -26,7 +26,7 @@ pub struct np_server_config {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct np_server_params {
-    /// Largest image-data bytes per JOB/RESULT frame (1..=65536).
+    /// Largest image-data bytes per JOB/RESULT frame (1..=NP_MAX_CHUNK_DATA).
     pub max_chunk: u32,
     /// Largest declared job input length.
     pub max_upload: u64,
@@ -107,10 +107,11 @@ pub unsafe extern "C" fn np_server_config_new(
             || p.max_chunk as usize > crate::limits::MAX_CHUNK_DATA
             || p.max_in_flight == 0
         {
-            return Err(fail(
-                NP_INVALID_ARGUMENT,
-                "max_chunk must be 1..=65536 and max_in_flight > 0",
-            ));
+            let msg = format!(
+                "max_chunk must be 1..={} and max_in_flight > 0",
+                crate::limits::MAX_CHUNK_DATA
+            );
+            return Err(fail(NP_INVALID_ARGUMENT, &msg));
         }
         let (key, was_created) =
             crate::io::load_or_create_server_key(Path::new(path)).map_err(err)?;

@@ -823,7 +823,8 @@ pub unsafe extern "C" fn np_conn_send_stats(
     })
 }
 
-/// Either side: PING with a payload of at most 256 bytes; the peer echoes it in PONG.
+/// Either side: PING with a payload of at most NP_MAX_PING_PAYLOAD (256) bytes; the peer
+/// echoes it in PONG.
 ///
 /// # Safety
 /// `conn` NULL or live; `payload` valid for `len` bytes.
@@ -954,7 +955,7 @@ mod tests {
     use crate::message::ServerParams;
 
     const PARAMS: ServerParams = ServerParams {
-        max_chunk: 65536,
+        max_chunk: crate::limits::MAX_CHUNK_DATA as u32,
         max_upload: 1 << 20,
         max_in_flight: 4,
     };
