@@ -8,7 +8,9 @@
 //! - [`conn`]: one connection's sans-IO state machine over all of the above.
 //! - `io`: the only module that touches sockets, files and the clock.
 //! - `logging`: the library's own logger (the `.so` has its own copy of `log`'s globals).
-//! - `capi`: the C ABI over everything (the only place with `unsafe`).
+//! - `capi`: the C ABI over everything (the only place with `unsafe`). Its raw system calls
+//!   are the ones that need `unsafe`: `read`/`send` on a borrowed fd, and `clock_gettime` for
+//!   `np_clock_now_us`, whose value the library itself never uses (callers pass time in).
 //!
 //! The Rust API is what the integration tests need; binaries use the C ABI through
 //! netproto-sys. The fuzz harness lives in `fuzz/targets` and reaches the private modules
