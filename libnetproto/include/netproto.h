@@ -5,7 +5,9 @@
  * Conventions: every function returns an np_status (NP_OK on success) unless noted;
  * outputs are written only on success; np_last_error() explains the last failure on the
  * calling thread; pointers inside an np_event are valid until the next call on the handle
- * that produced it. Link with -lnetproto (see samples/c/Makefile).
+ * that produced it. Time: every np_conn function that needs it takes `uint64_t now_us`,
+ * microseconds on a monotonic clock: np_clock_now_us() (CLOCK_MONOTONIC) or the caller's own;
+ * one connection must only ever see one clock. Link with -lnetproto (see samples/c/Makefile).
  */
 
 #ifndef NETPROTO_H
@@ -584,7 +586,7 @@ typedef struct {
  */
 typedef struct {
   /**
-   * Largest image-data bytes per JOB/RESULT frame (1..=65536).
+   * Largest image-data bytes per JOB/RESULT frame (1..=NP_MAX_CHUNK_DATA).
    */
   uint32_t max_chunk;
   /**
@@ -741,7 +743,7 @@ np_status np_client_send_job_data(np_client *client,
                                   uint32_t timeout_ms);
 
 /**
- * Sends PING (payload ≤ 256 bytes) and flushes it.
+ * Sends PING (payload ≤ NP_MAX_PING_PAYLOAD bytes) and flushes it within `timeout_ms`.
  *
  * # Safety
  * `client` live; `payload` valid for `len` bytes.
@@ -871,23 +873,33 @@ np_status np_client_config_set_timers(np_client_config *cfg,
                                       uint32_t dead_after_ms);
 
 /**
- * A server-side connection awaiting the client's HELLO.
- *
- * # Safety
- * `cfg` a live handle; `out` writable.
+ * CLOCK_MONOTONIC in microseconds: a valid `now_us` for every call that takes one. A caller
+ * may read CLOCK_MONOTONIC itself instead (same clock), or use any other monotonic clock,
+ * as long as one connection only ever sees one clock. Returns 0 if the clock cannot be read
+ * (never on Linux).
  */
-np_status np_conn_new_server(const np_server_config *cfg, np_conn **out);
+uint64_t np_clock_now_us(void);
 
 /**
- * A client-side connection; its HELLO is already in the pending output.
+ * A server-side connection accepted at `now_us`, awaiting the client's HELLO; its handshake
+ * timeout runs from `now_us`.
  *
  * # Safety
- * `cfg` a live handle; `out` writable.
+ * `cfg` NULL or a live handle from `np_server_config_new`; `out` NULL or writable.
  */
-np_status np_conn_new_client(const np_client_config *cfg, np_conn **out);
+np_status np_conn_new_server(const np_server_config *cfg, uint64_t now_us, np_conn **out);
 
 /**
- * Frees a connection and wipes its keys.
+ * A client-side connection created at `now_us`; its HELLO is already in the pending output
+ * and its dead-peer timer runs from `now_us`.
+ *
+ * # Safety
+ * `cfg` NULL or a live handle from `np_client_config_new`; `out` NULL or writable.
+ */
+np_status np_conn_new_client(const np_client_config *cfg, uint64_t now_us, np_conn **out);
+
+/**
+ * Frees a connection and wipes its keys. NULL is a no-op.
  *
  * # Safety
  * `conn` NULL or a handle from `np_conn_new_*`, not used afterwards.
@@ -895,47 +907,76 @@ np_status np_conn_new_client(const np_client_config *cfg, np_conn **out);
 void np_conn_free(np_conn *conn);
 
 /**
- * Appends received bytes; `consumed` gets how many were taken (fewer if the input buffer is
- * full: poll events, then feed the rest).
+ * Appends bytes received at `now_us`; `consumed` gets how many were taken (fewer if the input
+ * buffer is full: poll events, then feed the rest).
  *
  * # Safety
- * `conn` live; `data` valid for `len` bytes; `consumed` writable.
+ * `conn` NULL or live; `data` valid for `len` readable bytes; `consumed` NULL or writable.
  */
-np_status np_conn_feed(np_conn *conn, const uint8_t *data, size_t len, size_t *consumed);
+np_status np_conn_feed(np_conn *conn,
+                       const uint8_t *data,
+                       size_t len,
+                       uint64_t now_us,
+                       size_t *consumed);
 
 /**
- * One `read(2)` from a non-blocking `fd` into the connection. NP_OK with `nread` > 0,
- * NP_WOULD_BLOCK, NP_INPUT_FULL (poll events first), NP_EOF, or NP_IO.
+ * One `read(2)` at `now_us` from a non-blocking `fd` into the connection. NP_OK with `nread`
+ * (optional) set to the bytes read; NP_WOULD_BLOCK, NP_INPUT_FULL (poll events first), NP_EOF,
+ * or NP_IO, all without writing `nread`.
  *
  * # Safety
- * `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
+ * `conn` NULL or live; `fd` an open descriptor for the duration of the call; `nread` NULL or
+ * writable.
  */
-np_status np_conn_read_fd(np_conn *conn, int32_t fd, size_t *nread);
+np_status np_conn_read_fd(np_conn *conn, int32_t fd, uint64_t now_us, size_t *nread);
 
 /**
- * Writes pending output to a non-blocking `fd` until it is all written or the socket is
- * full; `pending` (optional) gets the bytes still waiting (wait for writability if > 0).
+ * Writes pending output at `now_us` to a non-blocking `fd` until it is all written or the
+ * socket is full (bytes the socket takes are progress for the slow-peer timer); `pending`
+ * (optional) gets the bytes still waiting (wait for writability if > 0).
  *
  * # Safety
- * `conn` live; `fd` open for the call; `pending` NULL or writable.
+ * `conn` NULL or live; `fd` open for the call; `pending` NULL or writable.
  */
-np_status np_conn_write_fd(np_conn *conn, int32_t fd, size_t *pending);
+np_status np_conn_write_fd(np_conn *conn, int32_t fd, uint64_t now_us, size_t *pending);
 
 /**
  * Points `data`/`len` at the bytes waiting to be sent (valid until the next call on `conn`).
  *
  * # Safety
- * `conn` live; `data` and `len` writable.
+ * `conn` NULL or live; `data` and `len` NULL or writable.
  */
 np_status np_conn_pending_output(const np_conn *conn, const uint8_t **data, size_t *len);
 
 /**
- * Marks `n` bytes of the pending output as sent.
+ * Marks `n` bytes of the pending output as sent at `now_us` (progress for the slow-peer
+ * timer). NP_INVALID_ARGUMENT, changing nothing, if `n` is more than is pending.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
-np_status np_conn_consume_output(np_conn *conn, size_t n);
+np_status np_conn_consume_output(np_conn *conn, size_t n, uint64_t now_us);
+
+/**
+ * When the connection next needs `np_conn_handle_timeout`: NP_OK with `*deadline_us` (on the
+ * clock of the `now_us` values it was given), or NP_NO_EVENT when no timer is armed (then
+ * `*deadline_us` is not written). Ask again after every call that moved bytes or queued
+ * output.
+ *
+ * # Safety
+ * `conn` NULL or live; `deadline_us` NULL or writable.
+ */
+np_status np_conn_poll_timeout(const np_conn *conn, uint64_t *deadline_us);
+
+/**
+ * Acts on every timer due at `now_us` (due means `now_us >= deadline`); `fired` (optional)
+ * says which one mattered. Afterwards flush the pending output, and close the socket once
+ * flushed if `np_conn_is_closed` (at once after NP_TIMER_SLOW_PEER).
+ *
+ * # Safety
+ * `conn` NULL or live; `fired` NULL or writable.
+ */
+np_status np_conn_handle_timeout(np_conn *conn, uint64_t now_us, np_timer *fired);
 
 /**
  * Next event: NP_OK and `*event` filled, NP_NO_EVENT (need input), or the fatal error that
@@ -943,19 +984,19 @@ np_status np_conn_consume_output(np_conn *conn, size_t n);
  * then close). Pointers in the event live until the next call on `conn`.
  *
  * # Safety
- * `conn` live; `event` writable.
+ * `conn` NULL or live; `event` NULL or writable.
  */
 np_status np_conn_poll_event(np_conn *conn, np_event *event);
 
 /**
- * Client only (a server handle gets NP_BAD_STATE): accepts (true) or refuses (false) the server key from NP_EVENT_SERVER_KEY. Check
- * it against your pinning table first; login starts only after acceptance.
+ * Client only (a server handle gets NP_BAD_STATE): accepts (true) or refuses (false) the
+ * server key from NP_EVENT_SERVER_KEY. Check it against your pinning table first; login
+ * starts only after acceptance.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
-np_status np_conn_trust_server_key(np_conn *conn,
-                                   bool accept);
+np_status np_conn_trust_server_key(np_conn *conn, bool accept);
 
 /**
  * Frees the connection's buffer memory while nothing is buffered; call it on connections that
@@ -963,12 +1004,12 @@ np_status np_conn_trust_server_key(np_conn *conn,
  * `np_conn_handle_timeout` does this by itself after a quiet second.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
 np_status np_conn_shrink(np_conn *conn);
 
 /**
- * Whether the connection is logged in and can carry requests.
+ * Whether the connection is logged in and can carry requests (false for NULL).
  *
  * # Safety
  * `conn` NULL or live.
@@ -976,7 +1017,8 @@ np_status np_conn_shrink(np_conn *conn);
 bool np_conn_is_ready(const np_conn *conn);
 
 /**
- * Whether the connection is finished (flush pending output, then close the socket).
+ * Whether the connection is finished (flush pending output, then close the socket); true for
+ * NULL.
  *
  * # Safety
  * `conn` NULL or live.
@@ -984,11 +1026,20 @@ bool np_conn_is_ready(const np_conn *conn);
 bool np_conn_is_closed(const np_conn *conn);
 
 /**
- * Client only (a server handle gets NP_BAD_STATE): starts job `id` with op spec `spec`, declared input length `total_len`, and the
- * first chunk (≤ 64 KiB); `last` if that chunk completes the input.
+ * Whether `conn` is a server-side connection (false for a client one or NULL).
  *
  * # Safety
- * `conn` live; `spec` NUL-terminated; `data` valid for `len` bytes.
+ * `conn` NULL or live.
+ */
+bool np_conn_is_server(const np_conn *conn);
+
+/**
+ * Client only (a server handle gets NP_BAD_STATE): starts job `id` with op spec `spec`,
+ * declared input length `total_len`, and the first chunk (≤ NP_MAX_CHUNK_DATA bytes); `last`
+ * if that chunk completes the input.
+ *
+ * # Safety
+ * `conn` NULL or live; `spec` NULL or NUL-terminated; `data` valid for `len` bytes.
  */
 np_status np_conn_send_job(np_conn *conn,
                            uint64_t id,
@@ -1002,7 +1053,7 @@ np_status np_conn_send_job(np_conn *conn,
  * Client only (a server handle gets NP_BAD_STATE): more input for job `id`.
  *
  * # Safety
- * `conn` live; `data` valid for `len` bytes.
+ * `conn` NULL or live; `data` valid for `len` bytes.
  */
 np_status np_conn_send_job_data(np_conn *conn,
                                 uint64_t id,
@@ -1011,10 +1062,19 @@ np_status np_conn_send_job_data(np_conn *conn,
                                 bool last);
 
 /**
- * Server only (a client handle gets NP_BAD_STATE): starts the result of job `id`; `data` is the first chunk.
+ * Client only (a server handle gets NP_BAD_STATE): asks for the server's counters.
  *
  * # Safety
- * `conn` live; `info` valid; `data` valid for `len` bytes.
+ * `conn` NULL or live.
+ */
+np_status np_conn_send_stats_request(np_conn *conn, uint64_t id);
+
+/**
+ * Server only (a client handle gets NP_BAD_STATE): starts the result of job `id`; `data` is
+ * the first chunk.
+ *
+ * # Safety
+ * `conn` NULL or live; `info` NULL or valid; `data` valid for `len` bytes.
  */
 np_status np_conn_send_result(np_conn *conn,
                               uint64_t id,
@@ -1027,7 +1087,7 @@ np_status np_conn_send_result(np_conn *conn,
  * Server only (a client handle gets NP_BAD_STATE): more result data for job `id`.
  *
  * # Safety
- * `conn` live; `data` valid for `len` bytes.
+ * `conn` NULL or live; `data` valid for `len` bytes.
  */
 np_status np_conn_send_result_data(np_conn *conn,
                                    uint64_t id,
@@ -1040,45 +1100,43 @@ np_status np_conn_send_result_data(np_conn *conn,
  * Allowed before the handshake too, e.g. to refuse a connection.
  *
  * # Safety
- * `conn` live; `text` NUL-terminated.
+ * `conn` NULL or live; `text` NULL or NUL-terminated.
  */
 np_status np_conn_send_error(np_conn *conn, uint64_t id, uint16_t code, const char *text);
 
 /**
- * Server only (a client handle gets NP_BAD_STATE): refuses request `id` with an ERROR and silently drops the rest of its upload.
+ * Server only (a client handle gets NP_BAD_STATE): refuses request `id` with an ERROR and
+ * silently drops the rest of its upload.
  *
  * # Safety
- * `conn` live; `text` NUL-terminated.
+ * `conn` NULL or live; `text` NULL or NUL-terminated.
  */
-np_status np_conn_reject_request(np_conn *conn,
-                                 uint64_t id,
-                                 uint16_t code,
-                                 const char *text);
+np_status np_conn_reject_request(np_conn *conn, uint64_t id, uint16_t code, const char *text);
 
 /**
- * Server only (a client handle gets NP_BAD_STATE): refuses request `id` for load with BUSY and a retry-after delay.
+ * Server only (a client handle gets NP_BAD_STATE): refuses request `id` for load with BUSY
+ * and a retry-after delay.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
-np_status np_conn_send_busy(np_conn *conn,
-                            uint64_t id,
-                            uint32_t retry_after_ms);
+np_status np_conn_send_busy(np_conn *conn, uint64_t id, uint32_t retry_after_ms);
 
 /**
- * Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping within `grace_ms`.
+ * Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping
+ * within `grace_ms`.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
-np_status np_conn_send_shutdown(np_conn *conn,
-                                uint32_t grace_ms);
+np_status np_conn_send_shutdown(np_conn *conn, uint32_t grace_ms);
 
 /**
- * Server only (a client handle gets NP_BAD_STATE): answers a stats request with `n` name/value pairs.
+ * Server only (a client handle gets NP_BAD_STATE): answers a stats request with `n`
+ * name/value pairs.
  *
  * # Safety
- * `conn` live; `names` and `values` valid for `n` elements; each name NUL-terminated ASCII.
+ * `conn` NULL or live; `names` and `values` valid for `n` elements; each name NUL-terminated.
  */
 np_status np_conn_send_stats(np_conn *conn,
                              uint64_t id,
@@ -1087,18 +1145,11 @@ np_status np_conn_send_stats(np_conn *conn,
                              size_t n);
 
 /**
- * Client only (a server handle gets NP_BAD_STATE): asks for the server's counters.
+ * Either side: PING with a payload of at most NP_MAX_PING_PAYLOAD (256) bytes; the peer
+ * echoes it in PONG.
  *
  * # Safety
- * `conn` live.
- */
-np_status np_conn_send_stats_request(np_conn *conn, uint64_t id);
-
-/**
- * Either side: PING with a payload of at most 256 bytes; the peer echoes it in PONG.
- *
- * # Safety
- * `conn` live; `payload` valid for `len` bytes.
+ * `conn` NULL or live; `payload` valid for `len` bytes.
  */
 np_status np_conn_send_ping(np_conn *conn, uint64_t id, const uint8_t *payload, size_t len);
 
@@ -1106,18 +1157,27 @@ np_status np_conn_send_ping(np_conn *conn, uint64_t id, const uint8_t *payload, 
  * Either side: orderly close; afterwards only flush the pending output.
  *
  * # Safety
- * `conn` live.
+ * `conn` NULL or live.
  */
 np_status np_conn_send_bye(np_conn *conn);
 
 /**
- * Reads the next name/value pair from a STATS event's `data`, starting at `*offset` (0 for
- * the first) and advancing it. NP_NO_EVENT after the last pair. `name` gets NUL-terminated
- * text.
+ * Copies the user name of a logged-in server connection (NUL-terminated) into `out`
+ * (NP_BAD_STATE on a client connection).
  *
  * # Safety
- * `body` valid for `len` bytes; `offset` readable and writable; `name` valid for `cap` bytes;
- * `value` writable.
+ * `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+ */
+np_status np_conn_user(const np_conn *conn, char *out, size_t cap, size_t *len);
+
+/**
+ * Reads the next name/value pair from a STATS event's `data`, starting at `*offset` (0 for
+ * the first) and advancing it. NP_NO_EVENT after the last pair. `name` gets NUL-terminated
+ * text. Nothing is written unless the call returns NP_OK.
+ *
+ * # Safety
+ * `body` valid for `len` bytes; `offset` NULL or readable and writable; `name` NULL or valid
+ * for `cap` bytes; `value` NULL or writable. None of them may overlap another.
  */
 np_status np_stats_next(const uint8_t *body,
                         size_t len,
@@ -1125,104 +1185,6 @@ np_status np_stats_next(const uint8_t *body,
                         char *name,
                         size_t cap,
                         uint64_t *value);
-
-/**
- * Copies the user name of a logged-in server connection (NUL-terminated) into `out`
- * (NP_BAD_STATE on a client connection).
- *
- * # Safety
- * `conn` live; `out` valid for `cap` bytes; `len` NULL or writable.
- */
-np_status np_conn_user(const np_conn *conn, char *out, size_t cap, size_t *len);
-
-/**
- * The library's monotonic clock in microseconds: the clock the functions without `_at` use.
- * Pass it as `now_us` to mix both kinds of call.
- */
-uint64_t np_now_us(void);
-
-/**
- * A server-side connection accepted at `now_us`, awaiting the client's HELLO; its handshake
- * timeout runs from `now_us`.
- *
- * # Safety
- * `cfg` a live handle; `out` writable.
- */
-np_status np_conn_new_server_at(const np_server_config *cfg, uint64_t now_us, np_conn **out);
-
-/**
- * A client-side connection created at `now_us`; its HELLO is already in the pending output.
- *
- * # Safety
- * `cfg` a live handle; `out` writable.
- */
-np_status np_conn_new_client_at(const np_client_config *cfg, uint64_t now_us, np_conn **out);
-
-/**
- * `np_conn_feed` for bytes received at `now_us`.
- *
- * # Safety
- * `conn` live; `data` valid for `len` bytes; `consumed` writable.
- */
-np_status np_conn_feed_at(np_conn *conn,
-                          const uint8_t *data,
-                          size_t len,
-                          uint64_t now_us,
-                          size_t *consumed);
-
-/**
- * `np_conn_read_fd` at `now_us`.
- *
- * # Safety
- * `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
- */
-np_status np_conn_read_fd_at(np_conn *conn, int32_t fd, uint64_t now_us, size_t *nread);
-
-/**
- * `np_conn_write_fd` at `now_us` (bytes taken by the socket are progress for the slow-peer
- * timer).
- *
- * # Safety
- * `conn` live; `fd` open for the call; `pending` NULL or writable.
- */
-np_status np_conn_write_fd_at(np_conn *conn, int32_t fd, uint64_t now_us, size_t *pending);
-
-/**
- * `np_conn_consume_output` for bytes written at `now_us`.
- *
- * # Safety
- * `conn` live.
- */
-np_status np_conn_consume_output_at(np_conn *conn, size_t n, uint64_t now_us);
-
-/**
- * When the connection next needs `np_conn_handle_timeout`: NP_OK with `*deadline_us` (on the
- * clock of the `now_us` values it was given), or NP_NO_EVENT when no timer is armed (then
- * `*deadline_us` is not written). Ask again after every call that moved bytes or queued
- * output.
- *
- * # Safety
- * `conn` live; `deadline_us` writable.
- */
-np_status np_conn_poll_timeout(const np_conn *conn, uint64_t *deadline_us);
-
-/**
- * Acts on every timer due at `now_us` (due means `now_us >= deadline`); `fired` (optional)
- * says which one mattered. Afterwards flush the pending output, and close the socket once
- * flushed if `np_conn_is_closed` (at once after NP_TIMER_SLOW_PEER).
- *
- * # Safety
- * `conn` live; `fired` NULL or writable.
- */
-np_status np_conn_handle_timeout(np_conn *conn, uint64_t now_us, np_timer *fired);
-
-/**
- * Whether `conn` is a server-side connection (false for a client one or NULL).
- *
- * # Safety
- * `conn` NULL or live.
- */
-bool np_conn_is_server(const np_conn *conn);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -21,16 +21,16 @@ use zeroize::Zeroizing;
 use crate::conn::{ClientConfig, ClientConn, Conn, Event, Side, Timestamp};
 use crate::error::Error;
 use crate::keys::{fingerprint, KnownServers, ServerKey, Trust};
-use crate::message::ServerParams;
 
 /// 32 bytes from the operating system's CSPRNG.
-pub fn random32() -> [u8; 32] {
+pub(crate) fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     OsRng.fill_bytes(&mut b);
     b
 }
 
-pub fn random_bytes(buf: &mut [u8]) {
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
     OsRng.fill_bytes(buf);
 }
 
@@ -43,13 +43,13 @@ fn clock_base() -> Instant {
 /// `t` as a [`Timestamp`] (microseconds since the process-wide base; an instant from before
 /// the base, which only a caller holding one from before the first call can have, counts as
 /// the base itself).
-pub fn timestamp(t: Instant) -> Timestamp {
+pub(crate) fn timestamp(t: Instant) -> Timestamp {
     let us = t.saturating_duration_since(clock_base()).as_micros();
     Timestamp::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
 }
 
 /// The [`Instant`] a [`Timestamp`] from [`timestamp`] stands for.
-pub fn instant(t: Timestamp) -> Instant {
+pub(crate) fn instant(t: Timestamp) -> Instant {
     let base = clock_base();
     // A timestamp past what `Instant` can hold is a timer that never fires: the far future.
     base.checked_add(Duration::from_micros(t.as_micros()))
@@ -58,7 +58,7 @@ pub fn instant(t: Timestamp) -> Instant {
 }
 
 /// The monotonic clock now, as the connection's timers count it.
-pub fn monotonic_now() -> Timestamp {
+pub(crate) fn monotonic_now() -> Timestamp {
     timestamp(Instant::now())
 }
 
@@ -71,7 +71,7 @@ fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 /// Loads the server's long-term key, creating it (mode 0600, never overwriting) on first start.
 /// Refuses a key file that others can read: a leaked key lets anyone impersonate the server.
-pub fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error> {
+pub(crate) fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error> {
     match fs::read_to_string(path) {
         Ok(text) => {
             let mode = fs::metadata(path)
@@ -117,7 +117,7 @@ pub fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error
 }
 
 /// Checks `key` for `host` against the known-servers file, pinning it on first use.
-pub fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
+pub(crate) fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -154,7 +154,7 @@ pub fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Tru
 }
 
 /// TCP connect to the first address of `addr` that answers within `timeout`, with Nagle off.
-pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
+pub(crate) fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
     let addrs = addr.to_socket_addrs().map_err(|e| Error::Io {
         kind: e.kind(),
         msg: format!("cannot resolve {addr}: {e}"),
@@ -183,7 +183,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
 
 /// Outcome of a non-blocking read into a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStatus {
+pub(crate) enum ReadStatus {
     /// This many bytes were added.
     Data(usize),
     /// Nothing available now.
@@ -195,7 +195,7 @@ pub enum ReadStatus {
 }
 
 /// Reads what the socket has into `conn` at `now` (non-blocking sockets: at most one `read`).
-pub fn read_into<S: Side>(
+pub(crate) fn read_into<S: Side>(
     conn: &mut Conn<S>,
     src: &mut impl Read,
     now: Timestamp,
@@ -216,7 +216,7 @@ pub fn read_into<S: Side>(
 
 /// Writes as much pending output as the socket takes at `now`; returns the bytes still
 /// pending.
-pub fn write_from<S: Side>(
+pub(crate) fn write_from<S: Side>(
     conn: &mut Conn<S>,
     dst: &mut impl Write,
     now: Timestamp,
@@ -239,7 +239,7 @@ pub fn write_from<S: Side>(
 /// The connection's own timers run while it waits for an event: a heartbeat PING (request id
 /// 0) after the configured quiet interval, and giving up with [`Error::Timeout`] when the
 /// server stays silent for the dead-peer timeout (see [`ClientTimers`](crate::ClientTimers)).
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     conn: ClientConn,
     host: String,
@@ -257,18 +257,16 @@ impl std::fmt::Debug for Client {
 
 /// How a blocking client decides about the server's key.
 #[derive(Debug, Clone, Copy)]
-pub enum Pinning<'a> {
+pub(crate) enum Pinning<'a> {
     /// Check and update this known-servers file.
     File(&'a Path),
-    /// Require exactly this key.
-    Key(&'a [u8; 32]),
     /// Accept any key (tests and first-contact tooling only).
     AcceptAny,
 }
 
 impl Client {
     /// Connects and logs in; the whole sequence must finish within `timeout`.
-    pub fn connect(
+    pub(crate) fn connect(
         addr: &str,
         config: Arc<ClientConfig>,
         pinning: Pinning<'_>,
@@ -291,12 +289,6 @@ impl Client {
                     c.server_key = key;
                     let decision = match pinning {
                         Pinning::File(p) => check_known_server(p, addr, &key),
-                        Pinning::Key(k) if k == &key => Ok(Trust::Known),
-                        Pinning::Key(k) => Err(Error::ServerKeyChanged {
-                            host: addr.to_string(),
-                            pinned: fingerprint(k),
-                            offered: fingerprint(&key),
-                        }),
                         Pinning::AcceptAny => Ok(Trust::New),
                     };
                     match decision {
@@ -329,33 +321,28 @@ impl Client {
         }
     }
 
-    pub fn conn(&mut self) -> &mut ClientConn {
+    /// The session's connection, for queuing requests (flush afterwards).
+    pub(crate) fn conn(&mut self) -> &mut ClientConn {
         &mut self.conn
     }
 
-    pub fn stream(&self) -> &TcpStream {
+    /// The socket, for the caller's poll(2); owned by the session.
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
-    pub fn server_key(&self) -> &[u8; 32] {
+    /// The server's static key, as checked against the pinning decision.
+    pub(crate) fn server_key(&self) -> &[u8; 32] {
         &self.server_key
     }
 
     /// Whether the server's key was already pinned (`Known`) or pinned just now (`New`).
-    pub fn trust(&self) -> &Trust {
+    pub(crate) fn trust(&self) -> &Trust {
         &self.trust
     }
 
-    pub fn params(&self) -> ServerParams {
-        self.conn.params().unwrap_or(ServerParams {
-            max_chunk: 65536,
-            max_upload: 0,
-            max_in_flight: 1,
-        })
-    }
-
     /// Writes all pending output before `deadline`.
-    pub fn flush(&mut self, deadline: Instant) -> Result<(), Error> {
+    pub(crate) fn flush(&mut self, deadline: Instant) -> Result<(), Error> {
         while !self.conn.pending_output().is_empty() {
             let left = deadline
                 .checked_duration_since(Instant::now())
@@ -383,7 +370,7 @@ impl Client {
     /// Waits for the next event until `deadline`. PONGs to server PINGs are sent on the way,
     /// and the connection's timers are served: a heartbeat PING goes out when due, and a
     /// server silent for the dead-peer timeout ends the wait with [`Error::Timeout`].
-    pub fn next_event_until(&mut self, deadline: Instant) -> Result<Event<'_>, Error> {
+    pub(crate) fn next_event_until(&mut self, deadline: Instant) -> Result<Event<'_>, Error> {
         loop {
             let got = self.conn.advance()?;
             // Anything the state machine queued (PONG, login replies, a heartbeat) goes out now.
@@ -433,7 +420,7 @@ impl Client {
     }
 
     /// Sends BYE and closes the socket.
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         if self.conn.send_bye().is_ok() {
             let _ = self.flush(Instant::now() + Duration::from_millis(200));
         }
@@ -448,6 +435,7 @@ mod tests {
     use super::*;
     use crate::conn::{ClientTimers, ServerConfig, ServerConn};
     use crate::login::Verifier;
+    use crate::message::ServerParams;
 
     /// A one-connection server on loopback that answers whatever the library answers by
     /// itself (PONG) and reports the PINGs it saw, until the client goes away.
@@ -455,7 +443,7 @@ mod tests {
         let mut cfg = ServerConfig::new(
             ServerKey::from_secret([5; 32]),
             ServerParams {
-                max_chunk: 65536,
+                max_chunk: crate::limits::MAX_CHUNK_DATA as u32,
                 max_upload: 1 << 20,
                 max_in_flight: 4,
             },

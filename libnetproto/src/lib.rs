@@ -8,7 +8,9 @@
 //! - [`conn`]: one connection's sans-IO state machine over all of the above.
 //! - `io`: the only module that touches sockets, files and the clock.
 //! - `logging`: the library's own logger (the `.so` has its own copy of `log`'s globals).
-//! - `capi`: the C ABI over everything (the only place with `unsafe`).
+//! - `capi`: the C ABI over everything (the only place with `unsafe`). Its raw system calls
+//!   are the ones that need `unsafe`: `read`/`send` on a borrowed fd, and `clock_gettime` for
+//!   `np_clock_now_us`, whose value the library itself never uses (callers pass time in).
 //!
 //! The Rust API is what the integration tests need; binaries use the C ABI through
 //! netproto-sys. The fuzz harness lives in `fuzz/targets` and reaches the private modules
@@ -50,20 +52,17 @@ internal_modules! {
 
 /// cbindgen:ignore
 mod aead;
-/// One connection's sans-IO state machine (its owner documents it field by field).
+/// One connection's sans-IO state machine.
 ///
 /// cbindgen:ignore
-#[allow(missing_docs)]
 pub mod conn;
 /// cbindgen:ignore
 pub mod error;
 /// cbindgen:ignore
 pub mod frame;
-/// The only module that touches sockets, files and the clock. Its items are `pub` for the
-/// connection work that owns it; only `capi` reaches them.
+/// The only module that touches sockets, files and the clock; only `capi` reaches it.
 ///
 /// cbindgen:ignore
-#[allow(unreachable_pub, dead_code)]
 mod io;
 /// cbindgen:ignore
 pub mod keys;

@@ -8,12 +8,14 @@ use crate::event::{empty_event, Event};
 use crate::{check, cstring, ffi, ClientConfig, NpError, Result};
 
 pub struct Client {
+    /// Non-NULL, from np_client_connect, owned by this value and closed only in `Drop`.
     raw: *mut ffi::np_client,
     new_server: bool,
 }
 
-// SAFETY: a client session is used by one thread at a time (`&mut self` for every call that
-// touches it); the library keeps no thread-affine state in it.
+// SAFETY: every call that changes the session takes `&mut self`, so moving it to another
+// thread cannot make two threads use it at once, and the library keeps no thread-affine state
+// in it (its last-error text is per calling thread, read right after each call).
 unsafe impl Send for Client {}
 
 impl std::fmt::Debug for Client {
@@ -41,7 +43,9 @@ impl Client {
             .transpose()?;
         let mut raw = std::ptr::null_mut();
         let mut new_server = false;
-        // SAFETY: valid strings (or NULL), live config, writable outputs.
+        // SAFETY: `a` is a NUL-terminated CString, `ks` one or NULL (the library accepts NULL
+        // for "any key"), `cfg.raw` a live config handle (ClientConfig's invariant, borrowed
+        // for the call), and `raw`/`new_server` writable locals; none is kept by the call.
         check(unsafe {
             ffi::np_client_connect(
                 a.as_ptr(),
@@ -62,14 +66,16 @@ impl Client {
 
     pub fn server_key(&self) -> [u8; 32] {
         let mut k = [0u8; 32];
-        // SAFETY: live handle; `k` writable.
+        // SAFETY: `self.raw` is live (the field's invariant) and only read; `k` is a writable
+        // local of exactly the 32 bytes the call writes.
         unsafe { ffi::np_client_server_key(self.raw, k.as_mut_ptr()) };
         k
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the socket stays open as long as the client handle lives, which bounds the
-        // returned borrow.
+        // SAFETY: `self.raw` is live, so np_client_fd returns the session's open socket (never
+        // -1 for a live handle); the library keeps it open until np_client_close, which only
+        // Drop calls, and the returned borrow is tied to `&self`, so it cannot outlive it.
         unsafe { BorrowedFd::borrow_raw(ffi::np_client_fd(self.raw) as RawFd) }
     }
 
@@ -83,7 +89,9 @@ impl Client {
         timeout: Duration,
     ) -> Result<()> {
         let s = cstring(spec)?;
-        // SAFETY: live handle; valid string and slice.
+        // SAFETY: `self.raw` is live (the field's invariant) and `&mut self` makes this the
+        // only call on it; `s` is a NUL-terminated CString and `data` a slice valid for its
+        // length, both alive for the call.
         check(unsafe {
             ffi::np_client_send_job(
                 self.raw,
@@ -105,21 +113,23 @@ impl Client {
         last: bool,
         timeout: Duration,
     ) -> Result<()> {
-        // SAFETY: live handle; valid slice.
+        // SAFETY: `self.raw` is live and `&mut self` makes this the only call on it; `data` is
+        // a slice valid for its length for the call.
         check(unsafe {
             ffi::np_client_send_job_data(self.raw, id, data.as_ptr(), data.len(), last, ms(timeout))
         })
     }
 
     pub fn send_ping(&mut self, id: u64, payload: &[u8], timeout: Duration) -> Result<()> {
-        // SAFETY: live handle; valid slice.
+        // SAFETY: `self.raw` is live and `&mut self` makes this the only call on it;
+        // `payload` is a slice valid for its length for the call.
         check(unsafe {
             ffi::np_client_send_ping(self.raw, id, payload.as_ptr(), payload.len(), ms(timeout))
         })
     }
 
     pub fn send_stats_request(&mut self, id: u64, timeout: Duration) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.raw` is live and `&mut self` makes this the only call on it.
         check(unsafe { ffi::np_client_send_stats_request(self.raw, id, ms(timeout)) })
     }
 
@@ -130,9 +140,12 @@ impl Client {
     /// with `NP_TIMEOUT`; later calls then fail too.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event<'_>> {
         let mut ev = empty_event();
-        // SAFETY: live handle; `ev` writable.
+        // SAFETY: `self.raw` is live and `&mut self` makes this the only call on it; `ev` is a
+        // writable local np_event.
         match unsafe { ffi::np_client_next_event(self.raw, ms(timeout), &mut ev) } {
-            // SAFETY: pointers live until the next call on this handle (`&mut self`).
+            // SAFETY: on NP_OK the event's pointers point into the session's buffer and stay
+            // valid until the next call on the handle; the returned Event borrows `&mut self`,
+            // so no such call can happen while it lives.
             ffi::NP_OK => Ok(unsafe { Event::from_raw(&ev) }),
             s => Err(NpError::from_status(s)),
         }
@@ -141,7 +154,8 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from np_client_connect and is closed once.
+        // SAFETY: `raw` came from np_client_connect (the field's invariant) and this value
+        // owns it; Drop runs once, and borrowed fds and events end with `&self` before it.
         unsafe { ffi::np_client_close(self.raw) }
     }
 }

@@ -6,20 +6,24 @@ use crate::{check, cstring, ffi, NpError, Result};
 
 /// Client credentials; one config serves any number of connections and threads.
 pub struct ClientConfig {
+    /// Non-NULL, from np_client_config_new, owned by this value and freed only in `Drop`.
     pub(crate) raw: *mut ffi::np_client_config,
 }
 
-// SAFETY: the library's client config is immutable after creation apart from an internal
-// mutex-protected cache, so it may be shared and sent across threads.
+// SAFETY: the handle is a boxed Arc of plain data with no thread-affine state, so it may be
+// freed or used from another thread.
 unsafe impl Send for ClientConfig {}
-// SAFETY: as above.
+// SAFETY: the only calls through `&self` (np_conn_new_client, np_client_connect) read the
+// config and clone its Arc, which is safe from many threads at once; the one call that
+// changes it (np_client_config_set_timers) needs `&mut self`, so it never runs beside them.
 unsafe impl Sync for ClientConfig {}
 
 impl ClientConfig {
     pub fn new(user: &str, password: &[u8]) -> Result<ClientConfig> {
         let u = cstring(user)?;
         let mut raw = std::ptr::null_mut();
-        // SAFETY: valid string, password slice and out-pointer for the call.
+        // SAFETY: `u` is a NUL-terminated CString and `password` a slice valid for its length,
+        // both alive for the call (the library copies them); `raw` is a writable local.
         check(unsafe {
             ffi::np_client_config_new(u.as_ptr(), password.as_ptr(), password.len(), &mut raw)
         })?;
@@ -29,7 +33,9 @@ impl ClientConfig {
 
 impl Drop for ClientConfig {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from np_client_config_new and is freed once.
+        // SAFETY: `raw` came from np_client_config_new (the field's invariant) and this value
+        // owns it; Drop runs once, and connections keep their own reference, so nothing uses
+        // the handle afterwards.
         unsafe { ffi::np_client_config_free(self.raw) }
     }
 }
@@ -44,15 +50,18 @@ pub struct ServerParams {
 
 /// Server identity and users. Add users before making connections.
 pub struct ServerConfig {
+    /// Non-NULL, from np_server_config_new, owned by this value and freed only in `Drop`.
     pub(crate) raw: *mut ffi::np_server_config,
     public_key: [u8; 32],
     created: bool,
 }
 
-// SAFETY: immutable once connections exist (add_user then fails with NP_BAD_STATE), and the
-// library's config is internally reference-counted.
+// SAFETY: the handle is a boxed Arc of plain data with no thread-affine state, so it may be
+// freed or used from another thread.
 unsafe impl Send for ServerConfig {}
-// SAFETY: as above.
+// SAFETY: the only call through `&self` (np_conn_new_server) reads the config and clones its
+// Arc, safe from many threads at once; the calls that change it (add_user, set_timeouts) need
+// `&mut self`, so they never run beside it.
 unsafe impl Sync for ServerConfig {}
 
 impl ServerConfig {
@@ -67,7 +76,9 @@ impl ServerConfig {
         let mut raw = std::ptr::null_mut();
         let mut created = false;
         let mut public_key = [0u8; 32];
-        // SAFETY: all pointers valid for the call.
+        // SAFETY: `p` is a NUL-terminated CString, `params` a live np_server_params, and `raw`,
+        // `created` and the 32-byte `public_key` are writable locals of the sizes the header
+        // names; all outlive the call, which keeps none of them.
         check(unsafe {
             ffi::np_server_config_new(
                 p.as_ptr(),
@@ -86,7 +97,8 @@ impl ServerConfig {
 
     pub fn add_user(&mut self, user: &str, verifier: &str) -> Result<()> {
         let (u, v) = (cstring(user)?, cstring(verifier)?);
-        // SAFETY: live handle and valid strings.
+        // SAFETY: `self.raw` is live (the field's invariant) and `&mut self` makes this the
+        // only call on it; `u` and `v` are NUL-terminated CStrings alive for the call.
         check(unsafe { ffi::np_server_config_add_user(self.raw, u.as_ptr(), v.as_ptr()) })
     }
 
@@ -102,7 +114,8 @@ impl ServerConfig {
 
 impl Drop for ServerConfig {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from np_server_config_new and is freed once.
+        // SAFETY: `raw` came from np_server_config_new (the field's invariant) and this value
+        // owns it; Drop runs once, and connections keep their own reference.
         unsafe { ffi::np_server_config_free(self.raw) }
     }
 }

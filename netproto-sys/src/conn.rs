@@ -116,7 +116,9 @@ impl ServerConfig {
         idle: Option<Duration>,
         slow_peer: Option<Duration>,
     ) -> Result<()> {
-        // SAFETY: live config handle, exclusively borrowed.
+        // SAFETY: `self.raw` is a live config handle (ServerConfig's invariant) and `&mut self`
+        // makes this the only call on it; the library itself refuses (NP_BAD_STATE) once
+        // connections share it.
         check(unsafe {
             ffi::np_server_config_set_timeouts(
                 self.raw,
@@ -136,7 +138,9 @@ impl ClientConfig {
         heartbeat: Option<Duration>,
         dead_after: Option<Duration>,
     ) -> Result<()> {
-        // SAFETY: live config handle, exclusively borrowed.
+        // SAFETY: `self.raw` is a live config handle (ClientConfig's invariant) and `&mut self`
+        // makes this the only call on it; the library itself refuses (NP_BAD_STATE) once
+        // connections share it.
         check(unsafe {
             ffi::np_client_config_set_timers(self.raw, ms_or_off(heartbeat), ms_or_off(dead_after))
         })
@@ -154,13 +158,18 @@ pub enum ReadStatus {
 }
 
 /// The owned handle both sides share; only this file sees it.
+///
+/// Invariant: `raw` is non-NULL, came from np_conn_new_server/_client, is owned by this value
+/// (not Clone) and is freed only in `Drop`. Calls that may change the handle take `&mut self`,
+/// so the library's one-thread-at-a-time rule holds by borrowing alone.
 struct RawConn {
     raw: *mut ffi::np_conn,
 }
 
 impl Drop for RawConn {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from np_conn_new_*_at and is freed once.
+        // SAFETY: `raw` came from np_conn_new_* (RawConn's invariant) and this value owns it; Drop
+        // runs once, after every borrow of `self` (events, output slices) has ended.
         unsafe { ffi::np_conn_free(self.raw) }
     }
 }
@@ -174,17 +183,21 @@ impl RawConn {
 
     fn feed(&mut self, data: &[u8], now: Instant) -> Result<usize> {
         let mut n = 0;
-        // SAFETY: live handle; `data` valid for its length; `n` writable.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `data` is a slice valid for its length for the call and `n` a writable
+        // local.
         check(unsafe {
-            ffi::np_conn_feed_at(self.raw, data.as_ptr(), data.len(), micros(now), &mut n)
+            ffi::np_conn_feed(self.raw, data.as_ptr(), data.len(), micros(now), &mut n)
         })?;
         Ok(n)
     }
 
     fn read_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<ReadStatus> {
         let mut n = 0;
-        // SAFETY: live handle; `fd` is open for the call (borrowed).
-        match unsafe { ffi::np_conn_read_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut n) } {
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `fd` is a BorrowedFd, so it stays open for the call, and the library only
+        // borrows it; `n` is a writable local.
+        match unsafe { ffi::np_conn_read_fd(self.raw, fd.as_raw_fd(), micros(now), &mut n) } {
             ffi::NP_OK => Ok(ReadStatus::Data(n)),
             ffi::NP_WOULD_BLOCK => Ok(ReadStatus::WouldBlock),
             ffi::NP_INPUT_FULL => Ok(ReadStatus::Full),
@@ -195,9 +208,11 @@ impl RawConn {
 
     fn write_fd(&mut self, fd: BorrowedFd<'_>, now: Instant) -> Result<usize> {
         let mut pending = 0;
-        // SAFETY: live handle; `fd` open for the call.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `fd` is a BorrowedFd, so it stays open for the call, and the library only
+        // borrows it; `pending` is a writable local.
         check(unsafe {
-            ffi::np_conn_write_fd_at(self.raw, fd.as_raw_fd(), micros(now), &mut pending)
+            ffi::np_conn_write_fd(self.raw, fd.as_raw_fd(), micros(now), &mut pending)
         })?;
         Ok(pending)
     }
@@ -205,23 +220,29 @@ impl RawConn {
     fn pending_output(&self) -> &[u8] {
         let mut p = std::ptr::null();
         let mut n = 0;
-        // SAFETY: live handle, writable outputs; the slice lives until the next &mut call.
+        // SAFETY: `self.raw` is live (RawConn's invariant); a `const np_conn *` call only reads
+        // it, so it may run while `&self` borrows (such as a pending-output slice) are alive; `p`
+        // and `n` are writable locals.
         let s = unsafe { ffi::np_conn_pending_output(self.raw, &mut p, &mut n) };
         if s != ffi::NP_OK || n == 0 {
             return &[];
         }
-        // SAFETY: the library guarantees `n` readable bytes at `p` until the next call.
+        // SAFETY: on NP_OK with `n > 0` the library pointed `p` at `n` readable bytes of the
+        // handle's output buffer, which only a call that mutates the handle can move; those take
+        // `&mut self`, so the slice tied to `&self` ends before any of them.
         unsafe { std::slice::from_raw_parts(p, n) }
     }
 
     fn consume_output(&mut self, n: usize, now: Instant) {
-        // SAFETY: live handle.
-        unsafe { ffi::np_conn_consume_output_at(self.raw, n, micros(now)) };
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; the library checks `n` against what is pending.
+        unsafe { ffi::np_conn_consume_output(self.raw, n, micros(now)) };
     }
 
     fn poll_event(&mut self) -> Result<Option<Event<'_>>> {
         let mut ev = empty_event();
-        // SAFETY: live handle; `ev` writable.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `ev` is a writable local np_event.
         match unsafe { ffi::np_conn_poll_event(self.raw, &mut ev) } {
             // SAFETY: the event's pointers live until the next call on this handle, which
             // needs `&mut self` and so ends the returned borrow first.
@@ -233,7 +254,9 @@ impl RawConn {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let mut t = 0u64;
-        // SAFETY: live handle; `t` writable.
+        // SAFETY: `self.raw` is live (RawConn's invariant); a `const np_conn *` call only reads
+        // it, so it may run while `&self` borrows (such as a pending-output slice) are alive; `t`
+        // is a writable local.
         match unsafe { ffi::np_conn_poll_timeout(self.raw, &mut t) } {
             ffi::NP_OK => Some(instant(t)),
             _ => None,
@@ -242,7 +265,8 @@ impl RawConn {
 
     fn handle_timeout(&mut self, now: Instant) -> Option<Timer> {
         let mut fired = ffi::NP_TIMER_NONE;
-        // SAFETY: live handle; `fired` writable.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `fired` is a writable local holding a valid np_timer.
         let s = unsafe { ffi::np_conn_handle_timeout(self.raw, micros(now), &mut fired) };
         if s != ffi::NP_OK {
             return None;
@@ -251,33 +275,39 @@ impl RawConn {
     }
 
     fn shrink(&mut self) {
-        // SAFETY: live handle.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         unsafe { ffi::np_conn_shrink(self.raw) };
     }
 
     fn is_ready(&self) -> bool {
-        // SAFETY: live handle.
+        // SAFETY: `self.raw` is live (RawConn's invariant); a `const np_conn *` call only reads
+        // it, so it may run while `&self` borrows (such as a pending-output slice) are alive.
         unsafe { ffi::np_conn_is_ready(self.raw) }
     }
 
     fn is_closed(&self) -> bool {
-        // SAFETY: live handle.
+        // SAFETY: `self.raw` is live (RawConn's invariant); a `const np_conn *` call only reads
+        // it, so it may run while `&self` borrows (such as a pending-output slice) are alive.
         unsafe { ffi::np_conn_is_closed(self.raw) }
     }
 
     fn send_error(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
         let t = cstring(&text.replace('\0', " "))?;
-        // SAFETY: live handle; valid string.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `t` is a NUL-terminated CString alive for the call.
         check(unsafe { ffi::np_conn_send_error(self.raw, id, code as u16, t.as_ptr()) })
     }
 
     fn send_ping(&mut self, id: u64, payload: &[u8]) -> Result<()> {
-        // SAFETY: live handle; valid slice.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `payload` is a slice valid for its length for the call.
         check(unsafe { ffi::np_conn_send_ping(self.raw, id, payload.as_ptr(), payload.len()) })
     }
 
     fn send_bye(&mut self) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         check(unsafe { ffi::np_conn_send_bye(self.raw) })
     }
 }
@@ -363,10 +393,11 @@ pub struct ServerConn(RawConn);
 /// A client-side connection: sends jobs, decides about the server key, keeps a heartbeat.
 pub struct ClientConn(RawConn);
 
-// SAFETY: a connection is used by one thread at a time (`&mut self` everywhere that mutates);
-// the library keeps no thread-local state in it.
+// SAFETY: every call that changes the connection takes `&mut self`, so moving it to another
+// thread cannot make two threads use it at once; the library keeps no thread-local state in
+// a connection (only the last-error text is per thread, read right after each call).
 unsafe impl Send for ServerConn {}
-// SAFETY: as above.
+// SAFETY: as for ServerConn: the same handle type behind the same borrowing rules.
 unsafe impl Send for ClientConn {}
 
 impl std::fmt::Debug for ServerConn {
@@ -384,15 +415,18 @@ impl std::fmt::Debug for ClientConn {
 impl ServerConn {
     /// A connection accepted at `now`, awaiting HELLO; the handshake timeout runs from `now`.
     pub fn new(cfg: &ServerConfig, now: Instant) -> Result<ServerConn> {
-        // SAFETY: live config handle and writable out-pointer.
-        RawConn::new(|out| unsafe { ffi::np_conn_new_server_at(cfg.raw, micros(now), out) })
+        // SAFETY: `cfg.raw` is a live config handle (ServerConfig's invariant), borrowed for the
+        // call, which only clones the library's reference to it; `out` is RawConn::new's writable
+        // local.
+        RawConn::new(|out| unsafe { ffi::np_conn_new_server(cfg.raw, micros(now), out) })
             .map(ServerConn)
     }
 
     common_methods!();
 
     pub fn user(&self) -> String {
-        // SAFETY: live handle; buffers from text_out.
+        // SAFETY: `self.0.raw` is live and only read (`const np_conn *`); `o`/`c`/`l` are
+        // text_out's writable buffer, its capacity and a writable length.
         crate::text_out(|o, c, l| unsafe { ffi::np_conn_user(self.0.raw, o, c, l) })
             .unwrap_or_default()
     }
@@ -405,14 +439,17 @@ impl ServerConn {
         data: &[u8],
         last: bool,
     ) -> Result<()> {
-        // SAFETY: live handle; valid struct and slice.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `info` is a borrowed np_result_info (same layout as the C struct) and `data`
+        // a slice valid for its length, both for the call.
         check(unsafe {
             ffi::np_conn_send_result(self.0.raw, id, info, data.as_ptr(), data.len(), last)
         })
     }
 
     pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
-        // SAFETY: live handle; valid slice.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `data` is a slice valid for its length for the call.
         check(unsafe {
             ffi::np_conn_send_result_data(self.0.raw, id, data.as_ptr(), data.len(), last)
         })
@@ -421,17 +458,20 @@ impl ServerConn {
     /// Refuses request `id` and drops the rest of its upload.
     pub fn reject_request(&mut self, id: u64, code: ErrorCode, text: &str) -> Result<()> {
         let t = cstring(&text.replace('\0', " "))?;
-        // SAFETY: live handle; valid string.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `t` is a NUL-terminated CString alive for the call.
         check(unsafe { ffi::np_conn_reject_request(self.0.raw, id, code as u16, t.as_ptr()) })
     }
 
     pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         check(unsafe { ffi::np_conn_send_busy(self.0.raw, id, retry_after_ms) })
     }
 
     pub fn send_shutdown(&mut self, grace_ms: u32) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         check(unsafe { ffi::np_conn_send_shutdown(self.0.raw, grace_ms) })
     }
 
@@ -442,7 +482,9 @@ impl ServerConn {
             .collect::<Result<_>>()?;
         let ptrs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
         let values: Vec<u64> = entries.iter().map(|(_, v)| *v).collect();
-        // SAFETY: live handle; both arrays hold entries.len() valid elements.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `ptrs` and `values` both hold `entries.len()` elements, each pointer a
+        // NUL-terminated CString in `names`, all alive until after the call.
         check(unsafe {
             ffi::np_conn_send_stats(
                 self.0.raw,
@@ -458,8 +500,10 @@ impl ServerConn {
 impl ClientConn {
     /// A connection created at `now`; its HELLO is already pending.
     pub fn new(cfg: &ClientConfig, now: Instant) -> Result<ClientConn> {
-        // SAFETY: live config handle and writable out-pointer.
-        RawConn::new(|out| unsafe { ffi::np_conn_new_client_at(cfg.raw, micros(now), out) })
+        // SAFETY: `cfg.raw` is a live config handle (ClientConfig's invariant), borrowed for the
+        // call, which only clones the library's reference to it; `out` is RawConn::new's writable
+        // local.
+        RawConn::new(|out| unsafe { ffi::np_conn_new_client(cfg.raw, micros(now), out) })
             .map(ClientConn)
     }
 
@@ -468,7 +512,8 @@ impl ClientConn {
     /// Accepts or refuses the server key from [`Event::ServerKey`]; login starts only after
     /// acceptance.
     pub fn trust_server_key(&mut self, accept: bool) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         check(unsafe { ffi::np_conn_trust_server_key(self.0.raw, accept) })
     }
 
@@ -481,7 +526,9 @@ impl ClientConn {
         last: bool,
     ) -> Result<()> {
         let s = cstring(spec)?;
-        // SAFETY: live handle; valid string and slice.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `s` is a NUL-terminated CString and `data` a slice valid for its length,
+        // both alive for the call.
         check(unsafe {
             ffi::np_conn_send_job(
                 self.0.raw,
@@ -496,14 +543,16 @@ impl ClientConn {
     }
 
     pub fn send_job_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
-        // SAFETY: live handle; valid slice.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `data` is a slice valid for its length for the call.
         check(unsafe {
             ffi::np_conn_send_job_data(self.0.raw, id, data.as_ptr(), data.len(), last)
         })
     }
 
     pub fn send_stats_request(&mut self, id: u64) -> Result<()> {
-        // SAFETY: live handle.
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it.
         check(unsafe { ffi::np_conn_send_stats_request(self.0.raw, id) })
     }
 }

@@ -33,7 +33,8 @@ impl NpError {
     pub(crate) fn from_status(status: ffi::np_status) -> NpError {
         let mut buf = [0u8; 1024];
         let mut len = 0usize;
-        // SAFETY: `buf` is writable for its length, `len` is writable.
+        // SAFETY: `buf` is a writable local array and the call writes at most `buf.len()`
+        // bytes into it (it answers NP_BUFFER_TOO_SMALL otherwise); `len` is a writable local.
         let r = unsafe { ffi::np_last_error(buf.as_mut_ptr().cast(), buf.len(), &mut len) };
         let message = if r == ffi::NP_OK && len > 0 {
             String::from_utf8_lossy(&buf[..len]).into_owned()
@@ -41,7 +42,7 @@ impl NpError {
             status_str(status).to_string()
         };
         let remote = if status == ffi::NP_REMOTE_ERROR || status == ffi::NP_BUSY {
-            // SAFETY: both read this thread's last failure and take no arguments.
+            // SAFETY: both take no pointers and only read this thread's last-failure record.
             let (code, retry_after_ms) = unsafe {
                 (
                     ffi::np_last_error_code(),

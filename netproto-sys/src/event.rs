@@ -68,12 +68,13 @@ pub enum Event<'a> {
 }
 
 /// # Safety
-/// `p` must be valid for `len` bytes for `'a` (or `len` 0).
+/// `p` must be NULL, or valid for `len` readable bytes that nothing writes for `'a`.
 unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
     if len == 0 || p.is_null() {
         &[]
     } else {
-        // SAFETY: per the function contract.
+        // SAFETY: `p` is non-NULL and `len` non-zero (checked above), and this function's
+        // contract makes `p..p+len` readable and unchanged for `'a` (u8: alignment 1).
         unsafe { std::slice::from_raw_parts(p, len) }
     }
 }
@@ -83,9 +84,11 @@ impl<'a> Event<'a> {
     /// The event's pointers must stay valid for `'a` (the library guarantees this until the
     /// next call on the handle, which the callers' `&mut self` borrows enforce).
     pub(crate) unsafe fn from_raw(e: &ffi::np_event) -> Event<'a> {
-        // SAFETY: per the function contract.
+        // SAFETY: the library sets `data` to NULL or to `data_len` bytes of the handle's
+        // buffer, valid for `'a` by this function's contract.
         let data = unsafe { bytes(e.data, e.data_len) };
-        // SAFETY: per the function contract; the library only puts UTF-8 in `text`.
+        // SAFETY: the same for `text`/`text_len`; the text is checked as UTF-8 here rather
+        // than trusted (a non-UTF-8 text becomes "").
         let text = std::str::from_utf8(unsafe { bytes(e.text, e.text_len) }).unwrap_or("");
         let id = e.request_id;
         match e.kind {

@@ -213,24 +213,62 @@ extern "C" {
         verifier: *const c_char,
     ) -> np_status;
     pub fn np_server_config_free(cfg: *mut np_server_config);
+    pub fn np_server_config_set_timeouts(
+        cfg: *mut np_server_config,
+        handshake_ms: u32,
+        idle_ms: u32,
+        slow_peer_ms: u32,
+    ) -> np_status;
+    pub fn np_client_config_set_timers(
+        cfg: *mut np_client_config,
+        heartbeat_ms: u32,
+        dead_after_ms: u32,
+    ) -> np_status;
 
-    pub fn np_conn_new_server(cfg: *const np_server_config, out: *mut *mut np_conn) -> np_status;
-    pub fn np_conn_new_client(cfg: *const np_client_config, out: *mut *mut np_conn) -> np_status;
+    pub fn np_clock_now_us() -> u64;
+    pub fn np_conn_new_server(
+        cfg: *const np_server_config,
+        now_us: u64,
+        out: *mut *mut np_conn,
+    ) -> np_status;
+    pub fn np_conn_new_client(
+        cfg: *const np_client_config,
+        now_us: u64,
+        out: *mut *mut np_conn,
+    ) -> np_status;
     pub fn np_conn_free(conn: *mut np_conn);
     pub fn np_conn_feed(
         conn: *mut np_conn,
         data: *const u8,
         len: usize,
+        now_us: u64,
         consumed: *mut usize,
     ) -> np_status;
-    pub fn np_conn_read_fd(conn: *mut np_conn, fd: i32, nread: *mut usize) -> np_status;
-    pub fn np_conn_write_fd(conn: *mut np_conn, fd: i32, pending: *mut usize) -> np_status;
+    pub fn np_conn_read_fd(
+        conn: *mut np_conn,
+        fd: i32,
+        now_us: u64,
+        nread: *mut usize,
+    ) -> np_status;
+    pub fn np_conn_write_fd(
+        conn: *mut np_conn,
+        fd: i32,
+        now_us: u64,
+        pending: *mut usize,
+    ) -> np_status;
     pub fn np_conn_pending_output(
         conn: *const np_conn,
         data: *mut *const u8,
         len: *mut usize,
     ) -> np_status;
-    pub fn np_conn_consume_output(conn: *mut np_conn, n: usize) -> np_status;
+    pub fn np_conn_consume_output(conn: *mut np_conn, n: usize, now_us: u64) -> np_status;
+    pub fn np_conn_poll_timeout(conn: *const np_conn, deadline_us: *mut u64) -> np_status;
+    pub fn np_conn_handle_timeout(
+        conn: *mut np_conn,
+        now_us: u64,
+        fired: *mut np_timer,
+    ) -> np_status;
+    pub fn np_conn_is_server(conn: *const np_conn) -> bool;
     pub fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_event) -> np_status;
     pub fn np_conn_trust_server_key(conn: *mut np_conn, accept: bool) -> np_status;
     pub fn np_conn_shrink(conn: *mut np_conn) -> np_status;
@@ -357,58 +395,4 @@ extern "C" {
     pub fn np_client_server_key(client: *const np_client, out: *mut u8) -> np_status;
     pub fn np_client_fd(client: *const np_client) -> i32;
     pub fn np_client_close(client: *mut np_client);
-}
-
-// ----- connection timers and times (the end of capi/conn.rs and capi/config.rs) -----
-
-extern "C" {
-    pub fn np_now_us() -> u64;
-    pub fn np_conn_new_server_at(
-        cfg: *const np_server_config,
-        now_us: u64,
-        out: *mut *mut np_conn,
-    ) -> np_status;
-    pub fn np_conn_new_client_at(
-        cfg: *const np_client_config,
-        now_us: u64,
-        out: *mut *mut np_conn,
-    ) -> np_status;
-    pub fn np_conn_feed_at(
-        conn: *mut np_conn,
-        data: *const u8,
-        len: usize,
-        now_us: u64,
-        consumed: *mut usize,
-    ) -> np_status;
-    pub fn np_conn_read_fd_at(
-        conn: *mut np_conn,
-        fd: i32,
-        now_us: u64,
-        nread: *mut usize,
-    ) -> np_status;
-    pub fn np_conn_write_fd_at(
-        conn: *mut np_conn,
-        fd: i32,
-        now_us: u64,
-        pending: *mut usize,
-    ) -> np_status;
-    pub fn np_conn_consume_output_at(conn: *mut np_conn, n: usize, now_us: u64) -> np_status;
-    pub fn np_conn_poll_timeout(conn: *const np_conn, deadline_us: *mut u64) -> np_status;
-    pub fn np_conn_handle_timeout(
-        conn: *mut np_conn,
-        now_us: u64,
-        fired: *mut np_timer,
-    ) -> np_status;
-    pub fn np_conn_is_server(conn: *const np_conn) -> bool;
-    pub fn np_server_config_set_timeouts(
-        cfg: *mut np_server_config,
-        handshake_ms: u32,
-        idle_ms: u32,
-        slow_peer_ms: u32,
-    ) -> np_status;
-    pub fn np_client_config_set_timers(
-        cfg: *mut np_client_config,
-        heartbeat_ms: u32,
-        dead_after_ms: u32,
-    ) -> np_status;
 }

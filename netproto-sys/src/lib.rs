@@ -64,7 +64,8 @@ pub(crate) fn check(s: ffi::np_status) -> Result<()> {
 pub fn log_init(spec: Option<&str>, tag: &str) {
     let spec = spec.and_then(|s| CString::new(s).ok());
     let tag = CString::new(tag).unwrap_or_default();
-    // SAFETY: both pointers are NULL or valid NUL-terminated strings for the call.
+    // SAFETY: `spec` is NULL (the library's "use RUST_LOG") or a NUL-terminated CString, and
+    // `tag` a NUL-terminated CString; both outlive the call, which copies what it keeps.
     let _ = unsafe {
         ffi::np_log_init(
             spec.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
@@ -75,7 +76,8 @@ pub fn log_init(spec: Option<&str>, tag: &str) {
 
 /// The library's version string.
 pub fn version() -> String {
-    // SAFETY: np_version returns a static NUL-terminated string.
+    // SAFETY: np_version never returns NULL and always a static NUL-terminated string, which
+    // lives as long as the loaded library, i.e. the process.
     unsafe { CStr::from_ptr(ffi::np_version()) }
         .to_string_lossy()
         .into_owned()
@@ -83,14 +85,16 @@ pub fn version() -> String {
 
 /// SSH-style fingerprint of a server key.
 pub fn fingerprint(key: &[u8; 32]) -> String {
-    // SAFETY: `key` is 32 readable bytes; the closure passes text_out's buffer through.
+    // SAFETY: `key` is a borrowed 32-byte array, the size the call reads; `out`/`cap`/`len`
+    // are text_out's writable buffer, its capacity and a writable length.
     text_out(|out, cap, len| unsafe { ffi::np_key_fingerprint(key.as_ptr(), out, cap, len) })
         .unwrap_or_default()
 }
 
 /// A password verifier for a users file (never contains the password). 0 iterations = default.
 pub fn verifier_create(password: &[u8], iterations: u32) -> Result<String> {
-    // SAFETY: password is valid for its length; buffers come from text_out.
+    // SAFETY: `password` is a slice valid for its length during the call; `out`/`cap`/`len`
+    // are text_out's writable buffer, its capacity and a writable length.
     text_out(|out, cap, len| unsafe {
         ffi::np_verifier_create(password.as_ptr(), password.len(), iterations, out, cap, len)
     })
@@ -99,13 +103,14 @@ pub fn verifier_create(password: &[u8], iterations: u32) -> Result<String> {
 /// Checks a verifier's syntax.
 pub fn verifier_check(text: &str) -> Result<()> {
     let t = cstring(text)?;
-    // SAFETY: `t` is a valid NUL-terminated string.
+    // SAFETY: `t` is a NUL-terminated CString alive for the call, which only reads it.
     check(unsafe { ffi::np_verifier_check(t.as_ptr()) })
 }
 
 /// Fills `buf` from the OS CSPRNG.
 pub fn random(buf: &mut [u8]) -> Result<()> {
-    // SAFETY: `buf` is valid for writing its length.
+    // SAFETY: `buf` is an exclusively borrowed slice, writable for `buf.len()` bytes, the
+    // length passed.
     check(unsafe { ffi::np_random_fill(buf.as_mut_ptr(), buf.len()) })
 }
 
@@ -116,7 +121,8 @@ pub fn parse_stats(body: &[u8]) -> Result<Vec<(String, u64)>> {
     loop {
         let mut name = [0u8; 256];
         let mut value = 0u64;
-        // SAFETY: `body` valid for its length; `off`, `name` (256 bytes) and `value` writable.
+        // SAFETY: `body` is a slice valid for its length; `off`, `name` (its 256 bytes passed
+        // as the capacity) and `value` are distinct writable locals, as the call requires.
         let s = unsafe {
             ffi::np_stats_next(
                 body.as_ptr(),

@@ -2,7 +2,8 @@
  * np_sample: a C program speaking the imgserver protocol through libnetproto.so.
  *
  *   np_sample selftest                 in-memory client and server: handshake, login, ping,
- *                                      a chunked job, and a wrong password refused
+ *                                      a chunked job, a wrong password refused, and the
+ *                                      connections' timers driven by a clock it moves itself
  *   np_sample ping HOST:PORT USER      handshake + login + ping against a running imgserver
  *                                      (password from $IMGCLIENT_PASSWORD)
  *
@@ -15,6 +16,11 @@
 #include <unistd.h>
 
 #include "netproto.h"
+
+/* The time every np_conn call below is made at, in microseconds on CLOCK_MONOTONIC (the clock
+ * np_clock_now_us() reads). The self-test starts it from the real clock and then moves it by
+ * hand, so the timers fire exactly when it says, without sleeping. */
+static uint64_t now_us;
 
 static int fail(const char *what, np_status s) {
     char msg[512];
@@ -35,9 +41,9 @@ static int pump(np_conn *from, np_conn *to) {
     const uint8_t *data;
     size_t len, used;
     CHECK("pending_output", np_conn_pending_output(from, &data, &len));
-    CHECK("feed", np_conn_feed(to, data, len, &used));
+    CHECK("feed", np_conn_feed(to, data, len, now_us, &used));
     if (used != len) return fail("feed took less than offered", NP_INPUT_FULL);
-    CHECK("consume_output", np_conn_consume_output(from, len));
+    CHECK("consume_output", np_conn_consume_output(from, len, now_us));
     return 0;
 }
 
@@ -86,7 +92,70 @@ static int login(np_conn *cli, np_conn *srv) {
     return np_conn_is_ready(cli) && np_conn_is_ready(srv) ? 0 : 1;
 }
 
+/* Expects `np_conn_handle_timeout` at `at` to report `want`. */
+static int fire(np_conn *c, uint64_t at, np_timer want, const char *what) {
+    np_timer fired = NP_TIMER_NONE;
+    CHECK(what, np_conn_handle_timeout(c, at, &fired));
+    if (fired != want) {
+        fprintf(stderr, "np_sample: %s: timer %u fired, wanted %u\n", what, (unsigned)fired, (unsigned)want);
+        return 1;
+    }
+    return 0;
+}
+
+/* The connections' own timers, on a clock this program moves: a server connection that never
+ * completes its handshake is closed with HANDSHAKE_TIMEOUT exactly at its deadline, and a
+ * logged-in client sends its heartbeat PING when its interval has passed. */
+static int timers(np_server_config *scfg) {
+    np_client_config *ccfg;
+    CHECK("client_config_new", np_client_config_new("alice", (const uint8_t *)"s3cret", 6, &ccfg));
+    CHECK("set_timers", np_client_config_set_timers(ccfg, 1000, 0)); /* heartbeat 1 s, no dead-peer */
+
+    /* Handshake timer: a peer that connects and never completes the handshake (its HELLO is
+     * never delivered). */
+    np_conn *cli, *srv;
+    CHECK("conn_new_client", np_conn_new_client(ccfg, now_us, &cli));
+    CHECK("conn_new_server", np_conn_new_server(scfg, now_us, &srv));
+    uint64_t deadline;
+    CHECK("poll_timeout", np_conn_poll_timeout(srv, &deadline));
+    if (deadline != now_us + 10 * 1000 * 1000) return fail("handshake deadline is not 10 s", NP_BAD_STATE);
+    if (no_event(srv, "server before HELLO")) return 1;
+    if (fire(srv, deadline - 1, NP_TIMER_NONE, "handle_timeout before the deadline")) return 1;
+    if (np_conn_is_closed(srv)) return fail("closed before its deadline", NP_BAD_STATE);
+    if (fire(srv, deadline, NP_TIMER_HANDSHAKE, "handle_timeout at the deadline")) return 1;
+    if (!np_conn_is_closed(srv)) return fail("not closed after the handshake timeout", NP_BAD_STATE);
+    np_event ev;
+    now_us = deadline;
+    if (pump(srv, cli)) return 1;
+    np_status s = np_conn_poll_event(cli, &ev);
+    if (s != NP_OK || ev.kind != NP_EVENT_ERROR) return fail("client after HANDSHAKE_TIMEOUT", s);
+    if (ev.code != NP_ERROR_HANDSHAKE_TIMEOUT) return fail("error code after the handshake timer", NP_MALFORMED);
+    printf("handshake timer: fired at +10 s, client got error %u (%s)\n", ev.code,
+           np_error_code_name((uint16_t)ev.code));
+    np_conn_free(cli);
+    np_conn_free(srv);
+
+    /* Heartbeat timer: a logged-in client that has heard nothing for 1 s pings. */
+    CHECK("conn_new_client", np_conn_new_client(ccfg, now_us, &cli));
+    CHECK("conn_new_server", np_conn_new_server(scfg, now_us, &srv));
+    if (login(cli, srv) != 0) return 1;
+    CHECK("poll_timeout", np_conn_poll_timeout(cli, &deadline));
+    if (deadline != now_us + 1000 * 1000) return fail("heartbeat deadline is not 1 s", NP_BAD_STATE);
+    if (fire(cli, deadline - 1, NP_TIMER_NONE, "heartbeat before its time")) return 1;
+    now_us = deadline;
+    if (fire(cli, now_us, NP_TIMER_HEARTBEAT, "heartbeat at its time")) return 1;
+    if (pump(cli, srv) || expect(srv, NP_EVENT_PING, &ev, "server after heartbeat")) return 1;
+    if (ev.request_id != 0) return fail("heartbeat request id", NP_MALFORMED);
+    if (pump(srv, cli) || expect(cli, NP_EVENT_PONG, &ev, "client pong to heartbeat")) return 1;
+    printf("heartbeat timer: PING id 0 at +1 s, answered\n");
+    np_conn_free(cli);
+    np_conn_free(srv);
+    np_client_config_free(ccfg);
+    return 0;
+}
+
 static int selftest(void) {
+    now_us = np_clock_now_us();
     char dir[] = "/tmp/np_sample.XXXXXX";
     if (!mkdtemp(dir)) return 1;
     char key_path[256];
@@ -109,8 +178,8 @@ static int selftest(void) {
     np_client_config *ccfg;
     CHECK("client_config_new", np_client_config_new("alice", (const uint8_t *)pw, strlen(pw), &ccfg));
     np_conn *cli, *srv;
-    CHECK("conn_new_client", np_conn_new_client(ccfg, &cli));
-    CHECK("conn_new_server", np_conn_new_server(scfg, &srv));
+    CHECK("conn_new_client", np_conn_new_client(ccfg, now_us, &cli));
+    CHECK("conn_new_server", np_conn_new_server(scfg, now_us, &srv));
     if (login(cli, srv) != 0) return 1;
     /* Users cannot be added once connections share the config. */
     if (np_server_config_add_user(scfg, "bob", verifier) != NP_BAD_STATE) return fail("add_user after use", NP_OK);
@@ -169,15 +238,17 @@ static int selftest(void) {
 
     /* Wrong password: refused with AUTH_FAILED. */
     CHECK("client_config_new", np_client_config_new("alice", (const uint8_t *)"guess", 5, &ccfg));
-    CHECK("conn_new_client", np_conn_new_client(ccfg, &cli));
-    CHECK("conn_new_server", np_conn_new_server(scfg, &srv));
+    CHECK("conn_new_client", np_conn_new_client(ccfg, now_us, &cli));
+    CHECK("conn_new_server", np_conn_new_server(scfg, now_us, &srv));
     if (login(cli, srv) != 2) return fail("wrong password was not refused", NP_AUTH_FAILED);
     np_conn_free(cli);
     np_conn_free(srv);
     np_client_config_free(ccfg);
 
     /* Argument checks: NULL pointers are errors, not crashes. */
-    if (np_conn_feed(NULL, NULL, 0, NULL) != NP_NULL_ARGUMENT) return fail("NULL check", NP_OK);
+    if (np_conn_feed(NULL, NULL, 0, now_us, NULL) != NP_NULL_ARGUMENT) return fail("NULL check", NP_OK);
+
+    if (timers(scfg) != 0) return 1;
 
     np_server_config_free(scfg);
     unlink(key_path);

@@ -124,7 +124,7 @@ pub unsafe extern "C" fn np_client_send_job_data(
     })
 }
 
-/// Sends PING (payload ≤ 256 bytes) and flushes it.
+/// Sends PING (payload ≤ NP_MAX_PING_PAYLOAD bytes) and flushes it within `timeout_ms`.
 ///
 /// # Safety
 /// `client` live; `payload` valid for `len` bytes.
@@ -137,7 +137,9 @@ pub unsafe extern "C" fn np_client_send_ping(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
+        // SAFETY: a non-NULL `client` is a live handle from np_client_connect used by one
+        // thread at a time (the contract), so this &mut is the only reference; arg_mut
+        // rejects NULL.
         let c = unsafe { arg_mut(client) }?;
         // SAFETY: `payload` is readable for `len` bytes per the contract; NULL with len > 0 is
         // rejected.
@@ -158,7 +160,9 @@ pub unsafe extern "C" fn np_client_send_stats_request(
     timeout_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
+        // SAFETY: a non-NULL `client` is a live handle from np_client_connect used by one
+        // thread at a time (the contract), so this &mut is the only reference; arg_mut
+        // rejects NULL.
         let c = unsafe { arg_mut(client) }?;
         c.inner.conn().send_stats_request(id).map_err(err)?;
         flush(c, timeout_ms)
@@ -183,7 +187,9 @@ pub unsafe extern "C" fn np_client_next_event(
     event: *mut np_event,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `client` is a live handle used by one thread (unique &mut).
+        // SAFETY: a non-NULL `client` is a live handle from np_client_connect used by one
+        // thread at a time (the contract), so this &mut is the only reference; arg_mut
+        // rejects NULL.
         let c = unsafe { arg_mut(client) }?;
         if event.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL event pointer"));
@@ -204,7 +210,8 @@ pub unsafe extern "C" fn np_client_next_event(
 #[no_mangle]
 pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mut u8) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `client` is a live handle (the contract); arg_ref rejects NULL.
+        // SAFETY: a non-NULL `client` is a live handle from np_client_connect with no writer
+        // during this call (one thread at a time); arg_ref rejects NULL.
         let c = unsafe { arg_ref(client) }?;
         // SAFETY: the contract makes `out` valid for 32 writable bytes, the size of `[u8; 32]`
         // (alignment 1); write_out rejects NULL.
@@ -219,8 +226,9 @@ pub unsafe extern "C" fn np_client_server_key(client: *const np_client, out: *mu
 /// `client` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_client_fd(client: *const np_client) -> i32 {
-    // SAFETY: `as_ref` maps NULL to None; a non-NULL `client` is a live handle (the contract).
     super::guard_or(-1, || {
+        // SAFETY: `as_ref` maps NULL to None; a non-NULL `client` is a live handle from
+        // np_client_connect with no writer during this call (one thread at a time).
         unsafe { client.as_ref() }.map_or(-1, |c| c.inner.stream().as_raw_fd())
     })
 }

@@ -26,7 +26,7 @@ pub struct np_server_config {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct np_server_params {
-    /// Largest image-data bytes per JOB/RESULT frame (1..=65536).
+    /// Largest image-data bytes per JOB/RESULT frame (1..=NP_MAX_CHUNK_DATA).
     pub max_chunk: u32,
     /// Largest declared job input length.
     pub max_upload: u64,
@@ -107,10 +107,11 @@ pub unsafe extern "C" fn np_server_config_new(
             || p.max_chunk as usize > crate::limits::MAX_CHUNK_DATA
             || p.max_in_flight == 0
         {
-            return Err(fail(
-                NP_INVALID_ARGUMENT,
-                "max_chunk must be 1..=65536 and max_in_flight > 0",
-            ));
+            let msg = format!(
+                "max_chunk must be 1..={} and max_in_flight > 0",
+                crate::limits::MAX_CHUNK_DATA
+            );
+            return Err(fail(NP_INVALID_ARGUMENT, &msg));
         }
         let (key, was_created) =
             crate::io::load_or_create_server_key(Path::new(path)).map_err(err)?;
@@ -201,7 +202,9 @@ pub unsafe extern "C" fn np_server_config_set_timeouts(
     slow_peer_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
         let cfg = unsafe { arg_mut(cfg) }?;
         let inner = Arc::get_mut(&mut cfg.inner)
             .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
@@ -228,7 +231,9 @@ pub unsafe extern "C" fn np_client_config_set_timers(
     dead_after_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: `cfg` is a live handle used by this thread only, per the contract.
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
         let cfg = unsafe { arg_mut(cfg) }?;
         let inner = Arc::get_mut(&mut cfg.inner)
             .ok_or_else(|| fail(NP_BAD_STATE, "client config already in use by connections"))?;

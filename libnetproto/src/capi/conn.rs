@@ -6,10 +6,31 @@
 //! compile time, so every side-specific call checks the side and answers `NP_BAD_STATE` for
 //! the wrong one, leaving the connection untouched.
 //!
-//! Time: the `_at` functions take `now_us`, microseconds on the caller's monotonic clock, and
-//! `np_conn_poll_timeout` answers on that clock. The older functions without `_at` read the
-//! library's own monotonic clock instead, which is the clock `np_now_us` returns: a caller
-//! either passes `np_now_us()` everywhere or uses only `_at` functions with its own clock.
+//! # Time
+//!
+//! One call per operation: every function that needs the time takes `now_us`, microseconds
+//! on a monotonic clock the caller chooses, and `np_conn_poll_timeout` answers on that same
+//! clock. `np_clock_now_us` is `CLOCK_MONOTONIC` in microseconds, so a caller may pass either
+//! its result or its own `clock_gettime(CLOCK_MONOTONIC)` reading in µs; any other clock works
+//! too as long as every `now_us` given to one connection comes from it. Mixing clocks on one
+//! connection is the caller's error: the timers then fire early or late, but nothing unsafe
+//! happens (a `now_us` older than one already seen counts as that one).
+//!
+//! # Handle rules (what the `SAFETY:` comments below rely on)
+//!
+//! - An `np_conn *` is made by `np_conn_new_server`/`np_conn_new_client` with
+//!   `Box::into_raw` and is owned by the caller until the one `np_conn_free` that releases it.
+//!   Every other function only borrows it for the duration of the call.
+//! - A handle is used by one thread at a time (the header says so), so while a call runs no
+//!   other reference to `*conn` exists: the `&mut np_conn` the call makes is unique, and a
+//!   `&np_conn` is not aliased by a writer.
+//! - Pointers to caller memory (`data`/`len`, strings, out-pointers) are only read or written
+//!   during the call and never kept; event pointers handed out point into the handle's own
+//!   buffer and stay valid until the next call on the handle.
+//!
+//! The helpers in `capi/mod.rs` (`arg_ref`, `arg_mut`, `arg_bytes`, `arg_str`, `write_out`,
+//! `write_text`) turn NULL into `NP_NULL_ARGUMENT` before dereferencing, so each site's
+//! remaining obligation is the caller's contract for a non-NULL pointer, named at the site.
 
 use std::ffi::c_char;
 use std::os::fd::BorrowedFd;
@@ -17,11 +38,13 @@ use std::os::fd::BorrowedFd;
 use super::config::{np_client_config, np_server_config};
 use super::event::{np_event, np_result_info};
 use super::status::np_status::{self, *};
-use super::{arg_bytes, arg_mut, arg_ref, arg_str, err, fail, guard, write_out};
+use super::{arg_bytes, arg_mut, arg_ref, arg_str, err, fail, guard, guard_or, write_out};
 use crate::conn::{ClientConn, ServerConn, TimerKind, Timestamp};
 use crate::io::{self, ReadStatus};
 use crate::message::ResultInfo;
 use crate::opcode::ErrorCode;
+
+pub use super::wire::np_timer;
 
 /// One connection (client or server side). Not thread-safe: one thread at a time.
 pub struct np_conn {
@@ -66,113 +89,183 @@ impl np_conn {
     }
 }
 
-fn new_handle(conn: AnyConn, out: *mut *mut np_conn) -> Result<np_status, np_status> {
-    if out.is_null() {
-        return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+impl From<Option<TimerKind>> for np_timer {
+    fn from(k: Option<TimerKind>) -> Self {
+        match k {
+            None => np_timer::NP_TIMER_NONE,
+            Some(TimerKind::Handshake) => np_timer::NP_TIMER_HANDSHAKE,
+            Some(TimerKind::Idle) => np_timer::NP_TIMER_IDLE,
+            Some(TimerKind::SlowPeer) => np_timer::NP_TIMER_SLOW_PEER,
+            Some(TimerKind::Heartbeat) => np_timer::NP_TIMER_HEARTBEAT,
+            Some(TimerKind::DeadPeer) => np_timer::NP_TIMER_DEAD_PEER,
+        }
     }
+}
+
+/// Boxes `conn` and hands the caller ownership through `out`, which the constructor checked
+/// non-NULL before building the connection (so a NULL `out` costs no key generation).
+///
+/// # Safety
+/// `out` must be non-NULL and valid for writing one pointer.
+unsafe fn new_handle(conn: AnyConn, out: *mut *mut np_conn) -> Result<np_status, np_status> {
     let h = Box::into_raw(Box::new(np_conn { inner: conn }));
-    // SAFETY: checked non-NULL; writable per the caller's contract.
-    unsafe { write_out(out, h) }?;
+    // SAFETY: `out` is non-NULL and writable for one `*mut np_conn` (this function's
+    // contract, checked by the caller). Nothing can fail after the box is made, so the
+    // handle is never leaked: the caller now owns it until np_conn_free.
+    unsafe { out.write(h) };
     Ok(NP_OK)
 }
 
-/// A server-side connection awaiting the client's HELLO.
+/// CLOCK_MONOTONIC in microseconds: a valid `now_us` for every call that takes one. A caller
+/// may read CLOCK_MONOTONIC itself instead (same clock), or use any other monotonic clock,
+/// as long as one connection only ever sees one clock. Returns 0 if the clock cannot be read
+/// (never on Linux).
+#[no_mangle]
+pub extern "C" fn np_clock_now_us() -> u64 {
+    guard_or(0, || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a live, writable local timespec, the only pointer clock_gettime
+        // takes; CLOCK_MONOTONIC is a valid clock id, so the call only fills `ts`.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+            return 0;
+        }
+        // Both fields are non-negative for CLOCK_MONOTONIC (time since boot).
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(ts.tv_nsec as u64 / 1_000)
+    })
+}
+
+/// A server-side connection accepted at `now_us`, awaiting the client's HELLO; its handshake
+/// timeout runs from `now_us`.
 ///
 /// # Safety
-/// `cfg` a live handle; `out` writable.
+/// `cfg` NULL or a live handle from `np_server_config_new`; `out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_new_server(
     cfg: *const np_server_config,
+    now_us: u64,
     out: *mut *mut np_conn,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `cfg` is a live np_server_config (the contract; arg_ref turns
+        // NULL into NP_NULL_ARGUMENT). Only its Arc is cloned, which a concurrent reader on
+        // another thread may do too (the config is shared read-only once connections exist).
         let cfg = unsafe { arg_ref(cfg) }?;
-        let conn = ServerConn::new(cfg.inner.clone(), io::random32(), io::monotonic_now());
-        new_handle(AnyConn::Server(conn), out)
+        if out.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+        }
+        let now = Timestamp::from_micros(now_us);
+        let conn = ServerConn::new(cfg.inner.clone(), io::random32(), now);
+        // SAFETY: `out` was checked non-NULL just above and is writable per the contract.
+        unsafe { new_handle(AnyConn::Server(conn), out) }
     })
 }
 
-/// A client-side connection; its HELLO is already in the pending output.
+/// A client-side connection created at `now_us`; its HELLO is already in the pending output
+/// and its dead-peer timer runs from `now_us`.
 ///
 /// # Safety
-/// `cfg` a live handle; `out` writable.
+/// `cfg` NULL or a live handle from `np_client_config_new`; `out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_new_client(
     cfg: *const np_client_config,
+    now_us: u64,
     out: *mut *mut np_conn,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `cfg` is a live np_client_config (the contract; arg_ref turns
+        // NULL into NP_NULL_ARGUMENT); only its Arc is cloned, a read shared configs allow.
         let cfg = unsafe { arg_ref(cfg) }?;
-        let conn = ClientConn::new(cfg.inner.clone(), io::random32(), io::monotonic_now());
-        new_handle(AnyConn::Client(conn), out)
+        if out.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
+        }
+        let now = Timestamp::from_micros(now_us);
+        let conn = ClientConn::new(cfg.inner.clone(), io::random32(), now);
+        // SAFETY: `out` was checked non-NULL just above and is writable per the contract.
+        unsafe { new_handle(AnyConn::Client(conn), out) }
     })
 }
 
-/// Frees a connection and wipes its keys.
+/// Frees a connection and wipes its keys. NULL is a no-op.
 ///
 /// # Safety
 /// `conn` NULL or a handle from `np_conn_new_*`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_free(conn: *mut np_conn) {
-    super::guard_or((), || {
+    guard_or((), || {
         if !conn.is_null() {
-            // SAFETY: created by Box::into_raw, freed once per the contract.
+            // SAFETY: a non-NULL `conn` came from Box::into_raw in np_conn_new_* and the
+            // contract makes this the one call that releases it (no use afterwards, no other
+            // thread inside a call on it), so the box is rebuilt and dropped exactly once.
             drop(unsafe { Box::from_raw(conn) });
         }
     })
 }
 
-/// Appends received bytes; `consumed` gets how many were taken (fewer if the input buffer is
-/// full: poll events, then feed the rest).
+/// Appends bytes received at `now_us`; `consumed` gets how many were taken (fewer if the input
+/// buffer is full: poll events, then feed the rest).
 ///
 /// # Safety
-/// `conn` live; `data` valid for `len` bytes; `consumed` writable.
+/// `conn` NULL or live; `data` valid for `len` readable bytes; `consumed` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_feed(
     conn: *mut np_conn,
     data: *const u8,
     len: usize,
+    now_us: u64,
     consumed: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the contract makes `data` readable for `len` bytes; arg_bytes returns an
+        // empty slice for `len == 0` without touching `data` and rejects NULL otherwise. The
+        // bytes are caller memory, disjoint from the handle's buffers, and copied out before
+        // the call returns.
         let d = unsafe { arg_bytes(data, len) }?;
         if consumed.is_null() {
+            // Checked before feeding: a refused call changes nothing.
             return Err(fail(NP_NULL_ARGUMENT, "NULL consumed pointer"));
         }
-        let n = either!(&mut c.inner, c => c.feed(d, io::monotonic_now()));
-        // SAFETY: checked non-NULL above.
+        let n = either!(&mut c.inner, c => c.feed(d, Timestamp::from_micros(now_us)));
+        // SAFETY: `consumed` was checked non-NULL above and is writable per the contract.
         unsafe { write_out(consumed, n) }?;
         Ok(NP_OK)
     })
 }
 
-/// One `read(2)` from a non-blocking `fd` into the connection. NP_OK with `nread` > 0,
-/// NP_WOULD_BLOCK, NP_INPUT_FULL (poll events first), NP_EOF, or NP_IO.
+/// One `read(2)` at `now_us` from a non-blocking `fd` into the connection. NP_OK with `nread`
+/// (optional) set to the bytes read; NP_WOULD_BLOCK, NP_INPUT_FULL (poll events first), NP_EOF,
+/// or NP_IO, all without writing `nread`.
 ///
 /// # Safety
-/// `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
+/// `conn` NULL or live; `fd` an open descriptor for the duration of the call; `nread` NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_read_fd(
     conn: *mut np_conn,
     fd: i32,
+    now_us: u64,
     nread: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         if fd < 0 {
             return Err(fail(NP_INVALID_ARGUMENT, "negative fd"));
         }
-        // SAFETY: the caller keeps `fd` open for this call; we only borrow it.
+        // SAFETY: `fd` is non-negative (checked above) and the contract keeps it open for this
+        // call; the BorrowedFd does not outlive the call and is never closed, so ownership
+        // stays with the caller.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut src = FdIo(fd);
-        let now = io::monotonic_now();
-        let read = either!(&mut c.inner, c => io::read_into(c, &mut src, now));
+        let now = Timestamp::from_micros(now_us);
+        let read = either!(&mut c.inner, c => io::read_into(c, &mut FdIo(fd), now));
         let (status, n) = match read.map_err(err)? {
             ReadStatus::Data(n) => (NP_OK, n),
             ReadStatus::WouldBlock => (NP_WOULD_BLOCK, 0),
@@ -180,51 +273,59 @@ pub unsafe extern "C" fn np_conn_read_fd(
             ReadStatus::Eof => (NP_EOF, 0),
         };
         if status == NP_OK && !nread.is_null() {
-            // SAFETY: non-NULL, and the contract makes a non-NULL `nread` writable.
-            unsafe { *nread = n };
+            // SAFETY: `nread` is non-NULL (checked in this condition) and the contract makes a
+            // non-NULL `nread` writable for one usize.
+            unsafe { nread.write(n) };
         }
         Ok(status)
     })
 }
 
-/// Writes pending output to a non-blocking `fd` until it is all written or the socket is
-/// full; `pending` (optional) gets the bytes still waiting (wait for writability if > 0).
+/// Writes pending output at `now_us` to a non-blocking `fd` until it is all written or the
+/// socket is full (bytes the socket takes are progress for the slow-peer timer); `pending`
+/// (optional) gets the bytes still waiting (wait for writability if > 0).
 ///
 /// # Safety
-/// `conn` live; `fd` open for the call; `pending` NULL or writable.
+/// `conn` NULL or live; `fd` open for the call; `pending` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_write_fd(
     conn: *mut np_conn,
     fd: i32,
+    now_us: u64,
     pending: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         if fd < 0 {
             return Err(fail(NP_INVALID_ARGUMENT, "negative fd"));
         }
-        // SAFETY: the caller keeps `fd` open for this call; we only borrow it.
+        // SAFETY: `fd` is non-negative (checked above) and the contract keeps it open for this
+        // call; the BorrowedFd does not outlive the call and is never closed.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let now = io::monotonic_now();
+        let now = Timestamp::from_micros(now_us);
         let left =
             either!(&mut c.inner, c => io::write_from(c, &mut FdIo(fd), now)).map_err(err)?;
         if !pending.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *pending = left };
+            // SAFETY: `pending` is non-NULL (checked in this condition) and the contract makes
+            // a non-NULL `pending` writable for one usize.
+            unsafe { pending.write(left) };
         }
         Ok(NP_OK)
     })
 }
 
-/// Reads and writes a borrowed fd with plain `read(2)`/`write(2)` (MSG_NOSIGNAL for sockets
-/// would need `send`; a closed peer shows up as EPIPE, and the binaries ignore SIGPIPE).
+/// Reads and writes a borrowed fd for one C call: `read(2)`, and `send(2)` with MSG_NOSIGNAL
+/// (falling back to `write(2)` for a non-socket fd).
 struct FdIo<'a>(BorrowedFd<'a>);
 
 impl std::io::Read for FdIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes; the fd is open (borrowed).
+        // SAFETY: `buf` is an exclusively borrowed slice, so its pointer is valid for
+        // `buf.len()` writable bytes that nothing else reads during the call; the fd is open
+        // for the BorrowedFd's lifetime. read(2) writes at most `buf.len()` bytes.
         let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             Err(std::io::Error::last_os_error())
@@ -237,9 +338,9 @@ impl std::io::Read for FdIo<'_> {
 impl std::io::Write for FdIo<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open (borrowed). MSG_NOSIGNAL
-        // turns a vanished peer into EPIPE instead of a process-killing SIGPIPE; on a non-socket
-        // fd `send` fails with ENOTSOCK and we fall back to `write`.
+        // SAFETY: `buf` is a borrowed slice, valid for `buf.len()` readable bytes for the
+        // call; the fd is open for the BorrowedFd's lifetime; send(2) only reads the buffer.
+        // MSG_NOSIGNAL turns a vanished peer into EPIPE instead of a process-killing SIGPIPE.
         let mut n = unsafe {
             libc::send(
                 self.0.as_raw_fd(),
@@ -249,7 +350,7 @@ impl std::io::Write for FdIo<'_> {
             )
         };
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSOCK) {
-            // SAFETY: as above.
+            // SAFETY: the same slice and fd as the send above; write(2) only reads the buffer.
             n = unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         }
         if n < 0 {
@@ -267,7 +368,7 @@ impl std::io::Write for FdIo<'_> {
 /// Points `data`/`len` at the bytes waiting to be sent (valid until the next call on `conn`).
 ///
 /// # Safety
-/// `conn` live; `data` and `len` writable.
+/// `conn` NULL or live; `data` and `len` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_pending_output(
     conn: *const np_conn,
@@ -275,31 +376,105 @@ pub unsafe extern "C" fn np_conn_pending_output(
     len: *mut usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules: one thread at a time); arg_ref rejects NULL.
         let c = unsafe { arg_ref(conn) }?;
         if data.is_null() || len.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
         }
         let out = either!(&c.inner, c => c.pending_output());
-        // SAFETY: both checked non-NULL; writable per the contract.
+        // SAFETY: `data` and `len` were both checked non-NULL above and are writable per the
+        // contract. The pointer handed out points into the handle's own output buffer, which
+        // only a later call on the handle can move or free (the documented lifetime).
         unsafe {
-            *data = out.as_ptr();
-            *len = out.len();
+            data.write(out.as_ptr());
+            len.write(out.len());
         }
         Ok(NP_OK)
     })
 }
 
-/// Marks `n` bytes of the pending output as sent.
+/// Marks `n` bytes of the pending output as sent at `now_us` (progress for the slow-peer
+/// timer). NP_INVALID_ARGUMENT, changing nothing, if `n` is more than is pending.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn np_conn_consume_output(conn: *mut np_conn, n: usize) -> np_status {
+pub unsafe extern "C" fn np_conn_consume_output(
+    conn: *mut np_conn,
+    n: usize,
+    now_us: u64,
+) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
-        either!(&mut c.inner, c => c.consume_output(n, io::monotonic_now()));
+        if n > either!(&c.inner, c => c.pending_output().len()) {
+            return Err(fail(
+                NP_INVALID_ARGUMENT,
+                "more bytes consumed than are pending",
+            ));
+        }
+        let now = Timestamp::from_micros(now_us);
+        either!(&mut c.inner, c => c.consume_output(n, now));
+        Ok(NP_OK)
+    })
+}
+
+/// When the connection next needs `np_conn_handle_timeout`: NP_OK with `*deadline_us` (on the
+/// clock of the `now_us` values it was given), or NP_NO_EVENT when no timer is armed (then
+/// `*deadline_us` is not written). Ask again after every call that moved bytes or queued
+/// output.
+///
+/// # Safety
+/// `conn` NULL or live; `deadline_us` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_poll_timeout(
+    conn: *const np_conn,
+    deadline_us: *mut u64,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        if deadline_us.is_null() {
+            return Err(fail(NP_NULL_ARGUMENT, "NULL deadline pointer"));
+        }
+        match either!(&c.inner, c => c.poll_timeout()) {
+            None => Ok(NP_NO_EVENT),
+            Some(t) => {
+                // SAFETY: `deadline_us` was checked non-NULL above and is writable per the
+                // contract.
+                unsafe { write_out(deadline_us, t.as_micros()) }?;
+                Ok(NP_OK)
+            }
+        }
+    })
+}
+
+/// Acts on every timer due at `now_us` (due means `now_us >= deadline`); `fired` (optional)
+/// says which one mattered. Afterwards flush the pending output, and close the socket once
+/// flushed if `np_conn_is_closed` (at once after NP_TIMER_SLOW_PEER).
+///
+/// # Safety
+/// `conn` NULL or live; `fired` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_handle_timeout(
+    conn: *mut np_conn,
+    now_us: u64,
+    fired: *mut np_timer,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        let now = Timestamp::from_micros(now_us);
+        let kind = either!(&mut c.inner, c => c.handle_timeout(now));
+        if !fired.is_null() {
+            // SAFETY: `fired` is non-NULL (checked in this condition) and writable for one
+            // np_timer per the contract; the value written is one of the enum's variants.
+            unsafe { fired.write(np_timer::from(kind)) };
+        }
         Ok(NP_OK)
     })
 }
@@ -309,11 +484,12 @@ pub unsafe extern "C" fn np_conn_consume_output(conn: *mut np_conn, n: usize) ->
 /// then close). Pointers in the event live until the next call on `conn`.
 ///
 /// # Safety
-/// `conn` live; `event` writable.
+/// `conn` NULL or live; `event` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_event) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         if event.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL event pointer"));
@@ -322,7 +498,9 @@ pub unsafe extern "C" fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_e
             None => Ok(NP_NO_EVENT),
             Some(e) => {
                 let ev = np_event::from_event(&e);
-                // SAFETY: checked non-NULL; writable per the contract.
+                // SAFETY: `event` was checked non-NULL above and is writable per the contract.
+                // Its pointers point into the handle's receive buffer, which stays put until
+                // the next call on the handle (the documented lifetime).
                 unsafe { write_out(event, ev) }?;
                 Ok(NP_OK)
             }
@@ -330,19 +508,19 @@ pub unsafe extern "C" fn np_conn_poll_event(conn: *mut np_conn, event: *mut np_e
     })
 }
 
-/// Client only (a server handle gets NP_BAD_STATE): accepts (true) or refuses (false) the server key from NP_EVENT_SERVER_KEY. Check
-/// it against your pinning table first; login starts only after acceptance.
+/// Client only (a server handle gets NP_BAD_STATE): accepts (true) or refuses (false) the
+/// server key from NP_EVENT_SERVER_KEY. Check it against your pinning table first; login
+/// starts only after acceptance.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_trust_server_key(conn: *mut np_conn, accept: bool) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?
-            .client()?
-            .trust_server_key(accept)
-            .map_err(err)?;
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        c.client()?.trust_server_key(accept).map_err(err)?;
         Ok(NP_OK)
     })
 }
@@ -352,46 +530,65 @@ pub unsafe extern "C" fn np_conn_trust_server_key(conn: *mut np_conn, accept: bo
 /// `np_conn_handle_timeout` does this by itself after a quiet second.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_shrink(conn: *mut np_conn) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference, and no event pointer from an earlier call is
+        // still valid (they end at this call); arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         either!(&mut c.inner, c => c.shrink_buffers());
         Ok(NP_OK)
     })
 }
 
-/// Whether the connection is logged in and can carry requests.
+/// Whether the connection is logged in and can carry requests (false for NULL).
 ///
 /// # Safety
 /// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_is_ready(conn: *const np_conn) -> bool {
-    // SAFETY: forwarded caller contract.
-    super::guard_or(false, || {
+    guard_or(false, || {
+        // SAFETY: `as_ref` maps NULL to None; a non-NULL `conn` is a live handle with no
+        // writer during this call (handle rules), so the shared reference is sound.
         unsafe { conn.as_ref() }.is_some_and(|c| either!(&c.inner, c => c.is_ready()))
     })
 }
 
-/// Whether the connection is finished (flush pending output, then close the socket).
+/// Whether the connection is finished (flush pending output, then close the socket); true for
+/// NULL.
 ///
 /// # Safety
 /// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_is_closed(conn: *const np_conn) -> bool {
-    // SAFETY: forwarded caller contract.
-    super::guard_or(true, || {
+    guard_or(true, || {
+        // SAFETY: `as_ref` maps NULL to None; a non-NULL `conn` is a live handle with no
+        // writer during this call (handle rules), so the shared reference is sound.
         unsafe { conn.as_ref() }.is_none_or(|c| either!(&c.inner, c => c.is_closed()))
     })
 }
 
-/// Client only (a server handle gets NP_BAD_STATE): starts job `id` with op spec `spec`, declared input length `total_len`, and the
-/// first chunk (≤ 64 KiB); `last` if that chunk completes the input.
+/// Whether `conn` is a server-side connection (false for a client one or NULL).
 ///
 /// # Safety
-/// `conn` live; `spec` NUL-terminated; `data` valid for `len` bytes.
+/// `conn` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_is_server(conn: *const np_conn) -> bool {
+    guard_or(false, || {
+        // SAFETY: `as_ref` maps NULL to None; a non-NULL `conn` is a live handle with no
+        // writer during this call (handle rules), so the shared reference is sound.
+        unsafe { conn.as_ref() }.is_some_and(|c| matches!(c.inner, AnyConn::Server(_)))
+    })
+}
+
+/// Client only (a server handle gets NP_BAD_STATE): starts job `id` with op spec `spec`,
+/// declared input length `total_len`, and the first chunk (≤ NP_MAX_CHUNK_DATA bytes); `last`
+/// if that chunk completes the input.
+///
+/// # Safety
+/// `conn` NULL or live; `spec` NULL or NUL-terminated; `data` valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_job(
     conn: *mut np_conn,
@@ -403,7 +600,11 @@ pub unsafe extern "C" fn np_conn_send_job(
     last: bool,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract (each argument as documented).
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `spec` is NUL-terminated and `data` readable for
+        // `len` bytes (the contract; `len == 0` reads nothing). Both are caller memory that
+        // cannot alias the handle's buffers, and are copied into a frame before returning.
+        // The helpers reject NULL.
         let (c, spec, d) = unsafe { (arg_mut(conn)?, arg_str(spec)?, arg_bytes(data, len)?) };
         c.client()?
             .send_job(id, spec, total_len, d, last)
@@ -415,7 +616,7 @@ pub unsafe extern "C" fn np_conn_send_job(
 /// Client only (a server handle gets NP_BAD_STATE): more input for job `id`.
 ///
 /// # Safety
-/// `conn` live; `data` valid for `len` bytes.
+/// `conn` NULL or live; `data` valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_job_data(
     conn: *mut np_conn,
@@ -425,17 +626,35 @@ pub unsafe extern "C" fn np_conn_send_job_data(
     last: bool,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; `data` is readable for `len` bytes (the contract; `len == 0`
+        // reads nothing) and is caller memory, disjoint from the handle. NULLs are rejected.
         let (c, d) = unsafe { (arg_mut(conn)?, arg_bytes(data, len)?) };
         c.client()?.send_job_data(id, d, last).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
-/// Server only (a client handle gets NP_BAD_STATE): starts the result of job `id`; `data` is the first chunk.
+/// Client only (a server handle gets NP_BAD_STATE): asks for the server's counters.
 ///
 /// # Safety
-/// `conn` live; `info` valid; `data` valid for `len` bytes.
+/// `conn` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_stats_request(conn: *mut np_conn, id: u64) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        c.client()?.send_stats_request(id).map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Server only (a client handle gets NP_BAD_STATE): starts the result of job `id`; `data` is
+/// the first chunk.
+///
+/// # Safety
+/// `conn` NULL or live; `info` NULL or valid; `data` valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_result(
     conn: *mut np_conn,
@@ -446,7 +665,11 @@ pub unsafe extern "C" fn np_conn_send_result(
     last: bool,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `info` points to a readable np_result_info, all
+        // plain integers, so any bit pattern is a valid value; `data` is readable for `len`
+        // bytes (the contract; `len == 0` reads nothing). Both are caller memory, disjoint
+        // from the handle. The helpers reject NULL.
         let (c, info, d) = unsafe { (arg_mut(conn)?, arg_ref(info)?, arg_bytes(data, len)?) };
         c.server()?
             .send_result(id, &ResultInfo::from(info), d, last)
@@ -458,7 +681,7 @@ pub unsafe extern "C" fn np_conn_send_result(
 /// Server only (a client handle gets NP_BAD_STATE): more result data for job `id`.
 ///
 /// # Safety
-/// `conn` live; `data` valid for `len` bytes.
+/// `conn` NULL or live; `data` valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_result_data(
     conn: *mut np_conn,
@@ -468,13 +691,16 @@ pub unsafe extern "C" fn np_conn_send_result_data(
     last: bool,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; `data` is readable for `len` bytes (the contract; `len == 0`
+        // reads nothing) and is caller memory, disjoint from the handle. NULLs are rejected.
         let (c, d) = unsafe { (arg_mut(conn)?, arg_bytes(data, len)?) };
         c.server()?.send_result_data(id, d, last).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
+/// A wire error code C may send: known and not reserved.
 fn error_code(code: u16) -> Result<ErrorCode, np_status> {
     ErrorCode::from_u16(code)
         .filter(|c| !c.is_reserved())
@@ -485,7 +711,7 @@ fn error_code(code: u16) -> Result<ErrorCode, np_status> {
 /// Allowed before the handshake too, e.g. to refuse a connection.
 ///
 /// # Safety
-/// `conn` live; `text` NUL-terminated.
+/// `conn` NULL or live; `text` NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_error(
     conn: *mut np_conn,
@@ -494,7 +720,9 @@ pub unsafe extern "C" fn np_conn_send_error(
     text: *const c_char,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `text` is NUL-terminated caller memory, read only
+        // during the call (the contract). The helpers reject NULL.
         let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
         let code = error_code(code)?;
         either!(&mut c.inner, c => c.send_error(id, code, t)).map_err(err)?;
@@ -502,10 +730,11 @@ pub unsafe extern "C" fn np_conn_send_error(
     })
 }
 
-/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` with an ERROR and silently drops the rest of its upload.
+/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` with an ERROR and
+/// silently drops the rest of its upload.
 ///
 /// # Safety
-/// `conn` live; `text` NUL-terminated.
+/// `conn` NULL or live; `text` NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_reject_request(
     conn: *mut np_conn,
@@ -514,19 +743,21 @@ pub unsafe extern "C" fn np_conn_reject_request(
     text: *const c_char,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `text` is NUL-terminated caller memory, read only
+        // during the call (the contract). The helpers reject NULL.
         let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
-        c.server()?
-            .reject_request(id, error_code(code)?, t)
-            .map_err(err)?;
+        let code = error_code(code)?;
+        c.server()?.reject_request(id, code, t).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
-/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` for load with BUSY and a retry-after delay.
+/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` for load with BUSY
+/// and a retry-after delay.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_busy(
     conn: *mut np_conn,
@@ -534,35 +765,35 @@ pub unsafe extern "C" fn np_conn_send_busy(
     retry_after_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?
-            .server()?
-            .send_busy(id, retry_after_ms)
-            .map_err(err)?;
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        c.server()?.send_busy(id, retry_after_ms).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
-/// Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping within `grace_ms`.
+/// Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping
+/// within `grace_ms`.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_shutdown(conn: *mut np_conn, grace_ms: u32) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?
-            .server()?
-            .send_shutdown(grace_ms)
-            .map_err(err)?;
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        c.server()?.send_shutdown(grace_ms).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
-/// Server only (a client handle gets NP_BAD_STATE): answers a stats request with `n` name/value pairs.
+/// Server only (a client handle gets NP_BAD_STATE): answers a stats request with `n`
+/// name/value pairs.
 ///
 /// # Safety
-/// `conn` live; `names` and `values` valid for `n` elements; each name NUL-terminated ASCII.
+/// `conn` NULL or live; `names` and `values` valid for `n` elements; each name NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_stats(
     conn: *mut np_conn,
@@ -572,14 +803,18 @@ pub unsafe extern "C" fn np_conn_send_stats(
     n: usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         if n > 0 && (names.is_null() || values.is_null()) {
             return Err(fail(NP_NULL_ARGUMENT, "NULL names or values"));
         }
-        let mut entries = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(n.min(u16::MAX as usize));
         for i in 0..n {
-            // SAFETY: `names` and `values` hold `n` elements per the contract.
+            // SAFETY: `i < n`, and `names` and `values` are non-NULL (checked above, as n > 0
+            // here) arrays of `n` readable elements per the contract, so `add(i)` stays inside
+            // each array and the reads are in bounds. A non-NULL `names[i]` is NUL-terminated
+            // (the contract); arg_str rejects a NULL one.
             let (name, value) = unsafe { (arg_str(*names.add(i))?, *values.add(i)) };
             entries.push((name, value));
         }
@@ -588,26 +823,11 @@ pub unsafe extern "C" fn np_conn_send_stats(
     })
 }
 
-/// Client only (a server handle gets NP_BAD_STATE): asks for the server's counters.
+/// Either side: PING with a payload of at most NP_MAX_PING_PAYLOAD (256) bytes; the peer
+/// echoes it in PONG.
 ///
 /// # Safety
-/// `conn` live.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_send_stats_request(conn: *mut np_conn, id: u64) -> np_status {
-    guard(|| {
-        // SAFETY: forwarded caller contract.
-        unsafe { arg_mut(conn) }?
-            .client()?
-            .send_stats_request(id)
-            .map_err(err)?;
-        Ok(NP_OK)
-    })
-}
-
-/// Either side: PING with a payload of at most 256 bytes; the peer echoes it in PONG.
-///
-/// # Safety
-/// `conn` live; `payload` valid for `len` bytes.
+/// `conn` NULL or live; `payload` valid for `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_ping(
     conn: *mut np_conn,
@@ -616,7 +836,9 @@ pub unsafe extern "C" fn np_conn_send_ping(
     len: usize,
 ) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; `payload` is readable for `len` bytes (the contract; `len ==
+        // 0` reads nothing) and is caller memory, disjoint from the handle. NULLs are rejected.
         let (c, p) = unsafe { (arg_mut(conn)?, arg_bytes(payload, len)?) };
         either!(&mut c.inner, c => c.send_ping(id, p)).map_err(err)?;
         Ok(NP_OK)
@@ -626,24 +848,58 @@ pub unsafe extern "C" fn np_conn_send_ping(
 /// Either side: orderly close; afterwards only flush the pending output.
 ///
 /// # Safety
-/// `conn` live.
+/// `conn` NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn np_conn_send_bye(conn: *mut np_conn) -> np_status {
     guard(|| {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
         let c = unsafe { arg_mut(conn) }?;
         either!(&mut c.inner, c => c.send_bye()).map_err(err)?;
         Ok(NP_OK)
     })
 }
 
-/// Reads the next name/value pair from a STATS event's `data`, starting at `*offset` (0 for
-/// the first) and advancing it. NP_NO_EVENT after the last pair. `name` gets NUL-terminated
-/// text.
+/// Copies the user name of a logged-in server connection (NUL-terminated) into `out`
+/// (NP_BAD_STATE on a client connection).
 ///
 /// # Safety
-/// `body` valid for `len` bytes; `offset` readable and writable; `name` valid for `cap` bytes;
-/// `value` writable.
+/// `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_user(
+    conn: *const np_conn,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        let user = match &c.inner {
+            AnyConn::Server(s) => s.user(),
+            AnyConn::Client(_) => {
+                return Err(fail(
+                    NP_BAD_STATE,
+                    "a server-only call on a client connection",
+                ))
+            }
+        };
+        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
+        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
+        // writes anything. `user` borrows the handle, which caller memory cannot overlap.
+        unsafe { super::write_text(user, out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Reads the next name/value pair from a STATS event's `data`, starting at `*offset` (0 for
+/// the first) and advancing it. NP_NO_EVENT after the last pair. `name` gets NUL-terminated
+/// text. Nothing is written unless the call returns NP_OK.
+///
+/// # Safety
+/// `body` valid for `len` bytes; `offset` NULL or readable and writable; `name` NULL or valid
+/// for `cap` bytes; `value` NULL or writable. None of them may overlap another.
 #[no_mangle]
 pub unsafe extern "C" fn np_stats_next(
     body: *const u8,
@@ -654,8 +910,10 @@ pub unsafe extern "C" fn np_stats_next(
     value: *mut u64,
 ) -> np_status {
     guard(|| {
-        // SAFETY: `body` is readable for `len` bytes and `offset` valid per the contract;
-        // arg_bytes/arg_mut reject NULL.
+        // SAFETY: `body` is readable for `len` bytes (the contract; `len == 0` reads nothing)
+        // and a non-NULL `offset` is a readable, writable usize that does not overlap `body`
+        // (the contract), so the shared slice and the &mut coexist soundly; the helpers reject
+        // NULL.
         let (b, off) = unsafe { (arg_bytes(body, len)?, arg_mut(offset)?) };
         if value.is_null() {
             // Checked before anything is written: outputs change only on success.
@@ -675,292 +933,15 @@ pub unsafe extern "C" fn np_stats_next(
         let v = r.u64().map_err(err)?;
         let text =
             std::str::from_utf8(text).map_err(|_| fail(NP_MALFORMED, "stat name not UTF-8"))?;
-        // SAFETY: `name` is valid for `cap` bytes per the contract (write_text checks NULL and
-        // the size before writing anything); `value` was checked non-NULL above.
+        // SAFETY: `name` is valid for `cap` bytes (the contract); write_text rejects NULL and a
+        // `cap` too small for the text plus its NUL before it writes, so on failure nothing
+        // is written. `value` was checked non-NULL above and is writable (the contract).
         unsafe {
             super::write_text(text, name, cap, std::ptr::null_mut())?;
             write_out(value, v)?;
         }
         *off = pos + 1 + n + 8;
         Ok(NP_OK)
-    })
-}
-
-/// Copies the user name of a logged-in server connection (NUL-terminated) into `out`
-/// (NP_BAD_STATE on a client connection).
-///
-/// # Safety
-/// `conn` live; `out` valid for `cap` bytes; `len` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_user(
-    conn: *const np_conn,
-    out: *mut c_char,
-    cap: usize,
-    len: *mut usize,
-) -> np_status {
-    guard(|| {
-        // SAFETY: forwarded caller contract.
-        let c = unsafe { arg_ref(conn) }?;
-        // SAFETY: forwarded caller contract.
-        let user = match &c.inner {
-            AnyConn::Server(s) => s.user(),
-            AnyConn::Client(_) => {
-                return Err(fail(
-                    NP_BAD_STATE,
-                    "a server-only call on a client connection",
-                ))
-            }
-        };
-        // SAFETY: forwarded caller contract.
-        unsafe { super::write_text(user, out, cap, len) }?;
-        Ok(NP_OK)
-    })
-}
-
-// ----- time: the connection's timers (new functions stay at the end of this file) -----
-
-pub use super::wire::np_timer;
-
-impl From<Option<TimerKind>> for np_timer {
-    fn from(k: Option<TimerKind>) -> Self {
-        match k {
-            None => np_timer::NP_TIMER_NONE,
-            Some(TimerKind::Handshake) => np_timer::NP_TIMER_HANDSHAKE,
-            Some(TimerKind::Idle) => np_timer::NP_TIMER_IDLE,
-            Some(TimerKind::SlowPeer) => np_timer::NP_TIMER_SLOW_PEER,
-            Some(TimerKind::Heartbeat) => np_timer::NP_TIMER_HEARTBEAT,
-            Some(TimerKind::DeadPeer) => np_timer::NP_TIMER_DEAD_PEER,
-        }
-    }
-}
-
-/// The library's monotonic clock in microseconds: the clock the functions without `_at` use.
-/// Pass it as `now_us` to mix both kinds of call.
-#[no_mangle]
-pub extern "C" fn np_now_us() -> u64 {
-    super::guard_or(0, || io::monotonic_now().as_micros())
-}
-
-/// A server-side connection accepted at `now_us`, awaiting the client's HELLO; its handshake
-/// timeout runs from `now_us`.
-///
-/// # Safety
-/// `cfg` a live handle; `out` writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_new_server_at(
-    cfg: *const np_server_config,
-    now_us: u64,
-    out: *mut *mut np_conn,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `cfg` is a live handle per the contract; we only clone its Arc.
-        let cfg = unsafe { arg_ref(cfg) }?;
-        let now = Timestamp::from_micros(now_us);
-        new_handle(
-            AnyConn::Server(ServerConn::new(cfg.inner.clone(), io::random32(), now)),
-            out,
-        )
-    })
-}
-
-/// A client-side connection created at `now_us`; its HELLO is already in the pending output.
-///
-/// # Safety
-/// `cfg` a live handle; `out` writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_new_client_at(
-    cfg: *const np_client_config,
-    now_us: u64,
-    out: *mut *mut np_conn,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `cfg` is a live handle per the contract; we only clone its Arc.
-        let cfg = unsafe { arg_ref(cfg) }?;
-        let now = Timestamp::from_micros(now_us);
-        new_handle(
-            AnyConn::Client(ClientConn::new(cfg.inner.clone(), io::random32(), now)),
-            out,
-        )
-    })
-}
-
-/// `np_conn_feed` for bytes received at `now_us`.
-///
-/// # Safety
-/// `conn` live; `data` valid for `len` bytes; `consumed` writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_feed_at(
-    conn: *mut np_conn,
-    data: *const u8,
-    len: usize,
-    now_us: u64,
-    consumed: *mut usize,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live and used by this thread only, per the contract.
-        let c = unsafe { arg_mut(conn) }?;
-        // SAFETY: `data` is valid for `len` readable bytes per the contract (NULL only with 0).
-        let d = unsafe { arg_bytes(data, len) }?;
-        if consumed.is_null() {
-            return Err(fail(NP_NULL_ARGUMENT, "NULL consumed pointer"));
-        }
-        let now = Timestamp::from_micros(now_us);
-        let n = either!(&mut c.inner, c => c.feed(d, now));
-        // SAFETY: checked non-NULL above; writable per the contract.
-        unsafe { write_out(consumed, n) }?;
-        Ok(NP_OK)
-    })
-}
-
-/// `np_conn_read_fd` at `now_us`.
-///
-/// # Safety
-/// `conn` live; `fd` an open descriptor for the duration of the call; `nread` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_read_fd_at(
-    conn: *mut np_conn,
-    fd: i32,
-    now_us: u64,
-    nread: *mut usize,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live and used by this thread only, per the contract.
-        let c = unsafe { arg_mut(conn) }?;
-        if fd < 0 {
-            return Err(fail(NP_INVALID_ARGUMENT, "negative fd"));
-        }
-        // SAFETY: the caller keeps `fd` open for this call; it is only borrowed, never closed.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut src = FdIo(fd);
-        let now = Timestamp::from_micros(now_us);
-        let read = either!(&mut c.inner, c => io::read_into(c, &mut src, now));
-        let (status, n) = match read.map_err(err)? {
-            ReadStatus::Data(n) => (NP_OK, n),
-            ReadStatus::WouldBlock => (NP_WOULD_BLOCK, 0),
-            ReadStatus::Full => (NP_INPUT_FULL, 0),
-            ReadStatus::Eof => (NP_EOF, 0),
-        };
-        if !nread.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *nread = n };
-        }
-        Ok(status)
-    })
-}
-
-/// `np_conn_write_fd` at `now_us` (bytes taken by the socket are progress for the slow-peer
-/// timer).
-///
-/// # Safety
-/// `conn` live; `fd` open for the call; `pending` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_write_fd_at(
-    conn: *mut np_conn,
-    fd: i32,
-    now_us: u64,
-    pending: *mut usize,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live and used by this thread only, per the contract.
-        let c = unsafe { arg_mut(conn) }?;
-        if fd < 0 {
-            return Err(fail(NP_INVALID_ARGUMENT, "negative fd"));
-        }
-        // SAFETY: the caller keeps `fd` open for this call; it is only borrowed, never closed.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let now = Timestamp::from_micros(now_us);
-        let left =
-            either!(&mut c.inner, c => io::write_from(c, &mut FdIo(fd), now)).map_err(err)?;
-        if !pending.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *pending = left };
-        }
-        Ok(NP_OK)
-    })
-}
-
-/// `np_conn_consume_output` for bytes written at `now_us`.
-///
-/// # Safety
-/// `conn` live.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_consume_output_at(
-    conn: *mut np_conn,
-    n: usize,
-    now_us: u64,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live and used by this thread only, per the contract.
-        let c = unsafe { arg_mut(conn) }?;
-        let now = Timestamp::from_micros(now_us);
-        either!(&mut c.inner, c => c.consume_output(n, now));
-        Ok(NP_OK)
-    })
-}
-
-/// When the connection next needs `np_conn_handle_timeout`: NP_OK with `*deadline_us` (on the
-/// clock of the `now_us` values it was given), or NP_NO_EVENT when no timer is armed (then
-/// `*deadline_us` is not written). Ask again after every call that moved bytes or queued
-/// output.
-///
-/// # Safety
-/// `conn` live; `deadline_us` writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_poll_timeout(
-    conn: *const np_conn,
-    deadline_us: *mut u64,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live per the contract; only read here.
-        let c = unsafe { arg_ref(conn) }?;
-        if deadline_us.is_null() {
-            return Err(fail(NP_NULL_ARGUMENT, "NULL deadline pointer"));
-        }
-        match either!(&c.inner, c => c.poll_timeout()) {
-            None => Ok(NP_NO_EVENT),
-            Some(t) => {
-                // SAFETY: checked non-NULL; writable per the contract.
-                unsafe { write_out(deadline_us, t.as_micros()) }?;
-                Ok(NP_OK)
-            }
-        }
-    })
-}
-
-/// Acts on every timer due at `now_us` (due means `now_us >= deadline`); `fired` (optional)
-/// says which one mattered. Afterwards flush the pending output, and close the socket once
-/// flushed if `np_conn_is_closed` (at once after NP_TIMER_SLOW_PEER).
-///
-/// # Safety
-/// `conn` live; `fired` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_handle_timeout(
-    conn: *mut np_conn,
-    now_us: u64,
-    fired: *mut np_timer,
-) -> np_status {
-    guard(|| {
-        // SAFETY: `conn` is live and used by this thread only, per the contract.
-        let c = unsafe { arg_mut(conn) }?;
-        let now = Timestamp::from_micros(now_us);
-        let kind = either!(&mut c.inner, c => c.handle_timeout(now));
-        if !fired.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *fired = np_timer::from(kind) };
-        }
-        Ok(NP_OK)
-    })
-}
-
-/// Whether `conn` is a server-side connection (false for a client one or NULL).
-///
-/// # Safety
-/// `conn` NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_is_server(conn: *const np_conn) -> bool {
-    super::guard_or(false, || {
-        // SAFETY: NULL or live per the contract; only read here.
-        unsafe { conn.as_ref() }.is_some_and(|c| matches!(c.inner, AnyConn::Server(_)))
     })
 }
 
@@ -974,7 +955,7 @@ mod tests {
     use crate::message::ServerParams;
 
     const PARAMS: ServerParams = ServerParams {
-        max_chunk: 65536,
+        max_chunk: crate::limits::MAX_CHUNK_DATA as u32,
         max_upload: 1 << 20,
         max_in_flight: 4,
     };
@@ -1006,8 +987,8 @@ mod tests {
         // SAFETY: live config handles, writable out-pointers; every handle passed below was
         // created here and is freed once at the end.
         unsafe {
-            assert_eq!(np_conn_new_server_at(&scfg, 0, &mut s), NP_OK);
-            assert_eq!(np_conn_new_client_at(&ccfg, 0, &mut c), NP_OK);
+            assert_eq!(np_conn_new_server(&scfg, 0, &mut s), NP_OK);
+            assert_eq!(np_conn_new_client(&ccfg, 0, &mut c), NP_OK);
             assert!(np_conn_is_server(s) && !np_conn_is_server(c));
             let hello = pending(c);
             assert!(hello > 0);
@@ -1046,7 +1027,7 @@ mod tests {
         let t0 = 7_000_000u64;
         // SAFETY: a live config, writable outputs; `s` is created here and freed once.
         unsafe {
-            assert_eq!(np_conn_new_server_at(&scfg, t0, &mut s), NP_OK);
+            assert_eq!(np_conn_new_server(&scfg, t0, &mut s), NP_OK);
             let mut deadline = 0u64;
             assert_eq!(np_conn_poll_timeout(s, &mut deadline), NP_OK);
             assert_eq!(deadline, t0 + 10_000_000);
@@ -1061,7 +1042,7 @@ mod tests {
             assert_eq!(np_conn_poll_timeout(s, &mut deadline), NP_OK);
             assert_eq!(deadline, t0 + 40_000_000);
             assert_eq!(
-                np_conn_consume_output_at(s, pending(s), t0 + 10_000_001),
+                np_conn_consume_output(s, pending(s), t0 + 10_000_001),
                 NP_OK
             );
             let mut untouched = 42u64;
@@ -1073,5 +1054,68 @@ mod tests {
             );
             np_conn_free(s);
         }
+    }
+
+    #[test]
+    fn integer_inputs_are_checked_and_refused_calls_write_nothing() {
+        let scfg = np_server_config {
+            inner: Arc::new(ServerConfig::new(ServerKey::from_secret([1; 32]), PARAMS)),
+        };
+        let mut s = std::ptr::null_mut();
+        // SAFETY: a live config and writable locals; `s` is created here and freed once. The
+        // socketpair's fds stay open until closed at the end.
+        unsafe {
+            // A NULL `out` is refused before anything is made.
+            assert_eq!(
+                np_conn_new_server(&scfg, 0, std::ptr::null_mut()),
+                NP_NULL_ARGUMENT
+            );
+            assert_eq!(np_conn_new_server(&scfg, 0, &mut s), NP_OK);
+            // Nothing is pending: consuming even one byte is a caller error.
+            assert_eq!(np_conn_consume_output(s, 1, 0), NP_INVALID_ARGUMENT);
+            assert_eq!(np_conn_consume_output(s, 0, 0), NP_OK);
+            let mut n = 77usize;
+            assert_eq!(np_conn_read_fd(s, -1, 0, &mut n), NP_INVALID_ARGUMENT);
+            assert_eq!(np_conn_write_fd(s, -1, 0, &mut n), NP_INVALID_ARGUMENT);
+            let mut fds = [0i32; 2];
+            assert_eq!(
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                    0,
+                    fds.as_mut_ptr()
+                ),
+                0
+            );
+            // Nothing to read: NP_WOULD_BLOCK, and `nread` is left alone.
+            assert_eq!(np_conn_read_fd(s, fds[0], 0, &mut n), NP_WOULD_BLOCK);
+            assert_eq!(n, 77);
+            assert_eq!(
+                np_conn_send_error(s, 0, 9999, b"x\0".as_ptr().cast()),
+                NP_INVALID_ARGUMENT
+            );
+            assert_eq!(pending(s), 0);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            np_conn_free(s);
+        }
+    }
+
+    #[test]
+    fn the_library_clock_is_clock_monotonic_in_microseconds() {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let a = np_clock_now_us();
+        // SAFETY (test): a writable local timespec.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+            0
+        );
+        let mine = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+        let b = np_clock_now_us();
+        // The caller's own reading of the same clock lies between two of the library's.
+        assert!(a > 0 && a <= mine && mine <= b, "{a} {mine} {b}");
     }
 }

@@ -86,34 +86,52 @@ pub(crate) fn guard_or<T>(default: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
 }
 
+/// Borrows a C argument, NULL answered with NP_NULL_ARGUMENT.
+///
 /// # Safety
-/// `p` must be NULL or point to a valid `T` for `'a`.
+/// `p` must be NULL or point to a valid, aligned `T` that nothing writes for `'a`.
 pub(crate) unsafe fn arg_ref<'a, T>(p: *const T) -> Result<&'a T, np_status> {
-    // SAFETY: the caller guarantees `p` is NULL or valid; NULL is turned into an error.
+    // SAFETY: `as_ref` maps NULL to None (turned into an error below); a non-NULL `p` points
+    // to a valid, aligned `T` with no writer for `'a` (this function's contract), which is
+    // what a shared reference needs.
     unsafe { p.as_ref() }.ok_or_else(|| fail(NP_NULL_ARGUMENT, "NULL pointer argument"))
 }
 
+/// Borrows a C argument mutably, NULL answered with NP_NULL_ARGUMENT.
+///
 /// # Safety
-/// `p` must be NULL or point to a valid, unaliased `T` for `'a`.
+/// `p` must be NULL or point to a valid, aligned `T` that nothing else reads or writes for
+/// `'a` (for a handle: used by one thread at a time).
 pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T) -> Result<&'a mut T, np_status> {
-    // SAFETY: as above, and the caller guarantees no other reference exists.
+    // SAFETY: `as_mut` maps NULL to None (turned into an error below); a non-NULL `p` points
+    // to a valid, aligned `T` that no other reference reaches for `'a` (this function's
+    // contract), which is what a unique reference needs.
     unsafe { p.as_mut() }.ok_or_else(|| fail(NP_NULL_ARGUMENT, "NULL pointer argument"))
 }
 
+/// Borrows a C string argument as UTF-8: NULL is NP_NULL_ARGUMENT, other bytes
+/// NP_INVALID_ARGUMENT.
+///
 /// # Safety
-/// `p` must be NULL or a NUL-terminated string valid for `'a`.
+/// `p` must be NULL or a NUL-terminated string that stays unchanged for `'a`.
 pub(crate) unsafe fn arg_str<'a>(p: *const c_char) -> Result<&'a str, np_status> {
     if p.is_null() {
         return Err(fail(NP_NULL_ARGUMENT, "NULL string argument"));
     }
-    // SAFETY: non-NULL and NUL-terminated per the contract.
+    // SAFETY: `p` was checked non-NULL just above, and this function's contract makes it a
+    // NUL-terminated string nothing changes for `'a`, so CStr may scan to the NUL and borrow
+    // the bytes before it.
     unsafe { CStr::from_ptr(p) }
         .to_str()
         .map_err(|_| fail(NP_INVALID_ARGUMENT, "string is not UTF-8"))
 }
 
+/// Borrows a C buffer argument: `len == 0` is the empty slice whatever `p` is (C callers pass
+/// NULL for "no bytes"), NULL with a non-zero `len` is NP_NULL_ARGUMENT.
+///
 /// # Safety
-/// `p` must point to `len` readable bytes, or be anything when `len` is 0.
+/// `p` must point to `len` readable bytes that nothing writes for `'a`, or be anything when
+/// `len` is 0.
 pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], np_status> {
     if len == 0 {
         return Ok(&[]);
@@ -121,7 +139,9 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8],
     if p.is_null() {
         return Err(fail(NP_NULL_ARGUMENT, "NULL buffer with non-zero length"));
     }
-    // SAFETY: non-NULL, and the caller guarantees `len` readable bytes.
+    // SAFETY: `p` is non-NULL and `len` non-zero (both checked above), and this function's
+    // contract makes `p..p+len` readable and unwritten for `'a`; u8 has alignment 1. A C
+    // object cannot exceed isize::MAX bytes, the slice's size limit.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
@@ -133,8 +153,9 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) -> Result<(), np_status> {
     if p.is_null() {
         return Err(fail(NP_NULL_ARGUMENT, "NULL output pointer"));
     }
-    // SAFETY: non-NULL and writable per the contract; `write` does not drop the old value,
-    // which may be uninitialised.
+    // SAFETY: `p` was checked non-NULL just above, and this function's contract makes it
+    // valid and aligned for writing one `T`; `write` does not drop the old value, which may
+    // be uninitialised C memory.
     unsafe { p.write(v) };
     Ok(())
 }
@@ -155,7 +176,10 @@ pub(crate) unsafe fn write_text(
     if text.len() + 1 > cap {
         return Err(fail(NP_BUFFER_TOO_SMALL, "output buffer too small"));
     }
-    // SAFETY: `out` has room for `cap >= len + 1` bytes per the contract.
+    // SAFETY: `out` is non-NULL (checked above) and valid for `cap` bytes (this function's
+    // contract), and `text.len() + 1 <= cap` was checked above, so both the copy and the NUL
+    // land inside it; `text` is Rust memory, which C memory cannot overlap. `len_out` is
+    // written only if non-NULL, and the contract makes a non-NULL one writable.
     unsafe {
         std::ptr::copy_nonoverlapping(text.as_ptr(), out.cast::<u8>(), text.len());
         *out.add(text.len()) = 0;
@@ -226,13 +250,15 @@ pub extern "C" fn np_last_error_retry_after_ms() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn np_log_init(spec: *const c_char, tag: *const c_char) -> np_status {
     guard(|| {
-        // SAFETY: `spec` is non-NULL here and NUL-terminated per the contract.
+        // SAFETY: `spec` is non-NULL on this branch and NUL-terminated per the contract; it is
+        // read only during the call.
         let spec = if spec.is_null() {
             None
         } else {
             Some(unsafe { arg_str(spec) }?)
         };
-        // SAFETY: `tag` is non-NULL here and NUL-terminated per the contract.
+        // SAFETY: `tag` is non-NULL on this branch and NUL-terminated per the contract; it is
+        // copied before the call returns.
         let tag = if tag.is_null() {
             ""
         } else {
@@ -259,7 +285,8 @@ pub unsafe extern "C" fn np_random_fill(buf: *mut u8, len: usize) -> np_status {
         if buf.is_null() {
             return Err(fail(NP_NULL_ARGUMENT, "NULL buffer"));
         }
-        // SAFETY: non-NULL and `len` writable bytes per the contract.
+        // SAFETY: `buf` is non-NULL and `len` non-zero (both checked above); the contract makes
+        // `buf..buf+len` writable and unread by anyone else during the call (u8: alignment 1).
         crate::io::random_bytes(unsafe { std::slice::from_raw_parts_mut(buf, len) });
         Ok(NP_OK)
     })

@@ -37,6 +37,8 @@ impl std::fmt::Debug for ClientConfig {
 }
 
 impl ClientConfig {
+    /// Credentials for `user` (checked like a users-file name); the password is copied and
+    /// wiped when the config is dropped. An empty password is refused.
     pub fn new(user: &str, password: &[u8]) -> Result<Self, Error> {
         message::check_user(user)?;
         if password.is_empty() {
@@ -50,6 +52,7 @@ impl ClientConfig {
         })
     }
 
+    /// The user name this config logs in as.
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -59,6 +62,7 @@ impl ClientConfig {
         self.timers = timers;
     }
 
+    /// The heartbeat and dead-peer durations new connections get.
     pub fn timers(&self) -> ClientTimers {
         self.timers
     }
@@ -95,6 +99,8 @@ impl std::fmt::Debug for ServerConfig {
 }
 
 impl ServerConfig {
+    /// A server with identity `key` announcing `params`, no users yet and the default
+    /// timeouts.
     pub fn new(key: ServerKey, params: ServerParams) -> Self {
         // Fake salts must survive restarts (or a prober compares two answers), so they derive
         // from the long-term key rather than from a fresh random secret.
@@ -111,12 +117,14 @@ impl ServerConfig {
         }
     }
 
+    /// Adds `user` (or replaces its verifier); refuses a malformed user name.
     pub fn add_user(&mut self, user: &str, verifier: Verifier) -> Result<(), Error> {
         message::check_user(user)?;
         self.users.insert(user.to_string(), verifier);
         Ok(())
     }
 
+    /// The server's static public key, as clients see and pin it.
     pub fn public_key(&self) -> &[u8; 32] {
         self.key.public()
     }
@@ -137,6 +145,7 @@ impl ServerConfig {
             )
     }
 
+    /// The limits announced to clients in the handshake.
     pub fn params(&self) -> ServerParams {
         self.params
     }
@@ -146,6 +155,7 @@ impl ServerConfig {
         self.timeouts = timeouts;
     }
 
+    /// The handshake, idle and slow-peer durations new connections get.
     pub fn timeouts(&self) -> ServerTimeouts {
         self.timeouts
     }

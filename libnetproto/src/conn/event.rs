@@ -10,72 +10,116 @@ use crate::message::{self, JobSubmit, ResultInfo, ServerParams};
 use crate::opcode::Opcode;
 
 /// What the peer did, as seen after validation. Borrowed data lives until the next call.
+///
+/// `request_id` is the id the client chose for a request (0: the connection itself); `last`
+/// marks the final chunk of a chunked stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
     /// Client: the server proved this static key; answer with [`ClientConn::trust_server_key`](super::ClientConn::trust_server_key).
     ServerKey {
+        /// The server's static X25519 public key.
         key: [u8; 32],
     },
     /// Client: login succeeded and the server proved it holds our verifier.
     Ready {
+        /// The limits the server announced in the handshake.
         params: ServerParams,
     },
     /// Server: the client logged in.
     LoggedIn {
+        /// The user name the client proved the password of.
         user: &'a str,
     },
+    /// Server: a job starts, with its first chunk of input.
     JobSubmit {
+        /// The job's id.
         request_id: u64,
+        /// The input's declared length in bytes.
         total_len: u64,
+        /// The op spec text (checked UTF-8, at most `MAX_SPEC_LEN` bytes).
         spec: &'a str,
+        /// The first chunk of input.
         data: &'a [u8],
+        /// Whether this chunk completes the input.
         last: bool,
     },
+    /// Server: more input for a job.
     JobData {
+        /// The job's id.
         request_id: u64,
+        /// The chunk.
         data: &'a [u8],
+        /// Whether this chunk completes the input.
         last: bool,
     },
+    /// Client: a job's result starts, with its first chunk.
     JobResult {
+        /// The job's id.
         request_id: u64,
+        /// The result's length, size, format and timings.
         info: ResultInfo,
+        /// The first chunk of the result.
         data: &'a [u8],
+        /// Whether this chunk completes the result.
         last: bool,
     },
+    /// Client: more of a job's result.
     ResultData {
+        /// The job's id.
         request_id: u64,
+        /// The chunk.
         data: &'a [u8],
+        /// Whether this chunk completes the result.
         last: bool,
     },
+    /// The peer sent an ERROR for one request (or, with id 0, for the connection).
     Error {
+        /// The request it answers (0: the connection, which is then closed).
         request_id: u64,
+        /// The wire error code ([`ErrorCode`](crate::ErrorCode) when known).
         code: u16,
+        /// The peer's explanation.
         message: &'a str,
     },
+    /// Client: the server refused a request for load.
     Busy {
+        /// The refused request.
         request_id: u64,
+        /// How long the server suggests waiting before sending it again.
         retry_after_ms: u32,
     },
     /// A PING arrived; the PONG is already queued.
     Ping {
+        /// The PING's id, echoed in the PONG.
         request_id: u64,
+        /// The payload, echoed in the PONG.
         payload: &'a [u8],
     },
+    /// The answer to one of our PINGs (id 0: the connection's own heartbeat).
     Pong {
+        /// The PING's id.
         request_id: u64,
+        /// The PING's payload, echoed.
         payload: &'a [u8],
     },
+    /// Server: the client asks for the counters; answer with `send_stats`.
     StatsRequest {
+        /// The request's id.
         request_id: u64,
     },
     /// Raw STATS_REPLY body, already validated; read it with [`message::parse_stats`].
     Stats {
+        /// The request it answers.
         request_id: u64,
+        /// The encoded name/value pairs.
         body: &'a [u8],
     },
+    /// Client: the server is stopping; in-flight jobs may still complete.
     Shutdown {
+        /// How long the server keeps serving what is in flight.
         grace_ms: u32,
     },
+    /// The peer closed the connection in order.
     Bye,
 }
 

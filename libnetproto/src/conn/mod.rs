@@ -17,7 +17,8 @@
 //! # use std::sync::Arc;
 //! # use netproto::conn::{ServerConfig, ServerConn, Timestamp};
 //! # use netproto::{ServerKey, ServerParams};
-//! let params = ServerParams { max_chunk: 65536, max_upload: 1 << 20, max_in_flight: 4 };
+//! # let max_chunk = netproto::limits::MAX_CHUNK_DATA as u32;
+//! let params = ServerParams { max_chunk, max_upload: 1 << 20, max_in_flight: 4 };
 //! let cfg = Arc::new(ServerConfig::new(ServerKey::from_secret([1; 32]), params));
 //! let mut s = ServerConn::new(cfg, [2; 32], Timestamp::ZERO);
 //! s.send_job(1, "noop", 1, b"x", true).unwrap();
@@ -40,7 +41,8 @@
 //! # use std::sync::Arc;
 //! # use netproto::conn::{ClientConfig, ClientConn, ServerConfig, ServerConn, Timestamp};
 //! # use netproto::{ResultInfo, ServerKey, ServerParams};
-//! let params = ServerParams { max_chunk: 65536, max_upload: 1 << 20, max_in_flight: 4 };
+//! # let max_chunk = netproto::limits::MAX_CHUNK_DATA as u32;
+//! let params = ServerParams { max_chunk, max_upload: 1 << 20, max_in_flight: 4 };
 //! let scfg = Arc::new(ServerConfig::new(ServerKey::from_secret([1; 32]), params));
 //! let mut s = ServerConn::new(scfg, [2; 32], Timestamp::ZERO);
 //! assert!(s.send_result(1, &ResultInfo::default(), b"x", true).is_err());
@@ -254,6 +256,8 @@ impl<S: Side> Conn<S> {
         }
     }
 
+    /// A short name of the connection's state ("ready", "closed" or a handshake step), for
+    /// log lines.
     pub fn state_name(&self) -> &'static str {
         match self.phase {
             Phase::Handshake => self.side.handshake_state(),
@@ -287,6 +291,7 @@ impl<S: Side> Conn<S> {
         self.send.as_ref().map(|_| &self.server_static)
     }
 
+    /// The limits the server announced in the handshake, once it has completed.
     pub fn params(&self) -> Option<ServerParams> {
         self.params
     }

@@ -21,10 +21,12 @@ impl Timestamp {
     /// The origin of the caller's clock.
     pub const ZERO: Timestamp = Timestamp(0);
 
+    /// The timestamp `us` microseconds after the clock's origin.
     pub const fn from_micros(us: u64) -> Self {
         Timestamp(us)
     }
 
+    /// Microseconds since the clock's origin.
     pub const fn as_micros(self) -> u64 {
         self.0
     }
@@ -82,6 +84,7 @@ pub enum TimerKind {
 }
 
 impl TimerKind {
+    /// The timer's name in log lines ("handshake", "slow-peer", ...).
     pub fn name(self) -> &'static str {
         match self {
             TimerKind::Handshake => "handshake",
