@@ -1,0 +1,567 @@
+//! Unit tests of the job life cycle: the jobs part driven through its public methods with a
+//! fake worker pool and fake connections (the `Effects` it is handed) and a hand-moved clock;
+//! no processes, no sockets (a real memfd ring).
+
+use super::*;
+use crate::ipc::msg::Done;
+use std::collections::HashSet;
+
+const SLOT: u64 = 4096;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a connection was told, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    Rejected(ErrorCode),
+    Busy(u32),
+    Failed(ErrorCode, String),
+    Result(ResultMeta, Vec<u8>),
+    Stats,
+}
+
+impl From<Reply<'_>> for Told {
+    fn from(r: Reply<'_>) -> Told {
+        match r {
+            Reply::Rejected { code, .. } => Told::Rejected(code),
+            Reply::Busy { retry_after_ms } => Told::Busy(retry_after_ms),
+            Reply::Failed { code, text } => Told::Failed(code, text),
+            Reply::Result { meta, output } => Told::Result(meta, output.to_vec()),
+            Reply::Stats(_) => Told::Stats,
+        }
+    }
+}
+
+/// A job as a worker received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    worker: WorkerId,
+    job: u64,
+    slot: u32,
+    generation: u32,
+    input_len: u64,
+    memfd: bool,
+}
+
+#[derive(Default)]
+struct Fake {
+    ready: HashSet<WorkerId>,
+    /// Workers whose channel is broken: a send fails and they stop being ready.
+    broken: HashSet<WorkerId>,
+    sent: Vec<Sent>,
+    killed: Vec<WorkerId>,
+    told: Vec<(ConnRef, u64, Told)>,
+}
+
+impl Effects for Fake {
+    fn worker_ready(&self, w: WorkerId) -> bool {
+        self.ready.contains(&w)
+    }
+    fn send_job(&mut self, w: WorkerId, o: JobOrder<'_>) -> bool {
+        if self.broken.contains(&w) {
+            self.ready.remove(&w);
+            return false;
+        }
+        self.sent.push(Sent {
+            worker: w,
+            job: o.job,
+            slot: o.slot,
+            generation: o.generation,
+            input_len: o.input_len,
+            memfd: o.memfd.is_some(),
+        });
+        true
+    }
+    fn kill_worker(&mut self, w: WorkerId) {
+        self.ready.remove(&w);
+        self.killed.push(w);
+    }
+    fn reply(&mut self, conn: ConnRef, req: u64, reply: Reply<'_>) {
+        self.told.push((conn, req, reply.into()));
+    }
+}
+
+impl Fake {
+    fn with_workers(n: usize) -> Fake {
+        Fake {
+            ready: (0..n).collect(),
+            ..Fake::default()
+        }
+    }
+    fn take_told(&mut self) -> Vec<(ConnRef, u64, Told)> {
+        std::mem::take(&mut self.told)
+    }
+}
+
+struct World {
+    jobs: Jobs,
+    /// The workers' view of the ring.
+    ring: Ring,
+    stats: Stats,
+    fx: Fake,
+    t0: Instant,
+}
+
+/// The first chunk of an upload of `total` bytes that is not complete yet.
+fn upload<'a>(req: u64, total: u64, spec: &'a str, data: &'a [u8]) -> Submission<'a> {
+    Submission {
+        req,
+        total,
+        spec,
+        data,
+        last: false,
+    }
+}
+
+const C1: ConnRef = ConnRef { index: 0, gen: 1 };
+const C2: ConnRef = ConnRef { index: 1, gen: 2 };
+
+fn world(slots: u32, workers: usize, large_job_budget: u64) -> World {
+    let (ring, ring_fd) = Ring::create(slots, SLOT).unwrap();
+    let (stats, stats_fd) = Stats::create().unwrap();
+    let limits = JobLimits {
+        max_in_flight: 3,
+        max_upload: 1 << 20,
+        large_job_budget,
+        job_timeout: TIMEOUT,
+    };
+    World {
+        jobs: Jobs::new(limits, ring, Stats::map(&stats_fd).unwrap(), workers),
+        ring: Ring::map(&ring_fd, slots, SLOT).unwrap(),
+        stats,
+        fx: Fake::with_workers(workers),
+        t0: Instant::now(),
+    }
+}
+
+impl World {
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+    fn submit(&mut self, ms: u64, conn: ConnRef, req: u64, data: &[u8]) -> Option<Told> {
+        let now = self.at(ms);
+        let s = Submission {
+            req,
+            total: data.len() as u64,
+            spec: "grayscale",
+            data,
+            last: true,
+        };
+        self.jobs.submit(now, conn, s).map(Told::from)
+    }
+    fn dispatch(&mut self, ms: u64) {
+        let now = self.at(ms);
+        self.jobs.dispatch(now, &mut self.fx);
+    }
+    /// The worker finishes `s` successfully, writing `out` back into its slot.
+    fn finish(&mut self, ms: u64, s: &Sent, out: &[u8]) {
+        assert!(self.ring.write(s.slot, 0, out));
+        let done = Done {
+            job: s.job,
+            slot: s.slot,
+            generation: s.generation,
+            output_len: out.len() as u64,
+            width: 3,
+            height: 2,
+            format: 1,
+            decode_us: 10,
+            filter_us: 20,
+            encode_us: 30,
+            ..Done::default()
+        };
+        self.done(ms, s.worker, done);
+    }
+    fn done(&mut self, ms: u64, w: WorkerId, done: Done) {
+        let now = self.at(ms);
+        self.jobs.done(now, w, done, Vec::new(), &mut self.fx);
+    }
+    fn lost(&mut self, ms: u64, w: WorkerId) {
+        let now = self.at(ms);
+        self.jobs.worker_lost(now, w, &mut self.fx);
+    }
+    fn sweep(&mut self, ms: u64, healthy: bool) {
+        let now = self.at(ms);
+        self.jobs.sweep_deadlines(now, healthy, &mut self.fx);
+    }
+    fn gauge(&self, f: impl Fn(&crate::stats::Global) -> &std::sync::atomic::AtomicU64) -> u64 {
+        f(&self.stats.get().global).load(Relaxed)
+    }
+    fn slots_in_use(&self) -> u64 {
+        self.gauge(|g| &g.slots_in_use)
+    }
+    fn last_sent(&self) -> Sent {
+        self.fx.sent.last().cloned().expect("a job was sent")
+    }
+}
+
+#[test]
+fn a_job_is_queued_dispatched_and_its_result_delivered() {
+    let mut w = world(4, 1, 1 << 20);
+    assert_eq!(w.submit(0, C1, 7, b"input bytes"), None);
+    assert_eq!(w.jobs.queue_len(), 1);
+    assert!(w.jobs.has_requests(C1));
+    assert_eq!(w.slots_in_use(), 1);
+    // The worker reads exactly what the client uploaded from the slot it is given.
+    w.dispatch(5);
+    let s = w.last_sent();
+    assert_eq!((s.worker, s.input_len, s.memfd), (0, 11, false));
+    assert_eq!(w.ring.read(s.slot, 0, 11).unwrap(), b"input bytes");
+    assert_eq!(w.jobs.queue_len(), 0);
+    assert_eq!(w.jobs.running_since().collect::<Vec<_>>(), vec![w.at(5)]);
+    assert!(w.fx.take_told().is_empty(), "nothing is said before Done");
+
+    w.finish(9, &s, b"OUTPUT");
+    let told = w.fx.take_told();
+    assert_eq!(told.len(), 1);
+    let (conn, req, Told::Result(meta, out)) = &told[0] else {
+        panic!("expected a result, got {told:?}");
+    };
+    assert_eq!((*conn, *req), (C1, 7));
+    assert_eq!(out, b"OUTPUT");
+    assert_eq!(meta.total_len, 6);
+    assert_eq!((meta.width, meta.height, meta.format), (3, 2, 1));
+    assert_eq!(meta.queue_us, 5_000, "queued at 0 ms, dispatched at 5 ms");
+    assert_eq!(
+        (meta.decode_us, meta.filter_us, meta.encode_us),
+        (10, 20, 30)
+    );
+    assert!(w.jobs.is_empty());
+    assert!(!w.jobs.has_requests(C1));
+    assert_eq!(w.slots_in_use(), 0);
+    assert_eq!(w.gauge(|g| &g.jobs_ok), 1);
+    // The slot was given back with a new generation.
+    w.submit(10, C1, 8, b"x");
+    w.dispatch(10);
+    assert_eq!(w.last_sent().generation, s.generation + 1);
+}
+
+#[test]
+fn a_typed_error_from_the_worker_reaches_the_client() {
+    let mut w = world(4, 1, 1 << 20);
+    w.submit(0, C1, 1, b"not an image");
+    w.dispatch(0);
+    let s = w.last_sent();
+    let done = Done {
+        job: s.job,
+        slot: s.slot,
+        generation: s.generation,
+        status: ErrorCode::DecodeFailed as u16,
+        message: "bad magic".into(),
+        ..Done::default()
+    };
+    w.done(3, 0, done);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(ErrorCode::DecodeFailed, "bad magic".into())
+        )]
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_failed), 1);
+    assert_eq!(w.gauge(|g| &g.error_decode), 1);
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_worker_death_retries_the_job_first_in_line_and_a_second_is_poison() {
+    let mut w = world(4, 2, 1 << 20);
+    w.fx.ready.remove(&1);
+    w.submit(0, C1, 1, b"crashes workers");
+    w.dispatch(0);
+    let first = w.last_sent();
+    // Another job waits behind it.
+    w.submit(1, C2, 1, b"innocent");
+    w.lost(2, 0);
+    assert!(w.fx.take_told().is_empty(), "a first death is not reported");
+    assert_eq!(w.jobs.queue_len(), 2);
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 1);
+    // Worker 1 comes up: the retried job goes first, in the same storage.
+    w.fx.ready.insert(1);
+    w.fx.ready.remove(&0);
+    w.dispatch(3);
+    let retry = w.last_sent();
+    assert_eq!(
+        (retry.worker, retry.job, retry.slot),
+        (1, first.job, first.slot)
+    );
+    assert_eq!(retry.generation, first.generation);
+    w.lost(4, 1);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(
+                ErrorCode::PoisonInput,
+                "this input crashed two workers; it will not be retried".into()
+            )
+        )]
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_poison), 1);
+    // Only the innocent job is left, still queued, holding its own slot.
+    assert_eq!(w.jobs.len(), 1);
+    assert_eq!(w.jobs.queue_len(), 1);
+    assert_eq!(w.slots_in_use(), 1);
+    assert!(!w.jobs.has_requests(C1));
+}
+
+#[test]
+fn a_deadline_overrun_is_answered_at_once_and_the_slot_freed_only_when_reaped() {
+    let mut w = world(4, 1, 1 << 20);
+    w.submit(0, C1, 5, b"hangs");
+    w.dispatch(0);
+    w.sweep(30_000, true);
+    assert!(
+        w.fx.take_told().is_empty() && w.fx.killed.is_empty(),
+        "not yet"
+    );
+    w.sweep(30_001, true);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            5,
+            Told::Failed(ErrorCode::Timeout, "job exceeded the 30 s deadline".into())
+        )]
+    );
+    assert_eq!(w.fx.killed, vec![0]);
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
+    // The dying worker may still write into its slot: it stays taken until the reaping.
+    assert_eq!(w.slots_in_use(), 1);
+    assert_eq!(w.jobs.len(), 1);
+    w.sweep(30_200, true);
+    assert_eq!(w.fx.killed, vec![0], "killed once");
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
+    w.lost(30_300, 0);
+    assert!(
+        w.fx.take_told().is_empty(),
+        "a timed-out job is not retried"
+    );
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_stale_or_unexpected_done_is_ignored() {
+    let mut w = world(4, 2, 1 << 20);
+    w.submit(0, C1, 1, b"job");
+    w.dispatch(0);
+    let s = w.last_sent();
+    // An old generation of the same slot.
+    let stale = Done {
+        job: s.job,
+        slot: s.slot,
+        generation: s.generation.wrapping_sub(1),
+        ..Done::default()
+    };
+    w.done(1, 0, stale);
+    // The right job from a worker that is not running it.
+    let wrong_worker = Done {
+        job: s.job,
+        slot: s.slot,
+        generation: s.generation,
+        ..Done::default()
+    };
+    w.done(1, 1, wrong_worker);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.slots_in_use(), 1);
+    assert_eq!(w.jobs.running_since().count(), 1, "still running");
+    // The genuine Done still completes it.
+    w.finish(2, &s, b"ok");
+    assert!(matches!(w.fx.take_told()[..], [(C1, 1, Told::Result(..))]));
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_client_gone_while_uploading_queued_or_running_gets_nothing_and_storage_is_reclaimed() {
+    let mut w = world(4, 1, 1 << 20);
+    // Uploading: freed at once.
+    let now = w.at(0);
+    w.jobs
+        .submit(now, C1, upload(1, 100, "grayscale", b"first chunk"));
+    assert_eq!(w.slots_in_use(), 1);
+    w.jobs.conn_gone(C1);
+    assert_eq!(w.slots_in_use(), 0);
+    assert!(w.jobs.is_empty());
+
+    // Running: the worker finishes, nobody is told, the slot comes back.
+    w.submit(1, C2, 1, b"running");
+    w.dispatch(1);
+    let running = w.last_sent();
+    // Queued behind it.
+    w.submit(1, C2, 2, b"queued");
+    w.jobs.conn_gone(C2);
+    assert!(!w.jobs.has_requests(C2));
+    assert_eq!(
+        w.slots_in_use(),
+        2,
+        "the worker still owns one, the queue the other"
+    );
+    w.finish(5, &running, b"out");
+    // The queued one reached the front with its client gone: dropped, never sent.
+    assert_eq!(w.fx.sent.len(), 1);
+    assert!(w.fx.take_told().is_empty());
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+    assert_eq!(w.jobs.queue_len(), 0);
+}
+
+#[test]
+fn busy_when_the_slots_are_exhausted_with_a_retry_after_hint() {
+    let mut w = world(2, 1, 1 << 20);
+    assert_eq!(w.submit(0, C1, 1, b"a"), None);
+    assert_eq!(w.submit(0, C1, 2, b"b"), None);
+    // Two queued ahead, one worker, 20 ms a job: (2 + 1) * 20 ms.
+    assert_eq!(w.submit(0, C2, 1, b"c"), Some(Told::Busy(60)));
+    assert_eq!(w.gauge(|g| &g.jobs_busy), 1);
+    assert!(!w.jobs.has_requests(C2), "a BUSY request is not in flight");
+    assert_eq!(w.jobs.len(), 2);
+    assert_eq!(retry_after_ms(0, 2, 20.0), 50);
+    assert_eq!(retry_after_ms(99, 2, 20.0), 1000);
+    assert_eq!(retry_after_ms(100_000, 2, 20.0), 5000);
+}
+
+#[test]
+fn busy_when_the_large_job_budget_is_exceeded_and_large_jobs_use_a_memfd() {
+    let mut w = world(4, 1, 10_000);
+    let big = vec![7u8; 6000];
+    assert_eq!(w.submit(0, C1, 1, &big), None);
+    assert_eq!(w.slots_in_use(), 0, "larger than a slot: a memfd");
+    assert_eq!(w.gauge(|g| &g.large_jobs), 1);
+    assert_eq!(w.submit(0, C1, 2, &big), Some(Told::Busy(50)));
+    // A small job still fits in a slot.
+    assert_eq!(w.submit(0, C1, 3, b"small"), None);
+    w.dispatch(0);
+    let s = w.fx.sent[0].clone();
+    assert_eq!((s.slot, s.memfd, s.input_len), (NO_SLOT, true, 6000));
+    // Once the large job is done its budget is free again.
+    let done = Done {
+        job: s.job,
+        slot: NO_SLOT,
+        status: ErrorCode::DecodeFailed as u16,
+        ..Done::default()
+    };
+    w.done(1, 0, done);
+    assert_eq!(w.submit(2, C1, 4, &big), None);
+}
+
+#[test]
+fn admission_refuses_duplicates_too_many_in_flight_oversize_and_bad_specs() {
+    let mut w = world(8, 1, 1 << 30);
+    assert_eq!(w.submit(0, C1, 1, b"a"), None);
+    assert_eq!(
+        w.submit(0, C1, 1, b"a"),
+        Some(Told::Rejected(ErrorCode::DuplicateRequest))
+    );
+    assert_eq!(w.submit(0, C1, 2, b"b"), None);
+    assert_eq!(w.submit(0, C1, 3, b"c"), None);
+    assert_eq!(
+        w.submit(0, C1, 4, b"d"),
+        Some(Told::Rejected(ErrorCode::TooManyInFlight))
+    );
+    // Another connection has its own allowance.
+    assert_eq!(w.submit(0, C2, 4, b"d"), None);
+    let now = w.at(0);
+    let r = w
+        .jobs
+        .submit(now, C2, upload(5, (1 << 20) + 1, "grayscale", b""));
+    assert_eq!(
+        r.map(Told::from),
+        Some(Told::Rejected(ErrorCode::InputTooLarge))
+    );
+    let r = w.jobs.submit(
+        now,
+        C2,
+        Submission {
+            req: 6,
+            total: 1,
+            spec: "no-such-op",
+            data: b"x",
+            last: true,
+        },
+    );
+    assert_eq!(r.map(Told::from), Some(Told::Rejected(ErrorCode::BadSpec)));
+    assert_eq!(w.jobs.len(), 4);
+}
+
+#[test]
+fn a_worker_that_cannot_take_a_job_leaves_it_first_in_line() {
+    let mut w = world(4, 2, 1 << 20);
+    w.fx.broken.insert(0);
+    w.submit(0, C1, 1, b"a");
+    w.submit(0, C1, 2, b"b");
+    w.dispatch(0);
+    // Worker 0 failed and is given up; worker 1 got the first job, the second waits.
+    assert_eq!(w.fx.sent.len(), 1);
+    assert_eq!((w.fx.sent[0].worker, w.fx.sent[0].job), (1, 1));
+    assert_eq!(w.jobs.queue_len(), 1);
+    assert_eq!(w.gauge(|g| &g.queue_depth), 1);
+}
+
+#[test]
+fn queued_jobs_time_out_only_while_no_worker_is_healthy() {
+    let mut w = world(4, 1, 1 << 20);
+    w.fx.ready.clear();
+    w.submit(0, C1, 1, b"waits");
+    // No healthy worker: not before the deadline...
+    w.sweep(29_000, false);
+    assert!(w.fx.take_told().is_empty());
+    // Healthy workers serve the queue in order, however long it takes.
+    w.sweep(60_000, true);
+    assert!(w.fx.take_told().is_empty());
+    // ...but with none healthy, past the deadline it fails.
+    w.sweep(60_001, false);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(
+                ErrorCode::Timeout,
+                "no worker could take the job within the 30 s deadline".into()
+            )
+        )]
+    );
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.jobs.queue_len(), 0);
+    assert_eq!(w.gauge(|g| &g.queue_depth), 0);
+    assert_eq!(w.slots_in_use(), 0);
+    assert!(w.fx.killed.is_empty());
+}
+
+#[test]
+fn shutdown_answers_every_unfinished_job_and_admits_none() {
+    let mut w = world(8, 1, 1 << 20);
+    w.submit(0, C1, 1, b"running");
+    w.dispatch(0);
+    w.submit(0, C1, 2, b"queued");
+    let now = w.at(0);
+    w.jobs
+        .submit(now, C2, upload(3, 100, "grayscale", b"uploading"));
+    w.jobs.begin_shutdown();
+    assert_eq!(
+        w.submit(1, C2, 4, b"late"),
+        Some(Told::Rejected(ErrorCode::ShuttingDown))
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_shutdown), 1);
+    w.jobs.fail_all(&mut w.fx);
+    let mut told = w.fx.take_told();
+    told.sort_by_key(|(_, req, _)| *req);
+    let text = "server stopped before the job finished".to_string();
+    assert_eq!(
+        told,
+        vec![
+            (C1, 1, Told::Failed(ErrorCode::ShuttingDown, text.clone())),
+            (C1, 2, Told::Failed(ErrorCode::ShuttingDown, text.clone())),
+            (C2, 3, Told::Failed(ErrorCode::ShuttingDown, text)),
+        ]
+    );
+    // The running job keeps its slot until its worker is gone.
+    assert_eq!(w.jobs.len(), 1);
+    assert_eq!(w.slots_in_use(), 1);
+    w.lost(5, 0);
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+    assert!(w.fx.take_told().is_empty());
+}
