@@ -36,7 +36,7 @@ pub struct ConnectOpts {
 /// traffic, to keep the connection (and our knowledge that the server is alive) fresh while a
 /// long job runs or the connection is idle; well under the server's 120 s idle timeout.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// The library gives a connection up (closed, NP_TIMEOUT) after this long without any frame
+/// The library gives a connection up (closed, NP_PEER_SILENT) after this long without any frame
 /// from the server, despite the pings.
 pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 

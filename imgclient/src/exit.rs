@@ -147,7 +147,9 @@ pub fn kind_of_wire(code: u16) -> ExitKind {
 /// Exit kind for a failed library call.
 pub fn kind_of_np(e: &NpError) -> ExitKind {
     match e.status {
-        ffi::NP_TIMEOUT | ffi::NP_EOF | ffi::NP_IO | ffi::NP_CLOSED => ExitKind::Connect,
+        ffi::NP_TIMEOUT | ffi::NP_PEER_SILENT | ffi::NP_EOF | ffi::NP_IO | ffi::NP_CLOSED => {
+            ExitKind::Connect
+        }
         ffi::NP_AUTH_FAILED | ffi::NP_BAD_SERVER_SIGNATURE => ExitKind::Auth,
         ffi::NP_SERVER_KEY_CHANGED | ffi::NP_SERVER_KEY_REJECTED => ExitKind::KeyChanged,
         ffi::NP_KEY_FILE => ExitKind::Io,
@@ -217,6 +219,7 @@ mod tests {
     fn library_statuses_map_to_kinds() {
         assert_eq!(kind_of_np(&np(ffi::NP_EOF, "")), ExitKind::Connect);
         assert_eq!(kind_of_np(&np(ffi::NP_TIMEOUT, "")), ExitKind::Connect);
+        assert_eq!(kind_of_np(&np(ffi::NP_PEER_SILENT, "")), ExitKind::Connect);
         assert_eq!(kind_of_np(&np(ffi::NP_AUTH_FAILED, "")), ExitKind::Auth);
         assert_eq!(
             kind_of_np(&np(ffi::NP_SERVER_KEY_CHANGED, "")),

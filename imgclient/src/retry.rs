@@ -40,6 +40,7 @@ pub fn wire_retryable(code: u16) -> bool {
 pub fn np_retryable(e: &NpError) -> bool {
     match e.status {
         ffi::NP_TIMEOUT
+        | ffi::NP_PEER_SILENT
         | ffi::NP_EOF
         | ffi::NP_IO
         | ffi::NP_CLOSED
@@ -242,6 +243,7 @@ mod tests {
     fn library_failures_worth_retrying() {
         for s in [
             ffi::NP_TIMEOUT,
+            ffi::NP_PEER_SILENT,
             ffi::NP_EOF,
             ffi::NP_IO,
             ffi::NP_CLOSED,

@@ -344,20 +344,16 @@ impl Session {
     }
 
     /// Waits up to `wait` for the next event; `None` when the wait ran out. The connection
-    /// serves its own timers meanwhile (heartbeat PINGs; giving up on a silent server).
+    /// serves its own timers meanwhile (heartbeat PINGs; giving up on a silent server), and
+    /// its status says which ended a wait without an event: NP_TIMEOUT is our own wait,
+    /// NP_PEER_SILENT the dead-peer timer, which closed the connection.
     fn next_ev(&mut self, wait: Duration) -> Result<Option<Ev>, Reason> {
-        // In whole milliseconds, as the library takes it, so that `until` is never later
-        // than the library's own deadline for this wait.
-        let wait = Duration::from_millis(wait.as_millis().clamp(1, u32::MAX as u128) as u64);
-        let until = Instant::now() + wait;
         let dead_after = self.connector.dead_after;
         let client = self.client.as_mut().ok_or_else(lost)?;
         match take_event(client, wait) {
             Ok(ev) => Ok(Some(ev)),
-            Err(e) if e.is(ffi::NP_TIMEOUT) && Instant::now() >= until => Ok(None),
-            // NP_TIMEOUT before our wait ran out: the connection's dead-peer timer closed it
-            // (the library ends a wait early only for that; later calls fail at once too).
-            Err(e) if e.is(ffi::NP_TIMEOUT) => Err(silent_server(dead_after, &e)),
+            Err(e) if e.is(ffi::NP_TIMEOUT) => Ok(None),
+            Err(e) if e.is(ffi::NP_PEER_SILENT) => Err(silent_server(dead_after, &e)),
             Err(e) => Err(conn_failure(&e)),
         }
     }
@@ -585,8 +581,8 @@ fn conn_failure(e: &NpError) -> Failure {
     Failure::from_np("", e)
 }
 
-/// The connection gave the server up for silence (its dead-peer timer): a lost connection,
-/// like any other (exit 3 after the retries), said plainly.
+/// The connection gave the server up for silence (NP_PEER_SILENT, its dead-peer timer): a
+/// lost connection, like any other (exit 3 after the retries), said plainly.
 fn silent_server(dead_after: Duration, e: &NpError) -> Failure {
     let mut f = Failure::from_np("", e);
     f.why = format!("no answer from the server for {dead_after:?}");
@@ -625,6 +621,47 @@ mod tests {
             assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "len {len}");
             assert!(*lasts.last().unwrap());
         }
+    }
+
+    #[test]
+    fn the_library_says_which_ended_a_wait_by_its_status_alone() {
+        let dir =
+            std::env::temp_dir().join(format!("imgclient-silent-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = SilentServer::start(&dir);
+        // Our own wait runs out long before a 10-minute dead-peer timeout: NP_TIMEOUT, and the
+        // session waits on.
+        let patient = server.connector(&dir, Duration::from_secs(300), Duration::from_secs(600));
+        let mut client = patient.connect_once().unwrap();
+        for _ in 0..2 {
+            let e = take_event(&mut client, Duration::from_millis(20))
+                .err()
+                .unwrap();
+            assert!(e.is(ffi::NP_TIMEOUT), "{e:?}");
+        }
+        // With a wait far beyond the dead-peer timeout, only the connection's timer can end
+        // it: NP_PEER_SILENT with the library's text, and every later call says the same.
+        let dead_after = Duration::from_millis(150);
+        let quick = server.connector(&dir, Duration::from_millis(40), dead_after);
+        let mut client = quick.connect_once().unwrap();
+        let e = take_event(&mut client, Duration::from_secs(30))
+            .err()
+            .unwrap();
+        assert!(e.is(ffi::NP_PEER_SILENT), "{e:?}");
+        assert_eq!(
+            e.message,
+            "no frame from the server for 150 ms: connection closed"
+        );
+        let again = take_event(&mut client, Duration::from_secs(30))
+            .err()
+            .unwrap();
+        assert_eq!(again, e);
+        let send = client
+            .send_job(1, "noop", 1, b"x", true, Duration::from_secs(1))
+            .unwrap_err();
+        assert_eq!(send, e);
+        assert_eq!(silent_server(dead_after, &e).kind, ExitKind::Connect);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -323,6 +323,10 @@ enum np_status
    */
   NP_INPUT_FULL = 5,
   /**
+   * The peer sent no frame for the dead-peer timeout: the connection is closed.
+   */
+  NP_PEER_SILENT = 6,
+  /**
    * A required pointer argument was NULL.
    */
   NP_NULL_ARGUMENT = 100,
@@ -465,7 +469,7 @@ enum np_timer
    */
   NP_TIMER_HEARTBEAT = 4,
   /**
-   * Client: the server sent nothing for the dead-peer timeout; the connection is closed.
+   * Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.
    */
   NP_TIMER_DEAD_PEER = 5,
 };
@@ -763,8 +767,11 @@ np_status np_client_send_ping(np_client *client,
 np_status np_client_send_stats_request(np_client *client, uint64_t id, uint32_t timeout_ms);
 
 /**
- * Waits up to `timeout_ms` for the next event (NP_TIMEOUT if none). Pointers in the event
- * live until the next call on `client`.
+ * Waits up to `timeout_ms` for the next event: NP_TIMEOUT if none came in that time (the
+ * session is unharmed; wait again), NP_PEER_SILENT if the connection's dead-peer timer closed
+ * it (the server sent no frame for the dead-peer timeout; this and every later call on
+ * `client` answer NP_PEER_SILENT: close it and connect anew). Pointers in the event live
+ * until the next call on `client`.
  *
  * # Safety
  * `client` live; `event` writable.

@@ -4,6 +4,7 @@
 //! stable C status number (see `capi::status`).
 
 use std::io;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -125,9 +126,22 @@ pub enum Error {
         /// Its text.
         msg: String,
     },
-    /// A deadline passed (what was waited for, carried).
+    /// A deadline passed (what was waited for, carried): the caller's own wait, a connect, a
+    /// write, or one of the server's connection timers.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// The client's dead-peer timer closed the connection: the server sent no frame for the
+    /// configured dead-peer timeout, heartbeats notwithstanding. Distinct from [`Timeout`]
+    /// (a wait of the caller's that ran out, after which the connection is still usable):
+    /// this connection is gone, and every later call on it answers this error again.
+    ///
+    /// [`Timeout`]: Error::Timeout
+    #[error("no frame from the server for {}: connection closed", span(*after))]
+    PeerSilent {
+        /// The dead-peer timeout in force (the configured value, not the measured silence,
+        /// which depends on when the caller served the timer).
+        after: Duration,
+    },
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Eof,
@@ -139,6 +153,16 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+}
+
+/// A duration as a person reads it in an error message: whole seconds as "20 s", anything
+/// else in milliseconds ("150 ms").
+fn span(d: Duration) -> String {
+    if d.subsec_nanos() == 0 && !d.is_zero() {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 impl From<io::Error> for Error {
@@ -161,5 +185,29 @@ impl Error {
             self,
             Error::InvalidArgument(_) | Error::BadState(_) | Error::Busy { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_peer_is_named_with_the_timeout_in_force() {
+        let e = Error::PeerSilent {
+            after: Duration::from_secs(20),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no frame from the server for 20 s: connection closed"
+        );
+        assert!(e.is_fatal());
+        let e = Error::PeerSilent {
+            after: Duration::from_millis(150),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no frame from the server for 150 ms: connection closed"
+        );
     }
 }

@@ -237,8 +237,20 @@ pub(crate) fn write_from<S: Side>(
 /// request/response with deadlines. What the CLI, the load tester and the C sample use.
 ///
 /// The connection's own timers run while it waits for an event: a heartbeat PING (request id
-/// 0) after the configured quiet interval, and giving up with [`Error::Timeout`] when the
-/// server stays silent for the dead-peer timeout (see [`ClientTimers`](crate::ClientTimers)).
+/// 0) after the configured quiet interval, and giving up when the server stays silent for the
+/// dead-peer timeout (see [`ClientTimers`](crate::ClientTimers)).
+///
+/// Two ways a wait ends without an event, told apart by the error rather than by when it
+/// came, so a caller never has to compare clocks with the library:
+/// - the caller's own deadline passed: [`Error::Timeout`] (`NP_TIMEOUT`). Nothing happened
+///   to the connection; the next call may wait again.
+/// - the dead-peer timer closed the connection: [`Error::PeerSilent`] (`NP_PEER_SILENT`,
+///   "no frame from the server for 20 s: connection closed"). The connection is gone, and
+///   every later call on this client (waits and sends alike) answers the same error; only a
+///   new connection helps. A status of its own rather than `NP_CLOSED`, which also answers a
+///   call after an orderly BYE, so that "the server went silent" needs no inference.
+///
+/// When both are due, the timer wins: it is served before the deadline is looked at.
 pub(crate) struct Client {
     stream: TcpStream,
     conn: ClientConn,
@@ -369,7 +381,8 @@ impl Client {
 
     /// Waits for the next event until `deadline`. PONGs to server PINGs are sent on the way,
     /// and the connection's timers are served: a heartbeat PING goes out when due, and a
-    /// server silent for the dead-peer timeout ends the wait with [`Error::Timeout`].
+    /// server silent for the dead-peer timeout ends the wait (and the connection) with
+    /// [`Error::PeerSilent`]. Only the caller's own deadline gives [`Error::Timeout`].
     pub(crate) fn next_event_until(&mut self, deadline: Instant) -> Result<Event<'_>, Error> {
         loop {
             let got = self.conn.advance()?;
@@ -379,6 +392,8 @@ impl Client {
                 break;
             }
             if self.conn.is_closed() {
+                // The error that closed it (PeerSilent after the dead-peer timer), on this
+                // and every later call.
                 return Err(self.conn.error().cloned().unwrap_or(Error::Closed));
             }
             let now = Instant::now();
@@ -408,10 +423,9 @@ impl Client {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    // A timer fell due (served at the top of the loop) or the deadline passed.
-                    if Instant::now() >= deadline {
-                        return Err(Error::Timeout("read"));
-                    }
+                    // A timer fell due or the deadline passed: the top of the loop serves a
+                    // due timer first and only then ends the wait for the deadline, so a
+                    // dead-peer timer due with the deadline still reports the silent server.
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -473,6 +487,145 @@ mod tests {
                 }
             }
         })
+    }
+
+    /// A one-connection server on loopback that logs the client in and then goes silent: it
+    /// keeps the socket open and reads (and ignores) whatever comes, heartbeats included,
+    /// sending nothing, until the client goes away. Returns how many bytes it ignored.
+    fn serve_then_go_silent(listener: TcpListener) -> std::thread::JoinHandle<usize> {
+        let mut cfg = ServerConfig::new(
+            ServerKey::from_secret([5; 32]),
+            ServerParams {
+                max_chunk: crate::limits::MAX_CHUNK_DATA as u32,
+                max_upload: 1 << 20,
+                max_in_flight: 4,
+            },
+        );
+        cfg.add_user("alice", Verifier::create(b"pw", &[3; 16], 4096).unwrap())
+            .unwrap();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = ServerConn::new(Arc::new(cfg), random32(), monotonic_now());
+            let mut logged_in = false;
+            while !logged_in {
+                while let Ok(Some(ev)) = conn.poll_event() {
+                    logged_in |= matches!(ev, Event::LoggedIn { .. });
+                }
+                if write_from(&mut conn, &mut sock, monotonic_now()).is_err() || conn.is_closed() {
+                    return 0;
+                }
+                if logged_in {
+                    break;
+                }
+                match read_into(&mut conn, &mut sock, monotonic_now()) {
+                    Ok(ReadStatus::Data(_)) | Ok(ReadStatus::Full) => {}
+                    _ => return 0,
+                }
+            }
+            // Silent from here on: read to EOF, answer nothing.
+            let mut ignored = 0;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = sock.read(&mut buf) {
+                ignored += n;
+            }
+            ignored
+        })
+    }
+
+    fn connect_with(addr: &str, timers: ClientTimers) -> Client {
+        let mut cfg = ClientConfig::new("alice", b"pw").unwrap();
+        cfg.set_timers(timers);
+        Client::connect(
+            addr,
+            Arc::new(cfg),
+            Pinning::AcceptAny,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wait_ended_by_the_dead_peer_timer_says_the_server_went_silent() {
+        use crate::capi::status::np_status;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve_then_go_silent(listener);
+        let dead_after = Duration::from_millis(150);
+        let mut client = connect_with(
+            &addr,
+            ClientTimers {
+                heartbeat: Some(Duration::from_millis(30)),
+                dead_after: Some(dead_after),
+            },
+        );
+        // The caller's own deadline is far beyond the dead-peer timeout: only the timer can
+        // end this wait.
+        let far = Instant::now() + Duration::from_secs(30);
+        let e = client.next_event_until(far).unwrap_err();
+        assert_eq!(e, Error::PeerSilent { after: dead_after });
+        assert_eq!(np_status::from(&e), np_status::NP_PEER_SILENT);
+        assert_eq!(
+            e.to_string(),
+            "no frame from the server for 150 ms: connection closed"
+        );
+        assert!(client.conn().is_closed());
+        // Every later call fails the same way, at once: another wait, even one whose own
+        // deadline has already passed, and a send.
+        for deadline in [far, Instant::now()] {
+            assert_eq!(
+                client.next_event_until(deadline).unwrap_err(),
+                Error::PeerSilent { after: dead_after }
+            );
+        }
+        assert_eq!(
+            client.conn().send_ping(7, b"anyone?").unwrap_err(),
+            Error::PeerSilent { after: dead_after }
+        );
+        assert_eq!(
+            client
+                .conn()
+                .send_job(1, "noop", 1, b"x", true)
+                .unwrap_err(),
+            Error::PeerSilent { after: dead_after }
+        );
+        client.close();
+        // The heartbeats went out before the connection gave up.
+        assert!(
+            server.join().unwrap() > 0,
+            "no heartbeat reached the server"
+        );
+    }
+
+    #[test]
+    fn a_wait_ended_by_the_callers_deadline_is_a_timeout_and_the_connection_lives_on() {
+        use crate::capi::status::np_status;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = serve_then_go_silent(listener);
+        // A dead-peer timeout far beyond the waits below: only their own deadlines end them.
+        let mut client = connect_with(
+            &addr,
+            ClientTimers {
+                heartbeat: None,
+                dead_after: Some(Duration::from_secs(600)),
+            },
+        );
+        for wait in [Duration::from_millis(20), Duration::ZERO] {
+            let e = client.next_event_until(Instant::now() + wait).unwrap_err();
+            assert_eq!(e, Error::Timeout("read"));
+            assert_eq!(np_status::from(&e), np_status::NP_TIMEOUT);
+            assert!(!client.conn().is_closed());
+            assert!(client.conn().is_ready());
+        }
+        // Still usable: a send is accepted and flushed.
+        client.conn().send_ping(7, b"still there?").unwrap();
+        client
+            .flush(Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        client.close();
+        assert!(server.join().unwrap() > 0, "the PING reached the server");
     }
 
     #[test]

@@ -119,6 +119,7 @@ wire_table! {
         NP_EOF = 3, "connection closed by peer";
         NP_TIMEOUT = 4, "timed out";
         NP_INPUT_FULL = 5, "input buffer full: poll events first";
+        NP_PEER_SILENT = 6, "the peer sent no frame for the dead-peer timeout: the connection is closed";
         NP_NULL_ARGUMENT = 100, "a required pointer argument was NULL";
         NP_INVALID_ARGUMENT = 101, "invalid argument";
         NP_BUFFER_TOO_SMALL = 102, "output buffer too small";
@@ -175,7 +176,7 @@ wire_table! {
         NP_TIMER_IDLE = 2, "Server: logged in, nothing outstanding, no frame for the idle timeout; ERROR IDLE_TIMEOUT is queued and the connection closed: flush, then close.";
         NP_TIMER_SLOW_PEER = 3, "Server: the peer took none of the pending output for the slow-peer timeout; the output is dropped and the connection closed: close the socket now.";
         NP_TIMER_HEARTBEAT = 4, "Client: a heartbeat PING (request id 0) is queued: flush it.";
-        NP_TIMER_DEAD_PEER = 5, "Client: the server sent nothing for the dead-peer timeout; the connection is closed.";
+        NP_TIMER_DEAD_PEER = 5, "Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.";
     }
 
     // Size limits every peer enforces before it allocates (exported to C as NP_<NAME>). An

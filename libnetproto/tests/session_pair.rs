@@ -814,16 +814,25 @@ fn the_client_pings_after_a_quiet_interval_and_gives_up_on_a_silent_server() {
         );
     }
     assert_eq!(c.handle_timeout(pong_at + secs(20) - US), None);
+    // The unanswered heartbeats are still queued (nobody pumped them)...
+    assert!(!c.pending_output().is_empty());
     assert_eq!(
         c.handle_timeout(pong_at + secs(20)),
         Some(TimerKind::DeadPeer)
     );
     assert!(c.is_closed());
+    // ...and dropped with the connection: the caller closes the socket at once.
+    assert!(c.pending_output().is_empty());
+    let silent = Error::PeerSilent { after: secs(20) };
+    assert_eq!(c.error(), Some(&silent));
     assert_eq!(
-        c.error(),
-        Some(&Error::Timeout("no traffic from the server"))
+        silent.to_string(),
+        "no frame from the server for 20 s: connection closed"
     );
     assert_eq!(c.poll_timeout(), None);
+    // Every later send says why, rather than a bare "not logged in".
+    assert_eq!(c.send_ping(9, b"anyone?"), Err(silent.clone()));
+    assert_eq!(c.send_job(1, "noop", 1, b"x", true), Err(silent));
 }
 
 #[test]

@@ -137,7 +137,8 @@ impl Client {
     /// (see [`ClientConfig::set_timers`](crate::ClientConfig::set_timers)): a heartbeat PING
     /// with request id 0 goes out after a quiet interval (its PONG comes back as an event),
     /// and a server silent for the dead-peer timeout closes the connection and ends the wait
-    /// with `NP_TIMEOUT`; later calls then fail too.
+    /// with `NP_PEER_SILENT`; every later call on this client then fails with it too. A wait
+    /// that merely ran out is `NP_TIMEOUT`, and the session stays usable.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event<'_>> {
         let mut ev = empty_event();
         // SAFETY: `self.raw` is live and `&mut self` makes this the only call on it; `ev` is a

@@ -175,8 +175,11 @@ fn flush(c: &mut np_client, timeout_ms: u32) -> Result<np_status, np_status> {
     Ok(NP_OK)
 }
 
-/// Waits up to `timeout_ms` for the next event (NP_TIMEOUT if none). Pointers in the event
-/// live until the next call on `client`.
+/// Waits up to `timeout_ms` for the next event: NP_TIMEOUT if none came in that time (the
+/// session is unharmed; wait again), NP_PEER_SILENT if the connection's dead-peer timer closed
+/// it (the server sent no frame for the dead-peer timeout; this and every later call on
+/// `client` answer NP_PEER_SILENT: close it and connect anew). Pointers in the event live
+/// until the next call on `client`.
 ///
 /// # Safety
 /// `client` live; `event` writable.

@@ -36,6 +36,7 @@ impl From<&Error> for np_status {
             Error::Closed => NP_CLOSED,
             Error::Io { .. } => NP_IO,
             Error::Timeout(_) => NP_TIMEOUT,
+            Error::PeerSilent { .. } => NP_PEER_SILENT,
             Error::Eof => NP_EOF,
             Error::KeyFile { .. } => NP_KEY_FILE,
         }

@@ -22,6 +22,8 @@ pub enum np_status {
     NP_TIMEOUT = 4,
     /// Input buffer full: poll events first.
     NP_INPUT_FULL = 5,
+    /// The peer sent no frame for the dead-peer timeout: the connection is closed.
+    NP_PEER_SILENT = 6,
     /// A required pointer argument was NULL.
     NP_NULL_ARGUMENT = 100,
     /// Invalid argument.
@@ -129,7 +131,7 @@ pub enum np_timer {
     NP_TIMER_SLOW_PEER = 3,
     /// Client: a heartbeat PING (request id 0) is queued: flush it.
     NP_TIMER_HEARTBEAT = 4,
-    /// Client: the server sent nothing for the dead-peer timeout; the connection is closed.
+    /// Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.
     NP_TIMER_DEAD_PEER = 5,
 }
 

@@ -266,7 +266,13 @@ impl Sealed for ClientSide {
                 now.saturating_duration_since(c.clock.last_frame)
                     .as_millis()
             );
-            c.close_for(Error::Timeout("no traffic from the server"));
+            // Nothing we still had to say can matter to a server that has gone silent, and
+            // writing it could only block on a peer that reads nothing: drop it, so the
+            // caller closes the socket at once.
+            c.tx.clear();
+            c.tx_start = 0;
+            let after = c.side.config.timers.dead_after.unwrap_or_default();
+            c.close_for(Error::PeerSilent { after });
             return Some(TimerKind::DeadPeer);
         }
         if c.heartbeat_deadline().is_some_and(|d| now >= d) {

@@ -14,6 +14,11 @@ use crate::opcode::{flags, ErrorCode, Opcode};
 impl<S: Side> Conn<S> {
     pub(super) fn require_ready(&self) -> Result<(), Error> {
         if !self.is_ready() {
+            // A connection given up for silence says so to every later send too, so the
+            // caller learns why whichever call it makes next.
+            if let Some(e @ Error::PeerSilent { .. }) = &self.error {
+                return Err(e.clone());
+            }
             return Err(Error::BadState("connection is not logged in"));
         }
         Ok(())

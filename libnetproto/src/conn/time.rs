@@ -79,7 +79,9 @@ pub enum TimerKind {
     /// payload `heartbeat`) is queued. Its PONG arrives as an ordinary event.
     Heartbeat,
     /// Client: no frame from the server for the dead-peer timeout, despite the heartbeats. The
-    /// connection is closed with [`Error::Timeout`](crate::Error::Timeout).
+    /// pending output is dropped and the connection closed with
+    /// [`Error::PeerSilent`](crate::Error::PeerSilent), which every later send answers too:
+    /// close the socket now.
     DeadPeer,
 }
 
