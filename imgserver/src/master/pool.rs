@@ -199,14 +199,14 @@ impl Pool {
         )
         .map_err(std::io::Error::from)
         .and_then(|(ours, theirs)| {
-            let child = crate::spawn::worker(
-                &self.cfg.exe,
-                i,
-                theirs,
-                self.cfg.worker_mem_mb,
-                self.cfg.max_pixels,
-                self.cfg.fault_injection,
-            )?;
+            let spec = crate::spawn::WorkerSpec {
+                exe: &self.cfg.exe,
+                index: i,
+                mem_limit_mb: self.cfg.worker_mem_mb,
+                max_pixels: self.cfg.max_pixels,
+                fault_injection: self.cfg.fault_injection,
+            };
+            let child = crate::spawn::worker(&spec, theirs)?;
             Ok((child, ours))
         });
         let (child, sock) = match spawned {
