@@ -7,12 +7,14 @@ mod ipc;
 mod logging;
 mod master;
 mod ring;
+mod sandbox;
 mod shm;
 mod signals;
 mod spawn;
 mod statcmd;
 mod state;
 mod stats;
+mod statsock;
 mod users;
 mod worker;
 

@@ -2,8 +2,10 @@
 //! the shared ring, and reports back. Started only by the master (fork+exec, `worker` mode).
 //!
 //! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
-//! socket and no key, runs under an address-space limit, and dies with the master; if a
-//! decoder crashes or hangs, only this process and its one job are lost.
+//! socket and no key, inherits no fd and no environment, runs under an address-space limit
+//! and the confinement of `sandbox.rs` (no new privileges, tight open-files and file-size
+//! limits, no core, undumpable), and dies with the master; if a decoder crashes or hangs,
+//! only this process and its one job are lost.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
@@ -95,6 +97,11 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     let stats = Stats::map(&stats_fd)?;
     // The limit comes after mapping the ring: the cap is for what decoders allocate.
     set_memory_limit(args.mem_limit_mb);
+    // Set-up done: from here on the worker only uses what it holds, so take the rest away
+    // before the first image arrives.
+    crate::sandbox::confine(crate::sandbox::Confinement {
+        mem_limit_mb: args.mem_limit_mb,
+    })?;
     let me = stats
         .worker(index as usize)
         .ok_or("worker index out of range")?;

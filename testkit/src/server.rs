@@ -61,6 +61,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     open_fds: Vec<(i32, PathBuf)>,
+    run_as: Option<(u32, u32)>,
     wait_ready: bool,
 }
 
@@ -81,6 +82,13 @@ impl ServerBuilder {
     /// as a careless parent would leave it.
     pub fn open_fd(mut self, num: i32, path: &Path) -> Self {
         self.open_fds.push((num, path.to_path_buf()));
+        self
+    }
+
+    /// Runs the master (and `imgserver stats`) as this uid and gid instead of the test's
+    /// own; the state directory is handed to that user first.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.run_as = Some((uid, gid));
         self
     }
 
@@ -136,6 +144,7 @@ impl Server {
             args: Vec::new(),
             env: Vec::new(),
             open_fds: Vec::new(),
+            run_as: None,
             wait_ready: true,
         }
     }
@@ -149,6 +158,16 @@ impl Server {
         assert!(self.child.is_none(), "already running");
         // Truncated: after a restart, the log is the new process's.
         let log = std::fs::File::create(&self.log).unwrap();
+        if let Some((uid, gid)) = self.opts.run_as {
+            // The directory and what is in it (users file, key, log) become that user's.
+            let entries = std::fs::read_dir(self.dir.path()).unwrap();
+            for p in std::iter::once(self.dir.path().to_path_buf())
+                .chain(entries.map(|e| e.unwrap().path()))
+            {
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+            }
+        }
         let mut cmd = if self.opts.open_fds.is_empty() {
             Command::new(imgserver_bin())
         } else {
@@ -179,6 +198,9 @@ impl Server {
             .process_group(0);
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = self.opts.run_as {
+            cmd.uid(uid).gid(gid);
         }
         let mut child = cmd.spawn().expect("start imgserver");
         self.group = Some(child.id());
@@ -246,11 +268,13 @@ impl Server {
 
     /// Counters read locally through `imgserver stats --json`, or why they could not be.
     pub fn try_stats(&self) -> Result<Stats, String> {
-        let out = Command::new(imgserver_bin())
-            .args(["stats", "--json", "--state-dir"])
-            .arg(self.dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(imgserver_bin());
+        cmd.args(["stats", "--json", "--state-dir"])
+            .arg(self.dir.path());
+        if let Some((uid, gid)) = self.opts.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }

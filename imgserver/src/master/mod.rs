@@ -86,6 +86,8 @@ fn pool_config(
 
 /// Runs the server until it is told to stop; returns the process exit code.
 pub fn serve(args: ServeArgs) -> Result<i32, String> {
+    // Before any key is loaded: nothing of the same uid may ptrace us or read our memory.
+    crate::sandbox::protect_master();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -162,6 +164,14 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     m.conns
         .listen(listener, LISTENER)
         .map_err(|e| e.to_string())?;
+    // `/proc/PID/fd` is closed to the server's own user now that it is undumpable: the
+    // stats page is handed out over a socket, ready before the pid file names us.
+    let page = m
+        .pool
+        .stats_fd()
+        .try_clone()
+        .map_err(|e| format!("stats page: {e}"))?;
+    crate::statsock::serve(page).map_err(|e| format!("stats socket: {e}"))?;
     state::write_pid(&m.state_dir, m.pool.stats_fd().as_raw_fd())
         .map_err(|e| format!("pid file: {e}"))?;
     info!(
