@@ -38,6 +38,8 @@ fn main() {
             mem_limit_mb,
             max_pixels,
             fault_injection,
+            uid,
+            gid,
         }) => {
             logging::init(&format!("worker{index}"));
             match worker::run(worker::WorkerArgs {
@@ -45,6 +47,7 @@ fn main() {
                 mem_limit_mb,
                 max_pixels,
                 fault_injection,
+                run_as: uid.zip(gid),
             }) {
                 Ok(()) => 0,
                 Err(e) => {

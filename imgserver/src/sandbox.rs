@@ -3,7 +3,8 @@
 //!
 //! Trust boundary: between a worker (untrusted once it has touched an image) and everything
 //! else on the machine, the master first. A worker calls [`confine`] after its set-up (ring
-//! and stats mapped, address-space limit set) and before it says Ready; the master calls
+//! and stats mapped, address-space limit set) and before it says Ready — including, when the
+//! master runs as root, the switch to the unprivileged `--worker-user` — and the master calls
 //! [`protect_master`] first thing.
 
 use log::warn;
@@ -22,6 +23,17 @@ pub enum SandboxError {
         what: &'static str,
         source: nix::Error,
     },
+    #[error("cannot switch to uid {uid} gid {gid}: {what}: {source}")]
+    Identity {
+        uid: u32,
+        gid: u32,
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("still able to regain root after switching to uid {0}")]
+    RegainedRoot(u32),
+    #[error("the master exited while this worker changed its identity")]
+    Orphaned,
     #[error("cannot {what}: {source}")]
     Prctl {
         what: &'static str,
@@ -44,6 +56,10 @@ pub fn protect_master() {
 pub struct Confinement {
     /// The worker's memory cap in MiB (0: none); it also bounds the largest output memfd.
     pub mem_limit_mb: u64,
+    /// The uid and gid to switch to (`None`: keep ours).
+    pub run_as: Option<(u32, u32)>,
+    /// The master, to which the parent-death signal ties us.
+    pub master: nix::unistd::Pid,
 }
 
 fn limit(what: &'static str, r: Resource, value: u64) -> Result<(), SandboxError> {
@@ -71,11 +87,45 @@ pub fn confine(c: Confinement) -> Result<(), SandboxError> {
         mb => mb.saturating_mul(1 << 20),
     };
     limit("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE, fsize)?;
+    if let Some((uid, gid)) = c.run_as {
+        drop_to(uid, gid, c.master)?;
+    }
     // Last: no execve can ever give this process more privileges (set-uid binaries, file
     // capabilities), and it is the precondition for an unprivileged seccomp filter.
     nix::sys::prctl::set_no_new_privs().map_err(|source| SandboxError::Prctl {
         what: "set PR_SET_NO_NEW_PRIVS",
         source,
     })?;
+    Ok(())
+}
+
+/// Becomes `uid`:`gid` with no supplementary groups, for good: groups first and the uid last,
+/// since each step needs the privilege the next takes away. The worker needs nothing of
+/// root's after its set-up: it only uses the fds it holds and memfds it creates.
+fn drop_to(uid: u32, gid: u32, master: nix::unistd::Pid) -> Result<(), SandboxError> {
+    use nix::unistd::{getppid, setgid, setgroups, setuid, Gid, Uid};
+    let step = |what: &'static str| {
+        move |source| SandboxError::Identity {
+            uid,
+            gid,
+            what,
+            source,
+        }
+    };
+    setgroups(&[]).map_err(step("setgroups([])"))?;
+    setgid(Gid::from_raw(gid)).map_err(step("setgid"))?;
+    setuid(Uid::from_raw(uid)).map_err(step("setuid"))?;
+    // As root, setuid sets all three uids; check that no way back is left.
+    if setuid(Uid::from_raw(0)).is_ok() {
+        return Err(SandboxError::RegainedRoot(uid));
+    }
+    // The kernel clears the parent-death signal (and resets dumpability) on a change of
+    // credentials: set it again, then make sure the master did not die in between.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(step("PR_SET_PDEATHSIG again"))?;
+    if getppid() != master {
+        return Err(SandboxError::Orphaned);
+    }
+    nix::sys::prctl::set_dumpable(false).map_err(step("PR_SET_DUMPABLE 0 again"))?;
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct WorkerSpec<'a> {
     pub mem_limit_mb: u64,
     pub max_pixels: u64,
     pub fault_injection: bool,
+    /// The uid and gid the worker switches to after its set-up (`None`: keep the master's).
+    /// The switch happens in the worker after exec, not here: the binary may not be readable
+    /// by that user.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// The highest fd number the child may have to mark close-on-exec when the kernel lacks
@@ -66,6 +70,12 @@ pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
         if let Some(v) = std::env::var_os(FAULT_ENV) {
             cmd.env(FAULT_ENV, v);
         }
+    }
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.arg("--uid")
+            .arg(uid.to_string())
+            .arg("--gid")
+            .arg(gid.to_string());
     }
     // SAFETY: the closure runs in the forked child before exec and uses only async-signal-safe
     // calls (fcntl, dup2, prctl, getppid, the close_range system call, _exit) on plain

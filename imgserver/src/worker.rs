@@ -25,6 +25,8 @@ pub struct WorkerArgs {
     pub mem_limit_mb: u64,
     pub max_pixels: u64,
     pub fault_injection: bool,
+    /// The uid and gid to switch to after the set-up (from a master running as root).
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// The protocol error code for a filter failure.
@@ -72,6 +74,8 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         // Failpoint: a worker that dies before it is ready, for the crash-loop tests.
         std::process::exit(3);
     }
+    // Our parent, read while the death signal set before exec still guards it.
+    let master = nix::unistd::getppid();
     let sock = WorkerChannel::new(crate::spawn::take_worker_fd()?);
     let (msg, fds) = sock.recv()?;
     let ToWorker::Init(Init {
@@ -101,6 +105,8 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     // before the first image arrives.
     crate::sandbox::confine(crate::sandbox::Confinement {
         mem_limit_mb: args.mem_limit_mb,
+        run_as: args.run_as,
+        master,
     })?;
     let me = stats
         .worker(index as usize)

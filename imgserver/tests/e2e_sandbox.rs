@@ -38,7 +38,27 @@ fn workers_run_with_no_new_privileges_and_tight_limits() {
     let srv = Server::start("confined", &["--workers", "2", "--worker-mem-mb", "512"]);
     let workers = srv.workers();
     assert_eq!(workers.len(), 2);
+    // The tests run as root: the workers dropped to nobody (real, effective, saved and
+    // filesystem ids alike) with no supplementary group.
+    assert_eq!(
+        status_field(srv.pid(), "Uid").as_deref(),
+        Some("0\t0\t0\t0")
+    );
+    assert!(srv
+        .log_text()
+        .contains("workers run as nobody (uid 65534, gid 65534)"));
     for w in workers {
+        assert_eq!(
+            status_field(w, "Uid").as_deref(),
+            Some("65534\t65534\t65534\t65534"),
+            "worker {w}"
+        );
+        assert_eq!(
+            status_field(w, "Gid").as_deref(),
+            Some("65534\t65534\t65534\t65534"),
+            "worker {w}"
+        );
+        assert_eq!(status_field(w, "Groups").as_deref(), Some(""), "worker {w}");
         assert_eq!(
             status_field(w, "NoNewPrivs").as_deref(),
             Some("1"),
@@ -115,7 +135,14 @@ fn a_master_of_an_ordinary_user_is_out_of_reach_of_that_user_and_still_reports_s
         !can_open_mem(srv.pid(), NOBODY),
         "the master's memory is open to its user"
     );
+    assert!(srv
+        .log_text()
+        .contains("workers run as the server's own user (uid 65534)"));
     for w in srv.workers() {
+        assert_eq!(
+            status_field(w, "Uid").unwrap().split_whitespace().next(),
+            Some("65534")
+        );
         assert!(
             !can_open_mem(w, NOBODY),
             "worker {w}'s memory is open to its user"
@@ -128,4 +155,32 @@ fn a_master_of_an_ordinary_user_is_out_of_reach_of_that_user_and_still_reports_s
     let mut c = srv.connect();
     assert!(run_job(&mut c, 1, "invert", &sample("chelsea_64x64.png")).is_ok());
     srv.wait_stat("jobs_ok", 1, Duration::from_secs(5));
+}
+
+#[test]
+fn worker_user_must_exist_and_root_is_only_taken_when_named() {
+    // A user that does not exist: a clear error at start, before anything runs.
+    let dir = TempDir::new("nouser");
+    let out = Command::new(imgserver_bin())
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--state-dir"])
+        .arg(dir.path())
+        .args(["--worker-user", "no-such-user-here"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--worker-user no-such-user-here: no such user"),
+        "{err}"
+    );
+    // Root when asked for by name, with a warning, once.
+    let srv = Server::start("rootworkers", &["--workers", "2", "--worker-user", "root"]);
+    let log = srv.log_text();
+    assert_eq!(log.matches("workers run as root").count(), 1, "{log}");
+    for w in srv.workers() {
+        assert_eq!(status_field(w, "Uid").as_deref(), Some("0\t0\t0\t0"));
+        // Still confined otherwise.
+        assert_eq!(status_field(w, "NoNewPrivs").as_deref(), Some("1"));
+    }
 }
