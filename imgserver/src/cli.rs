@@ -50,6 +50,12 @@ pub enum Command {
         max_pixels: u64,
         #[arg(long)]
         fault_injection: bool,
+        /// The uid to switch to after the set-up (given by a master running as root).
+        #[arg(long, requires = "gid")]
+        uid: Option<u32>,
+        /// The gid to switch to with it.
+        #[arg(long, requires = "uid")]
+        gid: Option<u32>,
     },
 }
 
@@ -116,6 +122,11 @@ pub struct ServeArgs {
     /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.
     #[arg(long, default_value_t = 4096)]
     pub worker_mem_mb: u64,
+    /// When the server runs as root: the user the workers switch to after their set-up
+    /// (default: nobody). `root` keeps them root, with a warning. Ignored otherwise: workers
+    /// run as the server's own user.
+    #[arg(long, value_name = "NAME")]
+    pub worker_user: Option<String>,
 }
 
 impl ServeArgs {

@@ -7,12 +7,14 @@ mod ipc;
 mod logging;
 mod master;
 mod ring;
+mod sandbox;
 mod shm;
 mod signals;
 mod spawn;
 mod statcmd;
 mod state;
 mod stats;
+mod statsock;
 mod users;
 mod worker;
 
@@ -36,6 +38,8 @@ fn main() {
             mem_limit_mb,
             max_pixels,
             fault_injection,
+            uid,
+            gid,
         }) => {
             logging::init(&format!("worker{index}"));
             match worker::run(worker::WorkerArgs {
@@ -43,6 +47,7 @@ fn main() {
                 mem_limit_mb,
                 max_pixels,
                 fault_injection,
+                run_as: uid.zip(gid),
             }) {
                 Ok(()) => 0,
                 Err(e) => {

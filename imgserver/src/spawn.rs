@@ -1,10 +1,13 @@
 //! Starting a filter worker: fork+exec of this same binary in its hidden `worker` mode, with
-//! the worker's end of its socketpair at fd 3.
+//! the worker's end of its socketpair at fd 3, an empty environment and nothing else open.
 //!
 //! Trust boundary: the code between fork and exec runs in a copy of a possibly multithreaded
-//! process, so it may only make async-signal-safe system calls (dup2, fcntl, prctl, getppid):
-//! no allocation, no locks, no logging. Exec then gives the worker a clean process image
-//! holding no client socket and no key material (every other fd is close-on-exec).
+//! process, so it may only make async-signal-safe system calls (dup2, fcntl, prctl, getppid,
+//! close_range): no allocation, no locks, no logging. Exec then gives the worker a clean
+//! process image holding fds 0-2 (stdin on /dev/null, the master's stdout and stderr: the
+//! log) and its channel, nothing more: every other fd, including any the master inherited
+//! from whoever started it without close-on-exec, is marked close-on-exec in the child before
+//! exec. The environment is emptied except for the few variables the worker reads.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -16,31 +19,67 @@ use std::process::{Child, Command, Stdio};
 /// The fd number a worker finds its channel at.
 pub const WORKER_FD: i32 = 3;
 
+/// The environment variables a worker is given (when the master has them): the log filter,
+/// and the start-up failpoint, which is passed only when fault injection is on.
+const WORKER_ENV: &str = "RUST_LOG";
+const FAULT_ENV: &str = "IMGSERVER_FAULT_WORKER_START";
+
+/// What a worker is started with besides its channel.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec<'a> {
+    pub exe: &'a Path,
+    pub index: usize,
+    pub mem_limit_mb: u64,
+    pub max_pixels: u64,
+    pub fault_injection: bool,
+    /// The uid and gid the worker switches to after its set-up (`None`: keep the master's).
+    /// The switch happens in the worker after exec, not here: the binary may not be readable
+    /// by that user.
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The highest fd number the child may have to mark close-on-exec when the kernel lacks
+/// `close_range` (before 5.11 for its CLOEXEC flag): the hard open-files limit, read before
+/// the fork because getrlimit is not on the async-signal-safe list.
+fn fd_ceiling() -> libc::c_int {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1 << 20, |(_, hard)| hard);
+    hard.min(libc::c_int::MAX as u64) as libc::c_int
+}
+
 /// Spawns a worker; `sock` is the worker's end of its channel (closed here after the spawn).
-pub fn worker(
-    exe: &Path,
-    index: usize,
-    sock: OwnedFd,
-    mem_limit_mb: u64,
-    max_pixels: u64,
-    fault_injection: bool,
-) -> io::Result<Child> {
+pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
     let raw = sock.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
-    let mut cmd = Command::new(exe);
+    let ceiling = fd_ceiling();
+    let mut cmd = Command::new(spec.exe);
     cmd.arg("worker")
         .arg("--index")
-        .arg(index.to_string())
+        .arg(spec.index.to_string())
         .arg("--mem-limit-mb")
-        .arg(mem_limit_mb.to_string())
+        .arg(spec.mem_limit_mb.to_string())
         .arg("--max-pixels")
-        .arg(max_pixels.to_string())
+        .arg(spec.max_pixels.to_string())
+        .env_clear()
         .stdin(Stdio::null());
-    if fault_injection {
+    if let Some(filter) = std::env::var_os(WORKER_ENV) {
+        cmd.env(WORKER_ENV, filter);
+    }
+    if spec.fault_injection {
         cmd.arg("--fault-injection");
+        if let Some(v) = std::env::var_os(FAULT_ENV) {
+            cmd.env(FAULT_ENV, v);
+        }
+    }
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.arg("--uid")
+            .arg(uid.to_string())
+            .arg("--gid")
+            .arg(gid.to_string());
     }
     // SAFETY: the closure runs in the forked child before exec and uses only async-signal-safe
-    // calls on plain integers captured by value.
+    // calls (fcntl, dup2, prctl, getppid, the close_range system call, _exit) on plain
+    // integers captured by value; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             if raw == WORKER_FD {
@@ -66,6 +105,24 @@ pub fn worker(
             // The master may have died between fork and prctl; then nobody would kill us.
             if libc::getppid() != parent {
                 libc::_exit(1);
+            }
+            // Last: everything above the channel becomes close-on-exec, so exec drops it —
+            // fds the master inherited without the flag included. Marking instead of closing
+            // keeps std's own close-on-exec pipe, which reports a failed exec, working.
+            if libc::syscall(
+                libc::SYS_close_range,
+                (WORKER_FD + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) < 0
+            {
+                // ENOSYS or EINVAL: a kernel without close_range or its CLOEXEC flag. Mark
+                // each fd; F_SETFD on a number that is not open fails harmlessly.
+                let mut fd = WORKER_FD + 1;
+                while fd < ceiling {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    fd += 1;
+                }
             }
             Ok(())
         });

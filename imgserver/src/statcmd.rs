@@ -1,9 +1,12 @@
 //! `imgserver stats`: reads a running server's counters from its shared-memory page, found via
-//! the pid file and /proc/PID/fd (no network, no credentials: same-user local access only).
+//! the pid file and handed over the master's stats socket (`statsock`), or through
+//! /proc/PID/fd where that is open to us (root) — no network, no credentials: same-user
+//! local access only.
 //!
 //! Trust boundary: the local user's own server; the page is only read. `--json` output is
 //! written by serde_json, one object: `pid` first, then every counter in the page's order.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -37,13 +40,23 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
     let (pid, fd) = state::read_pid(dir)
         .map_err(|e| format!("no running server for {}: {e}", dir.display()))?;
     let path = format!("/proc/{pid}/fd/{fd}");
-    // Read-write because the page is mapped shared; nothing here writes to it.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {path} (is the server running as this user?): {e}"))?;
-    let stats = Stats::map(&file.into()).map_err(|e| format!("cannot map stats page: {e}"))?;
+    let page = match crate::statsock::fetch(pid) {
+        Ok(page) => page,
+        // The master's socket is the way for its own user (its /proc is closed: it is
+        // undumpable); root can still open the page through /proc.
+        Err(sock_err) => std::fs::OpenOptions::new()
+            // Read-write because the page is mapped shared; nothing here writes to it.
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map(OwnedFd::from)
+            .map_err(|e| {
+                format!(
+                    "{sock_err}; cannot open {path} either (is the server running as this user?): {e}"
+                )
+            })?,
+    };
+    let stats = Stats::map(&page).map_err(|e| format!("cannot map stats page: {e}"))?;
     if !stats.is_valid() {
         return Err(format!("{path} is not an imgserver stats page"));
     }

@@ -2,8 +2,10 @@
 //! the shared ring, and reports back. Started only by the master (fork+exec, `worker` mode).
 //!
 //! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
-//! socket and no key, runs under an address-space limit, and dies with the master; if a
-//! decoder crashes or hangs, only this process and its one job are lost.
+//! socket and no key, inherits no fd and no environment, runs under an address-space limit
+//! and the confinement of `sandbox.rs` (no new privileges, tight open-files and file-size
+//! limits, no core, undumpable), and dies with the master; if a decoder crashes or hangs,
+//! only this process and its one job are lost.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
@@ -23,6 +25,8 @@ pub struct WorkerArgs {
     pub mem_limit_mb: u64,
     pub max_pixels: u64,
     pub fault_injection: bool,
+    /// The uid and gid to switch to after the set-up (from a master running as root).
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// The protocol error code for a filter failure.
@@ -70,6 +74,8 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         // Failpoint: a worker that dies before it is ready, for the crash-loop tests.
         std::process::exit(3);
     }
+    // Our parent, read while the death signal set before exec still guards it.
+    let master = nix::unistd::getppid();
     let sock = WorkerChannel::new(crate::spawn::take_worker_fd()?);
     let (msg, fds) = sock.recv()?;
     let ToWorker::Init(Init {
@@ -95,6 +101,13 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     let stats = Stats::map(&stats_fd)?;
     // The limit comes after mapping the ring: the cap is for what decoders allocate.
     set_memory_limit(args.mem_limit_mb);
+    // Set-up done: from here on the worker only uses what it holds, so take the rest away
+    // before the first image arrives.
+    crate::sandbox::confine(crate::sandbox::Confinement {
+        mem_limit_mb: args.mem_limit_mb,
+        run_as: args.run_as,
+        master,
+    })?;
     let me = stats
         .worker(index as usize)
         .ok_or("worker index out of range")?;

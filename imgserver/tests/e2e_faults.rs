@@ -14,7 +14,7 @@ fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool) -> Duration 
 }
 
 /// Everything that proves a stopped server left nothing behind: no process of its own (the
-/// master and whatever it started, found by the kit's environment marker), no process on the
+/// master and whatever it started, found by the process group the kit starts it in), no process on the
 /// machine holding or mapping one of its memfds, no pid file, and the port free.
 struct Leftovers {
     memfds: HashSet<u64>,
@@ -28,7 +28,7 @@ impl Leftovers {
         assert_eq!(
             procs.len(),
             1 + srv.worker_count(),
-            "the marker finds the master and every worker: {procs:?}"
+            "the process group holds the master and every worker: {procs:?}"
         );
         let memfds: HashSet<u64> = procs.iter().flat_map(|p| memfd_inodes(*p)).collect();
         // Ring and stats at least, shared by master and workers.

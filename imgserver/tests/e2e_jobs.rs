@@ -278,7 +278,6 @@ fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
     let master = srv.pid();
     let sockets = socket_table();
     let master_fds = fds(master).unwrap();
-    let test_fds = fds(std::process::id()).unwrap();
     // The master's TCP sockets: the listener and every client connection. The check below
     // would find them in a worker; make sure there are some to find.
     let client_sockets: HashSet<u64> = master_fds
@@ -346,21 +345,55 @@ fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
             matches!(got[3], (3, FdTarget::Socket(_))),
             "worker {w}: channel at fd 3: {got:?}"
         );
-        // Beyond those six, a worker may only hold what the master itself was started with
-        // and did not create (a test runner's jobserver pipe, say): the same number pointing
-        // at the same file in the test process, the master and the worker. Never a socket.
-        let inherited: Vec<&(i32, FdTarget)> = got[6..]
-            .iter()
-            .filter(|(n, t)| {
-                !matches!(t, FdTarget::Socket(_))
-                    && master_fds.iter().any(|f| f.num == *n && f.target == *t)
-                    && test_fds.iter().any(|f| f.num == *n && f.target == *t)
-            })
-            .collect();
-        assert_eq!(
-            got.len(),
-            6 + inherited.len(),
-            "worker {w} holds unexpected fds: {got:?}"
+        // Nothing beyond those six: not even what the master inherited from its own parent.
+        assert_eq!(got.len(), 6, "worker {w} holds unexpected fds: {got:?}");
+    }
+}
+
+#[test]
+fn workers_inherit_no_fd_and_no_variable_from_whoever_started_the_master() {
+    // The master is started holding two files open without close-on-exec (as a careless
+    // parent leaves them) and with secrets in its environment.
+    let dir = TempDir::new("inherit");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "do not leak").unwrap();
+    let srv = Server::builder("inherit")
+        .args(&["--workers", "2"])
+        .env("SECRET_TOKEN", "hunter2")
+        .env("AWS_SECRET_ACCESS_KEY", "also-secret")
+        .open_fd(7, &secret)
+        .open_fd(9, std::path::Path::new("/dev/null"))
+        .start();
+    let master = srv.pid();
+    // The set-up took: the master holds both files and sees the variables.
+    let master_fds = fds(master).unwrap();
+    for (n, want) in [(7, secret.clone()), (9, "/dev/null".into())] {
+        assert!(
+            master_fds
+                .iter()
+                .any(|f| f.num == n && f.target == FdTarget::Path(want.clone())),
+            "master fd {n} -> {want:?}: {master_fds:?}"
         );
     }
+    assert!(environ(master).contains(&"SECRET_TOKEN=hunter2".to_string()));
+
+    let workers = srv.workers();
+    assert_eq!(workers.len(), 2);
+    for w in workers {
+        let wfds = fds(w).unwrap();
+        let nums: Vec<i32> = wfds.iter().map(|f| f.num).collect();
+        assert_eq!(nums, [0, 1, 2, 3, 4, 5], "worker {w}: {wfds:?}");
+        assert!(
+            !wfds
+                .iter()
+                .any(|f| f.target == FdTarget::Path(secret.clone())),
+            "worker {w} holds the secret file: {wfds:?}"
+        );
+        let env = environ(w);
+        // Only the log filter the kit sets; no secret, no PATH or HOME, no marker.
+        assert_eq!(env, ["RUST_LOG=info"], "worker {w} environment");
+    }
+    // And they work.
+    let mut c = srv.connect();
+    assert!(run_job(&mut c, 1, "invert", &sample("chelsea_64x64.png")).is_ok());
 }

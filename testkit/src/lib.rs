@@ -24,8 +24,8 @@ pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, Temp
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;
 pub use procs::{
-    children, fds, kill, memfd_inodes, pids_with_env, process_alive, raise_fd_limit, rss_kb,
-    socket_table, Fd, FdTarget, SocketKind,
+    children, environ, fds, kill, memfd_inodes, pids_in_group, pids_with_env, process_alive,
+    process_group, raise_fd_limit, rss_kb, socket_table, status_field, Fd, FdTarget, SocketKind,
 };
 pub use report::{BenchReport, Histogram, Stats};
 pub use server::{imgserver_bin, Server, ServerBuilder};

@@ -245,6 +245,46 @@ pub fn pids_with_env(key: &str, value: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The process group of `pid` (field 5 of /proc/PID/stat), if it is alive.
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Live processes in process group `pgid`: a test server's master (started as a group
+/// leader) and its workers, which inherit the group and keep it if the master dies.
+pub fn pids_in_group(pgid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| process_alive(*pid) && process_group(*pid) == Some(pgid))
+        .collect()
+}
+
+/// `/proc/PID/environ` as `KEY=VALUE` strings (empty if unreadable).
+pub fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| String::from_utf8_lossy(kv).into_owned())
+        .collect()
+}
+
+/// The value of `field` (e.g. `NoNewPrivs`, `Uid`) in /proc/PID/status, whitespace-trimmed.
+pub fn status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == field).then(|| v.trim().to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +350,12 @@ mod tests {
         assert!(process_alive(me));
         assert!(rss_kb(me) > 0);
         assert!(!process_alive(u32::MAX / 2), "no such pid");
+        assert_eq!(
+            process_group(me),
+            Some(nix::unistd::getpgrp().as_raw() as u32)
+        );
+        assert!(pids_in_group(process_group(me).unwrap()).contains(&me));
+        assert!(status_field(me, "Pid").is_some_and(|p| p == me.to_string()));
+        assert!(status_field(me, "NoSuchField").is_none());
     }
 }

@@ -2,10 +2,12 @@
 //! directory and one user, started, waited for, inspected from outside and stopped.
 //!
 //! Trust boundary: none of its own; it is the local administrator's side (the `user add`
-//! and `stats` subcommands, signals, /proc). Every server gets a unique environment marker,
-//! which its workers inherit, so checks for leftover processes see only this server's.
+//! and `stats` subcommands, signals, /proc). Every server is started as the leader of its own
+//! process group, which its workers inherit (they get an empty environment, so an environment
+//! marker would not reach them), so checks for leftover processes see only this server's.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +23,8 @@ use crate::report::Stats;
 use crate::wait::{wait_some, wait_until, Timeout};
 use crate::{PASSWORD, USER};
 
-/// The environment variable that marks a test server's processes.
+/// The environment variable that marks a test server's master (its workers do not inherit
+/// it: the master gives them an empty environment).
 pub const MARKER_VAR: &str = "IMGTEST_SERVER";
 
 /// How long a server may take to print its address, and its workers to become ready.
@@ -57,6 +60,8 @@ pub struct ServerBuilder {
     tag: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    open_fds: Vec<(i32, PathBuf)>,
+    run_as: Option<(u32, u32)>,
     wait_ready: bool,
 }
 
@@ -69,6 +74,21 @@ impl ServerBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts the master holding `path` open for reading at fd `num` (3..=9: the shell that
+    /// opens it takes one digit), without close-on-exec,
+    /// as a careless parent would leave it.
+    pub fn open_fd(mut self, num: i32, path: &Path) -> Self {
+        self.open_fds.push((num, path.to_path_buf()));
+        self
+    }
+
+    /// Runs the master (and `imgserver stats`) as this uid and gid instead of the test's
+    /// own; the state directory is handed to that user first.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.run_as = Some((uid, gid));
         self
     }
 
@@ -94,6 +114,7 @@ impl ServerBuilder {
             log: dir.join("server.log"),
             dir,
             marker: format!("{}-{n}", std::process::id()),
+            group: None,
             opts: self,
         };
         s.spawn();
@@ -111,6 +132,8 @@ pub struct Server {
     pub log: PathBuf,
     dir: TempDir,
     marker: String,
+    /// The process group of the last master started (its pid): it and its workers.
+    group: Option<u32>,
     opts: ServerBuilder,
 }
 
@@ -120,6 +143,8 @@ impl Server {
             tag: tag.into(),
             args: Vec::new(),
             env: Vec::new(),
+            open_fds: Vec::new(),
+            run_as: None,
             wait_ready: true,
         }
     }
@@ -133,7 +158,33 @@ impl Server {
         assert!(self.child.is_none(), "already running");
         // Truncated: after a restart, the log is the new process's.
         let log = std::fs::File::create(&self.log).unwrap();
-        let mut cmd = Command::new(imgserver_bin());
+        if let Some((uid, gid)) = self.opts.run_as {
+            // The directory and what is in it (users file, key, log) become that user's.
+            let entries = std::fs::read_dir(self.dir.path()).unwrap();
+            for p in std::iter::once(self.dir.path().to_path_buf())
+                .chain(entries.map(|e| e.unwrap().path()))
+            {
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+            }
+        }
+        let mut cmd = if self.opts.open_fds.is_empty() {
+            Command::new(imgserver_bin())
+        } else {
+            // A shell opens the files without close-on-exec and execs the server in its
+            // place (same pid): a master that inherited fds from whoever started it.
+            let redirects: String = self
+                .opts
+                .open_fds
+                .iter()
+                .map(|(n, p)| format!(" {n}<'{}'", p.display()))
+                .collect();
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(format!("exec{redirects} \"$0\" \"$@\""))
+                .arg(imgserver_bin());
+            c
+        };
         cmd.args(["--listen", &self.addr, "--state-dir"])
             .arg(self.dir.path())
             .args(&self.opts.args)
@@ -141,11 +192,18 @@ impl Server {
             .env(MARKER_VAR, &self.marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log);
+            .stderr(log)
+            // Its own process group, inherited by the workers: how `processes` finds them,
+            // even after the master is gone.
+            .process_group(0);
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
+        if let Some((uid, gid)) = self.opts.run_as {
+            cmd.uid(uid).gid(gid);
+        }
         let mut child = cmd.spawn().expect("start imgserver");
+        self.group = Some(child.id());
         // The first "listening on" line gives the address; the rest of stdout is drained so
         // the server never blocks on a full pipe.
         let out = BufReader::new(child.stdout.take().unwrap());
@@ -210,11 +268,13 @@ impl Server {
 
     /// Counters read locally through `imgserver stats --json`, or why they could not be.
     pub fn try_stats(&self) -> Result<Stats, String> {
-        let out = Command::new(imgserver_bin())
-            .args(["stats", "--json", "--state-dir"])
-            .arg(self.dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(imgserver_bin());
+        cmd.args(["stats", "--json", "--state-dir"])
+            .arg(self.dir.path());
+        if let Some((uid, gid)) = self.opts.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -328,9 +388,10 @@ impl Server {
         &self.marker
     }
 
-    /// Every live process of this server: the master and its workers (by their marker).
+    /// Every live process of this server, or of its last run once the master is gone: the
+    /// master and its workers (by their process group).
     pub fn processes(&self) -> Vec<u32> {
-        procs::pids_with_env(MARKER_VAR, &self.marker)
+        self.group.map_or_else(Vec::new, procs::pids_in_group)
     }
 }
 

@@ -66,11 +66,41 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
     }
 }
 
+/// Whom the workers run as: as root, the `--worker-user` (default `nobody`), resolved once at
+/// start so a missing user is a clear error before anything runs; `root` is honoured only
+/// when named, with a warning. As an ordinary user there is no one to switch to.
+fn worker_identity(flag: Option<&str>) -> Result<Option<(u32, u32)>, String> {
+    use nix::unistd::{geteuid, User};
+    let me = geteuid();
+    if !me.is_root() {
+        match flag {
+            Some(name) => warn!(
+                "--worker-user {name} ignored: the server runs as uid {me}, not root; workers run as uid {me}"
+            ),
+            None => info!("workers run as the server's own user (uid {me})"),
+        }
+        return Ok(None);
+    }
+    let name = flag.unwrap_or("nobody");
+    let user = User::from_name(name)
+        .map_err(|e| format!("--worker-user {name}: cannot look the user up: {e}"))?
+        .ok_or_else(|| {
+            format!("--worker-user {name}: no such user (workers must not run as root; name an unprivileged user, or root to insist)")
+        })?;
+    if user.uid.is_root() {
+        warn!("workers run as root (--worker-user {name}): a worker compromised by an image owns the machine");
+        return Ok(None);
+    }
+    info!("workers run as {name} (uid {}, gid {})", user.uid, user.gid);
+    Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
+}
+
 fn pool_config(
     args: &ServeArgs,
     exe: std::path::PathBuf,
     workers: usize,
     fault_injection: bool,
+    run_as: Option<(u32, u32)>,
 ) -> PoolConfig {
     PoolConfig {
         exe,
@@ -81,11 +111,14 @@ fn pool_config(
         slots: args.slots,
         slot_size: args.slot_size,
         deadline_ms: (args.job_timeout * 1000.0) as u32,
+        run_as,
     }
 }
 
 /// Runs the server until it is told to stop; returns the process exit code.
 pub fn serve(args: ServeArgs) -> Result<i32, String> {
+    // Before any key is loaded: nothing of the same uid may ptrace us or read our memory.
+    crate::sandbox::protect_master();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -95,6 +128,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     if args.slots == 0 || args.slot_size < 4096 {
         return Err("--slots must be > 0 and --slot-size at least 4096".into());
     }
+    let run_as = worker_identity(args.worker_user.as_deref())?;
     raise_fd_limit(args.max_conns);
     let state_dir = state::resolve(args.state_dir.as_deref());
     state::ensure_dir(&state_dir)
@@ -133,7 +167,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     let conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));
     let pool_stats = map_stats()?;
     let pool = Pool::new(
-        pool_config(&args, exe, workers, fault_injection),
+        pool_config(&args, exe, workers, fault_injection, run_as),
         registry()?,
         ring_fd,
         stats_fd,
@@ -162,6 +196,14 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     m.conns
         .listen(listener, LISTENER)
         .map_err(|e| e.to_string())?;
+    // `/proc/PID/fd` is closed to the server's own user now that it is undumpable: the
+    // stats page is handed out over a socket, ready before the pid file names us.
+    let page = m
+        .pool
+        .stats_fd()
+        .try_clone()
+        .map_err(|e| format!("stats page: {e}"))?;
+    crate::statsock::serve(page).map_err(|e| format!("stats socket: {e}"))?;
     state::write_pid(&m.state_dir, m.pool.stats_fd().as_raw_fd())
         .map_err(|e| format!("pid file: {e}"))?;
     info!(

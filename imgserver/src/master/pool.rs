@@ -45,6 +45,8 @@ pub struct PoolConfig {
     pub slots: u32,
     pub slot_size: u64,
     pub deadline_ms: u32,
+    /// The uid and gid workers switch to (`None`: the master's own).
+    pub run_as: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,14 +201,15 @@ impl Pool {
         )
         .map_err(std::io::Error::from)
         .and_then(|(ours, theirs)| {
-            let child = crate::spawn::worker(
-                &self.cfg.exe,
-                i,
-                theirs,
-                self.cfg.worker_mem_mb,
-                self.cfg.max_pixels,
-                self.cfg.fault_injection,
-            )?;
+            let spec = crate::spawn::WorkerSpec {
+                exe: &self.cfg.exe,
+                index: i,
+                mem_limit_mb: self.cfg.worker_mem_mb,
+                max_pixels: self.cfg.max_pixels,
+                fault_injection: self.cfg.fault_injection,
+                run_as: self.cfg.run_as,
+            };
+            let child = crate::spawn::worker(&spec, theirs)?;
             Ok((child, ours))
         });
         let (child, sock) = match spawned {
