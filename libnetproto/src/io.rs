@@ -451,9 +451,8 @@ mod tests {
     use crate::login::Verifier;
     use crate::message::ServerParams;
 
-    /// A one-connection server on loopback that answers whatever the library answers by
-    /// itself (PONG) and reports the PINGs it saw, until the client goes away.
-    fn serve_one(listener: TcpListener) -> std::thread::JoinHandle<Vec<(u64, Vec<u8>)>> {
+    /// The loopback test servers' config: a fixed key and one user, alice / pw.
+    fn test_server_config() -> ServerConfig {
         let mut cfg = ServerConfig::new(
             ServerKey::from_secret([5; 32]),
             ServerParams {
@@ -464,6 +463,13 @@ mod tests {
         );
         cfg.add_user("alice", Verifier::create(b"pw", &[3; 16], 4096).unwrap())
             .unwrap();
+        cfg
+    }
+
+    /// A one-connection server on loopback that answers whatever the library answers by
+    /// itself (PONG) and reports the PINGs it saw, until the client goes away.
+    fn serve_one(listener: TcpListener) -> std::thread::JoinHandle<Vec<(u64, Vec<u8>)>> {
+        let cfg = test_server_config();
         std::thread::spawn(move || {
             let (mut sock, _) = listener.accept().unwrap();
             let mut conn = ServerConn::new(Arc::new(cfg), random32(), monotonic_now());
@@ -493,16 +499,7 @@ mod tests {
     /// keeps the socket open and reads (and ignores) whatever comes, heartbeats included,
     /// sending nothing, until the client goes away. Returns how many bytes it ignored.
     fn serve_then_go_silent(listener: TcpListener) -> std::thread::JoinHandle<usize> {
-        let mut cfg = ServerConfig::new(
-            ServerKey::from_secret([5; 32]),
-            ServerParams {
-                max_chunk: crate::limits::MAX_CHUNK_DATA as u32,
-                max_upload: 1 << 20,
-                max_in_flight: 4,
-            },
-        );
-        cfg.add_user("alice", Verifier::create(b"pw", &[3; 16], 4096).unwrap())
-            .unwrap();
+        let cfg = test_server_config();
         std::thread::spawn(move || {
             let (mut sock, _) = listener.accept().unwrap();
             let mut conn = ServerConn::new(Arc::new(cfg), random32(), monotonic_now());
