@@ -135,20 +135,99 @@ fn an_input_that_crashes_two_workers_is_poison() {
 }
 
 #[test]
-fn a_hung_worker_hits_the_deadline_and_is_replaced() {
+fn a_hanging_input_costs_two_deadlines_two_workers_and_one_poison_answer() {
+    const DEADLINE: Duration = Duration::from_millis(300);
     let srv = Server::builder("hang")
+        .args(&["--workers", "2", "--job-timeout", "0.3"])
+        .fault_injection()
+        .start();
+    srv.wait_workers_ready(Duration::from_secs(3));
+    let scratch = TempDir::new("hang-input");
+    let input = scratch.join("hang.bin");
+    std::fs::write(&input, b"IMGSERVER-FAULT-HANG").unwrap();
+    let output = scratch.join("out.png");
+    // The real client, with its default retry policy: POISON_INPUT is final, so it gives up
+    // after the one answer instead of resubmitting.
+    let t = Instant::now();
+    let out = srv.imgclient().run(&[
+        "run",
+        "--ops",
+        "noop",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("hanging input answered after {took:?}: {}", stderr.trim());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("POISON_INPUT"), "{stderr}");
+    assert!(
+        stderr.contains("deadline"),
+        "the message says why: {stderr}"
+    );
+    assert!(
+        took < 2 * DEADLINE + Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    let s = srv.stats();
+    assert_eq!(
+        s.get("jobs_submitted"),
+        1,
+        "submitted once, never resubmitted"
+    );
+    assert_eq!(s.get("jobs_timeout"), 2, "one overrun per worker");
+    assert_eq!(
+        s.get("jobs_retried"),
+        1,
+        "the master retried it once itself"
+    );
+    assert_eq!(s.get("jobs_poison"), 1);
+    // Both killed workers are reaped (the second one may be a moment behind the answer).
+    srv.wait("both killed workers reaped", Duration::from_secs(2), || {
+        srv.stat("worker_deaths") >= 2
+    });
+    // No backoff: both replacements start at once and the pool is whole again.
+    srv.wait_workers_ready(Duration::from_secs(2));
+    assert_eq!(srv.stat("worker_deaths"), 2, "exactly two workers killed");
+    assert_eq!(
+        srv.stat("worker_spawns"),
+        4,
+        "two starts and two replacements"
+    );
+    assert!(
+        !srv.log_text().contains("crash loop"),
+        "a deadline kill is not a crash: {}",
+        srv.log_text()
+    );
+    let mut c = srv.connect();
+    let small = sample("chelsea_64x64.png");
+    assert!(matches!(
+        run_job(&mut c, 2, "noop", &small),
+        Outcome::Ok { .. }
+    ));
+    wait_for("slot reclaimed", Duration::from_secs(2), || {
+        srv.stat("slots_in_use") == 0
+    });
+}
+
+#[test]
+fn a_hanging_input_with_one_worker_is_retried_on_its_replacement_then_poison() {
+    let srv = Server::builder("hang1")
         .args(&["--workers", "1", "--job-timeout", "1"])
         .fault_injection()
         .start();
     let mut c = srv.connect();
     let t = Instant::now();
     match run_job(&mut c, 1, "noop", b"IMGSERVER-FAULT-HANG") {
-        Outcome::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout as u16),
+        Outcome::Error { code, message } => {
+            assert_eq!(code, ErrorCode::PoisonInput as u16, "{message}")
+        }
         o => panic!("{o:?}"),
     }
     assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "deadline answered after {:?}",
+        t.elapsed() < Duration::from_secs(2 + 3),
+        "answered after {:?}",
         t.elapsed()
     );
     srv.wait_workers_ready(Duration::from_secs(3));
@@ -160,7 +239,8 @@ fn a_hung_worker_hits_the_deadline_and_is_replaced() {
     wait_for("slot reclaimed", Duration::from_secs(2), || {
         srv.stat("slots_in_use") == 0
     });
-    assert_eq!(srv.stat("jobs_timeout"), 1);
+    assert_eq!(srv.stat("jobs_timeout"), 2);
+    assert_eq!(srv.stat("worker_deaths"), 2);
 }
 
 #[test]
@@ -331,8 +411,9 @@ fn kill_9_a_random_worker_every_second_during_a_150_connection_bench() {
 
 #[test]
 fn sigstop_of_a_worker_mid_job_hits_the_deadline() {
+    // A deadline long enough for the slow job itself (1.5 s) on a healthy worker.
     let srv = Server::builder("sigstop")
-        .args(&["--workers", "1", "--job-timeout", "1"])
+        .args(&["--workers", "1", "--job-timeout", "2"])
         .fault_injection()
         .start();
     let mut c = srv.connect();
@@ -343,15 +424,19 @@ fn sigstop_of_a_worker_mid_job_hits_the_deadline() {
     let victim = srv.workers()[0];
     assert!(kill(victim, Signal::SIGSTOP));
     let t = Instant::now();
-    match wait_job(&mut c, 1, Duration::from_secs(10)) {
-        Outcome::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout as u16),
+    // The stopped worker is killed at the deadline and the job retried on its replacement,
+    // where it completes: the client sees its result, later, and never the overrun.
+    match wait_job(&mut c, 1, Duration::from_secs(15)) {
+        Outcome::Ok { bytes, .. } => assert!(!bytes.is_empty()),
         o => panic!("{o:?}"),
     }
     assert!(
-        t.elapsed() < Duration::from_secs(3),
+        t.elapsed() < Duration::from_secs(2 * 2 + 3),
         "answered after {:?}",
         t.elapsed()
     );
+    assert_eq!(srv.stat("jobs_timeout"), 1);
+    assert_eq!(srv.stat("jobs_retried"), 1);
     wait_for(
         "the stopped worker replaced",
         Duration::from_secs(3),

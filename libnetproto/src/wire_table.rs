@@ -84,11 +84,12 @@ wire_table! {
         BadGeometry = 305, "BAD_GEOMETRY", retryable: false, reserved: false;
         /// The output could not be encoded.
         EncodeFailed = 306, "ENCODE_FAILED", retryable: false, reserved: false;
-        /// The server refuses this input because processing it crashed workers.
+        /// The server refuses this input because processing it cost two workers (crashes,
+        /// overruns of the job time limit, or one of each); the server retried it once itself.
         PoisonInput = 307, "POISON_INPUT", retryable: false, reserved: false;
         /// The connection already has its maximum of jobs in flight.
         TooManyInFlight = 308, "TOO_MANY_IN_FLIGHT", retryable: true, reserved: false;
-        /// The job did not finish within the server's time limit.
+        /// No worker could take the job within the server's job time limit (none was healthy).
         Timeout = 400, "TIMEOUT", retryable: true, reserved: false;
         /// Reserved (was: the worker processing the job died; the server retries such a job once,
         /// then answers POISON_INPUT).

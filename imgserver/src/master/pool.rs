@@ -59,6 +59,19 @@ enum WState {
     Dead,
 }
 
+/// Why the master killed a worker, which decides whether its death counts toward the
+/// crash-loop backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// The master's own decision about a serving worker (its job overran the deadline): the
+    /// death says nothing about whether a new worker can start, so it never counts, however
+    /// young the worker was (a retried slow job kills its replacement within the deadline).
+    Decided,
+    /// The worker misbehaved (garbage on its channel): counted like a crash by the early-death
+    /// rule, so a worker binary that breaks its protocol at start cannot make the master spin.
+    Misbehaved,
+}
+
 /// One worker's process-level state and its crash history (the backoff decisions, which
 /// need no process and are unit-tested with a fake clock).
 #[derive(Debug)]
@@ -69,8 +82,8 @@ struct WorkerSlot {
     deaths: VecDeque<Instant>,
     respawn_at: Option<Instant>,
     spawned_at: Instant,
-    /// Killed by the master (deadline or misbehaviour), so its death is expected.
-    killed: bool,
+    /// Killed by the master, and why, so its death is expected.
+    killed: Option<Kill>,
 }
 
 impl WorkerSlot {
@@ -82,7 +95,7 @@ impl WorkerSlot {
             deaths: VecDeque::new(),
             respawn_at: Some(now),
             spawned_at: now,
-            killed: false,
+            killed: None,
         }
     }
 
@@ -112,9 +125,12 @@ impl WorkerSlot {
     /// Records a death at `now` of a worker that had (or had not) said Ready, and returns how
     /// long to wait before respawning it. Only deaths soon after a start count toward the
     /// crash-loop backoff: a worker that served for a while and was then killed (OOM killer,
-    /// an operator, a poison input) is replaced at once, however often that happens.
+    /// an operator, a poison input) is replaced at once, however often that happens. A death
+    /// the master decided on (a deadline kill) never counts, however young the worker.
     fn record_death(&mut self, now: Instant, was_ready: bool) -> Duration {
-        if !was_ready || now.saturating_duration_since(self.spawned_at) < EARLY_DEATH {
+        let decided = self.killed == Some(Kill::Decided);
+        let early = !was_ready || now.saturating_duration_since(self.spawned_at) < EARLY_DEATH;
+        if early && !decided {
             self.deaths.push_back(now);
             while self.deaths.len() > 32 {
                 self.deaths.pop_front();
@@ -230,7 +246,7 @@ impl Pool {
         w.state = WState::Starting;
         w.respawn_at = None;
         w.spawned_at = now;
-        w.killed = false;
+        w.killed = None;
         let init = ToWorker::Init(Init {
             index: i as u32,
             slots: self.cfg.slots,
@@ -293,7 +309,7 @@ impl Pool {
                 }
                 Err(e) => {
                     warn!("worker {i}: bad message ({e}); killing it");
-                    self.kill(i);
+                    self.kill_for(i, Kill::Misbehaved);
                     return None;
                 }
             }
@@ -318,7 +334,7 @@ impl Pool {
             Ok(()) => true,
             Err(e) => {
                 warn!("worker {w}: cannot send job: {e}; replacing it");
-                self.kill(w);
+                self.kill_for(w, Kill::Misbehaved);
                 if self.workers[w].state == WState::Ready {
                     stats::dec(&self.stats.get().global.workers_alive);
                 }
@@ -337,13 +353,18 @@ impl Pool {
         }
     }
 
-    /// Kills worker `i` (SIGKILL) on the master's own decision and stops reading its channel;
-    /// cleanup happens when it is reaped.
+    /// Kills worker `i` (SIGKILL) on the master's own decision (its job overran the deadline)
+    /// and stops reading its channel; cleanup happens when it is reaped, and the replacement
+    /// starts at once: this death never counts toward the crash-loop backoff.
     pub fn kill(&mut self, i: WorkerId) {
+        self.kill_for(i, Kill::Decided);
+    }
+
+    fn kill_for(&mut self, i: WorkerId, why: Kill) {
         self.drop_channel(i);
         let w = &mut self.workers[i];
         if let Some(pid) = w.pid() {
-            w.killed = true;
+            w.killed = Some(why);
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
@@ -372,7 +393,7 @@ impl Pool {
             }
             stats::inc(&self.stats.get().global.worker_deaths);
             let delay = w.record_death(now, was_ready);
-            let expected = w.killed || self.stopping;
+            let expected = w.killed.is_some() || self.stopping;
             if !self.stopping {
                 w.respawn_at = Some(now + delay);
                 if delay > Duration::ZERO {
@@ -525,6 +546,49 @@ mod tests {
         }
         assert!(delays[..CRASH_BURST - 1].iter().all(|d| d.is_zero()));
         assert!(delays[CRASH_BURST - 1] >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_deadline_kill_adds_no_backoff_however_young_the_worker() {
+        // A retried hanging job kills each replacement 300 ms into its life, well inside the
+        // early-death window: none of those deaths counts, every replacement starts at once.
+        let start = Instant::now();
+        let mut w = WorkerSlot::new(start);
+        let mut t = start;
+        for _ in 0..3 * CRASH_BURST {
+            w.spawned_at = t;
+            w.killed = None;
+            t += Duration::from_millis(300);
+            w.killed = Some(Kill::Decided);
+            assert_eq!(w.record_death(t, true), Duration::ZERO);
+        }
+        assert!(w.deaths.is_empty(), "{:?}", w.deaths);
+        // The same young deaths without the master's decision are a crash loop.
+        w.killed = None;
+        let delays: Vec<Duration> = (0..CRASH_BURST)
+            .map(|_| {
+                w.spawned_at = t;
+                t += Duration::from_millis(300);
+                w.record_death(t, true)
+            })
+            .collect();
+        assert!(delays[CRASH_BURST - 1] >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_worker_killed_for_misbehaving_at_start_still_counts() {
+        let start = Instant::now();
+        let mut w = WorkerSlot::new(start);
+        let mut t = start;
+        let mut last = Duration::ZERO;
+        for _ in 0..CRASH_BURST {
+            w.spawned_at = t;
+            w.killed = Some(Kill::Misbehaved);
+            t += Duration::from_millis(10);
+            last = w.record_death(t, false);
+        }
+        assert_eq!(w.deaths.len(), CRASH_BURST);
+        assert!(last >= Duration::from_millis(500));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The job life cycle in the master: admission (limits, BUSY), upload into a ring slot or a
-//! per-job memfd, the queue, dispatch decisions, results, retries after a worker death, poison
-//! inputs, deadlines and the shutdown drain.
+//! per-job memfd, the queue, dispatch decisions, results, retries after a worker death or a
+//! deadline kill, poison inputs, deadlines and the shutdown drain.
 //!
 //! Trust boundary: between an untrusted client's declared sizes and the shared memory: every
 //! length is checked against the limits and against the storage before a byte is copied. This
@@ -52,6 +52,15 @@ enum JobState {
     Running { worker: WorkerId, since: Instant },
 }
 
+/// How a worker was lost while running a job: the two strikes of the poison rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// The worker died on its own (crash, OOM, a signal from outside).
+    Crash,
+    /// The job overran `--job-timeout` and the master killed the worker.
+    Overrun,
+}
+
 struct Job {
     conn: ConnRef,
     request: u64,
@@ -63,11 +72,13 @@ struct Job {
     submitted: Instant,
     queued_at: Instant,
     queue_us: u64,
-    /// A worker already died running this job (a second death makes it POISON_INPUT).
-    crashed_once: bool,
+    /// A worker was already lost running this job, and how (a second loss, of either kind,
+    /// makes it POISON_INPUT).
+    first_loss: Option<Loss>,
     /// The client has been answered (or is gone); only the storage remains to reclaim.
     answered: bool,
-    /// The deadline passed and the worker was told to die; the job waits for the reaping.
+    /// The deadline passed on this run and the worker was told to die; the job waits for the
+    /// reaping (then it is retried, or its storage reclaimed if it was already answered).
     overran: bool,
 }
 
@@ -189,7 +200,7 @@ impl Jobs {
                 submitted: now,
                 queued_at: now,
                 queue_us: 0,
-                crashed_once: false,
+                first_loss: None,
                 answered: false,
                 overran: false,
             },
@@ -478,13 +489,15 @@ impl Jobs {
         }
     }
 
-    /// Worker `w` is gone (reaped). Its job is retried once, first in line; a second death
-    /// makes it POISON_INPUT; a job already answered (deadline, client gone) just has its
-    /// storage reclaimed — only now, when no dying process can still write into it.
+    /// Worker `w` is gone (reaped). Its job is retried once, first in line, whether the worker
+    /// crashed or the master killed it for overrunning the deadline; a second loss of either
+    /// kind makes it POISON_INPUT. A job already answered (a second overrun, client gone) just
+    /// has its storage reclaimed — only now, when no dying process can still write into it.
     pub fn worker_lost(&mut self, now: Instant, w: WorkerId, fx: &mut impl Effects) {
         let Some(job_id) = self.running.get_mut(w).and_then(Option::take) else {
             return;
         };
+        let limit = self.limits.job_timeout;
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
@@ -492,24 +505,42 @@ impl Jobs {
             self.release_job(job_id);
             return;
         }
-        if !job.crashed_once {
-            job.crashed_once = true;
-            job.state = JobState::Queued;
-            job.queued_at = now;
-            self.queue.push_front(job_id);
-            stats::inc(&self.stats.get().global.queue_depth);
-            stats::inc(&self.stats.get().global.jobs_retried);
-            warn!("job {job_id}: worker {w} died; retrying once on another worker");
+        let loss = if job.overran {
+            Loss::Overrun
         } else {
-            stats::inc(&self.stats.get().global.jobs_poison);
-            self.fail_job(
-                job_id,
-                ErrorCode::PoisonInput,
-                "this input crashed two workers; it will not be retried",
-                fx,
-            );
-            // The worker that held it is reaped, so nothing touches its storage any more.
-            self.release_job(job_id);
+            Loss::Crash
+        };
+        match job.first_loss {
+            None => {
+                job.first_loss = Some(loss);
+                job.overran = false;
+                job.state = JobState::Queued;
+                job.queued_at = now;
+                self.queue.push_front(job_id);
+                stats::inc(&self.stats.get().global.queue_depth);
+                stats::inc(&self.stats.get().global.jobs_retried);
+                match loss {
+                    Loss::Crash => {
+                        warn!("job {job_id}: worker {w} died; retrying once on another worker")
+                    }
+                    Loss::Overrun => warn!(
+                        "job {job_id}: worker {w} killed at the deadline; retrying once on another worker"
+                    ),
+                }
+            }
+            Some(first) => {
+                // Only a crash can get here second: a second overrun is answered in
+                // sweep_deadlines, at the deadline, and arrives above as answered.
+                stats::inc(&self.stats.get().global.jobs_poison);
+                self.fail_job(
+                    job_id,
+                    ErrorCode::PoisonInput,
+                    &poison_text(first, loss, limit),
+                    fx,
+                );
+                // The worker that held it is reaped, so nothing touches its storage any more.
+                self.release_job(job_id);
+            }
         }
     }
 
@@ -589,11 +620,16 @@ impl Jobs {
         }
     }
 
-    /// Deadlines. A running job that overran `--job-timeout` fails with TIMEOUT at once and
-    /// its worker is killed (the storage is freed when the worker is reaped). While no worker
-    /// is healthy (all dead or crash-looping), queued jobs older than the deadline fail the
-    /// same way instead of waiting forever; with healthy workers the queue is bounded by the
-    /// ring slots (BUSY), so waiting jobs are served in order.
+    /// Deadlines. A running job that overran `--job-timeout` has its worker killed; the
+    /// first overrun is not answered: the job is retried once on another worker when the
+    /// killed one is reaped (see `worker_lost`), exactly as after a crash. An overrun of a job
+    /// that already lost a worker answers POISON_INPUT at once (the storage is freed when the
+    /// worker is reaped). So an input that always hangs costs its client at most two
+    /// deadlines and the pool two workers, and TIMEOUT (retryable) is left to mean "no worker
+    /// could take the job": while no worker is healthy (all dead or crash-looping), queued
+    /// jobs older than the deadline fail with it instead of waiting forever; with healthy
+    /// workers the queue is bounded by the ring slots (BUSY), so waiting jobs are served in
+    /// order.
     pub fn sweep_deadlines(&mut self, now: Instant, healthy: bool, fx: &mut impl Effects) {
         let limit = self.limits.job_timeout;
         let stale: Vec<u64> = if healthy {
@@ -615,8 +651,8 @@ impl Jobs {
                 job,
                 ErrorCode::Timeout,
                 &format!(
-                    "no worker could take the job within the {:.0} s deadline",
-                    limit.as_secs_f64()
+                    "no worker could take the job within the {} s deadline",
+                    secs(limit)
                 ),
                 fx,
             );
@@ -635,17 +671,32 @@ impl Jobs {
                 continue;
             }
             job.overran = true;
-            warn!(
-                "worker {w}: job {job_id} exceeded the {:.0} s deadline; killing the worker",
-                limit.as_secs_f64()
-            );
+            let (first_loss, answered) = (job.first_loss, job.answered);
             stats::inc(&self.stats.get().global.jobs_timeout);
-            self.fail_job(
-                job_id,
-                ErrorCode::Timeout,
-                &format!("job exceeded the {:.0} s deadline", limit.as_secs_f64()),
-                fx,
-            );
+            match first_loss {
+                // Its client is gone: nothing to retry or answer, only the worker to stop.
+                _ if answered => warn!(
+                    "worker {w}: job {job_id} (client gone) exceeded the {} s deadline; killing the worker",
+                    secs(limit)
+                ),
+                None => warn!(
+                    "worker {w}: job {job_id} exceeded the {} s deadline; killing the worker, the job will be retried once",
+                    secs(limit)
+                ),
+                Some(first) => {
+                    warn!(
+                        "worker {w}: job {job_id} exceeded the {} s deadline after losing a worker already; killing the worker, POISON_INPUT",
+                        secs(limit)
+                    );
+                    stats::inc(&self.stats.get().global.jobs_poison);
+                    self.fail_job(
+                        job_id,
+                        ErrorCode::PoisonInput,
+                        &poison_text(first, Loss::Overrun, limit),
+                        fx,
+                    );
+                }
+            }
             fx.kill_worker(w);
         }
     }
@@ -662,6 +713,30 @@ impl Jobs {
                 fx,
             );
         }
+    }
+}
+
+/// A deadline in seconds as people write it: "30", "0.3".
+fn secs(d: Duration) -> String {
+    format!("{}", d.as_secs_f64())
+}
+
+/// What POISON_INPUT says: which two losses condemned the input, so a client (and whoever
+/// reads its log) can tell a crashing input from one that is too slow for this server's
+/// `--job-timeout` (the code alone does not say; the text does).
+fn poison_text(first: Loss, second: Loss, limit: Duration) -> String {
+    match (first, second) {
+        (Loss::Crash, Loss::Crash) => {
+            "this input crashed two workers; it will not be retried".to_string()
+        }
+        (Loss::Overrun, Loss::Overrun) => format!(
+            "this input overran the {} s deadline on two workers; it will not be retried",
+            secs(limit)
+        ),
+        _ => format!(
+            "this input crashed one worker and overran the {} s deadline on another; it will not be retried",
+            secs(limit)
+        ),
     }
 }
 

@@ -307,39 +307,165 @@ fn a_worker_death_retries_the_job_first_in_line_and_a_second_is_poison() {
 }
 
 #[test]
-fn a_deadline_overrun_is_answered_at_once_and_the_slot_freed_only_when_reaped() {
-    let mut w = world(4, 1, 1 << 20);
+fn a_first_overrun_is_retried_silently_and_a_second_is_poison_at_its_deadline() {
+    let mut w = world(4, 2, 1 << 20);
     w.submit(0, C1, 5, b"hangs");
+    // Another job waits behind it.
+    w.submit(0, C2, 1, b"innocent");
+    w.fx.ready.remove(&1);
     w.dispatch(0);
+    let first = w.last_sent();
+    assert_eq!(first.worker, 0);
     w.sweep(30_000, true);
     assert!(
         w.fx.take_told().is_empty() && w.fx.killed.is_empty(),
         "not yet"
     );
+    // The deadline passes: the worker is killed, the client is told nothing.
     w.sweep(30_001, true);
+    assert_eq!(w.fx.killed, vec![0]);
+    assert!(
+        w.fx.take_told().is_empty(),
+        "a first overrun is not reported"
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
+    // The dying worker may still write into its slot: it stays taken until the reaping.
+    assert_eq!(w.slots_in_use(), 2);
+    w.sweep(30_100, true);
+    assert_eq!(w.fx.killed, vec![0], "killed once");
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
+    // Reaped: retried first in line (ahead of the innocent job), in the same storage.
+    w.lost(30_150, 0);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 1);
+    assert_eq!(w.jobs.queue_len(), 2);
+    w.fx.ready.insert(1);
+    w.dispatch(30_150);
+    let retry = w.last_sent();
+    assert_eq!(
+        (retry.worker, retry.job, retry.slot, retry.generation),
+        (1, first.job, first.slot, first.generation)
+    );
+    // Its deadline runs from the retry's start, not the first one's.
+    w.sweep(60_150, true);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.fx.killed, vec![0]);
+    // The second overrun is answered at that deadline, not at the reaping.
+    w.sweep(60_151, true);
+    assert_eq!(w.fx.killed, vec![0, 1]);
     assert_eq!(
         w.fx.take_told(),
         vec![(
             C1,
             5,
-            Told::Failed(ErrorCode::Timeout, "job exceeded the 30 s deadline".into())
+            Told::Failed(
+                ErrorCode::PoisonInput,
+                "this input overran the 30 s deadline on two workers; it will not be retried"
+                    .into()
+            )
         )]
     );
-    assert_eq!(w.fx.killed, vec![0]);
-    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
-    // The dying worker may still write into its slot: it stays taken until the reaping.
+    // Answered at 60.151 s for a 30 s deadline: twice the deadline and one sweep late at most.
+    assert!(w.at(60_151) - w.at(0) <= 2 * TIMEOUT + Duration::from_secs(1));
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 2);
+    assert_eq!(w.gauge(|g| &g.jobs_poison), 1);
+    assert_eq!(w.gauge(|g| &g.jobs_failed), 1);
+    assert!(!w.jobs.has_requests(C1));
+    // Its slot stays taken until the second worker is reaped; then it is not retried again.
+    assert_eq!(w.slots_in_use(), 2);
+    w.lost(60_200, 1);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 1);
+    assert_eq!(w.jobs.len(), 1, "only the innocent job is left");
+    assert_eq!(w.jobs.queue_len(), 1);
     assert_eq!(w.slots_in_use(), 1);
-    assert_eq!(w.jobs.len(), 1);
-    w.sweep(30_200, true);
-    assert_eq!(w.fx.killed, vec![0], "killed once");
-    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
-    w.lost(30_300, 0);
-    assert!(
-        w.fx.take_told().is_empty(),
-        "a timed-out job is not retried"
+}
+
+#[test]
+fn a_crash_then_an_overrun_is_poison() {
+    let mut w = world(4, 2, 1 << 20);
+    w.submit(0, C1, 1, b"crashes, then hangs");
+    w.dispatch(0);
+    w.lost(10, 0);
+    assert!(w.fx.take_told().is_empty());
+    w.fx.ready.remove(&0);
+    w.dispatch(20);
+    assert_eq!(w.last_sent().worker, 1);
+    w.sweep(30_020, true);
+    assert!(w.fx.take_told().is_empty());
+    w.sweep(30_021, true);
+    assert_eq!(w.fx.killed, vec![1]);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(
+                ErrorCode::PoisonInput,
+                "this input crashed one worker and overran the 30 s deadline on another; \
+                 it will not be retried"
+                    .into()
+            )
+        )]
     );
+    assert_eq!(w.gauge(|g| &g.jobs_poison), 1);
+    assert_eq!(w.gauge(|g| &g.jobs_timeout), 1);
+    w.lost(30_100, 1);
+    assert!(w.fx.take_told().is_empty());
     assert!(w.jobs.is_empty());
     assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn an_overrun_then_a_crash_is_poison() {
+    let mut w = world(4, 1, 1 << 20);
+    w.submit(0, C1, 1, b"hangs, then crashes");
+    w.dispatch(0);
+    w.sweep(30_001, true);
+    assert_eq!(w.fx.killed, vec![0]);
+    // The replacement of the same worker slot takes the retry.
+    w.lost(30_050, 0);
+    assert!(w.fx.take_told().is_empty());
+    w.fx.ready.insert(0);
+    w.dispatch(30_300);
+    assert_eq!(w.fx.sent.len(), 2);
+    w.lost(31_000, 0);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(
+                ErrorCode::PoisonInput,
+                "this input crashed one worker and overran the 30 s deadline on another; \
+                 it will not be retried"
+                    .into()
+            )
+        )]
+    );
+    assert_eq!(w.fx.killed, vec![0], "the crash was not the master's doing");
+    assert_eq!(w.gauge(|g| &g.jobs_poison), 1);
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 1);
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_job_answered_while_running_is_not_retried_after_an_overrun() {
+    // The client left while its job hung: the overrun kills the worker, the reaping frees
+    // the slot, and nothing is retried for nobody.
+    let mut w = world(4, 1, 1 << 20);
+    w.submit(0, C1, 1, b"hangs");
+    w.dispatch(0);
+    w.jobs.conn_gone(C1);
+    w.sweep(30_001, true);
+    assert_eq!(w.fx.killed, vec![0]);
+    w.lost(30_050, 0);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.jobs.queue_len(), 0);
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 0);
 }
 
 #[test]
