@@ -50,6 +50,9 @@ pub enum Command {
         max_pixels: u64,
         #[arg(long)]
         fault_injection: bool,
+        /// The kernel-enforced layers to apply (the master's `--sandbox`).
+        #[arg(long, default_value = "seccomp,landlock")]
+        sandbox: crate::sandbox::Layers,
         /// The uid to switch to after the set-up (given by a master running as root).
         #[arg(long, requires = "gid")]
         uid: Option<u32>,
@@ -127,6 +130,13 @@ pub struct ServeArgs {
     /// run as the server's own user.
     #[arg(long, value_name = "NAME")]
     pub worker_user: Option<String>,
+    /// Kernel-enforced confinement of the workers, on top of their limits and identity: a
+    /// seccomp allow-list of system calls and a Landlock domain with no files, no TCP and no
+    /// outside sockets or signals. A comma list of `seccomp` and `landlock`, or `none` (for
+    /// measuring and debugging only: logged as a warning). A layer the kernel lacks is reported
+    /// in the log and in `imgserver stats`, and the server starts without it.
+    #[arg(long, value_name = "LAYERS", default_value = "seccomp,landlock")]
+    pub sandbox: crate::sandbox::Layers,
 }
 
 impl ServeArgs {

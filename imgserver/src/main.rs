@@ -38,6 +38,7 @@ fn main() {
             mem_limit_mb,
             max_pixels,
             fault_injection,
+            sandbox,
             uid,
             gid,
         }) => {
@@ -47,6 +48,7 @@ fn main() {
                 mem_limit_mb,
                 max_pixels,
                 fault_injection,
+                sandbox,
                 run_as: uid.zip(gid),
             }) {
                 Ok(()) => 0,

@@ -36,6 +36,8 @@ pub struct WorkerSpec<'a> {
     /// The switch happens in the worker after exec, not here: the binary may not be readable
     /// by that user.
     pub run_as: Option<(u32, u32)>,
+    /// The kernel-enforced layers the worker applies before its first job.
+    pub sandbox: crate::sandbox::Layers,
 }
 
 /// The highest fd number the child may have to mark close-on-exec when the kernel lacks
@@ -60,6 +62,8 @@ pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
         .arg(spec.mem_limit_mb.to_string())
         .arg("--max-pixels")
         .arg(spec.max_pixels.to_string())
+        .arg("--sandbox")
+        .arg(spec.sandbox.to_string())
         .env_clear()
         .stdin(Stdio::null());
     if let Some(filter) = std::env::var_os(WORKER_ENV) {

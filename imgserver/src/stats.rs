@@ -13,7 +13,7 @@ use memmap2::MmapRaw;
 
 /// Most workers with their own stats block.
 pub const MAX_WORKERS: usize = 64;
-const MAGIC: u64 = 0x5354_4154_534d_4931; // "IMSTATS1"
+const MAGIC: u64 = 0x5354_4154_534d_4932; // "IMSTATS2"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
 pub const OPS: [&str; 13] = [
@@ -72,6 +72,9 @@ counters!(Global {
     workers_alive,
     worker_spawns,
     worker_deaths,
+    sandbox_violations,
+    sandbox_seccomp,
+    sandbox_landlock_abi,
     error_bad_spec,
     error_too_large,
     error_too_many_pixels,
@@ -94,6 +97,7 @@ counters!(Worker {
     busy_us,
     bytes_in,
     bytes_out,
+    violation_syscall,
 });
 
 #[repr(C)]

@@ -27,6 +27,8 @@ pub struct WorkerArgs {
     pub fault_injection: bool,
     /// The uid and gid to switch to after the set-up (from a master running as root).
     pub run_as: Option<(u32, u32)>,
+    /// The kernel-enforced layers to apply before the first job.
+    pub sandbox: crate::sandbox::Layers,
 }
 
 /// The protocol error code for a filter failure.
@@ -98,19 +100,22 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         .try_into()
         .map_err(|_| "Init must carry the ring and stats fds")?;
     let ring = Ring::map(&ring_fd, slots, slot_size)?;
-    let stats = Stats::map(&stats_fd)?;
+    // Mapped for the life of the process: the SIGSYS handler writes into it.
+    let stats: &'static Stats = Box::leak(Box::new(Stats::map(&stats_fd)?));
+    let me = stats
+        .worker(index as usize)
+        .ok_or("worker index out of range")?;
     // The limit comes after mapping the ring: the cap is for what decoders allocate.
     set_memory_limit(args.mem_limit_mb);
     // Set-up done: from here on the worker only uses what it holds, so take the rest away
     // before the first image arrives.
-    crate::sandbox::confine(crate::sandbox::Confinement {
+    let report = crate::sandbox::confine(crate::sandbox::Confinement {
         mem_limit_mb: args.mem_limit_mb,
         run_as: args.run_as,
         master,
+        layers: args.sandbox,
+        violation: &me.violation_syscall,
     })?;
-    let me = stats
-        .worker(index as usize)
-        .ok_or("worker index out of range")?;
     me.pid.store(
         std::process::id() as u64,
         std::sync::atomic::Ordering::Relaxed,
@@ -118,6 +123,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     sock.send(
         &ToMaster::Ready(Ready {
             pid: std::process::id(),
+            sandbox: report.to_bits(),
         }),
         &[],
     )?;

@@ -208,10 +208,10 @@ mod tests {
         let mut f = tempfile_in_memory();
         f.write_all(b"shared bytes").unwrap();
         worker
-            .send(&ToMaster::Ready(Ready { pid: 7 }), &[f.as_fd()])
+            .send(&ToMaster::Ready(Ready { pid: 7, sandbox: 0 }), &[f.as_fd()])
             .unwrap();
         let (m, fds) = master.recv().unwrap();
-        assert_eq!(m, ToMaster::Ready(Ready { pid: 7 }));
+        assert_eq!(m, ToMaster::Ready(Ready { pid: 7, sandbox: 0 }));
         assert_eq!(fds.len(), 1);
         // The received fd refers to the same open file, and is close-on-exec.
         let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
@@ -309,7 +309,7 @@ mod tests {
         let files: Vec<std::fs::File> = (0..4).map(|_| tempfile_in_memory()).collect();
         let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
         worker
-            .send(&ToMaster::Ready(Ready { pid: 1 }), &fds)
+            .send(&ToMaster::Ready(Ready { pid: 1, sandbox: 0 }), &fds)
             .unwrap();
         assert!(matches!(master.recv(), Err(ChannelError::FdsTruncated)));
     }

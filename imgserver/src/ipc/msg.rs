@@ -31,6 +31,8 @@ pub struct Init {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
     pub pid: u32,
+    /// What the worker's confinement achieved (`sandbox::Report::to_bits`).
+    pub sandbox: u32,
 }
 
 /// Master → worker: run `spec` on `input_len` bytes at ring slot `slot` (or in the attached
@@ -231,7 +233,7 @@ impl Message for ToWorker {
 impl Message for ToMaster {
     fn encode(&self) -> [u8; MSG_LEN] {
         match self {
-            ToMaster::Ready(r) => W::new(TAG_READY).u32(r.pid).finish(),
+            ToMaster::Ready(r) => W::new(TAG_READY).u32(r.pid).u32(r.sandbox).finish(),
             ToMaster::Done(d) => W::new(TAG_DONE)
                 .u64(d.job)
                 .u32(d.slot)
@@ -253,7 +255,10 @@ impl Message for ToMaster {
     fn decode(buf: &[u8]) -> Result<ToMaster, MsgError> {
         let (tag, mut r) = open(buf)?;
         Ok(match tag {
-            TAG_READY => ToMaster::Ready(Ready { pid: r.u32() }),
+            TAG_READY => ToMaster::Ready(Ready {
+                pid: r.u32(),
+                sandbox: r.u32(),
+            }),
             TAG_DONE => ToMaster::Done(Done {
                 job: r.u64(),
                 slot: r.u32(),
@@ -316,7 +321,10 @@ mod tests {
             assert_eq!(ToWorker::decode(&m.encode()).unwrap(), m);
         }
         let to_master = [
-            ToMaster::Ready(Ready { pid: 4242 }),
+            ToMaster::Ready(Ready {
+                pid: 4242,
+                sandbox: 0x0601,
+            }),
             ToMaster::Done(Done {
                 job: 9,
                 slot: 5,
@@ -365,7 +373,7 @@ mod tests {
             ToMaster::decode(&init.encode()),
             Err(MsgError::Tag(TAG_INIT))
         );
-        let ready = ToMaster::Ready(Ready { pid: 1 });
+        let ready = ToMaster::Ready(Ready { pid: 1, sandbox: 0 });
         assert_eq!(
             ToWorker::decode(&ready.encode()),
             Err(MsgError::Tag(TAG_READY))
@@ -384,7 +392,7 @@ mod tests {
             ToWorker::decode(&[0u8; MSG_LEN + 1]),
             Err(MsgError::Length(MSG_LEN + 1))
         );
-        let mut b = ToMaster::Ready(Ready { pid: 1 }).encode();
+        let mut b = ToMaster::Ready(Ready { pid: 1, sandbox: 0 }).encode();
         b[0] = 99;
         assert_eq!(ToMaster::decode(&b), Err(MsgError::Tag(99)));
         let mut b = job("ok").encode();

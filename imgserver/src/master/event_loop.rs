@@ -152,9 +152,9 @@ impl Master {
 
     fn reap(&mut self) {
         let now = Instant::now();
-        for w in self.pool.reap(now) {
+        for (w, death) in self.pool.reap(now) {
             let (jobs, mut fx) = self.apply();
-            jobs.worker_lost(now, w, &mut fx);
+            jobs.worker_lost(now, w, death, &mut fx);
         }
     }
 

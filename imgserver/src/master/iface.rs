@@ -14,6 +14,18 @@ pub use netproto_sys::ErrorCode;
 /// A worker's index in the pool (stable across respawns of that worker).
 pub type WorkerId = usize;
 
+/// How a reaped worker's process ended, as far as the master can tell. Both kinds are one
+/// strike of the poison rule for the job it held; a kill the master decided (a deadline) is
+/// the jobs part's own knowledge and arrives as `Crash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Death {
+    /// It exited, crashed, was killed by the OOM killer, an operator or the master.
+    Crash,
+    /// Its sandbox refused a system call (SIGSYS): `syscall` is the call's number when the
+    /// worker's SIGSYS handler noted it.
+    SandboxViolation { syscall: Option<i64> },
+}
+
 /// A client connection: its slab index and the generation it was accepted with, so an answer
 /// for a connection that left (and whose index was reused) goes to nobody.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -112,6 +112,7 @@ fn pool_config(
         slot_size: args.slot_size,
         deadline_ms: (args.job_timeout * 1000.0) as u32,
         run_as,
+        sandbox: args.sandbox,
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! Trust boundary: workers are untrusted once they have touched an image; the master only
 //! believes a worker is gone when waitpid says so, and only then is its ring slot reclaimed.
+//! What a worker says about its sandbox is believed only in Ready, before its first image; a
+//! death by SIGSYS is a sandbox violation whatever the worker wrote about it.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -11,16 +13,17 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::Pid;
 
-use super::iface::{JobOrder, WorkerId};
+use super::iface::{Death, JobOrder, WorkerId};
 use crate::ipc::channel::{ChannelError, MasterChannel};
 use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker};
+use crate::sandbox::{self, Report};
 use crate::stats::{self, Stats};
 
 /// At most this many respawns of one worker per `CRASH_WINDOW`; beyond it is a crash loop and
@@ -47,6 +50,8 @@ pub struct PoolConfig {
     pub deadline_ms: u32,
     /// The uid and gid workers switch to (`None`: the master's own).
     pub run_as: Option<(u32, u32)>,
+    /// The kernel-enforced layers workers apply (`--sandbox`).
+    pub sandbox: sandbox::Layers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +161,8 @@ pub struct Pool {
     stats: Stats,
     workers: Vec<WorkerSlot>,
     stopping: bool,
+    /// The sandbox the last Ready reported, logged whenever it changes (once, normally).
+    sandbox: Option<Report>,
 }
 
 impl Pool {
@@ -177,6 +184,7 @@ impl Pool {
             stats_fd,
             stats,
             stopping: false,
+            sandbox: None,
         }
     }
 
@@ -224,6 +232,7 @@ impl Pool {
                 max_pixels: self.cfg.max_pixels,
                 fault_injection: self.cfg.fault_injection,
                 run_as: self.cfg.run_as,
+                sandbox: self.cfg.sandbox,
             };
             let child = crate::spawn::worker(&spec, theirs)?;
             Ok((child, ours))
@@ -285,7 +294,8 @@ impl Pool {
         loop {
             let sock = self.workers[i].sock.as_ref()?;
             match sock.recv() {
-                Ok((ToMaster::Ready(Ready { pid }), _)) => {
+                Ok((ToMaster::Ready(Ready { pid, sandbox }), _)) => {
+                    self.note_sandbox(Report::from_bits(sandbox));
                     let w = &mut self.workers[i];
                     if w.state == WState::Starting {
                         w.state = WState::Ready;
@@ -369,9 +379,59 @@ impl Pool {
         }
     }
 
-    /// Reaps exited workers (waitpid WNOHANG), schedules their respawn, and returns them: each
-    /// one's job, if it had one, is lost.
-    pub fn reap(&mut self, now: Instant) -> Vec<WorkerId> {
+    /// Records and logs (when it changes) the confinement a worker reported: the kernel may
+    /// lack a layer, and the operator hears of it once, here and in `imgserver stats`.
+    fn note_sandbox(&mut self, r: Report) {
+        let g = &self.stats.get().global;
+        g.sandbox_seccomp
+            .store(u64::from(r.seccomp), std::sync::atomic::Ordering::Relaxed);
+        g.sandbox_landlock_abi.store(
+            u64::from(r.landlock_abi),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if self.sandbox == Some(r) {
+            return;
+        }
+        self.sandbox = Some(r);
+        let wanted = self.cfg.sandbox;
+        let short = (wanted.seccomp && !r.seccomp)
+            || (wanted.landlock && (r.landlock_abi == 0 || !r.landlock_full));
+        if !wanted.seccomp || !wanted.landlock {
+            warn!("worker sandbox: {r} (--sandbox {wanted}: not for production)");
+        } else if short {
+            warn!("worker sandbox: {r}: this kernel lacks a layer; workers run without it");
+        } else {
+            info!("worker sandbox: {r}");
+        }
+    }
+
+    /// Why worker `i` (just reaped with `status`) ended; a sandbox violation is logged and
+    /// counted here.
+    fn death_of(&self, i: WorkerId, pid: u32, status: std::process::ExitStatus) -> Death {
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() != Some(libc::SIGSYS) {
+            return Death::Crash;
+        }
+        let noted = self.stats.worker(i).map_or(0, |w| {
+            w.violation_syscall
+                .swap(0, std::sync::atomic::Ordering::Relaxed)
+        });
+        let syscall = noted.checked_sub(1).map(|nr| nr as i64);
+        stats::inc(&self.stats.get().global.sandbox_violations);
+        let what = match syscall {
+            Some(nr) => match sandbox::seccomp::name(nr) {
+                Some(name) => format!("system call {name} ({nr})"),
+                None => format!("system call {nr}"),
+            },
+            None => "a system call".to_string(),
+        };
+        error!("worker {i} (pid {pid}) broke its sandbox: {what} refused; killed by SIGSYS");
+        Death::SandboxViolation { syscall }
+    }
+
+    /// Reaps exited workers (waitpid WNOHANG), schedules their respawn, and returns them with
+    /// how they died: each one's job, if it had one, is lost.
+    pub fn reap(&mut self, now: Instant) -> Vec<(WorkerId, Death)> {
         let mut gone = Vec::new();
         for i in 0..self.workers.len() {
             let exited = match self.workers[i].child.as_mut().map(|c| c.try_wait()) {
@@ -403,12 +463,13 @@ impl Pool {
                     );
                 }
             }
+            let death = self.death_of(i, pid, status);
             if expected {
                 info!("worker {i} (pid {pid}) exited: {status}");
-            } else {
+            } else if death == Death::Crash {
                 warn!("worker {i} (pid {pid}) died: {status}");
             }
-            gone.push(i);
+            gone.push((i, death));
         }
         gone
     }

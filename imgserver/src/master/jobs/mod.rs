@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::iface::{
-    Chunk, ConnRef, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
+    Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
 };
 use crate::ipc::msg::{Done, NO_SLOT};
 use crate::ring::{self, Ring, SlotTable};
@@ -59,6 +59,9 @@ enum Loss {
     Crash,
     /// The job overran `--job-timeout` and the master killed the worker.
     Overrun,
+    /// The worker's sandbox refused a system call (the call's number, when known): a decoder
+    /// taken over by the input, or one that does what no decoder should.
+    Violation(Option<i64>),
 }
 
 struct Job {
@@ -493,7 +496,7 @@ impl Jobs {
     /// crashed or the master killed it for overrunning the deadline; a second loss of either
     /// kind makes it POISON_INPUT. A job already answered (a second overrun, client gone) just
     /// has its storage reclaimed — only now, when no dying process can still write into it.
-    pub fn worker_lost(&mut self, now: Instant, w: WorkerId, fx: &mut impl Effects) {
+    pub fn worker_lost(&mut self, now: Instant, w: WorkerId, death: Death, fx: &mut impl Effects) {
         let Some(job_id) = self.running.get_mut(w).and_then(Option::take) else {
             return;
         };
@@ -505,10 +508,10 @@ impl Jobs {
             self.release_job(job_id);
             return;
         }
-        let loss = if job.overran {
-            Loss::Overrun
-        } else {
-            Loss::Crash
+        let loss = match (job.overran, death) {
+            (true, _) => Loss::Overrun,
+            (false, Death::SandboxViolation { syscall }) => Loss::Violation(syscall),
+            (false, Death::Crash) => Loss::Crash,
         };
         match job.first_loss {
             None => {
@@ -525,6 +528,9 @@ impl Jobs {
                     }
                     Loss::Overrun => warn!(
                         "job {job_id}: worker {w} killed at the deadline; retrying once on another worker"
+                    ),
+                    Loss::Violation(_) => warn!(
+                        "job {job_id}: worker {w} broke its sandbox; retrying once on another worker"
                     ),
                 }
             }
@@ -725,18 +731,40 @@ fn secs(d: Duration) -> String {
 /// reads its log) can tell a crashing input from one that is too slow for this server's
 /// `--job-timeout` (the code alone does not say; the text does).
 fn poison_text(first: Loss, second: Loss, limit: Duration) -> String {
-    match (first, second) {
-        (Loss::Crash, Loss::Crash) => {
-            "this input crashed two workers; it will not be retried".to_string()
+    let deadline = secs(limit);
+    let both = match (first, second) {
+        (Loss::Crash, Loss::Crash) => "crashed two workers".to_string(),
+        (Loss::Overrun, Loss::Overrun) => {
+            format!("overran the {deadline} s deadline on two workers")
         }
-        (Loss::Overrun, Loss::Overrun) => format!(
-            "this input overran the {} s deadline on two workers; it will not be retried",
-            secs(limit)
+        (Loss::Violation(a), Loss::Violation(b)) => format!(
+            "made two workers break their sandbox ({}, {})",
+            refused(a),
+            refused(b)
         ),
-        _ => format!(
-            "this input crashed one worker and overran the {} s deadline on another; it will not be retried",
-            secs(limit)
+        (Loss::Crash, Loss::Overrun) | (Loss::Overrun, Loss::Crash) => {
+            format!("crashed one worker and overran the {deadline} s deadline on another")
+        }
+        (Loss::Violation(v), other) | (other, Loss::Violation(v)) => format!(
+            "made one worker break its sandbox ({}) and {} another",
+            refused(v),
+            match other {
+                Loss::Overrun => format!("overran the {deadline} s deadline on"),
+                _ => "crashed".to_string(),
+            }
         ),
+    };
+    format!("this input {both}; it will not be retried")
+}
+
+/// "system call openat refused", or as much of it as is known.
+fn refused(syscall: Option<i64>) -> String {
+    match syscall {
+        Some(nr) => match crate::sandbox::seccomp::name(nr) {
+            Some(name) => format!("system call {name} refused"),
+            None => format!("system call {nr} refused"),
+        },
+        None => "a system call refused".to_string(),
     }
 }
 

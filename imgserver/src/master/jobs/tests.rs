@@ -175,8 +175,11 @@ impl World {
         self.jobs.done(now, w, done, Vec::new(), &mut self.fx);
     }
     fn lost(&mut self, ms: u64, w: WorkerId) {
+        self.lost_by(ms, w, Death::Crash);
+    }
+    fn lost_by(&mut self, ms: u64, w: WorkerId, death: Death) {
         let now = self.at(ms);
-        self.jobs.worker_lost(now, w, &mut self.fx);
+        self.jobs.worker_lost(now, w, death, &mut self.fx);
     }
     fn sweep(&mut self, ms: u64, healthy: bool) {
         let now = self.at(ms);

@@ -3,9 +3,18 @@
 //!
 //! Trust boundary: between a worker (untrusted once it has touched an image) and everything
 //! else on the machine, the master first. A worker calls [`confine`] after its set-up (ring
-//! and stats mapped, address-space limit set) and before it says Ready — including, when the
-//! master runs as root, the switch to the unprivileged `--worker-user` — and the master calls
-//! [`protect_master`] first thing.
+//! and stats mapped, address-space limit set) and before it says Ready — the limits, the
+//! switch to the unprivileged `--worker-user` when the master runs as root, no new
+//! privileges, then Landlock (`landlock.rs`) and last the seccomp allow-list (`seccomp.rs`) —
+//! and the master calls [`protect_master`] first thing. What each layer stops, and what is
+//! left where a kernel lacks one, is in docs/DESIGN.md ("Security").
+
+mod landlock;
+pub mod seccomp;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 
 use log::warn;
 use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
@@ -39,6 +48,110 @@ pub enum SandboxError {
         what: &'static str,
         source: nix::Error,
     },
+    #[error("cannot build the seccomp filter: {0}")]
+    SeccompBuild(#[from] seccompiler::BackendError),
+    #[error("cannot install the seccomp filter: {0}")]
+    SeccompApply(seccompiler::Error),
+    #[error("cannot set up Landlock: {0}")]
+    Landlock(#[from] ::landlock::RulesetError),
+}
+
+/// The kernel-enforced layers a worker applies on top of the limits and the identity switch,
+/// chosen with `--sandbox` (both by default; `none` is for measuring and debugging only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    pub seccomp: bool,
+    pub landlock: bool,
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Layers {
+            seccomp: true,
+            landlock: true,
+        }
+    }
+}
+
+impl FromStr for Layers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut l = Layers {
+            seccomp: false,
+            landlock: false,
+        };
+        if s == "none" {
+            return Ok(l);
+        }
+        for part in s.split(',') {
+            match part.trim() {
+                "seccomp" => l.seccomp = true,
+                "landlock" => l.landlock = true,
+                other => return Err(format!(
+                    "unknown sandbox layer {other:?}: use a list of seccomp and landlock, or none"
+                )),
+            }
+        }
+        Ok(l)
+    }
+}
+
+impl fmt::Display for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.seccomp, self.landlock) {
+            (true, true) => f.write_str("seccomp,landlock"),
+            (true, false) => f.write_str("seccomp"),
+            (false, true) => f.write_str("landlock"),
+            (false, false) => f.write_str("none"),
+        }
+    }
+}
+
+/// What a worker's confinement achieved, reported to the master in its Ready message (before
+/// it has seen any input, so it is still the worker's own code speaking).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The seccomp allow-list is installed.
+    pub seccomp: bool,
+    /// The Landlock ABI the kernel enforced (0: no Landlock domain).
+    pub landlock_abi: u32,
+    /// Landlock enforced every right asked for (the kernel knows ABI 6 or later).
+    pub landlock_full: bool,
+}
+
+impl Report {
+    pub fn to_bits(self) -> u32 {
+        u32::from(self.seccomp) | u32::from(self.landlock_full) << 1 | self.landlock_abi << 8
+    }
+
+    pub fn from_bits(bits: u32) -> Report {
+        Report {
+            seccomp: bits & 1 != 0,
+            landlock_full: bits & 2 != 0,
+            landlock_abi: (bits >> 8) & 0xff,
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.seccomp {
+            "seccomp allow-list on"
+        } else {
+            "seccomp OFF"
+        })?;
+        match (self.landlock_abi, self.landlock_full) {
+            (0, _) => f.write_str(", Landlock OFF"),
+            (abi, true) => write!(
+                f,
+                ", Landlock ABI {abi} (no files, no TCP, no outside sockets or signals)"
+            ),
+            (abi, false) => write!(
+                f,
+                ", Landlock ABI {abi} only (partial: the kernel lacks later rights)"
+            ),
+        }
+    }
 }
 
 /// Makes the master undumpable: no process of the same uid (a worker when the master runs
@@ -60,6 +173,10 @@ pub struct Confinement {
     pub run_as: Option<(u32, u32)>,
     /// The master, to which the parent-death signal ties us.
     pub master: nix::unistd::Pid,
+    /// The kernel-enforced layers to apply.
+    pub layers: Layers,
+    /// Where a refused system call's number is noted (this worker's stats block).
+    pub violation: &'static AtomicU64,
 }
 
 fn limit(what: &'static str, r: Resource, value: u64) -> Result<(), SandboxError> {
@@ -67,8 +184,9 @@ fn limit(what: &'static str, r: Resource, value: u64) -> Result<(), SandboxError
 }
 
 /// Confines this worker. Every step only takes something away, and none can be undone by
-/// the worker afterwards (hard limits are lowered together with soft ones).
-pub fn confine(c: Confinement) -> Result<(), SandboxError> {
+/// the worker afterwards (hard limits are lowered together with soft ones). A layer the
+/// kernel lacks is reported, not fatal; a layer that fails to apply is.
+pub fn confine(c: Confinement) -> Result<Report, SandboxError> {
     // No core file (it would hold the images of the job that crashed it) and no ptrace by
     // other workers of the same uid.
     limit("RLIMIT_CORE", Resource::RLIMIT_CORE, 0)?;
@@ -96,7 +214,23 @@ pub fn confine(c: Confinement) -> Result<(), SandboxError> {
         what: "set PR_SET_NO_NEW_PRIVS",
         source,
     })?;
-    Ok(())
+    let mut report = Report::default();
+    if c.layers.landlock {
+        let e = landlock::restrict()?;
+        report.landlock_abi = e.abi;
+        report.landlock_full = e.full;
+    }
+    // Last, since every step above makes calls the allow-list refuses.
+    if c.layers.seccomp {
+        match seccomp::install(c.violation) {
+            Ok(()) => report.seccomp = true,
+            // A kernel built without seccomp filters: reported as off, like a missing Landlock.
+            Err(SandboxError::SeccompApply(seccompiler::Error::Seccomp(e)))
+                if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
 }
 
 /// Becomes `uid`:`gid` with no supplementary groups, for good: groups first and the uid last,
