@@ -87,9 +87,11 @@ impl FromStr for Layers {
             match part.trim() {
                 "seccomp" => l.seccomp = true,
                 "landlock" => l.landlock = true,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown sandbox layer {other:?}: use a list of seccomp and landlock, or none"
-                )),
+                ))
+                }
             }
         }
         Ok(l)

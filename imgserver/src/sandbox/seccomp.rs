@@ -22,7 +22,7 @@ use seccompiler::{
 use super::SandboxError;
 use crate::spawn::WORKER_FD;
 
-/// `(number, SYS_name)` pairs from libc's `SYS_*` constants, so the list and the names that logs
+/// `(number, SYS_name)` pairs (system call numbers are `long`, 64 bits on every target seccompiler knows) from libc's `SYS_*` constants, so the list and the names that logs
 /// print cannot disagree.
 macro_rules! syscalls {
     ($($name:ident),* $(,)?) => {
@@ -31,7 +31,7 @@ macro_rules! syscalls {
 }
 
 /// Allowed with any arguments: none of them reaches anything outside the worker.
-const PLAIN: &[(libc::c_long, &str)] = syscalls![
+const PLAIN: &[(i64, &str)] = syscalls![
     // I/O on what the worker holds: the log (stderr), its job memfds. No open of any kind.
     SYS_read,
     SYS_write,
@@ -67,7 +67,7 @@ const PLAIN: &[(libc::c_long, &str)] = syscalls![
 ];
 
 /// Calls a refused call is most likely to be; only used to name one in the log.
-const NOTABLE: &[(libc::c_long, &str)] = syscalls![
+const NOTABLE: &[(i64, &str)] = syscalls![
     SYS_open,
     SYS_openat,
     SYS_openat2,
@@ -108,7 +108,7 @@ pub fn name(nr: i64) -> Option<&'static str> {
     PLAIN
         .iter()
         .chain(NOTABLE)
-        .find(|(n, _)| *n as i64 == nr)
+        .find(|(n, _)| *n == nr)
         .map(|(_, name)| name.trim_start_matches("SYS_"))
 }
 
@@ -122,34 +122,32 @@ fn rule(conds: Vec<SeccompCondition>) -> Result<Vec<SeccompRule>, SandboxError> 
 
 /// The filter for a worker whose pid is `pid`.
 fn program(pid: u32) -> Result<BpfProgram, SandboxError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = PLAIN
-        .iter()
-        .map(|(nr, _)| (*nr as i64, Vec::new()))
-        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        PLAIN.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
     let prot_exec = libc::PROT_EXEC as u64;
     // Memory, but never executable: code injected into a buffer stays data.
     for nr in [libc::SYS_mmap, libc::SYS_mprotect] {
-        rules.insert(nr as i64, rule(vec![cond(2, Op::MaskedEq(prot_exec), 0)?])?);
+        rules.insert(nr, rule(vec![cond(2, Op::MaskedEq(prot_exec), 0)?])?);
     }
     // The channel is the only socket, at a fixed number.
     for nr in [libc::SYS_sendmsg, libc::SYS_recvmsg] {
-        rules.insert(nr as i64, rule(vec![cond(0, Op::Eq, WORKER_FD as u64)?])?);
+        rules.insert(nr, rule(vec![cond(0, Op::Eq, WORKER_FD as u64)?])?);
     }
     // fstat as glibc makes it (an fd and an empty path); a path still names a file, but
     // nothing here can open one, so at most a file's existence and metadata are learnt.
     rules.insert(
-        libc::SYS_newfstatat as i64,
+        libc::SYS_newfstatat,
         rule(vec![cond(3, Op::Eq, libc::AT_EMPTY_PATH as u64)?])?,
     );
     // Signals to itself only (abort raises SIGABRT, the SIGSYS handler re-raises SIGSYS).
     rules.insert(
-        libc::SYS_tgkill as i64,
+        libc::SYS_tgkill,
         rule(vec![cond(0, Op::Eq, u64::from(pid))?])?,
     );
     // Handlers may change (abort resets SIGABRT, std's stack-overflow handler resets
     // SIGSEGV), except SIGSYS's: that one stays ours, so a refused call always ends the worker.
     rules.insert(
-        libc::SYS_rt_sigaction as i64,
+        libc::SYS_rt_sigaction,
         rule(vec![cond(0, Op::Ne, libc::SIGSYS as u64)?])?,
     );
     let arch = std::env::consts::ARCH.try_into()?;
@@ -235,8 +233,8 @@ mod tests {
     fn the_program_compiles_and_names_what_it_refuses() {
         let prog = program(1234).unwrap();
         assert!(prog.len() > PLAIN.len());
-        assert_eq!(name(libc::SYS_openat as i64), Some("openat"));
-        assert_eq!(name(libc::SYS_write as i64), Some("write"));
+        assert_eq!(name(libc::SYS_openat), Some("openat"));
+        assert_eq!(name(libc::SYS_write), Some("write"));
         assert_eq!(name(-1), None);
         // The lists overlap nowhere: a call is either allowed plainly or noted as refused
         // (or allowed with conditions, which the program adds itself).
