@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps lint unit failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -23,10 +23,19 @@ test: deps lint build unit check-header check-dynamic c-sample bench-smoke
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release -p imgserver --features failpoints --all-targets -- -D warnings
 
 ## unit: unit, integration and end-to-end tests (release: image code is ~20x slower in debug)
-unit:
+unit: failpoints
 	$(CARGO) test --release --workspace
+
+## failpoints: the test-only variant of imgserver with its failpoints compiled in (inputs that
+## crash, hang or slow a worker, or try to escape its sandbox), as $(REL)/imgserver-failpoints
+## for the end-to-end tests; $(REL)/imgserver is rebuilt without them right after
+failpoints:
+	$(CARGO) build --release -p imgserver --features failpoints
+	cp $(REL)/imgserver $(REL)/imgserver-failpoints
+	$(CARGO) build --release -p imgserver
 
 ## header: regenerate libnetproto/src/capi/wire.rs from the wire table, then
 ## libnetproto/include/netproto.h from the C ABI sources (with the pinned cbindgen)

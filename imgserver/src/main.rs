@@ -3,6 +3,8 @@
 #![deny(unsafe_code)]
 
 mod cli;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod ipc;
 mod logging;
 mod master;

@@ -70,11 +70,27 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
         println!("{}", to_json(pid, &snap));
     } else {
         println!("imgserver pid {pid}");
+        println!("{}", sandbox_line(&stats));
         for (k, v) in snap {
             println!("{k:<28} {v}");
         }
     }
     Ok(())
+}
+
+/// The workers' confinement as the last worker to start reported it, in words.
+fn sandbox_line(stats: &Stats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let g = &stats.get().global;
+    let seccomp = match g.sandbox_seccomp.load(Relaxed) {
+        0 => "OFF",
+        _ => "on",
+    };
+    let landlock = match g.sandbox_landlock_abi.load(Relaxed) {
+        0 => "OFF".to_string(),
+        abi => format!("ABI {abi}"),
+    };
+    format!("worker sandbox: seccomp {seccomp}, Landlock {landlock}")
 }
 
 #[cfg(test)]

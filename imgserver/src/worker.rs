@@ -24,6 +24,8 @@ pub struct WorkerArgs {
     pub index: usize,
     pub mem_limit_mb: u64,
     pub max_pixels: u64,
+    /// Run the test failpoints (only a `failpoints` build has them).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     pub fault_injection: bool,
     /// The uid and gid to switch to after the set-up (from a master running as root).
     pub run_as: Option<(u32, u32)>,
@@ -70,6 +72,7 @@ fn set_memory_limit(mb: u64) {
 
 pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     crate::signals::reset_for_worker()?;
+    #[cfg(feature = "failpoints")]
     if args.fault_injection
         && std::env::var("IMGSERVER_FAULT_WORKER_START").is_ok_and(|v| v == "crash")
     {
@@ -173,19 +176,21 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                     .read(slot, 0, input_len)
                     .ok_or("input does not fit its slot")?;
             }
-            let input = if args.fault_injection {
-                fault_injection(input)
-            } else {
-                input
+            #[cfg(feature = "failpoints")]
+            let input = match args.fault_injection {
+                true => crate::failpoints::apply(input).map_err(FilterError::Decode),
+                false => Ok(input),
             };
-            match spec.parse::<Pipeline>() {
-                Ok(p) => {
+            #[cfg(not(feature = "failpoints"))]
+            let input: Result<&[u8], FilterError> = Ok(input);
+            match (input, spec.parse::<Pipeline>()) {
+                (Ok(input), Ok(p)) => {
                     for op in &p.ops {
                         stats.count_op(op.name());
                     }
                     imgfilters::run_into(input, &p, &limits, &mut out)
                 }
-                Err(e) => Err(e),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             }
         };
         match result {
@@ -241,26 +246,6 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
 
 fn mmap_bytes(map: &memmap2::MmapRaw, len: u64) -> &[u8] {
     crate::ring::raw_slice(map, len)
-}
-
-/// Test-only failpoints, enabled by IMGSERVER_FAULT_INJECTION=1 at server start: an input
-/// starting with these markers crashes or hangs this worker, so tests can prove the master
-/// contains both. Never enabled by default.
-fn fault_injection(input: &[u8]) -> &[u8] {
-    if input.starts_with(b"IMGSERVER-FAULT-CRASH") {
-        std::process::abort();
-    }
-    if input.starts_with(b"IMGSERVER-FAULT-HANG") {
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-    // A slow but finite job: sleep, then process the image after the marker line.
-    if let Some(rest) = input.strip_prefix(b"IMGSERVER-FAULT-SLOW\n".as_slice()) {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        return rest;
-    }
-    input
 }
 
 /// A tiny boxed-error result, so the worker can use `?` on every error type it meets.

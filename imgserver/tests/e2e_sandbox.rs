@@ -64,6 +64,12 @@ fn workers_run_with_no_new_privileges_and_tight_limits() {
             Some("1"),
             "worker {w}"
         );
+        // Mode 2: a seccomp filter (the allow-list) is in force.
+        assert_eq!(
+            status_field(w, "Seccomp").as_deref(),
+            Some("2"),
+            "worker {w}"
+        );
         assert_eq!(limit(w, "Max open files"), (16, 16), "worker {w}");
         assert_eq!(limit(w, "Max core file size"), (0, 0), "worker {w}");
         // Output memfds are held to RLIMIT_FSIZE: the limit is the memory cap.
@@ -75,6 +81,23 @@ fn workers_run_with_no_new_privileges_and_tight_limits() {
     }
     // The master is not confined that way (it opens connections and files).
     assert_eq!(status_field(srv.pid(), "NoNewPrivs").as_deref(), Some("0"));
+    assert_eq!(status_field(srv.pid(), "Seccomp").as_deref(), Some("0"));
+    // What the kernel enforced, said once in the log and kept in the stats page (this
+    // kernel has Landlock ABI 6 or later: every right the ruleset asks for).
+    let log = srv.log_text();
+    assert_eq!(log.matches("worker sandbox: ").count(), 1, "{log}");
+    assert!(
+        log.contains("worker sandbox: seccomp allow-list on, Landlock ABI "),
+        "{log}"
+    );
+    assert!(
+        log.contains("(no files, no TCP, no outside sockets or signals)"),
+        "{log}"
+    );
+    let page = srv.stats();
+    assert_eq!(page.get("sandbox_seccomp"), 1);
+    assert!(page.get("sandbox_landlock_abi") >= 6);
+    assert_eq!(page.get("sandbox_violations"), 0);
     // Large outputs still go through their memfd under these limits: 64 KiB slots.
     let srv = Server::start(
         "confined-memfd",

@@ -28,7 +28,7 @@ pub use procs::{
     process_group, raise_fd_limit, rss_kb, socket_table, status_field, Fd, FdTarget, SocketKind,
 };
 pub use report::{BenchReport, Histogram, Stats};
-pub use server::{imgserver_bin, Server, ServerBuilder};
+pub use server::{imgserver_bin, imgserver_failpoints_bin, Server, ServerBuilder};
 pub use wait::{wait_some, wait_until, Timeout};
 
 /// The user every test server is created with.

@@ -43,7 +43,7 @@ pub(crate) fn sibling_bin(name: &str) -> PathBuf {
     let p = profile.join(name);
     assert!(
         p.is_file(),
-        "{} is missing: build the binaries first (cargo build --release --workspace --bins --lib)",
+        "{} is missing: build the binaries first (make build; for imgserver-failpoints, make failpoints)",
         p.display()
     );
     p
@@ -52,6 +52,12 @@ pub(crate) fn sibling_bin(name: &str) -> PathBuf {
 /// The imgserver binary of this build.
 pub fn imgserver_bin() -> PathBuf {
     sibling_bin("imgserver")
+}
+
+/// The test-only variant of imgserver with its failpoints compiled in (`make failpoints`):
+/// never the binary `make build` ships.
+pub fn imgserver_failpoints_bin() -> PathBuf {
+    sibling_bin("imgserver-failpoints")
 }
 
 /// How to start a server; [`Server::builder`].
@@ -63,6 +69,7 @@ pub struct ServerBuilder {
     open_fds: Vec<(i32, PathBuf)>,
     run_as: Option<(u32, u32)>,
     wait_ready: bool,
+    failpoints: bool,
 }
 
 impl ServerBuilder {
@@ -92,8 +99,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Enables the test failpoints (`IMGSERVER_FAULT_INJECTION=1`).
-    pub fn fault_injection(self) -> Self {
+    /// Runs the failpoints build (`imgserver-failpoints`) with its failpoints enabled
+    /// (`IMGSERVER_FAULT_INJECTION=1`).
+    pub fn fault_injection(mut self) -> Self {
+        self.failpoints = true;
         self.env("IMGSERVER_FAULT_INJECTION", "1")
     }
 
@@ -146,6 +155,7 @@ impl Server {
             open_fds: Vec::new(),
             run_as: None,
             wait_ready: true,
+            failpoints: false,
         }
     }
 
@@ -168,8 +178,13 @@ impl Server {
                     .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
             }
         }
+        let bin = if self.opts.failpoints {
+            imgserver_failpoints_bin()
+        } else {
+            imgserver_bin()
+        };
         let mut cmd = if self.opts.open_fds.is_empty() {
-            Command::new(imgserver_bin())
+            Command::new(&bin)
         } else {
             // A shell opens the files without close-on-exec and execs the server in its
             // place (same pid): a master that inherited fds from whoever started it.
@@ -182,7 +197,7 @@ impl Server {
             let mut c = Command::new("/bin/sh");
             c.arg("-c")
                 .arg(format!("exec{redirects} \"$0\" \"$@\""))
-                .arg(imgserver_bin());
+                .arg(&bin);
             c
         };
         cmd.args(["--listen", &self.addr, "--state-dir"])

@@ -159,10 +159,15 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
             .map_err(|e| format!("epoll: {e}"))
     };
 
+    // The failpoints exist only in the test build (feature `failpoints`); elsewhere the
+    // variable is refused loudly rather than silently ignored.
     let fault_injection = std::env::var("IMGSERVER_FAULT_INJECTION").is_ok_and(|v| v == "1");
-    if fault_injection {
-        warn!("fault injection enabled (IMGSERVER_FAULT_INJECTION=1): test builds only");
+    if fault_injection && cfg!(feature = "failpoints") {
+        warn!("fault injection enabled (IMGSERVER_FAULT_INJECTION=1): test build");
+    } else if fault_injection {
+        warn!("IMGSERVER_FAULT_INJECTION=1 ignored: this build has no failpoints");
     }
+    let fault_injection = fault_injection && cfg!(feature = "failpoints");
     let now = Instant::now();
     let jobs = Jobs::new(job_limits(&args), ring, map_stats()?, workers);
     let conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));

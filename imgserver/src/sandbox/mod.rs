@@ -265,3 +265,51 @@ fn drop_to(uid: u32, gid: u32, master: nix::unistd::Pid) -> Result<(), SandboxEr
     nix::sys::prctl::set_dumpable(false).map_err(step("PR_SET_DUMPABLE 0 again"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_parse_print_and_refuse_unknown_names() {
+        assert_eq!("seccomp,landlock".parse::<Layers>(), Ok(Layers::default()));
+        for text in ["seccomp,landlock", "seccomp", "landlock", "none"] {
+            assert_eq!(text.parse::<Layers>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "landlock, seccomp".parse::<Layers>().unwrap(),
+            Layers::default()
+        );
+        let err = "seccomp,apparmor".parse::<Layers>().unwrap_err();
+        assert!(err.contains("unknown sandbox layer \"apparmor\""), "{err}");
+    }
+
+    #[test]
+    fn a_report_survives_its_trip_in_ready_and_says_what_is_missing() {
+        for r in [
+            Report::default(),
+            Report {
+                seccomp: true,
+                landlock_abi: 7,
+                landlock_full: true,
+            },
+            Report {
+                seccomp: false,
+                landlock_abi: 3,
+                landlock_full: false,
+            },
+        ] {
+            assert_eq!(Report::from_bits(r.to_bits()), r);
+        }
+        let partial = Report {
+            seccomp: true,
+            landlock_abi: 3,
+            landlock_full: false,
+        };
+        assert_eq!(
+            partial.to_string(),
+            "seccomp allow-list on, Landlock ABI 3 only (partial: the kernel lacks later rights)"
+        );
+        assert_eq!(Report::default().to_string(), "seccomp OFF, Landlock OFF");
+    }
+}

@@ -55,6 +55,7 @@ const PLAIN: &[(i64, &str)] = syscalls![
     SYS_nanosleep,
     SYS_getrandom,
     SYS_getpid,
+    SYS_getppid,
     SYS_gettid,
     // Signals: returning from a handler, masks (abort), the stack-overflow handler's stack.
     SYS_rt_sigreturn,

@@ -737,6 +737,9 @@ fn poison_text(first: Loss, second: Loss, limit: Duration) -> String {
         (Loss::Overrun, Loss::Overrun) => {
             format!("overran the {deadline} s deadline on two workers")
         }
+        (Loss::Violation(a), Loss::Violation(b)) if a == b => {
+            format!("made two workers break their sandbox ({})", refused(a))
+        }
         (Loss::Violation(a), Loss::Violation(b)) => format!(
             "made two workers break their sandbox ({}, {})",
             refused(a),

@@ -267,6 +267,70 @@ fn a_typed_error_from_the_worker_reaches_the_client() {
 }
 
 #[test]
+fn a_sandbox_violation_is_a_strike_like_a_crash_and_the_answer_names_the_calls() {
+    let openat = Death::SandboxViolation {
+        syscall: Some(libc::SYS_openat),
+    };
+    let socket = Death::SandboxViolation {
+        syscall: Some(libc::SYS_socket),
+    };
+    // Two violations of the same call: retried once, then poison naming it once.
+    let mut w = world(4, 2, 1 << 20);
+    w.submit(0, C1, 1, b"opens files");
+    w.dispatch(0);
+    w.lost_by(1, w.last_sent().worker, openat);
+    assert!(
+        w.fx.take_told().is_empty(),
+        "a first violation is not reported"
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_retried), 1);
+    w.dispatch(2);
+    w.lost_by(3, w.last_sent().worker, openat);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(
+            C1,
+            1,
+            Told::Failed(
+                ErrorCode::PoisonInput,
+                "this input made two workers break their sandbox (system call openat refused); \
+                 it will not be retried"
+                    .into()
+            )
+        )]
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_poison), 1);
+    // Two different calls are both named; a crash and a violation make one strike each.
+    for (first, second, text) in [
+        (
+            openat,
+            socket,
+            "this input made two workers break their sandbox (system call openat refused, \
+             system call socket refused); it will not be retried",
+        ),
+        (
+            Death::Crash,
+            Death::SandboxViolation { syscall: None },
+            "this input made one worker break its sandbox (a system call refused) and crashed \
+             another; it will not be retried",
+        ),
+    ] {
+        let mut w = world(4, 2, 1 << 20);
+        w.submit(0, C1, 1, b"hostile");
+        w.dispatch(0);
+        w.lost_by(1, w.last_sent().worker, first);
+        assert!(w.fx.take_told().is_empty());
+        w.dispatch(2);
+        w.lost_by(3, w.last_sent().worker, second);
+        assert_eq!(
+            w.fx.take_told(),
+            vec![(C1, 1, Told::Failed(ErrorCode::PoisonInput, text.into()))]
+        );
+        assert_eq!(w.slots_in_use(), 0);
+    }
+}
+
+#[test]
 fn a_worker_death_retries_the_job_first_in_line_and_a_second_is_poison() {
     let mut w = world(4, 2, 1 << 20);
     w.fx.ready.remove(&1);
