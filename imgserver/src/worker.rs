@@ -3,9 +3,10 @@
 //!
 //! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
 //! socket and no key, inherits no fd and no environment, runs under an address-space limit
-//! and the confinement of `sandbox.rs` (no new privileges, tight open-files and file-size
-//! limits, no core, undumpable), and dies with the master; if a decoder crashes or hangs,
-//! only this process and its one job are lost.
+//! and the confinement of `sandbox/` (no new privileges, tight open-files and file-size
+//! limits, no core, undumpable, a Landlock domain and a seccomp allow-list), and dies with the
+//! master; if a decoder crashes, hangs or is taken over, only this process and its one job
+//! are lost.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
