@@ -85,7 +85,8 @@ wire_table! {
         /// The output could not be encoded.
         EncodeFailed = 306, "ENCODE_FAILED", retryable: false, reserved: false;
         /// The server refuses this input because processing it cost two workers (crashes,
-        /// overruns of the job time limit, or one of each); the server retried it once itself.
+        /// sandbox violations, overruns of the job time limit, or a mix); the server retried it
+        /// once itself.
         PoisonInput = 307, "POISON_INPUT", retryable: false, reserved: false;
         /// The connection already has its maximum of jobs in flight.
         TooManyInFlight = 308, "TOO_MANY_IN_FLIGHT", retryable: true, reserved: false;
