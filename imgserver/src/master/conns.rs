@@ -9,6 +9,7 @@
 //! that stalls cannot hold resources forever. What a logged-in client asks for is handed to a
 //! [`Requests`] handler as a [`Request`]; what to tell a client arrives as a [`Reply`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -107,6 +108,8 @@ struct Client {
     conn: ServerConn,
     peer: SocketAddr,
     logged_in: bool,
+    /// The user it logged in as, by index in `Conns::user_ids` (for the job queue's rounds).
+    user: u32,
     /// Flush the pending output, then close.
     closing: bool,
     want_write: bool,
@@ -127,6 +130,8 @@ pub struct Conns {
     accept_stalled: bool,
     /// Connections closed since the last `take_closed`: their jobs are to be abandoned.
     closed: Vec<ConnRef>,
+    /// User names that logged in, as small numbers (bounded by the users file's size).
+    user_ids: HashMap<String, u32>,
 }
 
 impl Conns {
@@ -148,6 +153,7 @@ impl Conns {
             open: 0,
             accept_stalled: false,
             closed: Vec::new(),
+            user_ids: HashMap::new(),
         }
     }
 
@@ -254,6 +260,7 @@ impl Conns {
                 conn,
                 peer,
                 logged_in: false,
+                user: 0,
                 closing: false,
                 want_write: false,
             });
@@ -343,6 +350,8 @@ impl Conns {
                 Ok(Some(ev)) => match ev {
                     Event::LoggedIn { user } => {
                         c.logged_in = true;
+                        let next = self.user_ids.len() as u32;
+                        c.user = *self.user_ids.entry(user.to_string()).or_insert(next);
                         stats::inc(&g.logins_ok);
                         info!("conn {gen} from {}: user {user} logged in", c.peer);
                         (0, None)
@@ -361,6 +370,7 @@ impl Conns {
                             conn,
                             Request::Submit(Submission {
                                 req: id,
+                                user: c.user,
                                 total: total_len,
                                 spec,
                                 data,

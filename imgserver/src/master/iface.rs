@@ -39,6 +39,9 @@ pub struct ConnRef {
 #[derive(Debug, Clone, Copy)]
 pub struct Submission<'a> {
     pub req: u64,
+    /// The user the connection logged in as (an index the connections part assigns; the
+    /// queue's rounds are per user, then per connection).
+    pub user: u32,
     /// Declared upload size.
     pub total: u64,
     pub spec: &'a str,

@@ -8,7 +8,9 @@
 //! what to send to which worker and what to tell which connection through [`Effects`], so its
 //! whole life cycle runs in unit tests with a fake pool and a fake clock.
 
-use std::collections::{HashMap, VecDeque};
+mod fairq;
+
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use super::iface::{
     Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
 };
 use crate::ipc::msg::{Done, NO_SLOT};
+use fairq::{FairQueue, Owner};
 use crate::ring::{self, Ring, SlotTable};
 use crate::stats::{self, Stats};
 use imgfilters::Pipeline;
@@ -66,6 +69,8 @@ enum Loss {
 
 struct Job {
     conn: ConnRef,
+    /// Its place in the queue's rounds.
+    owner: Owner,
     request: u64,
     spec: String,
     total: u64,
@@ -94,7 +99,8 @@ pub struct Jobs {
     jobs: HashMap<u64, Job>,
     /// Per connection: client request id → job id, for every request not yet answered.
     by_conn: HashMap<ConnRef, HashMap<u64, u64>>,
-    queue: VecDeque<u64>,
+    /// Queued jobs, in rounds between users and their connections (`fairq.rs`).
+    queue: FairQueue,
     /// Per worker: the job it is running.
     running: Vec<Option<u64>>,
     next_job: u64,
@@ -121,7 +127,7 @@ impl Jobs {
             stats,
             jobs: HashMap::new(),
             by_conn: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: FairQueue::default(),
             running: vec![None; workers],
             next_job: 1,
             large_bytes: 0,
@@ -194,6 +200,10 @@ impl Jobs {
             job_id,
             Job {
                 conn,
+                owner: Owner {
+                    user: s.user,
+                    conn,
+                },
                 request: s.req,
                 spec: s.spec.to_string(),
                 total: s.total,
@@ -326,7 +336,7 @@ impl Jobs {
         if last {
             job.state = JobState::Queued;
             job.queued_at = now;
-            self.queue.push_back(job_id);
+            self.queue.push(job.owner, job_id);
             let g = &self.stats.get().global;
             stats::inc(&g.queue_depth);
             let depth = self.queue.len() as u64;
@@ -336,13 +346,13 @@ impl Jobs {
 
     /// Hands queued jobs to idle workers.
     pub fn dispatch(&mut self, now: Instant, fx: &mut impl Effects) {
-        while let Some(&job_id) = self.queue.front() {
+        while let Some(job_id) = self.queue.front() {
             let Some(w) =
                 (0..self.running.len()).find(|&w| self.running[w].is_none() && fx.worker_ready(w))
             else {
                 return;
             };
-            self.queue.pop_front();
+            self.queue.pop();
             stats::dec(&self.stats.get().global.queue_depth);
             let Some(job) = self.jobs.get_mut(&job_id) else {
                 continue;
@@ -374,7 +384,7 @@ impl Jobs {
                 self.running[w] = Some(job_id);
             } else {
                 // The worker was given up; the job stays first in line for the next one.
-                self.queue.push_front(job_id);
+                self.queue.push_first(job_id);
                 stats::inc(&self.stats.get().global.queue_depth);
             }
         }
@@ -519,7 +529,7 @@ impl Jobs {
                 job.overran = false;
                 job.state = JobState::Queued;
                 job.queued_at = now;
-                self.queue.push_front(job_id);
+                self.queue.push_first(job_id);
                 stats::inc(&self.stats.get().global.queue_depth);
                 stats::inc(&self.stats.get().global.jobs_retried);
                 match loss {
@@ -619,8 +629,7 @@ impl Jobs {
             Storage::Memfd { .. } => self.large_bytes = self.large_bytes.saturating_sub(job.total),
         }
         if job.state == JobState::Queued {
-            if let Some(pos) = self.queue.iter().position(|j| *j == job_id) {
-                self.queue.remove(pos);
+            if self.queue.remove(job_id) {
                 stats::dec(&self.stats.get().global.queue_depth);
             }
         }
@@ -643,7 +652,6 @@ impl Jobs {
         } else {
             self.queue
                 .iter()
-                .copied()
                 .filter(|j| {
                     self.jobs
                         .get(j)

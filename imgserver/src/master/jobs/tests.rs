@@ -105,6 +105,7 @@ struct World {
 fn upload<'a>(req: u64, total: u64, spec: &'a str, data: &'a [u8]) -> Submission<'a> {
     Submission {
         req,
+        user: 0,
         total,
         spec,
         data,
@@ -138,9 +139,20 @@ impl World {
         self.t0 + Duration::from_millis(ms)
     }
     fn submit(&mut self, ms: u64, conn: ConnRef, req: u64, data: &[u8]) -> Option<Told> {
+        self.submit_as(ms, 0, conn, req, data)
+    }
+    fn submit_as(
+        &mut self,
+        ms: u64,
+        user: u32,
+        conn: ConnRef,
+        req: u64,
+        data: &[u8],
+    ) -> Option<Told> {
         let now = self.at(ms);
         let s = Submission {
             req,
+            user,
             total: data.len() as u64,
             spec: "grayscale",
             data,
@@ -668,6 +680,7 @@ fn admission_refuses_duplicates_too_many_in_flight_oversize_and_bad_specs() {
         C2,
         Submission {
             req: 6,
+            user: 0,
             total: 1,
             spec: "no-such-op",
             data: b"x",
@@ -757,4 +770,33 @@ fn shutdown_answers_every_unfinished_job_and_admits_none() {
     assert!(w.jobs.is_empty());
     assert_eq!(w.slots_in_use(), 0);
     assert!(w.fx.take_told().is_empty());
+}
+
+#[test]
+fn the_queue_serves_users_in_turn_so_a_heavy_one_cannot_starve_a_light_one() {
+    const C3: ConnRef = ConnRef { index: 2, gen: 3 };
+    let mut w = world(16, 1, 1 << 20);
+    // User 1 queues three jobs (its in-flight maximum) on one connection and two on
+    // another, then user 2 one job.
+    for req in 1..=3 {
+        assert_eq!(w.submit_as(0, 1, C1, req, b"heavy"), None);
+    }
+    for req in 1..=2 {
+        assert_eq!(w.submit_as(0, 1, C2, req, b"heavy too"), None);
+    }
+    assert_eq!(w.submit_as(1, 2, C3, 1, b"light"), None);
+    assert_eq!(w.jobs.queue_len(), 6);
+    // One worker: each finished job lets the next one in.
+    let mut order = Vec::new();
+    for ms in 2..8 {
+        w.dispatch(ms);
+        let s = w.last_sent();
+        order.push(s.job);
+        w.finish(ms, &s, b"out");
+    }
+    // Jobs are numbered in submission order: 1-3 user 1 on C1, 4-5 user 1 on C2, 6 user 2.
+    // User 2's one job goes second, not sixth; user 1's connections alternate.
+    assert_eq!(order, [1, 6, 4, 2, 5, 3]);
+    assert_eq!(w.jobs.queue_len(), 0);
+    assert_eq!(w.slots_in_use(), 0);
 }
