@@ -21,9 +21,14 @@ const CHUNK: usize = netproto_sys::limits::MAX_CHUNK_DATA;
 
 /// A logged-in blocking client (panics if the login fails).
 pub fn connect(addr: &str) -> Client {
-    let cfg = ClientConfig::new(USER, PASSWORD.as_bytes()).unwrap();
+    connect_as(addr, USER, PASSWORD)
+}
+
+/// A blocking client logged in as `user` (panics if the login fails).
+pub fn connect_as(addr: &str, user: &str, password: &str) -> Client {
+    let cfg = ClientConfig::new(user, password.as_bytes()).unwrap();
     Client::connect(addr, &cfg, None, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+        .unwrap_or_else(|e| panic!("connect to {addr} as {user}: {e}"))
 }
 
 /// What a job came back as.

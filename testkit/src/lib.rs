@@ -19,7 +19,9 @@ pub mod report;
 pub mod server;
 pub mod wait;
 
-pub use client::{connect, read_until_close, run_job, send_job, wait_job, Outcome, RawSession};
+pub use client::{
+    connect, connect_as, read_until_close, run_job, send_job, wait_job, Outcome, RawSession,
+};
 pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;

@@ -70,6 +70,7 @@ pub struct ServerBuilder {
     run_as: Option<(u32, u32)>,
     wait_ready: bool,
     failpoints: bool,
+    users: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
@@ -106,6 +107,12 @@ impl ServerBuilder {
         self.env("IMGSERVER_FAULT_INJECTION", "1")
     }
 
+    /// Another user in the users file besides the default one.
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+
     /// Returns once the server listens, without waiting for its workers (for workers that
     /// never get ready).
     pub fn unready(mut self) -> Self {
@@ -116,6 +123,9 @@ impl ServerBuilder {
     pub fn start(self) -> Server {
         let dir = TempDir::new(&self.tag);
         add_user(dir.path(), USER, PASSWORD);
+        for (user, password) in &self.users {
+            add_user(dir.path(), user, password);
+        }
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let mut s = Server {
             child: None,
@@ -156,6 +166,7 @@ impl Server {
             run_as: None,
             wait_ready: true,
             failpoints: false,
+            users: Vec::new(),
         }
     }
 

@@ -92,7 +92,10 @@ impl FairQueue {
         }
         let mut u = self.users.pop_front()?;
         let mut c = u.conns.pop_front().expect("a user lane is never empty");
-        let job = c.jobs.pop_front().expect("a connection lane is never empty");
+        let job = c
+            .jobs
+            .pop_front()
+            .expect("a connection lane is never empty");
         self.len -= 1;
         if !c.jobs.is_empty() {
             u.conns.push_back(c);

@@ -19,9 +19,9 @@ use super::iface::{
     Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
 };
 use crate::ipc::msg::{Done, NO_SLOT};
-use fairq::{FairQueue, Owner};
 use crate::ring::{self, Ring, SlotTable};
 use crate::stats::{self, Stats};
+use fairq::{FairQueue, Owner};
 use imgfilters::Pipeline;
 use log::{info, warn};
 use memmap2::MmapRaw;
@@ -200,10 +200,7 @@ impl Jobs {
             job_id,
             Job {
                 conn,
-                owner: Owner {
-                    user: s.user,
-                    conn,
-                },
+                owner: Owner { user: s.user, conn },
                 request: s.req,
                 spec: s.spec.to_string(),
                 total: s.total,
