@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// Seconds a client may leave output unread before it is cut off (0: never).
     #[arg(long, default_value_t = 30.0)]
     pub slow_client_timeout: f64,
+    /// Seconds a frame may take, after login, from its first byte to its last; a peer that
+    /// trickles bytes is cut off with SLOW_CLIENT (0: no limit).
+    #[arg(long, default_value_t = 10.0)]
+    pub frame_timeout: f64,
     /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.
     #[arg(long, default_value_t = 4096)]
     pub worker_mem_mb: u64,

@@ -348,3 +348,60 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
         let _ = t.join();
     }
 }
+
+#[test]
+fn a_logged_in_peer_trickling_a_frame_is_cut_off_at_the_frame_timeout() {
+    // A job upload outstanding (so the idle timer is off) and the next frame sent a byte at a
+    // time: without a per-frame deadline this peer held its connection and its slot forever.
+    let srv = Server::start("trickle", &["--workers", "1", "--frame-timeout", "0.5"]);
+    let mut r = RawSession::login(&srv.addr);
+    r.conn.send_job(1, "noop", 6, b"abc", false).unwrap();
+    r.flush();
+    r.conn.send_job_data(1, b"def", true).unwrap();
+    let frame = r.take_output();
+    let started = std::time::Instant::now();
+    // At most one byte per 50 ms, bounded by the frame's length; the server's cut arrives
+    // as an ERROR while the frame is still unfinished.
+    let mut sent = 0;
+    let mut closed_early = false;
+    for b in &frame[..frame.len() - 1] {
+        if r.s.write_all(std::slice::from_ref(b)).is_err() {
+            closed_early = true;
+            break;
+        }
+        sent += 1;
+        r.s.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        match r.s.read(&mut buf) {
+            Ok(0) => {
+                closed_early = true;
+                break;
+            }
+            Ok(n) => {
+                r.seen.extend_from_slice(&buf[..n]);
+                r.conn.feed(&buf[..n], std::time::Instant::now()).unwrap();
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        sent < frame.len() - 1 || closed_early,
+        "the frame was never cut off"
+    );
+    r.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        r.expect_error_then_close(),
+        Some(ErrorCode::SlowClient as u16)
+    );
+    // Well after the deadline, but not the idle timeout or anything like it.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    wait_until("the log line", Duration::from_secs(5), || {
+        srv.log_text()
+            .contains("a frame took over 0.5 s to arrive; closing")
+    })
+    .unwrap_or_else(|e| srv.fail(e));
+    // The slot the upload held is free again.
+    srv.wait_stat("slots_in_use", 0, Duration::from_secs(5));
+}

@@ -472,6 +472,10 @@ enum np_timer
    * Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.
    */
   NP_TIMER_DEAD_PEER = 5,
+  /**
+   * Server: logged in, a frame began and was not whole within the frame timeout; ERROR SLOW_CLIENT is queued and the connection closed: flush, then close.
+   */
+  NP_TIMER_SLOW_FRAME = 6,
 };
 #ifndef __cplusplus
 typedef uint32_t np_timer;
@@ -865,6 +869,16 @@ np_status np_server_config_set_timeouts(np_server_config *cfg,
                                         uint32_t handshake_ms,
                                         uint32_t idle_ms,
                                         uint32_t slow_peer_ms);
+
+/**
+ * Sets how long, after login, a frame may take from its first byte to its last, in
+ * milliseconds (0 turns it off; the default is 10 000). Only before the config is shared by a
+ * connection: afterwards NP_BAD_STATE.
+ *
+ * # Safety
+ * `cfg` a live handle.
+ */
+np_status np_server_config_set_frame_timeout(np_server_config *cfg, uint32_t frame_ms);
 
 /**
  * Sets the client connections' heartbeat interval (a PING after this long without a frame

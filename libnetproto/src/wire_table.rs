@@ -179,6 +179,7 @@ wire_table! {
         NP_TIMER_SLOW_PEER = 3, "Server: the peer took none of the pending output for the slow-peer timeout; the output is dropped and the connection closed: close the socket now.";
         NP_TIMER_HEARTBEAT = 4, "Client: a heartbeat PING (request id 0) is queued: flush it.";
         NP_TIMER_DEAD_PEER = 5, "Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.";
+        NP_TIMER_SLOW_FRAME = 6, "Server: logged in, a frame began and was not whole within the frame timeout; ERROR SLOW_CLIENT is queued and the connection closed: flush, then close.";
     }
 
     // Size limits every peer enforces before it allocates (exported to C as NP_<NAME>). An

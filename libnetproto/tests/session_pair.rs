@@ -700,8 +700,12 @@ fn a_complete_frame_resets_the_idle_timer() {
 #[test]
 fn a_byte_a_second_does_not_keep_a_connection_alive() {
     // Bytes that never complete a frame are not activity: a slowloris peer dribbling one byte
-    // a second is cut off at the idle deadline like a silent one.
-    let (mut c, mut s) = logged_in();
+    // a second is cut off at the idle deadline like a silent one (here with the frame
+    // timer off, to see the idle timer alone; the frame timer cuts it off sooner, below).
+    let (mut c, mut s) = logged_in_with(ServerTimeouts {
+        frame: None,
+        ..ServerTimeouts::default()
+    });
     c.send_ping(1, b"tick").unwrap();
     let frame = c.pending_output().to_vec();
     c.consume_output(frame.len(), T0);
@@ -714,6 +718,74 @@ fn a_byte_a_second_does_not_keep_a_connection_alive() {
     }
     assert_eq!(s.handle_timeout(at(secs(120))), Some(TimerKind::Idle));
     assert!(s.is_closed());
+}
+
+#[test]
+fn a_frame_begun_after_login_must_be_whole_within_the_frame_timeout() {
+    let (mut c, mut s) = logged_in();
+    // A job's upload is outstanding, so no idle timer: only the frame timer can end a peer
+    // that starts its next frame and then trickles it.
+    c.send_job(1, "noop", 6, b"abc", false).unwrap();
+    pump_at(&mut c, &mut s, at(secs(1)));
+    assert!(matches!(s.poll_event(), Ok(Some(Event::JobSubmit { .. }))));
+    assert_eq!(s.poll_timeout(), None);
+    c.send_job_data(1, b"def", true).unwrap();
+    let frame = c.pending_output().to_vec();
+    c.consume_output(frame.len(), T0);
+    // One byte a second from t = 5 s: none of them moves the deadline 10 s after the first.
+    for (i, b) in frame[..frame.len() - 1].iter().take(9).enumerate() {
+        let now = at(secs(5 + i as u64));
+        assert_eq!(s.feed(std::slice::from_ref(b), now), 1);
+        assert!(s.poll_event().unwrap().is_none());
+        assert_eq!(s.poll_timeout(), Some(at(secs(15))), "byte {i}");
+    }
+    assert_eq!(s.handle_timeout(at(secs(15) - US)), None);
+    assert_eq!(s.handle_timeout(at(secs(15))), Some(TimerKind::SlowFrame));
+    assert!(s.is_closed());
+    assert_eq!(s.error(), Some(&Error::Timeout("frame too slow")));
+    let out = s.pending_output().to_vec();
+    assert_eq!(c.feed(&out, at(secs(15))), out.len());
+    match c.poll_event() {
+        Ok(Some(Event::Error { code, message, .. })) => {
+            assert_eq!(code, ErrorCode::SlowClient as u16);
+            assert_eq!(
+                message,
+                "a frame must arrive whole within 10 s of its first byte"
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_frame_that_completes_in_time_disarms_the_frame_timer_and_a_leftover_rearms_it() {
+    let (mut c, mut s) = logged_in();
+    c.send_ping(1, b"one").unwrap();
+    c.send_ping(2, b"two").unwrap();
+    let wire = c.pending_output().to_vec();
+    c.consume_output(wire.len(), T0);
+    let first = wire.len() / 2; // each PING frame is the same size
+                                // Half of the first frame at 1 s, the rest of it and half of the second at 9 s.
+    assert_eq!(s.feed(&wire[..first / 2], at(secs(1))), first / 2);
+    assert!(s.poll_event().unwrap().is_none());
+    assert_eq!(s.poll_timeout(), Some(at(secs(11))));
+    let upto = first + first / 2;
+    assert_eq!(
+        s.feed(&wire[first / 2..upto], at(secs(9))),
+        upto - first / 2
+    );
+    assert!(matches!(s.poll_event(), Ok(Some(Event::Ping { .. }))));
+    assert!(s.poll_event().unwrap().is_none());
+    // The second frame began with the input at 9 s: its deadline is 19 s (the PONG's
+    // slow-peer deadline, 39 s, is later).
+    assert_eq!(s.poll_timeout(), Some(at(secs(19))));
+    assert_eq!(s.feed(&wire[upto..], at(secs(18))), wire.len() - upto);
+    assert!(matches!(s.poll_event(), Ok(Some(Event::Ping { .. }))));
+    assert!(s.poll_event().unwrap().is_none());
+    // Nothing partial is left: no frame timer (the PONGs' slow-peer timer is what remains).
+    assert_eq!(s.poll_timeout(), Some(at(secs(9 + 30))));
+    assert_eq!(s.handle_timeout(at(secs(30))), None);
+    assert!(s.is_ready());
 }
 
 #[test]
@@ -880,6 +952,7 @@ fn timers_set_to_none_or_zero_never_fire() {
         handshake: None,
         idle: Some(Duration::ZERO),
         slow_peer: None,
+        frame: Some(Duration::ZERO),
         shrink_after: None,
     };
     let mut cfg = ServerConfig::new(ServerKey::from_secret([9; 32]), PARAMS);

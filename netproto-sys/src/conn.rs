@@ -77,6 +77,9 @@ pub enum Timer {
     Heartbeat,
     /// Client: the server stayed silent for the dead-peer timeout; closed.
     DeadPeer,
+    /// Server: after login, a frame began and was not whole within the frame timeout;
+    /// `ERROR SLOW_CLIENT` queued and closed.
+    SlowFrame,
 }
 
 impl Timer {
@@ -87,6 +90,7 @@ impl Timer {
             ffi::NP_TIMER_SLOW_PEER => Some(Timer::SlowPeer),
             ffi::NP_TIMER_HEARTBEAT => Some(Timer::Heartbeat),
             ffi::NP_TIMER_DEAD_PEER => Some(Timer::DeadPeer),
+            ffi::NP_TIMER_SLOW_FRAME => Some(Timer::SlowFrame),
             _ => None,
         }
     }
@@ -98,6 +102,7 @@ impl Timer {
             Timer::SlowPeer => "slow-peer",
             Timer::Heartbeat => "heartbeat",
             Timer::DeadPeer => "dead-peer",
+            Timer::SlowFrame => "slow-frame",
         }
     }
 }
@@ -127,6 +132,15 @@ impl ServerConfig {
                 ms_or_off(slow_peer),
             )
         })
+    }
+}
+
+impl ServerConfig {
+    /// Sets how long, after login, a frame may take from its first byte to its last (`None`
+    /// turns it off). Before any connection is made: afterwards an error.
+    pub fn set_frame_timeout(&mut self, frame: Option<Duration>) -> Result<()> {
+        // SAFETY: as in `set_timeouts`: a live handle, used by this call only.
+        check(unsafe { ffi::np_server_config_set_frame_timeout(self.raw, ms_or_off(frame)) })
     }
 }
 

@@ -219,6 +219,10 @@ extern "C" {
         idle_ms: u32,
         slow_peer_ms: u32,
     ) -> np_status;
+    pub fn np_server_config_set_frame_timeout(
+        cfg: *mut np_server_config,
+        frame_ms: u32,
+    ) -> np_status;
     pub fn np_client_config_set_timers(
         cfg: *mut np_client_config,
         heartbeat_ms: u32,

@@ -48,6 +48,8 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
         on(args.slow_client_timeout),
     )
     .map_err(|e| format!("connection timeouts: {e}"))?;
+    cfg.set_frame_timeout(on(args.frame_timeout))
+        .map_err(|e| format!("frame timeout: {e}"))?;
     let users = state::read_users(dir)
         .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
     for (name, verifier) in &users {
@@ -83,6 +85,7 @@ pub struct ConnLimits {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub slow_client_timeout: Duration,
+    pub frame_timeout: Duration,
 }
 
 /// What a logged-in client asks for, borrowed from the connection's receive buffer.
@@ -510,6 +513,14 @@ impl Conns {
                         self.limits.slow_client_timeout.as_secs_f64()
                     );
                     self.close(k, "slow client");
+                }
+                Some(Timer::SlowFrame) => {
+                    info!(
+                        "conn {gen} from {peer}: a frame took over {:.1} s to arrive; closing",
+                        self.limits.frame_timeout.as_secs_f64()
+                    );
+                    c.closing = true;
+                    self.flush(k);
                 }
                 Some(t @ (Timer::Handshake | Timer::Idle)) => {
                     let limit = if t == Timer::Handshake {

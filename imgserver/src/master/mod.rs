@@ -63,6 +63,7 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
         handshake_timeout: ServeArgs::secs(args.handshake_timeout),
         idle_timeout: ServeArgs::secs(args.idle_timeout),
         slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
+        frame_timeout: ServeArgs::secs(args.frame_timeout),
     }
 }
 

@@ -217,6 +217,31 @@ pub unsafe extern "C" fn np_server_config_set_timeouts(
     })
 }
 
+/// Sets how long, after login, a frame may take from its first byte to its last, in
+/// milliseconds (0 turns it off; the default is 10 000). Only before the config is shared by a
+/// connection: afterwards NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_set_frame_timeout(
+    cfg: *mut np_server_config,
+    frame_ms: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        let mut t = inner.timeouts();
+        t.frame = ms_or_off(frame_ms);
+        inner.set_timeouts(t);
+        Ok(NP_OK)
+    })
+}
+
 /// Sets the client connections' heartbeat interval (a PING after this long without a frame
 /// from the server) and dead-peer timeout in milliseconds (0 turns one off; the defaults are
 /// 5 000 and 20 000). Only before the config is shared by a connection: afterwards

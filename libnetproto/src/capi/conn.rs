@@ -98,6 +98,7 @@ impl From<Option<TimerKind>> for np_timer {
             Some(TimerKind::SlowPeer) => np_timer::NP_TIMER_SLOW_PEER,
             Some(TimerKind::Heartbeat) => np_timer::NP_TIMER_HEARTBEAT,
             Some(TimerKind::DeadPeer) => np_timer::NP_TIMER_DEAD_PEER,
+            Some(TimerKind::SlowFrame) => np_timer::NP_TIMER_SLOW_FRAME,
         }
     }
 }

@@ -133,6 +133,8 @@ pub enum np_timer {
     NP_TIMER_HEARTBEAT = 4,
     /// Client: the server sent nothing for the dead-peer timeout; the pending output is dropped and the connection closed (later sends answer NP_PEER_SILENT): close the socket now.
     NP_TIMER_DEAD_PEER = 5,
+    /// Server: logged in, a frame began and was not whole within the frame timeout; ERROR SLOW_CLIENT is queued and the connection closed: flush, then close.
+    NP_TIMER_SLOW_FRAME = 6,
 }
 
 /// Wire error code PROTOCOL (see docs/PROTOCOL.md, "Error codes").

@@ -74,6 +74,7 @@ impl<S: Side> Conn<S> {
         if n > 0 {
             self.clock.input_at = self.clock.latest;
             self.clock.last_io = self.clock.latest;
+            self.clock.frame_started.get_or_insert(self.clock.latest);
         }
     }
 

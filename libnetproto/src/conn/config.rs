@@ -172,6 +172,9 @@ pub struct ServerTimeouts {
     pub idle: Option<Duration>,
     /// Output pending and none of it taken by the peer (30 s).
     pub slow_peer: Option<Duration>,
+    /// While logged in: from the first byte of a frame to its last (10 s). Bytes trickling
+    /// in keep no other timer alive either; this one ends a frame that never completes.
+    pub frame: Option<Duration>,
     /// Grown buffers are given back after this long without bytes moving either way (1 s).
     pub shrink_after: Option<Duration>,
 }
@@ -182,6 +185,7 @@ impl Default for ServerTimeouts {
             handshake: Some(Duration::from_secs(10)),
             idle: Some(Duration::from_secs(120)),
             slow_peer: Some(Duration::from_secs(30)),
+            frame: Some(Duration::from_secs(10)),
             shrink_after: Some(Duration::from_secs(1)),
         }
     }

@@ -179,6 +179,8 @@ pub(crate) struct Clock {
     last_io: Timestamp,
     /// Since when the pending output has waited without the peer taking any of it.
     tx_since: Timestamp,
+    /// When the first byte of the frame now partly received arrived (`None`: no partial frame).
+    frame_started: Option<Timestamp>,
 }
 
 impl Clock {
@@ -190,6 +192,7 @@ impl Clock {
             last_frame: now,
             last_io: now,
             tx_since: now,
+            frame_started: None,
         }
     }
 
@@ -356,15 +359,22 @@ impl<S: Side> Conn<S> {
                 Err(e) => return Err(self.fail(e)),
             };
             let Decoded::Frame(f) = decoded else {
+                if self.rx_start == self.rx_end {
+                    self.clock.frame_started = None;
+                }
                 return Ok(false);
             };
             let header = f.header;
             let start = self.rx_start;
-            self.rx_release = f.used;
+            let used = f.used;
+            self.rx_release = used;
             match self.dispatch(header, start, f.used) {
                 Ok(step) => {
                     // A whole valid frame: the peer's activity, as of the input that ended it.
                     self.clock.last_frame = self.clock.input_at;
+                    // Bytes after it began the next frame, with the input that ended this one.
+                    self.clock.frame_started =
+                        (start + used < self.rx_end).then_some(self.clock.input_at);
                     if let Step::Event = step {
                         self.current = Some((header, start));
                         return Ok(true);

@@ -158,6 +158,15 @@ impl Conn<ServerSide> {
         deadline(self.clock.created, self.side.config.timeouts.handshake)
     }
 
+    /// A frame begun after login must be whole within the frame timeout (before login the
+    /// handshake deadline bounds everything).
+    fn frame_deadline(&self) -> Option<Timestamp> {
+        if !self.is_ready() {
+            return None;
+        }
+        deadline(self.clock.frame_started?, self.side.config.timeouts.frame)
+    }
+
     fn idle_deadline(&self) -> Option<Timestamp> {
         if !self.is_ready() || !self.side.outstanding.is_empty() {
             return None;
@@ -184,6 +193,16 @@ impl Conn<ServerSide> {
 
 fn secs(d: Option<std::time::Duration>) -> f64 {
     d.map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Seconds for a message: whole ones as such ("10"), others to a tenth ("0.5").
+fn short_secs(d: Option<std::time::Duration>) -> String {
+    let s = secs(d);
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
 }
 
 impl Sealed for ServerSide {
@@ -319,6 +338,7 @@ impl Sealed for ServerSide {
     fn next_timer(c: &Conn<Self>) -> Option<Timestamp> {
         [
             c.handshake_deadline(),
+            c.frame_deadline(),
             c.idle_deadline(),
             c.shrink_deadline(),
         ]
@@ -346,6 +366,14 @@ impl Sealed for ServerSide {
             );
             c.time_out(ErrorCode::HandshakeTimeout, &text, "handshake and login");
             return Some(TimerKind::Handshake);
+        }
+        if c.frame_deadline().is_some_and(|d| now >= d) {
+            let text = format!(
+                "a frame must arrive whole within {} s of its first byte",
+                short_secs(t.frame)
+            );
+            c.time_out(ErrorCode::SlowClient, &text, "frame too slow");
+            return Some(TimerKind::SlowFrame);
         }
         if c.idle_deadline().is_some_and(|d| now >= d) {
             let text = format!("no traffic for {:.0} s", secs(t.idle));

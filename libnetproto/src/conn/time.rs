@@ -72,6 +72,10 @@ pub enum TimerKind {
     /// Server: a logged-in client with no request outstanding sent no frame for the idle
     /// timeout; `ERROR IDLE_TIMEOUT` is queued and the connection is closed.
     Idle,
+    /// Server: after login, a frame's first byte arrived and the rest did not within the
+    /// frame timeout; `ERROR SLOW_CLIENT` is queued and the connection closed (flush, then
+    /// close the socket).
+    SlowFrame,
     /// Server: output was pending and the peer took none of it for the slow-peer timeout. The
     /// pending output is dropped and the connection closed: close the socket now.
     SlowPeer,
@@ -91,6 +95,7 @@ impl TimerKind {
         match self {
             TimerKind::Handshake => "handshake",
             TimerKind::Idle => "idle",
+            TimerKind::SlowFrame => "slow-frame",
             TimerKind::SlowPeer => "slow-peer",
             TimerKind::Heartbeat => "heartbeat",
             TimerKind::DeadPeer => "dead-peer",
