@@ -625,10 +625,8 @@ impl Jobs {
             }
             Storage::Memfd { .. } => self.large_bytes = self.large_bytes.saturating_sub(job.total),
         }
-        if job.state == JobState::Queued {
-            if self.queue.remove(job_id) {
-                stats::dec(&self.stats.get().global.queue_depth);
-            }
+        if job.state == JobState::Queued && self.queue.remove(job_id) {
+            stats::dec(&self.stats.get().global.queue_depth);
         }
     }
 
