@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// trickles bytes is cut off with SLOW_CLIENT (0: no limit).
     #[arg(long, default_value_t = 10.0)]
     pub frame_timeout: f64,
+    /// Seconds an upload may receive nothing before it is dropped with SLOW_CLIENT and its
+    /// ring slot freed (0: never).
+    #[arg(long, default_value_t = 15.0)]
+    pub upload_timeout: f64,
     /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.
     #[arg(long, default_value_t = 4096)]
     pub worker_mem_mb: u64,

@@ -139,6 +139,16 @@ impl SlotTable {
         self.free.push(slot);
     }
 
+    /// How many slots are free.
+    pub fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// How many slots there are.
+    pub fn len(&self) -> usize {
+        self.generation.len()
+    }
+
     pub fn generation(&self, slot: u32) -> Option<u32> {
         self.generation.get(slot as usize).copied()
     }

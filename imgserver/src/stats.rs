@@ -55,6 +55,8 @@ counters!(Global {
     jobs_ok,
     jobs_failed,
     jobs_busy,
+    jobs_busy_share,
+    uploads_stalled,
     jobs_retried,
     jobs_timeout,
     jobs_worker_crashed,

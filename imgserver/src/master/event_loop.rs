@@ -212,6 +212,7 @@ impl Master {
                 let healthy = self.pool.any_healthy();
                 let (jobs, mut fx) = self.apply();
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
+                jobs.sweep_uploads(Instant::now(), &mut fx);
                 self.conns.sweep_timeouts(Instant::now());
             }
             self.settle_closed();

@@ -54,6 +54,7 @@ fn job_limits(args: &ServeArgs) -> JobLimits {
         max_upload: args.max_upload,
         large_job_budget: args.large_job_budget,
         job_timeout: ServeArgs::secs(args.job_timeout),
+        upload_timeout: (args.upload_timeout > 0.0).then(|| ServeArgs::secs(args.upload_timeout)),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct JobLimits {
     pub max_upload: u64,
     pub large_job_budget: u64,
     pub job_timeout: Duration,
+    /// An upload that receives nothing for this long is dropped with its slot (`None`: never).
+    pub upload_timeout: Option<Duration>,
 }
 
 /// Where a job's bytes live.
@@ -79,6 +81,9 @@ struct Job {
     state: JobState,
     submitted: Instant,
     queued_at: Instant,
+    /// While uploading: when its last chunk arrived (the upload's progress deadline runs from
+    /// here).
+    progress_at: Instant,
     queue_us: u64,
     /// A worker was already lost running this job, and how (a second loss, of either kind,
     /// makes it POISON_INPUT).
@@ -99,6 +104,8 @@ pub struct Jobs {
     jobs: HashMap<u64, Job>,
     /// Per connection: client request id → job id, for every request not yet answered.
     by_conn: HashMap<ConnRef, HashMap<u64, u64>>,
+    /// Per connection: ring slots its jobs hold (connections holding none are absent).
+    slots_by_conn: HashMap<ConnRef, u32>,
     /// Queued jobs, in rounds between users and their connections (`fairq.rs`).
     queue: FairQueue,
     /// Per worker: the job it is running.
@@ -127,6 +134,7 @@ impl Jobs {
             stats,
             jobs: HashMap::new(),
             by_conn: HashMap::new(),
+            slots_by_conn: HashMap::new(),
             queue: FairQueue::default(),
             running: vec![None; workers],
             next_job: 1,
@@ -186,7 +194,10 @@ impl Jobs {
         s: Submission<'_>,
     ) -> Option<Reply<'static>> {
         stats::inc(&self.stats.get().global.jobs_submitted);
-        let storage = match self.admit(conn, &s).and_then(|()| self.allocate(s.total)) {
+        let storage = match self
+            .admit(conn, &s)
+            .and_then(|()| self.allocate(conn, s.total))
+        {
             Ok(storage) => storage,
             Err(reply) => return Some(reply),
         };
@@ -209,6 +220,7 @@ impl Jobs {
                 state: JobState::Uploading,
                 submitted: now,
                 queued_at: now,
+                progress_at: now,
                 queue_us: 0,
                 first_loss: None,
                 answered: false,
@@ -265,10 +277,17 @@ impl Jobs {
 
     /// Storage for an upload of `total` bytes: a ring slot, or a per-job memfd when it is
     /// larger than a slot. BUSY when the slots or the large-job budget are exhausted.
-    fn allocate(&mut self, total: u64) -> Result<Storage, Reply<'static>> {
+    fn allocate(&mut self, conn: ConnRef, total: u64) -> Result<Storage, Reply<'static>> {
         if total <= self.ring.slot_size() {
+            if self.over_slot_share(conn) {
+                stats::inc(&self.stats.get().global.jobs_busy_share);
+                return Err(self.busy());
+            }
             return match self.slots.alloc() {
-                Some((slot, generation)) => Ok(Storage::Slot { slot, generation }),
+                Some((slot, generation)) => {
+                    *self.slots_by_conn.entry(conn).or_default() += 1;
+                    Ok(Storage::Slot { slot, generation })
+                }
                 None => Err(self.busy()),
             };
         }
@@ -290,6 +309,20 @@ impl Jobs {
                 Err(self.refuse(ErrorCode::Internal, "cannot allocate job memory".into()))
             }
         }
+    }
+
+    /// Whether `conn` already holds its fair share of the ring while slots are scarce (under
+    /// a quarter free): an equal share among the connections holding slots, itself included.
+    /// With plenty free anyone may take more; once they run short, a connection that hoards
+    /// gets BUSY while the others still get slots.
+    fn over_slot_share(&self, conn: ConnRef) -> bool {
+        let total = self.slots.len();
+        if self.slots.free() * 4 >= total {
+            return false;
+        }
+        let held = self.slots_by_conn.get(&conn).copied().unwrap_or(0) as usize;
+        let holders = self.slots_by_conn.len() + usize::from(held == 0);
+        held >= total.div_ceil(holders.max(1))
     }
 
     /// A refusal before the job exists (counted as a failed job).
@@ -330,6 +363,7 @@ impl Jobs {
             return;
         }
         job.received += data.len() as u64;
+        job.progress_at = now;
         if last {
             job.state = JobState::Queued;
             job.queued_at = now;
@@ -586,6 +620,49 @@ impl Jobs {
         }
     }
 
+    /// Uploads that received nothing for `--upload-timeout` are dropped: the client hears
+    /// SLOW_CLIENT for that request (the rest of its upload is discarded as it arrives), and
+    /// the slot or memory it held is free at once. A slot is held for an upload that moves,
+    /// not for one a client opened and left.
+    pub fn sweep_uploads(&mut self, now: Instant, fx: &mut impl Effects) {
+        let Some(limit) = self.limits.upload_timeout else {
+            return;
+        };
+        let stalled: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.state == JobState::Uploading
+                    && !j.answered
+                    && now.saturating_duration_since(j.progress_at) >= limit
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for job_id in stalled {
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            job.answered = true;
+            let (conn, req, received, total) = (job.conn, job.request, job.received, job.total);
+            stats::inc(&self.stats.get().global.uploads_stalled);
+            let text = format!(
+                "upload stalled at {received} of {total} bytes: nothing for {} s (--upload-timeout)",
+                secs(limit)
+            );
+            info!("job {job_id} req {req}: {text}; slot freed");
+            fx.reply(
+                conn,
+                req,
+                Reply::Rejected {
+                    code: ErrorCode::SlowClient,
+                    text,
+                },
+            );
+            self.forget_request(conn, req);
+            self.release_job(job_id);
+        }
+    }
+
     /// The connection is gone: drop its uploads now; queued and running jobs finish
     /// unanswered (a queued one is dropped when it reaches the front of the queue, a running
     /// one when its worker gives the slot back).
@@ -622,6 +699,12 @@ impl Jobs {
             Storage::Slot { slot, .. } => {
                 self.slots.release(slot);
                 stats::dec(&self.stats.get().global.slots_in_use);
+                if let Some(n) = self.slots_by_conn.get_mut(&job.conn) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.slots_by_conn.remove(&job.conn);
+                    }
+                }
             }
             Storage::Memfd { .. } => self.large_bytes = self.large_bytes.saturating_sub(job.total),
         }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 const SLOT: u64 = 4096;
 const TIMEOUT: Duration = Duration::from_secs(30);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a connection was told, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,13 +118,18 @@ const C1: ConnRef = ConnRef { index: 0, gen: 1 };
 const C2: ConnRef = ConnRef { index: 1, gen: 2 };
 
 fn world(slots: u32, workers: usize, large_job_budget: u64) -> World {
+    world_with(slots, workers, large_job_budget, 3)
+}
+
+fn world_with(slots: u32, workers: usize, large_job_budget: u64, max_in_flight: u32) -> World {
     let (ring, ring_fd) = Ring::create(slots, SLOT).unwrap();
     let (stats, stats_fd) = Stats::create().unwrap();
     let limits = JobLimits {
-        max_in_flight: 3,
+        max_in_flight,
         max_upload: 1 << 20,
         large_job_budget,
         job_timeout: TIMEOUT,
+        upload_timeout: Some(UPLOAD_TIMEOUT),
     };
     World {
         jobs: Jobs::new(limits, ring, Stats::map(&stats_fd).unwrap(), workers),
@@ -799,4 +805,76 @@ fn the_queue_serves_users_in_turn_so_a_heavy_one_cannot_starve_a_light_one() {
     assert_eq!(order, [1, 6, 4, 2, 5, 3]);
     assert_eq!(w.jobs.queue_len(), 0);
     assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn an_upload_that_stops_moving_is_dropped_and_its_slot_freed() {
+    let mut w = world(4, 1, 1 << 20);
+    assert_eq!(
+        w.jobs.submit(w.at(0), C1, upload(1, 10, "noop", b"abc")),
+        None
+    );
+    assert_eq!(w.slots_in_use(), 1);
+    // Progress at 10 s moves the deadline to 25 s.
+    let now = w.at(10_000);
+    w.jobs.add_data(
+        now,
+        C1,
+        Chunk {
+            req: 1,
+            data: b"def",
+            last: false,
+        },
+    );
+    w.jobs.sweep_uploads(w.at(24_999), &mut w.fx);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.slots_in_use(), 1);
+    w.jobs.sweep_uploads(w.at(25_000), &mut w.fx);
+    assert_eq!(
+        w.fx.take_told(),
+        vec![(C1, 1, Told::Rejected(ErrorCode::SlowClient))]
+    );
+    assert_eq!(w.slots_in_use(), 0);
+    assert_eq!(w.gauge(|g| &g.uploads_stalled), 1);
+    assert!(!w.jobs.has_requests(C1));
+    // The rest of that upload, should it come, goes nowhere; the request id is free again.
+    let now = w.at(26_000);
+    w.jobs.add_data(
+        now,
+        C1,
+        Chunk {
+            req: 1,
+            data: b"ghij",
+            last: true,
+        },
+    );
+    assert_eq!(w.jobs.queue_len(), 0);
+    assert_eq!(w.submit(26_000, C1, 1, b"again"), None);
+    // A queued job is not an upload: it never stalls.
+    w.jobs.sweep_uploads(w.at(100_000), &mut w.fx);
+    assert!(w.fx.take_told().is_empty());
+    assert_eq!(w.jobs.queue_len(), 1);
+}
+
+#[test]
+fn when_slots_run_short_a_connection_over_its_share_gets_busy_and_the_others_do_not() {
+    let mut w = world_with(8, 1, 1 << 20, 8);
+    // Plenty free: C1 may take seven of eight, C2 the last.
+    for req in 1..=7 {
+        assert_eq!(w.submit(0, C1, req, b"hoard"), None, "req {req}");
+    }
+    assert_eq!(w.submit(0, C2, 1, b"mine"), None);
+    assert_eq!(w.slots_in_use(), 8);
+    // One of C1's jobs finishes: one slot free, which is scarce (under a quarter).
+    w.dispatch(1);
+    let s = w.last_sent();
+    w.finish(2, &s, b"out");
+    w.fx.take_told();
+    assert_eq!(w.slots_in_use(), 7);
+    // C1 holds six, over its share of four (eight slots, two connections): BUSY.
+    assert!(matches!(w.submit(3, C1, 8, b"more"), Some(Told::Busy(_))));
+    assert_eq!(w.gauge(|g| &g.jobs_busy_share), 1);
+    // C2 holds one: it gets the slot.
+    assert_eq!(w.submit(3, C2, 2, b"fair"), None);
+    assert_eq!(w.slots_in_use(), 8);
 }
