@@ -45,3 +45,55 @@ fn a_user_filling_the_queue_does_not_starve_another_user() {
     assert_eq!(srv.stat("jobs_failed"), 0);
     drop(heavy);
 }
+
+#[test]
+fn uploads_started_and_left_give_their_slots_back_while_the_client_stays() {
+    // The hoarder: 16 uploads begun on 16 slots, never finished, the connection kept alive
+    // with PINGs. The control: one client with jobs to do.
+    let srv = Server::start(
+        "hoard",
+        &["--workers", "1", "--slots", "16", "--upload-timeout", "0.5"],
+    );
+    let mut hoarder = RawSession::login(&srv.addr);
+    for id in 1..=16 {
+        hoarder
+            .conn
+            .send_job(id, "noop", 1 << 20, b"just the start", false)
+            .unwrap();
+    }
+    hoarder.flush();
+    srv.wait_stat("slots_in_use", 16, Duration::from_secs(10));
+    let mut control = srv.connect();
+    // Every slot is taken: the control client is told to come back.
+    assert!(matches!(
+        run_job(&mut control, 1, "noop", &sample("chelsea_64x64.png")),
+        Outcome::Busy { .. }
+    ));
+    // The hoarder keeps its connection alive, but its uploads do not move: each is refused
+    // with SLOW_CLIENT and its slot freed.
+    let mut refused = 0;
+    for _ in 0..100 {
+        // The hoarder's own pace: a PING every 100 ms (at most 10 s in all).
+        std::thread::sleep(Duration::from_millis(100));
+        hoarder.conn.send_ping(0, b"still here").unwrap();
+        hoarder.flush();
+        loop {
+            match hoarder.next_event().as_str() {
+                "error 405" => refused += 1,
+                "pong 0" => break,
+                other => panic!("hoarder got {other}"),
+            }
+        }
+        if refused == 16 {
+            break;
+        }
+    }
+    assert_eq!(refused, 16);
+    assert_eq!(srv.stat("uploads_stalled"), 16);
+    srv.wait_stat("slots_in_use", 0, Duration::from_secs(5));
+    // The control client's job now runs, with the hoarder still connected.
+    assert!(run_job(&mut control, 2, "noop", &sample("chelsea_64x64.png")).is_ok());
+    hoarder.conn.send_ping(0, b"bye").unwrap();
+    hoarder.flush();
+    assert_eq!(hoarder.next_event(), "pong 0");
+}
