@@ -203,6 +203,13 @@
 #define NP_MAX_BUFFERED_INPUT 147504
 
 /**
+ * Most refused uploads a server connection keeps validating and dropping: past it,
+ * the oldest refused upload is forgotten, and a further chunk for it is fatal
+ * (MALFORMED). A client that stops sending after a refusal is never affected.
+ */
+#define NP_MAX_REFUSED_STREAMS 64
+
+/**
  * Smallest PBKDF2 iteration count a client accepts in a login challenge.
  */
 #define NP_MIN_PBKDF2_ITERATIONS 4096

@@ -212,6 +212,10 @@ wire_table! {
         /// Most unprocessed bytes a connection buffers before it stops accepting input: two
         /// frames, so a reader can always complete the frame in progress plus one more.
         MAX_BUFFERED_INPUT: usize = 2 * MAX_FRAME_LEN;
+        /// Most refused uploads a server connection keeps validating and dropping: past it,
+        /// the oldest refused upload is forgotten, and a further chunk for it is fatal
+        /// (MALFORMED). A client that stops sending after a refusal is never affected.
+        MAX_REFUSED_STREAMS: usize = 64;
         /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
         MIN_PBKDF2_ITERATIONS: u32 = 4096;
         /// Largest PBKDF2 iteration count a client accepts (bounds a hostile server's CPU cost).

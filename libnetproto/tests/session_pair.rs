@@ -481,6 +481,39 @@ fn rejected_upload_is_drained_silently() {
 }
 
 #[test]
+fn refused_uploads_left_open_are_bounded_and_the_oldest_forgotten() {
+    let (mut c, mut s) = logged_in();
+    let cap = netproto::limits::MAX_REFUSED_STREAMS as u64;
+    // A peer opens uploads only to have them refused, and never ends them.
+    for id in 1..=cap + 100 {
+        c.send_job(id, "noop", 10, b"12345", false).unwrap();
+        pump(&mut c, &mut s);
+        assert!(matches!(
+            s.poll_event().unwrap(),
+            Some(Event::JobSubmit { .. })
+        ));
+        s.send_busy(id, 10).unwrap();
+    }
+    assert_eq!(s.open_streams(), cap as usize);
+    // A refused upload that ends leaves the table; the latest ones are still drained.
+    c.send_job_data(cap + 100, b"12345", true).unwrap();
+    c.send_ping(9999, b"").unwrap();
+    pump(&mut c, &mut s);
+    assert!(matches!(
+        s.poll_event().unwrap(),
+        Some(Event::Ping {
+            request_id: 9999,
+            ..
+        })
+    ));
+    assert_eq!(s.open_streams(), cap as usize - 1);
+    // A chunk for one forgotten long ago is fatal, as for any upload that was never begun.
+    c.send_job_data(1, b"12345", true).unwrap();
+    pump(&mut c, &mut s);
+    assert!(matches!(s.poll_event(), Err(Error::Malformed(_))));
+}
+
+#[test]
 fn input_is_bounded() {
     let (_c, mut s) = logged_in();
     let junk = vec![0u8; 1 << 20];

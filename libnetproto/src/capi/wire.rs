@@ -248,6 +248,11 @@ pub const NP_MAX_FRAME_LEN: usize = 73752;
 /// frames, so a reader can always complete the frame in progress plus one more.
 pub const NP_MAX_BUFFERED_INPUT: usize = 147504;
 
+/// Most refused uploads a server connection keeps validating and dropping: past it,
+/// the oldest refused upload is forgotten, and a further chunk for it is fatal
+/// (MALFORMED). A client that stops sending after a refusal is never affected.
+pub const NP_MAX_REFUSED_STREAMS: usize = 64;
+
 /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
 pub const NP_MIN_PBKDF2_ITERATIONS: u32 = 4096;
 

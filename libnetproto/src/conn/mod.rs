@@ -219,6 +219,8 @@ pub struct Conn<S> {
     server_static: [u8; 32],
     params: Option<ServerParams>,
     streams: HashMap<u64, Stream>,
+    /// The ids of refused streams still open, oldest first (at most MAX_REFUSED_STREAMS).
+    refused: std::collections::VecDeque<u64>,
     error: Option<Error>,
     bye_sent: bool,
     /// Header and offset of the frame behind the current event.
@@ -252,6 +254,7 @@ impl<S: Side> Conn<S> {
             server_static: [0u8; 32],
             params: None,
             streams: HashMap::new(),
+            refused: std::collections::VecDeque::new(),
             error: None,
             bye_sent: false,
             current: None,
@@ -300,6 +303,13 @@ impl<S: Side> Conn<S> {
     }
 
     // ----- timers -----
+
+    /// Inbound chunked streams still open (uploads on a server, results on a client),
+    /// refused ones included; bounded by the peer's requests in flight plus
+    /// `MAX_REFUSED_STREAMS`.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
 
     /// When the connection next needs [`handle_timeout`](Self::handle_timeout): the earliest
     /// pending deadline, `None` when no timer is armed. Changes after any call that moves

@@ -69,7 +69,7 @@ impl<S: Side> Conn<S> {
             .ok_or(Error::Malformed("chunks exceed the declared total length"))?;
         match (last, s.remaining == 0) {
             (true, true) => {
-                self.streams.remove(&id);
+                self.end_stream(id);
                 Ok(())
             }
             (false, false) => Ok(()),
@@ -83,10 +83,29 @@ impl<S: Side> Conn<S> {
         }
     }
 
-    /// Drops the rest of request `id`'s inbound stream as it arrives.
+    /// Drops the rest of request `id`'s inbound stream as it arrives. Only the
+    /// `MAX_REFUSED_STREAMS` latest refused streams are kept: a peer that opens uploads only
+    /// to have them refused, and never ends them, cannot grow the table without end.
     pub(super) fn discard_stream(&mut self, id: u64) {
-        if let Some(s) = self.streams.get_mut(&id) {
-            s.discard = true;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.discard {
+            return;
+        }
+        s.discard = true;
+        self.refused.push_back(id);
+        while self.refused.len() > crate::limits::MAX_REFUSED_STREAMS {
+            if let Some(old) = self.refused.pop_front() {
+                self.streams.remove(&old);
+            }
+        }
+    }
+
+    /// Forgets stream `id`, which has ended.
+    fn end_stream(&mut self, id: u64) {
+        if self.streams.remove(&id).is_some_and(|s| s.discard) {
+            self.refused.retain(|&r| r != id);
         }
     }
 }
