@@ -52,14 +52,14 @@ start=$(date +%s)
 
 # Measurement lengths per mode: passes at least REPEAT times and MIN_TIME seconds in-process;
 # SVC_SECONDS of work per service job run; SBX_PAIRS on/off pairs of SBX_SECONDS (blur2) and
-# SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: 1-second runs).
+# SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: by duration).
 case "$mode" in
   full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=20 LAT_SECONDS=5 PING_SECONDS=10 REDIS_N=300000
          SBX_PAIRS=5 SBX_SECONDS=10 SBX_NOOP_SECONDS=5 ;;
   quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=6 LAT_SECONDS=2 PING_SECONDS=4 REDIS_N=100000
          SBX_PAIRS=3 SBX_SECONDS=4 SBX_NOOP_SECONDS=3 ;;
   smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0
-         SBX_PAIRS=1 SBX_SECONDS=1 SBX_NOOP_SECONDS=1 ;;
+         SBX_PAIRS=1 SBX_SECONDS=0.5 SBX_NOOP_SECONDS=0.5 ;;
 esac
 
 redis_pid="" redis_dir=""

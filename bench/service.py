@@ -166,7 +166,8 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--conns", type=int, default=150)
     ap.add_argument("--seconds", type=float, default=20, help="target length of a job run")
-    ap.add_argument("--smoke", action="store_true", help="1-second runs by duration")
+    ap.add_argument("--smoke", action="store_true",
+                    help="short runs by duration (1 s; the sandbox runs: --sandbox-seconds)")
     ap.add_argument("--latency-seconds", type=float, default=5,
                     help="length of each one-connection probe run")
     ap.add_argument("--ping-seconds", type=float, default=10,
@@ -297,9 +298,9 @@ def sandbox_cost(a, manifest, work):
         with open(inproc) as f:
             rate_mp = json.load(f)["mp_per_s"]
     specs = {i["specs"]["blur2"] for i in manifest["images"]}
-    if a.smoke:
-        blur_load, blur_expect = ["--duration", "1s"], 1
-        noop_load = ["--duration", "1s"]
+    if a.smoke:  # by duration, like the smoke run's other service runs
+        blur_load, blur_expect = ["--duration", "%gs" % a.sandbox_seconds], 1
+        noop_load = ["--duration", "%gs" % a.sandbox_noop_seconds]
     else:
         r = requests_for(n, set_mp / n, rate_mp, a.sandbox_seconds, a.conns)
         blur_load = ["--requests", str(r)]
