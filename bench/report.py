@@ -139,6 +139,12 @@ class Results:
         self.noop1 = [load(p) for p in sorted(glob.glob(os.path.join(d, "service-noop-c1-*.json")))]
         self.ping1 = [load(p) for p in sorted(glob.glob(os.path.join(d, "service-ping-c1-*.json")))]
         self.redis = load(os.path.join(d, "redis-ping-c150.json"))
+        # The sandbox on/off pairs (service.py sandbox_cost): {job: {pair: {side: record}}}.
+        self.sandbox = {}
+        for p in glob.glob(os.path.join(d, "sandbox-*.json")):
+            r = load(p)
+            if r and r.get("kind") == "sandbox":
+                self.sandbox.setdefault(r["job"], {}).setdefault(r["pair"], {})[r["side"]] = r
 
     def ip(self, impl, job, procs):
         return self.inproc.get((impl, job, procs))
@@ -282,6 +288,8 @@ def write_md(R, path, seconds):
                     ver.setdefault(label, v)
     others = [r["env"]["other_cores"] for r in R.inproc.values() if r and "env" in r]
     others += [r["env"]["other_cores"] for s in R.service.values() for r in s["runs"]]
+    others += [r["env"]["other_cores"] for pairs in R.sandbox.values()
+               for sides in pairs.values() for r in sides.values()]
     load0 = [float(x) for x in mach.get("loadavg_start", [0])]
     # The load average at the start counts the harness's own build just before, so it only
     # decides when no measurement recorded the other processes' CPU.
@@ -519,6 +527,8 @@ def write_md(R, path, seconds):
               noop - ping, noop, ping, f(tiny_us), f(noop - ping - tiny_us) if tiny_us else "?"))
         w("")
 
+    write_sandbox(R, w)
+
     # ---- where the time goes
     w("## Where the time goes")
     w("")
@@ -650,6 +660,99 @@ def write_md(R, path, seconds):
     w("")
     with open(path, "w") as fh:
         fh.write("\n".join(L))
+
+
+SANDBOX_JOBS = [("blur2", "blur σ2 over the image set"),
+                ("noop-tiny", "no-op job on the 8x8 PNG")]
+
+
+def sandbox_run(r):
+    """(req/s, server CPU ms per request, client CPU ms per request, other cores) of one run."""
+    b, e = r["bench"], r["env"]
+    ok = max(1, b["ok"])
+    return (b["throughput_rps"], 1e3 * e["server_cpu_s"] / ok, 1e3 * e["client_cpu_s"] / ok,
+            e["other_cores"])
+
+
+def write_sandbox(R, w):
+    """The workers' sandbox cost: per job, the on/off figures and the per-pair ratios."""
+    if not R.sandbox:
+        return
+    w("## Worker sandbox cost")
+    w("")
+    any_run = next(r for pairs in R.sandbox.values() for sides in pairs.values()
+                   for r in sides.values())
+    layers = {}
+    for pairs in R.sandbox.values():
+        for sides in pairs.values():
+            for side, r in sides.items():
+                layers.setdefault(side, r.get("sandbox", "?"))
+    w("Compared: the same imgserver binary with the same flags, its filter workers under the "
+      "seccomp-bpf allow-list and the Landlock domain (the default) against `--sandbox none` "
+      "(neither layer), as two servers side by side, each run of `imgclient bench --conns %d` "
+      "alternated between them (on, off, on, off, ...; each job's runs alike: the same request "
+      "count for blur, the same duration for the no-op). The servers' own account "
+      "(`imgserver stats`): on = *%s*, off = *%s*." % (
+          any_run.get("conns", 150), layers.get("on", "?"), layers.get("off", "?")))
+    w("")
+    w("Ratios are *on ÷ off* per pair (runs next to each other), then the median over the pairs "
+      "with the min–max spread: a req/s ratio below 1 and a CPU ratio above 1 are what the "
+      "sandbox costs. *Server CPU per request* is master + workers CPU time during the run "
+      "divided by the answered requests: it does not depend on how much CPU other processes "
+      "left the run, so it is the CPU-normalised figure.")
+    w("")
+    flagged = []
+    for job, label in SANDBOX_JOBS:
+        pairs = R.sandbox.get(job)
+        full = [p for _, p in sorted((pairs or {}).items()) if "on" in p and "off" in p]
+        if not full:
+            continue
+        on = [sandbox_run(p["on"]) for p in full]
+        off = [sandbox_run(p["off"]) for p in full]
+        args = " ".join(full[0]["on"]["args"])
+        errors = sum(p[s]["bench"]["errors"] for p in full for s in ("on", "off"))
+        w("### %s" % label)
+        w("")
+        w("%d pair%s; each run `%s`%s." % (
+            len(full), "" if len(full) == 1 else "s",
+            re.sub(r"--dir \S+/", "--dir …/", args),
+            "; %d errors in all" % errors if errors else ", no errors"))
+        w("")
+        w("| figure | sandbox on (median) | off (median) | on ÷ off, median of pairs | min–max over pairs |")
+        w("|---|---|---|---|---|")
+        for k, name, digits in ((0, "requests/s", None), (1, "server CPU per request (ms)", 3),
+                                (2, "client CPU per request (ms)", 3)):
+            ratios = [a[k] / b[k] for a, b in zip(on, off) if b[k]]
+            w("| %s | %s | %s | %s | %s |" % (
+                name, f(statistics.median(x[k] for x in on), digits),
+                f(statistics.median(x[k] for x in off), digits),
+                "%.3f×" % statistics.median(ratios) if ratios else "n/a",
+                ("%.3f–%.3f×" % (min(ratios), max(ratios)) if len(ratios) > 1 else
+                 "(one pair)") if ratios else "n/a"))
+        w("| other processes' busy cores | %s (max %s) | %s (max %s) | | |" % (
+            f(statistics.median(x[3] for x in on), 2), f(max(x[3] for x in on), 2),
+            f(statistics.median(x[3] for x in off), 2), f(max(x[3] for x in off), 2)))
+        w("")
+        w("<details><summary>every run, in the order run</summary>")
+        w("")
+        w("| pair | side | req/s | server CPU ms/req | client CPU ms/req | answered | errors | other cores |")
+        w("|---|---|---|---|---|---|---|---|")
+        for i, p in enumerate(full):
+            for side in ("on", "off"):
+                x, b = sandbox_run(p[side]), p[side]["bench"]
+                w("| %d | %s | %s | %s | %s | %d | %d | %s |" % (
+                    i + 1, side, f(x[0]), f(x[1], 3), f(x[2], 3), b["ok"], b["errors"],
+                    f(x[3], 2)))
+        w("")
+        w("</details>")
+        w("")
+        if max(x[3] for x in on + off) > BUSY_CORES:
+            flagged.append(label)
+    if flagged:
+        w("Other processes kept more than %.2f cores busy during some of these runs (%s): the "
+          "req/s ratios carry that noise; the CPU-per-request ratios much less." % (
+              BUSY_CORES, ", ".join(flagged)))
+        w("")
 
 
 def profile_excerpt(path, lines=28):

@@ -5,11 +5,13 @@
 #   2. the same jobs in sharp, pyvips and Pillow, in-process, 1 and all cores;
 #   3. the same jobs end to end through imgserver (imgclient bench, 150 connections);
 #   4. PING at 150 connections against redis-benchmark's; no-op job vs PING at 1 connection;
+#   5. the workers' sandbox cost: blur2 and a no-op job on two servers side by side, default
+#      (seccomp + Landlock) and --sandbox none, alternated on/off (SBX_PAIRS pairs);
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
 #   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
-#            paths only (in-process, service, no-op vs PING); the report goes to
-#            bench/.cache/smoke/ and is checked. For `make test`.
+#            paths only (in-process, service, no-op vs PING, one sandbox on/off pair); the
+#            report goes to bench/.cache/smoke/ and is checked. For `make test`.
 #   --quick  the full comparison with shorter runs (a few minutes).
 #   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
 #   --no-build        use the binaries in target/release as they are.
@@ -27,7 +29,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -49,11 +51,15 @@ py=python3
 start=$(date +%s)
 
 # Measurement lengths per mode: passes at least REPEAT times and MIN_TIME seconds in-process;
-# SVC_SECONDS of work per service job run.
+# SVC_SECONDS of work per service job run; SBX_PAIRS on/off pairs of SBX_SECONDS (blur2) and
+# SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: by duration).
 case "$mode" in
-  full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=20 LAT_SECONDS=5 PING_SECONDS=10 REDIS_N=300000 ;;
-  quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=6 LAT_SECONDS=2 PING_SECONDS=4 REDIS_N=100000 ;;
-  smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0 ;;
+  full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=20 LAT_SECONDS=5 PING_SECONDS=10 REDIS_N=300000
+         SBX_PAIRS=5 SBX_SECONDS=10 SBX_NOOP_SECONDS=5 ;;
+  quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=6 LAT_SECONDS=2 PING_SECONDS=4 REDIS_N=100000
+         SBX_PAIRS=3 SBX_SECONDS=4 SBX_NOOP_SECONDS=3 ;;
+  smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0
+         SBX_PAIRS=1 SBX_SECONDS=0.5 SBX_NOOP_SECONDS=0.5 ;;
 esac
 
 redis_pid="" redis_dir=""
@@ -162,7 +168,9 @@ measure "$results/inproc-imgfilters-noop-tiny.json" 120 \
 say "service: imgserver end to end (imgclient bench, encrypted, closed loop)"
 svc=(--images "$images" --tiny "$tiny" --manifest "$results/manifest.json"
   --results "$results" --conns 150 --seconds "$SVC_SECONDS"
-  --latency-seconds "$LAT_SECONDS" --ping-seconds "$PING_SECONDS")
+  --latency-seconds "$LAT_SECONDS" --ping-seconds "$PING_SECONDS"
+  --sandbox-pairs "$SBX_PAIRS" --sandbox-seconds "$SBX_SECONDS"
+  --sandbox-noop-seconds "$SBX_NOOP_SECONDS")
 [ "$mode" != smoke ] || svc+=(--smoke)
 perf_ok=0
 if [ "$mode" = full ] && command -v perf >/dev/null &&
@@ -209,7 +217,8 @@ $py "$here/report.py" --results "$results" --md "$md" --svg "$svg" \
   --seconds "$(($(date +%s) - start))"
 if [ "$mode" = smoke ]; then
   # The smoke run is a test: the report must exist and carry the project's own figures.
-  for want in "In-process throughput" "End to end through imgserver" "no-op job" "<svg"; do
+  for want in "In-process throughput" "End to end through imgserver" "no-op job" \
+    "Worker sandbox cost" "<svg"; do
     grep -q -- "$want" "$md" "$svg" || { echo "bench smoke: FAIL: '$want' missing" >&2; exit 1; }
   done
   echo "bench smoke: ok ($(($(date +%s) - start)) s): $md" >&2

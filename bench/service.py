@@ -6,7 +6,11 @@ pins its key, then drives `imgclient bench` (closed loop, encrypted):
   - each job (blur2, resize50, gray) at --conns connections over the image set;
   - PING at --conns connections;
   - a no-op job on a tiny image and PING, one connection each (their p50 difference);
-and stops the server (SIGTERM, then SIGKILL), also on errors and Ctrl-C.
+and stops the server (SIGTERM, then SIGKILL), also on errors and Ctrl-C. Then the sandbox
+cost (sandbox_cost): two more servers side by side, the default (workers under the seccomp
+allow-list and Landlock) and `--sandbox none`, same flags otherwise, and blur2 over the image
+set and the no-op job on the tiny image at --conns connections, alternated on, off, on, off
+for --sandbox-pairs pairs.
 
 resize50 is sent as `scale:50`, which resizes every image to exactly half of each side
 (rounded down) with Lanczos3: the same pixels as the per-image `resize:WxH:exact:lanczos3`
@@ -14,8 +18,9 @@ the in-process runs use (imgfilters tests this), so one run covers the whole mix
 every other job. Should a job need one spec per image, it runs once per spec ("group", a
 directory of symlinks) and report.py combines the groups with every image weighted equally.
 
-Every run writes RESULTS/service-*.json: imgclient's JSON ("bench"), what was run, and the
-CPU time of the client, of the server (master + workers) and of everything else meanwhile.
+Every run writes RESULTS/service-*.json (the sandbox runs: RESULTS/sandbox-*.json):
+imgclient's JSON ("bench"), what was run, and the CPU time of the client, of the server
+(master + workers) and of everything else meanwhile.
 """
 
 import argparse
@@ -46,7 +51,8 @@ def log(msg):
 class Server:
     """imgserver on 127.0.0.1:0 in its own state directory; stop() is idempotent."""
 
-    def __init__(self, workdir, logpath):
+    def __init__(self, workdir, logpath, extra=()):
+        os.makedirs(workdir, exist_ok=True)
         self.state = os.path.join(workdir, "state")
         subprocess.run([os.path.join(REL, "imgserver"), "user", "add", "bench",
                         "--state-dir", self.state], input=PASSWORD + "\n", text=True,
@@ -54,7 +60,7 @@ class Server:
         self.log = open(logpath, "w")
         self.proc = subprocess.Popen(
             [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir",
-             self.state], stdout=subprocess.PIPE, stderr=self.log, text=True)
+             self.state] + list(extra), stdout=subprocess.PIPE, stderr=self.log, text=True)
         # `listening on ADDR` is the first stdout line once connections are accepted.
         line = ""
         deadline = time.monotonic() + 20
@@ -70,6 +76,15 @@ class Server:
                         IMGCLIENT_PASSWORD=PASSWORD,
                         IMGCLIENT_KNOWN_SERVERS=os.path.join(workdir, "known_servers"))
 
+    def sandbox(self):
+        """The server's own account of its workers' confinement (`imgserver stats`)."""
+        r = subprocess.run([os.path.join(REL, "imgserver"), "stats", "--state-dir", self.state],
+                           capture_output=True, text=True, timeout=30)
+        for line in r.stdout.splitlines():
+            if line.startswith("worker sandbox:"):
+                return line.split(":", 1)[1].strip()
+        return "unknown (imgserver stats exited %s)" % r.returncode
+
     def pids(self):
         return [self.proc.pid] + measure.children_of(self.proc.pid)
 
@@ -84,7 +99,7 @@ class Server:
         self.log.close()
 
 
-def bench(server, out_path, meta, args, timeout):
+def bench(server, out_path, meta, args, timeout, kind="service"):
     """One `imgclient bench` run, measured; writes out_path; returns the record."""
     raw = out_path + ".raw"
     cmd = [os.path.join(REL, "imgclient"), "bench", "--json", raw] + args
@@ -99,7 +114,7 @@ def bench(server, out_path, meta, args, timeout):
     os.remove(raw)
     env["client_cpu_s"] = env.pop("self_cpu_s")
     env["server_cpu_s"] = env.pop("watched_cpu_s")
-    record = dict(meta, kind="service", args=args, bench=result, env=env, summary=out)
+    record = dict(meta, kind=kind, args=args, bench=result, env=env, summary=out)
     with open(out_path, "w") as f:
         json.dump(record, f, indent=1)
     b = result
@@ -151,7 +166,8 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--conns", type=int, default=150)
     ap.add_argument("--seconds", type=float, default=20, help="target length of a job run")
-    ap.add_argument("--smoke", action="store_true", help="1-second runs by duration")
+    ap.add_argument("--smoke", action="store_true",
+                    help="short runs by duration (1 s; the sandbox runs: --sandbox-seconds)")
     ap.add_argument("--latency-seconds", type=float, default=5,
                     help="length of each one-connection probe run")
     ap.add_argument("--ping-seconds", type=float, default=10,
@@ -159,6 +175,12 @@ def main():
     ap.add_argument("--perf", action="store_true",
                     help="also profile a blur run system-wide with perf")
     ap.add_argument("--jobs", default="blur2,resize50,gray")
+    ap.add_argument("--sandbox-pairs", type=int, default=5,
+                    help="sandbox cost: on/off pairs per job (0: skip the step)")
+    ap.add_argument("--sandbox-seconds", type=float, default=10,
+                    help="sandbox cost: target length of one blur run")
+    ap.add_argument("--sandbox-noop-seconds", type=float, default=5,
+                    help="sandbox cost: length of one no-op run")
     a = ap.parse_args()
 
     with open(a.manifest) as f:
@@ -172,15 +194,11 @@ def main():
     try:
         server = Server(work, os.path.join(a.results, "server.log"))
         log("imgserver %s, workers %s" % (server.addr, server.pids()[1:]))
-        subprocess.run([os.path.join(REL, "imgclient"), "ping"], env=server.env, check=True,
-                       capture_output=True, timeout=30)
         # Untimed warm-up, as imgbench's figures are medians over passes after its own: the
         # fresh workers see every image once (allocator arenas, first page faults of large
         # buffers) before anything is measured.
         log("warm-up: one untimed pass of the image set")
-        subprocess.run([os.path.join(REL, "imgclient"), "bench", "--conns", "2", "--dir",
-                        a.images, "--op", "noop", "--requests", str(2 * n)],
-                       env=server.env, check=True, capture_output=True, timeout=600)
+        warm_up(server, a.images, n)
         for job in a.jobs.split(","):
             inproc = os.path.join(a.results, "inproc-imgfilters-%s-p%d.json"
                                   % (job, os.cpu_count()))
@@ -240,6 +258,10 @@ def main():
 
         if a.perf and shutil.which("perf"):
             profile_service(server, a, n)
+        # The sandbox comparison runs on two fresh servers of its own; this one idles out.
+        server.stop()
+        if a.sandbox_pairs > 0:
+            sandbox_cost(a, manifest, work)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -248,6 +270,73 @@ def main():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def warm_up(server, images, n):
+    subprocess.run([os.path.join(REL, "imgclient"), "ping"], env=server.env, check=True,
+                   capture_output=True, timeout=30)
+    subprocess.run([os.path.join(REL, "imgclient"), "bench", "--conns", "2", "--dir", images,
+                    "--op", "noop", "--requests", str(2 * n)],
+                   env=server.env, check=True, capture_output=True, timeout=600)
+
+
+# The two sides of the sandbox comparison: the default, and the same server without either layer.
+SANDBOX_SIDES = (("on", []), ("off", ["--sandbox", "none"]))
+
+
+def sandbox_cost(a, manifest, work):
+    """What the workers' sandbox (seccomp allow-list + Landlock) costs: two servers from the same
+    binary with the same flags, side by side, one default and one with `--sandbox none`, and
+    the same runs alternated between them, on then off, pair after pair, so that drift and
+    bursts of outside load fall on both alike. Per pair and job: req/s and server CPU per
+    request of each side (RESULTS/sandbox-JOB-PAIR-SIDE.json); report.py takes the ratios."""
+    n = len(manifest["images"])
+    set_mp = sum(i["mp"] for i in manifest["images"])
+    rate_mp = 0.0
+    inproc = os.path.join(a.results, "inproc-imgfilters-blur2-p%d.json" % os.cpu_count())
+    if os.path.exists(inproc):
+        with open(inproc) as f:
+            rate_mp = json.load(f)["mp_per_s"]
+    specs = {i["specs"]["blur2"] for i in manifest["images"]}
+    if a.smoke:  # by duration, like the smoke run's other service runs
+        blur_load, blur_expect = ["--duration", "%gs" % a.sandbox_seconds], 1
+        noop_load = ["--duration", "%gs" % a.sandbox_noop_seconds]
+    else:
+        r = requests_for(n, set_mp / n, rate_mp, a.sandbox_seconds, a.conns)
+        blur_load = ["--requests", str(r)]
+        blur_expect = r * (set_mp / n) / rate_mp if rate_mp else 60
+        noop_load = ["--duration", "%gs" % a.sandbox_noop_seconds]
+    budget = 120 + 10 * blur_expect
+    # (job, what the runs send, timeout): every run of a job is the same command.
+    jobs = [("blur2", ["--dir", a.images, "--op", specs.pop() if len(specs) == 1 else "blur:2",
+                       "--timeout", "%ds" % min(600, budget)] + blur_load, budget + 60),
+            ("noop-tiny", ["--dir", a.tiny, "--op", "noop"] + noop_load, 120)]
+    servers = {}
+    try:
+        for side, extra in SANDBOX_SIDES:
+            servers[side] = Server(os.path.join(work, "sandbox-" + side),
+                                   os.path.join(a.results, "server-sandbox-%s.log" % side),
+                                   extra)
+        for side, _ in SANDBOX_SIDES:
+            warm_up(servers[side], a.images, n)
+        layers = {side: s.sandbox() for side, s in servers.items()}
+        log("sandbox cost: %d pairs, on = %s (%s), off = %s (%s)" % (
+            a.sandbox_pairs, servers["on"].addr, layers["on"], servers["off"].addr,
+            layers["off"]))
+        order = 0
+        for pair in range(a.sandbox_pairs):
+            for job, args, timeout in jobs:
+                for side, extra in SANDBOX_SIDES:
+                    meta = {"job": job, "pair": pair, "side": side, "order": order,
+                            "server_flags": extra, "sandbox": layers[side],
+                            "conns": a.conns, "set_images": n, "set_mp": set_mp}
+                    bench(servers[side], os.path.join(
+                        a.results, "sandbox-%s-%d-%s.json" % (job, pair, side)), meta,
+                        ["--conns", str(a.conns)] + args, timeout=timeout, kind="sandbox")
+                    order += 1
+    finally:
+        for s in servers.values():
+            s.stop()
 
 
 def profile_service(server, a, n):
