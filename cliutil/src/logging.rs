@@ -2,7 +2,11 @@
 //! else a default the program picks, e.g. from `-v`) and how a line looks.
 //!
 //! Trust boundary: the process's stderr. Lines carry what the program logs and nothing else;
-//! nothing here reads input beyond the `RUST_LOG` filter text.
+//! nothing here reads input beyond the `RUST_LOG` filter text. Messages often quote what a
+//! peer sent (an op spec, a user name, an error text), so every message is written with its
+//! control characters, Unicode line and paragraph separators and bidirectional overrides
+//! escaped (`\n`, `\u{2028}`, ...): one record is always one line, and nothing a peer sends
+//! can forge a line or reorder what a terminal shows.
 //!
 //! Two styles, one per kind of program:
 //!
@@ -18,7 +22,7 @@
 //! A binary passes the same filter to `netproto_sys::log_init`, since the `.so` has its own
 //! copy of the `log` globals.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::io::{self, Write};
 
 use log::Record;
@@ -71,30 +75,55 @@ pub fn builder(filter: &str, style: Style) -> env_logger::Builder {
     b
 }
 
+/// Whether `c` must not reach a log line as itself: it could end the line, move the cursor
+/// or control a terminal, or reorder how the line displays. Tab is kept.
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A message written with [`needs_escape`] characters escaped as Rust does (`\n`,
+/// `\u{85}`).
+struct Escaped<'a>(&'a fmt::Arguments<'a>);
+
+impl Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Out<'a, 'b>(&'a mut fmt::Formatter<'b>);
+        impl fmt::Write for Out<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let mut rest = s;
+                while let Some(i) = rest.find(needs_escape) {
+                    self.0.write_str(&rest[..i])?;
+                    let c = rest[i..].chars().next().expect("found at i");
+                    write!(self.0, "{}", c.escape_default())?;
+                    rest = &rest[i + c.len_utf8()..];
+                }
+                self.0.write_str(rest)
+            }
+        }
+        fmt::write(&mut Out(f), *self.0)
+    }
+}
+
 fn write_line(
     out: &mut dyn Write,
     style: &Style,
     now: &dyn Display,
     r: &Record<'_>,
 ) -> io::Result<()> {
+    let msg = Escaped(r.args());
     match style {
         Style::Command { program } => {
-            writeln!(out, "{program} {} {}: {}", r.level(), r.target(), r.args())
+            writeln!(out, "{program} {} {}: {msg}", r.level(), r.target())
         }
         Style::Daemon {
             tag,
             with_target: false,
-        } => writeln!(out, "{now} {:<5} {tag}{}", r.level(), r.args()),
+        } => writeln!(out, "{now} {:<5} {tag}{msg}", r.level()),
         Style::Daemon {
             tag,
             with_target: true,
-        } => writeln!(
-            out,
-            "{now} {:<5} {tag}{}: {}",
-            r.level(),
-            r.target(),
-            r.args()
-        ),
+        } => writeln!(out, "{now} {:<5} {tag}{}: {msg}", r.level(), r.target()),
     }
 }
 
@@ -142,6 +171,29 @@ mod tests {
     /// `2026-01-01T00:00:00.000Z` shaped.
     fn is_timestamp(s: &str) -> bool {
         s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.as_bytes()[19] == b'.'
+    }
+
+    #[test]
+    fn a_message_is_always_one_line_whatever_it_quotes() {
+        let style = Style::Daemon {
+            tag: "master[1] ".into(),
+            with_target: false,
+        };
+        let hostile = "blur:2\nINFO  forged line\r\u{b}\u{c}\u{85}\u{2028}\u{2029}\u{1b}[2J\u{202e}txt.exe\ttab";
+        let text = logged("info", style, &[(Level::Info, "t", hostile)]);
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            text.ends_with(
+                "master[1] blur:2\\nINFO  forged line\\r\\u{b}\\u{c}\\u{85}\\u{2028}\\u{2029}\\u{1b}[2J\\u{202e}txt.exe\ttab\n"
+            ),
+            "{text:?}"
+        );
+        // Ordinary text, non-ASCII letters included, is written as it is.
+        let style = Style::Command {
+            program: "imgclient".into(),
+        };
+        let text = logged("info", style, &[(Level::Warn, "t", "café: naïve 50%")]);
+        assert_eq!(text, "imgclient WARN t: café: naïve 50%\n");
     }
 
     #[test]
