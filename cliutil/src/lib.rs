@@ -1,6 +1,6 @@
 //! cliutil: what every binary of the project does the same way at its edge with a person —
 //! reading a password (`password`, behind the default-on `password` feature) and setting up
-//! its logger (`logging`).
+//! its logger (`logging`), and printing a report to a stdout that may close early (`output`).
 //!
 //! Trust boundary: the terminal and the process's stderr. A typed password is never echoed
 //! and never logged; log lines carry only what the program logs.
@@ -12,5 +12,6 @@
 //! logger.
 
 pub mod logging;
+pub mod output;
 #[cfg(feature = "password")]
 pub mod password;

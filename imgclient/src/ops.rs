@@ -28,24 +28,26 @@ pub fn ping(connector: &Connector, count: u32, interval: Duration) -> Result<(),
             std::thread::sleep(interval);
         }
         let rtt = ping_once(&mut client, seq as u64, connector.timeout)?;
-        println!(
-            "pong from {}: seq={seq} time={}",
+        cliutil::output::print(&format!(
+            "pong from {}: seq={seq} time={}\n",
             connector.addr,
             fmt_ms(rtt)
-        );
+        ))
+        .map_err(|e| Failure::io("writing to stdout", e))?;
         rtts.push(rtt);
     }
     if rtts.len() > 1 {
         let min = rtts.iter().min().copied().unwrap_or_default();
         let max = rtts.iter().max().copied().unwrap_or_default();
         let avg = rtts.iter().sum::<Duration>() / rtts.len() as u32;
-        println!(
-            "{} pings: min {} avg {} max {}",
+        cliutil::output::print(&format!(
+            "{} pings: min {} avg {} max {}\n",
             rtts.len(),
             fmt_ms(min),
             fmt_ms(avg),
             fmt_ms(max)
-        );
+        ))
+        .map_err(|e| Failure::io("writing to stdout", e))?;
     }
     Ok(())
 }
@@ -76,12 +78,12 @@ pub fn stats(connector: &Connector, json: bool) -> Result<(), Failure> {
         .connect_once()
         .map_err(|e| connector.failure(&e))?;
     let stats = fetch_stats(&mut client, 1, connector.timeout)?;
-    if json {
-        println!("{}", stats_json(&stats));
+    let text = if json {
+        stats_json(&stats) + "\n"
     } else {
-        print!("{}", stats_table(&stats));
-    }
-    Ok(())
+        stats_table(&stats)
+    };
+    cliutil::output::print(&text).map_err(|e| Failure::io("writing to stdout", e))
 }
 
 /// `imgclient health`: healthy when a login succeeds and a PING is answered in time.

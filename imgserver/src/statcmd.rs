@@ -66,16 +66,18 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
         .workers_alive
         .load(std::sync::atomic::Ordering::Relaxed) as usize;
     let snap = stats.snapshot(alive.max(1));
+    let mut text = String::new();
     if json {
-        println!("{}", to_json(pid, &snap));
+        text = to_json(pid, &snap) + "\n";
     } else {
-        println!("imgserver pid {pid}");
-        println!("{}", sandbox_line(&stats));
+        use std::fmt::Write as _;
+        let _ = writeln!(text, "imgserver pid {pid}");
+        let _ = writeln!(text, "{}", sandbox_line(&stats));
         for (k, v) in snap {
-            println!("{k:<28} {v}");
+            let _ = writeln!(text, "{k:<28} {v}");
         }
     }
-    Ok(())
+    write_out(&text)
 }
 
 /// The workers' confinement as the last worker to start reported it, in words.
@@ -91,6 +93,12 @@ fn sandbox_line(stats: &Stats) -> String {
         abi => format!("ABI {abi}"),
     };
     format!("worker sandbox: seccomp {seccomp}, Landlock {landlock}")
+}
+
+/// Writes the report to stdout; a reader that stopped early (`imgserver stats | head`) is not
+/// an error.
+fn write_out(text: &str) -> Result<(), String> {
+    cliutil::output::print(text).map_err(|e| format!("cannot write to stdout: {e}"))
 }
 
 #[cfg(test)]

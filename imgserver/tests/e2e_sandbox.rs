@@ -207,3 +207,22 @@ fn worker_user_must_exist_and_root_is_only_taken_when_named() {
         assert_eq!(status_field(w, "NoNewPrivs").as_deref(), Some("1"));
     }
 }
+
+#[test]
+fn stats_to_a_reader_that_closed_its_pipe_is_not_a_crash() {
+    // `imgserver stats | head -1`: the reader may go away before anything is written.
+    let srv = Server::start("stats-pipe", &["--workers", "1"]);
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let out = Command::new(imgserver_bin())
+        .args(["stats", "--state-dir"])
+        .arg(srv.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

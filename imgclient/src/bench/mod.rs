@@ -322,7 +322,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
         stats_before,
         stats_after,
     };
-    print!("{}", summary.human());
+    cliutil::output::print(&summary.human()).map_err(|e| Failure::io("writing to stdout", e))?;
     if let Some(path) = &args.json {
         std::fs::write(path, json::render(&summary))
             .map_err(|e| Failure::io(format!("writing {}", path.display()), e))?;
