@@ -47,6 +47,12 @@ pub fn run(cmd: &FilterCommand, conn: &ConnArgs) -> Result<(), Failure> {
     if tasks.is_empty() {
         return Err(Failure::usage("inputs", "no image files found"));
     }
+    // --out-dir names a folder to fill: it is made if missing (an -o path's folder is not).
+    if let Some(dir) = io.out_dir.as_deref().filter(|d| !d.is_dir()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::io(format!("creating --out-dir {}", dir.display()), e))?;
+        log::info!("created {}", dir.display());
+    }
     let spec: Arc<str> = Arc::from(pipeline.to_string());
     log::info!("op spec: {spec:?}, {} input(s)", tasks.len());
     run_tasks(&tasks, pipeline, spec, io, conn)
