@@ -45,6 +45,21 @@
 #define NP_ERROR_LENGTH_MISMATCH 104
 
 /**
+ * Wire error code BAD_MAGIC (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_MAGIC 105
+
+/**
+ * Wire error code BAD_CRC (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_CRC 106
+
+/**
+ * Wire error code FRAME_TOO_LARGE (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_FRAME_TOO_LARGE 107
+
+/**
  * Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
  */
 #define NP_ERROR_AUTH_FAILED 200
