@@ -77,6 +77,19 @@ pub enum Command {
     },
     /// Exit 0 if the server accepts a login and answers a ping in time, 1 if not.
     Health,
+    /// Pin a server's key before the first login, from its fingerprint learnt out of band.
+    ///
+    /// Connects to --server, runs the handshake only (no login: no user or password is needed
+    /// or sent) and, if the key the server proves has this fingerprint, writes it into the
+    /// known-servers file, as a first connection would; if it has another, nothing is written
+    /// and the exit code is 5. Without this, the first connection trusts whatever key answers,
+    /// and an interposer there could test password guesses offline (docs/PROTOCOL.md, 8.4).
+    /// imgserver logs its fingerprint at start: "server key fingerprint SHA256:...".
+    Pin {
+        /// The server's key fingerprint: SHA256: and 43 base64 characters.
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: String,
+    },
     /// Load-test the server.
     Bench(BenchArgs),
 }
@@ -113,6 +126,15 @@ mod tests {
             Command::Stats { json: true }
         ));
         assert!(matches!(parse(&["health"]).command, Command::Health));
+        let fp = "SHA256:BxDn3oghGeMxYQyscgwbFSiPcAbwg8EBd3vjexnyqKM";
+        assert!(matches!(
+            parse(&["pin", "--fingerprint", fp]).command,
+            Command::Pin { fingerprint } if fingerprint == fp
+        ));
+        assert!(
+            parse_from(["imgclient", "pin"]).is_err(),
+            "the fingerprint is required"
+        );
         let Command::Bench(b) = parse(&["bench", "--conns", "3"]).command else {
             panic!("bench did not parse as bench")
         };
@@ -140,5 +162,15 @@ mod tests {
         let help = blur.render_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("Connection options:"), "{help}");
+        let pin = cmd.find_subcommand_mut("pin").unwrap();
+        let help = pin.render_long_help().to_string();
+        for want in [
+            "--fingerprint <SHA256:...>",
+            "--known-servers",
+            "no login",
+            "8.4",
+        ] {
+            assert!(help.contains(want), "{want:?} not in:\n{help}");
+        }
     }
 }

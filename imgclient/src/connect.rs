@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netproto_sys::{ffi, Client, ClientConfig, NpError};
+use netproto_sys::{ffi, Client, ClientConfig, ClientConn, Event, NpError};
 
 use crate::exit::{ExitKind, Failure};
 use crate::retry::{self, Jitter, Retry};
@@ -49,6 +49,150 @@ pub fn default_known_servers(xdg_config_home: Option<&str>, home: Option<&str>) 
         None => Path::new(home.filter(|h| !h.is_empty())?).join(".config"),
     };
     Some(base.join("imgclient").join("known_servers"))
+}
+
+/// The known-servers file: the one given, else the default (see [`default_known_servers`]).
+pub fn known_servers_path(given: Option<&Path>) -> Result<PathBuf, Failure> {
+    match given {
+        Some(p) => Ok(p.to_path_buf()),
+        None => default_known_servers(
+            std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
+            std::env::var("HOME").ok().as_deref(),
+        )
+        .ok_or_else(|| {
+            Failure::usage(
+                "no known-servers file",
+                "HOME is not set; use --known-servers FILE",
+            )
+        }),
+    }
+}
+
+/// Whether `pin` wrote a line or found the key already pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    New,
+    Already,
+}
+
+/// Checks the form of a fingerprint as the server logs it: `SHA256:` and 43 characters of
+/// unpadded standard base64.
+pub fn check_fingerprint(fp: &str) -> Result<(), Failure> {
+    let ok = fp.strip_prefix("SHA256:").is_some_and(|b| {
+        b.len() == 43
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            format!("fingerprint {fp:?}"),
+            "expected SHA256: and 43 base64 characters, as the server logs it",
+        ))
+    }
+}
+
+/// Pins the key of the server at `addr` in `known_servers` if, and only if, its fingerprint
+/// is `expected`, a fingerprint learnt out of band: the defence against an interposer on an
+/// unpinned first contact (docs/PROTOCOL.md, 8.4). Runs the handshake only: the server proves
+/// it holds the key, and no login (not even the user name) is sent, so no credentials are
+/// needed and a wrong server learns nothing. The line is the one a connect would write
+/// (`np_known_servers_check`), under the same `addr` spelling.
+pub fn pin_fingerprint(
+    addr: &str,
+    known_servers: &Path,
+    expected: &str,
+    timeout: Duration,
+) -> Result<Pinned, Failure> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+
+    check_fingerprint(expected)?;
+    let what = format!("pinning {addr}");
+    let deadline = Instant::now() + timeout;
+    let remaining = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let connect_err = |e: std::io::Error| Failure::new(ExitKind::Connect, what.clone(), e);
+    let sock_addr = addr
+        .to_socket_addrs()
+        .map_err(connect_err)?
+        .next()
+        .ok_or_else(|| Failure::new(ExitKind::Connect, what.clone(), "resolves to no address"))?;
+    let mut sock = TcpStream::connect_timeout(&sock_addr, remaining()).map_err(connect_err)?;
+    // The connection never gets past the key decision, so these credentials are never sent;
+    // the library only needs some to build a client connection.
+    let cfg = ClientConfig::new("pin", b"unused").map_err(|e| Failure::from_np(&what, &e))?;
+    let mut conn =
+        ClientConn::new(&cfg, Instant::now()).map_err(|e| Failure::from_np(&what, &e))?;
+    let mut buf = vec![0u8; 4096];
+    let key = 'handshake: loop {
+        let out = conn.pending_output().to_vec();
+        if !out.is_empty() {
+            sock.set_write_timeout(Some(remaining()))
+                .and_then(|()| sock.write_all(&out))
+                .map_err(connect_err)?;
+            conn.consume_output(out.len(), Instant::now());
+        }
+        sock.set_read_timeout(Some(remaining()))
+            .map_err(connect_err)?;
+        let n = match sock.read(&mut buf) {
+            Ok(0) => {
+                return Err(Failure::new(
+                    ExitKind::Connect,
+                    what.clone(),
+                    "the server closed the connection during the handshake",
+                ))
+            }
+            Ok(n) => n,
+            Err(e) => return Err(connect_err(e)),
+        };
+        let mut off = 0;
+        while off < n {
+            off += conn
+                .feed(&buf[off..n], Instant::now())
+                .map_err(|e| Failure::from_np(&what, &e))?;
+            loop {
+                match conn.poll_event().map_err(|e| Failure::from_np(&what, &e))? {
+                    None => break,
+                    Some(Event::ServerKey { key }) => break 'handshake key,
+                    Some(Event::Error { code, message, .. }) => {
+                        return Err(Failure::from_wire(&what, code, message))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    };
+    // Close without logging in, whatever the answer: nothing more goes to this server.
+    let _ = conn.trust_server_key(false);
+    drop(sock);
+    let offered = netproto_sys::fingerprint(&key);
+    if offered != expected {
+        return Err(Failure::new(
+            ExitKind::KeyChanged,
+            what,
+            format!("the server presents {offered}, not {expected}; nothing pinned"),
+        ));
+    }
+    match netproto_sys::known_servers_check(known_servers, addr, &key) {
+        Ok(true) => Ok(Pinned::New),
+        Ok(false) => Ok(Pinned::Already),
+        Err(e) if e.is(ffi::NP_SERVER_KEY_CHANGED) => Err(Failure::new(
+            ExitKind::KeyChanged,
+            what,
+            format!(
+                "{} (file: {}); remove the host's line first if the change is expected",
+                e.message,
+                known_servers.display()
+            ),
+        )),
+        Err(e) if e.is(ffi::NP_KEY_FILE) => Err(Failure::new(ExitKind::Io, what, &e.message)),
+        Err(e) => Err(Failure::from_np(what, &e)),
+    }
 }
 
 /// Strips one trailing line end, so `echo pw > file` works, but keeps other whitespace: it may
@@ -127,19 +271,7 @@ impl Connector {
                 .filter(|u| !u.is_empty())
                 .ok_or_else(|| Failure::usage("no user", "use --user or set IMGCLIENT_USER"))?,
         };
-        let known_servers = match &opts.known_servers {
-            Some(p) => p.clone(),
-            None => default_known_servers(
-                std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
-                std::env::var("HOME").ok().as_deref(),
-            )
-            .ok_or_else(|| {
-                Failure::usage(
-                    "no known-servers file",
-                    "HOME is not set; use --known-servers FILE",
-                )
-            })?,
-        };
+        let known_servers = known_servers_path(opts.known_servers.as_deref())?;
         let env_pw = std::env::var_os("IMGCLIENT_PASSWORD").map(|v| {
             use std::os::unix::ffi::OsStringExt;
             v.into_vec()
@@ -300,6 +432,69 @@ mod tests {
         );
         assert_eq!(default_known_servers(None, None), None);
         assert_eq!(default_known_servers(Some(""), Some("")), None);
+    }
+
+    #[test]
+    fn pin_writes_the_key_only_when_the_fingerprint_matches_and_never_logs_in() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = std::env::temp_dir().join(format!("imgclient-pin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = crate::test_server::SilentServer::start(&dir);
+        let known = dir.join("known_servers");
+        let fp = netproto_sys::fingerprint(&server.key);
+        let t = Duration::from_secs(10);
+
+        // Malformed fingerprints are usage errors, found before connecting.
+        let before = server.conns.load(Relaxed);
+        for bad in [
+            "",
+            "SHA256:",
+            &fp[7..],
+            &format!("{fp}A"),
+            &fp.replace("SHA256", "sha256"),
+        ] {
+            let e = pin_fingerprint(&server.addr, &known, bad, t).unwrap_err();
+            assert_eq!(e.kind, ExitKind::Usage, "{bad:?}");
+        }
+        assert_eq!(server.conns.load(Relaxed), before);
+
+        // A well-formed fingerprint of another key: refused (exit 5), nothing written.
+        let other = netproto_sys::fingerprint(&[7u8; 32]);
+        let e = pin_fingerprint(&server.addr, &known, &other, t).unwrap_err();
+        assert_eq!(e.kind, ExitKind::KeyChanged);
+        assert!(e.why.contains(&fp) && e.why.contains(&other), "{}", e.why);
+        assert!(!known.exists());
+
+        // The right one: pinned under the address as given, once.
+        assert_eq!(
+            pin_fingerprint(&server.addr, &known, &fp, t).unwrap(),
+            Pinned::New
+        );
+        let text = std::fs::read_to_string(&known).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.starts_with(&format!("{} ", server.addr)), "{text}");
+        assert_eq!(
+            pin_fingerprint(&server.addr, &known, &fp, t).unwrap(),
+            Pinned::Already
+        );
+        assert_eq!(std::fs::read_to_string(&known).unwrap(), text);
+        assert_eq!(server.logins.load(Relaxed), 0, "pin sent a login");
+
+        // A later connection finds the key already pinned (and does log in).
+        let c = server.connector(&dir, Duration::from_secs(5), Duration::from_secs(20));
+        let client = c.connect_once().unwrap();
+        assert!(!client.is_new_server());
+        assert_eq!(server.logins.load(Relaxed), 1);
+
+        // A host already pinned to another key is refused, its line left alone.
+        let known2 = dir.join("known2");
+        netproto_sys::known_servers_check(&known2, &server.addr, &[7u8; 32]).unwrap();
+        let pinned = std::fs::read_to_string(&known2).unwrap();
+        let e = pin_fingerprint(&server.addr, &known2, &fp, t).unwrap_err();
+        assert_eq!(e.kind, ExitKind::KeyChanged);
+        assert_eq!(std::fs::read_to_string(&known2).unwrap(), pinned);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

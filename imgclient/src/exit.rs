@@ -139,7 +139,10 @@ pub fn kind_of_wire(code: u16) -> ExitKind {
         ) => ExitKind::Rejected,
         Some(TooManyInFlight | ShuttingDown | TooManyConnections) => ExitKind::Busy,
         Some(IdleTimeout | SlowClient | HandshakeTimeout) => ExitKind::Connect,
-        Some(Protocol | UnexpectedMessage | DuplicateRequest | UnknownRequest | LengthMismatch)
+        Some(
+            Protocol | UnexpectedMessage | DuplicateRequest | UnknownRequest | LengthMismatch
+            | BadMagic | BadCrc | FrameTooLarge,
+        )
         | None => ExitKind::Protocol,
     }
 }

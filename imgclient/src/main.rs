@@ -16,7 +16,7 @@
 //! main ──► cli (the composed command line: each feature's clap types + the shared ones)
 //!  │
 //!  ├──► filter/ (blur … run: command, plan, files, local)   ┐
-//!  ├──► ops     (ping, stats, health)                        ├ features
+//!  ├──► ops     (ping, stats, health, pin)                   ├ features
 //!  └──► bench/  (load tester: plan, engine, schedule, report, json, plot)
 //!         │
 //!         ▼ shared by the features
@@ -108,6 +108,10 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
                 }
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Pin { fingerprint } => {
+            let known = connect::known_servers_path(cli.conn.known_servers.as_deref())?;
+            ops::pin(&cli.conn.server, &known, fingerprint, cli.conn.timeout)?;
         }
         Command::Bench(args) => bench::run(args, &cli.conn)?,
         Command::Filter(cmd) => filter::run(cmd, &cli.conn)?,

@@ -1,12 +1,15 @@
 //! Operator commands: `ping` (round-trip time), `stats` (the server's counters as a table or
-//! JSON) and `health` (exit status for scripts and probes).
+//! JSON), `health` (exit status for scripts and probes) and `pin` (a server key verified out
+//! of band, pinned before the first login).
 //!
 //! Trust boundary: the server's STATS body is decoded by libnetproto; counter names are
-//! server-chosen text, printed as data (escaped in JSON), never interpreted.
+//! server-chosen text, printed as data (escaped in JSON), never interpreted. `pin` trusts
+//! nothing the server says but the key it proves, and only if it has the given fingerprint.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::connect::Connector;
+use crate::connect::{pin_fingerprint, Connector, Pinned};
 use crate::control::{fetch_stats, ping_once};
 use crate::exit::Failure;
 use crate::json::Object;
@@ -49,6 +52,24 @@ pub fn ping(connector: &Connector, count: u32, interval: Duration) -> Result<(),
         ))
         .map_err(|e| Failure::io("writing to stdout", e))?;
     }
+    Ok(())
+}
+
+/// `imgclient pin --fingerprint FP`.
+pub fn pin(
+    addr: &str,
+    known_servers: &Path,
+    fingerprint: &str,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let how = match pin_fingerprint(addr, known_servers, fingerprint, timeout)? {
+        Pinned::New => "pinned",
+        Pinned::Already => "already pinned",
+    };
+    println!(
+        "{how}: server {addr} key {fingerprint} (in {})",
+        known_servers.display()
+    );
     Ok(())
 }
 

@@ -16,12 +16,14 @@ use netproto_sys::{Event, ServerConfig, ServerConn, ServerParams};
 
 use crate::connect::{ConnectOpts, Connector};
 
-/// The silent server: its address and key, how many connections it accepted, and the request
-/// ids of the PINGs it received (it reads and drops everything; it answers nothing).
+/// The silent server: its address and key, how many connections it accepted and logged in,
+/// and the request ids of the PINGs it received (it reads and drops everything; it answers
+/// nothing).
 pub struct SilentServer {
     pub addr: String,
     pub key: [u8; 32],
     pub conns: Arc<AtomicUsize>,
+    pub logins: Arc<AtomicUsize>,
     pub pings: Arc<Mutex<Vec<u64>>>,
 }
 
@@ -41,21 +43,23 @@ impl SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let conns = Arc::new(AtomicUsize::new(0));
+        let logins = Arc::new(AtomicUsize::new(0));
         let pings = Arc::new(Mutex::new(Vec::new()));
-        let (c, p) = (conns.clone(), pings.clone());
+        let (c, l, p) = (conns.clone(), logins.clone(), pings.clone());
         // The threads end with the test process (accept) or when the client goes away.
         std::thread::spawn(move || {
             for sock in listener.incoming() {
                 let Ok(sock) = sock else { return };
                 c.fetch_add(1, Ordering::Relaxed);
-                let (cfg, pings) = (cfg.clone(), p.clone());
-                std::thread::spawn(move || serve(sock, &cfg, &pings));
+                let (cfg, logins, pings) = (cfg.clone(), l.clone(), p.clone());
+                std::thread::spawn(move || serve(sock, &cfg, &logins, &pings));
             }
         });
         SilentServer {
             addr,
             key,
             conns,
+            logins,
             pings,
         }
     }
@@ -85,7 +89,12 @@ impl SilentServer {
 
 /// One connection: the handshake and login replies (LOGIN_OK included) go out; after login
 /// nothing does, not even PONGs.
-fn serve(mut sock: std::net::TcpStream, cfg: &ServerConfig, pings: &Mutex<Vec<u64>>) {
+fn serve(
+    mut sock: std::net::TcpStream,
+    cfg: &ServerConfig,
+    logins: &AtomicUsize,
+    pings: &Mutex<Vec<u64>>,
+) {
     let mut conn = ServerConn::new(cfg, Instant::now()).unwrap();
     let mut logged_in = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -103,7 +112,10 @@ fn serve(mut sock: std::net::TcpStream, cfg: &ServerConfig, pings: &Mutex<Vec<u6
             off += used;
             while let Ok(Some(ev)) = conn.poll_event() {
                 match ev {
-                    Event::LoggedIn { .. } => logged_in = true,
+                    Event::LoggedIn { .. } => {
+                        logged_in = true;
+                        logins.fetch_add(1, Ordering::Relaxed);
+                    }
                     Event::Ping { id, .. } => pings.lock().unwrap().push(id),
                     _ => {}
                 }

@@ -24,33 +24,42 @@
 //!
 //! # Op-spec text (wire protocol)
 //!
+//! The definition is section 12 of docs/PROTOCOL.md; this is its grammar (ABNF, every quoted
+//! string case-sensitive), which the parser enforces exactly:
+//!
 //! ```text
-//! spec    = "" | step *( "," step )          ; at most 1024 bytes
-//! step    = *WSP ( op / format ) *WSP        ; a format step may only be the last step
-//! op      = "blur:" SIGMA
-//!         / "sharpen:" SIGMA [ ":" THRESHOLD ]
-//!         / "resize:" SIZE [ ":" MODE ] [ ":" FILTER ]   ; MODE and FILTER in either order
-//!         / "scale:" PERCENT [ ":" FILTER ]              ; both sides, rounded down, >= 1
-//!         / "thumbnail:" DIM
-//!         / "crop:" COORD ":" COORD ":" DIM "x" DIM
-//!         / "rotate:" ( "90" / "180" / "270" )           ; clockwise
-//!         / "flip:" ( "h" / "v" )                        ; h mirrors left-right, v top-bottom
-//!         / "grayscale" / "invert" / "noop"
-//!         / "brightness:" INT                            ; -255..=255, in 8-bit units
-//!         / "contrast:" FLOAT                            ; -100..=100 percent
-//! format  = "format:" ( "png" / "gif" / "webp" / "bmp" / "tiff" / "tif" / "same"
-//!                     / ( "jpeg" / "jpg" ) [ ":" QUALITY ] )
-//! SIZE    = DIM "x" DIM / DIM "x" / "x" DIM    ; a missing side keeps the aspect ratio
-//! MODE    = "fit" / "fill" / "exact"           ; default fit; fill/exact need both sides
-//! FILTER  = "nearest" / "triangle" / "catmullrom" / "gaussian" / "lanczos3"  ; default lanczos3
-//! SIGMA   = FLOAT, 0 < SIGMA <= 100            THRESHOLD = INT 0..=65535 (default 0)
-//! DIM     = INT 1..=65535                      COORD     = INT 0..=65535
-//! QUALITY = INT 1..=100 (default 85)            PERCENT   = INT 1..=1000
+//! spec       = *WSP / step *( "," step )     ; blank: the empty pipeline; <= 1024 bytes
+//! step       = *WSP ( op / format ) *WSP     ; a format step only as the last step
+//! WSP        = %x20 / %x09                   ; space or tab, nothing else
+//! op         = "blur:" SIGMA
+//!            / "sharpen:" SIGMA [ ":" THRESHOLD ]
+//!            / "resize:" SIZE [ ":" MODE [ ":" FILTER ] / ":" FILTER [ ":" MODE ] ]
+//!            / "scale:" PERCENT [ ":" FILTER ]
+//!            / "thumbnail:" DIM
+//!            / "crop:" COORD ":" COORD ":" DIM "x" DIM
+//!            / "rotate:" ( "90" / "180" / "270" )   ; clockwise
+//!            / "flip:" ( "h" / "v" )                ; h mirrors left-right, v top-bottom
+//!            / "grayscale" / "invert" / "noop"
+//!            / "brightness:" BRIGHTNESS
+//!            / "contrast:" CONTRAST
+//! format     = "format:" ( "png" / "gif" / "webp" / "bmp" / "tiff" / "tif" / "same"
+//!                        / ( "jpeg" / "jpg" ) [ ":" QUALITY ] )
+//! SIZE       = DIM "x" DIM / DIM "x" / "x" DIM     ; a missing side keeps the aspect ratio
+//! MODE       = "fit" / "fill" / "exact"            ; default fit; fill/exact need both sides
+//! FILTER     = "nearest" / "triangle" / "catmullrom" / "gaussian" / "lanczos3"
+//! UINT       = 1*DIGIT                 SINT = [ "-" ] UINT
+//! UDEC       = UINT [ "." 1*DIGIT ]    SDEC = [ "-" ] UDEC          DIGIT = %x30-39
+//! SIGMA      = UDEC  0 < v <= 100      THRESHOLD = UINT 0..=65535 (default 0)
+//! DIM        = UINT  1..=65535         COORD     = UINT 0..=65535
+//! PERCENT    = UINT  1..=1000          QUALITY   = UINT 1..=100 (default 85)
+//! BRIGHTNESS = SINT  -255..=255        CONTRAST  = SDEC -100..=100 (percent)
 //! ```
 //!
-//! - Names and keywords are lower-case and case-sensitive; whitespace is allowed only around a
-//!   step (`" blur:2 , invert "`), not inside one.
-//! - Numbers are Rust `str::parse` numbers; `NaN` and infinities are refused.
+//! - White space is ASCII space and tab around a step only: any other character (vertical
+//!   tab, CR, LF, U+0085, U+2028, U+00A0, ...) is part of the step and fails it.
+//! - Numbers are plain decimals: no exponent, no `+`, no leading or trailing `.`, no `inf` or
+//!   `NaN`; a `-` only for brightness and contrast. A decimal is rounded to the nearest `f32`
+//!   and the range is checked on that value; one that rounds to infinity is refused.
 //! - At most [`Limits::max_ops`] (default 16) ops; the `format` step does not count.
 //! - `fit` keeps the aspect ratio inside the box; `fill` covers the box and centre-crops;
 //!   `exact` stretches. `scale:P` is an exact resize to P% of each side (rounded down, at

@@ -3,7 +3,8 @@
 //! Trust boundary: the spec text comes straight from the network. Parsing is strict and bounded
 //! (length, step count, numeric ranges), and [`Op::validate`] re-checks every value so that a
 //! `Pipeline` built in code cannot smuggle in what the parser would refuse. The grammar is
-//! documented in the crate docs (`lib.rs`); keep the two in sync.
+//! defined in docs/PROTOCOL.md section 12 and repeated in the crate docs (`lib.rs`); the
+//! parser accepts exactly that language (white space, number syntax and all).
 
 use std::fmt;
 use std::str::FromStr;
@@ -294,7 +295,7 @@ fn parse(text: &str, max_ops: usize) -> Result<Pipeline, FilterError> {
     let mut pipeline = Pipeline::default();
     // An all-blank spec is the empty pipeline; otherwise every step must be non-empty, so that
     // a stray comma is reported instead of silently ignored.
-    if text.trim().is_empty() {
+    if trim_wsp(text).is_empty() {
         return Ok(pipeline);
     }
     let mut format_seen = false;
@@ -304,7 +305,7 @@ fn parse(text: &str, max_ops: usize) -> Result<Pipeline, FilterError> {
         if format_seen {
             return Err(err(SpecError::FormatNotLast));
         }
-        let s = raw.trim();
+        let s = trim_wsp(raw);
         let (name, args) = match s.split_once(':') {
             Some((n, a)) => (n, Some(a)),
             None => (s, None),
@@ -327,7 +328,7 @@ fn parse(text: &str, max_ops: usize) -> Result<Pipeline, FilterError> {
                 + text
                     .split(',')
                     .skip(i + 1)
-                    .filter(|s| s.trim().split(':').next() != Some("format"))
+                    .filter(|s| trim_wsp(s).split(':').next() != Some("format"))
                     .count();
             return Err(FilterError::spec(
                 None,
@@ -368,26 +369,26 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
     let wrong = |expected| SpecError::WrongArgs { op, expected };
     Ok(match (op, a.as_slice()) {
         ("blur", [s]) => Op::Blur {
-            sigma: parse_f32(op, "sigma", s)?,
+            sigma: parse_decimal(op, "sigma", s, Sign::Unsigned)?,
         },
         ("blur", _) => return Err(wrong("blur:SIGMA")),
         ("sharpen", [s]) => Op::Sharpen {
-            sigma: parse_f32(op, "sigma", s)?,
+            sigma: parse_decimal(op, "sigma", s, Sign::Unsigned)?,
             threshold: 0,
         },
         ("sharpen", [s, t]) => Op::Sharpen {
-            sigma: parse_f32(op, "sigma", s)?,
-            threshold: parse_int(op, "threshold", t)?,
+            sigma: parse_decimal(op, "sigma", s, Sign::Unsigned)?,
+            threshold: parse_integer(op, "threshold", t, Sign::Unsigned)?,
         },
         ("sharpen", _) => return Err(wrong("sharpen:SIGMA or sharpen:SIGMA:THRESHOLD")),
         ("resize", [size, rest @ ..]) if rest.len() <= 2 => parse_resize(size, rest)?,
         ("resize", _) => return Err(wrong("resize:WxH[:MODE][:FILTER]")),
         ("scale", [p]) => Op::Scale {
-            percent: parse_int(op, "percent", p)?,
+            percent: parse_integer(op, "percent", p, Sign::Unsigned)?,
             filter: ResizeFilter::default(),
         },
         ("scale", [p, f]) => Op::Scale {
-            percent: parse_int(op, "percent", p)?,
+            percent: parse_integer(op, "percent", p, Sign::Unsigned)?,
             filter: resize_filter(f).ok_or_else(|| {
                 keyword(
                     op,
@@ -398,7 +399,7 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
         },
         ("scale", _) => return Err(wrong("scale:PERCENT[:FILTER]")),
         ("thumbnail", [m]) => Op::Thumbnail {
-            max: parse_int(op, "size", m)?,
+            max: parse_integer(op, "size", m, Sign::Unsigned)?,
         },
         ("thumbnail", _) => return Err(wrong("thumbnail:N")),
         ("crop", [x, y, size]) => {
@@ -407,8 +408,8 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
                 return Err(wrong("crop:X:Y:WxH"));
             };
             Op::Crop {
-                x: parse_int(op, "x", x)?,
-                y: parse_int(op, "y", y)?,
+                x: parse_integer(op, "x", x, Sign::Unsigned)?,
+                y: parse_integer(op, "y", y, Sign::Unsigned)?,
                 width,
                 height,
             }
@@ -427,9 +428,9 @@ fn parse_op(name: &str, args: Option<&str>) -> Result<Op, SpecError> {
             other => return Err(keyword(op, "axis (h, v)", other)),
         }),
         ("flip", _) => return Err(wrong("flip:h or flip:v")),
-        ("brightness", [v]) => Op::Brightness(parse_int(op, "value", v)?),
+        ("brightness", [v]) => Op::Brightness(parse_integer(op, "value", v, Sign::Signed)?),
         ("brightness", _) => return Err(wrong("brightness:N")),
-        ("contrast", [v]) => Op::Contrast(parse_f32(op, "value", v)?),
+        ("contrast", [v]) => Op::Contrast(parse_decimal(op, "value", v, Sign::Signed)?),
         ("contrast", _) => return Err(wrong("contrast:PERCENT")),
         ("grayscale", []) => Op::Grayscale,
         ("invert", []) => Op::Invert,
@@ -489,7 +490,7 @@ fn parse_size(op: &'static str, s: &str) -> Result<(Option<u32>, Option<u32>), S
         if t.is_empty() {
             return Ok(None);
         }
-        let v: u32 = parse_int(op, what, t)?;
+        let v: u32 = parse_integer(op, what, t, Sign::Unsigned)?;
         check_dim(op, what, v)?;
         Ok(Some(v))
     };
@@ -513,7 +514,7 @@ fn parse_format(args: Option<&str>) -> Result<OutputFormat, SpecError> {
             quality: DEFAULT_JPEG_QUALITY,
         },
         ["jpeg" | "jpg", q] => OutputFormat::Jpeg {
-            quality: parse_int(OP, "jpeg quality", q)?,
+            quality: parse_integer(OP, "jpeg quality", q, Sign::Unsigned)?,
         },
         ["gif"] => OutputFormat::Gif,
         ["webp"] => OutputFormat::Webp,
@@ -557,23 +558,79 @@ fn resize_filter(s: &str) -> Option<ResizeFilter> {
     })
 }
 
-fn parse_int<T: FromStr>(op: &'static str, what: &'static str, s: &str) -> Result<T, SpecError> {
-    // Out-of-type values ("99999999999") fail here too, which is the right answer: they are
-    // outside every range we accept.
-    s.parse().map_err(|_| SpecError::BadNumber {
-        op,
-        what,
-        text: excerpt(s),
-    })
+/// The only characters that may surround a step (section 12 of docs/PROTOCOL.md): ASCII space
+/// and horizontal tab. Any other character, Unicode white space included, is part of the step
+/// and makes it fail.
+fn is_wsp(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
-fn parse_f32(op: &'static str, what: &'static str, s: &str) -> Result<f32, SpecError> {
-    let v: f32 = s.parse().map_err(|_| SpecError::BadNumber {
+fn trim_wsp(s: &str) -> &str {
+    s.trim_matches(is_wsp)
+}
+
+/// Whether a number may carry a leading `-` (only where negative values are in range).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    Unsigned,
+    Signed,
+}
+
+/// Splits an optional leading `-` (when `sign` allows one) off `s`.
+fn unsign(s: &str, sign: Sign) -> &str {
+    match sign {
+        Sign::Signed => s.strip_prefix('-').unwrap_or(s),
+        Sign::Unsigned => s,
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `[ "-" ] 1*DIGIT`: decimal digits only, a `-` only where `sign` allows it. No `+`, no
+/// white space, no other base. A value too large for `T` is refused here too (it is outside
+/// every range a spec accepts).
+fn parse_integer<T: FromStr>(
+    op: &'static str,
+    what: &'static str,
+    s: &str,
+    sign: Sign,
+) -> Result<T, SpecError> {
+    let bad = || SpecError::BadNumber {
         op,
         what,
         text: excerpt(s),
-    })?;
-    // Rust's float parser accepts "inf" and "NaN"; no op has a use for them.
+    };
+    if !all_digits(unsign(s, sign)) {
+        return Err(bad());
+    }
+    s.parse().map_err(|_| bad())
+}
+
+/// `[ "-" ] 1*DIGIT [ "." 1*DIGIT ]`: no exponent, no `+`, no leading or trailing `.`, no
+/// `inf` or `NaN`. The value is the decimal number rounded to the nearest `f32` (ties to
+/// even), which is what ranges are checked against; one that rounds to infinity is refused.
+fn parse_decimal(
+    op: &'static str,
+    what: &'static str,
+    s: &str,
+    sign: Sign,
+) -> Result<f32, SpecError> {
+    let bad = || SpecError::BadNumber {
+        op,
+        what,
+        text: excerpt(s),
+    };
+    let unsigned = unsign(s, sign);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (unsigned, None),
+    };
+    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+        return Err(bad());
+    }
+    let v: f32 = s.parse().map_err(|_| bad())?;
     if !v.is_finite() {
         return Err(SpecError::NotFinite { op, what });
     }
@@ -936,8 +993,9 @@ mod tests {
             "invert,format:webp",
             "invert,format:bmp",
             "invert,format:tiff",
-            "  blur:1e-3 , format:jpg ",
-            "resize:10x20:triangle:fill,contrast:+7.25",
+            "  blur:0.001 ,\tformat:jpg ",
+            "resize:10x20:triangle:fill,contrast:-7.25,brightness:-0",
+            "blur:0000002.5000,thumbnail:007",
         ];
         for s in specs {
             let a = p(s);
@@ -1006,6 +1064,10 @@ mod tests {
             "resize:99999999999x1",
             "format:jpeg:high",
             "format:jpeg:300",
+            // A '-' only where negative values are allowed (brightness, contrast).
+            "blur:-1",
+            "sharpen:1:-1",
+            "crop:-0:0:1x1",
         ] {
             assert!(
                 matches!(reason(s), (Some(1), SpecError::BadNumber { .. })),
@@ -1017,6 +1079,8 @@ mod tests {
 
     #[test]
     fn non_finite_numbers() {
+        // "inf" and "NaN" are not in the number syntax at all; a decimal too large for f32
+        // is in it, and is refused for rounding to infinity.
         for s in [
             "blur:NaN",
             "blur:inf",
@@ -1025,10 +1089,133 @@ mod tests {
             "contrast:infinity",
         ] {
             assert!(
-                matches!(reason(s), (Some(1), SpecError::NotFinite { .. })),
+                matches!(reason(s), (Some(1), SpecError::BadNumber { .. })),
                 "{s}: {:?}",
                 reason(s)
             );
+        }
+        let huge = format!("contrast:-1{}", "0".repeat(39));
+        assert!(
+            matches!(reason(&huge), (Some(1), SpecError::NotFinite { .. })),
+            "{:?}",
+            reason(&huge)
+        );
+    }
+
+    /// Everything the grammar of docs/PROTOCOL.md section 12 leaves out is refused, as a
+    /// BAD_SPEC error: other number forms than plain decimals, and any white space but ASCII
+    /// space and tab around a step.
+    #[test]
+    fn refuses_what_the_grammar_leaves_out() {
+        let bad_numbers = [
+            "blur:1e1",
+            "blur:1E1",
+            "blur:.5",
+            "blur:5.",
+            "blur:1.5.",
+            "blur:+2",
+            "contrast:+10",
+            "contrast:-.5",
+            "contrast:--5",
+            "brightness:+10",
+            "brightness:-",
+            "thumbnail:+10",
+            "thumbnail:0x10",
+            "thumbnail:1_000",
+            "thumbnail:1 0",
+            "resize:+10x10",
+            "format:jpeg:+80",
+            "scale:\u{ff15}0", // a full-width digit
+            "blur:1\u{b}",
+            "blur:2\u{2028}",
+            "blur:2\u{85}",
+            "blur:2\u{a0}",
+        ];
+        for s in bad_numbers {
+            assert!(
+                matches!(reason(s), (Some(1), SpecError::BadNumber { .. })),
+                "{s:?}: {:?}",
+                reason(s)
+            );
+        }
+        // White space other than space and tab is not trimmed: it stays part of the step.
+        for (s, step) in [
+            ("\u{b}invert", 1),
+            ("\u{c}invert", 1),
+            ("invert\n", 1),
+            ("invert\r", 1),
+            ("invert,\u{2028}blur:1", 2),
+            ("invert,\u{2029}blur:1", 2),
+            ("\u{85}invert", 1),
+            ("\u{a0}invert", 1),
+            ("\u{3000}invert", 1),
+            ("\u{feff}invert", 1),
+            ("\u{b}", 1),
+            ("\n", 1),
+        ] {
+            assert!(
+                matches!(reason(s), (Some(n), SpecError::UnknownOp(_)) if n == step),
+                "{s:?}: {:?}",
+                reason(s)
+            );
+        }
+        // Inside a step, even space and tab are refused.
+        assert!(matches!(
+            reason("blur: 2"),
+            (Some(1), SpecError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            reason("blur :2"),
+            (Some(1), SpecError::UnknownOp(_))
+        ));
+        // Every refusal is the BAD_SPEC kind the server answers with.
+        for s in bad_numbers {
+            assert_eq!(s.parse::<Pipeline>().unwrap_err().kind(), "bad_spec");
+        }
+        // What the grammar does allow around and inside numbers.
+        assert_eq!(p(" \t blur:2 \t ").ops, vec![Op::Blur { sigma: 2.0 }]);
+        assert_eq!(p("\t \t"), Pipeline::default());
+        assert_eq!(p("blur:002.50").ops, vec![Op::Blur { sigma: 2.5 }]);
+        assert_eq!(p("contrast:-0.5").ops, vec![Op::Contrast(-0.5)]);
+        assert_eq!(p("brightness:-007").ops, vec![Op::Brightness(-7)]);
+    }
+
+    /// Decimals are rounded to the nearest f32 and the range is checked on the result.
+    #[test]
+    fn decimals_round_to_f32_before_the_range_check() {
+        // 100.000001 is nearer to 100 than to the next f32 (100.0000076...).
+        assert_eq!(p("blur:100.000001").ops, vec![Op::Blur { sigma: 100.0 }]);
+        assert!(matches!(
+            reason("blur:100.00001"),
+            (Some(1), SpecError::OutOfRange { .. })
+        ));
+        // Any number of fraction digits.
+        let long = format!("blur:0.{}1", "0".repeat(60));
+        assert!(matches!(
+            reason(&long),
+            (Some(1), SpecError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            p(&format!("blur:1.{}", "5".repeat(100))).to_string(),
+            "blur:1.5555556"
+        );
+    }
+
+    /// Every op spec the protocol document shows as an example is valid.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let section = &doc[doc.find("## 12. Op-spec text").unwrap()..];
+        let section = &section[..section.find("\n---").unwrap()];
+        let examples = section
+            .split("Examples:")
+            .nth(1)
+            .expect("an Examples: paragraph");
+        let examples = &examples[..examples.find("\n\n").unwrap_or(examples.len())];
+        let specs: Vec<&str> = examples.split('`').skip(1).step_by(2).collect();
+        assert!(specs.len() >= 10, "{specs:?}");
+        for s in specs {
+            p(s);
         }
     }
 
@@ -1036,10 +1223,9 @@ mod tests {
     fn out_of_range_values() {
         for s in [
             "blur:0",
-            "blur:-1",
+            "blur:0.0",
             "blur:100.5",
             "sharpen:0",
-            "sharpen:1:-1",
             "sharpen:1:65536",
             "resize:0x600",
             "resize:800x0",

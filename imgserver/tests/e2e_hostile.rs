@@ -86,7 +86,7 @@ fn hostile_frames_get_their_documented_reaction() {
         (
             "wrong magic",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            ErrorCode::Protocol as u16,
+            ErrorCode::BadMagic as u16,
         ),
         (
             "length 0 HELLO",
@@ -96,9 +96,9 @@ fn hostile_frames_get_their_documented_reaction() {
         (
             "length 4 GiB",
             huge[..8].to_vec(),
-            ErrorCode::Protocol as u16,
+            ErrorCode::FrameTooLarge as u16,
         ),
-        ("bad CRC", bad_crc, ErrorCode::Protocol as u16),
+        ("bad CRC", bad_crc, ErrorCode::BadCrc as u16),
         (
             "valid CRC, garbage body",
             garbage_body,
@@ -196,6 +196,20 @@ fn hostile_frames_get_their_documented_reaction() {
         r.expect_error_then_close(),
         Some(ErrorCode::Protocol as u16),
         "reflected frame"
+    );
+
+    // A byte damaged in transit (the CRC not recomputed) is told apart from tampering: the
+    // encrypted ERROR says BAD_CRC.
+    let mut r = RawSession::login(&srv.addr);
+    r.conn.send_ping(1, b"damaged").unwrap();
+    let mut ping = r.take_output();
+    let last = ping.len() - 1;
+    ping[last] ^= 0x40;
+    r.s.write_all(&ping).unwrap();
+    assert_eq!(
+        r.expect_error_then_close(),
+        Some(ErrorCode::BadCrc as u16),
+        "damaged frame"
     );
 
     // More pipelined jobs than the in-flight limit (2): the rest are refused, typed.

@@ -45,6 +45,21 @@
 #define NP_ERROR_LENGTH_MISMATCH 104
 
 /**
+ * Wire error code BAD_MAGIC (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_MAGIC 105
+
+/**
+ * Wire error code BAD_CRC (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_BAD_CRC 106
+
+/**
+ * Wire error code FRAME_TOO_LARGE (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_FRAME_TOO_LARGE 107
+
+/**
  * Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
  */
 #define NP_ERROR_AUTH_FAILED 200
@@ -676,6 +691,25 @@ np_status np_random_fill(uint8_t *buf, size_t len);
  * `key` must point to 32 bytes; `out` valid for `cap` bytes; `len` NULL or writable.
  */
 np_status np_key_fingerprint(const uint8_t *key, char *out, size_t cap, size_t *len);
+
+/**
+ * Checks the 32-byte server key `key` for `host` against the known-servers file `path`, as
+ * `np_client_connect` does before it logs in: a host without a line is pinned (the line
+ * `host base64-key` is appended; a missing file is created with mode 0600) and `*pinned_now`
+ * set to true; a host pinned to this key leaves the file as it is (`*pinned_now` false); a
+ * host pinned to another key is NP_SERVER_KEY_CHANGED, the file unchanged and the last-error
+ * text naming both fingerprints. A file that cannot be read, parsed or written is
+ * NP_KEY_FILE; a `host` that is empty or holds whitespace is NP_INVALID_ARGUMENT. For
+ * `np_conn` clients between NP_EVENT_SERVER_KEY and `np_conn_trust_server_key`, and for
+ * pinning a key verified out of band before the first login.
+ *
+ * # Safety
+ * `path` and `host` NUL-terminated; `key` points to 32 bytes; `pinned_now` NULL or writable.
+ */
+np_status np_known_servers_check(const char *path,
+                                 const char *host,
+                                 const uint8_t *key,
+                                 bool *pinned_now);
 
 /**
  * Derives a password verifier (the text a server stores; never the password) with a fresh

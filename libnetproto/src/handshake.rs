@@ -54,19 +54,19 @@ impl std::fmt::Debug for Established {
     }
 }
 
-fn hash2(a: &[u8], b: &[u8]) -> [u8; 32] {
+pub(crate) fn hash2(a: &[u8], b: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(a);
     h.update(b);
     h.finalize().into()
 }
 
-fn initial_hash() -> [u8; 32] {
+pub(crate) fn initial_hash() -> [u8; 32] {
     Sha256::digest(PROTOCOL_NAME).into()
 }
 
 /// Noise's MixKey: new chaining key and a cipher key from the DH output.
-fn mix_key(ck: &mut [u8; 32], dh: &Zeroizing<[u8; 32]>) -> Zeroizing<[u8; 32]> {
+pub(crate) fn mix_key(ck: &mut [u8; 32], dh: &Zeroizing<[u8; 32]>) -> Zeroizing<[u8; 32]> {
     let mut okm = Zeroizing::new([0u8; 64]);
     Hkdf::<Sha256>::new(Some(ck), dh.as_ref())
         .expand(&[], okm.as_mut())
@@ -77,7 +77,7 @@ fn mix_key(ck: &mut [u8; 32], dh: &Zeroizing<[u8; 32]>) -> Zeroizing<[u8; 32]> {
     k
 }
 
-fn split(ck: &[u8; 32], h: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+pub(crate) fn split(ck: &[u8; 32], h: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let mut okm = Zeroizing::new([0u8; 64]);
     let mut info = SPLIT_LABEL.to_vec();
     info.extend_from_slice(h);
@@ -91,7 +91,7 @@ fn split(ck: &[u8; 32], h: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32
     (c2s, s2c)
 }
 
-fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
+pub(crate) fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     // A low-order peer key gives an all-zero secret an attacker can predict.
     if !shared.was_contributory() {

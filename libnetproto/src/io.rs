@@ -118,6 +118,15 @@ pub(crate) fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool)
 
 /// Checks `key` for `host` against the known-servers file, pinning it on first use.
 pub(crate) fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
+    // The host becomes the first field of a line: one field, and not one read as a comment.
+    if host.is_empty()
+        || host.starts_with('#')
+        || host.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::InvalidArgument(
+            "host must be non-empty, without whitespace, not starting with '#'",
+        ));
+    }
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),

@@ -81,6 +81,8 @@ mod wire;
 mod fuzz_replay;
 #[cfg(test)]
 mod known_answers;
+#[cfg(test)]
+mod protocol_vectors;
 
 #[allow(unsafe_code, non_camel_case_types)]
 pub mod capi;

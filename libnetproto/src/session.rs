@@ -21,7 +21,7 @@ impl std::fmt::Debug for CipherState {
     }
 }
 
-fn nonce(counter: u64) -> [u8; 12] {
+pub(crate) fn nonce(counter: u64) -> [u8; 12] {
     // Noise's layout: 32 zero bits, then the counter little-endian.
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());

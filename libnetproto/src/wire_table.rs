@@ -66,6 +66,15 @@ wire_table! {
         /// Reserved (was: a stream's data does not match its declared length; the library treats
         /// an overrun or an early LAST as PROTOCOL).
         LengthMismatch = 104, "LENGTH_MISMATCH", retryable: false, reserved: true;
+        /// The frame does not start with the magic "NP": the peer does not speak netproto v1,
+        /// or the stream lost its framing.
+        BadMagic = 105, "BAD_MAGIC", retryable: false, reserved: false;
+        /// The frame's CRC-32C does not match its header and body: damaged in transit, or the
+        /// stream lost its framing.
+        BadCrc = 106, "BAD_CRC", retryable: false, reserved: false;
+        /// The frame declares a longer body than the receiver accepts (the limit before keys
+        /// exist is lower than after).
+        FrameTooLarge = 107, "FRAME_TOO_LARGE", retryable: false, reserved: false;
         /// Unknown user or wrong password (indistinguishable).
         AuthFailed = 200, "AUTH_FAILED", retryable: false, reserved: false;
         /// A frame other than the expected handshake or login frame before login completed.

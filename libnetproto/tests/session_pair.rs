@@ -1008,3 +1008,54 @@ fn timers_set_to_none_or_zero_never_fire() {
     assert!(c.poll_timeout().is_some());
     assert_eq!(c.handle_timeout(at(secs(5))), Some(TimerKind::Heartbeat));
 }
+
+/// The wire code in the ERROR that `failed` queued for its peer, read by `peer`.
+fn error_code_sent<A: Side, B: Side>(failed: &mut Conn<A>, peer: &mut Conn<B>) -> u16 {
+    pump(failed, peer);
+    match peer.poll_event() {
+        Ok(Some(Event::Error {
+            request_id: 0,
+            code,
+            ..
+        })) => code,
+        e => panic!("expected a connection ERROR, got {e:?}"),
+    }
+}
+
+#[test]
+fn framing_failures_are_told_apart_by_wire_code() {
+    // Not our protocol at all, before the handshake: a clear ERROR BAD_MAGIC.
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    s.feed(b"GET / HTTP/1.1\r\n\r\n", T0);
+    assert_eq!(s.poll_event().unwrap_err(), Error::BadMagic);
+    assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::BadMagic as u16);
+
+    // A length above the limit before keys exist (2 048): FRAME_TOO_LARGE after 8 bytes.
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    let mut h = vec![b'N', b'P', 1, 0];
+    h.extend_from_slice(&2049u32.to_be_bytes());
+    s.feed(&h, T0);
+    assert!(matches!(s.poll_event(), Err(Error::FrameTooLarge { .. })));
+    assert_eq!(
+        error_code_sent(&mut s, &mut c),
+        ErrorCode::FrameTooLarge as u16
+    );
+
+    // After login, a byte damaged in transit (the CRC not recomputed): BAD_CRC, encrypted.
+    let (mut c, mut s) = logged_in();
+    c.send_ping(1, b"abc").unwrap();
+    let mut wire = c.pending_output().to_vec();
+    c.consume_output(wire.len(), T0);
+    *wire.last_mut().unwrap() ^= 1;
+    s.feed(&wire, T0);
+    assert!(matches!(s.poll_event(), Err(Error::BadCrc { .. })));
+    assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::BadCrc as u16);
+
+    // Everything else at the frame layer stays PROTOCOL: here an unknown opcode.
+    let (mut c, mut s) = logged_in();
+    let mut bad = vec![b'N', b'P', 1, 0, 0, 0, 0, 0, 0x77, 0x77];
+    bad.extend_from_slice(&[0; 14]);
+    s.feed(&bad, T0);
+    assert!(matches!(s.poll_event(), Err(Error::UnknownOpcode(0x7777))));
+    assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::Protocol as u16);
+}

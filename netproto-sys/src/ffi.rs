@@ -181,6 +181,12 @@ extern "C" {
         cap: usize,
         len: *mut usize,
     ) -> np_status;
+    pub fn np_known_servers_check(
+        path: *const c_char,
+        host: *const c_char,
+        key: *const u8,
+        pinned_now: *mut bool,
+    ) -> np_status;
     pub fn np_verifier_create(
         password: *const u8,
         password_len: usize,

@@ -17,6 +17,7 @@ pub mod error;
 mod event;
 
 use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
 
 pub use client::Client;
 pub use config::{ClientConfig, ServerConfig, ServerParams};
@@ -89,6 +90,21 @@ pub fn fingerprint(key: &[u8; 32]) -> String {
     // are text_out's writable buffer, its capacity and a writable length.
     text_out(|out, cap, len| unsafe { ffi::np_key_fingerprint(key.as_ptr(), out, cap, len) })
         .unwrap_or_default()
+}
+
+/// Checks `key` for `host` against the known-servers file at `path` as a connect does,
+/// pinning it when the host has no line yet: `Ok(true)` when it was pinned by this call,
+/// `Ok(false)` when it already was; `NP_SERVER_KEY_CHANGED` when the host is pinned to another
+/// key (the file is left as it is), `NP_KEY_FILE` when the file is unusable.
+pub fn known_servers_check(path: &Path, host: &str, key: &[u8; 32]) -> Result<bool> {
+    let (p, h) = (cstring(&path.to_string_lossy())?, cstring(host)?);
+    let mut pinned_now = false;
+    // SAFETY: `p` and `h` are NUL-terminated CStrings alive for the call, `key` a borrowed
+    // 32-byte array (the size the call reads), `pinned_now` a writable local.
+    check(unsafe {
+        ffi::np_known_servers_check(p.as_ptr(), h.as_ptr(), key.as_ptr(), &mut pinned_now)
+    })?;
+    Ok(pinned_now)
 }
 
 /// A password verifier for a users file (never contains the password). 0 iterations = default.

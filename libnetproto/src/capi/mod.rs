@@ -314,6 +314,46 @@ pub unsafe extern "C" fn np_key_fingerprint(
     })
 }
 
+/// Checks the 32-byte server key `key` for `host` against the known-servers file `path`, as
+/// `np_client_connect` does before it logs in: a host without a line is pinned (the line
+/// `host base64-key` is appended; a missing file is created with mode 0600) and `*pinned_now`
+/// set to true; a host pinned to this key leaves the file as it is (`*pinned_now` false); a
+/// host pinned to another key is NP_SERVER_KEY_CHANGED, the file unchanged and the last-error
+/// text naming both fingerprints. A file that cannot be read, parsed or written is
+/// NP_KEY_FILE; a `host` that is empty or holds whitespace is NP_INVALID_ARGUMENT. For
+/// `np_conn` clients between NP_EVENT_SERVER_KEY and `np_conn_trust_server_key`, and for
+/// pinning a key verified out of band before the first login.
+///
+/// # Safety
+/// `path` and `host` NUL-terminated; `key` points to 32 bytes; `pinned_now` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_known_servers_check(
+    path: *const c_char,
+    host: *const c_char,
+    key: *const u8,
+    pinned_now: *mut bool,
+) -> np_status {
+    guard(|| {
+        // SAFETY: the contract makes non-NULL `path` and `host` NUL-terminated and a non-NULL
+        // `key` point to 32 readable bytes (the size of `[u8; 32]`, alignment 1); the arg
+        // helpers reject NULL.
+        let (path, host, key) = unsafe {
+            (
+                arg_str(path)?,
+                arg_str(host)?,
+                arg_ref(key.cast::<[u8; 32]>())?,
+            )
+        };
+        let trust =
+            crate::io::check_known_server(std::path::Path::new(path), host, key).map_err(err)?;
+        if !pinned_now.is_null() {
+            // SAFETY: `pinned_now` is non-NULL here, and the contract makes it writable.
+            unsafe { *pinned_now = trust == crate::keys::Trust::New };
+        }
+        Ok(NP_OK)
+    })
+}
+
 /// Derives a password verifier (the text a server stores; never the password) with a fresh
 /// random salt. `iterations` 0 picks the default. Writes NUL-terminated text into `out`.
 ///
@@ -439,6 +479,50 @@ mod tests {
             call(&mut off, name.as_mut_ptr(), 8, &mut value),
             NP_NO_EVENT
         );
+    }
+
+    #[test]
+    fn known_servers_check_pins_once_and_refuses_another_key() {
+        use std::ffi::CString;
+        let dir = std::env::temp_dir().join(format!("np-known-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub").join("known_servers");
+        let c_path = CString::new(path.to_str().unwrap()).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let check = |host: &str, key: &[u8; 32], now: *mut bool| {
+            let host = CString::new(host).unwrap();
+            // SAFETY (test): the strings are live CStrings, the key a 32-byte array, `now`
+            // NULL or a live local.
+            unsafe { np_known_servers_check(c_path.as_ptr(), host.as_ptr(), key.as_ptr(), now) }
+        };
+        let mut now = false;
+        assert_eq!(check("h:1", &a, &mut now), NP_OK);
+        assert!(now, "first contact pins");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, crate::keys::KnownServers::line("h:1", &a));
+        assert_eq!(check("h:1", &a, &mut now), NP_OK);
+        assert!(!now, "already pinned");
+        assert_eq!(
+            check("h:1", &b, std::ptr::null_mut()),
+            NP_SERVER_KEY_CHANGED
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "file unchanged"
+        );
+        for bad in ["", "h 1", "#h:1", "h:1\t"] {
+            assert_eq!(check(bad, &b, &mut now), NP_INVALID_ARGUMENT, "{bad:?}");
+        }
+        std::fs::write(&path, "damaged\n").unwrap();
+        assert_eq!(check("h:1", &a, &mut now), NP_KEY_FILE);
+        let host = CString::new("h").unwrap();
+        // SAFETY (test): a NULL path is answered, not read; the rest are live.
+        let s = unsafe {
+            np_known_servers_check(std::ptr::null(), host.as_ptr(), a.as_ptr(), &mut now)
+        };
+        assert_eq!(s, NP_NULL_ARGUMENT);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -152,6 +152,15 @@ pub const NP_ERROR_UNKNOWN_REQUEST: u16 = 103;
 /// Wire error code LENGTH_MISMATCH (reserved: never sent, never reused).
 pub const NP_ERROR_LENGTH_MISMATCH: u16 = 104;
 
+/// Wire error code BAD_MAGIC (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_BAD_MAGIC: u16 = 105;
+
+/// Wire error code BAD_CRC (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_BAD_CRC: u16 = 106;
+
+/// Wire error code FRAME_TOO_LARGE (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_FRAME_TOO_LARGE: u16 = 107;
+
 /// Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_AUTH_FAILED: u16 = 200;
 

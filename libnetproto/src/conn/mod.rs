@@ -408,9 +408,14 @@ impl<S: Side> Conn<S> {
             S::NAME,
             self.state_name()
         );
+        // The framing failures a peer most needs to tell apart (not our protocol at all, bytes
+        // damaged in transit, a length it should not have sent) have codes of their own.
         let code = match &e {
             Error::AuthFailed => Some(ErrorCode::AuthFailed),
             Error::UnexpectedMessage { .. } => Some(ErrorCode::UnexpectedMessage),
+            Error::BadMagic => Some(ErrorCode::BadMagic),
+            Error::BadCrc { .. } => Some(ErrorCode::BadCrc),
+            Error::FrameTooLarge { .. } => Some(ErrorCode::FrameTooLarge),
             Error::Remote { .. } | Error::Closed | Error::ServerKeyRejected => None,
             _ => Some(ErrorCode::Protocol),
         };
