@@ -86,8 +86,8 @@ mod known_answers;
 pub mod capi;
 
 pub use conn::{
-    ClientConfig, ClientConn, ClientTimers, Event, ServerConfig, ServerConn, ServerTimeouts,
-    TimerKind, Timestamp,
+    ClientConfig, ClientConn, ClientTimers, Event, RequestRate, ServerConfig, ServerConn,
+    ServerTimeouts, TimerKind, Timestamp,
 };
 pub use error::Error;
 pub use frame::{Decoded, Frame, Header};

@@ -107,6 +107,10 @@ wire_table! {
         /// Handshake and login did not complete in time (for example on a loaded server).
         /// Retryable on a new connection, as above.
         HandshakeTimeout = 406, "HANDSHAKE_TIMEOUT", retryable: true, reserved: false;
+        /// Too many connections, failed logins or cheap requests (PING, STATS) from this
+        /// address or on this connection. The text starts with `retry-after-ms=N;`: retry no
+        /// sooner than N milliseconds (the one ERROR text with a stable, machine-read part).
+        RateLimited = 407, "RATE_LIMITED", retryable: true, reserved: false;
         /// The server failed.
         Internal = 500, "INTERNAL", retryable: false, reserved: false;
     }
@@ -211,6 +215,10 @@ wire_table! {
         /// Most unprocessed bytes a connection buffers before it stops accepting input: two
         /// frames, so a reader can always complete the frame in progress plus one more.
         MAX_BUFFERED_INPUT: usize = 2 * MAX_FRAME_LEN;
+        /// Most unprocessed bytes a connection buffers until login completes: one maximal
+        /// pre-login frame and most of the next, so a peer that has not logged in holds at
+        /// most this much of the receiver's memory.
+        MAX_PRE_LOGIN_INPUT: usize = 4096;
         /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
         MIN_PBKDF2_ITERATIONS: u32 = 4096;
         /// Largest PBKDF2 iteration count a client accepts (bounds a hostile server's CPU cost).

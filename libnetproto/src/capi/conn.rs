@@ -945,6 +945,98 @@ pub unsafe extern "C" fn np_stats_next(
     })
 }
 
+// ----- admission: refusing with a delay, login names, the request rate -----
+
+/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` (0: the whole
+/// connection) with ERROR RATE_LIMITED, whose text is `retry-after-ms=N; ` followed by
+/// `text`. Allowed before the handshake, so a server can turn a connection away right after
+/// accept, before any key exchange.
+///
+/// # Safety
+/// `conn` NULL or live; `text` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_rate_limited(
+    conn: *mut np_conn,
+    id: u64,
+    retry_after_ms: u32,
+    text: *const c_char,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `text` is NUL-terminated caller memory, read only
+        // during the call (the contract). The helpers reject NULL.
+        let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
+        c.server()?
+            .send_rate_limited(id, retry_after_ms, t)
+            .map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Copies the user name a server connection's peer gave in LOGIN_START (NUL-terminated,
+/// empty before it) into `out`, whether or not the login succeeded: what a server counts
+/// failed logins by (NP_BAD_STATE on a client connection).
+///
+/// # Safety
+/// `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_login_name(
+    conn: *const np_conn,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        let name = match &c.inner {
+            AnyConn::Server(s) => s.login_name(),
+            AnyConn::Client(_) => {
+                return Err(fail(
+                    NP_BAD_STATE,
+                    "a server-only call on a client connection",
+                ))
+            }
+        };
+        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
+        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
+        // writes anything. `name` borrows the handle, which caller memory cannot overlap.
+        unsafe { super::write_text(name, out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
+/// Writes to `*count` how many cheap requests (PING, STATS_REQUEST) a server connection has
+/// refused for its config's request rate (NP_BAD_STATE on a client connection). `*count` is
+/// written only on NP_OK.
+///
+/// # Safety
+/// `conn` NULL or live; `count` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_refused_requests(
+    conn: *const np_conn,
+    count: *mut u64,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        let n = match &c.inner {
+            AnyConn::Server(s) => s.refused_requests(),
+            AnyConn::Client(_) => {
+                return Err(fail(
+                    NP_BAD_STATE,
+                    "a server-only call on a client connection",
+                ))
+            }
+        };
+        // SAFETY: a non-NULL `count` is writable (the contract); write_out rejects NULL.
+        unsafe { write_out(count, n) }?;
+        Ok(NP_OK)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -984,6 +1076,7 @@ mod tests {
         let spec = std::ffi::CStr::from_bytes_with_nul(b"noop\0").unwrap();
         let text = std::ffi::CStr::from_bytes_with_nul(b"no\0").unwrap();
         let mut name = [0 as c_char; 16];
+        let mut refused = 99u64;
         // SAFETY: live config handles, writable out-pointers; every handle passed below was
         // created here and is freed once at the end.
         unsafe {
@@ -1007,9 +1100,13 @@ mod tests {
                 np_conn_send_shutdown(c, 10),
                 np_conn_send_stats(c, 1, std::ptr::null(), std::ptr::null(), 0),
                 np_conn_user(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
+                np_conn_send_rate_limited(c, 0, 100, text.as_ptr()),
+                np_conn_login_name(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
+                np_conn_refused_requests(c, &mut refused),
             ];
             assert_eq!(client_only, [NP_BAD_STATE; 4]);
-            assert_eq!(server_only, [NP_BAD_STATE; 7]);
+            assert_eq!(server_only, [NP_BAD_STATE; 10]);
+            assert_eq!(refused, 99, "outputs are written only on success");
             // Nothing was queued or closed by the refused calls.
             assert_eq!((pending(s), pending(c)), (0, hello));
             assert!(!np_conn_is_closed(s) && !np_conn_is_closed(c));

@@ -204,6 +204,9 @@ pub const NP_ERROR_SLOW_CLIENT: u16 = 405;
 /// Wire error code HANDSHAKE_TIMEOUT (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_HANDSHAKE_TIMEOUT: u16 = 406;
 
+/// Wire error code RATE_LIMITED (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_RATE_LIMITED: u16 = 407;
+
 /// Wire error code INTERNAL (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_INTERNAL: u16 = 500;
 
@@ -245,6 +248,11 @@ pub const NP_MAX_FRAME_LEN: usize = 73752;
 /// Most unprocessed bytes a connection buffers before it stops accepting input: two
 /// frames, so a reader can always complete the frame in progress plus one more.
 pub const NP_MAX_BUFFERED_INPUT: usize = 147504;
+
+/// Most unprocessed bytes a connection buffers until login completes: one maximal
+/// pre-login frame and most of the next, so a peer that has not logged in holds at
+/// most this much of the receiver's memory.
+pub const NP_MAX_PRE_LOGIN_INPUT: usize = 4096;
 
 /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
 pub const NP_MIN_PBKDF2_ITERATIONS: u32 = 4096;

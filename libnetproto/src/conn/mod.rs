@@ -93,7 +93,7 @@ use crate::opcode::{ErrorCode, Opcode};
 use crate::session::CipherState;
 
 pub use client::ClientSide;
-pub use config::{ClientConfig, ClientTimers, ServerConfig, ServerTimeouts};
+pub use config::{ClientConfig, ClientTimers, RequestRate, ServerConfig, ServerTimeouts};
 pub use event::Event;
 pub use server::ServerSide;
 pub use time::{TimerKind, Timestamp};
@@ -150,6 +150,9 @@ pub(crate) mod sealed {
         fn next_timer(c: &Conn<Self>) -> Option<Timestamp>;
         /// Acts on every timer due at `now`; reports the one that mattered.
         fn fire_timers(c: &mut Conn<Self>, now: Timestamp) -> Option<TimerKind>;
+        /// Whether a cheap request (PING, STATS_REQUEST) with id `id` is within this side's
+        /// request rate; when not, the side has queued its refusal (or dropped the request).
+        fn admit_cheap(c: &mut Conn<Self>, id: u64) -> bool;
     }
 }
 
@@ -344,9 +347,10 @@ impl<S: Side> Conn<S> {
             }
             self.release();
             let buf = &self.rx[self.rx_start..self.rx_end];
-            // Before the handshake completes only HELLO-sized frames are legitimate, so an
-            // unauthenticated peer cannot make us buffer 72 KiB.
-            let max_body = if self.recv.is_some() {
+            // Until login completes only handshake- and login-sized frames are legitimate, so
+            // a peer that has not proved who it is cannot make us buffer 72 KiB: not before
+            // the keys exist, and not between HELLO_REPLY and LOGIN_OK either.
+            let max_body = if self.is_ready() {
                 crate::limits::MAX_BODY_LEN
             } else {
                 crate::limits::MAX_HANDSHAKE_BODY
@@ -480,8 +484,11 @@ impl<S: Side> Conn<S> {
         let id = h.request_id;
         match h.opcode {
             Opcode::Ping => {
+                message::check_ping(&self.rx[body.clone()])?;
+                if !S::admit_cheap(self, id) {
+                    return Ok(Step::Continue);
+                }
                 let payload = self.rx[body].to_vec();
-                message::check_ping(&payload)?;
                 self.queue(Opcode::Pong, 0, id, &[&payload])?;
                 Ok(Step::Event)
             }
