@@ -297,6 +297,14 @@ enum np_event_kind
    * Either: the peer closed the session in order.
    */
   NP_EVENT_BYE = 15,
+  /**
+   * Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.
+   */
+  NP_EVENT_RATE_LIMITED = 16,
+  /**
+   * Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
+   */
+  NP_EVENT_DISCARDED = 17,
 };
 #ifndef __cplusplus
 typedef uint32_t np_event_kind;
@@ -1265,16 +1273,6 @@ np_status np_conn_send_rate_limited(np_conn *conn,
  * `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
  */
 np_status np_conn_login_name(const np_conn *conn, char *out, size_t cap, size_t *len);
-
-/**
- * Writes to `*count` how many cheap requests (PING, STATS_REQUEST) a server connection has
- * refused for its config's request rate (NP_BAD_STATE on a client connection). `*count` is
- * written only on NP_OK.
- *
- * # Safety
- * `conn` NULL or live; `count` NULL or writable.
- */
-np_status np_conn_refused_requests(const np_conn *conn, uint64_t *count);
 
 #ifdef __cplusplus
 } // extern "C"

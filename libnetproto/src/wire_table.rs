@@ -172,6 +172,8 @@ wire_table! {
         NP_EVENT_STATS = 13, "Client: counters; walk `data` with `np_stats_next`.";
         NP_EVENT_SHUTDOWN = 14, "Client: the server is stopping; `code` = grace period in milliseconds.";
         NP_EVENT_BYE = 15, "Either: the peer closed the session in order.";
+        NP_EVENT_RATE_LIMITED = 16, "Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.";
+        NP_EVENT_DISCARDED = 17, "Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.";
     }
 
     // Which of a connection's own timers `np_conn_handle_timeout` acted on: name = number,

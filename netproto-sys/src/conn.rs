@@ -500,19 +500,6 @@ impl ServerConn {
             .unwrap_or_default()
     }
 
-    /// Cheap requests (PING, STATS) this connection refused for the config's request rate.
-    pub fn refused_requests(&self) -> u64 {
-        let mut n = 0u64;
-        // SAFETY: `self.0.raw` is live and only read (`const np_conn *`); `n` is a writable
-        // local.
-        let s = unsafe { ffi::np_conn_refused_requests(self.0.raw, &mut n) };
-        if s == ffi::NP_OK {
-            n
-        } else {
-            0
-        }
-    }
-
     pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<()> {
         // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
         // call on it.

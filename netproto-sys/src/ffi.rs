@@ -366,7 +366,6 @@ extern "C" {
         cap: usize,
         len: *mut usize,
     ) -> np_status;
-    pub fn np_conn_refused_requests(conn: *const np_conn, count: *mut u64) -> np_status;
     pub fn np_stats_next(
         body: *const u8,
         len: usize,

@@ -155,8 +155,6 @@ struct Client {
     /// while its last result is still on the way must not be stalled). Written bytes are
     /// taken off this first, so it never exceeds the result bytes really pending.
     result_bytes: usize,
-    /// Rate refusals of its cheap requests already counted.
-    refused_seen: u64,
 }
 
 impl Client {
@@ -377,7 +375,6 @@ impl Conns {
             paused: false,
             deferred: false,
             result_bytes: 0,
-            refused_seen: 0,
         });
         self.open += 1;
         stats::inc(&g.connections_accepted);
@@ -545,7 +542,6 @@ impl Conns {
                 }
             }
         }
-        self.count_refused_requests(k);
     }
 
     /// Leaves connection `k` for the next turn.
@@ -555,33 +551,6 @@ impl Conns {
                 c.deferred = true;
                 self.deferred.push((k, c.gen));
                 stats::inc(&self.stats.get().global.turns_deferred);
-            }
-        }
-    }
-
-    /// Counts (and logs, gated) the cheap requests the connection refused for its rate.
-    fn count_refused_requests(&mut self, k: usize) {
-        let Some(c) = self.clients[k].as_mut() else {
-            return;
-        };
-        if !c.logged_in {
-            return;
-        }
-        let n = c.conn.refused_requests();
-        if n > c.refused_seen {
-            stats::add(
-                &self.stats.get().global.requests_rate_limited,
-                n - c.refused_seen,
-            );
-            c.refused_seen = n;
-            if let Some(skipped) = self.log_gate.allow("request rate", Instant::now()) {
-                info!(
-                    "conn {} from {}: {n} PING/STATS refused so far for the rate of {}/s{}",
-                    c.gen,
-                    c.peer,
-                    self.limits.request_rate,
-                    skipped_note(skipped)
-                );
             }
         }
     }
@@ -694,6 +663,24 @@ impl Conns {
                             c.closing = true;
                             (0, None)
                         }
+                        Event::RateLimited { id } => {
+                            // libnetproto answered it RATE_LIMITED already.
+                            stats::inc(&g.requests_rate_limited);
+                            if let Some(skipped) =
+                                self.log_gate.allow("request rate", Instant::now())
+                            {
+                                info!(
+                                    "conn {gen} from {}: PING/STATS {id} refused: over the rate of {}/s{}",
+                                    c.peer,
+                                    self.limits.request_rate,
+                                    skipped_note(skipped)
+                                );
+                            }
+                            (0, None)
+                        }
+                        // A chunk of an upload already refused: nothing to do but count it
+                        // against the batch, like every frame.
+                        Event::Discarded { .. } => (0, None),
                         _ => (0, None),
                     }
                 }

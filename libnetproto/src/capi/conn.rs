@@ -1007,36 +1007,6 @@ pub unsafe extern "C" fn np_conn_login_name(
     })
 }
 
-/// Writes to `*count` how many cheap requests (PING, STATS_REQUEST) a server connection has
-/// refused for its config's request rate (NP_BAD_STATE on a client connection). `*count` is
-/// written only on NP_OK.
-///
-/// # Safety
-/// `conn` NULL or live; `count` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn np_conn_refused_requests(
-    conn: *const np_conn,
-    count: *mut u64,
-) -> np_status {
-    guard(|| {
-        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
-        // rules); arg_ref rejects NULL.
-        let c = unsafe { arg_ref(conn) }?;
-        let n = match &c.inner {
-            AnyConn::Server(s) => s.refused_requests(),
-            AnyConn::Client(_) => {
-                return Err(fail(
-                    NP_BAD_STATE,
-                    "a server-only call on a client connection",
-                ))
-            }
-        };
-        // SAFETY: a non-NULL `count` is writable (the contract); write_out rejects NULL.
-        unsafe { write_out(count, n) }?;
-        Ok(NP_OK)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1076,7 +1046,6 @@ mod tests {
         let spec = std::ffi::CStr::from_bytes_with_nul(b"noop\0").unwrap();
         let text = std::ffi::CStr::from_bytes_with_nul(b"no\0").unwrap();
         let mut name = [0 as c_char; 16];
-        let mut refused = 99u64;
         // SAFETY: live config handles, writable out-pointers; every handle passed below was
         // created here and is freed once at the end.
         unsafe {
@@ -1102,11 +1071,9 @@ mod tests {
                 np_conn_user(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
                 np_conn_send_rate_limited(c, 0, 100, text.as_ptr()),
                 np_conn_login_name(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
-                np_conn_refused_requests(c, &mut refused),
             ];
             assert_eq!(client_only, [NP_BAD_STATE; 4]);
-            assert_eq!(server_only, [NP_BAD_STATE; 10]);
-            assert_eq!(refused, 99, "outputs are written only on success");
+            assert_eq!(server_only, [NP_BAD_STATE; 9]);
             // Nothing was queued or closed by the refused calls.
             assert_eq!((pending(s), pending(c)), (0, hello));
             assert!(!np_conn_is_closed(s) && !np_conn_is_closed(c));

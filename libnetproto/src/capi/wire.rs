@@ -114,6 +114,10 @@ pub enum np_event_kind {
     NP_EVENT_SHUTDOWN = 14,
     /// Either: the peer closed the session in order.
     NP_EVENT_BYE = 15,
+    /// Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.
+    NP_EVENT_RATE_LIMITED = 16,
+    /// Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
+    NP_EVENT_DISCARDED = 17,
 }
 
 /// Which of a connection's own timers `np_conn_handle_timeout` acted on. Stable

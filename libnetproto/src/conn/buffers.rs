@@ -40,6 +40,7 @@ impl<S: Side> Conn<S> {
     /// Moves unprocessed bytes to the front when that frees enough space to be worth a copy.
     pub(super) fn compact(&mut self) {
         self.current = None;
+        self.quiet = None;
         self.release();
         if self.rx_start == self.rx_end {
             self.rx_start = 0;

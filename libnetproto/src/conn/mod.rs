@@ -159,6 +159,14 @@ pub(crate) mod sealed {
 use sealed::Step;
 use stream::Stream;
 
+/// Why a frame's event is one with nothing for the caller to do (see `Event::RateLimited`,
+/// `Event::Discarded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    RateLimited,
+    Discarded,
+}
+
 /// Where the connection is: the side's own handshake sub-state lives in the side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -223,6 +231,8 @@ pub struct Conn<S> {
     bye_sent: bool,
     /// Header and offset of the frame behind the current event.
     current: Option<(Header, usize)>,
+    /// Set by `dispatch` when the current frame's event is a quiet one.
+    quiet: Option<Quiet>,
     clock: Clock,
 }
 
@@ -255,6 +265,7 @@ impl<S: Side> Conn<S> {
             error: None,
             bye_sent: false,
             current: None,
+            quiet: None,
             clock: Clock::new(now),
         }
     }
@@ -341,6 +352,7 @@ impl<S: Side> Conn<S> {
     /// `poll_event` so a caller can loop on reads without holding the event's borrow.
     pub fn advance(&mut self) -> Result<bool, Error> {
         self.current = None;
+        self.quiet = None;
         loop {
             if self.is_closed() {
                 return Ok(false);
@@ -486,7 +498,8 @@ impl<S: Side> Conn<S> {
             Opcode::Ping => {
                 message::check_ping(&self.rx[body.clone()])?;
                 if !S::admit_cheap(self, id) {
-                    return Ok(Step::Continue);
+                    self.quiet = Some(Quiet::RateLimited);
+                    return Ok(Step::Event);
                 }
                 let payload = self.rx[body].to_vec();
                 self.queue(Opcode::Pong, 0, id, &[&payload])?;

@@ -54,8 +54,6 @@ pub struct ServerSide {
     login_name: String,
     /// Cheap requests allowed now (the config's request rate).
     cheap: Option<TokenBucket>,
-    /// Cheap requests refused (or dropped) for the rate so far.
-    refused: u64,
 }
 
 impl Side for ServerSide {}
@@ -74,7 +72,6 @@ impl Conn<ServerSide> {
             idle_since: now,
             login_name: String::new(),
             cheap: None,
-            refused: 0,
         };
         Conn::blank(side, now)
     }
@@ -93,12 +90,6 @@ impl Conn<ServerSide> {
     /// (empty before LOGIN_START): what a caller counts failed logins by.
     pub fn login_name(&self) -> &str {
         &self.side.login_name
-    }
-
-    /// How many cheap requests (PING, STATS_REQUEST) this connection refused for the
-    /// config's request rate so far (answered ERROR RATE_LIMITED, or dropped for id 0).
-    pub fn refused_requests(&self) -> u64 {
-        self.side.refused
     }
 
     /// Refuses request `id` (0: the connection) with ERROR RATE_LIMITED, its text starting
@@ -341,11 +332,10 @@ impl Sealed for ServerSide {
             Opcode::JobData => c.stream_chunk(h, body),
             Opcode::StatsRequest => {
                 message::parse_empty(&c.rx[body])?;
-                if Self::admit_cheap(c, id) {
-                    Ok(Step::Event)
-                } else {
-                    Ok(Step::Continue)
+                if !Self::admit_cheap(c, id) {
+                    c.quiet = Some(super::Quiet::RateLimited);
                 }
+                Ok(Step::Event)
             }
             _ => Err(Conn::<Self>::unexpected(h)),
         }
@@ -429,7 +419,6 @@ impl Sealed for ServerSide {
         let Err(wait_ms) = bucket.take(rate.per_second, rate.burst, now) else {
             return true;
         };
-        c.side.refused += 1;
         // Id 0 is the connection's own (the heartbeat): an ERROR with it would end the
         // connection, so an over-rate PING 0 just goes unanswered.
         if id != 0 {
