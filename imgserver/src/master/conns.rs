@@ -592,7 +592,15 @@ impl Conns {
                     } else if e.is(netproto_sys::ffi::NP_AUTH_FAILED) {
                         stats::inc(&g.logins_failed);
                         let name = c.conn.login_name();
-                        info!("conn {gen} from {}: login failed", c.peer);
+                        // One line a second at most: a guessing flood spread over many
+                        // addresses must not flood the log either.
+                        if let Some(skipped) = self.log_gate.allow("login failed", Instant::now()) {
+                            info!(
+                                "conn {gen} from {}: login failed{}",
+                                c.peer,
+                                skipped_note(skipped)
+                            );
+                        }
                         let v = self.admission.login_failed(c.source, &name, Instant::now());
                         if let Verdict::Blocked { block, failures } = v {
                             blocked = Some((c.source, block, failures));
