@@ -86,10 +86,11 @@ fuzz:
 fuzz-build:
 	cd fuzz && $(CARGO) build --release --locked
 
-## soak: the long variants of the fault and hostile-peer tests (10 000 idle connections, a
-## 30 s bench with a worker killed every second, SIGTERM under load ten times)
-soak: build
-	IMGSERVER_SOAK=1 $(CARGO) test --release -p imgserver --test e2e_faults --test e2e_hostile -- --test-threads=1 --nocapture
+## soak: the long variants of the fault, hostile-peer and abuse tests (10 000 idle connections,
+## a 30 s bench with a worker killed every second, SIGTERM under load ten times, the floods of
+## e2e_abuse at their full sizes)
+soak: build failpoints
+	IMGSERVER_SOAK=1 $(CARGO) test --release -p imgserver --test e2e_faults --test e2e_hostile --test e2e_abuse -- --test-threads=1 --nocapture
 
 ## bench: own in-process vs sharp/pyvips/Pillow vs imgserver end to end, PING vs redis-benchmark;
 ## writes bench/RESULTS.md and bench/results.svg (~7 min plus build; installs sharp, pyvips and

@@ -338,7 +338,8 @@ impl Connector {
 
     /// The first connection of a run. Fails fast when nothing answers (a typo in the address
     /// should not cost the whole retry budget), but waits out a server that is up and says
-    /// "not now" (TOO_MANY_CONNECTIONS, SHUTTING_DOWN) like any later reconnect.
+    /// "not now" (TOO_MANY_CONNECTIONS, SHUTTING_DOWN, RATE_LIMITED after its retry-after)
+    /// like any later reconnect.
     pub fn connect_first(&self, stop: &AtomicBool) -> Result<Client, Failure> {
         let mut retry = Retry::new(self.retry_for);
         let mut jitter = Jitter::new();
@@ -348,7 +349,7 @@ impl Connector {
                 Err(e) => e,
             };
             let delay = if retry::server_said_later(&e) {
-                retry.next_delay(Instant::now(), jitter.unit())
+                retry.next_delay_after(Instant::now(), jitter.unit(), retry::server_hint(&e))
             } else {
                 None
             };
@@ -379,7 +380,8 @@ impl Connector {
             if !retry::np_retryable(&e) {
                 return Err(self.failure(&e));
             }
-            let Some(delay) = retry.next_delay(Instant::now(), jitter.unit()) else {
+            let hint = retry::server_hint(&e);
+            let Some(delay) = retry.next_delay_after(Instant::now(), jitter.unit(), hint) else {
                 let mut f = self.failure(&e);
                 f.why = format!("{} (gave up after {:?})", f.why, self.retry_for);
                 return Err(f);

@@ -137,7 +137,7 @@ pub fn kind_of_wire(code: u16) -> ExitKind {
             BadSpec | InputTooLarge | TooManyPixels | UnsupportedFormat | DecodeFailed
             | BadGeometry | EncodeFailed | PoisonInput | Timeout | WorkerCrashed | Internal,
         ) => ExitKind::Rejected,
-        Some(TooManyInFlight | ShuttingDown | TooManyConnections) => ExitKind::Busy,
+        Some(TooManyInFlight | ShuttingDown | TooManyConnections | RateLimited) => ExitKind::Busy,
         Some(IdleTimeout | SlowClient | HandshakeTimeout) => ExitKind::Connect,
         Some(
             Protocol | UnexpectedMessage | DuplicateRequest | UnknownRequest | LengthMismatch

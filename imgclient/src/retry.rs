@@ -1,6 +1,7 @@
 //! The one retry policy of imgclient: which failures are worth another try, how long to wait
-//! before it (exponential backoff with jitter, BUSY's retry-after), how long one outage may
-//! last, and how often one job may be tried. Connecting, the filter session and the load
+//! before it (exponential backoff with jitter, and never less than the server's retry-after:
+//! BUSY's, or RATE_LIMITED's), how long one outage may last, and how often one job may be
+//! tried. Connecting, the filter session and the load
 //! tester all decide here; none of them keeps a policy of its own.
 //!
 //! Trust boundary: the server's numbers (wire codes, retry-after) decide only delays and
@@ -51,6 +52,22 @@ pub fn np_retryable(e: &NpError) -> bool {
     }
 }
 
+/// The server's own "not before" for a refusal: BUSY's retry-after, or the delay a
+/// RATE_LIMITED ERROR carries (a connection refused for failed logins or for connecting too
+/// fast, a PING or STATS refused for the request rate). `None` for any other failure.
+pub fn server_hint(e: &NpError) -> Option<Duration> {
+    e.retry_after_ms()
+        .map(|ms| Duration::from_millis(ms as u64))
+}
+
+/// The delay a RATE_LIMITED ERROR event's text carries (for a refused request).
+pub fn hint_in_error(code: u16, message: &str) -> Option<Duration> {
+    (code == ErrorCode::RateLimited as u16)
+        .then(|| netproto_sys::error::retry_after_in_text(message))
+        .flatten()
+        .map(|ms| Duration::from_millis(ms as u64))
+}
+
 /// Whether a failed first connect means "the server is up and said not now"
 /// (TOO_MANY_CONNECTIONS, SHUTTING_DOWN, …), which is worth waiting out; anything else on the
 /// first connect (nothing listening, a typo in the address) fails fast.
@@ -92,14 +109,27 @@ impl Retry {
 
     /// The pause before the next attempt, or `None` when the outage has outlasted the budget.
     /// The last pause is cut short so that the final attempt happens at the deadline.
-    pub fn next_delay(&mut self, now: Instant, jitter: f64) -> Option<Duration> {
+    /// Never sooner than the server's `hint` (see [`server_hint`]), though: trying earlier
+    /// would only be refused again. When the hint reaches past the budget, the outage has
+    /// outlasted it: `None`.
+    pub fn next_delay_after(
+        &mut self,
+        now: Instant,
+        jitter: f64,
+        hint: Option<Duration>,
+    ) -> Option<Duration> {
         let since = *self.since.get_or_insert(now);
         let elapsed = now.saturating_duration_since(since);
         if elapsed >= self.budget {
             return None;
         }
-        let d = backoff_delay(self.attempt, BACKOFF_BASE, BACKOFF_CAP, jitter)
-            .min(self.budget - elapsed);
+        let left = self.budget - elapsed;
+        let d = backoff_delay(self.attempt, BACKOFF_BASE, BACKOFF_CAP, jitter).min(left);
+        let d = match hint {
+            Some(h) if h > left => return None,
+            Some(h) => d.max(h),
+            None => d,
+        };
         self.attempt += 1;
         Some(d)
     }
@@ -137,14 +167,21 @@ impl JobTries {
         self.count(now, Duration::ZERO)
     }
 
-    /// The server answered ERROR `code` for this job: retry after a growing pause if the code
-    /// is retryable and attempts are left.
-    pub fn after_error(&mut self, code: u16, now: Instant, jitter: f64) -> Next {
+    /// The server answered ERROR `code` for this job: retry after a growing pause (never
+    /// shorter than the server's `hint`, see [`hint_in_error`]) if the code is retryable and
+    /// attempts are left.
+    pub fn after_error(
+        &mut self,
+        code: u16,
+        hint: Option<Duration>,
+        now: Instant,
+        jitter: f64,
+    ) -> Next {
         if !wire_retryable(code) {
             return Next::GiveUp;
         }
         let d = backoff_delay(self.attempts, BACKOFF_BASE, BACKOFF_CAP, jitter);
-        self.count(now, d)
+        self.count(now, hint.map_or(d, |h| d.max(h)))
     }
 
     fn count(&mut self, now: Instant, delay: Duration) -> Next {
@@ -231,7 +268,7 @@ mod tests {
         for c in ErrorCode::ALL {
             assert_eq!(wire_retryable(c as u16), c.is_retryable(), "{c:?}");
         }
-        for code in [308, 400, 402, 403, 404, 405, 406] {
+        for code in [308, 400, 402, 403, 404, 405, 406, 407] {
             assert!(wire_retryable(code), "{code}");
         }
         for code in [100, 102, 200, 300, 304, 307, 500, 9999] {
@@ -295,7 +332,7 @@ mod tests {
         let mut r = Retry::new(Duration::from_secs(10));
         let mut now = t0;
         let mut delays = Vec::new();
-        while let Some(d) = r.next_delay(now, 1.0) {
+        while let Some(d) = r.next_delay_after(now, 1.0, None) {
             delays.push(d.as_millis());
             now += d;
         }
@@ -303,11 +340,17 @@ mod tests {
         assert_eq!(&delays[..6], &[100, 200, 400, 800, 1600, 3200]);
         assert_eq!(delays.iter().sum::<u128>(), 10_000);
         assert_eq!(now - t0, Duration::from_secs(10));
-        assert_eq!(r.next_delay(now, 1.0), None);
+        assert_eq!(r.next_delay_after(now, 1.0, None), None);
         r.reset();
-        assert_eq!(r.next_delay(now, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(
+            r.next_delay_after(now, 1.0, None),
+            Some(Duration::from_millis(100))
+        );
         // A zero budget allows no retry at all.
-        assert_eq!(Retry::new(Duration::ZERO).next_delay(t0, 0.5), None);
+        assert_eq!(
+            Retry::new(Duration::ZERO).next_delay_after(t0, 0.5, None),
+            None
+        );
     }
 
     #[test]
@@ -324,14 +367,61 @@ mod tests {
         let mut tries = JobTries::default();
         assert_eq!(tries.after_loss(t0), Next::ResendAt(t0));
         assert_eq!(
-            tries.after_error(400, t0, 1.0),
+            tries.after_error(400, None, t0, 1.0),
             Next::ResendAt(t0 + Duration::from_millis(200))
         );
         assert_eq!(tries.attempts, 2);
+        // A server's hint longer than the backoff is kept to.
+        assert_eq!(
+            tries.after_error(407, Some(Duration::from_secs(3)), t0, 1.0),
+            Next::ResendAt(t0 + Duration::from_secs(3))
+        );
         // A code that is not retryable gives up at once and counts nothing.
         let mut tries = JobTries::default();
-        assert_eq!(tries.after_error(304, t0, 0.5), Next::GiveUp);
+        assert_eq!(tries.after_error(304, None, t0, 0.5), Next::GiveUp);
         assert_eq!(tries.attempts, 0);
+    }
+
+    #[test]
+    fn a_rate_limited_refusal_is_retried_after_its_hint_within_the_budget() {
+        let t0 = Instant::now();
+        let refused = NpError {
+            status: ffi::NP_REMOTE_ERROR,
+            message: "server error RATE_LIMITED (407): retry-after-ms=1500; too fast".into(),
+            remote: Some(Remote {
+                code: 407,
+                retry_after_ms: 1500,
+            }),
+        };
+        assert!(np_retryable(&refused) && server_said_later(&refused));
+        assert_eq!(server_hint(&refused), Some(Duration::from_millis(1500)));
+        assert_eq!(server_hint(&remote(403)), None);
+        let mut r = Retry::new(Duration::from_secs(10));
+        // The first backoff would be 100 ms; the server said 1.5 s.
+        assert_eq!(
+            r.next_delay_after(t0, 1.0, server_hint(&refused)),
+            Some(Duration::from_millis(1500))
+        );
+        // A hint shorter than the backoff changes nothing.
+        assert_eq!(
+            r.next_delay_after(t0, 1.0, Some(Duration::from_millis(10))),
+            Some(Duration::from_millis(200))
+        );
+        // A hint past the budget: give up now rather than be refused again.
+        let later = t0 + Duration::from_secs(9);
+        assert_eq!(
+            r.next_delay_after(later, 1.0, Some(Duration::from_secs(2))),
+            None
+        );
+        assert_eq!(
+            hint_in_error(
+                407,
+                "retry-after-ms=250; more than 1000 PING/STATS per second"
+            ),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(hint_in_error(403, "retry-after-ms=250; x"), None);
+        assert_eq!(crate::exit::kind_of_wire(407), ExitKind::Busy);
     }
 
     #[test]

@@ -486,7 +486,8 @@ impl Session {
                     self.requeue(slot, now + retry::IN_FLIGHT_PAUSE);
                     return Ok(());
                 }
-                match slot.tries.after_error(code, now, self.jitter.unit()) {
+                let hint = retry::hint_in_error(code, &message);
+                match slot.tries.after_error(code, hint, now, self.jitter.unit()) {
                     Next::ResendAt(due) => {
                         log::info!("job {} failed ({message}); retrying", slot.job.index);
                         self.requeue(slot, due);

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users (password verifiers in STATE_DIR/users; the server never stores passwords).
     User {
         #[command(subcommand)]
@@ -130,6 +130,72 @@ pub struct ServeArgs {
     /// ring slot freed (0: never).
     #[arg(long, default_value_t = 15.0)]
     pub upload_timeout: f64,
+    /// Seconds a new connection has to send its HELLO, the first frame of the handshake; a
+    /// peer that connects and says nothing is cut sooner than by --handshake-timeout (0: no
+    /// separate limit).
+    #[arg(long, default_value_t = 3.0)]
+    pub hello_timeout: f64,
+    /// Bytes of unsent output (answers to PING, STATS and refusals; job results are bounded
+    /// by --max-in-flight instead) above which a connection is not read from until it drains
+    /// to half of it; one that takes none of it for --slow-client-timeout is closed (0: no
+    /// cap).
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
+    pub max_pending_output: usize,
+    /// Frames handled per connection per turn of the event loop; a burst beyond it waits for
+    /// the next turn, after every other ready connection (0: no limit).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_events_per_turn: usize,
+    /// Connections accepted per turn of the event loop; the rest of a flood of connects
+    /// waits in the backlog for the next turn (0: no limit).
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_accepts_per_turn: usize,
+    /// Connections that have not logged in yet, server-wide; more are refused with
+    /// TOO_MANY_CONNECTIONS (0: only --max-conns).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_unauth_conns: usize,
+    /// Connections that have not logged in yet, per source address (IPv6: per /64); more are
+    /// refused with TOO_MANY_CONNECTIONS (0: no limit).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_unauth_per_addr: u32,
+    /// New connections per second per source address, sustained; faster ones are refused
+    /// with RATE_LIMITED and a retry-after, before any key exchange (0: no limit).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub conn_rate_per_addr: u32,
+    /// New connections per source address at once, after a quiet spell (the bucket behind
+    /// --conn-rate-per-addr).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub conn_burst_per_addr: u32,
+    /// Failed logins from one source address (within --login-fail-window) after which it is
+    /// refused with RATE_LIMITED, before any key exchange, for --login-block (0: never).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub login_fail_limit: u32,
+    /// Failed logins for one user name, from any address, after which every address that
+    /// fails a login for that name is blocked at once (0: never).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub login_fail_limit_user: u32,
+    /// Seconds of the first block for failed logins; each further block of the same address
+    /// within the window doubles, up to --login-block-max.
+    #[arg(long, default_value_t = 1.0)]
+    pub login_block: f64,
+    /// Seconds of the longest block for failed logins.
+    #[arg(long, default_value_t = 300.0)]
+    pub login_block_max: f64,
+    /// Seconds without a failed login after which an address's (or a name's) failures and
+    /// doubled blocks are forgotten.
+    #[arg(long, default_value_t = 600.0)]
+    pub login_fail_window: f64,
+    /// Source addresses, and user names, remembered at once for the limits above; the least
+    /// recently used is forgotten to make room.
+    #[arg(long, default_value_t = 16_384, value_name = "N")]
+    pub max_tracked_addrs: usize,
+    /// Cheap requests (PING, STATS) per second per connection, sustained; more are refused
+    /// with RATE_LIMITED and a retry-after, the connection stays (0: no limit).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub request_rate: u32,
+    /// Cheap requests per connection at once, after a quiet spell (the bucket behind
+    /// --request-rate).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub request_burst: u32,
     /// Address-space limit per worker in MiB (0: none); a decoder exceeding it fails its job.
     #[arg(long, default_value_t = 4096)]
     pub worker_mem_mb: u64,

@@ -28,7 +28,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::User { command, state_dir }) => {
             report(users::run(&command, &state::resolve(state_dir.as_deref())))
         }

@@ -257,7 +257,9 @@ fn hostile_frames_get_their_documented_reaction() {
 fn hostile_peers_do_not_hurt_a_legitimate_client() {
     raise_fd_limit();
     let hs = if soak() { "15" } else { "6" };
-    // Room for all of them: this test is about timeouts, not the connection limit.
+    // Room for all of them: this test is about timeouts, not the connection limits (the
+    // per-address and pre-login limits have their own tests, in e2e_abuse), and about the
+    // handshake timeout, not the shorter one for a HELLO.
     let srv = Server::start(
         "peers",
         &[
@@ -265,8 +267,16 @@ fn hostile_peers_do_not_hurt_a_legitimate_client() {
             "2",
             "--handshake-timeout",
             hs,
+            "--hello-timeout",
+            "0",
             "--max-conns",
             "20000",
+            "--max-unauth-conns",
+            "0",
+            "--max-unauth-per-addr",
+            "0",
+            "--conn-rate-per-addr",
+            "0",
         ],
     );
     let images = small_images("peers-img");

@@ -252,7 +252,8 @@ fn too_many_connections_are_refused_cleanly() {
 
 #[test]
 fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
-    let srv = Server::start("nosock", &["--workers", "2"]);
+    // The connection left in its handshake must outlive the worker replacements.
+    let srv = Server::start("nosock", &["--workers", "2", "--hello-timeout", "0"]);
     // Clients connected and logged in, and one connection still in its handshake, all before
     // the workers are replaced: their sockets exist in the master when the replacements are
     // started, which is when a leak would happen.

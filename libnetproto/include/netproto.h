@@ -150,6 +150,11 @@
 #define NP_ERROR_HANDSHAKE_TIMEOUT 406
 
 /**
+ * Wire error code RATE_LIMITED (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_RATE_LIMITED 407
+
+/**
  * Wire error code INTERNAL (see docs/PROTOCOL.md, "Error codes").
  */
 #define NP_ERROR_INTERNAL 500
@@ -223,6 +228,13 @@
  * (MALFORMED). A client that stops sending after a refusal is never affected.
  */
 #define NP_MAX_REFUSED_STREAMS 64
+
+/**
+ * Most unprocessed bytes a connection buffers until login completes: one maximal
+ * pre-login frame and most of the next, so a peer that has not logged in holds at
+ * most this much of the receiver's memory.
+ */
+#define NP_MAX_PRE_LOGIN_INPUT 4096
 
 /**
  * Smallest PBKDF2 iteration count a client accepts in a login challenge.
@@ -307,6 +319,14 @@ enum np_event_kind
    * Either: the peer closed the session in order.
    */
   NP_EVENT_BYE = 15,
+  /**
+   * Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.
+   */
+  NP_EVENT_RATE_LIMITED = 16,
+  /**
+   * Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
+   */
+  NP_EVENT_DISCARDED = 17,
 };
 #ifndef __cplusplus
 typedef uint32_t np_event_kind;
@@ -661,8 +681,9 @@ np_status np_last_error(char *out, size_t cap, size_t *len);
 uint16_t np_last_error_code(void);
 
 /**
- * The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY;
- * 0 otherwise.
+ * The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY,
+ * or NP_REMOTE_ERROR with a RATE_LIMITED text that carries one (`retry-after-ms=N;`); 0
+ * otherwise.
  */
 uint32_t np_last_error_retry_after_ms(void);
 
@@ -744,6 +765,17 @@ const char *np_error_code_name(uint16_t code);
  * TIMEOUT: true); false for an unknown code.
  */
 bool np_error_code_is_retryable(uint16_t code);
+
+/**
+ * The retry-after delay an ERROR text carries: a RATE_LIMITED text starts with
+ * `retry-after-ms=N;` (PROTOCOL §11), for an ERROR event's `text`/`text_len`. Writes N to
+ * `*retry_after_ms` and answers NP_OK; NP_INVALID_ARGUMENT (nothing written) when the text
+ * carries no delay.
+ *
+ * # Safety
+ * `text` valid for `text_len` bytes (anything when 0); `retry_after_ms` NULL or writable.
+ */
+np_status np_error_text_retry_after(const uint8_t *text, size_t text_len, uint32_t *retry_after_ms);
 
 /**
  * Connects to `addr` ("host:port"), runs the handshake, checks the server key against the
@@ -933,6 +965,31 @@ np_status np_server_config_set_frame_timeout(np_server_config *cfg, uint32_t fra
 np_status np_client_config_set_timers(np_client_config *cfg,
                                       uint32_t heartbeat_ms,
                                       uint32_t dead_after_ms);
+
+/**
+ * Sets the HELLO timeout of server connections in milliseconds: a connection whose HELLO
+ * has not arrived this long after its creation gets ERROR HANDSHAKE_TIMEOUT and is closed,
+ * as with the handshake timeout (0, the default, turns it off). Only before the config is
+ * shared by a connection: afterwards NP_BAD_STATE.
+ *
+ * # Safety
+ * `cfg` a live handle.
+ */
+np_status np_server_config_set_hello_timeout(np_server_config *cfg, uint32_t hello_ms);
+
+/**
+ * Limits each server connection's cheap requests (PING, STATS_REQUEST) to a token bucket of
+ * `burst` refilled at `per_second`; one over it is answered ERROR RATE_LIMITED with a
+ * retry-after (an over-rate PING with request id 0 gets no answer). 0 for either turns the
+ * limit off (the default). Only before the config is shared by a connection: afterwards
+ * NP_BAD_STATE.
+ *
+ * # Safety
+ * `cfg` a live handle.
+ */
+np_status np_server_config_set_request_rate(np_server_config *cfg,
+                                            uint32_t per_second,
+                                            uint32_t burst);
 
 /**
  * CLOCK_MONOTONIC in microseconds: a valid `now_us` for every call that takes one. A caller
@@ -1247,6 +1304,30 @@ np_status np_stats_next(const uint8_t *body,
                         char *name,
                         size_t cap,
                         uint64_t *value);
+
+/**
+ * Server only (a client handle gets NP_BAD_STATE): refuses request `id` (0: the whole
+ * connection) with ERROR RATE_LIMITED, whose text is `retry-after-ms=N; ` followed by
+ * `text`. Allowed before the handshake, so a server can turn a connection away right after
+ * accept, before any key exchange.
+ *
+ * # Safety
+ * `conn` NULL or live; `text` NULL or NUL-terminated.
+ */
+np_status np_conn_send_rate_limited(np_conn *conn,
+                                    uint64_t id,
+                                    uint32_t retry_after_ms,
+                                    const char *text);
+
+/**
+ * Copies the user name a server connection's peer gave in LOGIN_START (NUL-terminated,
+ * empty before it) into `out`, whether or not the login succeeded: what a server counts
+ * failed logins by (NP_BAD_STATE on a client connection).
+ *
+ * # Safety
+ * `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+ */
+np_status np_conn_login_name(const np_conn *conn, char *out, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 } // extern "C"

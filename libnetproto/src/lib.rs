@@ -88,8 +88,8 @@ mod protocol_vectors;
 pub mod capi;
 
 pub use conn::{
-    ClientConfig, ClientConn, ClientTimers, Event, ServerConfig, ServerConn, ServerTimeouts,
-    TimerKind, Timestamp,
+    ClientConfig, ClientConn, ClientTimers, Event, RequestRate, ServerConfig, ServerConn,
+    ServerTimeouts, TimerKind, Timestamp,
 };
 pub use error::Error;
 pub use frame::{Decoded, Frame, Header};

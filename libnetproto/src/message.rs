@@ -293,6 +293,26 @@ pub fn parse_error(body: &[u8]) -> Result<(u16, &str), Error> {
     Ok((code, text))
 }
 
+/// The stable prefix of a RATE_LIMITED text: `retry-after-ms=N;` then the human part.
+const RETRY_AFTER_PREFIX: &str = "retry-after-ms=";
+
+/// The text of a RATE_LIMITED ERROR: `retry-after-ms=N; why`. The only ERROR text with a
+/// machine-read part (PROTOCOL §11); everything after the `;` is for people.
+pub fn rate_limited_text(retry_after_ms: u32, why: &str) -> String {
+    format!("{RETRY_AFTER_PREFIX}{retry_after_ms}; {why}")
+}
+
+/// The retry-after delay a RATE_LIMITED text carries, `None` when the text does not start
+/// with `retry-after-ms=N;` (any other code's text, or an older peer's).
+pub fn retry_after_in_text(text: &str) -> Option<u32> {
+    let rest = text.strip_prefix(RETRY_AFTER_PREFIX)?;
+    let (n, _) = rest.split_once(';')?;
+    if n.is_empty() || n.len() > 10 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -366,4 +386,42 @@ pub fn parse_stats(body: &[u8]) -> Result<Vec<(String, u64)>, Error> {
     }
     r.finish()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limited_text_carries_its_delay_and_nothing_else_does() {
+        let t = rate_limited_text(1500, "too many failed logins from this address");
+        assert_eq!(
+            t,
+            "retry-after-ms=1500; too many failed logins from this address"
+        );
+        assert_eq!(retry_after_in_text(&t), Some(1500));
+        assert_eq!(retry_after_in_text("retry-after-ms=0;"), Some(0));
+        assert_eq!(
+            retry_after_in_text(&rate_limited_text(u32::MAX, "")),
+            Some(u32::MAX)
+        );
+        for other in [
+            "",
+            "server is at its limit of 10 connections",
+            "retry-after-ms=;",
+            "retry-after-ms=12",
+            "retry-after-ms=-1; x",
+            "retry-after-ms=1 2; x",
+            "retry-after-ms=99999999999; x",
+            " retry-after-ms=5; x",
+        ] {
+            assert_eq!(retry_after_in_text(other), None, "{other:?}");
+        }
+        // The prefix survives the sender's truncation to MAX_ERROR_TEXT.
+        let long = rate_limited_text(7, &"x".repeat(4000));
+        let mut body = Vec::new();
+        encode_error(407, &long, &mut body);
+        let (_, text) = parse_error(&body).unwrap();
+        assert_eq!(retry_after_in_text(text), Some(7));
+    }
 }

@@ -116,6 +116,10 @@ wire_table! {
         /// Handshake and login did not complete in time (for example on a loaded server).
         /// Retryable on a new connection, as above.
         HandshakeTimeout = 406, "HANDSHAKE_TIMEOUT", retryable: true, reserved: false;
+        /// Too many connections, failed logins or cheap requests (PING, STATS) from this
+        /// address or on this connection. The text starts with `retry-after-ms=N;`: retry no
+        /// sooner than N milliseconds (the one ERROR text with a stable, machine-read part).
+        RateLimited = 407, "RATE_LIMITED", retryable: true, reserved: false;
         /// The server failed.
         Internal = 500, "INTERNAL", retryable: false, reserved: false;
     }
@@ -177,6 +181,8 @@ wire_table! {
         NP_EVENT_STATS = 13, "Client: counters; walk `data` with `np_stats_next`.";
         NP_EVENT_SHUTDOWN = 14, "Client: the server is stopping; `code` = grace period in milliseconds.";
         NP_EVENT_BYE = 15, "Either: the peer closed the session in order.";
+        NP_EVENT_RATE_LIMITED = 16, "Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.";
+        NP_EVENT_DISCARDED = 17, "Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.";
     }
 
     // Which of a connection's own timers `np_conn_handle_timeout` acted on: name = number,
@@ -225,6 +231,10 @@ wire_table! {
         /// the oldest refused upload is forgotten, and a further chunk for it is fatal
         /// (MALFORMED). A client that stops sending after a refusal is never affected.
         MAX_REFUSED_STREAMS: usize = 64;
+        /// Most unprocessed bytes a connection buffers until login completes: one maximal
+        /// pre-login frame and most of the next, so a peer that has not logged in holds at
+        /// most this much of the receiver's memory.
+        MAX_PRE_LOGIN_INPUT: usize = 4096;
         /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
         MIN_PBKDF2_ITERATIONS: u32 = 4096;
         /// Largest PBKDF2 iteration count a client accepts (bounds a hostile server's CPU cost).

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netproto::conn::{
-    ClientConfig, ClientConn, ClientTimers, Conn, Event, ServerConfig, ServerConn, ServerTimeouts,
-    Side, TimerKind, Timestamp,
+    ClientConfig, ClientConn, ClientTimers, Conn, Event, RequestRate, ServerConfig, ServerConn,
+    ServerTimeouts, Side, TimerKind, Timestamp,
 };
 use netproto::keys::{KnownServers, ServerKey, Trust};
 use netproto::limits::HEADER_LEN;
@@ -473,7 +473,15 @@ fn rejected_upload_is_drained_silently() {
     c.send_job_data(1, &[0; 10], true).unwrap();
     c.send_ping(2, b"").unwrap();
     pump(&mut c, &mut s);
-    // The rest of job 1 produces no event; the ping behind it does.
+    // The rest of job 1 is dropped, reported as such (one event a frame); then the ping.
+    assert_eq!(
+        s.poll_event().unwrap(),
+        Some(Event::Discarded {
+            request_id: 1,
+            len: 10,
+            last: true
+        })
+    );
     assert!(matches!(
         s.poll_event().unwrap(),
         Some(Event::Ping { request_id: 2, .. })
@@ -499,6 +507,10 @@ fn refused_uploads_left_open_are_bounded_and_the_oldest_forgotten() {
     c.send_job_data(cap + 100, b"12345", true).unwrap();
     c.send_ping(9999, b"").unwrap();
     pump(&mut c, &mut s);
+    assert!(matches!(
+        s.poll_event().unwrap(),
+        Some(Event::Discarded { .. })
+    ));
     assert!(matches!(
         s.poll_event().unwrap(),
         Some(Event::Ping {
@@ -983,6 +995,7 @@ fn poll_timeout_is_always_the_earliest_pending_deadline() {
 fn timers_set_to_none_or_zero_never_fire() {
     let off = ServerTimeouts {
         handshake: None,
+        hello: Some(Duration::ZERO),
         idle: Some(Duration::ZERO),
         slow_peer: None,
         frame: Some(Duration::ZERO),
@@ -1058,4 +1071,208 @@ fn framing_failures_are_told_apart_by_wire_code() {
     s.feed(&bad, T0);
     assert!(matches!(s.poll_event(), Err(Error::UnknownOpcode(0x7777))));
     assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::Protocol as u16);
+}
+
+// ----- before login costs almost nothing; cheap requests have a rate -----
+
+/// A frame header with a correct CRC declaring `len` body bytes.
+fn raw_header(len: u32, opcode: netproto::Opcode, flags: u8) -> Vec<u8> {
+    let mut h = vec![b'N', b'P', 1, flags];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&(opcode as u16).to_be_bytes());
+    h.extend_from_slice(&[0; 10]);
+    let crc = crc32c_of(&h);
+    h.extend_from_slice(&crc.to_be_bytes());
+    h
+}
+
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    // CRC-32C (Castagnoli), bitwise: test code, a few bytes.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn the_pre_key_body_limit_holds_until_login_completes() {
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    pump(&mut c, &mut s); // HELLO
+    drain(&mut s).unwrap();
+    pump(&mut s, &mut c); // HELLO_REPLY: the server has keys now, but nobody logged in
+    assert!(matches!(c.poll_event(), Ok(Some(Event::ServerKey { .. }))));
+    // An encrypted frame declaring 10 000 bytes is refused from its header alone.
+    let h = raw_header(10_000, netproto::Opcode::LoginStart, 0x02);
+    s.feed(&h, T0);
+    assert!(matches!(
+        s.poll_event(),
+        Err(Error::FrameTooLarge { len: 10_000, .. })
+    ));
+    // Once logged in, the full limit applies.
+    let (mut c, mut s) = logged_in();
+    let img = vec![7u8; 60_000];
+    c.send_job(1, "noop", img.len() as u64, &img, true).unwrap();
+    pump(&mut c, &mut s);
+    assert!(matches!(s.poll_event(), Ok(Some(Event::JobSubmit { .. }))));
+}
+
+#[test]
+fn a_peer_that_has_not_logged_in_is_buffered_at_most_4_kib() {
+    let (_c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    let junk = vec![0u8; 1 << 20];
+    assert_eq!(s.feed(&junk, T0), netproto::limits::MAX_PRE_LOGIN_INPUT);
+    assert!(s.buffer_capacity() <= 4096 + 64, "{}", s.buffer_capacity());
+    // After HELLO too (the keys exist, login does not).
+    let (mut c2, mut s2) = pair_with("alice", b"correct horse", server_config(9));
+    pump(&mut c2, &mut s2);
+    drain(&mut s2).unwrap();
+    assert!(s2.feed(&junk, T0) <= netproto::limits::MAX_PRE_LOGIN_INPUT);
+    assert!(s2.buffer_capacity() <= 2 * 4096, "{}", s2.buffer_capacity());
+    // A logged-in connection may buffer two whole frames.
+    let (_c, mut s) = logged_in();
+    assert_eq!(
+        s.feed(&junk, T0),
+        netproto::limits::MAX_BUFFERED_INPUT,
+        "the logged-in limit"
+    );
+}
+
+#[test]
+fn the_name_of_a_failed_login_stays_for_the_caller() {
+    let (mut c, mut s) = pair_with("mallory", b"guess", server_config(9));
+    assert_eq!(s.login_name(), "");
+    assert!(matches!(login(&mut c, &mut s), Err(Error::AuthFailed)));
+    assert_eq!(s.login_name(), "mallory");
+    assert_eq!(s.user(), "", "nobody logged in");
+}
+
+#[test]
+fn a_connection_refused_before_the_handshake_learns_when_to_come_back() {
+    let (mut c, mut s) = pair_with("alice", b"correct horse", server_config(9));
+    s.send_rate_limited(0, 4000, "too many failed logins from 127.0.0.2")
+        .unwrap();
+    let (code, text) = clear_error(s.pending_output());
+    assert_eq!(code, ErrorCode::RateLimited as u16);
+    assert_eq!(
+        text,
+        "retry-after-ms=4000; too many failed logins from 127.0.0.2"
+    );
+    assert_eq!(netproto::message::retry_after_in_text(&text), Some(4000));
+    pump(&mut s, &mut c);
+    assert!(matches!(
+        c.poll_event(),
+        Ok(Some(Event::Error { code: 407, .. }))
+    ));
+    assert!(matches!(c.error(), Some(Error::Remote { code: 407, .. })));
+    assert!(ErrorCode::RateLimited.is_retryable());
+}
+
+#[test]
+fn a_silent_peer_is_cut_by_the_hello_timeout_and_a_talking_one_is_not() {
+    let timeouts = ServerTimeouts {
+        hello: Some(secs(3)),
+        ..ServerTimeouts::default()
+    };
+    let mut cfg = ServerConfig::new(ServerKey::from_secret([9; 32]), PARAMS);
+    cfg.set_timeouts(timeouts);
+    let cfg = Arc::new(cfg);
+    let mut silent = ServerConn::new(cfg.clone(), [2; 32], T0);
+    assert_eq!(silent.poll_timeout(), Some(at(secs(3))));
+    assert_eq!(silent.handle_timeout(at(secs(3)) - US), None);
+    assert_eq!(
+        silent.handle_timeout(at(secs(3))),
+        Some(TimerKind::Handshake)
+    );
+    let (code, text) = clear_error(silent.pending_output());
+    assert_eq!(code, ErrorCode::HandshakeTimeout as u16);
+    assert_eq!(text, "HELLO must arrive within 3 s");
+    assert_eq!(silent.error(), Some(&Error::Timeout("hello")));
+    // HELLO in time: only the handshake deadline (10 s) remains.
+    let (mut c, mut s) = pair_with("alice", b"correct horse", cfg);
+    pump_at(&mut c, &mut s, at(secs(2)));
+    drain(&mut s).unwrap();
+    assert_eq!(s.poll_timeout(), Some(at(secs(10))));
+    assert_eq!(s.handle_timeout(at(secs(5))), None);
+}
+
+/// A logged-in pair whose server allows `burst` cheap requests, `per_second` after.
+fn logged_in_with_rate(per_second: u32, burst: u32) -> (ClientConn, ServerConn) {
+    let mut cfg = ServerConfig::new(ServerKey::from_secret([9; 32]), PARAMS);
+    cfg.add_user(
+        "alice",
+        Verifier::create(b"correct horse", &[7u8; 16], 4096).unwrap(),
+    )
+    .unwrap();
+    cfg.set_request_rate(Some(RequestRate { per_second, burst }));
+    let (mut c, mut s) = pair_with("alice", b"correct horse", Arc::new(cfg));
+    login(&mut c, &mut s).unwrap();
+    (c, s)
+}
+
+#[test]
+fn cheap_requests_over_the_rate_are_refused_typed_and_the_connection_stays() {
+    let (mut c, mut s) = logged_in_with_rate(10, 3);
+    for id in 1..=5u64 {
+        c.send_ping(id, b"p").unwrap();
+    }
+    c.send_stats_request(6).unwrap();
+    c.send_ping(0, b"heartbeat").unwrap();
+    pump_at(&mut c, &mut s, at(secs(1)));
+    // Three PINGs within the burst are reported (their PONGs queued); the rest are reported
+    // as refused, one event a frame, with nothing left to answer.
+    let evs = drain(&mut s).unwrap();
+    assert_eq!(
+        evs,
+        [
+            "Ping { request_id: 1, payload: [112] }",
+            "Ping { request_id: 2, payload: [112] }",
+            "Ping { request_id: 3, payload: [112] }",
+            "RateLimited { request_id: 4 }",
+            "RateLimited { request_id: 5 }",
+            "RateLimited { request_id: 6 }",
+            "RateLimited { request_id: 0 }",
+        ]
+    );
+    pump_at(&mut s, &mut c, at(secs(1)));
+    let mut pongs = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(ev) = c.poll_event().unwrap() {
+        match ev {
+            Event::Pong { request_id, .. } => pongs.push(request_id),
+            Event::Error {
+                request_id,
+                code,
+                message,
+            } => {
+                assert_eq!(code, ErrorCode::RateLimited as u16);
+                // One token every 100 ms at 10 per second.
+                assert_eq!(
+                    netproto::message::retry_after_in_text(message),
+                    Some(100),
+                    "{message}"
+                );
+                refused.push(request_id);
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(pongs, [1, 2, 3]);
+    // The heartbeat's PING 0 goes unanswered rather than getting an ERROR for the connection.
+    assert_eq!(refused, [4, 5, 6]);
+    assert!(s.is_ready() && c.is_ready());
+    // A tenth of a second later one more is allowed.
+    c.send_stats_request(7).unwrap();
+    pump_at(&mut c, &mut s, at(secs(1) + Duration::from_millis(100)));
+    assert_eq!(
+        drain(&mut s).unwrap(),
+        vec!["StatsRequest { request_id: 7 }".to_string()]
+    );
 }

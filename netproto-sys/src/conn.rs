@@ -142,6 +142,24 @@ impl ServerConfig {
         // SAFETY: as in `set_timeouts`: a live handle, used by this call only.
         check(unsafe { ffi::np_server_config_set_frame_timeout(self.raw, ms_or_off(frame)) })
     }
+
+    /// Sets the HELLO timeout of connections made from this config: one whose HELLO has not
+    /// arrived this long after accept is cut with ERROR HANDSHAKE_TIMEOUT (`None`: off, the
+    /// library's default). Before any connection is made: afterwards an error.
+    pub fn set_hello_timeout(&mut self, hello: Option<Duration>) -> Result<()> {
+        // SAFETY: `self.raw` is a live config handle (ServerConfig's invariant) and `&mut self`
+        // makes this the only call on it; the library itself refuses (NP_BAD_STATE) once
+        // connections share it.
+        check(unsafe { ffi::np_server_config_set_hello_timeout(self.raw, ms_or_off(hello)) })
+    }
+
+    /// Limits each connection's cheap requests (PING, STATS_REQUEST) to `burst` at once and
+    /// `per_second` sustained; over it they are refused with ERROR RATE_LIMITED (0 for either:
+    /// no limit, the library's default). Before any connection is made: afterwards an error.
+    pub fn set_request_rate(&mut self, per_second: u32, burst: u32) -> Result<()> {
+        // SAFETY: as for set_hello_timeout: a live handle, this the only call on it.
+        check(unsafe { ffi::np_server_config_set_request_rate(self.raw, per_second, burst) })
+    }
 }
 
 impl ClientConfig {
@@ -475,6 +493,23 @@ impl ServerConn {
         // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
         // call on it; `t` is a NUL-terminated CString alive for the call.
         check(unsafe { ffi::np_conn_reject_request(self.0.raw, id, code as u16, t.as_ptr()) })
+    }
+
+    /// Refuses request `id` (0: the connection, also before the handshake) with ERROR
+    /// RATE_LIMITED; the peer reads `retry_after_ms` from its text (`retry-after-ms=N; why`).
+    pub fn send_rate_limited(&mut self, id: u64, retry_after_ms: u32, why: &str) -> Result<()> {
+        let t = cstring(&why.replace('\0', " "))?;
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `t` is a NUL-terminated CString alive for the call.
+        check(unsafe { ffi::np_conn_send_rate_limited(self.0.raw, id, retry_after_ms, t.as_ptr()) })
+    }
+
+    /// The user name the peer gave in LOGIN_START, also after a failed login (empty before).
+    pub fn login_name(&self) -> String {
+        // SAFETY: `self.0.raw` is live and only read (`const np_conn *`); `o`/`c`/`l` are
+        // text_out's writable buffer, its capacity and a writable length.
+        crate::text_out(|o, c, l| unsafe { ffi::np_conn_login_name(self.0.raw, o, c, l) })
+            .unwrap_or_default()
     }
 
     pub fn send_busy(&mut self, id: u64, retry_after_ms: u32) -> Result<()> {

@@ -23,7 +23,8 @@ pub struct NpError {
 pub struct Remote {
     /// The wire error code of the peer's ERROR frame; 0 for BUSY, which carries none.
     pub code: u16,
-    /// BUSY's retry-after delay in milliseconds; 0 for an ERROR frame.
+    /// BUSY's retry-after delay in milliseconds, or the one a RATE_LIMITED ERROR's text
+    /// carries; 0 for any other ERROR frame.
     pub retry_after_ms: u32,
 }
 
@@ -82,12 +83,14 @@ impl NpError {
         self.remote.map(|r| r.code).filter(|&c| c != 0)
     }
 
-    /// The retry-after delay of a BUSY refusal (NP_BUSY); `None` for any other failure.
+    /// The retry-after delay of a BUSY refusal (NP_BUSY), or of an ERROR whose text carries
+    /// one (NP_REMOTE_ERROR with RATE_LIMITED); `None` for any other failure.
     pub fn retry_after_ms(&self) -> Option<u32> {
-        (self.status == ffi::NP_BUSY)
-            .then_some(self.remote)
-            .flatten()
-            .map(|r| r.retry_after_ms)
+        match (self.status, self.remote) {
+            (ffi::NP_BUSY, Some(r)) => Some(r.retry_after_ms),
+            (ffi::NP_REMOTE_ERROR, Some(r)) if r.retry_after_ms > 0 => Some(r.retry_after_ms),
+            _ => None,
+        }
     }
 
     pub fn is(&self, status: ffi::np_status) -> bool {
@@ -129,4 +132,14 @@ pub fn code_name(code: u16) -> Option<&'static str> {
         // SAFETY: non-NULL static string.
         unsafe { CStr::from_ptr(p) }.to_str().ok()
     }
+}
+
+/// The retry-after delay an ERROR event's text carries (RATE_LIMITED: `retry-after-ms=N;`),
+/// as the library reads it; `None` for any other text.
+pub fn retry_after_in_text(text: &str) -> Option<u32> {
+    let mut ms = 0u32;
+    // SAFETY: `text` is a borrowed slice valid for its length during the call; `ms` is a
+    // writable local, written only on NP_OK.
+    let s = unsafe { ffi::np_error_text_retry_after(text.as_ptr(), text.len(), &mut ms) };
+    (s == ffi::NP_OK).then_some(ms)
 }

@@ -65,6 +65,16 @@ pub enum Event<'a> {
         grace_ms: u32,
     },
     Bye,
+    /// Server: a PING or STATS over the request rate, already answered RATE_LIMITED.
+    RateLimited {
+        id: u64,
+    },
+    /// A chunk of a refused stream, dropped.
+    Discarded {
+        id: u64,
+        len: usize,
+        last: bool,
+    },
 }
 
 /// # Safety
@@ -132,6 +142,12 @@ impl<'a> Event<'a> {
             ffi::NP_EVENT_STATS_REQUEST => Event::StatsRequest { id },
             ffi::NP_EVENT_STATS => Event::Stats { id, body: data },
             ffi::NP_EVENT_SHUTDOWN => Event::Shutdown { grace_ms: e.code },
+            ffi::NP_EVENT_RATE_LIMITED => Event::RateLimited { id },
+            ffi::NP_EVENT_DISCARDED => Event::Discarded {
+                id,
+                len: e.data_len,
+                last: e.last,
+            },
             _ => Event::Bye,
         }
     }

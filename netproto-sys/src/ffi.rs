@@ -198,6 +198,11 @@ extern "C" {
     pub fn np_verifier_check(text: *const c_char) -> np_status;
     pub fn np_error_code_name(code: u16) -> *const c_char;
     pub fn np_error_code_is_retryable(code: u16) -> bool;
+    pub fn np_error_text_retry_after(
+        text: *const u8,
+        text_len: usize,
+        retry_after_ms: *mut u32,
+    ) -> np_status;
 
     pub fn np_client_config_new(
         user: *const c_char,
@@ -233,6 +238,15 @@ extern "C" {
         cfg: *mut np_client_config,
         heartbeat_ms: u32,
         dead_after_ms: u32,
+    ) -> np_status;
+    pub fn np_server_config_set_hello_timeout(
+        cfg: *mut np_server_config,
+        hello_ms: u32,
+    ) -> np_status;
+    pub fn np_server_config_set_request_rate(
+        cfg: *mut np_server_config,
+        per_second: u32,
+        burst: u32,
     ) -> np_status;
 
     pub fn np_clock_now_us() -> u64;
@@ -350,6 +364,18 @@ extern "C" {
         len: usize,
     ) -> np_status;
     pub fn np_conn_send_bye(conn: *mut np_conn) -> np_status;
+    pub fn np_conn_send_rate_limited(
+        conn: *mut np_conn,
+        id: u64,
+        retry_after_ms: u32,
+        text: *const c_char,
+    ) -> np_status;
+    pub fn np_conn_login_name(
+        conn: *const np_conn,
+        out: *mut c_char,
+        cap: usize,
+        len: *mut usize,
+    ) -> np_status;
     pub fn np_stats_next(
         body: *const u8,
         len: usize,

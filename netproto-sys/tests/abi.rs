@@ -176,3 +176,17 @@ fn a_refusal_carries_the_wire_code_as_a_number_and_the_same_text() {
     assert!(e.message.contains("TOO_MANY_CONNECTIONS (403)"), "{e}");
     assert!(ErrorCode::from_u16(403).is_some_and(|c| c.is_retryable()));
 }
+
+#[test]
+fn rate_limited_is_a_retryable_4xx_code_whose_text_carries_its_delay() {
+    let c = ErrorCode::RateLimited;
+    assert_eq!(
+        (c as u16, c.name(), c.is_retryable()),
+        (407, "RATE_LIMITED", true)
+    );
+    assert!(netproto_sys::error::code_is_retryable(407));
+    let text = "retry-after-ms=1250; too many failed logins from this address";
+    assert_eq!(netproto_sys::error::retry_after_in_text(text), Some(1250));
+    assert_eq!(netproto_sys::error::retry_after_in_text("full"), None);
+    assert_eq!(netproto_sys::error::retry_after_in_text(""), None);
+}

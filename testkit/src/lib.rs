@@ -14,6 +14,7 @@
 pub mod client;
 pub mod images;
 pub mod imgclient;
+pub mod peer;
 pub mod procs;
 pub mod report;
 pub mod server;
@@ -25,9 +26,11 @@ pub use client::{
 pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;
+pub use peer::{connect_from, login_from, loopback, Login};
 pub use procs::{
-    children, environ, fds, kill, memfd_inodes, pids_in_group, pids_with_env, process_alive,
-    process_group, raise_fd_limit, rss_kb, socket_table, status_field, Fd, FdTarget, SocketKind,
+    children, cpu_time, environ, fds, kill, memfd_inodes, pids_in_group, pids_with_env,
+    process_alive, process_group, raise_fd_limit, rss_kb, socket_table, status_field, Fd, FdTarget,
+    SocketKind,
 };
 pub use report::{BenchReport, Histogram, Stats};
 pub use server::{imgserver_bin, imgserver_failpoints_bin, Server, ServerBuilder};

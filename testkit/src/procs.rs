@@ -43,6 +43,27 @@ pub fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time `pid` has used so far (user + system), from /proc/PID/stat; zero if it is gone.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)
+        .unwrap_or(100) as u64;
+    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+}
+
 /// Sends `sig` to `pid`; false if there is no such process.
 pub fn kill(pid: u32, sig: Signal) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid as i32), sig).is_ok()

@@ -473,6 +473,12 @@ enum Seen {
     StatsRequest,
     Error,
     Bye,
+    RateLimited,
+    Discarded {
+        id: u64,
+        len: usize,
+        last: bool,
+    },
     ClientOnly(&'static str),
 }
 
@@ -521,6 +527,19 @@ impl Seen {
                 Seen::Error
             }
             Event::Bye => Seen::Bye,
+            Event::RateLimited { .. } => Seen::RateLimited,
+            Event::Discarded {
+                request_id,
+                len,
+                last,
+            } => {
+                assert!(len <= MAX_CHUNK_DATA);
+                Seen::Discarded {
+                    id: request_id,
+                    len,
+                    last,
+                }
+            }
             Event::ServerKey { .. } => Seen::ClientOnly("ServerKey"),
             Event::Ready { .. } => Seen::ClientOnly("Ready"),
             Event::JobResult { .. } => Seen::ClientOnly("JobResult"),
@@ -747,6 +766,32 @@ impl<'f> Harness<'f> {
             Seen::Bye => {
                 in_session(self, "Bye");
                 assert!(self.server.is_closed(), "BYE left the connection open");
+            }
+            // The fixture's config has no request rate.
+            Seen::RateLimited => panic!("a PING or STATS refused with no request rate set"),
+            Seen::Discarded { id, len, last } => {
+                in_session(self, "Discarded");
+                let u = self
+                    .uploads
+                    .get_mut(&id)
+                    .unwrap_or_else(|| panic!("chunk dropped for {id}: no upload in progress"));
+                assert!(
+                    u.refused,
+                    "chunk of upload {id} dropped, yet it was not refused"
+                );
+                assert!(
+                    len as u64 <= u.remaining,
+                    "chunks exceed the declared length"
+                );
+                u.remaining -= len as u64;
+                assert_eq!(
+                    u.remaining == 0,
+                    last,
+                    "LAST flag and declared length disagree"
+                );
+                if last {
+                    self.uploads.remove(&id);
+                }
             }
             Seen::ClientOnly(name) => panic!("a server reported the client-side event {name}"),
         }

@@ -94,6 +94,8 @@ struct Loss {
     kind: exit::ExitKind,
     /// The error that ends the whole run (authentication, key pinning).
     fatal: Option<NpError>,
+    /// The server's "not before" for the next attempt (RATE_LIMITED's retry-after).
+    hint: Option<Duration>,
 }
 
 impl From<NpError> for Loss {
@@ -102,6 +104,7 @@ impl From<NpError> for Loss {
             key: exit::np_tally_name(&e),
             whole: false,
             kind: exit::kind_of_np(&e),
+            hint: retry::server_hint(&e),
             fatal: (!retry::np_retryable(&e)).then_some(e),
         }
     }
@@ -316,6 +319,7 @@ impl Link {
                 whole: true,
                 kind,
                 fatal: None,
+                hint: None,
             }),
         }
     }
@@ -396,6 +400,7 @@ impl Ctx {
                 whole: false,
                 kind: exit::ExitKind::Connect,
                 fatal: None,
+                hint: None,
             }),
             Some(Timer::Heartbeat) => self.flush(l).map(drop),
             _ => Ok(()),
@@ -608,6 +613,20 @@ impl Ctx {
                     }
                     conn.trust_server_key(true)?;
                 }
+                (Phase::Connecting { .. }, Event::Error { code, message, .. }) => {
+                    // Refused before login (TOO_MANY_CONNECTIONS, RATE_LIMITED, ...): the
+                    // server's code and any retry-after decide the next attempt.
+                    let retry_after_ms = netproto_sys::error::retry_after_in_text(message);
+                    let e = NpError {
+                        status: ffi::NP_REMOTE_ERROR,
+                        message: format!("server error {}: {message}", exit::wire_name(code)),
+                        remote: Some(netproto_sys::Remote {
+                            code,
+                            retry_after_ms: retry_after_ms.unwrap_or(0),
+                        }),
+                    };
+                    return Err(e.into());
+                }
                 (Phase::Connecting { .. }, Event::Ready) => {
                     l.phase = Phase::Ready;
                     l.retry.reset();
@@ -689,7 +708,7 @@ impl Ctx {
             l.phase = Phase::Idle { at: now };
             return;
         }
-        match l.retry.next_delay(now, self.jitter.unit()) {
+        match l.retry.next_delay_after(now, self.jitter.unit(), loss.hint) {
             Some(mut delay) => {
                 if let Some(end) = self.plan.end() {
                     delay = delay.min(end.saturating_duration_since(now));

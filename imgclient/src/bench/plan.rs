@@ -174,7 +174,7 @@ pub fn on_event(
                 exit::kind_of_wire(code),
             );
         }
-        Event::Error { id, code, .. } => {
+        Event::Error { id, code, message } => {
             if let Some(p) = inflight.remove(&id) {
                 let _ = tx.send(Msg::Err {
                     key: exit::wire_name(code),
@@ -182,6 +182,11 @@ pub fn on_event(
                     up: p.up,
                     at: now,
                 });
+            }
+            // A request refused for the server's rate (RATE_LIMITED) is honoured like BUSY in
+            // closed loop: no next request before its retry-after.
+            if let (Mode::Closed, Some(wait)) = (mode, retry::hint_in_error(code, message)) {
+                return Signal::Pause(now + wait);
             }
         }
         Event::Busy { id, retry_after_ms } => {

@@ -1,6 +1,7 @@
-//! Client connections in the master: accept and admission (the connection limit), the slab of
-//! per-connection protocol state with generations, reading, driving libnetproto's state
-//! machine, writing, and the handshake, idle and slow-client timeouts; also the loading of the
+//! Client connections in the master: accept and admission (the connection limits and the
+//! admission policy of `admission.rs`), the slab of per-connection protocol state with
+//! generations, reading in bounded batches, driving libnetproto's state machine, writing with
+//! backpressure, and the handshake, idle and slow-client timeouts; also the loading of the
 //! server key and users. This is the only part of the master that uses `netproto_sys` (the
 //! others see only its `ErrorCode`, re-exported by `iface`).
 //!
@@ -8,8 +9,16 @@
 //! framing, crypto and login; this part decides admission and enforces time limits so a peer
 //! that stalls cannot hold resources forever. What a logged-in client asks for is handed to a
 //! [`Requests`] handler as a [`Request`]; what to tell a client arrives as a [`Reply`].
+//!
+//! Fairness: a connection is served at most `max_events_per_turn` frames per turn of the
+//! event loop; one with more waits in `deferred` and is served again next turn (mio is
+//! edge-triggered, so a connection left with bytes in its socket would otherwise never be
+//! woken again). One whose unsent output passes `max_pending_output` is not read from until
+//! the peer takes it (TCP's own backpressure then reaches the peer); if it takes none of it
+//! for the slow-client timeout, its connection's timer closes it. Accepts are batched too.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -22,6 +31,9 @@ use netproto_sys::{
     limits, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
 };
 
+use super::admission::{
+    skipped_note, Admission, AdmissionLimits, LogGate, Refusal, Source, Verdict,
+};
 use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
 use crate::cli::ServeArgs;
 use crate::state;
@@ -29,6 +41,12 @@ use crate::stats::{self, Stats};
 
 /// Poll tokens of connections: `CLIENT_BASE + slab index`.
 const CLIENT_BASE: usize = 1 << 20;
+
+/// How often a kind of refusal or block may be logged (the rest are counted in the line).
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the admission tables drop what they no longer need.
+const ADMISSION_SWEEP: Duration = Duration::from_secs(1);
 
 /// Loads the server key and the users file (at start and on SIGHUP).
 pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String> {
@@ -50,6 +68,12 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
     .map_err(|e| format!("connection timeouts: {e}"))?;
     cfg.set_frame_timeout(on(args.frame_timeout))
         .map_err(|e| format!("frame timeout: {e}"))?;
+    cfg.set_hello_timeout(on(args.hello_timeout))
+        .map_err(|e| format!("hello timeout: {e}"))?;
+    // PING and STATS are answered by the library (PONG) or at once; it also holds them to
+    // the request rate, answering RATE_LIMITED itself.
+    cfg.set_request_rate(args.request_rate, args.request_burst)
+        .map_err(|e| format!("request rate: {e}"))?;
     let users = state::read_users(dir)
         .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
     for (name, verifier) in &users {
@@ -76,9 +100,9 @@ pub fn log_key(cfg: &ServerConfig, dir: &Path) {
     );
 }
 
-/// The limits this part enforces (from the command line). The timeouts are enforced by each
-/// connection's own timers (set on the [`ServerConfig`] by [`load_config`]); they are here for
-/// the log lines that report them.
+/// The limits this part enforces (from the command line). The timeouts and the request rate
+/// are enforced by each connection itself (set on the [`ServerConfig`] by [`load_config`]);
+/// the timeouts are here for the log lines that report them.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_conns: usize,
@@ -86,6 +110,15 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     pub slow_client_timeout: Duration,
     pub frame_timeout: Duration,
+    /// Unsent output (job results not counted) above which a connection is not read.
+    pub max_pending_output: usize,
+    /// Frames handled per connection per loop turn.
+    pub max_events_per_turn: usize,
+    /// Connections accepted per loop turn.
+    pub max_accepts_per_turn: usize,
+    /// Cheap requests per second per connection (enforced by the connection; for log lines).
+    pub request_rate: u32,
+    pub admission: AdmissionLimits,
 }
 
 /// What a logged-in client asks for, borrowed from the connection's receive buffer.
@@ -110,12 +143,44 @@ struct Client {
     stream: TcpStream,
     conn: ServerConn,
     peer: SocketAddr,
+    source: Source,
     logged_in: bool,
     /// The user it logged in as, by index in `Conns::user_ids` (for the job queue's rounds).
     user: u32,
+    /// Counted by admission as not logged in (until it logs in or closes).
+    unsettled: bool,
     /// Flush the pending output, then close.
     closing: bool,
     want_write: bool,
+    /// Not read from: its output is over the cap; served again once it drains.
+    paused: bool,
+    /// In `deferred`: has frames (or socket bytes) left for the next turn.
+    deferred: bool,
+    /// Bytes of job results queued and not yet known to be written: exempt from the output
+    /// cap (results are bounded by --max-in-flight, and a client uploading its next job
+    /// while its last result is still on the way must not be stalled). Written bytes are
+    /// taken off this first, so it never exceeds the result bytes really pending.
+    result_bytes: usize,
+}
+
+impl Client {
+    /// Pending output that counts against the cap.
+    fn counted_output(&self) -> usize {
+        self.conn
+            .pending_output()
+            .len()
+            .saturating_sub(self.result_bytes)
+    }
+}
+
+/// How a batch of events ended.
+enum Batch {
+    /// No complete frame is buffered: read more.
+    NeedInput,
+    /// The connection is closing, closed or paused: stop here.
+    Stop,
+    /// The turn's budget is used up: continue next turn.
+    Budget,
 }
 
 /// The listener and the slab of connections.
@@ -131,6 +196,13 @@ pub struct Conns {
     open: usize,
     /// The last accept() failed for lack of resources; retry on the next sweep.
     accept_stalled: bool,
+    /// The last accept batch stopped at its budget: accept more next turn.
+    accept_more: bool,
+    /// Connections with work left for the next turn (slab index and generation).
+    deferred: Vec<(usize, u64)>,
+    admission: Admission,
+    last_admission_sweep: Instant,
+    log_gate: LogGate,
     /// Connections closed since the last `take_closed`: their jobs are to be abandoned.
     closed: Vec<ConnRef>,
     /// User names that logged in, as small numbers (bounded by the users file's size).
@@ -155,6 +227,11 @@ impl Conns {
             next_gen: 1,
             open: 0,
             accept_stalled: false,
+            accept_more: false,
+            deferred: Vec::new(),
+            admission: Admission::new(limits.admission),
+            last_admission_sweep: Instant::now(),
+            log_gate: LogGate::new(LOG_EVERY),
             closed: Vec::new(),
             user_ids: HashMap::new(),
         }
@@ -173,6 +250,7 @@ impl Conns {
         if let Some(mut l) = self.listener.take() {
             let _ = self.registry.deregister(&mut l);
         }
+        self.accept_more = false;
     }
 
     /// New users for new connections (SIGHUP).
@@ -202,12 +280,46 @@ impl Conns {
             .all(|c| c.conn.pending_output().is_empty())
     }
 
+    /// Whether work was left for the next turn (a burst beyond its batch, accepts beyond
+    /// theirs): the loop must not sleep before [`run_deferred`](Self::run_deferred).
+    pub fn has_deferred(&self) -> bool {
+        self.accept_more || !self.deferred.is_empty()
+    }
+
+    /// One turn's worth of what was left over: more accepts, and every connection deferred
+    /// before this turn (each with a fresh batch; one that fills it again waits once more).
+    pub fn run_deferred(&mut self, h: &mut impl Requests) {
+        if self.accept_more {
+            self.accept();
+        }
+        for (k, gen) in std::mem::take(&mut self.deferred) {
+            match self.clients.get_mut(k).and_then(|c| c.as_mut()) {
+                Some(c) if c.gen == gen => c.deferred = false,
+                _ => continue,
+            }
+            self.serve(k, h);
+            self.flush(k);
+        }
+    }
+
+    /// Accepts up to a batch of connections, each admitted or refused with a clear ERROR.
     pub fn accept(&mut self) {
+        let mut budget = match self.limits.max_accepts_per_turn {
+            0 => usize::MAX,
+            n => n,
+        };
+        self.accept_more = false;
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            let (mut stream, peer) = match listener.accept() {
+            if budget == 0 {
+                // Edge-triggered: the rest of the backlog gets no new event. Come back.
+                self.accept_more = true;
+                return;
+            }
+            budget -= 1;
+            let (stream, peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -218,60 +330,144 @@ impl Conns {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let g = &self.stats.get().global;
-            let now = Instant::now();
-            let conn = match ServerConn::new(&self.server_cfg, now) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!("connection from {peer}: {e}");
-                    continue;
-                }
-            };
-            if self.open >= self.limits.max_conns {
-                // Refuse cleanly: a clear ERROR the client library understands, then close.
-                stats::inc(&g.connections_refused);
-                let mut conn = conn;
-                let _ = conn.send_error(
-                    0,
-                    ErrorCode::TooManyConnections,
-                    &format!(
-                        "server is at its limit of {} connections",
-                        self.limits.max_conns
-                    ),
-                );
-                let _ = conn.write_fd(stream.as_fd(), now);
-                debug!("refused {peer}: too many connections");
-                continue;
-            }
-            let k = self.free.pop().unwrap_or_else(|| {
-                self.clients.push(None);
-                self.clients.len() - 1
-            });
-            if let Err(e) =
-                self.registry
-                    .register(&mut stream, Token(CLIENT_BASE + k), Interest::READABLE)
-            {
-                warn!("register {peer}: {e}");
-                self.free.push(k);
-                continue;
-            }
-            let gen = self.next_gen;
-            self.next_gen += 1;
-            self.clients[k] = Some(Client {
-                gen,
-                stream,
-                conn,
-                peer,
-                logged_in: false,
-                user: 0,
-                closing: false,
-                want_write: false,
-            });
-            self.open += 1;
-            stats::inc(&g.connections_accepted);
-            stats::inc(&g.connections_open);
-            debug!("conn {gen} from {peer}");
+            self.admit(stream, peer, Instant::now());
         }
+    }
+
+    /// A freshly accepted connection: refused at once (before any key exchange), or given a
+    /// slot.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let source = Source::of(peer.ip());
+        let refusal = if self.open >= self.limits.max_conns {
+            Some(None)
+        } else {
+            self.admission.admit(source, now).err().map(Some)
+        };
+        if let Some(why) = refusal {
+            self.refuse(stream, peer, source, why, now);
+            return;
+        }
+        let g = &self.stats.get().global;
+        let conn = match ServerConn::new(&self.server_cfg, now) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("connection from {peer}: {e}");
+                self.admission.settled(source);
+                return;
+            }
+        };
+        let k = self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        });
+        if let Err(e) =
+            self.registry
+                .register(&mut stream, Token(CLIENT_BASE + k), Interest::READABLE)
+        {
+            warn!("register {peer}: {e}");
+            self.free.push(k);
+            self.admission.settled(source);
+            return;
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.clients[k] = Some(Client {
+            gen,
+            stream,
+            conn,
+            peer,
+            source,
+            logged_in: false,
+            unsettled: true,
+            user: 0,
+            closing: false,
+            want_write: false,
+            paused: false,
+            deferred: false,
+            result_bytes: 0,
+        });
+        self.open += 1;
+        stats::inc(&g.connections_accepted);
+        stats::inc(&g.connections_open);
+        stats::inc(&g.connections_unauth);
+        debug!("conn {gen} from {peer}");
+    }
+
+    /// Turns a new connection away with a clear ERROR (`None`: the connection limit), logged
+    /// at most once a second per kind, then closes it without reading what it sent.
+    fn refuse(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        source: Source,
+        why: Option<Refusal>,
+        now: Instant,
+    ) {
+        let g = &self.stats.get().global;
+        stats::inc(&g.connections_refused);
+        let (kind, code, text) = match why {
+            None => (
+                "too many connections",
+                ErrorCode::TooManyConnections,
+                format!(
+                    "server is at its limit of {} connections",
+                    self.limits.max_conns
+                ),
+            ),
+            Some(Refusal::Unauth { limit }) => {
+                stats::inc(&g.refused_unauth);
+                (
+                    "too many connections not logged in",
+                    ErrorCode::TooManyConnections,
+                    format!("server is at its limit of {limit} connections not logged in"),
+                )
+            }
+            Some(Refusal::SourceUnauth { limit }) => {
+                stats::inc(&g.refused_unauth);
+                (
+                    "too many connections not logged in from one address",
+                    ErrorCode::TooManyConnections,
+                    format!("{source} has its limit of {limit} connections not logged in"),
+                )
+            }
+            Some(Refusal::Rate { .. }) => {
+                stats::inc(&g.refused_conn_rate);
+                (
+                    "connecting too fast",
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{source} opens more than {} connections per second",
+                        self.limits.admission.conn_rate_per_addr
+                    ),
+                )
+            }
+            Some(Refusal::LoginBlocked { .. }) => {
+                stats::inc(&g.refused_login_blocked);
+                (
+                    "blocked for failed logins",
+                    ErrorCode::RateLimited,
+                    format!("too many failed logins from {source}"),
+                )
+            }
+        };
+        if let Some(skipped) = self.log_gate.allow(kind, now) {
+            info!(
+                "refused {peer}: {kind} ({}){}",
+                code.name(),
+                skipped_note(skipped)
+            );
+        }
+        let Ok(mut conn) = ServerConn::new(&self.server_cfg, now) else {
+            return;
+        };
+        let queued = match why.and_then(Refusal::retry_after) {
+            Some(wait) => conn.send_rate_limited(0, millis(wait), &text),
+            None => conn.send_error(0, code, &text),
+        };
+        if queued.is_ok() {
+            let _ = conn.write_fd(stream.as_fd(), now);
+        }
+        linger_close(stream);
     }
 
     /// accept() failed (EMFILE): edge-triggered epoll will not report the backlog again, so
@@ -288,35 +484,66 @@ impl Conns {
         if self.clients.get(k).is_none_or(|c| c.is_none()) {
             return;
         }
-        if readable {
-            self.read(k, h);
+        if writable {
+            // Writing first frees room under the output cap for what reading produces.
+            self.flush(k);
         }
-        if writable || readable {
+        if readable {
+            self.serve(k, h);
+        }
+        if readable || writable {
             self.flush(k);
         }
     }
 
-    fn read(&mut self, k: usize, h: &mut impl Requests) {
+    /// Reads and handles connection `k`'s frames, at most a batch of them this turn; stops
+    /// (and is served again once its output drains) when its unsent output passes the cap.
+    fn serve(&mut self, k: usize, h: &mut impl Requests) {
+        let mut budget = match self.limits.max_events_per_turn {
+            0 => usize::MAX,
+            n => n,
+        };
+        // A full buffer always holds a complete frame (it fits two), so reading again after
+        // `Full` makes progress; this bounds the loop should that ever not hold.
+        let mut fulls = 0;
         loop {
+            match self.process(k, h, &mut budget) {
+                Batch::NeedInput => {}
+                Batch::Stop => break,
+                Batch::Budget => {
+                    self.defer(k);
+                    break;
+                }
+            }
             let Some(c) = self.clients[k].as_mut() else {
                 return;
             };
-            if c.closing {
-                return;
-            }
             match c.conn.read_fd(c.stream.as_fd(), Instant::now()) {
                 Ok(ReadStatus::Data(n)) => {
+                    fulls = 0;
                     stats::add(&self.stats.get().global.bytes_in, n as u64);
-                    self.process(k, h);
                 }
-                Ok(ReadStatus::Full) => self.process(k, h),
-                Ok(ReadStatus::WouldBlock) => return,
-                Ok(ReadStatus::Eof) => {
-                    self.process(k, h);
-                    if let Some(c) = self.clients[k].as_mut() {
-                        c.closing = true;
+                Ok(ReadStatus::Full) => {
+                    fulls += 1;
+                    if fulls > 2 {
+                        self.close(k, "input buffer full without a frame");
+                        return;
                     }
-                    return;
+                }
+                Ok(ReadStatus::WouldBlock) => break,
+                Ok(ReadStatus::Eof) => {
+                    // Whatever the peer sent before its EOF is still handled (in this batch
+                    // or a deferred one), then the connection closes.
+                    match self.process(k, h, &mut budget) {
+                        Batch::Budget => self.defer(k),
+                        Batch::NeedInput | Batch::Stop => {}
+                    }
+                    if let Some(c) = self.clients[k].as_mut() {
+                        if !c.deferred {
+                            c.closing = true;
+                        }
+                    }
+                    break;
                 }
                 Err(e) => {
                     debug!("conn read: {e}");
@@ -327,89 +554,157 @@ impl Conns {
         }
     }
 
-    /// Drains every complete event from connection `k`.
-    fn process(&mut self, k: usize, h: &mut impl Requests) {
+    /// Leaves connection `k` for the next turn.
+    fn defer(&mut self, k: usize) {
+        if let Some(c) = self.clients[k].as_mut() {
+            if !c.deferred {
+                c.deferred = true;
+                self.deferred.push((k, c.gen));
+                stats::inc(&self.stats.get().global.turns_deferred);
+            }
+        }
+    }
+
+    /// Handles connection `k`'s complete frames until none is left, the batch is used up,
+    /// its output is over the cap, or it closes.
+    fn process(&mut self, k: usize, h: &mut impl Requests, budget: &mut usize) -> Batch {
         let g = &self.stats.get().global;
-        loop {
+        let cap = self.limits.max_pending_output;
+        let mut blocked = None;
+        let outcome = loop {
             let Some(c) = self.clients[k].as_mut() else {
-                return;
+                return Batch::Stop;
             };
+            if c.closing || c.paused {
+                break Batch::Stop;
+            }
+            if cap > 0 && c.counted_output() > cap {
+                c.paused = true;
+                stats::inc(&g.output_paused);
+                debug!(
+                    "conn {}: {} bytes of output unsent; not reading until they drain",
+                    c.gen,
+                    c.counted_output()
+                );
+                break Batch::Stop;
+            }
+            if *budget == 0 {
+                break Batch::Budget;
+            }
             let gen = c.gen;
             let conn = ConnRef { index: k, gen };
             let (req, reply) = match c.conn.poll_event() {
-                Ok(None) => return,
+                Ok(None) => break Batch::NeedInput,
                 Err(e) => {
                     // Fatal for this connection; libnetproto queued an ERROR for the peer.
                     if c.logged_in {
                         stats::inc(&g.error_protocol);
                     } else if e.is(netproto_sys::ffi::NP_AUTH_FAILED) {
                         stats::inc(&g.logins_failed);
-                        info!("conn {gen} from {}: login failed", c.peer);
+                        let name = c.conn.login_name();
+                        // One line a second at most: a guessing flood spread over many
+                        // addresses must not flood the log either.
+                        if let Some(skipped) = self.log_gate.allow("login failed", Instant::now()) {
+                            info!(
+                                "conn {gen} from {}: login failed{}",
+                                c.peer,
+                                skipped_note(skipped)
+                            );
+                        }
+                        let v = self.admission.login_failed(c.source, &name, Instant::now());
+                        if let Verdict::Blocked { block, failures } = v {
+                            blocked = Some((c.source, block, failures));
+                        }
                     }
                     debug!("conn {gen}: {e}");
                     c.closing = true;
-                    return;
+                    break Batch::Stop;
                 }
-                Ok(Some(ev)) => match ev {
-                    Event::LoggedIn { user } => {
-                        c.logged_in = true;
-                        let next = self.user_ids.len() as u32;
-                        c.user = *self.user_ids.entry(user.to_string()).or_insert(next);
-                        stats::inc(&g.logins_ok);
-                        info!("conn {gen} from {}: user {user} logged in", c.peer);
-                        (0, None)
-                    }
-                    // The event's data must be copied before the connection is touched
-                    // again; the handler does that.
-                    Event::JobSubmit {
-                        id,
-                        total_len,
-                        spec,
-                        data,
-                        last,
-                    } => (
-                        id,
-                        h.request(
-                            conn,
-                            Request::Submit(Submission {
-                                req: id,
-                                user: c.user,
-                                total: total_len,
-                                spec,
-                                data,
-                                last,
-                            }),
+                Ok(Some(ev)) => {
+                    *budget -= 1;
+                    match ev {
+                        Event::LoggedIn { user } => {
+                            c.logged_in = true;
+                            let next = self.user_ids.len() as u32;
+                            c.user = *self.user_ids.entry(user.to_string()).or_insert(next);
+                            if std::mem::take(&mut c.unsettled) {
+                                self.admission.settled(c.source);
+                                stats::dec(&g.connections_unauth);
+                            }
+                            stats::inc(&g.logins_ok);
+                            info!("conn {gen} from {}: user {user} logged in", c.peer);
+                            (0, None)
+                        }
+                        // The event's data must be copied before the connection is touched
+                        // again; the handler does that.
+                        Event::JobSubmit {
+                            id,
+                            total_len,
+                            spec,
+                            data,
+                            last,
+                        } => (
+                            id,
+                            h.request(
+                                conn,
+                                Request::Submit(Submission {
+                                    req: id,
+                                    user: c.user,
+                                    total: total_len,
+                                    spec,
+                                    data,
+                                    last,
+                                }),
+                            ),
                         ),
-                    ),
-                    Event::JobData { id, data, last } => (
-                        id,
-                        h.request(
-                            conn,
-                            Request::Data(Chunk {
-                                req: id,
-                                data,
-                                last,
-                            }),
+                        Event::JobData { id, data, last } => (
+                            id,
+                            h.request(
+                                conn,
+                                Request::Data(Chunk {
+                                    req: id,
+                                    data,
+                                    last,
+                                }),
+                            ),
                         ),
-                    ),
-                    Event::Ping { .. } => {
-                        stats::inc(&g.pings);
-                        (0, None)
+                        Event::Ping { .. } => {
+                            stats::inc(&g.pings);
+                            (0, None)
+                        }
+                        Event::StatsRequest { id } => {
+                            stats::inc(&g.stats_requests);
+                            (id, h.request(conn, Request::Stats))
+                        }
+                        Event::Error { code, message, .. } => {
+                            debug!("conn {gen}: peer error {code}: {message}");
+                            (0, None)
+                        }
+                        Event::Bye => {
+                            c.closing = true;
+                            (0, None)
+                        }
+                        Event::RateLimited { id } => {
+                            // libnetproto answered it RATE_LIMITED already.
+                            stats::inc(&g.requests_rate_limited);
+                            if let Some(skipped) =
+                                self.log_gate.allow("request rate", Instant::now())
+                            {
+                                info!(
+                                    "conn {gen} from {}: PING/STATS {id} refused: over the rate of {}/s{}",
+                                    c.peer,
+                                    self.limits.request_rate,
+                                    skipped_note(skipped)
+                                );
+                            }
+                            (0, None)
+                        }
+                        // A chunk of an upload already refused: nothing to do but count it
+                        // against the batch, like every frame.
+                        Event::Discarded { .. } => (0, None),
+                        _ => (0, None),
                     }
-                    Event::StatsRequest { id } => {
-                        stats::inc(&g.stats_requests);
-                        (id, h.request(conn, Request::Stats))
-                    }
-                    Event::Error { code, message, .. } => {
-                        debug!("conn {gen}: peer error {code}: {message}");
-                        (0, None)
-                    }
-                    Event::Bye => {
-                        c.closing = true;
-                        (0, None)
-                    }
-                    _ => (0, None),
-                },
+                }
             };
             if let Some(reply) = reply {
                 if let Err(e) = queue_reply(c, req, reply) {
@@ -417,6 +712,36 @@ impl Conns {
                     c.closing = true;
                 }
             }
+        };
+        if let Some((source, block, failures)) = blocked {
+            self.block(source, block, failures);
+        }
+        outcome
+    }
+
+    /// `source` is blocked for failed logins: logged (gated), counted, and its connections
+    /// still in their handshake are told so and closed, so guesses already under way end too.
+    fn block(&mut self, source: Source, block: Duration, failures: u32) {
+        let now = Instant::now();
+        stats::inc(&self.stats.get().global.logins_blocked);
+        if let Some(skipped) = self.log_gate.allow("login block", now) {
+            info!(
+                "{source}: {failures} failed logins; refused for {:.1} s{}",
+                block.as_secs_f64(),
+                skipped_note(skipped)
+            );
+        }
+        let text = format!("too many failed logins from {source}");
+        for k in 0..self.clients.len() {
+            let Some(c) = self.clients[k].as_mut() else {
+                continue;
+            };
+            if c.source != source || c.logged_in || c.closing || c.conn.is_closed() {
+                continue;
+            }
+            let _ = c.conn.send_rate_limited(0, millis(block), &text);
+            c.closing = true;
+            self.flush(k);
         }
     }
 
@@ -429,13 +754,19 @@ impl Conns {
         if c.gen != conn.gen {
             return;
         }
+        let is_result = matches!(reply, Reply::Result { .. });
+        let before = c.conn.pending_output().len();
         if let Err(e) = queue_reply(c, req, reply) {
             warn!("conn {}: sending result: {e}", conn.gen);
+        }
+        if is_result {
+            c.result_bytes += c.conn.pending_output().len().saturating_sub(before);
         }
         self.flush(conn.index);
     }
 
-    /// Writes what connection `k` has pending; manages write interest; closes when done.
+    /// Writes what connection `k` has pending; manages write interest; resumes reading a
+    /// paused connection once its output has drained to half the cap; closes when done.
     pub fn flush(&mut self, k: usize) {
         let Some(c) = self.clients.get_mut(k).and_then(|c| c.as_mut()) else {
             return;
@@ -454,10 +785,22 @@ impl Conns {
                 &self.stats.get().global.bytes_out,
                 (before - pending) as u64,
             );
+            c.result_bytes = c.result_bytes.saturating_sub(before - pending);
+        }
+        if pending == 0 {
+            c.result_bytes = 0;
         }
         if (c.closing || c.conn.is_closed()) && pending == 0 {
             self.close(k, "closed");
             return;
+        }
+        if c.paused && c.counted_output() <= self.limits.max_pending_output / 2 {
+            // Its frames (and socket bytes) wait: serve it next turn, edge or no edge.
+            c.paused = false;
+            if !c.deferred {
+                c.deferred = true;
+                self.deferred.push((k, c.gen));
+            }
         }
         let want = pending > 0;
         if want != c.want_write {
@@ -483,7 +826,12 @@ impl Conns {
         let _ = self.registry.deregister(&mut c.stream);
         self.free.push(k);
         self.open -= 1;
-        stats::dec(&self.stats.get().global.connections_open);
+        let g = &self.stats.get().global;
+        stats::dec(&g.connections_open);
+        if c.unsettled {
+            self.admission.settled(c.source);
+            stats::dec(&g.connections_unauth);
+        }
         // Jobs still uploading die with the connection; queued and running ones finish and
         // are discarded (the caller learns of the closure from `take_closed`).
         self.closed.push(ConnRef {
@@ -495,8 +843,19 @@ impl Conns {
 
     /// Acts on the connections' own timers that have passed (handshake, idle, slow client;
     /// a connection also gives back grown buffers after a quiet second, unreported). The
-    /// connection decides and queues the ERROR; this part logs, closes and counts.
+    /// connection decides and queues the ERROR; this part logs, closes and counts. Also lets
+    /// the admission tables forget what they no longer need, once a second.
     pub fn sweep_timeouts(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_admission_sweep) >= ADMISSION_SWEEP {
+            self.last_admission_sweep = now;
+            self.admission.sweep(now);
+            let (sources, _, evicted) = self.admission.tracked();
+            let g = &self.stats.get().global;
+            g.admission_sources
+                .store(sources as u64, std::sync::atomic::Ordering::Relaxed);
+            g.admission_evictions
+                .store(evicted, std::sync::atomic::Ordering::Relaxed);
+        }
         for k in 0..self.clients.len() {
             let Some(c) = self.clients[k].as_mut() else {
                 continue;
@@ -508,17 +867,24 @@ impl Conns {
             match c.conn.handle_timeout(now) {
                 None => {}
                 Some(Timer::SlowPeer) => {
-                    info!(
-                        "conn {gen} from {peer}: not reading its output for {:.0} s; closing",
-                        self.limits.slow_client_timeout.as_secs_f64()
-                    );
+                    stats::inc(&self.stats.get().global.slow_clients_closed);
+                    if let Some(skipped) = self.log_gate.allow("slow client", now) {
+                        info!(
+                            "conn {gen} from {peer}: not reading its output for {:.0} s; closing{}",
+                            self.limits.slow_client_timeout.as_secs_f64(),
+                            skipped_note(skipped)
+                        );
+                    }
                     self.close(k, "slow client");
                 }
                 Some(Timer::SlowFrame) => {
-                    info!(
-                        "conn {gen} from {peer}: a frame took over {:.1} s to arrive; closing",
-                        self.limits.frame_timeout.as_secs_f64()
-                    );
+                    if let Some(skipped) = self.log_gate.allow("slow frame", now) {
+                        info!(
+                            "conn {gen} from {peer}: a frame took over {:.1} s to arrive; closing{}",
+                            self.limits.frame_timeout.as_secs_f64(),
+                            skipped_note(skipped)
+                        );
+                    }
                     c.closing = true;
                     self.flush(k);
                 }
@@ -566,6 +932,26 @@ impl Conns {
                 let _ = c.conn.write_fd(c.stream.as_fd(), Instant::now());
             }
             self.close(k, "server shutdown");
+        }
+    }
+}
+
+/// A delay in whole milliseconds for the wire, rounded up so "retry after" is never early.
+fn millis(d: Duration) -> u32 {
+    let ms = d.as_micros().div_ceil(1000);
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
+/// Closes a refused connection so that its peer reads the ERROR: our side is shut first (the
+/// FIN follows the ERROR), then what the peer already sent (its HELLO) is read away, so the
+/// close does not turn into a reset that could destroy the ERROR before it is read.
+fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 2048];
+    for _ in 0..4 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
         }
     }
 }

@@ -161,12 +161,20 @@ impl Master {
     pub fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.jobs.queue_len() == 0 {
+            // Work left from the last turn (a burst beyond its batch, a flood of connects)
+            // is served after this poll; the poll must not sleep on it.
+            let deferred = self.conns.has_deferred();
+            let timeout = if deferred {
+                Duration::ZERO
+            } else if self.jobs.queue_len() == 0 {
                 Duration::from_millis(100)
             } else {
                 Duration::from_millis(20)
             };
-            self.spin_for_short_job(&mut events);
+            events.clear();
+            if !deferred {
+                self.spin_for_short_job(&mut events);
+            }
             if events.is_empty() {
                 if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                     if e.kind() != std::io::ErrorKind::Interrupted {
@@ -196,6 +204,16 @@ impl Master {
                         }
                     }
                 }
+                self.settle_closed();
+            }
+            if deferred {
+                // After this turn's ready connections: each gets one more batch.
+                let mut serve = Serve {
+                    jobs: &mut self.jobs,
+                    stats: &self.stats,
+                    workers: self.pool.len(),
+                };
+                self.conns.run_deferred(&mut serve);
                 self.settle_closed();
             }
             if signals::take_child_exited() {

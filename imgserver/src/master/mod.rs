@@ -6,6 +6,7 @@
 //! them. Nothing named is created except the pid file, which is removed on every exit path
 //! this process controls (a `kill -9` leaves a stale pid file that `imgserver stats` detects).
 
+mod admission;
 mod conns;
 mod event_loop;
 mod iface;
@@ -65,6 +66,22 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
         idle_timeout: ServeArgs::secs(args.idle_timeout),
         slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
         frame_timeout: ServeArgs::secs(args.frame_timeout),
+        max_pending_output: args.max_pending_output,
+        max_events_per_turn: args.max_events_per_turn,
+        max_accepts_per_turn: args.max_accepts_per_turn,
+        request_rate: args.request_rate,
+        admission: admission::AdmissionLimits {
+            max_unauth: args.max_unauth_conns,
+            max_unauth_per_addr: args.max_unauth_per_addr,
+            conn_rate_per_addr: args.conn_rate_per_addr,
+            conn_burst_per_addr: args.conn_burst_per_addr,
+            login_fail_limit: args.login_fail_limit,
+            login_fail_limit_user: args.login_fail_limit_user,
+            login_block: ServeArgs::secs(args.login_block),
+            login_block_max: ServeArgs::secs(args.login_block_max.max(args.login_block)),
+            login_fail_window: ServeArgs::secs(args.login_fail_window),
+            max_tracked: args.max_tracked_addrs.max(1),
+        },
     }
 }
 

@@ -269,3 +269,55 @@ pub unsafe extern "C" fn np_client_config_set_timers(
         Ok(NP_OK)
     })
 }
+
+/// Sets the HELLO timeout of server connections in milliseconds: a connection whose HELLO
+/// has not arrived this long after its creation gets ERROR HANDSHAKE_TIMEOUT and is closed,
+/// as with the handshake timeout (0, the default, turns it off). Only before the config is
+/// shared by a connection: afterwards NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_set_hello_timeout(
+    cfg: *mut np_server_config,
+    hello_ms: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        let mut t = inner.timeouts();
+        t.hello = ms_or_off(hello_ms);
+        inner.set_timeouts(t);
+        Ok(NP_OK)
+    })
+}
+
+/// Limits each server connection's cheap requests (PING, STATS_REQUEST) to a token bucket of
+/// `burst` refilled at `per_second`; one over it is answered ERROR RATE_LIMITED with a
+/// retry-after (an over-rate PING with request id 0 gets no answer). 0 for either turns the
+/// limit off (the default). Only before the config is shared by a connection: afterwards
+/// NP_BAD_STATE.
+///
+/// # Safety
+/// `cfg` a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn np_server_config_set_request_rate(
+    cfg: *mut np_server_config,
+    per_second: u32,
+    burst: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
+        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
+        // Connections hold their own Arc, not this box, so they do not alias it either.
+        let cfg = unsafe { arg_mut(cfg) }?;
+        let inner = Arc::get_mut(&mut cfg.inner)
+            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        inner.set_request_rate(Some(crate::conn::RequestRate { per_second, burst }));
+        Ok(NP_OK)
+    })
+}

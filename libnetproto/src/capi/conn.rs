@@ -946,6 +946,68 @@ pub unsafe extern "C" fn np_stats_next(
     })
 }
 
+// ----- admission: refusing with a delay, login names, the request rate -----
+
+/// Server only (a client handle gets NP_BAD_STATE): refuses request `id` (0: the whole
+/// connection) with ERROR RATE_LIMITED, whose text is `retry-after-ms=N; ` followed by
+/// `text`. Allowed before the handshake, so a server can turn a connection away right after
+/// accept, before any key exchange.
+///
+/// # Safety
+/// `conn` NULL or live; `text` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_rate_limited(
+    conn: *mut np_conn,
+    id: u64,
+    retry_after_ms: u32,
+    text: *const c_char,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `text` is NUL-terminated caller memory, read only
+        // during the call (the contract). The helpers reject NULL.
+        let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
+        c.server()?
+            .send_rate_limited(id, retry_after_ms, t)
+            .map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Copies the user name a server connection's peer gave in LOGIN_START (NUL-terminated,
+/// empty before it) into `out`, whether or not the login succeeded: what a server counts
+/// failed logins by (NP_BAD_STATE on a client connection).
+///
+/// # Safety
+/// `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_login_name(
+    conn: *const np_conn,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        let name = match &c.inner {
+            AnyConn::Server(s) => s.login_name(),
+            AnyConn::Client(_) => {
+                return Err(fail(
+                    NP_BAD_STATE,
+                    "a server-only call on a client connection",
+                ))
+            }
+        };
+        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
+        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
+        // writes anything. `name` borrows the handle, which caller memory cannot overlap.
+        unsafe { super::write_text(name, out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1008,9 +1070,11 @@ mod tests {
                 np_conn_send_shutdown(c, 10),
                 np_conn_send_stats(c, 1, std::ptr::null(), std::ptr::null(), 0),
                 np_conn_user(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
+                np_conn_send_rate_limited(c, 0, 100, text.as_ptr()),
+                np_conn_login_name(c, name.as_mut_ptr(), name.len(), std::ptr::null_mut()),
             ];
             assert_eq!(client_only, [NP_BAD_STATE; 4]);
-            assert_eq!(server_only, [NP_BAD_STATE; 7]);
+            assert_eq!(server_only, [NP_BAD_STATE; 9]);
             // Nothing was queued or closed by the refused calls.
             assert_eq!((pending(s), pending(c)), (0, hello));
             assert!(!np_conn_is_closed(s) && !np_conn_is_closed(c));

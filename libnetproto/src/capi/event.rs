@@ -211,6 +211,20 @@ impl np_event {
                 out.code = grace_ms;
             }
             Event::Bye => out.kind = NP_EVENT_BYE,
+            Event::RateLimited { request_id } => {
+                out.kind = NP_EVENT_RATE_LIMITED;
+                out.request_id = request_id;
+            }
+            Event::Discarded {
+                request_id,
+                len,
+                last,
+            } => {
+                out.kind = NP_EVENT_DISCARDED;
+                out.request_id = request_id;
+                out.data_len = len;
+                out.last = last;
+            }
         }
         out
     }

@@ -34,7 +34,7 @@ use status::np_status::*;
 struct Remote {
     /// The wire error code (0: none, e.g. for BUSY, which carries no code).
     code: u16,
-    /// BUSY's retry-after delay in milliseconds (0: none).
+    /// BUSY's retry-after delay, or the one in a RATE_LIMITED text, in milliseconds (0: none).
     retry_after_ms: u32,
 }
 
@@ -53,9 +53,11 @@ fn set_last_error(msg: String, remote: Remote) {
 pub(crate) fn err(e: Error) -> np_status {
     let s = np_status::from(&e);
     let remote = match e {
-        Error::Remote { code, .. } => Remote {
+        Error::Remote {
+            code, ref message, ..
+        } => Remote {
             code,
-            retry_after_ms: 0,
+            retry_after_ms: crate::message::retry_after_in_text(message).unwrap_or(0),
         },
         Error::Busy { retry_after_ms } => Remote {
             code: 0,
@@ -234,8 +236,9 @@ pub extern "C" fn np_last_error_code() -> u16 {
     guard_or(0, || LAST_REMOTE.with(|r| r.get().code))
 }
 
-/// The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY;
-/// 0 otherwise.
+/// The retry-after delay in milliseconds, when the last failure on this thread was NP_BUSY,
+/// or NP_REMOTE_ERROR with a RATE_LIMITED text that carries one (`retry-after-ms=N;`); 0
+/// otherwise.
 #[no_mangle]
 pub extern "C" fn np_last_error_retry_after_ms() -> u32 {
     guard_or(0, || LAST_REMOTE.with(|r| r.get().retry_after_ms))
@@ -420,9 +423,72 @@ pub extern "C" fn np_error_code_is_retryable(code: u16) -> bool {
     })
 }
 
+/// The retry-after delay an ERROR text carries: a RATE_LIMITED text starts with
+/// `retry-after-ms=N;` (PROTOCOL §11), for an ERROR event's `text`/`text_len`. Writes N to
+/// `*retry_after_ms` and answers NP_OK; NP_INVALID_ARGUMENT (nothing written) when the text
+/// carries no delay.
+///
+/// # Safety
+/// `text` valid for `text_len` bytes (anything when 0); `retry_after_ms` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn np_error_text_retry_after(
+    text: *const u8,
+    text_len: usize,
+    retry_after_ms: *mut u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: `text` is readable for `text_len` bytes (the contract; 0 reads nothing);
+        // arg_bytes rejects NULL with a non-zero length.
+        let t = unsafe { arg_bytes(text, text_len) }?;
+        let ms = std::str::from_utf8(t)
+            .ok()
+            .and_then(crate::message::retry_after_in_text)
+            .ok_or_else(|| fail(NP_INVALID_ARGUMENT, "the text carries no retry-after delay"))?;
+        // SAFETY: a non-NULL `retry_after_ms` is writable (the contract); write_out rejects
+        // NULL.
+        unsafe { write_out(retry_after_ms, ms) }?;
+        Ok(NP_OK)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limited_text_gives_its_delay_to_the_caller() {
+        let s = err(Error::Remote {
+            code: 407,
+            name: "RATE_LIMITED",
+            message: crate::message::rate_limited_text(2500, "too many failed logins"),
+        });
+        assert_eq!(s, NP_REMOTE_ERROR);
+        assert_eq!(
+            (np_last_error_code(), np_last_error_retry_after_ms()),
+            (407, 2500)
+        );
+        let text = b"retry-after-ms=40; slow down";
+        let mut out = 7u32;
+        // SAFETY (test): `text` is a live array of the length passed, `out` a writable local.
+        assert_eq!(
+            unsafe { np_error_text_retry_after(text.as_ptr(), text.len(), &mut out) },
+            NP_OK
+        );
+        assert_eq!(out, 40);
+        let mut out = 7u32;
+        // SAFETY (test): as above; a text without a delay writes nothing.
+        unsafe {
+            assert_eq!(
+                np_error_text_retry_after(b"full".as_ptr(), 4, &mut out),
+                NP_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                np_error_text_retry_after(text.as_ptr(), text.len(), std::ptr::null_mut()),
+                NP_NULL_ARGUMENT
+            );
+        }
+        assert_eq!(out, 7);
+    }
 
     #[test]
     fn a_remote_error_leaves_its_numbers_for_the_caller_until_the_next_failure() {

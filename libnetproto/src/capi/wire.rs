@@ -114,6 +114,10 @@ pub enum np_event_kind {
     NP_EVENT_SHUTDOWN = 14,
     /// Either: the peer closed the session in order.
     NP_EVENT_BYE = 15,
+    /// Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.
+    NP_EVENT_RATE_LIMITED = 16,
+    /// Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
+    NP_EVENT_DISCARDED = 17,
 }
 
 /// Which of a connection's own timers `np_conn_handle_timeout` acted on. Stable
@@ -215,6 +219,9 @@ pub const NP_ERROR_SLOW_CLIENT: u16 = 405;
 /// Wire error code HANDSHAKE_TIMEOUT (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_HANDSHAKE_TIMEOUT: u16 = 406;
 
+/// Wire error code RATE_LIMITED (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_RATE_LIMITED: u16 = 407;
+
 /// Wire error code INTERNAL (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_INTERNAL: u16 = 500;
 
@@ -261,6 +268,11 @@ pub const NP_MAX_BUFFERED_INPUT: usize = 147504;
 /// the oldest refused upload is forgotten, and a further chunk for it is fatal
 /// (MALFORMED). A client that stops sending after a refusal is never affected.
 pub const NP_MAX_REFUSED_STREAMS: usize = 64;
+
+/// Most unprocessed bytes a connection buffers until login completes: one maximal
+/// pre-login frame and most of the next, so a peer that has not logged in holds at
+/// most this much of the receiver's memory.
+pub const NP_MAX_PRE_LOGIN_INPUT: usize = 4096;
 
 /// Smallest PBKDF2 iteration count a client accepts in a login challenge.
 pub const NP_MIN_PBKDF2_ITERATIONS: u32 = 4096;

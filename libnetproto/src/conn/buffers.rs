@@ -2,16 +2,18 @@
 //! when they are given back.
 //!
 //! Trust boundary: the peer controls how many bytes arrive; input is capped at
-//! `MAX_BUFFERED_INPUT` whatever the caller offers, and the caller must drain events to make
-//! room. Every entry point where bytes move takes the caller's `now`, which stamps the
+//! `MAX_BUFFERED_INPUT` (`MAX_PRE_LOGIN_INPUT` until login completes) whatever the caller
+//! offers, and the caller must drain events to make room. Every entry point where bytes move takes the caller's `now`, which stamps the
 //! activity the timers measure (see `Clock`).
 
 use super::time::Timestamp;
 use super::{Conn, Side};
-use crate::limits::MAX_BUFFERED_INPUT;
+use crate::limits::{MAX_BUFFERED_INPUT, MAX_PRE_LOGIN_INPUT};
 
 /// A buffer larger than this has grown for a transfer and is given back when idle.
 pub(super) const SMALL_BUFFER: usize = 4096;
+// Before login the receive buffer never grows past its first allocation.
+const _: () = assert!(MAX_PRE_LOGIN_INPUT <= SMALL_BUFFER);
 
 impl<S: Side> Conn<S> {
     fn buffered(&self) -> usize {
@@ -23,14 +25,22 @@ impl<S: Side> Conn<S> {
         self.buffered() - self.rx_release
     }
 
-    /// Room for more input before the caller must drain events.
+    /// Room for more input before the caller must drain events: `MAX_BUFFERED_INPUT` once
+    /// logged in, `MAX_PRE_LOGIN_INPUT` before (a peer that has not logged in cannot grow
+    /// the receive buffer past its first 4 KiB).
     pub fn input_room(&self) -> usize {
-        MAX_BUFFERED_INPUT.saturating_sub(self.buffered())
+        let cap = if self.is_ready() {
+            MAX_BUFFERED_INPUT
+        } else {
+            MAX_PRE_LOGIN_INPUT
+        };
+        cap.saturating_sub(self.buffered())
     }
 
     /// Moves unprocessed bytes to the front when that frees enough space to be worth a copy.
     pub(super) fn compact(&mut self) {
         self.current = None;
+        self.quiet = None;
         self.release();
         if self.rx_start == self.rx_end {
             self.rx_start = 0;

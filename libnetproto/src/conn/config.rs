@@ -87,6 +87,7 @@ pub struct ServerConfig {
     pub(super) users: HashMap<String, Verifier>,
     pub(super) params: ServerParams,
     pub(super) timeouts: ServerTimeouts,
+    pub(super) request_rate: Option<RequestRate>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -114,6 +115,7 @@ impl ServerConfig {
             users: HashMap::new(),
             params,
             timeouts: ServerTimeouts::default(),
+            request_rate: None,
         }
     }
 
@@ -159,14 +161,42 @@ impl ServerConfig {
     pub fn timeouts(&self) -> ServerTimeouts {
         self.timeouts
     }
+
+    /// Limits the cheap requests (PING, STATS_REQUEST) each connection may make; `None` (the
+    /// default) answers every one. Set before sharing the config.
+    pub fn set_request_rate(&mut self, rate: Option<RequestRate>) {
+        self.request_rate = rate.filter(|r| r.per_second > 0 && r.burst > 0);
+    }
+
+    /// The per-connection rate of cheap requests, if limited.
+    pub fn request_rate(&self) -> Option<RequestRate> {
+        self.request_rate
+    }
+}
+
+/// How many cheap requests (PING, STATS_REQUEST) one logged-in connection may make: a token
+/// bucket of `burst` requests refilled at `per_second`. One over the rate is answered with
+/// ERROR RATE_LIMITED for its request id (a PING with id 0, the heartbeat's, gets no answer),
+/// and the connection stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRate {
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// How long a server connection may take for each phase; `None` or zero turns a timer off.
-/// The defaults are the server's command-line defaults.
+/// The defaults are the server's command-line defaults, but for `hello`, which is off unless
+/// set (imgserver sets it from `--hello-timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerTimeouts {
     /// From the connection's creation to a completed login (10 s).
     pub handshake: Option<Duration>,
+    /// From the connection's creation to a complete HELLO (off): a peer that opens a TCP
+    /// connection and says nothing is cut sooner than by `handshake`. Fires as the handshake
+    /// timer does (ERROR HANDSHAKE_TIMEOUT, closed).
+    pub hello: Option<Duration>,
     /// While logged in with no request outstanding: from the last complete frame received, or
     /// from the moment the last outstanding request was answered (120 s; clients PING).
     pub idle: Option<Duration>,
@@ -183,6 +213,7 @@ impl Default for ServerTimeouts {
     fn default() -> Self {
         ServerTimeouts {
             handshake: Some(Duration::from_secs(10)),
+            hello: None,
             idle: Some(Duration::from_secs(120)),
             slow_peer: Some(Duration::from_secs(30)),
             frame: Some(Duration::from_secs(10)),

@@ -3,7 +3,7 @@
 //! Trust boundary: an event is only ever built from a frame that `dispatch` already decrypted
 //! and validated; its borrowed data points into the receive buffer.
 
-use super::{Conn, Side};
+use super::{Conn, Quiet, Side};
 use crate::frame::Header;
 use crate::limits::{HEADER_LEN, MAX_CHUNK_DATA, TAG_LEN};
 use crate::message::{self, JobSubmit, ResultInfo, ServerParams};
@@ -121,6 +121,24 @@ pub enum Event<'a> {
     },
     /// The peer closed the connection in order.
     Bye,
+    /// Server: a PING or STATS_REQUEST over the config's request rate. ERROR RATE_LIMITED
+    /// is already queued for it (nothing for request id 0, the heartbeat's); there is
+    /// nothing to answer. Reported, as every frame is, so a caller that handles a bounded
+    /// number of events per turn bounds the frames too.
+    RateLimited {
+        /// The refused request.
+        request_id: u64,
+    },
+    /// A chunk of a stream that was refused (`reject_request`, `send_busy`), validated and
+    /// dropped. Nothing to do; reported for the same reason as `RateLimited`.
+    Discarded {
+        /// The refused request.
+        request_id: u64,
+        /// The chunk's size.
+        len: usize,
+        /// Whether it ended the stream.
+        last: bool,
+    },
 }
 
 impl<S: Side> Conn<S> {
@@ -129,6 +147,17 @@ impl<S: Side> Conn<S> {
         let body = &self.rx[start + HEADER_LEN..start + HEADER_LEN + body_len];
         let id = h.request_id;
         let last = h.is_last();
+        match self.quiet {
+            Some(Quiet::RateLimited) => return Event::RateLimited { request_id: id },
+            Some(Quiet::Discarded) => {
+                return Event::Discarded {
+                    request_id: id,
+                    len: body.len(),
+                    last,
+                }
+            }
+            None => {}
+        }
         // Every body below was validated by `dispatch`, so these parses cannot fail; the
         // fallbacks only keep this function total.
         match h.opcode {

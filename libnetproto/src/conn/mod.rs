@@ -93,7 +93,7 @@ use crate::opcode::{ErrorCode, Opcode};
 use crate::session::CipherState;
 
 pub use client::ClientSide;
-pub use config::{ClientConfig, ClientTimers, ServerConfig, ServerTimeouts};
+pub use config::{ClientConfig, ClientTimers, RequestRate, ServerConfig, ServerTimeouts};
 pub use event::Event;
 pub use server::ServerSide;
 pub use time::{TimerKind, Timestamp};
@@ -150,11 +150,22 @@ pub(crate) mod sealed {
         fn next_timer(c: &Conn<Self>) -> Option<Timestamp>;
         /// Acts on every timer due at `now`; reports the one that mattered.
         fn fire_timers(c: &mut Conn<Self>, now: Timestamp) -> Option<TimerKind>;
+        /// Whether a cheap request (PING, STATS_REQUEST) with id `id` is within this side's
+        /// request rate; when not, the side has queued its refusal (or dropped the request).
+        fn admit_cheap(c: &mut Conn<Self>, id: u64) -> bool;
     }
 }
 
 use sealed::Step;
 use stream::Stream;
+
+/// Why a frame's event is one with nothing for the caller to do (see `Event::RateLimited`,
+/// `Event::Discarded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    RateLimited,
+    Discarded,
+}
 
 /// Where the connection is: the side's own handshake sub-state lives in the side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +236,8 @@ pub struct Conn<S> {
     bye_sent: bool,
     /// Header and offset of the frame behind the current event.
     current: Option<(Header, usize)>,
+    /// Set by `dispatch` when the current frame's event is a quiet one.
+    quiet: Option<Quiet>,
     clock: Clock,
 }
 
@@ -258,6 +271,7 @@ impl<S: Side> Conn<S> {
             error: None,
             bye_sent: false,
             current: None,
+            quiet: None,
             clock: Clock::new(now),
         }
     }
@@ -351,15 +365,17 @@ impl<S: Side> Conn<S> {
     /// `poll_event` so a caller can loop on reads without holding the event's borrow.
     pub fn advance(&mut self) -> Result<bool, Error> {
         self.current = None;
+        self.quiet = None;
         loop {
             if self.is_closed() {
                 return Ok(false);
             }
             self.release();
             let buf = &self.rx[self.rx_start..self.rx_end];
-            // Before the handshake completes only HELLO-sized frames are legitimate, so an
-            // unauthenticated peer cannot make us buffer 72 KiB.
-            let max_body = if self.recv.is_some() {
+            // Until login completes only handshake- and login-sized frames are legitimate, so
+            // a peer that has not proved who it is cannot make us buffer 72 KiB: not before
+            // the keys exist, and not between HELLO_REPLY and LOGIN_OK either.
+            let max_body = if self.is_ready() {
                 crate::limits::MAX_BODY_LEN
             } else {
                 crate::limits::MAX_HANDSHAKE_BODY
@@ -505,8 +521,12 @@ impl<S: Side> Conn<S> {
         let id = h.request_id;
         match h.opcode {
             Opcode::Ping => {
+                message::check_ping(&self.rx[body.clone()])?;
+                if !S::admit_cheap(self, id) {
+                    self.quiet = Some(Quiet::RateLimited);
+                    return Ok(Step::Event);
+                }
                 let payload = self.rx[body].to_vec();
-                message::check_ping(&payload)?;
                 self.queue(Opcode::Pong, 0, id, &[&payload])?;
                 Ok(Step::Event)
             }

@@ -3,8 +3,10 @@
 //! answer, and its handshake, idle, slow-peer and buffer timers.
 //!
 //! Trust boundary: an unauthenticated peer can reach only the handshake and login states here,
-//! and only for the handshake timeout; a logged-in one is cut off when idle or when it stops
-//! reading, so a stalled peer cannot hold a connection's resources forever.
+//! and only for the handshake timeout (the HELLO timeout, when set, before its first frame); a
+//! logged-in one is cut off when idle or when it stops reading, so a stalled peer cannot hold
+//! a connection's resources forever, and its cheap requests (PING, STATS) are held to the
+//! config's request rate.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::sealed::{Sealed, Step};
-use super::time::{deadline, earliest, TimerKind, Timestamp};
+use super::time::{deadline, earliest, TimerKind, Timestamp, TokenBucket};
 use super::{Conn, Phase, ServerConfig, Side};
 use crate::error::Error;
 use crate::frame::{Frame, Header};
@@ -47,6 +49,11 @@ pub struct ServerSide {
     outstanding: HashSet<u64>,
     /// When the connection last became idle (login, or its last request answered).
     idle_since: Timestamp,
+    /// The name the peer gave in LOGIN_START (kept after a failed login, for the caller's
+    /// counting of failures per name).
+    login_name: String,
+    /// Cheap requests allowed now (the config's request rate).
+    cheap: Option<TokenBucket>,
 }
 
 impl Side for ServerSide {}
@@ -63,6 +70,8 @@ impl Conn<ServerSide> {
             user: String::new(),
             outstanding: HashSet::new(),
             idle_since: now,
+            login_name: String::new(),
+            cheap: None,
         };
         Conn::blank(side, now)
     }
@@ -75,6 +84,25 @@ impl Conn<ServerSide> {
     /// Requests the server still owes a final answer.
     pub fn outstanding_requests(&self) -> usize {
         self.side.outstanding.len()
+    }
+
+    /// The user name the peer gave in LOGIN_START, whether or not the login succeeded
+    /// (empty before LOGIN_START): what a caller counts failed logins by.
+    pub fn login_name(&self) -> &str {
+        &self.side.login_name
+    }
+
+    /// Refuses request `id` (0: the connection) with ERROR RATE_LIMITED, its text starting
+    /// with `retry-after-ms=N;` (PROTOCOL §11) followed by `why`. Allowed before the
+    /// handshake, so a server can refuse a connection before any key exchange.
+    pub fn send_rate_limited(
+        &mut self,
+        id: u64,
+        retry_after_ms: u32,
+        why: &str,
+    ) -> Result<(), Error> {
+        let text = message::rate_limited_text(retry_after_ms, why);
+        self.send_error(id, ErrorCode::RateLimited, &text)
     }
 
     /// Request `id` got its final answer.
@@ -155,7 +183,16 @@ impl Conn<ServerSide> {
         if self.phase != Phase::Handshake {
             return None;
         }
-        deadline(self.clock.created, self.side.config.timeouts.handshake)
+        let all = deadline(self.clock.created, self.side.config.timeouts.handshake);
+        earliest(all, self.hello_deadline())
+    }
+
+    /// The HELLO timeout's deadline while no HELLO has arrived.
+    fn hello_deadline(&self) -> Option<Timestamp> {
+        if !matches!(self.side.handshake, Handshake::AwaitHello { .. }) {
+            return None;
+        }
+        deadline(self.clock.created, self.side.config.timeouts.hello)
     }
 
     /// A frame begun after login must be whole within the frame timeout (before login the
@@ -249,6 +286,7 @@ impl Sealed for ServerSide {
                     return Err(unexpected());
                 }
                 let user = message::parse_login_start(&c.rx[body])?.to_string();
+                c.side.login_name.clone_from(&user);
                 let (verifier, known) = match cfg.users.get(&user) {
                     Some(v) => (v.clone(), true),
                     None => (
@@ -311,7 +349,13 @@ impl Sealed for ServerSide {
                 Ok(Step::Event)
             }
             Opcode::JobData => c.stream_chunk(h, body),
-            Opcode::StatsRequest => message::parse_empty(&c.rx[body]).map(|_| Step::Event),
+            Opcode::StatsRequest => {
+                message::parse_empty(&c.rx[body])?;
+                if !Self::admit_cheap(c, id) {
+                    c.quiet = Some(super::Quiet::RateLimited);
+                }
+                Ok(Step::Event)
+            }
             _ => Err(Conn::<Self>::unexpected(h)),
         }
     }
@@ -359,6 +403,11 @@ impl Sealed for ServerSide {
             c.close_for(Error::Timeout("peer not reading its output"));
             return Some(TimerKind::SlowPeer);
         }
+        if c.hello_deadline().is_some_and(|d| now >= d) {
+            let text = format!("HELLO must arrive within {:.0} s", secs(t.hello));
+            c.time_out(ErrorCode::HandshakeTimeout, &text, "hello");
+            return Some(TimerKind::Handshake);
+        }
         if c.handshake_deadline().is_some_and(|d| now >= d) {
             let text = format!(
                 "handshake and login must finish within {:.0} s",
@@ -384,5 +433,31 @@ impl Sealed for ServerSide {
             c.shrink_buffers();
         }
         None
+    }
+
+    fn admit_cheap(c: &mut Conn<Self>, id: u64) -> bool {
+        let Some(rate) = c.side.config.request_rate else {
+            return true;
+        };
+        let now = c.clock.input_at;
+        let bucket = c
+            .side
+            .cheap
+            .get_or_insert_with(|| TokenBucket::full(rate.burst, now));
+        let Err(wait_ms) = bucket.take(rate.per_second, rate.burst, now) else {
+            return true;
+        };
+        // Id 0 is the connection's own (the heartbeat): an ERROR with it would end the
+        // connection, so an over-rate PING 0 just goes unanswered.
+        if id != 0 {
+            let why = format!(
+                "more than {} PING/STATS requests per second on this connection",
+                rate.per_second
+            );
+            if let Err(e) = c.send_rate_limited(id, wait_ms, &why) {
+                log::debug!("server connection: cannot refuse request {id}: {e}");
+            }
+        }
+        false
     }
 }

@@ -44,7 +44,8 @@ impl<S: Side> Conn<S> {
         self.advance_stream(id, data_len, last)
     }
 
-    /// A further chunk (JOB_DATA, RESULT_DATA); `Continue` when the caller refused the stream.
+    /// A further chunk (JOB_DATA, RESULT_DATA); a quiet `Discarded` event when the caller
+    /// refused the stream.
     pub(super) fn stream_chunk(&mut self, h: Header, body: Range<usize>) -> Result<Step, Error> {
         message::check_chunk(&self.rx[body.clone()])?;
         let discard = self
@@ -55,7 +56,10 @@ impl<S: Side> Conn<S> {
             ))?
             .discard;
         self.advance_stream(h.request_id, body.len(), h.is_last())?;
-        Ok(if discard { Step::Continue } else { Step::Event })
+        if discard {
+            self.quiet = Some(super::Quiet::Discarded);
+        }
+        Ok(Step::Event)
     }
 
     pub(super) fn advance_stream(&mut self, id: u64, n: usize, last: bool) -> Result<(), Error> {

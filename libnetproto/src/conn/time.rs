@@ -117,9 +117,73 @@ pub(crate) fn deadline(since: Timestamp, d: Option<Duration>) -> Option<Timestam
     d.filter(|d| !d.is_zero()).map(|d| since + d)
 }
 
+/// A token bucket on the caller's clock, in millionths of a token so that integer arithmetic
+/// is exact enough at any rate from 1 to millions per second.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    micro_tokens: u64,
+    at: Timestamp,
+}
+
+const MICRO: u64 = 1_000_000;
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens at `now`.
+    pub(crate) fn full(burst: u32, now: Timestamp) -> Self {
+        TokenBucket {
+            micro_tokens: burst as u64 * MICRO,
+            at: now,
+        }
+    }
+
+    /// Takes one token at `now`, refilling at `per_second` up to `burst` first; when none is
+    /// left, how many milliseconds until one will be (at least 1).
+    pub(crate) fn take(&mut self, per_second: u32, burst: u32, now: Timestamp) -> Result<(), u32> {
+        let elapsed = now.saturating_duration_since(self.at).as_micros();
+        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        self.micro_tokens = self
+            .micro_tokens
+            .saturating_add(elapsed.saturating_mul(per_second as u64))
+            .min(burst as u64 * MICRO);
+        self.at = self.at.max(now);
+        if self.micro_tokens >= MICRO {
+            self.micro_tokens -= MICRO;
+            return Ok(());
+        }
+        let rate = (per_second as u64).max(1);
+        let wait_us = (MICRO - self.micro_tokens).div_ceil(rate);
+        Err(u32::try_from(wait_us.div_ceil(1000).max(1)).unwrap_or(u32::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate_and_says_how_long_to_wait() {
+        let t0 = Timestamp::from_micros(5_000_000);
+        let mut b = TokenBucket::full(3, t0);
+        for _ in 0..3 {
+            assert_eq!(b.take(10, 3, t0), Ok(()));
+        }
+        // Empty: one token every 100 ms at 10 per second.
+        assert_eq!(b.take(10, 3, t0), Err(100));
+        assert_eq!(b.take(10, 3, t0 + Duration::from_millis(40)), Err(60));
+        assert_eq!(b.take(10, 3, t0 + Duration::from_millis(100)), Ok(()));
+        // A long quiet spell refills to the burst, no further.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert_eq!(b.take(10, 3, later), Ok(()));
+        }
+        assert!(b.take(10, 3, later).is_err());
+        // Time never runs backwards for the bucket.
+        assert!(b.take(10, 3, t0).is_err());
+        // A fast rate still asks for at least a millisecond.
+        let mut fast = TokenBucket::full(1, t0);
+        assert_eq!(fast.take(1_000_000, 1, t0), Ok(()));
+        assert_eq!(fast.take(1_000_000, 1, t0), Err(1));
+    }
 
     #[test]
     fn arithmetic_saturates_instead_of_wrapping() {
