@@ -225,7 +225,7 @@
 /**
  * Most refused uploads a server connection keeps validating and dropping: past it,
  * the oldest refused upload is forgotten, and a further chunk for it is fatal
- * (MALFORMED). A client that stops sending after a refusal is never affected.
+ * (ERROR PROTOCOL). A client that stops sending after a refusal is never affected.
  */
 #define NP_MAX_REFUSED_STREAMS 64
 

@@ -229,7 +229,7 @@ wire_table! {
         MAX_BUFFERED_INPUT: usize = 2 * MAX_FRAME_LEN;
         /// Most refused uploads a server connection keeps validating and dropping: past it,
         /// the oldest refused upload is forgotten, and a further chunk for it is fatal
-        /// (MALFORMED). A client that stops sending after a refusal is never affected.
+        /// (ERROR PROTOCOL). A client that stops sending after a refusal is never affected.
         MAX_REFUSED_STREAMS: usize = 64;
         /// Most unprocessed bytes a connection buffers until login completes: one maximal
         /// pre-login frame and most of the next, so a peer that has not logged in holds at

@@ -266,7 +266,7 @@ pub const NP_MAX_BUFFERED_INPUT: usize = 147504;
 
 /// Most refused uploads a server connection keeps validating and dropping: past it,
 /// the oldest refused upload is forgotten, and a further chunk for it is fatal
-/// (MALFORMED). A client that stops sending after a refusal is never affected.
+/// (ERROR PROTOCOL). A client that stops sending after a refusal is never affected.
 pub const NP_MAX_REFUSED_STREAMS: usize = 64;
 
 /// Most unprocessed bytes a connection buffers until login completes: one maximal
