@@ -183,6 +183,35 @@ pub unsafe extern "C" fn np_server_config_free(cfg: *mut np_server_config) {
 
 // ----- timer settings (new functions stay at the end of this file) -----
 
+/// The server config behind `cfg`, for a setter: only while no connection shares it
+/// (NP_BAD_STATE after), NULL answered with NP_NULL_ARGUMENT.
+///
+/// # Safety
+/// `cfg` is NULL or a live handle from np_server_config_new that no other thread uses while
+/// the returned reference lives.
+unsafe fn unshared_server<'a>(
+    cfg: *mut np_server_config,
+) -> Result<&'a mut ServerConfig, np_status> {
+    // SAFETY: the caller's contract makes the &mut unique; arg_mut rejects NULL. Connections
+    // hold their own Arc, not this box, so they do not alias it either.
+    let cfg = unsafe { arg_mut(cfg) }?;
+    Arc::get_mut(&mut cfg.inner)
+        .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))
+}
+
+/// [`unshared_server`] for a client config.
+///
+/// # Safety
+/// As for [`unshared_server`], with a handle from np_client_config_new.
+unsafe fn unshared_client<'a>(
+    cfg: *mut np_client_config,
+) -> Result<&'a mut ClientConfig, np_status> {
+    // SAFETY: as in unshared_server.
+    let cfg = unsafe { arg_mut(cfg) }?;
+    Arc::get_mut(&mut cfg.inner)
+        .ok_or_else(|| fail(NP_BAD_STATE, "client config already in use by connections"))
+}
+
 /// `None` for 0 ("off"), else the duration in milliseconds.
 fn ms_or_off(ms: u32) -> Option<std::time::Duration> {
     (ms != 0).then(|| std::time::Duration::from_millis(ms as u64))
@@ -202,12 +231,9 @@ pub unsafe extern "C" fn np_server_config_set_timeouts(
     slow_peer_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
-        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
-        // Connections hold their own Arc, not this box, so they do not alias it either.
-        let cfg = unsafe { arg_mut(cfg) }?;
-        let inner = Arc::get_mut(&mut cfg.inner)
-            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        // SAFETY: `cfg` is NULL or a live handle no other thread uses during this call (the
+        // contract), which is what `unshared_server` needs.
+        let inner = unsafe { unshared_server(cfg) }?;
         let mut t = inner.timeouts();
         t.handshake = ms_or_off(handshake_ms);
         t.idle = ms_or_off(idle_ms);
@@ -229,12 +255,9 @@ pub unsafe extern "C" fn np_server_config_set_frame_timeout(
     frame_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
-        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
-        // Connections hold their own Arc, not this box, so they do not alias it either.
-        let cfg = unsafe { arg_mut(cfg) }?;
-        let inner = Arc::get_mut(&mut cfg.inner)
-            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        // SAFETY: `cfg` is NULL or a live handle no other thread uses during this call (the
+        // contract), which is what `unshared_server` needs.
+        let inner = unsafe { unshared_server(cfg) }?;
         let mut t = inner.timeouts();
         t.frame = ms_or_off(frame_ms);
         inner.set_timeouts(t);
@@ -256,12 +279,9 @@ pub unsafe extern "C" fn np_client_config_set_timers(
     dead_after_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
-        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
-        // Connections hold their own Arc, not this box, so they do not alias it either.
-        let cfg = unsafe { arg_mut(cfg) }?;
-        let inner = Arc::get_mut(&mut cfg.inner)
-            .ok_or_else(|| fail(NP_BAD_STATE, "client config already in use by connections"))?;
+        // SAFETY: `cfg` is NULL or a live handle no other thread uses during this call (the
+        // contract), which is what `unshared_client` needs.
+        let inner = unsafe { unshared_client(cfg) }?;
         inner.set_timers(crate::conn::ClientTimers {
             heartbeat: ms_or_off(heartbeat_ms),
             dead_after: ms_or_off(dead_after_ms),
@@ -283,12 +303,9 @@ pub unsafe extern "C" fn np_server_config_set_hello_timeout(
     hello_ms: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
-        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
-        // Connections hold their own Arc, not this box, so they do not alias it either.
-        let cfg = unsafe { arg_mut(cfg) }?;
-        let inner = Arc::get_mut(&mut cfg.inner)
-            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        // SAFETY: `cfg` is NULL or a live handle no other thread uses during this call (the
+        // contract), which is what `unshared_server` needs.
+        let inner = unsafe { unshared_server(cfg) }?;
         let mut t = inner.timeouts();
         t.hello = ms_or_off(hello_ms);
         inner.set_timeouts(t);
@@ -311,12 +328,9 @@ pub unsafe extern "C" fn np_server_config_set_request_rate(
     burst: u32,
 ) -> np_status {
     guard(|| {
-        // SAFETY: a non-NULL `cfg` is a live handle from np_*_config_new that no other thread
-        // uses during this call (the contract), so the &mut is unique; arg_mut rejects NULL.
-        // Connections hold their own Arc, not this box, so they do not alias it either.
-        let cfg = unsafe { arg_mut(cfg) }?;
-        let inner = Arc::get_mut(&mut cfg.inner)
-            .ok_or_else(|| fail(NP_BAD_STATE, "server config already in use by connections"))?;
+        // SAFETY: `cfg` is NULL or a live handle no other thread uses during this call (the
+        // contract), which is what `unshared_server` needs.
+        let inner = unsafe { unshared_server(cfg) }?;
         inner.set_request_rate(Some(crate::conn::RequestRate { per_second, burst }));
         Ok(NP_OK)
     })
