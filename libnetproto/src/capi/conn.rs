@@ -861,6 +861,39 @@ pub unsafe extern "C" fn np_conn_send_bye(conn: *mut np_conn) -> np_status {
     })
 }
 
+/// Copies a text of a server connection (`pick`) into `out` as a NUL-terminated string;
+/// NP_BAD_STATE on a client connection.
+///
+/// # Safety
+/// `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
+unsafe fn server_text(
+    conn: *const np_conn,
+    out: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+    pick: fn(&ServerConn) -> &str,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
+        // rules); arg_ref rejects NULL.
+        let c = unsafe { arg_ref(conn) }?;
+        let text = match &c.inner {
+            AnyConn::Server(s) => pick(s),
+            AnyConn::Client(_) => {
+                return Err(fail(
+                    NP_BAD_STATE,
+                    "a server-only call on a client connection",
+                ))
+            }
+        };
+        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
+        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
+        // writes anything. `text` borrows the handle, which caller memory cannot overlap.
+        unsafe { super::write_text(text, out, cap, len) }?;
+        Ok(NP_OK)
+    })
+}
+
 /// Copies the user name of a logged-in server connection (NUL-terminated) into `out`
 /// (NP_BAD_STATE on a client connection).
 ///
@@ -873,25 +906,8 @@ pub unsafe extern "C" fn np_conn_user(
     cap: usize,
     len: *mut usize,
 ) -> np_status {
-    guard(|| {
-        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
-        // rules); arg_ref rejects NULL.
-        let c = unsafe { arg_ref(conn) }?;
-        let user = match &c.inner {
-            AnyConn::Server(s) => s.user(),
-            AnyConn::Client(_) => {
-                return Err(fail(
-                    NP_BAD_STATE,
-                    "a server-only call on a client connection",
-                ))
-            }
-        };
-        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
-        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
-        // writes anything. `user` borrows the handle, which caller memory cannot overlap.
-        unsafe { super::write_text(user, out, cap, len) }?;
-        Ok(NP_OK)
-    })
+    // SAFETY: the caller's contract is server_text's.
+    unsafe { server_text(conn, out, cap, len, ServerConn::user) }
 }
 
 /// Reads the next name/value pair from a STATS event's `data`, starting at `*offset` (0 for
@@ -987,25 +1003,8 @@ pub unsafe extern "C" fn np_conn_login_name(
     cap: usize,
     len: *mut usize,
 ) -> np_status {
-    guard(|| {
-        // SAFETY: a non-NULL `conn` is a live handle with no writer during this call (handle
-        // rules); arg_ref rejects NULL.
-        let c = unsafe { arg_ref(conn) }?;
-        let name = match &c.inner {
-            AnyConn::Server(s) => s.login_name(),
-            AnyConn::Client(_) => {
-                return Err(fail(
-                    NP_BAD_STATE,
-                    "a server-only call on a client connection",
-                ))
-            }
-        };
-        // SAFETY: `out` is valid for `cap` bytes and a non-NULL `len` writable (the contract);
-        // write_text rejects a NULL `out` and a `cap` below the text plus its NUL before it
-        // writes anything. `name` borrows the handle, which caller memory cannot overlap.
-        unsafe { super::write_text(name, out, cap, len) }?;
-        Ok(NP_OK)
-    })
+    // SAFETY: the caller's contract is server_text's.
+    unsafe { server_text(conn, out, cap, len, ServerConn::login_name) }
 }
 
 #[cfg(test)]
