@@ -429,3 +429,74 @@ fn a_logged_in_peer_trickling_a_frame_is_cut_off_at_the_frame_timeout() {
     // The slot the upload held is free again.
     srv.wait_stat("slots_in_use", 0, Duration::from_secs(5));
 }
+
+#[test]
+fn refused_jobs_with_hostile_specs_neither_flood_nor_forge_the_log() {
+    let srv = Server::start("logflood", &["--workers", "1"]);
+    let mut c = srv.connect();
+    let before = srv.log_text().lines().count();
+    let hostile = [
+        "blur:2\nINFO  master[1] forged",
+        "blur:2\r",
+        "blur:\u{b}2",
+        "blur:\u{c}2",
+        "blur:2\u{85}x",
+        "blur:2\u{2028}x",
+        "\u{1b}[2Jblur:2",
+    ];
+    // 700 refused jobs, as fast as the client can send them.
+    for i in 0..700u64 {
+        let spec = hostile[i as usize % hostile.len()];
+        match run_job(&mut c, i + 1, spec, b"not even an image") {
+            Outcome::Error { code, .. } => assert_eq!(code, ErrorCode::BadSpec as u16),
+            o => panic!("{spec:?}: {o:?}"),
+        }
+    }
+    srv.wait_stat("error_bad_spec", 700, Duration::from_secs(10));
+    let log = srv.log_text();
+    // Refusals are counted, not logged one by one at the default level.
+    let added = log.lines().count() - before;
+    assert!(added < 10, "{added} log lines for 700 refused jobs");
+    // With every refusal logged (debug), each record is still one line that starts with its
+    // timestamp, and no raw control character or line separator reaches the file.
+    let srv = Server::builder("logforge")
+        .args(&["--workers", "1"])
+        .env("RUST_LOG", "debug")
+        .start();
+    let mut c = srv.connect();
+    for (i, spec) in hostile.iter().enumerate() {
+        assert!(matches!(
+            run_job(&mut c, i as u64 + 1, spec, b"x"),
+            Outcome::Error { .. }
+        ));
+    }
+    srv.wait_stat(
+        "error_bad_spec",
+        hostile.len() as u64,
+        Duration::from_secs(10),
+    );
+    let log = srv.log_text();
+    assert!(
+        log.matches("rejected BAD_SPEC").count() >= hostile.len(),
+        "{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20"),
+            "a line without its timestamp: {line:?}"
+        );
+    }
+    for bad in ['\r', '\u{b}', '\u{c}', '\u{85}', '\u{2028}', '\u{1b}'] {
+        assert!(!log.contains(bad), "raw {bad:?} in the log");
+    }
+    // A user name is the peer's text too: a right-to-left override in it (a valid name
+    // character) reaches the log escaped, so it cannot reorder how the line displays.
+    let cfg = netproto_sys::ClientConfig::new("evil\u{202e}gnp.exe", b"guess").unwrap();
+    assert!(netproto_sys::Client::connect(&srv.addr, &cfg, None, Duration::from_secs(10)).is_err());
+    wait_until("the failed login's line", Duration::from_secs(5), || {
+        srv.log_text()
+            .contains("login failed for user evil\\u{202e}gnp.exe")
+    })
+    .unwrap_or_else(|e| srv.fail(e));
+    assert!(!srv.log_text().contains('\u{202e}'));
+}

@@ -606,7 +606,7 @@ impl Conns {
                         // addresses must not flood the log either.
                         if let Some(skipped) = self.log_gate.allow("login failed", Instant::now()) {
                             info!(
-                                "conn {gen} from {}: login failed{}",
+                                "conn {gen} from {}: login failed for user {name}{}",
                                 c.peer,
                                 skipped_note(skipped)
                             );
