@@ -84,6 +84,39 @@ pub fn write_users(dir: &Path, users: &[(String, String)]) -> io::Result<()> {
     fs::rename(&tmp, users_path(dir))
 }
 
+/// One server per state directory: an exclusive lock on `STATE_DIR/imgserver.lock`, held for
+/// the life of the process and released by the kernel however it ends (so a `kill -9` leaves
+/// nothing to clean up). Two servers sharing a directory would race to create the key and
+/// overwrite each other's pid file.
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+/// Takes the state directory's lock, or says which server holds it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("imgserver.lock");
+    // std opens with O_CLOEXEC: workers never inherit the lock.
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(DirLock(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let who = read_pid(dir).map_or(String::new(), |(pid, _)| format!(" (pid {pid})"));
+            Err(format!(
+                "another imgserver{who} is running with state directory {}; give this one its own --state-dir",
+                dir.display()
+            ))
+        }
+        Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// The pid file: `PID STATS_FD`, so `imgserver stats` can open /proc/PID/fd/STATS_FD.
 pub fn write_pid(dir: &Path, stats_fd: i32) -> io::Result<()> {
     let tmp = dir.join(".imgserver.pid.tmp");

@@ -226,3 +226,42 @@ fn stats_to_a_reader_that_closed_its_pipe_is_not_a_crash() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_second_server_on_the_same_state_directory_is_refused_and_the_first_keeps_its_pid_file() {
+    let srv = Server::start("onedir", &["--workers", "1"]);
+    let mut second = Command::new(imgserver_bin())
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--state-dir"])
+        .arg(srv.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let waited = wait_until(
+        "the second server to give up",
+        Duration::from_secs(10),
+        || {
+            status = second.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    if waited.is_err() {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second server ran on the first one's state directory");
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another imgserver (pid {}) is running with state directory",
+            srv.pid()
+        )),
+        "{err}"
+    );
+    // The first server's pid file still names it: `imgserver stats` finds it.
+    assert_eq!(srv.stats().get("workers_alive"), 1);
+}

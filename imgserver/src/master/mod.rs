@@ -153,6 +153,8 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     let state_dir = state::resolve(args.state_dir.as_deref());
     state::ensure_dir(&state_dir)
         .map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
+    // Held until serve returns (or the process dies): before the key is created or read.
+    let _dir_lock = state::lock_dir(&state_dir)?;
     let server_cfg = conns::load_config(&args, &state_dir)?;
     conns::log_key(&server_cfg, &state_dir);
 
