@@ -7,11 +7,14 @@ export CARGO_TERM_COLOR ?= never
 
 all: build
 
-## build: release build of the whole workspace (binaries, libnetproto.so)
-build:
+## build: release build of the whole workspace (binaries, libnetproto.so); the Debian packages
+## the build needs (cmake and nasm for the vendored libjpeg-turbo) are installed first, so that
+## `make run` works as the first command on a fresh machine
+build: deps
 	$(CARGO) build --release --workspace --bins --lib
 
-## deps: Debian packages the tests need (cbindgen, a C compiler, binutils), installed if missing
+## deps: Debian packages the build and the tests need (cmake, nasm, cbindgen, a C compiler,
+## binutils), installed if missing; every target that compiles starts with it
 deps:
 	@scripts/install-deps.sh
 
@@ -32,7 +35,7 @@ unit: failpoints
 ## failpoints: the test-only variant of imgserver with its failpoints compiled in (inputs that
 ## crash, hang or slow a worker, or try to escape its sandbox), as $(REL)/imgserver-failpoints
 ## for the end-to-end tests; $(REL)/imgserver is rebuilt without them right after
-failpoints:
+failpoints: deps
 	$(CARGO) build --release -p imgserver --features failpoints
 	cp $(REL)/imgserver $(REL)/imgserver-failpoints
 	$(CARGO) build --release -p imgserver
@@ -57,7 +60,7 @@ check-header: cbindgen-version
 
 ## cbindgen-version: refuse to generate the header with any cbindgen but the pinned one (the
 ## output differs between versions; scripts/install-deps.sh installs this one)
-cbindgen-version:
+cbindgen-version: deps
 	@v=$$(cbindgen --version 2>/dev/null | sed -n 's/^cbindgen //p'); \
 	if [ "$$v" != "$(CBINDGEN_VERSION)" ]; then \
 	echo "cbindgen $(CBINDGEN_VERSION) is required (found: $${v:-none}); run scripts/install-deps.sh or 'cargo install cbindgen --version $(CBINDGEN_VERSION) --locked'"; exit 1; fi
