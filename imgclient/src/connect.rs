@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use netproto_sys::{ffi, Client, ClientConfig, ClientConn, Event, NpError};
 
 use crate::exit::{ExitKind, Failure};
+use crate::notice::Notices;
 use crate::retry::{self, Jitter, Retry};
 
 /// Connection settings from the command line and environment.
@@ -259,6 +260,8 @@ pub struct Connector {
     /// The dead-peer timeout its connections run with, for the message when one fires.
     pub dead_after: Duration,
     announced: AtomicBool,
+    /// Waits worth telling the user about, shared by every connection of the run.
+    pub notices: Notices,
 }
 
 impl Connector {
@@ -295,6 +298,7 @@ impl Connector {
             retry_for: opts.retry_for,
             dead_after: opts.dead_after,
             announced: AtomicBool::new(false),
+            notices: Notices::default(),
         }))
     }
 
@@ -357,6 +361,14 @@ impl Connector {
                 return Err(self.failure(&e));
             };
             log::info!("{}; retrying in {} ms", e.message, delay.as_millis());
+            self.notices.show(Instant::now(), || {
+                format!(
+                    "{} said not now ({}); waiting {} ms",
+                    self.addr,
+                    e.message,
+                    delay.as_millis()
+                )
+            });
             if !sleep_unless(delay, stop) {
                 return Err(self.failure(&e));
             }
@@ -392,6 +404,15 @@ impl Connector {
                 e.message,
                 delay.as_millis()
             );
+            self.notices.show(Instant::now(), || {
+                format!(
+                    "cannot reach {} ({}); reconnecting, next try in {} ms (giving up after {} s without success)",
+                    self.addr,
+                    e.message,
+                    delay.as_millis(),
+                    self.retry_for.as_secs()
+                )
+            });
             if !sleep_unless(delay, stop) {
                 return Err(Failure::new(ExitKind::Connect, "connect", "interrupted"));
             }

@@ -61,6 +61,7 @@ mod exit;
 mod filter;
 mod images;
 mod json;
+mod notice;
 mod ops;
 mod retry;
 mod session;

@@ -524,6 +524,12 @@ impl Session {
                     grace.as_millis(),
                     self.inflight.len()
                 );
+                self.connector.notices.show(now, || {
+                    format!(
+                        "{} is shutting down; finishing the jobs in flight, then reconnecting",
+                        self.connector.addr
+                    )
+                });
                 self.draining_until = Some(now + grace);
             }
             Ev::Pong => self.retry.reset(),
@@ -558,6 +564,14 @@ impl Session {
         self.client = None;
         self.draining_until = None;
         let now = Instant::now();
+        if !self.inflight.is_empty() {
+            self.connector.notices.show(now, || {
+                format!(
+                    "connection to {} lost ({}); reconnecting to send its jobs again",
+                    self.connector.addr, reason.why
+                )
+            });
+        }
         let mut slots: Vec<(u64, Slot)> = self.inflight.drain().collect();
         slots.sort_by_key(|(id, _)| *id);
         for (_, mut slot) in slots {

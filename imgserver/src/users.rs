@@ -25,7 +25,7 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
                 return Err(format!("no user named {name}"));
             }
             state::write_users(dir, &users).map_err(|e| e.to_string())?;
-            println!("deleted user {name} (running servers reload on SIGHUP)");
+            println!("deleted user {name} (a running server picks it up within a second)");
             Ok(())
         }
         UserCommand::Add { name } => {
@@ -49,7 +49,7 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
             users.push((name.clone(), verifier));
             state::write_users(dir, &users).map_err(|e| e.to_string())?;
             println!(
-                "{} user {name} in {} (running servers reload on SIGHUP)",
+                "{} user {name} in {} (a running server picks it up within a second)",
                 if existed { "updated" } else { "added" },
                 state::users_path(dir).display()
             );

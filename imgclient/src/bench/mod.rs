@@ -83,6 +83,12 @@ pub struct BenchArgs {
     /// Print a progress line every second even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
+
+    /// Requests that may fail or be refused (BUSY, RATE_LIMITED, errors of any kind) before
+    /// the run counts as failed: with more, the report is still printed and written, and the
+    /// exit code is the most frequent error's.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
 }
 
 /// The op mix from `--op` values: labels as given, requests as validated specs.
@@ -339,11 +345,25 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
         std::fs::write(path, svg)
             .map_err(|e| Failure::io(format!("writing {}", path.display()), e))?;
     }
-    if summary.totals.ok == 0 && summary.totals.error_count() > 0 {
+    verdict(&summary.totals, args.max_errors)
+}
+
+/// The run's exit: failed when nothing succeeded, or when more requests failed or were
+/// refused than `max_errors` allows (a load test with refusals has not measured what it says).
+fn verdict(totals: &Totals, max_errors: u64) -> Result<(), Failure> {
+    let errors = totals.error_count();
+    let kind = || totals.dominant_error().unwrap_or(ExitKind::Connect);
+    if totals.ok == 0 && errors > 0 {
+        return Err(Failure::new(kind(), "bench", "no request succeeded"));
+    }
+    if errors > max_errors {
         return Err(Failure::new(
-            summary.totals.dominant_error().unwrap_or(ExitKind::Connect),
+            kind(),
             "bench",
-            "no request succeeded",
+            format!(
+                "{errors} of {} requests failed or were refused (allowed: {max_errors}, --max-errors); see the errors in the report",
+                totals.ok + errors
+            ),
         ));
     }
     Ok(())
@@ -352,6 +372,29 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_with_refused_requests_fails_unless_they_are_allowed() {
+        let mut t = Totals {
+            ok: 10,
+            ..Totals::default()
+        };
+        assert!(verdict(&t, 0).is_ok());
+        t.errors.insert("BUSY".into(), (269, ExitKind::Busy));
+        t.errors.insert("timeout".into(), (3, ExitKind::Connect));
+        let f = verdict(&t, 0).unwrap_err();
+        assert_eq!(
+            f.kind,
+            ExitKind::Busy,
+            "the most frequent error decides the exit"
+        );
+        assert!(f.why.contains("272 of 282 requests"), "{}", f.why);
+        assert!(verdict(&t, 272).is_ok());
+        assert_eq!(verdict(&t, 271).unwrap_err().kind, ExitKind::Busy);
+        t.ok = 0;
+        let f = verdict(&t, 1000).unwrap_err();
+        assert!(f.why.contains("no request succeeded"), "{}", f.why);
+    }
 
     #[test]
     fn op_mix_is_validated() {

@@ -230,9 +230,12 @@ fn run_tasks(
     }
     let elapsed = started.elapsed();
     if n > 1 {
-        log::info!(
-            "{n} inputs in {:.2} s, {failed} failed",
-            elapsed.as_secs_f64()
+        // The batch's one line of its own (the bar is gone, and without a terminal there
+        // was none): what came of every input.
+        eprintln!(
+            "{n} inputs in {:.2} s: {} written, {failed} failed",
+            elapsed.as_secs_f64(),
+            n - failed
         );
     }
     match first_failure {

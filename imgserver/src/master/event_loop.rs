@@ -18,6 +18,7 @@ use super::conns::{Conns, Request, Requests};
 use super::iface::{ConnRef, Effects, JobOrder, Reply, WorkerId};
 use super::jobs::Jobs;
 use super::pool::Pool;
+use super::users_watch::{UsersWatch, Version};
 use crate::cli::ServeArgs;
 use crate::stats::Stats;
 use crate::{signals, state};
@@ -45,6 +46,8 @@ pub struct Master {
     pub pool: Pool,
     pub shutdown_deadline: Option<Instant>,
     pub last_sweep: Instant,
+    /// Reloads the users file when `imgserver user add|del` replaced it.
+    pub users_watch: UsersWatch,
     /// CPUs this process may run on.
     pub cpus: usize,
 }
@@ -235,7 +238,12 @@ impl Master {
             }
             self.settle_closed();
             if signals::take_reload() {
-                self.reload();
+                self.reload("SIGHUP");
+            } else if self.users_watch.due(now) {
+                let v = Version::of(&state::users_path(&self.state_dir));
+                if self.users_watch.changed(v, now) {
+                    self.reload("the file changed");
+                }
             }
             let stops = signals::stop_requests();
             if stops >= 2 {
@@ -253,14 +261,15 @@ impl Master {
         }
     }
 
-    fn reload(&mut self) {
+    /// Rereads the users file (`why`: SIGHUP, or the watch saw a new version of it).
+    fn reload(&mut self, why: &str) {
+        let path = state::users_path(&self.state_dir);
+        // Taken before the read, as at start: a change racing with it is seen next time.
+        self.users_watch.loaded(Version::of(&path));
         match super::conns::load_config(&self.args, &self.state_dir) {
             Ok(cfg) => {
                 self.conns.set_config(cfg);
-                info!(
-                    "reloaded users from {}",
-                    state::users_path(&self.state_dir).display()
-                );
+                info!("reloaded users from {} ({why})", path.display());
             }
             Err(e) => warn!("reload failed, keeping the old users: {e}"),
         }

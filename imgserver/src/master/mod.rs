@@ -13,6 +13,7 @@ mod iface;
 mod jobs;
 mod listen;
 mod pool;
+mod users_watch;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -155,6 +156,8 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         .map_err(|e| format!("state directory {}: {e}", state_dir.display()))?;
     // Held until serve returns (or the process dies): before the key is created or read.
     let _dir_lock = state::lock_dir(&state_dir)?;
+    // The version before the read: a change racing with it is seen at the first look.
+    let users_version = users_watch::Version::of(&state::users_path(&state_dir));
     let server_cfg = conns::load_config(&args, &state_dir)?;
     conns::log_key(&server_cfg, &state_dir);
 
@@ -212,6 +215,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         pool,
         shutdown_deadline: None,
         last_sweep: now,
+        users_watch: users_watch::UsersWatch::new(users_version, now),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     m.pool.respawn_due(now);
