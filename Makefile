@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -19,7 +19,7 @@ deps:
 	@scripts/install-deps.sh
 
 ## test: every check the project has, from a clean clone
-test: deps lint build unit check-header check-dynamic c-sample bench-smoke
+test: deps lint build unit check-header check-dynamic c-sample readme-check bench-smoke
 	@echo "make test: all checks passed"
 
 ## lint: formatting and clippy with warnings as errors
@@ -109,6 +109,12 @@ bench-smoke: build
 ## 150-connection bench, SIGTERM); installs ImageMagick, librsvg2-bin, DejaVu fonts if missing
 screenshots: build
 	scripts/screenshots.sh
+
+## readme-check: run README.md's ```console blocks in order, in a fresh home directory, against
+## the current build; each command must succeed and print what the README shows (numbers, key
+## fingerprints and the home directory aside)
+readme-check: build
+	scripts/readme-check.py --bin $(REL)
 
 ## run: the main job on built-in defaults: server on loopback, blur, 150-connection bench, stop
 run: build
