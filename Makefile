@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps check-fresh lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
 
 all: build
 
@@ -18,8 +18,13 @@ build: deps
 deps:
 	@scripts/install-deps.sh
 
+## check-fresh: every target that compiles starts with the dependency installer, which covers
+## every tool the build runs (the README's fresh-machine promise)
+check-fresh:
+	@scripts/check-fresh.sh
+
 ## test: every check the project has, from a clean clone
-test: deps lint build unit check-header check-dynamic c-sample readme-check bench-smoke
+test: deps check-fresh lint build unit check-header check-dynamic c-sample readme-check bench-smoke
 	@echo "make test: all checks passed"
 
 ## lint: formatting and clippy with warnings as errors
