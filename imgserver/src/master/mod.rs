@@ -213,6 +213,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         shutdown_deadline: None,
         last_sweep: now,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        notify: crate::notify::Notifier::from_env(),
     };
     m.pool.respawn_due(now);
     let listener = listen::bind_listener(m.args.listen).map_err(|e| {
