@@ -8,6 +8,7 @@ mod failpoints;
 mod ipc;
 mod logging;
 mod master;
+mod notify;
 mod ring;
 mod sandbox;
 mod shm;

@@ -74,12 +74,20 @@ pub fn install() -> io::Result<OwnedFd> {
     Ok(r)
 }
 
-/// Restores default dispositions (in a worker after exec they are default already; used by
-/// the worker to be explicit that it takes no part in the master's signal protocol).
-pub fn reset_for_worker() -> io::Result<()> {
-    for sig in [Signal::SIGINT, Signal::SIGHUP] {
-        // SAFETY: SIG_IGN installs no code. Workers ignore terminal signals: Ctrl-C goes to the
-        // whole process group, and only the master decides when workers stop.
+/// The signals a worker ignores: whoever signals the whole process group (systemd's stop,
+/// which signals the unit's whole control group; Ctrl-C, which signals the terminal's
+/// foreground group; a hang-up) means the server, and only the master decides when a worker
+/// stops (by closing its channel once its job is done, or SIGKILL, which cannot be ignored).
+pub const WORKER_IGNORES: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// In a worker: ignores [`WORKER_IGNORES`]. The spawn already set them ignored before exec
+/// (an ignored disposition survives exec, so no signal falls between exec and this call);
+/// this makes the worker's own start-up say so, and it runs before the seccomp filter, which
+/// would allow it anyway (it only keeps SIGSYS's handler fixed).
+pub fn ignore_group_signals() -> io::Result<()> {
+    for sig in WORKER_IGNORES {
+        let sig = Signal::try_from(sig)?;
+        // SAFETY: SIG_IGN installs no code.
         unsafe {
             sigaction(
                 sig,
@@ -87,13 +95,6 @@ pub fn reset_for_worker() -> io::Result<()> {
             )
         }?;
     }
-    // SAFETY: SIG_DFL installs no code.
-    unsafe {
-        sigaction(
-            Signal::SIGTERM,
-            &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
-        )
-    }?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Trust boundary: the code between fork and exec runs in a copy of a possibly multithreaded
 //! process, so it may only make async-signal-safe system calls (dup2, fcntl, prctl, getppid,
-//! close_range): no allocation, no locks, no logging. Exec then gives the worker a clean
+//! close_range, signal): no allocation, no locks, no logging. Exec then gives the worker a clean
 //! process image holding fds 0-2 (stdin on /dev/null, the master's stdout and stderr: the
 //! log) and its channel, nothing more: every other fd, including any the master inherited
 //! from whoever started it without close-on-exec, is marked close-on-exec in the child before
@@ -20,7 +20,9 @@ use std::process::{Child, Command, Stdio};
 pub const WORKER_FD: i32 = 3;
 
 /// The environment variables a worker is given (when the master has them): the log filter,
-/// and the start-up failpoint, which is passed only when fault injection is on.
+/// and the start-up failpoint, which is passed only when fault injection is on. Nothing else:
+/// in particular not systemd's NOTIFY_SOCKET and WATCHDOG_*, so no worker can speak for the
+/// service (only the master says READY=1 or pings the watchdog).
 const WORKER_ENV: &str = "RUST_LOG";
 const FAULT_ENV: &str = "IMGSERVER_FAULT_WORKER_START";
 
@@ -82,7 +84,7 @@ pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
             .arg(gid.to_string());
     }
     // SAFETY: the closure runs in the forked child before exec and uses only async-signal-safe
-    // calls (fcntl, dup2, prctl, getppid, the close_range system call, _exit) on plain
+    // calls (fcntl, dup2, prctl, getppid, signal, the close_range system call, _exit) on plain
     // integers captured by value; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
@@ -109,6 +111,15 @@ pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
             // The master may have died between fork and prctl; then nobody would kill us.
             if libc::getppid() != parent {
                 libc::_exit(1);
+            }
+            // Deaf to the stop signals sent to the whole process group from before exec on
+            // (the master's handlers are reset by exec, an ignored signal stays ignored), so
+            // a systemd stop or a Ctrl-C that lands during a worker's start cannot kill it:
+            // only the master stops workers.
+            for sig in crate::signals::WORKER_IGNORES {
+                if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
             }
             // Last: everything above the channel becomes close-on-exec, so exec drops it —
             // fds the master inherited without the flag included. Marking instead of closing

@@ -6,7 +6,8 @@
 //! and the confinement of `sandbox/` (no new privileges, tight open-files and file-size
 //! limits, no core, undumpable, a Landlock domain and a seccomp allow-list), and dies with the
 //! master; if a decoder crashes, hangs or is taken over, only this process and its one job
-//! are lost.
+//! are lost. It ignores the stop signals sent to its process group (`signals::WORKER_IGNORES`):
+//! it stops when the master closes its channel, between jobs, or is killed.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
@@ -72,7 +73,7 @@ fn set_memory_limit(mb: u64) {
 }
 
 pub fn run(args: WorkerArgs) -> anyhow_free::Result {
-    crate::signals::reset_for_worker()?;
+    crate::signals::ignore_group_signals()?;
     #[cfg(feature = "failpoints")]
     if args.fault_injection
         && std::env::var("IMGSERVER_FAULT_WORKER_START").is_ok_and(|v| v == "crash")
@@ -232,7 +233,16 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
         let (status, output_len) = (done.status, done.output_len);
         let (decode_us, filter_us, encode_us) = (done.decode_us, done.filter_us, done.encode_us);
-        sock.send(&ToMaster::Done(done), &fds)?;
+        match sock.send(&ToMaster::Done(done), &fds) {
+            Ok(()) => {}
+            // The master closed our channel while this job ran (its grace period ran out):
+            // nobody wants the answer; stop as on EOF.
+            Err(ChannelError::Closed) => {
+                info!("job {job}: the master closed the channel before the answer; stopping");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
         // Logged after the answer is on its way, not in front of it.
         info!(
             "job {job}: {spec} {input_len} -> {} bytes, status {}, decode {} us, filter {} us, encode {} us",

@@ -365,6 +365,14 @@ impl Server {
         assert!(procs::kill(self.pid(), sig), "cannot signal the server");
     }
 
+    /// Sends `sig` to the server's whole process group (master and workers), as systemd's
+    /// stop does to a unit's control group and a terminal's Ctrl-C to its foreground group.
+    pub fn signal_group(&self, sig: Signal) {
+        let pgid = self.group.expect("server never started") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pgid), sig)
+            .unwrap_or_else(|e| panic!("kill(-{pgid}, {sig}): {e}"));
+    }
+
     /// Waits for the master to exit and reaps it.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, Timeout> {
         let child = self.child.as_mut().expect("server not running");

@@ -50,6 +50,8 @@ pub struct Master {
     pub users_watch: UsersWatch,
     /// CPUs this process may run on.
     pub cpus: usize,
+    /// systemd's readiness and watchdog notifications (`Type=notify`).
+    pub notify: crate::notify::Notifier,
 }
 
 /// The jobs part's effects, applied to the pool and the connections.
@@ -174,6 +176,11 @@ impl Master {
             } else {
                 Duration::from_millis(20)
             };
+            // A watchdog ping due sooner wakes the poll for it.
+            let timeout = self
+                .notify
+                .timeout(Instant::now())
+                .map_or(timeout, |t| t.min(timeout));
             events.clear();
             if !deferred {
                 self.spin_for_short_job(&mut events);
@@ -237,6 +244,7 @@ impl Master {
                 self.conns.sweep_timeouts(Instant::now());
             }
             self.settle_closed();
+            self.notify_turn();
             if signals::take_reload() {
                 self.reload("SIGHUP");
             } else if self.users_watch.due(now) {
@@ -259,6 +267,22 @@ impl Master {
                 }
             }
         }
+    }
+
+    /// READY=1 once a worker is ready (the listener is bound before the loop starts), the
+    /// watchdog ping when due, STOPPING=1 once shutdown has begun.
+    fn notify_turn(&mut self) {
+        let serving = self.pool.any_healthy();
+        let stopping = self.shutdown_deadline.is_some();
+        let (workers, jobs) = (self.pool.len(), self.jobs.len());
+        let grace = ServeArgs::secs(self.args.grace).as_secs_f64();
+        self.notify.turn(Instant::now(), serving, stopping, || {
+            if stopping {
+                format!("stopping: {jobs} jobs in flight, grace {grace:.1} s")
+            } else {
+                format!("serving with {workers} workers")
+            }
+        });
     }
 
     /// Rereads the users file (`why`: SIGHUP, or the watch saw a new version of it).
@@ -286,7 +310,10 @@ impl Master {
         );
         self.conns.stop_listening();
         self.jobs.begin_shutdown();
+        // No worker is replaced from now on: those left finish the jobs in flight.
+        self.pool.begin_stop();
         self.shutdown_deadline = Some(Instant::now() + grace);
+        self.notify_turn();
         let grace_ms = grace.as_millis().min(u32::MAX as u128) as u32;
         self.conns.announce_shutdown(grace_ms);
         self.settle_closed();
@@ -314,6 +341,10 @@ impl Master {
     /// Second SIGINT/SIGTERM: stop at once, still leaving nothing behind.
     fn stop_now(&mut self) -> i32 {
         warn!("second stop signal: exiting now");
+        if self.shutdown_deadline.is_none() {
+            self.shutdown_deadline = Some(Instant::now());
+            self.notify_turn();
+        }
         self.pool.stop(Duration::ZERO);
         130
     }

@@ -217,6 +217,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         last_sweep: now,
         users_watch: users_watch::UsersWatch::new(users_version, now),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        notify: crate::notify::Notifier::from_env(),
     };
     m.pool.respawn_due(now);
     let listener = listen::bind_listener(m.args.listen).map_err(|e| {

@@ -1,5 +1,6 @@
 //! The worker pool: spawning, readiness, reaping with waitpid(WNOHANG), respawn with crash-loop
-//! backoff, and stopping (TERM, then KILL). It knows processes and channels, not jobs: which
+//! backoff, and stopping (no respawn once shutdown begins; at the end, close each channel,
+//! then KILL what has not exited in time: workers ignore SIGTERM, see `signals`). It knows processes and channels, not jobs: which
 //! job a worker runs is the jobs part's business; the pool only reports which workers died.
 //!
 //! Trust boundary: workers are untrusted once they have touched an image; the master only
@@ -451,9 +452,16 @@ impl Pool {
             if was_ready {
                 stats::dec(&self.stats.get().global.workers_alive);
             }
-            stats::inc(&self.stats.get().global.worker_deaths);
+            // A worker that exits 0 while the pool stops did what it was told (its channel was
+            // closed): that is no death, so it is neither counted nor warned about.
+            let orderly = self.stopping && w.killed.is_none() && status.success();
+            if !orderly {
+                stats::inc(&self.stats.get().global.worker_deaths);
+            }
             let delay = w.record_death(now, was_ready);
-            let expected = w.killed.is_some() || self.stopping;
+            // Shutdown does not make a crash expected: a worker that dies before its channel
+            // is closed lost its job, and the operator hears of it as at any time.
+            let expected = w.killed.is_some();
             if !self.stopping {
                 w.respawn_at = Some(now + delay);
                 if delay > Duration::ZERO {
@@ -464,7 +472,9 @@ impl Pool {
                 }
             }
             let death = self.death_of(i, pid, status);
-            if expected {
+            if orderly {
+                info!("worker {i} (pid {pid}) stopped");
+            } else if expected {
                 info!("worker {i} (pid {pid}) exited: {status}");
             } else if death == Death::Crash {
                 warn!("worker {i} (pid {pid}) died: {status}");
@@ -488,24 +498,34 @@ impl Pool {
         }
     }
 
-    /// Stops every worker: close channels (workers exit on EOF), SIGTERM, wait up to `wait`,
-    /// then SIGKILL the rest and reap them all.
+    /// Shutdown has begun: from now on no worker is started again, whatever ends it (the
+    /// workers that are left finish the jobs in flight; a job whose worker dies is settled by
+    /// the jobs part as at any time).
+    pub fn begin_stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Stops every worker: closes each channel (a worker exits on EOF once its current job, if
+    /// any, is done: it ignores SIGTERM, so closing is the only request there is), waits up to
+    /// `wait` for them to exit, then SIGKILLs the rest and reaps them all. Bounded: `wait`
+    /// plus one blocking wait(2) per SIGKILLed worker, which cannot be ignored.
     pub fn stop(&mut self, wait: Duration) {
         self.stopping = true;
         for i in 0..self.workers.len() {
             self.drop_channel(i);
-            if let Some(pid) = self.workers[i].pid() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
         }
         let deadline = Instant::now() + wait;
         while self.workers.iter().any(|w| w.child.is_some()) && Instant::now() < deadline {
             self.reap(Instant::now());
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
         for (i, w) in self.workers.iter_mut().enumerate() {
             if let Some(pid) = w.pid() {
-                warn!("worker {i} (pid {pid}) ignored SIGTERM; killing it");
+                warn!(
+                    "worker {i} (pid {pid}) did not exit within {} ms of its channel closing; killing it",
+                    wait.as_millis()
+                );
+                w.killed = Some(Kill::Decided);
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
