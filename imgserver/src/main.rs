@@ -44,7 +44,7 @@ fn main() {
             uid,
             gid,
         }) => {
-            logging::init(&format!("worker{index}"));
+            logging::init_worker();
             match worker::run(worker::WorkerArgs {
                 index,
                 mem_limit_mb,
@@ -65,7 +65,7 @@ fn main() {
 }
 
 fn serve(args: cli::ServeArgs) -> i32 {
-    logging::init("master");
+    logging::init_master(args.log_format);
     match master::serve(args) {
         Ok(code) => code,
         Err(e) => {

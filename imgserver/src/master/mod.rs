@@ -7,12 +7,15 @@
 //! this process controls (a `kill -9` leaves a stale pid file that `imgserver stats` detects).
 
 mod admission;
+mod conn_log;
 mod conns;
 mod event_loop;
 mod iface;
 mod jobs;
 mod listen;
+mod log_limit;
 mod pool;
+mod worker_log;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -82,6 +85,7 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
             login_fail_window: ServeArgs::secs(args.login_fail_window),
             max_tracked: args.max_tracked_addrs.max(1),
         },
+        log_budget: log_limit::LogBudget::DEFAULT,
     }
 }
 
