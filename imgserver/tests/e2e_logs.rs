@@ -190,3 +190,52 @@ fn a_panicking_worker_is_one_timestamped_line_per_crash() {
         "{log}"
     );
 }
+
+#[test]
+fn junk_silence_and_refusals_at_accept_each_have_their_line() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let srv = Server::start(
+        "logs-junk",
+        &[
+            "--workers",
+            "1",
+            "--hello-timeout",
+            "0.5",
+            "--handshake-timeout",
+            "20",
+            "--max-unauth-per-addr",
+            "1",
+        ],
+    );
+    let line_with = |what: &str| {
+        srv.wait(what, Duration::from_secs(10), || {
+            srv.log_text().contains(what)
+        });
+        let log = srv.log_text();
+        log.lines().find(|l| l.contains(what)).unwrap().to_string()
+    };
+    // A silent connection holds the address's one place before login; a second is refused.
+    let _silent = TcpStream::connect(&srv.addr).unwrap();
+    let mut refused = TcpStream::connect(&srv.addr).unwrap();
+    let (_, closed) = read_until_close(&mut refused, Duration::from_secs(10));
+    assert!(closed);
+    let line = line_with("refused TOO_MANY_CONNECTIONS");
+    assert!(
+        line.contains("] 127.0.0.1:")
+            && line.contains(": too many connections not logged in from one address ("),
+        "{line}"
+    );
+    // The silent one is cut by the HELLO's timer, and says so.
+    let line = line_with("HELLO timeout after 0.5 s (--hello-timeout); closing");
+    assert!(line.contains("] conn 1 127.0.0.1:"), "{line}");
+    // Not our protocol at all.
+    let mut junk = TcpStream::connect(&srv.addr).unwrap();
+    junk.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let _ = read_until_close(&mut junk, Duration::from_secs(10));
+    let line = line_with("protocol error before login: bad magic");
+    assert!(
+        line.contains(" INFO  master[") && line.contains(" 127.0.0.1:"),
+        "{line}"
+    );
+}

@@ -106,6 +106,7 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     pub slow_client_timeout: Duration,
     pub frame_timeout: Duration,
+    pub hello_timeout: Duration,
     /// Unsent output (job results not counted) above which a connection is not read.
     pub max_pending_output: usize,
     /// Frames handled per connection per loop turn.
@@ -138,6 +139,9 @@ pub trait Requests {
 
 struct Client {
     gen: u64,
+    /// When it was accepted (which of the pre-login timers fired: the HELLO's or the whole
+    /// handshake's).
+    accepted: Instant,
     stream: TcpStream,
     conn: ServerConn,
     peer: SocketAddr,
@@ -382,6 +386,7 @@ impl Conns {
         self.next_gen += 1;
         self.clients[k] = Some(Client {
             gen,
+            accepted: now,
             stream,
             conn,
             peer,
@@ -941,21 +946,27 @@ impl Conns {
                     self.flush(k);
                 }
                 Some(t @ (Timer::Handshake | Timer::Idle)) => {
-                    let (limit, flag) = if t == Timer::Handshake {
-                        (l.handshake_timeout, "--handshake-timeout")
-                    } else {
-                        (l.idle_timeout, "--idle-timeout")
+                    // The HELLO's own, shorter timer reports as the handshake's: which one
+                    // fired shows in how long the connection has been open.
+                    let age = now.saturating_duration_since(c.accepted);
+                    // (A handshake timeout that is off is the command line's 0, 1 ms here.)
+                    let hello = !l.hello_timeout.is_zero()
+                        && (l.handshake_timeout <= Duration::from_millis(1)
+                            || age < l.handshake_timeout);
+                    let (name, limit, flag) = match t {
+                        Timer::Handshake if hello => ("HELLO", l.hello_timeout, "--hello-timeout"),
+                        Timer::Handshake => {
+                            ("handshake", l.handshake_timeout, "--handshake-timeout")
+                        }
+                        _ => ("idle", l.idle_timeout, "--idle-timeout"),
                     };
-                    // The handshake timer also covers the HELLO (its own, shorter timer
-                    // reports as the handshake's): either way, nothing usable in time.
                     self.log.limited(
                         Level::Info,
                         source,
                         c.who(),
                         now,
                         format_args!(
-                            "{} timeout after {:.1} s ({flag}); closing",
-                            t.name(),
+                            "{name} timeout after {:.1} s ({flag}); closing",
                             limit.as_secs_f64()
                         ),
                     );

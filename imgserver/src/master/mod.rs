@@ -69,6 +69,11 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
         idle_timeout: ServeArgs::secs(args.idle_timeout),
         slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
         frame_timeout: ServeArgs::secs(args.frame_timeout),
+        // Zero when off (for the log line that tells the HELLO's timer from the handshake's).
+        hello_timeout: match args.hello_timeout {
+            t if t > 0.0 => ServeArgs::secs(t),
+            _ => Duration::ZERO,
+        },
         max_pending_output: args.max_pending_output,
         max_events_per_turn: args.max_events_per_turn,
         max_accepts_per_turn: args.max_accepts_per_turn,
