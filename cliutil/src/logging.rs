@@ -21,11 +21,56 @@
 //! libnetproto's `np_log_init(spec, tag)`: `filter_or(spec, ..)` with `with_target: true`.
 //! A binary passes the same filter to `netproto_sys::log_init`, since the `.so` has its own
 //! copy of the `log` globals.
+//!
+//! A record may carry structured fields (the `log` crate's key-values): `conn`, `peer` and
+//! `user` name the connection a line is about. A text line writes them in front of the
+//! message in one shape, `conn 17 127.0.0.1:50312 user alice: message`, so every line about
+//! a connection reads alike; [`Format::Json`] writes one JSON object per line instead, with
+//! `ts` (RFC 3339 UTC), `level`, `target`, `tag`, `msg` and every field (serde_json encodes
+//! it; the escaping above is applied first, so a peer's text reads the same in both).
+//! [`Style::Child`] is for a process whose stderr another process reads and re-logs (a
+//! filter worker): no timestamp, which the reader adds, and the level first so it can be
+//! recognised.
 
 use std::fmt::{self, Display};
 use std::io::{self, Write};
+use std::str::FromStr;
 
+use log::kv::{self, VisitSource};
 use log::Record;
+
+/// What a line is written as: text for people and `grep`, JSON for a log collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A `--log-format` value that is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {0:?} (text or json)")]
+pub struct UnknownFormat(String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Format, UnknownFormat> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(UnknownFormat(other.to_string())),
+        }
+    }
+}
+
+impl Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        })
+    }
+}
 
 /// How each line starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +81,9 @@ pub enum Style {
     /// `with_target`: a long-running process's lines. `tag` is written as given (e.g.
     /// `"master[42] "`, with its trailing space, or empty).
     Daemon { tag: String, with_target: bool },
+    /// `{level} {message}`, no timestamp: a child process whose stderr its parent reads and
+    /// re-logs with its own timestamp and format (the parent recognises the level).
+    Child,
 }
 
 /// The default filter for a `-v` count: none `warn`, `-v` `info`, `-vv` and more `debug`.
@@ -61,18 +109,131 @@ pub fn filter_or(explicit: Option<&str>, default: &str) -> String {
 /// syntax) lets through, in `style`. Returns false, and changes nothing, when this process
 /// already has a logger.
 pub fn init(filter: &str, style: Style) -> bool {
-    builder(filter, style).try_init().is_ok()
+    init_with(filter, style, Format::Text)
+}
+
+/// [`init`] writing lines in `format`.
+pub fn init_with(filter: &str, style: Style, format: Format) -> bool {
+    builder_with(filter, style, format).try_init().is_ok()
 }
 
 /// The configured builder behind [`init`], for a caller that wants another target.
 pub fn builder(filter: &str, style: Style) -> env_logger::Builder {
+    builder_with(filter, style, Format::Text)
+}
+
+/// The configured builder behind [`init_with`].
+pub fn builder_with(filter: &str, style: Style, format: Format) -> env_logger::Builder {
     let mut b = env_logger::Builder::new();
     b.parse_filters(filter);
     b.format(move |f, r| {
         let now = f.timestamp_millis();
-        write_line(f, &style, &now, r)
+        match format {
+            Format::Text => write_line(f, &style, &now, r),
+            Format::Json => write_json(f, &style, &now, r),
+        }
     });
     b
+}
+
+/// Escapes `s` like every message ([`needs_escape`]): for text that arrives other than
+/// through a record's message (a re-logged line, a field).
+pub fn escape(s: &str) -> String {
+    Escaped(&format_args!("{s}")).to_string()
+}
+
+/// A line a [`Style::Child`] logger wrote, split into its level and message; `None` for a
+/// line it did not write (a panic message, anything else on the child's stderr).
+pub fn parse_child_line(line: &str) -> Option<(log::Level, &str)> {
+    let (word, rest) = line.split_once(' ')?;
+    let level: log::Level = word.parse().ok()?;
+    // `{:<5}` pads the shorter names: "WARN  x", "INFO  x".
+    let pad = 5usize.saturating_sub(word.len());
+    let msg = rest
+        .get(pad..)
+        .filter(|_| rest.as_bytes()[..pad].iter().all(|&b| b == b' '))?;
+    (word == level.as_str()).then_some((level, msg))
+}
+
+/// A record's fields, in order, as (key, value) with the value's number when it is one.
+#[derive(Default)]
+struct Fields(Vec<(String, String, Option<u64>)>);
+
+impl<'kvs> VisitSource<'kvs> for Fields {
+    fn visit_pair(&mut self, k: kv::Key<'kvs>, v: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let text = escape(&v.to_string());
+        self.0.push((escape(k.as_str()), text, v.to_u64()));
+        Ok(())
+    }
+}
+
+impl Fields {
+    fn of(r: &Record<'_>) -> Fields {
+        let mut f = Fields::default();
+        let _ = r.key_values().visit(&mut f);
+        f
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    /// `conn 17 127.0.0.1:50312 user alice: ` for what of it the record has, else nothing.
+    fn conn_prefix(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(c) = self.get("conn") {
+            parts.push(format!("conn {c}"));
+        }
+        if let Some(p) = self.get("peer") {
+            parts.push(p.to_string());
+        }
+        if let Some(u) = self.get("user") {
+            parts.push(format!("user {u}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", parts.join(" "))
+        }
+    }
+}
+
+/// One JSON object: `ts`, `level`, `target`, `tag` (the style's, trimmed, when not empty),
+/// `msg`, then the record's fields (numbers as numbers).
+fn write_json(
+    out: &mut dyn Write,
+    style: &Style,
+    now: &dyn Display,
+    r: &Record<'_>,
+) -> io::Result<()> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("ts".into(), now.to_string().into());
+    obj.insert("level".into(), r.level().as_str().into());
+    obj.insert("target".into(), r.target().into());
+    let tag = match style {
+        Style::Command { program } => program.as_str(),
+        Style::Daemon { tag, .. } => tag.trim_end(),
+        Style::Child => "",
+    };
+    if !tag.is_empty() {
+        obj.insert("tag".into(), tag.into());
+    }
+    obj.insert("msg".into(), Escaped(r.args()).to_string().into());
+    for (k, v, n) in Fields::of(r).0 {
+        if matches!(k.as_str(), "ts" | "level" | "target" | "tag" | "msg") {
+            continue;
+        }
+        let value = match n {
+            Some(n) => serde_json::Value::from(n),
+            None => serde_json::Value::from(v),
+        };
+        obj.insert(k, value);
+    }
+    let line = serde_json::to_string(&obj).map_err(io::Error::other)?;
+    writeln!(out, "{line}")
 }
 
 /// Whether `c` must not reach a log line as itself: it could end the line, move the cursor
@@ -112,18 +273,26 @@ fn write_line(
     r: &Record<'_>,
 ) -> io::Result<()> {
     let msg = Escaped(r.args());
+    let fields = Fields::of(r);
+    let conn = fields.conn_prefix();
     match style {
         Style::Command { program } => {
-            writeln!(out, "{program} {} {}: {msg}", r.level(), r.target())
+            writeln!(out, "{program} {} {}: {conn}{msg}", r.level(), r.target())
         }
         Style::Daemon {
             tag,
             with_target: false,
-        } => writeln!(out, "{now} {:<5} {tag}{msg}", r.level()),
+        } => writeln!(out, "{now} {:<5} {tag}{conn}{msg}", r.level()),
         Style::Daemon {
             tag,
             with_target: true,
-        } => writeln!(out, "{now} {:<5} {tag}{}: {msg}", r.level(), r.target()),
+        } => writeln!(
+            out,
+            "{now} {:<5} {tag}{}: {conn}{msg}",
+            r.level(),
+            r.target()
+        ),
+        Style::Child => writeln!(out, "{:<5} {conn}{msg}", r.level()),
     }
 }
 
@@ -261,6 +430,111 @@ mod tests {
         assert_eq!(filter_or(Some("trace"), "info"), "trace");
         assert_eq!(filter_or(Some(""), "info"), "");
         assert_eq!(filter_or(None, "info"), "info");
+    }
+
+    /// What a logger in `format` prints for one record with connection fields.
+    fn logged_conn(style: Style, format: Format, user: &str, msg: &str) -> String {
+        let out = Shared::default();
+        let logger = builder_with("info", style, format)
+            .target(env_logger::Target::Pipe(Box::new(out.clone())))
+            .build();
+        let kvs: [(&str, kv::Value<'_>); 3] = [
+            ("conn", kv::Value::from(17u64)),
+            ("peer", kv::Value::from("127.0.0.1:50312")),
+            ("user", kv::Value::from(user)),
+        ];
+        logger.log(
+            &Record::builder()
+                .level(Level::Info)
+                .target("imgserver::master::conns")
+                .key_values(&kvs)
+                .args(format_args!("{msg}"))
+                .build(),
+        );
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    fn daemon() -> Style {
+        Style::Daemon {
+            tag: "master[42] ".into(),
+            with_target: false,
+        }
+    }
+
+    #[test]
+    fn connection_fields_lead_a_text_line_in_one_shape() {
+        let text = logged_conn(daemon(), Format::Text, "alice", "upload too large");
+        let (_, rest) = text.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            "INFO  master[42] conn 17 127.0.0.1:50312 user alice: upload too large\n"
+        );
+        // A field is the peer's text too: escaped like the message.
+        let text = logged_conn(daemon(), Format::Text, "evil\n\u{202e}x", "m");
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(text.contains("user evil\\n\\u{202e}x: m"), "{text:?}");
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_the_fields() {
+        let text = logged_conn(daemon(), Format::Json, "bob\u{2028}", "refused \"x\"\n");
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert!(is_timestamp(v["ts"].as_str().unwrap()), "{v}");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "imgserver::master::conns");
+        assert_eq!(v["tag"], "master[42]");
+        assert_eq!(v["msg"], "refused \"x\"\\n");
+        assert_eq!(v["conn"], 17);
+        assert_eq!(v["peer"], "127.0.0.1:50312");
+        assert_eq!(v["user"], "bob\\u{2028}");
+        // Without fields, none are invented.
+        let text = logged("info", daemon(), &[(Level::Warn, "t", "plain")]);
+        assert!(text.starts_with("20"), "{text}");
+        let out = Shared::default();
+        let logger = builder_with("info", daemon(), Format::Json)
+            .target(env_logger::Target::Pipe(Box::new(out.clone())))
+            .build();
+        logger.log(
+            &Record::builder()
+                .level(Level::Warn)
+                .target("t")
+                .args(format_args!("plain"))
+                .build(),
+        );
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 5, "{v}");
+    }
+
+    #[test]
+    fn child_lines_have_no_timestamp_and_parse_back() {
+        let text = logged("info", Style::Child, &[(Level::Warn, "t", "job 3: slow")]);
+        assert_eq!(text, "WARN  job 3: slow\n");
+        assert_eq!(
+            parse_child_line(text.trim_end()),
+            Some((Level::Warn, "job 3: slow"))
+        );
+        assert_eq!(parse_child_line("ERROR boom"), Some((Level::Error, "boom")));
+        assert_eq!(parse_child_line("INFO  x"), Some((Level::Info, "x")));
+        for other in [
+            "thread 'main' panicked at src/failpoints.rs:20:9:",
+            "WARN x",
+            "warn  x",
+            "INFO",
+            "",
+        ] {
+            assert_eq!(parse_child_line(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("text".parse(), Ok(Format::Text));
+        assert_eq!("json".parse(), Ok(Format::Json));
+        assert!("JSON".parse::<Format>().is_err());
+        assert_eq!(Format::Json.to_string(), "json");
     }
 
     #[test]

@@ -29,6 +29,16 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// How log lines are written: `text`, or `json` (one object a line: ts, level, target,
+    /// tag, msg).
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "IMGCLIENT_LOG_FORMAT"
+    )]
+    pub log_format: cliutil::logging::Format,
+
     #[command(flatten)]
     pub conn: ConnArgs,
 

@@ -78,14 +78,15 @@ use exit::{ExitKind, Failure};
 
 /// `-v` picks the default filter, `RUST_LOG` overrides it; the library gets the same filter
 /// for its own logger copy.
-fn init_logging(verbose: u8) {
-    use cliutil::logging::{filter_from_env, init, verbosity_filter, Style};
+fn init_logging(verbose: u8, format: cliutil::logging::Format) {
+    use cliutil::logging::{filter_from_env, init_with, verbosity_filter, Style};
     let filter = filter_from_env(verbosity_filter(verbose));
-    init(
+    init_with(
         &filter,
         Style::Command {
             program: "imgclient".into(),
         },
+        format,
     );
     netproto_sys::log_init(Some(&filter), "");
 }
@@ -133,7 +134,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     match run(&cli) {
         Ok(code) => code,
         Err(f) => {

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Directory for the server key and users file (default: $XDG_DATA_HOME/imgserver).
     #[arg(long, env = "IMGSERVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// How log lines are written: `text` (timestamp, level, message) or `json` (one object a
+    /// line: ts, level, target, tag, msg, and conn, peer, user when a line has them).
+    #[arg(long, default_value = "text", env = "IMGSERVER_LOG_FORMAT")]
+    pub log_format: cliutil::logging::Format,
     /// Seconds in-flight jobs get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 10.0)]
     pub grace: f64,

@@ -16,6 +16,11 @@ pub fn apply(input: &[u8]) -> Result<&[u8], String> {
     if input.starts_with(b"IMGSERVER-FAULT-CRASH") {
         std::process::abort();
     }
+    // A line on stderr, then a Rust panic: what a decoder bug looks like from the master.
+    if input.starts_with(b"IMGSERVER-FAULT-PANIC") {
+        eprintln!("IMGSERVER-FAULT-PANIC: a line on stderr before the panic");
+        panic!("IMGSERVER-FAULT-PANIC: the failpoint panics");
+    }
     if input.starts_with(b"IMGSERVER-FAULT-HANG") {
         loop {
             std::thread::sleep(Duration::from_secs(3600));

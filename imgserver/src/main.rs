@@ -45,7 +45,7 @@ fn main() {
             uid,
             gid,
         }) => {
-            logging::init(&format!("worker{index}"));
+            logging::init_worker();
             match worker::run(worker::WorkerArgs {
                 index,
                 mem_limit_mb,
@@ -66,7 +66,7 @@ fn main() {
 }
 
 fn serve(args: cli::ServeArgs) -> i32 {
-    logging::init("master");
+    logging::init_master(args.log_format);
     match master::serve(args) {
         Ok(code) => code,
         Err(e) => {

@@ -4,8 +4,9 @@
 //! Trust boundary: the code between fork and exec runs in a copy of a possibly multithreaded
 //! process, so it may only make async-signal-safe system calls (dup2, fcntl, prctl, getppid,
 //! close_range, signal): no allocation, no locks, no logging. Exec then gives the worker a clean
-//! process image holding fds 0-2 (stdin on /dev/null, the master's stdout and stderr: the
-//! log) and its channel, nothing more: every other fd, including any the master inherited
+//! process image holding fds 0-2 (stdin on /dev/null, the master's stdout, and stderr on a
+//! pipe the master reads and re-logs, `master/worker_log.rs`) and its channel, nothing more:
+//! every other fd, including any the master inherited
 //! from whoever started it without close-on-exec, is marked close-on-exec in the child before
 //! exec. The environment is emptied except for the few variables the worker reads.
 #![allow(unsafe_code)]
@@ -67,7 +68,10 @@ pub fn worker(spec: &WorkerSpec<'_>, sock: OwnedFd) -> io::Result<Child> {
         .arg("--sandbox")
         .arg(spec.sandbox.to_string())
         .env_clear()
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // Whatever the worker writes (its log, a panic) reaches the log through the master,
+        // with the master's timestamps and format, never raw.
+        .stderr(Stdio::piped());
     if let Some(filter) = std::env::var_os(WORKER_ENV) {
         cmd.env(WORKER_ENV, filter);
     }

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use imgfilters::{FilterError, Limits, Pipeline};
-use log::{debug, info, warn};
+use log::{debug, warn};
 use netproto_sys::ErrorCode;
 
 use crate::ipc::channel::{ChannelError, WorkerChannel};
@@ -243,8 +243,9 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             }
             Err(e) => return Err(e.into()),
         }
-        // Logged after the answer is on its way, not in front of it.
-        info!(
+        // Logged after the answer is on its way, not in front of it; at debug: the master
+        // logs each job's one line at info.
+        debug!(
             "job {job}: {spec} {input_len} -> {} bytes, status {}, decode {} us, filter {} us, encode {} us",
             output_len, status, decode_us, filter_us, encode_us
         );

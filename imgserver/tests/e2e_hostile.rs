@@ -454,9 +454,10 @@ fn refused_jobs_with_hostile_specs_neither_flood_nor_forge_the_log() {
     }
     srv.wait_stat("error_bad_spec", 700, Duration::from_secs(10));
     let log = srv.log_text();
-    // Refusals are counted, not logged one by one at the default level.
+    // Refusals are logged within the client's budget (a burst, then one a second; DESIGN,
+    // "Logging"), the rest counted in a summary line: a few lines, not 700.
     let added = log.lines().count() - before;
-    assert!(added < 10, "{added} log lines for 700 refused jobs");
+    assert!(added < 30, "{added} log lines for 700 refused jobs");
     // With every refusal logged (debug), each record is still one line that starts with its
     // timestamp, and no raw control character or line separator reaches the file.
     let srv = Server::builder("logforge")

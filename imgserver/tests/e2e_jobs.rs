@@ -319,7 +319,7 @@ fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
                 }
             }
         }
-        // Exactly: stdin from /dev/null, the master's stdout and stderr, the channel at fd 3,
+        // Exactly: stdin from /dev/null, the master's stdout, a stderr pipe, the channel at fd 3,
         // the ring and the stats page; nothing else of any kind.
         let got: Vec<(i32, FdTarget)> = wfds.iter().map(|f| (f.num, f.target.clone())).collect();
         let mut memfds: Vec<&str> = got
@@ -341,7 +341,14 @@ fn respawned_workers_hold_only_their_channel_ring_stats_and_stdio() {
             "worker {w}"
         );
         assert_eq!(got[1], (1, master_stdio(1)), "worker {w}");
-        assert_eq!(got[2], (2, master_stdio(2)), "worker {w}");
+        // stderr is a pipe whose reading end only the master holds (it re-logs the lines).
+        let (2, FdTarget::Pipe(pipe)) = got[2].clone() else {
+            panic!("worker {w}: stderr is not a pipe: {got:?}");
+        };
+        assert!(
+            master_fds.iter().any(|f| f.target == FdTarget::Pipe(pipe)),
+            "worker {w}: its stderr pipe is not the master's"
+        );
         assert!(
             matches!(got[3], (3, FdTarget::Socket(_))),
             "worker {w}: channel at fd 3: {got:?}"

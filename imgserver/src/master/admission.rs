@@ -112,15 +112,15 @@ pub enum Verdict {
     Blocked { block: Duration, failures: u32 },
 }
 
-/// A token bucket on the caller's clock.
+/// A token bucket on the caller's clock (also the log limiter's, `log_limit.rs`).
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub(super) struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
 impl Bucket {
-    fn full(burst: u32, now: Instant) -> Bucket {
+    pub(super) fn full(burst: u32, now: Instant) -> Bucket {
         Bucket {
             tokens: burst as f64,
             at: now,
@@ -134,7 +134,7 @@ impl Bucket {
     }
 
     /// Takes a token, or says how long until one is there.
-    fn take(&mut self, rate: u32, burst: u32, now: Instant) -> Result<(), Duration> {
+    pub(super) fn take(&mut self, rate: u32, burst: u32, now: Instant) -> Result<(), Duration> {
         self.refill(rate, burst, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -144,7 +144,7 @@ impl Bucket {
         Err(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
     }
 
-    fn is_full(&self, rate: u32, burst: u32, now: Instant) -> bool {
+    pub(super) fn is_full(&self, rate: u32, burst: u32, now: Instant) -> bool {
         let mut b = *self;
         b.refill(rate, burst, now);
         b.tokens >= burst as f64
@@ -172,9 +172,10 @@ struct NameState {
     last_failure: Instant,
 }
 
-/// A map of at most `cap` entries that evicts the least recently used one to make room.
+/// A map of at most `cap` entries that evicts the least recently used one to make room (also
+/// the log limiter's table of peers, `log_limit.rs`).
 #[derive(Debug)]
-struct Lru<K, V> {
+pub(super) struct Lru<K, V> {
     map: HashMap<K, (u64, V)>,
     order: BTreeMap<u64, K>,
     next: u64,
@@ -183,7 +184,7 @@ struct Lru<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
-    fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         Lru {
             map: HashMap::new(),
             order: BTreeMap::new(),
@@ -210,7 +211,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
 
     /// The entry for `k` (used now), made by `make` if there is none; the least recently
     /// used entry makes room when the map is full.
-    fn get_or_insert(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V {
+    pub(super) fn get_or_insert(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V {
         if self.map.contains_key(k) {
             self.touch(k);
         } else {
@@ -236,10 +237,16 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.map.get(k).map(|(_, v)| v)
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.retain_mut(|_, v| keep(v));
+    }
+
+    /// Keeps the entries `keep` says to (it may change them on the way), without touching
+    /// their order of use.
+    pub(super) fn retain_mut(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         let order = &mut self.order;
-        self.map.retain(|_, (seq, v)| {
-            let k = keep(v);
+        self.map.retain(|key, (seq, v)| {
+            let k = keep(key, v);
             if !k {
                 order.remove(seq);
             }
@@ -247,7 +254,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         });
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 }
@@ -413,51 +420,6 @@ impl Admission {
                         .is_full(l.conn_rate_per_addr, l.conn_burst_per_addr, now))
         });
         self.names.retain(|n| recent(n.last_failure));
-    }
-}
-
-/// At most one log line per kind of event per `every`; the lines left out in between are
-/// counted and reported with the next one, so a flood of refusals cannot flood the log.
-#[derive(Debug)]
-pub struct LogGate {
-    every: Duration,
-    kinds: HashMap<&'static str, (Instant, u64)>,
-}
-
-impl LogGate {
-    pub fn new(every: Duration) -> LogGate {
-        LogGate {
-            every,
-            kinds: HashMap::new(),
-        }
-    }
-
-    /// Whether a line of `kind` may be logged at `now`; if so, how many were left out since
-    /// the last one.
-    pub fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
-        match self.kinds.get_mut(kind) {
-            Some((last, skipped)) if now.saturating_duration_since(*last) < self.every => {
-                *skipped += 1;
-                None
-            }
-            Some((last, skipped)) => {
-                *last = now;
-                Some(std::mem::take(skipped))
-            }
-            None => {
-                self.kinds.insert(kind, (now, 0));
-                Some(0)
-            }
-        }
-    }
-}
-
-/// " (N more like it since the last report)" when lines were left out, else nothing.
-pub fn skipped_note(skipped: u64) -> String {
-    if skipped == 0 {
-        String::new()
-    } else {
-        format!(" ({skipped} more like it not logged)")
     }
 }
 
@@ -688,20 +650,5 @@ mod tests {
         assert_eq!(src("::ffff:127.0.0.2"), src("127.0.0.2"));
         assert_eq!(src("2001:db8::1").to_string(), "2001:db8::/64");
         assert_eq!(src("127.0.0.2").to_string(), "127.0.0.2");
-    }
-
-    #[test]
-    fn a_log_gate_lets_one_line_a_period_through_and_counts_the_rest() {
-        let t = Instant::now();
-        let mut g = LogGate::new(Duration::from_secs(1));
-        assert_eq!(g.allow("refused", t), Some(0));
-        for i in 1..=50 {
-            assert_eq!(g.allow("refused", t + ms(i)), None);
-        }
-        assert_eq!(g.allow("blocked", t + ms(2)), Some(0), "kinds are apart");
-        assert_eq!(g.allow("refused", t + ms(1000)), Some(50));
-        assert_eq!(g.allow("refused", t + ms(2500)), Some(0));
-        assert_eq!(skipped_note(0), "");
-        assert_eq!(skipped_note(3), " (3 more like it not logged)");
     }
 }

@@ -24,16 +24,15 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use netproto_sys::{
     limits, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
 };
 
-use super::admission::{
-    skipped_note, Admission, AdmissionLimits, LogGate, Refusal, Source, Verdict,
-};
+use super::admission::{Admission, AdmissionLimits, Refusal, Source, Verdict};
+use super::conn_log::{self, ConnLog, Who};
 use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
 use crate::cli::ServeArgs;
 use crate::state;
@@ -41,9 +40,6 @@ use crate::stats::{self, Stats};
 
 /// Poll tokens of connections: `CLIENT_BASE + slab index`.
 const CLIENT_BASE: usize = 1 << 20;
-
-/// How often a kind of refusal or block may be logged (the rest are counted in the line).
-const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the admission tables drop what they no longer need.
 const ADMISSION_SWEEP: Duration = Duration::from_secs(1);
@@ -110,6 +106,7 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     pub slow_client_timeout: Duration,
     pub frame_timeout: Duration,
+    pub hello_timeout: Duration,
     /// Unsent output (job results not counted) above which a connection is not read.
     pub max_pending_output: usize,
     /// Frames handled per connection per loop turn.
@@ -119,6 +116,8 @@ pub struct ConnLimits {
     /// Cheap requests per second per connection (enforced by the connection; for log lines).
     pub request_rate: u32,
     pub admission: AdmissionLimits,
+    /// How many lines one source may cause (`log_limit.rs`).
+    pub log_budget: super::log_limit::LogBudget,
 }
 
 /// What a logged-in client asks for, borrowed from the connection's receive buffer.
@@ -140,6 +139,9 @@ pub trait Requests {
 
 struct Client {
     gen: u64,
+    /// When it was accepted (which of the pre-login timers fired: the HELLO's or the whole
+    /// handshake's).
+    accepted: Instant,
     stream: TcpStream,
     conn: ServerConn,
     peer: SocketAddr,
@@ -147,6 +149,8 @@ struct Client {
     logged_in: bool,
     /// The user it logged in as, by index in `Conns::user_ids` (for the job queue's rounds).
     user: u32,
+    /// The user's name once logged in (for log lines).
+    user_name: Option<String>,
     /// Counted by admission as not logged in (until it logs in or closes).
     unsettled: bool,
     /// Flush the pending output, then close.
@@ -164,6 +168,15 @@ struct Client {
 }
 
 impl Client {
+    /// The connection, for log lines.
+    fn who(&self) -> Who<'_> {
+        Who {
+            conn: Some(self.gen),
+            peer: self.peer,
+            user: self.user_name.as_deref(),
+        }
+    }
+
     /// Pending output that counts against the cap.
     fn counted_output(&self) -> usize {
         self.conn
@@ -202,7 +215,7 @@ pub struct Conns {
     deferred: Vec<(usize, u64)>,
     admission: Admission,
     last_admission_sweep: Instant,
-    log_gate: LogGate,
+    log: ConnLog,
     /// Connections closed since the last `take_closed`: their jobs are to be abandoned.
     closed: Vec<ConnRef>,
     /// User names that logged in, as small numbers (bounded by the users file's size).
@@ -231,7 +244,7 @@ impl Conns {
             deferred: Vec::new(),
             admission: Admission::new(limits.admission),
             last_admission_sweep: Instant::now(),
-            log_gate: LogGate::new(LOG_EVERY),
+            log: ConnLog::new(limits.log_budget),
             closed: Vec::new(),
             user_ids: HashMap::new(),
         }
@@ -373,6 +386,7 @@ impl Conns {
         self.next_gen += 1;
         self.clients[k] = Some(Client {
             gen,
+            accepted: now,
             stream,
             conn,
             peer,
@@ -380,6 +394,7 @@ impl Conns {
             logged_in: false,
             unsettled: true,
             user: 0,
+            user_name: None,
             closing: false,
             want_write: false,
             paused: false,
@@ -450,13 +465,22 @@ impl Conns {
                 )
             }
         };
-        if let Some(skipped) = self.log_gate.allow(kind, now) {
-            info!(
-                "refused {peer}: {kind} ({}){}",
-                code.name(),
-                skipped_note(skipped)
-            );
-        }
+        // A blocked source knocking again is the one security-relevant refusal.
+        let level = match why {
+            Some(Refusal::LoginBlocked { .. }) => Level::Warn,
+            _ => Level::Info,
+        };
+        self.log.limited(
+            level,
+            source,
+            Who {
+                conn: None,
+                peer,
+                user: None,
+            },
+            now,
+            format_args!("{kind} ({text}); refused {}", code.name()),
+        );
         let Ok(mut conn) = ServerConn::new(&self.server_cfg, now) else {
             return;
         };
@@ -526,6 +550,13 @@ impl Conns {
                 Ok(ReadStatus::Full) => {
                     fulls += 1;
                     if fulls > 2 {
+                        self.log.limited(
+                            Level::Info,
+                            c.source,
+                            c.who(),
+                            Instant::now(),
+                            format_args!("input buffer full without a frame; closed"),
+                        );
                         self.close(k, "input buffer full without a frame");
                         return;
                     }
@@ -597,26 +628,38 @@ impl Conns {
                 Ok(None) => break Batch::NeedInput,
                 Err(e) => {
                     // Fatal for this connection; libnetproto queued an ERROR for the peer.
-                    if c.logged_in {
-                        stats::inc(&g.error_protocol);
-                    } else if e.is(netproto_sys::ffi::NP_AUTH_FAILED) {
+                    let now = Instant::now();
+                    if e.is(netproto_sys::ffi::NP_AUTH_FAILED) && !c.logged_in {
                         stats::inc(&g.logins_failed);
                         let name = c.conn.login_name();
-                        // One line a second at most: a guessing flood spread over many
-                        // addresses must not flood the log either.
-                        if let Some(skipped) = self.log_gate.allow("login failed", Instant::now()) {
-                            info!(
-                                "conn {gen} from {}: login failed for user {name}{}",
-                                c.peer,
-                                skipped_note(skipped)
-                            );
-                        }
-                        let v = self.admission.login_failed(c.source, &name, Instant::now());
+                        // Within the source's budget (and the server-wide one): a guessing
+                        // flood, from one address or many, must not flood the log.
+                        self.log.limited(
+                            Level::Info,
+                            c.source,
+                            c.who(),
+                            now,
+                            format_args!("login failed for user {name}; closed"),
+                        );
+                        let v = self.admission.login_failed(c.source, &name, now);
                         if let Verdict::Blocked { block, failures } = v {
                             blocked = Some((c.source, block, failures));
                         }
+                    } else {
+                        if c.logged_in {
+                            stats::inc(&g.error_protocol);
+                        }
+                        // Bad magic, a bad CRC or length, a frame out of place, a failed
+                        // handshake: not our protocol, or not spoken right.
+                        let stage = if c.logged_in { "" } else { " before login" };
+                        self.log.limited(
+                            Level::Info,
+                            c.source,
+                            c.who(),
+                            now,
+                            format_args!("protocol error{stage}: {e}; closed"),
+                        );
                     }
-                    debug!("conn {gen}: {e}");
                     c.closing = true;
                     break Batch::Stop;
                 }
@@ -632,7 +675,8 @@ impl Conns {
                                 stats::dec(&g.connections_unauth);
                             }
                             stats::inc(&g.logins_ok);
-                            info!("conn {gen} from {}: user {user} logged in", c.peer);
+                            c.user_name = Some(user.to_string());
+                            conn_log::line(Level::Info, c.who(), format_args!("logged in"));
                             (0, None)
                         }
                         // The event's data must be copied before the connection is touched
@@ -687,16 +731,16 @@ impl Conns {
                         Event::RateLimited { id } => {
                             // libnetproto answered it RATE_LIMITED already.
                             stats::inc(&g.requests_rate_limited);
-                            if let Some(skipped) =
-                                self.log_gate.allow("request rate", Instant::now())
-                            {
-                                info!(
-                                    "conn {gen} from {}: PING/STATS {id} refused: over the rate of {}/s{}",
-                                    c.peer,
-                                    self.limits.request_rate,
-                                    skipped_note(skipped)
-                                );
-                            }
+                            self.log.limited(
+                                Level::Info,
+                                c.source,
+                                c.who(),
+                                Instant::now(),
+                                format_args!(
+                                    "PING/STATS {id} over the rate of {}/s; refused RATE_LIMITED",
+                                    self.limits.request_rate
+                                ),
+                            );
                             (0, None)
                         }
                         // A chunk of an upload already refused: nothing to do but count it
@@ -707,6 +751,7 @@ impl Conns {
                 }
             };
             if let Some(reply) = reply {
+                log_reply(&mut self.log, c, req, &reply);
                 if let Err(e) = queue_reply(c, req, reply) {
                     warn!("conn {gen}: {e}");
                     c.closing = true;
@@ -724,13 +769,16 @@ impl Conns {
     fn block(&mut self, source: Source, block: Duration, failures: u32) {
         let now = Instant::now();
         stats::inc(&self.stats.get().global.logins_blocked);
-        if let Some(skipped) = self.log_gate.allow("login block", now) {
-            info!(
-                "{source}: {failures} failed logins; refused for {:.1} s{}",
-                block.as_secs_f64(),
-                skipped_note(skipped)
-            );
-        }
+        // Many sources failing one user name are each blocked: held to the budgets too.
+        self.log.limited_source(
+            Level::Warn,
+            source,
+            now,
+            format_args!(
+                "{source}: {failures} failed logins; blocked for {:.1} s (new connections refused RATE_LIMITED)",
+                block.as_secs_f64()
+            ),
+        );
         let text = format!("too many failed logins from {source}");
         for k in 0..self.clients.len() {
             let Some(c) = self.clients[k].as_mut() else {
@@ -755,6 +803,7 @@ impl Conns {
             return;
         }
         let is_result = matches!(reply, Reply::Result { .. });
+        log_reply(&mut self.log, c, req, &reply);
         let before = c.conn.pending_output().len();
         if let Err(e) = queue_reply(c, req, reply) {
             warn!("conn {}: sending result: {e}", conn.gen);
@@ -855,6 +904,7 @@ impl Conns {
                 .store(sources as u64, std::sync::atomic::Ordering::Relaxed);
             g.admission_evictions
                 .store(evicted, std::sync::atomic::Ordering::Relaxed);
+            self.log.summaries(now);
         }
         for k in 0..self.clients.len() {
             let Some(c) = self.clients[k].as_mut() else {
@@ -863,41 +913,62 @@ impl Conns {
             if c.conn.poll_timeout().is_none_or(|t| t > now) {
                 continue;
             }
-            let (gen, peer) = (c.gen, c.peer);
+            let source = c.source;
+            let l = self.limits;
             match c.conn.handle_timeout(now) {
                 None => {}
                 Some(Timer::SlowPeer) => {
                     stats::inc(&self.stats.get().global.slow_clients_closed);
-                    if let Some(skipped) = self.log_gate.allow("slow client", now) {
-                        info!(
-                            "conn {gen} from {peer}: not reading its output for {:.0} s; closing{}",
-                            self.limits.slow_client_timeout.as_secs_f64(),
-                            skipped_note(skipped)
-                        );
-                    }
+                    self.log.limited(
+                        Level::Info,
+                        source,
+                        c.who(),
+                        now,
+                        format_args!(
+                            "not reading its output for {:.1} s (--slow-client-timeout); closed",
+                            l.slow_client_timeout.as_secs_f64()
+                        ),
+                    );
                     self.close(k, "slow client");
                 }
                 Some(Timer::SlowFrame) => {
-                    if let Some(skipped) = self.log_gate.allow("slow frame", now) {
-                        info!(
-                            "conn {gen} from {peer}: a frame took over {:.1} s to arrive; closing{}",
-                            self.limits.frame_timeout.as_secs_f64(),
-                            skipped_note(skipped)
-                        );
-                    }
+                    self.log.limited(
+                        Level::Info,
+                        source,
+                        c.who(),
+                        now,
+                        format_args!(
+                            "a frame took over {:.1} s to arrive; closing (SLOW_CLIENT, --frame-timeout)",
+                            l.frame_timeout.as_secs_f64()
+                        ),
+                    );
                     c.closing = true;
                     self.flush(k);
                 }
                 Some(t @ (Timer::Handshake | Timer::Idle)) => {
-                    let limit = if t == Timer::Handshake {
-                        self.limits.handshake_timeout
-                    } else {
-                        self.limits.idle_timeout
+                    // The HELLO's own, shorter timer reports as the handshake's: which one
+                    // fired shows in how long the connection has been open.
+                    let age = now.saturating_duration_since(c.accepted);
+                    // (A handshake timeout that is off is the command line's 0, 1 ms here.)
+                    let hello = !l.hello_timeout.is_zero()
+                        && (l.handshake_timeout <= Duration::from_millis(1)
+                            || age < l.handshake_timeout);
+                    let (name, limit, flag) = match t {
+                        Timer::Handshake if hello => ("HELLO", l.hello_timeout, "--hello-timeout"),
+                        Timer::Handshake => {
+                            ("handshake", l.handshake_timeout, "--handshake-timeout")
+                        }
+                        _ => ("idle", l.idle_timeout, "--idle-timeout"),
                     };
-                    debug!(
-                        "conn {gen}: {} timeout ({:.0} s)",
-                        t.name(),
-                        limit.as_secs_f64()
+                    self.log.limited(
+                        Level::Info,
+                        source,
+                        c.who(),
+                        now,
+                        format_args!(
+                            "{name} timeout after {:.1} s ({flag}); closing",
+                            limit.as_secs_f64()
+                        ),
                     );
                     c.closing = true;
                     self.flush(k);
@@ -956,14 +1027,35 @@ fn linger_close(mut stream: TcpStream) {
     }
 }
 
+/// The line for a reply that refuses or fails a request (refusals are the client's doing:
+/// info; a poison input, a job no worker could take, an internal failure: warn). A job that
+/// a worker answered with an error has its one line from the jobs part, with its timings,
+/// and BUSY is routine backpressure (counted in the stats): neither is logged here.
+fn log_reply(log: &mut ConnLog, c: &Client, req: u64, reply: &Reply<'_>) {
+    let (level, what, code, text) = match reply {
+        Reply::Rejected { code, text } => (Level::Info, "rejected", *code, text),
+        Reply::Failed { code, text } => match code {
+            ErrorCode::PoisonInput | ErrorCode::Timeout | ErrorCode::Internal => {
+                (Level::Warn, "failed", *code, text)
+            }
+            ErrorCode::ShuttingDown => (Level::Info, "failed", *code, text),
+            _ => return,
+        },
+        _ => return,
+    };
+    log.limited(
+        level,
+        c.source,
+        c.who(),
+        Instant::now(),
+        format_args!("request {req} {what} {}: {text}", code.name()),
+    );
+}
+
 /// Queues `reply` on a connection's output.
 fn queue_reply(c: &mut Client, req: u64, reply: Reply<'_>) -> netproto_sys::Result<()> {
-    let gen = c.gen;
     match reply {
-        Reply::Rejected { code, text } => {
-            debug!("conn {gen} req {req}: rejected {}: {text}", code.name());
-            c.conn.reject_request(req, code, &text)
-        }
+        Reply::Rejected { code, text } => c.conn.reject_request(req, code, &text),
         Reply::Busy { retry_after_ms } => c.conn.send_busy(req, retry_after_ms),
         Reply::Failed { code, text } => c.conn.send_error(req, code, &text),
         Reply::Result { meta, output } => {

@@ -7,13 +7,16 @@
 //! this process controls (a `kill -9` leaves a stale pid file that `imgserver stats` detects).
 
 mod admission;
+mod conn_log;
 mod conns;
 mod event_loop;
 mod iface;
 mod jobs;
 mod listen;
+mod log_limit;
 mod pool;
 mod users_watch;
+mod worker_log;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -67,6 +70,11 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
         idle_timeout: ServeArgs::secs(args.idle_timeout),
         slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
         frame_timeout: ServeArgs::secs(args.frame_timeout),
+        // Zero when off (for the log line that tells the HELLO's timer from the handshake's).
+        hello_timeout: match args.hello_timeout {
+            t if t > 0.0 => ServeArgs::secs(t),
+            _ => Duration::ZERO,
+        },
         max_pending_output: args.max_pending_output,
         max_events_per_turn: args.max_events_per_turn,
         max_accepts_per_turn: args.max_accepts_per_turn,
@@ -83,6 +91,7 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
             login_fail_window: ServeArgs::secs(args.login_fail_window),
             max_tracked: args.max_tracked_addrs.max(1),
         },
+        log_budget: log_limit::LogBudget::DEFAULT,
     }
 }
 

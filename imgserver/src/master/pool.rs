@@ -247,9 +247,15 @@ impl Pool {
                 return;
             }
         };
+        let mut child = child;
         let pid = child.id();
         stats::inc(&self.stats.get().global.worker_spawns);
         info!("worker {i} started, pid {pid}");
+        if let Some(stderr) = child.stderr.take() {
+            if let Err(e) = super::worker_log::spawn(i, pid, stderr) {
+                warn!("worker {i} (pid {pid}): cannot read its stderr: {e}");
+            }
+        }
         let w = &mut self.workers[i];
         // From here the child exists and is reaped like any worker, whatever happens next.
         w.child = Some(child);

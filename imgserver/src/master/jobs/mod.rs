@@ -455,8 +455,11 @@ impl Jobs {
                 .flatten();
             fx.reply(conn, req, self.result_reply(job, &done, out_map.as_ref()));
         }
-        // Logged after the answer is on its way, not in front of it.
+        // Logged after the answer is on its way, not in front of it: the job's one line (the
+        // worker logs its own at debug only), whatever the status. The spec is the client's
+        // text; the logger escapes it.
         info!(
+            conn = conn.gen;
             "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
             done.job,
             job.spec,
@@ -649,7 +652,7 @@ impl Jobs {
                 "upload stalled at {received} of {total} bytes: nothing for {} s (--upload-timeout)",
                 secs(limit)
             );
-            info!("job {job_id} req {req}: {text}; slot freed");
+            // The connection part logs the refusal (with the peer and user).
             fx.reply(
                 conn,
                 req,
