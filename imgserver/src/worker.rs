@@ -238,7 +238,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             // The master closed our channel while this job ran (its grace period ran out):
             // nobody wants the answer; stop as on EOF.
             Err(ChannelError::Closed) => {
-                info!("job {job}: the master closed the channel before the answer; stopping");
+                debug!("job {job}: the master closed the channel before the answer; stopping");
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
