@@ -47,6 +47,8 @@ pub struct Master {
     pub last_sweep: Instant,
     /// CPUs this process may run on.
     pub cpus: usize,
+    /// The `--metrics-file` writer, when asked for.
+    pub metrics_file: Option<crate::metrics::MetricsFile>,
 }
 
 /// The jobs part's effects, applied to the pool and the connections.
@@ -232,6 +234,7 @@ impl Master {
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
                 jobs.sweep_uploads(Instant::now(), &mut fx);
                 self.conns.sweep_timeouts(Instant::now());
+                self.publish_health(now);
             }
             self.settle_closed();
             if signals::take_reload() {
@@ -250,6 +253,22 @@ impl Master {
                     return self.finish_shutdown(drained);
                 }
             }
+        }
+    }
+
+    /// The heartbeat and readiness `imgserver health`, PROBE and the metrics read: written
+    /// every sweep, so a heartbeat older than a few sweeps means this loop is stuck.
+    fn publish_health(&mut self, now: Instant) {
+        let ready = (0..self.pool.len())
+            .filter(|&w| self.pool.is_ready(w))
+            .count();
+        let g = &self.stats.get().global;
+        g.workers_ready.store(ready as u64, Relaxed);
+        self.stats.beat();
+        self.conns
+            .set_readiness(ready > 0, self.shutdown_deadline.is_some());
+        if let Some(f) = self.metrics_file.as_mut() {
+            f.tick(now, &self.stats);
         }
     }
 
@@ -278,6 +297,8 @@ impl Master {
         self.conns.stop_listening();
         self.jobs.begin_shutdown();
         self.shutdown_deadline = Some(Instant::now() + grace);
+        self.stats.get().global.draining.store(1, Relaxed);
+        self.publish_health(Instant::now());
         let grace_ms = grace.as_millis().min(u32::MAX as u128) as u32;
         self.conns.announce_shutdown(grace_ms);
         self.settle_closed();
