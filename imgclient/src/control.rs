@@ -97,8 +97,9 @@ pub fn fetch_stats(
 pub enum ProbeOutcome {
     /// The server answered PROBE_REPLY.
     Status(netproto_sys::Probe),
-    /// The server refused the connection with an ERROR (its code name and text).
-    Refused { code: String, text: String },
+    /// The server refused the connection with an ERROR (the library's text: its code,
+    /// name and message).
+    Refused(String),
     /// No answer: the connection failed, timed out, or the peer is not a v1 server.
     Failed(String),
 }
@@ -108,7 +109,7 @@ impl ProbeOutcome {
     pub fn line(&self) -> String {
         match self {
             ProbeOutcome::Status(p) => p.describe().to_string(),
-            ProbeOutcome::Refused { code, text } => format!("refused: {code}: {text}"),
+            ProbeOutcome::Refused(text) => format!("refused: {text}"),
             ProbeOutcome::Failed(why) => why.clone(),
         }
     }
@@ -146,11 +147,7 @@ pub fn probe(addr: &str, timeout: Duration) -> ProbeOutcome {
             Ok(None) => {}
             Err(e) => {
                 return match e.remote {
-                    Some(r) => ProbeOutcome::Refused {
-                        code: netproto_sys::ErrorCode::from_u16(r.code)
-                            .map_or_else(|| r.code.to_string(), |c| c.name().to_string()),
-                        text: e.message,
-                    },
+                    Some(_) => ProbeOutcome::Refused(e.message),
                     None => fail("bad answer from", &e.message),
                 }
             }
