@@ -208,3 +208,34 @@ fn probes_count_against_the_pre_login_limits() {
     assert!(srv.stat("refused_conn_rate") >= 2);
     assert_eq!(srv.stat("probes"), ready as u64);
 }
+
+#[test]
+fn a_draining_server_says_so_locally_and_to_a_probe() {
+    let srv = Server::builder("health-drain")
+        .args(&["--workers", "1", "--grace", "60", "--hello-timeout", "60"])
+        .fault_injection()
+        .start();
+    srv.wait("health ok", WAIT, || {
+        health(srv.dir(), &[]).status.success()
+    });
+    // A job that holds the drain open, and a connection accepted before the stop signal
+    // (the listener closes with it) that has not sent its first frame yet.
+    let mut c = srv.connect();
+    send_job(&mut c, 1, "noop", b"IMGSERVER-FAULT-HANG");
+    srv.wait_stat("slots_in_use", 1, WAIT);
+    let mut early = TcpStream::connect(&srv.addr).unwrap();
+    srv.wait_stat("connections_accepted", 2, WAIT);
+    srv.signal(Signal::SIGTERM);
+    srv.wait("health says draining", WAIT, || {
+        line(&health(srv.dir(), &[]))
+            == "not ready: 1 of 1 workers ready, draining (shutting down)\n"
+    });
+    assert_eq!(health(srv.dir(), &[]).status.code(), Some(1));
+    early.write_all(&netproto_sys::probe_request()).unwrap();
+    let (got, closed) = read_until_close(&mut early, WAIT);
+    assert_eq!(
+        netproto_sys::probe_parse(&got),
+        Ok(Some(netproto_sys::Probe::Draining))
+    );
+    assert!(closed);
+}
