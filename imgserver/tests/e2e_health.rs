@@ -173,7 +173,7 @@ fn probes_count_against_the_pre_login_limits() {
             "1",
         ],
     );
-    // The readiness a probe is told is the master's as of its last sweep.
+    // Started, and the heartbeat published: what a monitor would wait for.
     srv.wait("health ok", WAIT, || {
         health(srv.dir(), &[]).status.success()
     });

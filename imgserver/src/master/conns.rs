@@ -208,7 +208,7 @@ pub struct Conns {
     closed: Vec<ConnRef>,
     /// User names that logged in, as small numbers (bounded by the users file's size).
     user_ids: HashMap<String, u32>,
-    /// What a PROBE is answered with (the master's readiness, set every sweep).
+    /// What a PROBE is answered with (the master's readiness, set every turn of its loop).
     probe: Probe,
 }
 

@@ -163,6 +163,10 @@ impl Master {
     pub fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         loop {
+            // What a PROBE is told, as of the worker messages handled so far (every turn, so
+            // a worker's Ready reaches probes at once, not at the next sweep).
+            let draining = self.shutdown_deadline.is_some();
+            self.conns.set_readiness(self.pool.any_healthy(), draining);
             // Work left from the last turn (a burst beyond its batch, a flood of connects)
             // is served after this poll; the poll must not sleep on it.
             let deferred = self.conns.has_deferred();
@@ -256,7 +260,7 @@ impl Master {
         }
     }
 
-    /// The heartbeat and readiness `imgserver health`, PROBE and the metrics read: written
+    /// The heartbeat and readiness `imgserver health` and the metrics read: written
     /// every sweep, so a heartbeat older than a few sweeps means this loop is stuck.
     fn publish_health(&mut self, now: Instant) {
         let ready = (0..self.pool.len())
@@ -265,8 +269,6 @@ impl Master {
         let g = &self.stats.get().global;
         g.workers_ready.store(ready as u64, Relaxed);
         self.stats.beat();
-        self.conns
-            .set_readiness(ready > 0, self.shutdown_deadline.is_some());
         if let Some(f) = self.metrics_file.as_mut() {
             f.tick(now, &self.stats);
         }
