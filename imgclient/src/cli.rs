@@ -85,8 +85,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Exit 0 if the server accepts a login and answers a ping in time, 1 if not.
-    Health,
+    /// Ask the server whether it is ready, without a password: one PROBE before any key
+    /// exchange or login. Prints one line (`ready`, `up, not ready`, `draining`, or why there
+    /// is no answer) and exits 0 only when ready, 1 otherwise.
+    Health {
+        /// Instead, log in (password needed) and PING: exit 0 if both succeed in time.
+        #[arg(long)]
+        login: bool,
+    },
     /// Pin a server's key before the first login, from its fingerprint learnt out of band.
     ///
     /// Connects to --server, runs the handshake only (no login: no user or password is needed
@@ -135,7 +141,14 @@ mod tests {
             parse(&["stats", "--json"]).command,
             Command::Stats { json: true }
         ));
-        assert!(matches!(parse(&["health"]).command, Command::Health));
+        assert!(matches!(
+            parse(&["health"]).command,
+            Command::Health { login: false }
+        ));
+        assert!(matches!(
+            parse(&["health", "--login"]).command,
+            Command::Health { login: true }
+        ));
         let fp = "SHA256:BxDn3oghGeMxYQyscgwbFSiPcAbwg8EBd3vjexnyqKM";
         assert!(matches!(
             parse(&["pin", "--fingerprint", fp]).command,

@@ -59,7 +59,7 @@ pub fn exit_codes_help() -> String {
     for k in ExitKind::ALL {
         s += &format!("  {}  {}\n", k.code(), k.describe());
     }
-    s += "`imgclient health` exits 0 when the server is healthy and 1 when it is not.\n\n";
+    s += "`imgclient health` exits 0 when the server answers ready and 1 when it does not.\n\n";
     s += "Environment: IMGSERVER_ADDR, IMGCLIENT_USER, IMGCLIENT_PASSWORD, \
           IMGCLIENT_KNOWN_SERVERS, RUST_LOG (log filter, e.g. debug).";
     s

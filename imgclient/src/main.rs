@@ -101,14 +101,19 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             let c = Connector::new(&cli.conn.opts())?;
             ops::stats(&c, *json)?;
         }
-        Command::Health => {
+        Command::Health { login: false } => {
+            let ready = ops::health_probe(&cli.conn.server, cli.conn.timeout);
+            return Ok(ExitCode::from(if ready { 0 } else { 1 }));
+        }
+        Command::Health { login: true } => {
             let c = Connector::new(&cli.conn.opts())?;
-            // Probes want a yes/no: any failure is "unhealthy" (exit 1), reasons only with -v.
-            if let Err(f) = ops::health(&c, cli.verbose > 0) {
-                if cli.verbose > 0 {
-                    eprintln!("unhealthy: {f}");
+            // Probes want a yes/no: any failure is "unhealthy" (exit 1), with its reason.
+            match ops::health(&c, cli.verbose > 0) {
+                Ok(rtt) => println!("healthy: logged in, ping {}", ops::fmt_ms(rtt)),
+                Err(f) => {
+                    println!("unhealthy: {f}");
+                    return Ok(ExitCode::from(1));
                 }
-                return Ok(ExitCode::from(1));
             }
         }
         Command::Pin { fingerprint } => {

@@ -1,6 +1,7 @@
 //! Operator commands: `ping` (round-trip time), `stats` (the server's counters as a table or
-//! JSON), `health` (exit status for scripts and probes) and `pin` (a server key verified out
-//! of band, pinned before the first login).
+//! JSON), `health` (a PROBE without password, or `--login` a full login and PING: one line
+//! and an exit status for scripts and probes) and `pin` (a server key verified out of band,
+//! pinned before the first login).
 //!
 //! Trust boundary: the server's STATS body is decoded by libnetproto; counter names are
 //! server-chosen text, printed as data (escaped in JSON), never interpreted. `pin` trusts
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::connect::{pin_fingerprint, Connector, Pinned};
-use crate::control::{fetch_stats, ping_once};
+use crate::control::{fetch_stats, ping_once, probe, ProbeOutcome};
 use crate::exit::Failure;
 use crate::json::Object;
 
@@ -107,7 +108,17 @@ pub fn stats(connector: &Connector, json: bool) -> Result<(), Failure> {
     cliutil::output::print(&text).map_err(|e| Failure::io("writing to stdout", e))
 }
 
-/// `imgclient health`: healthy when a login succeeds and a PING is answered in time.
+/// `imgclient health`: a PROBE, no password. Prints one line whatever happens (`ready`,
+/// `up, not ready`, `draining`, the refusal or the connection error); healthy only when the
+/// server says ready.
+pub fn health_probe(addr: &str, timeout: Duration) -> bool {
+    let outcome = probe(addr, timeout);
+    // A probe reports by its exit code even if stdout is gone.
+    let _ = cliutil::output::print(&format!("{}\n", outcome.line()));
+    matches!(outcome, ProbeOutcome::Status(netproto_sys::Probe::Ready))
+}
+
+/// `imgclient health --login`: healthy when a login succeeds and a PING is answered in time.
 pub fn health(connector: &Connector, verbose: bool) -> Result<Duration, Failure> {
     let t0 = Instant::now();
     let mut client = connector

@@ -154,6 +154,46 @@ fn every_failure_kind_has_its_exit_code() {
 }
 
 #[test]
+fn a_first_contact_whose_login_fails_pins_nothing() {
+    let dir = TempDir::new("firstpin");
+    let srv = server("firstpin");
+    let known = dir.join("known_servers");
+    // A wrong password on first contact: refused (4), and the key is not pinned.
+    let mut c = client(&srv.addr, &known);
+    c.env("IMGCLIENT_PASSWORD", "wrong").arg("ping");
+    let o = run(c);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("pinned new server"), "{}", stderr(&o));
+    assert!(!known.exists(), "a failed first login pinned the key");
+    // An existing file is left byte for byte as it was.
+    std::fs::write(&known, "# mine\n").unwrap();
+    let mut c = client(&srv.addr, &known);
+    c.env("IMGCLIENT_PASSWORD", "wrong").arg("ping");
+    assert_eq!(code(&run(c)), 4);
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), "# mine\n");
+
+    // The right password: pinned after the login, and announced.
+    let mut c = client(&srv.addr, &known);
+    c.arg("ping");
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("pinned new server {} key SHA256:", srv.addr)));
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(text.starts_with("# mine\n"));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with(&srv.addr)).count(),
+        1,
+        "{text}"
+    );
+    // Known now: not announced again.
+    let mut c = client(&srv.addr, &known);
+    c.arg("ping");
+    let o = run(c);
+    assert_eq!(code(&o), 0);
+    assert!(!stderr(&o).contains("pinned new server"));
+}
+
+#[test]
 fn ping_stats_and_health() {
     let dir = TempDir::new("ops");
     let srv = server("ops");
@@ -180,19 +220,49 @@ fn ping_stats_and_health() {
     assert_eq!(stats.get("pings"), 3, "{json}");
     assert_eq!(stats.get("logins_ok"), 2, "{json}");
 
+    // The probe needs no password, no user and no known-servers entry, and says one line.
     let mut c = client(&srv.addr, &known);
-    c.arg("health");
+    c.env_remove("IMGCLIENT_PASSWORD")
+        .env_remove("IMGCLIENT_USER")
+        .stdin(std::process::Stdio::null())
+        .arg("health");
     let o = run(c);
-    assert_eq!(code(&o), 0);
-    assert!(
-        o.stderr.is_empty() && o.stdout.is_empty(),
-        "health is quiet"
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "ready\n",
+        "{}",
+        stderr(&o)
     );
-    let mut c = client("127.0.0.1:1", &known);
-    c.args(["health", "-v"]);
+    assert_eq!(code(&o), 0);
+    let stats_before = std::fs::read_to_string(&known).unwrap_or_default();
+
+    // The old check is still there with --login: a login and a PING.
+    let mut c = client(&srv.addr, &known);
+    c.args(["health", "--login"]);
     let o = run(c);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).starts_with("unhealthy:"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("healthy: logged in, ping "));
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap_or_default(),
+        stats_before
+    );
+
+    // Nobody listening: one line naming the failure, exit 1.
+    for login in [false, true] {
+        let mut c = client("127.0.0.1:1", &known);
+        c.arg("health");
+        if login {
+            c.arg("--login");
+        }
+        let o = run(c);
+        assert_eq!(code(&o), 1);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.contains("127.0.0.1:1") || out.starts_with("unhealthy:"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

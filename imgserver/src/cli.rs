@@ -39,6 +39,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Whether the server running with this state directory is up and ready: one line, exit
+    /// 0 when its event loop's heartbeat is fresh and at least one worker is ready, else 1
+    /// (for systemd and container probes; local, no password).
+    Health {
+        #[arg(long, env = "IMGSERVER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Oldest heartbeat of the master's event loop that still counts as alive (it beats
+        /// every 100 ms), e.g. `5s`, `500ms`.
+        #[arg(long, default_value = crate::health::DEFAULT_MAX_AGE, value_parser = humantime::parse_duration)]
+        max_age: std::time::Duration,
+    },
+    /// Print the counters, gauges and latency histograms of the server running with this
+    /// state directory in the Prometheus text format.
+    Metrics {
+        #[arg(long, env = "IMGSERVER_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Internal: a filter worker, started by the master only.
     #[command(hide = true)]
     Worker {
@@ -215,6 +232,13 @@ pub struct ServeArgs {
     /// in the log and in `imgserver stats`, and the server starts without it.
     #[arg(long, value_name = "LAYERS", default_value = "seccomp,landlock")]
     pub sandbox: crate::sandbox::Layers,
+    /// Rewrite this file with the metrics (Prometheus text format, what `imgserver metrics`
+    /// prints) every --metrics-interval, atomically: for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// How often the --metrics-file is rewritten, e.g. `5s`, `500ms`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub metrics_interval: std::time::Duration,
 }
 
 impl ServeArgs {

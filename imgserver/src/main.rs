@@ -1,14 +1,16 @@
 //! imgserver: entry point. Dispatches to the server (master), user management, local stats,
-//! or the hidden worker mode the master fork+execs.
+//! health and metrics, or the hidden worker mode the master fork+execs.
 #![deny(unsafe_code)]
 
 mod cli;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod health;
 mod ipc;
 mod logging;
 mod master;
 mod notify;
+mod metrics;
 mod ring;
 mod sandbox;
 mod shm;
@@ -35,6 +37,12 @@ fn main() {
         }
         Some(Command::Stats { state_dir, json }) => {
             report(statcmd::run(&state::resolve(state_dir.as_deref()), json))
+        }
+        Some(Command::Health { state_dir, max_age }) => {
+            health::run(&state::resolve(state_dir.as_deref()), max_age)
+        }
+        Some(Command::Metrics { state_dir }) => {
+            report(metrics::run(&state::resolve(state_dir.as_deref())))
         }
         Some(Command::Worker {
             index,

@@ -36,9 +36,25 @@ fn to_json(pid: u32, counters: &[(String, u64)]) -> String {
         .expect("a map of strings to integers always serialises")
 }
 
-pub fn run(dir: &Path, json: bool) -> Result<(), String> {
-    let (pid, fd) = state::read_pid(dir)
-        .map_err(|e| format!("no running server for {}: {e}", dir.display()))?;
+/// Why a running server's page could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No pid file, or no process answering for it: nothing runs with this state directory.
+    #[error("no running server for {dir}: {why}")]
+    Down { dir: String, why: String },
+    /// Something answers but the page is not one this build can read.
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// Finds the server running with state directory `dir` and maps its stats page: from the
+/// master's stats socket, or (root) through /proc. Shared by `stats`, `health` and `metrics`.
+pub fn open_page(dir: &Path) -> Result<(u32, Stats), OpenError> {
+    let down = |why: String| OpenError::Down {
+        dir: dir.display().to_string(),
+        why,
+    };
+    let (pid, fd) = state::read_pid(dir).map_err(|e| down(e.to_string()))?;
     let path = format!("/proc/{pid}/fd/{fd}");
     let page = match crate::statsock::fetch(pid) {
         Ok(page) => page,
@@ -51,15 +67,23 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
             .open(&path)
             .map(OwnedFd::from)
             .map_err(|e| {
-                format!(
+                down(format!(
                     "{sock_err}; cannot open {path} either (is the server running as this user?): {e}"
-                )
+                ))
             })?,
     };
-    let stats = Stats::map(&page).map_err(|e| format!("cannot map stats page: {e}"))?;
+    let stats =
+        Stats::map(&page).map_err(|e| OpenError::Bad(format!("cannot map stats page: {e}")))?;
     if !stats.is_valid() {
-        return Err(format!("{path} is not an imgserver stats page"));
+        return Err(OpenError::Bad(format!(
+            "the page of pid {pid} is not an imgserver stats page of this version"
+        )));
     }
+    Ok((pid, stats))
+}
+
+pub fn run(dir: &Path, json: bool) -> Result<(), String> {
+    let (pid, stats) = open_page(dir).map_err(|e| e.to_string())?;
     let alive = stats
         .get()
         .global
@@ -97,7 +121,7 @@ fn sandbox_line(stats: &Stats) -> String {
 
 /// Writes the report to stdout; a reader that stopped early (`imgserver stats | head`) is not
 /// an error.
-fn write_out(text: &str) -> Result<(), String> {
+pub fn write_out(text: &str) -> Result<(), String> {
     cliutil::output::print(text).map_err(|e| format!("cannot write to stdout: {e}"))
 }
 

@@ -4,6 +4,10 @@
 //! Trust boundary: workers write their own block; the master writes the global block; any
 //! process (including `imgserver stats`, through /proc/PID/fd) may read. All-zero bytes are a
 //! valid initial state, so a fresh memfd needs no initialisation.
+//!
+//! Besides the counters the page holds what `imgserver health` and `imgserver metrics` read:
+//! the master's heartbeat (CLOCK_MONOTONIC, which every process of the machine shares), the
+//! readiness gauges, and fixed-bucket latency histograms per job phase.
 #![allow(unsafe_code)]
 
 use std::os::fd::OwnedFd;
@@ -13,7 +17,8 @@ use memmap2::MmapRaw;
 
 /// Most workers with their own stats block.
 pub const MAX_WORKERS: usize = 64;
-const MAGIC: u64 = 0x5354_4154_534d_4932; // "IMSTATS2"
+// Bumped whenever the layout changes, so a reader of another build refuses the page.
+const MAGIC: u64 = 0x5354_4154_534d_4933; // "IMSTATS3"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
 pub const OPS: [&str; 13] = [
@@ -88,6 +93,11 @@ counters!(Global {
     sandbox_violations,
     sandbox_seccomp,
     sandbox_landlock_abi,
+    workers_ready,
+    workers_configured,
+    draining,
+    probes,
+    probes_ready,
     error_bad_spec,
     error_too_large,
     error_too_many_pixels,
@@ -113,13 +123,77 @@ counters!(Worker {
     violation_syscall,
 });
 
+/// The phases a job's latency is measured in, in the order of `Shared::latency`.
+pub const PHASES: [&str; 5] = ["queue", "decode", "filter", "encode", "total"];
+
+/// Upper bounds of the latency buckets in microseconds (100 µs to 10 s, roughly 1-2.5-5 per
+/// decade); one more bucket counts everything above the last.
+pub const BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// One phase's latency histogram: a count per bucket (not cumulative: each observation adds
+/// to one bucket, so a reader never sees a bucket lower than the one below it for long), the
+/// overflow bucket last, plus the sum and count. Only the master writes it.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Histogram {
+    pub buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn record(&self, us: u64) {
+        let i = BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(BUCKETS_US.len());
+        inc(&self.buckets[i]);
+        add(&self.sum_us, us);
+        inc(&self.count);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_us: self.sum_us.load(Relaxed),
+            count: self.count.load(Relaxed),
+        }
+    }
+}
+
+/// A histogram read out of the page (per-bucket counts, overflow last).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    pub buckets: [u64; BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
 #[repr(C)]
 pub struct Shared {
     magic: AtomicU64,
     pub started_unix: AtomicU64,
+    /// CLOCK_MONOTONIC in microseconds when the master's event loop last went round its
+    /// sweep (at least every 100 ms while it runs); 0 before the first turn.
+    pub heartbeat_us: AtomicU64,
     pub global: Global,
     pub ops: [AtomicU64; 16],
     pub workers: [Worker; MAX_WORKERS],
+    /// Job latency per phase, in the order of `PHASES`.
+    pub latency: [Histogram; PHASES.len()],
+}
+
+/// CLOCK_MONOTONIC now, in microseconds: the same clock in every process of the machine, so
+/// the heartbeat's age can be read by another process; never stepped by NTP or the admin.
+pub fn monotonic_us() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(t.tv_nsec() as u64 / 1_000)
+    })
 }
 
 /// A mapping of the shared stats page.
@@ -177,6 +251,43 @@ impl Stats {
         if let Some(i) = OPS.iter().position(|o| *o == name) {
             self.get().ops[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Records a finished job's latency per phase: its wait for a worker, the worker's
+    /// decode, filter and encode times, and the total from submission to answer.
+    pub fn record_job(
+        &self,
+        queue_us: u64,
+        worker_us: [u32; 3],
+        submitted: std::time::Instant,
+        now: std::time::Instant,
+    ) {
+        let [d, f, e] = worker_us.map(u64::from);
+        let total = now.saturating_duration_since(submitted).as_micros() as u64;
+        self.record_phases([queue_us, d, f, e, total]);
+    }
+
+    /// Records one latency per phase, in microseconds, in the order of `PHASES`.
+    pub fn record_phases(&self, us: [u64; PHASES.len()]) {
+        for (h, v) in self.get().latency.iter().zip(us) {
+            h.record(v);
+        }
+    }
+
+    /// The latency histograms, in the order of `PHASES`.
+    pub fn latency(&self) -> [HistogramSnapshot; PHASES.len()] {
+        std::array::from_fn(|i| self.get().latency[i].snapshot())
+    }
+
+    /// The master's heartbeat: called from its event loop.
+    pub fn beat(&self) {
+        self.get().heartbeat_us.store(monotonic_us(), Relaxed);
+    }
+
+    /// How long ago the master's event loop last beat (`None` before its first beat).
+    pub fn heartbeat_age(&self) -> Option<std::time::Duration> {
+        let at = self.get().heartbeat_us.load(Relaxed);
+        (at != 0).then(|| std::time::Duration::from_micros(monotonic_us().saturating_sub(at)))
     }
 
     /// All counters as name/value pairs (what STATS and `imgserver stats` report).
@@ -243,5 +354,35 @@ mod tests {
         assert_eq!(get("op_blur"), Some(1));
         dec(&a.get().global.queue_depth);
         assert_eq!(a.get().global.queue_depth.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn histograms_put_each_job_in_one_bucket_and_the_heartbeat_ages() {
+        let (a, fd) = Stats::create().unwrap();
+        let b = Stats::map(&fd).unwrap();
+        assert_eq!(b.heartbeat_age(), None);
+        // Bounds are inclusive (Prometheus `le`); beyond the last is the overflow bucket.
+        a.record_phases([100, 101, 0, 10_000_000, 10_000_001]);
+        let t = std::time::Instant::now();
+        a.record_job(
+            50,
+            [50, 50, 50],
+            t,
+            t + std::time::Duration::from_micros(50),
+        );
+        let h = b.latency();
+        assert_eq!(h[0].buckets[0], 2);
+        assert_eq!(h[1].buckets[0], 1);
+        assert_eq!(h[1].buckets[1], 1);
+        assert_eq!(h[3].buckets[BUCKETS_US.len() - 1], 1);
+        assert_eq!(h[4].buckets[BUCKETS_US.len()], 1);
+        assert_eq!(h[4].count, 2);
+        assert_eq!(h[4].sum_us, 10_000_051);
+        for p in &h {
+            assert_eq!(p.buckets.iter().sum::<u64>(), p.count);
+        }
+        a.beat();
+        let age = b.heartbeat_age().unwrap();
+        assert!(age < std::time::Duration::from_secs(3600));
     }
 }

@@ -90,6 +90,8 @@ fn send_page(conn: &UnixStream, page: &OwnedFd) -> Result<(), Errno> {
 pub fn fetch(pid: u32) -> Result<OwnedFd, StatSockError> {
     let conn = UnixStream::connect_addr(&address(pid)?)
         .map_err(|source| StatSockError::Connect { pid, source })?;
+    // A stopped or wedged master must not hang `imgserver health`, whose job is to say so.
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
     let owner = getsockopt(&conn, PeerCredentials)?.pid();
     if owner != pid as i32 {
         return Err(StatSockError::WrongOwner {

@@ -252,6 +252,31 @@
 #define NP_DEFAULT_PBKDF2_ITERATIONS 16384
 
 /**
+ * Length of the PROBE frame (a header, no body): always the same bytes.
+ */
+#define NP_PROBE_LEN 24
+
+/**
+ * Length of a PROBE_REPLY frame (a header and the one status byte).
+ */
+#define NP_PROBE_REPLY_LEN 25
+
+/**
+ * PROBE_REPLY status: up, at least one worker ready, taking work.
+ */
+#define NP_PROBE_READY 1
+
+/**
+ * PROBE_REPLY status: up, but no worker is ready (starting, or workers failing).
+ */
+#define NP_PROBE_NOT_READY 2
+
+/**
+ * PROBE_REPLY status: up and shutting down: finishing work in flight, taking none.
+ */
+#define NP_PROBE_DRAINING 3
+
+/**
  * Kinds of `np_event`. Stable numbers.
  */
 enum np_event_kind
@@ -327,6 +352,10 @@ enum np_event_kind
    * Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
    */
   NP_EVENT_DISCARDED = 17,
+  /**
+   * Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.
+   */
+  NP_EVENT_PROBE = 18,
 };
 #ifndef __cplusplus
 typedef uint32_t np_event_kind;
@@ -779,9 +808,10 @@ np_status np_error_text_retry_after(const uint8_t *text, size_t text_len, uint32
 
 /**
  * Connects to `addr` ("host:port"), runs the handshake, checks the server key against the
- * known-servers file `known_servers` (pinning it on first use; NULL accepts any key, for
- * tests only), logs in, all within `timeout_ms`. `new_server` (optional) is set to whether
- * the key was pinned just now.
+ * known-servers file `known_servers` (a changed key is refused before the login; a new one
+ * is pinned on first use, written only after the login succeeded, so a failed first login
+ * pins nothing; NULL accepts any key, for tests only), logs in, all within `timeout_ms`.
+ * `new_server` (optional) is set to whether the key was pinned just now.
  *
  * # Safety
  * `addr` NUL-terminated; `cfg` live; `known_servers` NULL or NUL-terminated; `out` writable;
@@ -1242,6 +1272,17 @@ np_status np_conn_reject_request(np_conn *conn, uint64_t id, uint16_t code, cons
 np_status np_conn_send_busy(np_conn *conn, uint64_t id, uint32_t retry_after_ms);
 
 /**
+ * Server only (a client handle gets NP_BAD_STATE): sets what a PROBE on this connection is
+ * answered with, one of NP_PROBE_READY, NP_PROBE_NOT_READY, NP_PROBE_DRAINING (any other
+ * number is NP_INVALID_ARGUMENT and changes nothing). The library cannot know the server's
+ * readiness; the caller sets it before feeding input. A new connection answers NOT_READY.
+ *
+ * # Safety
+ * `conn` NULL or live.
+ */
+np_status np_conn_set_probe_status(np_conn *conn, uint32_t status);
+
+/**
  * Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping
  * within `grace_ms`.
  *
@@ -1328,6 +1369,29 @@ np_status np_conn_send_rate_limited(np_conn *conn,
  * `conn` NULL or live; `out` NULL or valid for `cap` bytes; `len` NULL or writable.
  */
 np_status np_conn_login_name(const np_conn *conn, char *out, size_t cap, size_t *len);
+
+/**
+ * Writes the PROBE frame (NP_PROBE_LEN bytes, always the same) into `buf` and its length
+ * into `*out_len`. NP_BUFFER_TOO_SMALL when `cap` is less than NP_PROBE_LEN.
+ *
+ * # Safety
+ * `buf` valid for writing `cap` bytes; `out_len` writable.
+ */
+np_status np_probe_request(uint8_t *buf, size_t cap, size_t *out_len);
+
+/**
+ * Parses the server's answer to a PROBE from the first `len` bytes it sent. NP_OK: a
+ * PROBE_REPLY; `*out_status` is NP_PROBE_READY, NP_PROBE_NOT_READY or NP_PROBE_DRAINING.
+ * NP_NO_EVENT: not a whole frame yet; read more and call again with all the bytes.
+ * NP_REMOTE_ERROR: the server refused the connection with an ERROR (its code in
+ * `np_last_error_code`, its retry-after in `np_last_error_retry_after_ms`, its text in
+ * `np_last_error`). Anything else (framing statuses, NP_MALFORMED, NP_UNEXPECTED_MESSAGE):
+ * the peer is not a v1 server answering a probe. `*out_status` is written only on NP_OK.
+ *
+ * # Safety
+ * `buf` valid for `len` bytes (NULL allowed when `len` is 0); `out_status` writable.
+ */
+np_status np_probe_parse(const uint8_t *buf, size_t len, uint32_t *out_status);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -118,6 +118,16 @@ pub(crate) fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool)
 
 /// Checks `key` for `host` against the known-servers file, pinning it on first use.
 pub(crate) fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
+    let trust = decide_known_server(path, host, key)?;
+    if trust == Trust::New {
+        pin_known_server(path, host, key)?;
+    }
+    Ok(trust)
+}
+
+/// Checks `key` for `host` against the known-servers file without writing it: `Known`,
+/// `New`, or the error for a changed key (the file is never touched here).
+pub(crate) fn decide_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<Trust, Error> {
     // The host becomes the first field of a line: one field, and not one read as a comment.
     if host.is_empty()
         || host.starts_with('#')
@@ -135,31 +145,31 @@ pub(crate) fn check_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Res
     let table = KnownServers::parse(&text)
         .map_err(|(line, msg)| key_err(path, format!("line {line}: {msg}")))?;
     let trust = table.check(host, key);
-    match &trust {
-        Trust::Known => {}
-        Trust::New => {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
-            }
-            let mut f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| key_err(path, e))?;
-            f.write_all(KnownServers::line(host, key).as_bytes())
-                .map_err(|e| key_err(path, e))?;
-            log::info!("pinned new server {host} with key {}", fingerprint(key));
-        }
-        Trust::Changed { pinned } => {
-            return Err(Error::ServerKeyChanged {
-                host: host.to_string(),
-                pinned: fingerprint(pinned),
-                offered: fingerprint(key),
-            })
-        }
+    if let Trust::Changed { pinned } = &trust {
+        return Err(Error::ServerKeyChanged {
+            host: host.to_string(),
+            pinned: fingerprint(pinned),
+            offered: fingerprint(key),
+        });
     }
     Ok(trust)
+}
+
+/// Appends the line pinning `host` to `key` (creating the file with mode 0600).
+fn pin_known_server(path: &Path, host: &str, key: &[u8; 32]) -> Result<(), Error> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
+    }
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| key_err(path, e))?;
+    f.write_all(KnownServers::line(host, key).as_bytes())
+        .map_err(|e| key_err(path, e))?;
+    log::info!("pinned new server {host} with key {}", fingerprint(key));
+    Ok(())
 }
 
 /// TCP connect to the first address of `addr` that answers within `timeout`, with Nagle off.
@@ -308,8 +318,11 @@ impl Client {
             match c.next_event_until(deadline)? {
                 Event::ServerKey { key } => {
                     c.server_key = key;
+                    // Decided now (a changed key is refused before any login), written only
+                    // after LOGIN_OK: a first contact whose login fails — a wrong password,
+                    // or a server that is not the one meant — pins nothing.
                     let decision = match pinning {
-                        Pinning::File(p) => check_known_server(p, addr, &key),
+                        Pinning::File(p) => decide_known_server(p, addr, &key),
                         Pinning::AcceptAny => Ok(Trust::New),
                     };
                     match decision {
@@ -324,7 +337,14 @@ impl Client {
                     }
                     c.flush(deadline)?;
                 }
-                Event::Ready { .. } => return Ok(c),
+                Event::Ready { .. } => {
+                    if let (Pinning::File(p), Trust::New) = (pinning, &c.trust) {
+                        // Checked again, so a pin another process wrote meanwhile is honoured
+                        // (the same key: nothing to add; another: refused as changed).
+                        c.trust = check_known_server(p, addr, &c.server_key)?;
+                    }
+                    return Ok(c);
+                }
                 Event::Error { code, message, .. } => {
                     let name =
                         crate::opcode::ErrorCode::from_u16(code).map_or("UNKNOWN", |c| c.name());
@@ -357,7 +377,8 @@ impl Client {
         &self.server_key
     }
 
-    /// Whether the server's key was already pinned (`Known`) or pinned just now (`New`).
+    /// Whether the server's key was already pinned (`Known`) or pinned just now, after the
+    /// login succeeded (`New`).
     pub(crate) fn trust(&self) -> &Trust {
         &self.trust
     }

@@ -5,6 +5,7 @@
 //! - [`limits`], [`opcode`], [`error`], `reader`, `crc`, [`frame`], [`message`]: the pure
 //!   codec (the numbers in `wire_table.rs`, expanded by `wire`).
 //! - `session`, [`keys`], `handshake`, `login`: the pure security state machines.
+//! - [`probe`]: the fixed PROBE / PROBE_REPLY frames and the client's parse of the answer.
 //! - [`conn`]: one connection's sans-IO state machine over all of the above.
 //! - `io`: the only module that touches sockets, files and the clock.
 //! - `logging`: the library's own logger (the `.so` has its own copy of `log`'s globals).
@@ -74,6 +75,10 @@ mod logging;
 pub mod message;
 /// cbindgen:ignore
 pub mod opcode;
+/// The unauthenticated readiness check (PROBE / PROBE_REPLY).
+///
+/// cbindgen:ignore
+pub mod probe;
 /// cbindgen:ignore
 mod wire;
 
@@ -97,6 +102,7 @@ pub use keys::{fingerprint, KnownServers, ServerKey, Trust};
 pub use login::Verifier;
 pub use message::{ResultInfo, ServerParams};
 pub use opcode::{ErrorCode, Opcode};
+pub use probe::{ProbeAnswer, ProbeStatus};
 
 /// Library version, as the C ABI reports it.
 ///

@@ -467,3 +467,96 @@ fn the_documented_key_file_loads_as_the_documented_key() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// PROBE and its three answers (appendix A, "PROBE"; section 4.15 prints the same strings
+/// for HAProxy): the fixed request, and what a real server connection puts on the wire for
+/// it with each status set, then closed with nothing else queued.
+const PROBE_VECTORS: &[(&str, &str)] = &[
+    (
+        "PROBE frame (24 bytes)",
+        "4e50010000000000004000000000000000000000530e5c8f",
+    ),
+    (
+        "PROBE_REPLY ready (25 bytes)",
+        "4e5001000000000100410000000000000000000019d6582401",
+    ),
+    (
+        "PROBE_REPLY not ready (25 bytes)",
+        "4e500100000000010041000000000000000000000a86abd002",
+    ),
+    (
+        "PROBE_REPLY draining (25 bytes)",
+        "4e50010000000001004100000000000000000000f8ed28d303",
+    ),
+];
+
+#[test]
+fn the_probe_vectors_are_what_a_server_connection_answers() {
+    use crate::probe::{self, ProbeAnswer, ProbeStatus};
+    let doc = appendix();
+    let (name, want) = PROBE_VECTORS[0];
+    assert_eq!(hex(&probe::request()), want, "{name}");
+    for (i, status) in [
+        ProbeStatus::Ready,
+        ProbeStatus::NotReady,
+        ProbeStatus::Draining,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = Arc::new(ServerConfig::new(
+            ServerKey::from_secret(SERVER_STATIC),
+            PARAMS,
+        ));
+        let mut s = ServerConn::new(cfg, SERVER_EPHEMERAL, T);
+        s.set_probe_status(status);
+        let event = deliver(&mut s, &probe::request());
+        assert_eq!(event, format!("{:?}", crate::Event::Probe { status }));
+        assert!(s.is_closed() && s.error().is_none());
+        let reply = take(&mut s);
+        let (name, want) = PROBE_VECTORS[i + 1];
+        assert_eq!(hex(&reply), want, "{name}");
+        assert_eq!(probe::parse_reply(&reply), Ok(ProbeAnswer::Status(status)));
+    }
+    for (name, want) in PROBE_VECTORS {
+        assert!(
+            doc.contains(&squeeze(&format!("{name} {want}"))),
+            "appendix A lacks {name}"
+        );
+    }
+    // Section 4.15 gives HAProxy the same strings.
+    for (_, want) in PROBE_VECTORS {
+        assert!(DOC.contains(want), "PROTOCOL.md section 4.15 lacks {want}");
+    }
+}
+
+#[test]
+fn a_probe_is_only_valid_as_the_first_frame_and_exactly_as_specified() {
+    use crate::frame;
+    use crate::opcode::Opcode;
+    let cfg = Arc::new(ServerConfig::new(
+        ServerKey::from_secret(SERVER_STATIC),
+        PARAMS,
+    ));
+    // With a body, or a request id: refused with a clear ERROR, no PROBE_REPLY.
+    for (id, body) in [(0u64, &b"x"[..]), (5, &[][..])] {
+        let mut s = ServerConn::new(cfg.clone(), SERVER_EPHEMERAL, T);
+        let mut f = Vec::new();
+        frame::encode(&mut f, Opcode::Probe, 0, id, body).unwrap();
+        s.feed(&f, T);
+        assert!(s.poll_event().is_err());
+        let out = take(&mut s);
+        assert_eq!(&out[8..10], &(Opcode::Error as u16).to_be_bytes());
+    }
+    // After a HELLO it is a client that skipped login.
+    let ccfg = Arc::new(ClientConfig::new(USER, PASSWORD).unwrap());
+    let mut c = ClientConn::new(ccfg, CLIENT_EPHEMERAL, T);
+    let mut s = ServerConn::new(cfg, SERVER_EPHEMERAL, T);
+    s.set_probe_status(crate::ProbeStatus::Ready);
+    deliver(&mut s, &take(&mut c));
+    s.feed(&crate::probe::request(), T);
+    assert!(matches!(
+        s.poll_event(),
+        Err(crate::Error::UnexpectedMessage { .. })
+    ));
+}

@@ -47,6 +47,12 @@ wire_table! {
         Shutdown = 0x0032, "SHUTDOWN", chunked: false;
         /// Either way: orderly close.
         Bye = 0x0033, "BYE", chunked: false;
+        /// Client → server, clear, empty, as a connection's first frame instead of HELLO: is
+        /// the server up and ready? Needs no key and no login.
+        Probe = 0x0040, "PROBE", chunked: false;
+        /// Server → client, clear: the one-byte answer to PROBE (ready, not ready, draining);
+        /// the server then closes the connection.
+        ProbeReply = 0x0041, "PROBE_REPLY", chunked: false;
     }
 
     // Error codes of ERROR frames: ident = number, protocol name, whether the same request may
@@ -183,6 +189,7 @@ wire_table! {
         NP_EVENT_BYE = 15, "Either: the peer closed the session in order.";
         NP_EVENT_RATE_LIMITED = 16, "Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.";
         NP_EVENT_DISCARDED = 17, "Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.";
+        NP_EVENT_PROBE = 18, "Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.";
     }
 
     // Which of a connection's own timers `np_conn_handle_timeout` acted on: name = number,
@@ -241,5 +248,15 @@ wire_table! {
         MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
         /// Iterations used for new verifiers.
         DEFAULT_PBKDF2_ITERATIONS: u32 = 16_384;
+        /// Length of the PROBE frame (a header, no body): always the same bytes.
+        PROBE_LEN: usize = HEADER_LEN;
+        /// Length of a PROBE_REPLY frame (a header and the one status byte).
+        PROBE_REPLY_LEN: usize = HEADER_LEN + 1;
+        /// PROBE_REPLY status: up, at least one worker ready, taking work.
+        PROBE_READY: u32 = 1;
+        /// PROBE_REPLY status: up, but no worker is ready (starting, or workers failing).
+        PROBE_NOT_READY: u32 = 2;
+        /// PROBE_REPLY status: up and shutting down: finishing work in flight, taking none.
+        PROBE_DRAINING: u32 = 3;
     }
 }

@@ -518,6 +518,14 @@ impl ServerConn {
         check(unsafe { ffi::np_conn_send_busy(self.0.raw, id, retry_after_ms) })
     }
 
+    /// What a PROBE on this connection is answered with (see `Probe`); a new connection
+    /// answers `NotReady` until told otherwise.
+    pub fn set_probe_status(&mut self, status: crate::Probe) -> Result<()> {
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; the status is a plain integer the library validates.
+        check(unsafe { ffi::np_conn_set_probe_status(self.0.raw, status.number()) })
+    }
+
     pub fn send_shutdown(&mut self, grace_ms: u32) -> Result<()> {
         // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
         // call on it.

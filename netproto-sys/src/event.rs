@@ -69,6 +69,11 @@ pub enum Event<'a> {
     RateLimited {
         id: u64,
     },
+    /// Server: the first frame was PROBE; PROBE_REPLY with `status` (an `NP_PROBE_*`
+    /// number) is queued and the connection closed: flush, then close.
+    Probe {
+        status: u32,
+    },
     /// A chunk of a refused stream, dropped.
     Discarded {
         id: u64,
@@ -143,6 +148,7 @@ impl<'a> Event<'a> {
             ffi::NP_EVENT_STATS => Event::Stats { id, body: data },
             ffi::NP_EVENT_SHUTDOWN => Event::Shutdown { grace_ms: e.code },
             ffi::NP_EVENT_RATE_LIMITED => Event::RateLimited { id },
+            ffi::NP_EVENT_PROBE => Event::Probe { status: e.code },
             ffi::NP_EVENT_DISCARDED => Event::Discarded {
                 id,
                 len: e.data_len,

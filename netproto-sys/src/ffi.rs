@@ -349,6 +349,9 @@ extern "C" {
     ) -> np_status;
     pub fn np_conn_send_busy(conn: *mut np_conn, id: u64, retry_after_ms: u32) -> np_status;
     pub fn np_conn_send_shutdown(conn: *mut np_conn, grace_ms: u32) -> np_status;
+    pub fn np_conn_set_probe_status(conn: *mut np_conn, status: u32) -> np_status;
+    pub fn np_probe_request(buf: *mut u8, cap: usize, out_len: *mut usize) -> np_status;
+    pub fn np_probe_parse(buf: *const u8, len: usize, out_status: *mut u32) -> np_status;
     pub fn np_conn_send_stats(
         conn: *mut np_conn,
         id: u64,

@@ -15,6 +15,7 @@ mod config;
 mod conn;
 pub mod error;
 mod event;
+mod probe;
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use conn::{instant, micros, ClientConn, ReadStatus, ServerConn, Timer};
 pub use error::{ErrorCode, NpError, Remote, Result};
 pub use event::{Event, ResultInfo};
 pub use ffi::limits;
+pub use probe::{probe_parse, probe_request, Probe};
 
 /// Runs a text-producing C function with a buffer, growing it once if needed.
 pub(crate) fn text_out(

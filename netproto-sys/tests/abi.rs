@@ -190,3 +190,24 @@ fn rate_limited_is_a_retryable_4xx_code_whose_text_carries_its_delay() {
     assert_eq!(netproto_sys::error::retry_after_in_text("full"), None);
     assert_eq!(netproto_sys::error::retry_after_in_text(""), None);
 }
+
+#[test]
+fn the_probe_wrappers_speak_the_documented_bytes() {
+    use netproto_sys::{probe_parse, probe_request, Probe};
+    let hex: String = probe_request().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "4e50010000000000004000000000000000000000530e5c8f");
+    let ready = [
+        0x4e, 0x50, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x41, 0x00, 0x00, 0, 0, 0, 0, 0, 0,
+        0, 0, 0x19, 0xd6, 0x58, 0x24, 0x01,
+    ];
+    for cut in 0..ready.len() {
+        assert_eq!(probe_parse(&ready[..cut]), Ok(None), "prefix {cut}");
+    }
+    assert_eq!(probe_parse(&ready), Ok(Some(Probe::Ready)));
+    let mut bad = ready;
+    bad[24] = 9;
+    assert!(probe_parse(&bad).is_err());
+    for p in [Probe::Ready, Probe::NotReady, Probe::Draining] {
+        assert_eq!(Probe::from_number(p.number()), Some(p));
+    }
+}

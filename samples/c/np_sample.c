@@ -2,7 +2,7 @@
  * np_sample: a C program speaking the imgserver protocol through libnetproto.so.
  *
  *   np_sample selftest                 in-memory client and server: handshake, login, ping,
- *                                      a chunked job, a wrong password refused, and the
+ *                                      a chunked job, a wrong password refused, a PROBE, and the
  *                                      connections' timers driven by a clock it moves itself
  *   np_sample ping HOST:PORT USER      handshake + login + ping against a running imgserver
  *                                      (password from $IMGCLIENT_PASSWORD)
@@ -244,6 +244,31 @@ static int selftest(void) {
     np_conn_free(cli);
     np_conn_free(srv);
     np_client_config_free(ccfg);
+
+    /* PROBE: the fixed request, answered by a server connection told "ready", then closed. */
+    {
+        uint8_t probe[NP_PROBE_LEN];
+        size_t probe_len = 0, used = 0, reply_len = 0;
+        const uint8_t *reply;
+        uint32_t status = 0;
+        np_event pev;
+        CHECK("probe_request", np_probe_request(probe, sizeof probe, &probe_len));
+        if (np_probe_request(probe, NP_PROBE_LEN - 1, &probe_len) != NP_BUFFER_TOO_SMALL)
+            return fail("probe buffer check", NP_OK);
+        CHECK("conn_new_server", np_conn_new_server(scfg, now_us, &srv));
+        if (np_conn_set_probe_status(srv, 77) != NP_INVALID_ARGUMENT) return fail("probe status check", NP_OK);
+        CHECK("set_probe_status", np_conn_set_probe_status(srv, NP_PROBE_READY));
+        CHECK("feed probe", np_conn_feed(srv, probe, probe_len, now_us, &used));
+        if (expect(srv, NP_EVENT_PROBE, &pev, "probe event")) return 1;
+        if (pev.code != NP_PROBE_READY || !np_conn_is_closed(srv)) return fail("probe answer", NP_BAD_STATE);
+        CHECK("pending_output", np_conn_pending_output(srv, &reply, &reply_len));
+        if (reply_len != NP_PROBE_REPLY_LEN) return fail("probe reply length", NP_MALFORMED);
+        if (np_probe_parse(reply, reply_len - 1, &status) != NP_NO_EVENT) return fail("partial probe reply", NP_OK);
+        CHECK("probe_parse", np_probe_parse(reply, reply_len, &status));
+        if (status != NP_PROBE_READY) return fail("probe status", NP_MALFORMED);
+        printf("probe: ready\n");
+        np_conn_free(srv);
+    }
 
     /* Argument checks: NULL pointers are errors, not crashes. */
     if (np_conn_feed(NULL, NULL, 0, now_us, NULL) != NP_NULL_ARGUMENT) return fail("NULL check", NP_OK);

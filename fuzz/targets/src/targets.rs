@@ -259,8 +259,17 @@ fn check_body(op: Opcode, body: &[u8]) {
                 body.len() <= MAX_PING_PAYLOAD
             );
         }
-        Opcode::StatsRequest | Opcode::Bye => {
+        Opcode::StatsRequest | Opcode::Bye | Opcode::Probe => {
             assert_eq!(message::parse_empty(body).is_ok(), body.is_empty());
+        }
+        Opcode::ProbeReply => {
+            // One status byte; the client's parser checks it (probe::parse_reply), over the
+            // whole frame.
+            let mut f = Vec::new();
+            if frame::encode(&mut f, Opcode::ProbeReply, 0, 0, body).is_ok() {
+                let ok = super::np::probe::parse_reply(&f).is_ok();
+                assert_eq!(ok, body.len() == 1 && (1..=3).contains(&body[0]));
+            }
         }
         Opcode::StatsReply => {
             if let Ok(stats) = message::parse_stats(body) {
@@ -479,6 +488,7 @@ enum Seen {
         len: usize,
         last: bool,
     },
+    Probe,
     ClientOnly(&'static str),
 }
 
@@ -527,6 +537,7 @@ impl Seen {
                 Seen::Error
             }
             Event::Bye => Seen::Bye,
+            Event::Probe { .. } => Seen::Probe,
             Event::RateLimited { .. } => Seen::RateLimited,
             Event::Discarded {
                 request_id,
@@ -792,6 +803,11 @@ impl<'f> Harness<'f> {
                 if last {
                     self.uploads.remove(&id);
                 }
+            }
+            Seen::Probe => {
+                // Only a connection's first frame, and it ends the connection.
+                assert!(!self.logged_in, "PROBE answered after login");
+                assert!(self.server.is_closed(), "PROBE left the connection open");
             }
             Seen::ClientOnly(name) => panic!("a server reported the client-side event {name}"),
         }
@@ -1177,7 +1193,8 @@ fn example_body(op: Opcode, fx: &Fixture) -> Vec<u8> {
             b.extend_from_slice(b"\xff\xd8\xff");
         }
         Opcode::Ping | Opcode::Pong => b = b"ping payload".to_vec(),
-        Opcode::StatsRequest | Opcode::Bye => {}
+        Opcode::StatsRequest | Opcode::Bye | Opcode::Probe => {}
+        Opcode::ProbeReply => b = vec![1],
         Opcode::StatsReply => {
             message::encode_stats([("connections", 3), ("jobs_done", 42)], &mut b)
                 .expect("seed stats")

@@ -88,6 +88,13 @@ pub struct Done {
     pub message: String,
 }
 
+impl Done {
+    /// The worker's decode, filter and encode times in microseconds, in that order.
+    pub fn phases_us(&self) -> [u32; 3] {
+        [self.decode_us, self.filter_us, self.encode_us]
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MsgError {
     #[error("message of {0} bytes, expected {MSG_LEN}")]

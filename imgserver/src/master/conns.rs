@@ -28,7 +28,8 @@ use log::{debug, info, warn, Level};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use netproto_sys::{
-    limits, ErrorCode, Event, ReadStatus, ResultInfo, ServerConfig, ServerConn, ServerParams, Timer,
+    limits, ErrorCode, Event, Probe, ReadStatus, ResultInfo, ServerConfig, ServerConn,
+    ServerParams, Timer,
 };
 
 use super::admission::{Admission, AdmissionLimits, Refusal, Source, Verdict};
@@ -220,6 +221,8 @@ pub struct Conns {
     closed: Vec<ConnRef>,
     /// User names that logged in, as small numbers (bounded by the users file's size).
     user_ids: HashMap<String, u32>,
+    /// What a PROBE is answered with (the master's readiness, set every turn of its loop).
+    probe: Probe,
 }
 
 impl Conns {
@@ -247,7 +250,17 @@ impl Conns {
             log: ConnLog::new(limits.log_budget),
             closed: Vec::new(),
             user_ids: HashMap::new(),
+            probe: Probe::NotReady,
         }
+    }
+
+    /// The server's readiness, for PROBE: ready with a worker ready, draining once stopping.
+    pub fn set_readiness(&mut self, worker_ready: bool, draining: bool) {
+        self.probe = match (draining, worker_ready) {
+            (true, _) => Probe::Draining,
+            (false, true) => Probe::Ready,
+            (false, false) => Probe::NotReady,
+        };
     }
 
     /// Starts accepting on `listener` (registered under `token`).
@@ -624,6 +637,10 @@ impl Conns {
             }
             let gen = c.gen;
             let conn = ConnRef { index: k, gen };
+            if !c.logged_in {
+                // A PROBE is answered from the state machine with what the master knows now.
+                let _ = c.conn.set_probe_status(self.probe);
+            }
             let (req, reply) = match c.conn.poll_event() {
                 Ok(None) => break Batch::NeedInput,
                 Err(e) => {
@@ -725,6 +742,16 @@ impl Conns {
                             (0, None)
                         }
                         Event::Bye => {
+                            c.closing = true;
+                            (0, None)
+                        }
+                        Event::Probe { status } => {
+                            // Answered and closed by libnetproto; only counted here.
+                            stats::inc(&g.probes);
+                            if status == Probe::Ready.number() {
+                                stats::inc(&g.probes_ready);
+                            }
+                            debug!("conn {gen} from {}: probe answered {status}", c.peer);
                             c.closing = true;
                             (0, None)
                         }

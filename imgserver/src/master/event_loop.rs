@@ -52,6 +52,8 @@ pub struct Master {
     pub cpus: usize,
     /// systemd's readiness and watchdog notifications (`Type=notify`).
     pub notify: crate::notify::Notifier,
+    /// The `--metrics-file` writer, when asked for.
+    pub metrics_file: Option<crate::metrics::MetricsFile>,
 }
 
 /// The jobs part's effects, applied to the pool and the connections.
@@ -166,6 +168,10 @@ impl Master {
     pub fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         loop {
+            // What a PROBE is told, as of the worker messages handled so far (every turn, so
+            // a worker's Ready reaches probes at once, not at the next sweep).
+            let draining = self.shutdown_deadline.is_some();
+            self.conns.set_readiness(self.pool.any_healthy(), draining);
             // Work left from the last turn (a burst beyond its batch, a flood of connects)
             // is served after this poll; the poll must not sleep on it.
             let deferred = self.conns.has_deferred();
@@ -242,6 +248,7 @@ impl Master {
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
                 jobs.sweep_uploads(Instant::now(), &mut fx);
                 self.conns.sweep_timeouts(Instant::now());
+                self.publish_health(now);
             }
             self.settle_closed();
             self.notify_turn();
@@ -285,6 +292,20 @@ impl Master {
         });
     }
 
+    /// The heartbeat and readiness `imgserver health` and the metrics read: written
+    /// every sweep, so a heartbeat older than a few sweeps means this loop is stuck.
+    fn publish_health(&mut self, now: Instant) {
+        let ready = (0..self.pool.len())
+            .filter(|&w| self.pool.is_ready(w))
+            .count();
+        let g = &self.stats.get().global;
+        g.workers_ready.store(ready as u64, Relaxed);
+        self.stats.beat();
+        if let Some(f) = self.metrics_file.as_mut() {
+            f.tick(now, &self.stats);
+        }
+    }
+
     /// Rereads the users file (`why`: SIGHUP, or the watch saw a new version of it).
     fn reload(&mut self, why: &str) {
         let path = state::users_path(&self.state_dir);
@@ -314,6 +335,8 @@ impl Master {
         self.pool.begin_stop();
         self.shutdown_deadline = Some(Instant::now() + grace);
         self.notify_turn();
+        self.stats.get().global.draining.store(1, Relaxed);
+        self.publish_health(Instant::now());
         let grace_ms = grace.as_millis().min(u32::MAX as u128) as u32;
         self.conns.announce_shutdown(grace_ms);
         self.settle_closed();

@@ -227,7 +227,14 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         users_watch: users_watch::UsersWatch::new(users_version, now),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         notify: crate::notify::Notifier::from_env(),
+        metrics_file: None,
     };
+    m.metrics_file = m
+        .args
+        .metrics_file
+        .clone()
+        .map(|path| crate::metrics::MetricsFile::new(path, m.args.metrics_interval, now));
+    stats::add(&m.stats.get().global.workers_configured, workers as u64);
     m.pool.respawn_due(now);
     let listener = listen::bind_listener(m.args.listen).map_err(|e| {
         m.pool.stop(Duration::from_secs(1));
@@ -253,6 +260,13 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
         m.args.slot_size >> 10,
         m.state_dir.display()
     );
+    if let Some(f) = &m.metrics_file {
+        info!(
+            "metrics written to {} every {}",
+            f.path().display(),
+            humantime::format_duration(m.args.metrics_interval)
+        );
+    }
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
 

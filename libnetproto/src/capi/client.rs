@@ -22,9 +22,10 @@ pub struct np_client {
 }
 
 /// Connects to `addr` ("host:port"), runs the handshake, checks the server key against the
-/// known-servers file `known_servers` (pinning it on first use; NULL accepts any key, for
-/// tests only), logs in, all within `timeout_ms`. `new_server` (optional) is set to whether
-/// the key was pinned just now.
+/// known-servers file `known_servers` (a changed key is refused before the login; a new one
+/// is pinned on first use, written only after the login succeeded, so a failed first login
+/// pins nothing; NULL accepts any key, for tests only), logs in, all within `timeout_ms`.
+/// `new_server` (optional) is set to whether the key was pinned just now.
 ///
 /// # Safety
 /// `addr` NUL-terminated; `cfg` live; `known_servers` NULL or NUL-terminated; `out` writable;

@@ -774,6 +774,27 @@ pub unsafe extern "C" fn np_conn_send_busy(
     })
 }
 
+/// Server only (a client handle gets NP_BAD_STATE): sets what a PROBE on this connection is
+/// answered with, one of NP_PROBE_READY, NP_PROBE_NOT_READY, NP_PROBE_DRAINING (any other
+/// number is NP_INVALID_ARGUMENT and changes nothing). The library cannot know the server's
+/// readiness; the caller sets it before feeding input. A new connection answers NOT_READY.
+///
+/// # Safety
+/// `conn` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_set_probe_status(conn: *mut np_conn, status: u32) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so this &mut is the only reference; arg_mut rejects NULL.
+        let c = unsafe { arg_mut(conn) }?;
+        let s = c.server()?;
+        let status = crate::probe::ProbeStatus::from_u32(status)
+            .ok_or_else(|| fail(NP_INVALID_ARGUMENT, "unknown probe status"))?;
+        s.set_probe_status(status);
+        Ok(NP_OK)
+    })
+}
+
 /// Server only (a client handle gets NP_BAD_STATE): tells the client the server is stopping
 /// within `grace_ms`.
 ///

@@ -215,6 +215,10 @@ impl np_event {
                 out.kind = NP_EVENT_RATE_LIMITED;
                 out.request_id = request_id;
             }
+            Event::Probe { status } => {
+                out.kind = NP_EVENT_PROBE;
+                out.code = status.to_byte().into();
+            }
             Event::Discarded {
                 request_id,
                 len,

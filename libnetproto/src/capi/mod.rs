@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod event;
+pub mod probe;
 pub mod status;
 pub mod wire;
 

@@ -118,6 +118,8 @@ pub enum np_event_kind {
     NP_EVENT_RATE_LIMITED = 16,
     /// Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.
     NP_EVENT_DISCARDED = 17,
+    /// Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.
+    NP_EVENT_PROBE = 18,
 }
 
 /// Which of a connection's own timers `np_conn_handle_timeout` acted on. Stable
@@ -282,3 +284,18 @@ pub const NP_MAX_PBKDF2_ITERATIONS: u32 = 2000000;
 
 /// Iterations used for new verifiers.
 pub const NP_DEFAULT_PBKDF2_ITERATIONS: u32 = 16384;
+
+/// Length of the PROBE frame (a header, no body): always the same bytes.
+pub const NP_PROBE_LEN: usize = 24;
+
+/// Length of a PROBE_REPLY frame (a header and the one status byte).
+pub const NP_PROBE_REPLY_LEN: usize = 25;
+
+/// PROBE_REPLY status: up, at least one worker ready, taking work.
+pub const NP_PROBE_READY: u32 = 1;
+
+/// PROBE_REPLY status: up, but no worker is ready (starting, or workers failing).
+pub const NP_PROBE_NOT_READY: u32 = 2;
+
+/// PROBE_REPLY status: up and shutting down: finishing work in flight, taking none.
+pub const NP_PROBE_DRAINING: u32 = 3;

@@ -255,6 +255,10 @@ impl Sealed for ClientSide {
         ""
     }
 
+    fn probe_answer(&self) -> Option<crate::probe::ProbeStatus> {
+        None
+    }
+
     fn next_timer(c: &Conn<Self>) -> Option<Timestamp> {
         earliest(c.heartbeat_deadline(), c.dead_deadline())
     }

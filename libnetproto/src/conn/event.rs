@@ -129,6 +129,12 @@ pub enum Event<'a> {
         /// The refused request.
         request_id: u64,
     },
+    /// Server: the connection's first frame was PROBE. The PROBE_REPLY (with the status set
+    /// by `set_probe_status`) is queued and the connection is closed: flush, then close.
+    Probe {
+        /// What the probe was told.
+        status: crate::probe::ProbeStatus,
+    },
     /// A chunk of a stream that was refused (`reject_request`, `send_busy`), validated and
     /// dropped. Nothing to do; reported for the same reason as `RateLimited`.
     Discarded {
@@ -231,7 +237,15 @@ impl<S: Side> Conn<S> {
                 request_id: id,
                 body,
             },
-            Opcode::Bye | Opcode::Hello | Opcode::LoginStart | Opcode::LoginChallenge => Event::Bye,
+            Opcode::Probe => match self.side.probe_answer() {
+                Some(status) => Event::Probe { status },
+                None => Event::Bye,
+            },
+            Opcode::Bye
+            | Opcode::Hello
+            | Opcode::LoginStart
+            | Opcode::LoginChallenge
+            | Opcode::ProbeReply => Event::Bye,
         }
     }
 }

@@ -146,6 +146,8 @@ pub(crate) mod sealed {
         fn fatal_code(c: &Conn<Self>, e: &Error, code: ErrorCode) -> ErrorCode;
         /// The logged-in user's name (server; empty on the client).
         fn login_user(&self) -> &str;
+        /// What this side answered a PROBE with (server; `None` on the client).
+        fn probe_answer(&self) -> Option<crate::probe::ProbeStatus>;
         /// The earliest deadline of this side's timers.
         fn next_timer(c: &Conn<Self>) -> Option<Timestamp>;
         /// Acts on every timer due at `now`; reports the one that mattered.

@@ -1,12 +1,13 @@
 //! The server side of a connection: its handshake and login steps, the messages only a
 //! server sends (results, BUSY, refusals, SHUTDOWN, stats), the requests it still owes an
-//! answer, and its handshake, idle, slow-peer and buffer timers.
+//! answer, its handshake, idle, slow-peer and buffer timers, and the answer to a PROBE.
 //!
 //! Trust boundary: an unauthenticated peer can reach only the handshake and login states here,
 //! and only for the handshake timeout (the HELLO timeout, when set, before its first frame); a
 //! logged-in one is cut off when idle or when it stops reading, so a stalled peer cannot hold
 //! a connection's resources forever, and its cheap requests (PING, STATS) are held to the
-//! config's request rate.
+//! config's request rate. A PROBE, valid only as the first frame, is answered with one status
+//! byte the caller set (`set_probe_status`) and closes the connection: no key exchange.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -24,6 +25,7 @@ use crate::limits::HEADER_LEN;
 use crate::login::{self, Verifier};
 use crate::message::{self, JobSubmit, ResultInfo};
 use crate::opcode::{ErrorCode, Opcode};
+use crate::probe::ProbeStatus;
 
 enum Handshake {
     AwaitHello {
@@ -54,6 +56,8 @@ pub struct ServerSide {
     login_name: String,
     /// Cheap requests allowed now (the config's request rate).
     cheap: Option<TokenBucket>,
+    /// What a PROBE is answered with; the caller keeps it current (`set_probe_status`).
+    probe_status: ProbeStatus,
 }
 
 impl Side for ServerSide {}
@@ -72,6 +76,8 @@ impl Conn<ServerSide> {
             idle_since: now,
             login_name: String::new(),
             cheap: None,
+            // Until the caller says otherwise, a probe learns only that something answers.
+            probe_status: ProbeStatus::NotReady,
         };
         Conn::blank(side, now)
     }
@@ -79,6 +85,18 @@ impl Conn<ServerSide> {
     /// The logged-in user's name (empty before login).
     pub fn user(&self) -> &str {
         &self.side.user
+    }
+
+    /// Sets what a PROBE on this connection is answered with: the server's readiness, which
+    /// only the caller knows (its workers, its shutdown). Set it before feeding input; it
+    /// matters only while the connection awaits its first frame.
+    pub fn set_probe_status(&mut self, status: ProbeStatus) {
+        self.side.probe_status = status;
+    }
+
+    /// The status a PROBE is answered with.
+    pub fn probe_status(&self) -> ProbeStatus {
+        self.side.probe_status
     }
 
     /// Requests the server still owes a final answer.
@@ -265,6 +283,18 @@ impl Sealed for ServerSide {
         let cfg = c.side.config.clone();
         match std::mem::replace(&mut c.side.handshake, Handshake::Done) {
             Handshake::AwaitHello { ephemeral } => {
+                if h.opcode == Opcode::Probe {
+                    // Clear (checked by dispatch), empty, id 0: exactly the fixed bytes.
+                    message::parse_empty(&c.rx[body])?;
+                    if h.request_id != 0 {
+                        return Err(Error::Malformed("PROBE request id must be 0"));
+                    }
+                    let status = [c.side.probe_status.to_byte()];
+                    c.queue(Opcode::ProbeReply, 0, 0, &[&status])?;
+                    // Answered: nothing else is valid on this connection.
+                    c.phase = Phase::Closed;
+                    return Ok(Step::Event);
+                }
                 if h.opcode != Opcode::Hello {
                     return Err(unexpected());
                 }
@@ -377,6 +407,10 @@ impl Sealed for ServerSide {
 
     fn login_user(&self) -> &str {
         &self.user
+    }
+
+    fn probe_answer(&self) -> Option<ProbeStatus> {
+        Some(self.probe_status)
     }
 
     fn next_timer(c: &Conn<Self>) -> Option<Timestamp> {

@@ -448,6 +448,8 @@ impl Jobs {
         };
         let (conn, req, answered) = (job.conn, job.request, job.answered);
         count_outcome(&self.stats, done.status);
+        self.stats
+            .record_job(job.queue_us, done.phases_us(), job.submitted, now);
         if !answered {
             // A successful output that did not fit the slot comes in a memfd of its own.
             let out_map = (done.status == 0 && done.in_memfd)
