@@ -20,12 +20,22 @@ mod statsock;
 mod users;
 mod worker;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::{exit, CliError, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match cli::parse_from(std::env::args_os().collect()) {
+        Ok(c) => c,
+        // --help and --version are successes; everything else is a usage error, the same
+        // code as imgclient's.
+        Err(CliError::Clap(e)) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+        Err(CliError::Config(e)) => {
+            eprintln!("imgserver: {e}");
+            std::process::exit(exit::USAGE);
+        }
+    };
     let code = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -71,7 +81,7 @@ fn serve(args: cli::ServeArgs) -> i32 {
         Err(e) => {
             log::error!("{e}");
             eprintln!("imgserver: {e}");
-            1
+            e.exit_code()
         }
     }
 }
@@ -81,7 +91,7 @@ fn report(r: Result<(), String>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("imgserver: {e}");
-            1
+            exit::FAILURE
         }
     }
 }

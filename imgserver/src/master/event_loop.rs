@@ -268,7 +268,7 @@ impl Master {
 
     /// First SIGINT/SIGTERM: stop accepting, tell every client, let in-flight jobs finish.
     fn begin_shutdown(&mut self) {
-        let grace = ServeArgs::secs(self.args.grace);
+        let grace = ServeArgs::at_least_a_tick(self.args.grace);
         info!(
             "shutting down: {} jobs in flight, {} connections, grace {:.1} s",
             self.jobs.len(),
