@@ -436,8 +436,9 @@ fn default_large_job_budget() -> u64 {
     (phys / 8).max(512 << 20)
 }
 
-/// The head of dist/imgserver.toml.
-pub const EXAMPLE_TITLE: &str = "\
+/// The head of dist/imgserver.toml (written by the test that checks it).
+#[cfg(test)]
+const EXAMPLE_TITLE: &str = "\
 imgserver config file (imgserver --config PATH, or IMGSERVER_CONFIG=PATH).
 
 Every key is a long flag of `imgserver --help` without its dashes, here at its default,
