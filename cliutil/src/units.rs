@@ -33,7 +33,12 @@ pub enum UnitError {
     Resolve { host: String, why: String },
 }
 
-/// Parses a duration: humantime's units, or a bare (decimal) number of seconds.
+/// The longest duration accepted, about 31 years: far beyond any timer the binaries keep, and
+/// small enough that adding it to any `Instant` cannot overflow (which would panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Parses a duration: humantime's units, or a bare (decimal) number of seconds; at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
     let err = |why: &dyn std::fmt::Display| UnitError::Duration {
@@ -47,11 +52,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
         return Err(err(&"negative"));
     }
     // A bare number is seconds (`--grace 5`, `--grace 0.5`); humantime insists on a unit.
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    let d = if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = t.parse().map_err(|_| err(&"not a number"))?;
-        return Duration::try_from_secs_f64(secs).map_err(|_| err(&"out of range"));
+        Duration::try_from_secs_f64(secs).map_err(|_| err(&"out of range"))?
+    } else {
+        humantime::parse_duration(t).map_err(|e| err(&e))?
+    };
+    if d > MAX_DURATION {
+        return Err(err(&"longer than 1000000000s (about 31 years)"));
     }
-    humantime::parse_duration(t).map_err(|e| err(&e))
+    Ok(d)
 }
 
 /// Parses a size in bytes: a bare number, or one with a unit (binary: `K` = `KiB` = 1024).
@@ -166,11 +176,24 @@ mod tests {
         assert_eq!(ok("0.25"), Duration::from_millis(250));
         assert_eq!(ok("0"), Duration::ZERO);
         assert_eq!(ok(" 10s "), Duration::from_secs(10));
+        assert_eq!(ok("1000000000"), MAX_DURATION);
     }
 
     #[test]
     fn bad_durations_say_what_was_expected() {
-        for bad in ["", "ten", "10x", "-1s", "-5", "1.2.3", "5 parsecs", "s"] {
+        for bad in [
+            "",
+            "ten",
+            "10x",
+            "-1s",
+            "-5",
+            "1.2.3",
+            "5 parsecs",
+            "s",
+            "1000000001",
+            "99999999999999999999999",
+            "40years",
+        ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(matches!(e, UnitError::Duration { .. }), "{bad:?}: {e:?}");
             let msg = e.to_string();

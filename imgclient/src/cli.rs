@@ -65,8 +65,10 @@ where
     use clap::FromArgMatches;
     let mut cmd = command();
     let mut m = cmd.clone().try_get_matches_from(args)?;
+    // Asked before from_arg_matches_mut, which takes the values out of `m`.
+    let server_defaulted = m.value_source("server") == Some(ValueSource::DefaultValue);
     let mut cli = Cli::from_arg_matches_mut(&mut m)?;
-    if m.value_source("server") == Some(ValueSource::DefaultValue) {
+    if server_defaulted {
         if let Some(old) = env(crate::args::OLD_SERVER_ENV) {
             cli.conn.server = cliutil::units::parse_host_port(&old).map_err(|e| {
                 cmd.error(

@@ -180,7 +180,7 @@ fn log_settings(args: &ServeArgs) {
         d(args.handshake_timeout),
         d(args.idle_timeout),
         d(args.upload_timeout),
-        format_size(args.worker_mem_mib() << 20),
+        format_size(args.worker_mem_mib().saturating_mul(1 << 20)),
     );
 }
 
