@@ -164,7 +164,7 @@ pub fn example(cmd: &clap::Command, title: &str) -> String {
         if let Some(help) = arg.get_long_help().or(arg.get_help()) {
             for line in help.to_string().lines() {
                 for part in wrap(line, 92) {
-                    s += &format!("## {part}").trim_end().to_string();
+                    s += format!("## {part}").trim_end();
                     s += "\n";
                 }
             }

@@ -152,7 +152,7 @@ pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
     for (shift, unit) in UNITS {
         let m = 1u64 << shift;
-        if bytes != 0 && bytes % m == 0 {
+        if bytes != 0 && bytes.is_multiple_of(m) {
             return format!("{}{unit}", bytes / m);
         }
     }
