@@ -61,9 +61,34 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    parse_with_env(args, |var| std::env::var(var).ok())
+}
+
+/// [`parse_from`] with the environment given (for tests): IMGSERVER_ADDR, the older name of
+/// IMGCLIENT_SERVER, applies when neither the flag nor the newer variable is given.
+fn parse_with_env<I, T>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::parser::ValueSource;
     use clap::FromArgMatches;
-    let mut m = command().try_get_matches_from(args)?;
-    Cli::from_arg_matches_mut(&mut m)
+    let mut cmd = command();
+    let mut m = cmd.clone().try_get_matches_from(args)?;
+    // Asked before from_arg_matches_mut, which takes the values out of `m`.
+    let server_defaulted = m.value_source("server") == Some(ValueSource::DefaultValue);
+    let mut cli = Cli::from_arg_matches_mut(&mut m)?;
+    if server_defaulted {
+        if let Some(old) = env(crate::args::OLD_SERVER_ENV) {
+            cli.conn.server = cliutil::units::parse_host_port(&old).map_err(|e| {
+                cmd.error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{}: {e}", crate::args::OLD_SERVER_ENV),
+                )
+            })?;
+        }
+    }
+    Ok(cli)
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +197,40 @@ mod tests {
         assert_eq!(a.conn.server, "h:1");
         assert_eq!(b.conn.server, "h:1");
         assert_eq!(b.conn.retry_for, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn durations_and_the_server_address_are_checked_at_parse_time() {
+        let b = parse(&["ping", "--timeout", "1.5s", "--retry-for", "2m"]);
+        assert_eq!(b.conn.timeout, Duration::from_millis(1500));
+        assert_eq!(b.conn.retry_for, Duration::from_secs(120));
+        assert_eq!(
+            parse(&["ping", "--timeout", "3"]).conn.timeout,
+            Duration::from_secs(3)
+        );
+        let e = parse_from(["imgclient", "ping", "--timeout", "3 parsecs"]).unwrap_err();
+        assert!(e.to_string().contains("--timeout"), "{e}");
+        assert!(e.use_stderr(), "a usage error, exit 1");
+        let e = parse_from(["imgclient", "--server", "localhost", "ping"]).unwrap_err();
+        assert!(e.to_string().contains("no :PORT"), "{e}");
+        assert_eq!(
+            parse(&["--server", "localhost:7878", "ping"]).conn.server,
+            "localhost:7878"
+        );
+    }
+
+    #[test]
+    fn the_older_server_variable_is_read_when_nothing_newer_is_given() {
+        let old = |v: &str| {
+            let v = v.to_string();
+            move |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| v.clone())
+        };
+        let cli = parse_with_env(["imgclient", "ping"], old("h:9")).unwrap();
+        assert_eq!(cli.conn.server, "h:9");
+        let cli = parse_with_env(["imgclient", "--server", "h:1", "ping"], old("h:9")).unwrap();
+        assert_eq!(cli.conn.server, "h:1", "the flag wins");
+        let e = parse_with_env(["imgclient", "ping"], old("nonsense")).unwrap_err();
+        assert!(e.to_string().contains("IMGSERVER_ADDR"), "{e}");
     }
 
     #[test]

@@ -60,8 +60,10 @@ pub fn exit_codes_help() -> String {
         s += &format!("  {}  {}\n", k.code(), k.describe());
     }
     s += "`imgclient health` exits 0 when the server answers ready and 1 when it does not.\n\n";
-    s += "Environment: IMGSERVER_ADDR, IMGCLIENT_USER, IMGCLIENT_PASSWORD, \
-          IMGCLIENT_KNOWN_SERVERS, RUST_LOG (log filter, e.g. debug).";
+    s += "Durations: 500ms, 10s, 1.5s, 2m, 1h; a bare number is seconds (as for imgserver).\n\n";
+    s += "Environment: each connection option has a variable named after it (--retry-for: \
+          IMGCLIENT_RETRY_FOR; the flag wins), and IMGCLIENT_PASSWORD holds the password; \
+          RUST_LOG is the log filter (e.g. debug).";
     s
 }
 

@@ -62,10 +62,9 @@ pub fn judge(r: &Reading, max_age: Duration) -> Verdict {
     }
 }
 
-/// Checks the server of state directory `dir`; prints one line, returns the exit code (0
-/// healthy, 1 not, down included).
-pub fn run(dir: &Path, max_age: Duration) -> i32 {
-    let verdict = match statcmd::open_page(dir) {
+/// The verdict on the server of state directory `dir` now.
+fn check(dir: &Path, max_age: Duration) -> Verdict {
+    match statcmd::open_page(dir) {
         Ok((_pid, stats)) => {
             let g = &stats.get().global;
             judge(
@@ -89,6 +88,20 @@ pub fn run(dir: &Path, max_age: Duration) -> i32 {
             healthy: false,
             line: format!("down: {why}"),
         },
+    }
+}
+
+/// Checks the server of state directory `dir`, waiting up to `wait` (checking every 100 ms)
+/// for it to become healthy; prints one line, returns the exit code (0 healthy, 1 not, down
+/// included).
+pub fn run(dir: &Path, max_age: Duration, wait: Duration) -> i32 {
+    let deadline = std::time::Instant::now() + wait;
+    let verdict = loop {
+        let v = check(dir, max_age);
+        if v.healthy || std::time::Instant::now() >= deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
     // A probe that cannot write its line still reports by its exit code.
     let _ = statcmd::write_out(&(verdict.line + "\n"));

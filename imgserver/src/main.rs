@@ -9,8 +9,8 @@ mod health;
 mod ipc;
 mod logging;
 mod master;
-mod notify;
 mod metrics;
+mod notify;
 mod ring;
 mod sandbox;
 mod shm;
@@ -23,12 +23,22 @@ mod statsock;
 mod users;
 mod worker;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::{exit, CliError, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match cli::parse_from(std::env::args_os().collect()) {
+        Ok(c) => c,
+        // --help and --version are successes; everything else is a usage error, the same
+        // code as imgclient's.
+        Err(CliError::Clap(e)) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+        Err(CliError::Config(e)) => {
+            eprintln!("imgserver: {e}");
+            std::process::exit(exit::USAGE);
+        }
+    };
     let code = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -38,9 +48,11 @@ fn main() {
         Some(Command::Stats { state_dir, json }) => {
             report(statcmd::run(&state::resolve(state_dir.as_deref()), json))
         }
-        Some(Command::Health { state_dir, max_age }) => {
-            health::run(&state::resolve(state_dir.as_deref()), max_age)
-        }
+        Some(Command::Health {
+            state_dir,
+            max_age,
+            wait,
+        }) => health::run(&state::resolve(state_dir.as_deref()), max_age, wait),
         Some(Command::Metrics { state_dir }) => {
             report(metrics::run(&state::resolve(state_dir.as_deref())))
         }
@@ -80,7 +92,7 @@ fn serve(args: cli::ServeArgs) -> i32 {
         Err(e) => {
             log::error!("{e}");
             eprintln!("imgserver: {e}");
-            1
+            e.exit_code()
         }
     }
 }
@@ -90,7 +102,7 @@ fn report(r: Result<(), String>) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("imgserver: {e}");
-            1
+            exit::FAILURE
         }
     }
 }

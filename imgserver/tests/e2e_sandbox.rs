@@ -254,7 +254,7 @@ fn a_second_server_on_the_same_state_directory_is_refused_and_the_first_keeps_it
     }
     let mut err = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.unwrap().code(), Some(1), "{err}");
+    assert_eq!(status.unwrap().code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
             "another imgserver (pid {}) is running with state directory",

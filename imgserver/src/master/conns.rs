@@ -56,7 +56,7 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
         ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
     // The connections keep these deadlines themselves (libnetproto's timers); this part only
     // asks them, on its sweep, whether one has passed.
-    let on = |secs: f64| (secs > 0.0).then(|| ServeArgs::secs(secs));
+    let on = ServeArgs::limit;
     cfg.set_timeouts(
         on(args.handshake_timeout),
         on(args.idle_timeout),

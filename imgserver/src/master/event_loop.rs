@@ -282,7 +282,7 @@ impl Master {
         let serving = self.pool.any_healthy();
         let stopping = self.shutdown_deadline.is_some();
         let (workers, jobs) = (self.pool.len(), self.jobs.len());
-        let grace = ServeArgs::secs(self.args.grace).as_secs_f64();
+        let grace = self.args.grace.as_secs_f64();
         self.notify.turn(Instant::now(), serving, stopping, || {
             if stopping {
                 format!("stopping: {jobs} jobs in flight, grace {grace:.1} s")
@@ -322,7 +322,7 @@ impl Master {
 
     /// First SIGINT/SIGTERM: stop accepting, tell every client, let in-flight jobs finish.
     fn begin_shutdown(&mut self) {
-        let grace = ServeArgs::secs(self.args.grace);
+        let grace = ServeArgs::at_least_a_tick(self.args.grace);
         info!(
             "shutting down: {} jobs in flight, {} connections, grace {:.1} s",
             self.jobs.len(),

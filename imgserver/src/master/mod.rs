@@ -26,6 +26,8 @@ use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Poll};
 
+use cliutil::units::{format_duration, format_size};
+
 use crate::cli::ServeArgs;
 use crate::ring::Ring;
 use crate::stats::{self, Stats};
@@ -53,27 +55,53 @@ fn raise_fd_limit(max_conns: usize) {
     }
 }
 
+/// Why the server did not start or stopped on its own; the exit code follows (`cli::exit`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Settings that cannot work, found before anything started (a usage error).
+    #[error("{0}")]
+    Usage(String),
+    /// Something the server needs failed (state directory, key, lock, socket, ...).
+    #[error("{0}")]
+    Failure(String),
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Usage(_) => crate::cli::exit::USAGE,
+            ServeError::Failure(_) => crate::cli::exit::FAILURE,
+        }
+    }
+}
+
+impl From<String> for ServeError {
+    fn from(e: String) -> Self {
+        ServeError::Failure(e)
+    }
+}
+
 fn job_limits(args: &ServeArgs) -> JobLimits {
     JobLimits {
         max_in_flight: args.max_in_flight,
         max_upload: args.max_upload,
-        large_job_budget: args.large_job_budget,
-        job_timeout: ServeArgs::secs(args.job_timeout),
-        upload_timeout: (args.upload_timeout > 0.0).then(|| ServeArgs::secs(args.upload_timeout)),
+        large_job_budget: args.large_job_budget(),
+        job_timeout: ServeArgs::at_least_a_tick(args.job_timeout),
+        upload_timeout: ServeArgs::limit(args.upload_timeout),
     }
 }
 
 fn conn_limits(args: &ServeArgs) -> ConnLimits {
     ConnLimits {
         max_conns: args.max_conns,
-        handshake_timeout: ServeArgs::secs(args.handshake_timeout),
-        idle_timeout: ServeArgs::secs(args.idle_timeout),
-        slow_client_timeout: ServeArgs::secs(args.slow_client_timeout),
-        frame_timeout: ServeArgs::secs(args.frame_timeout),
+        handshake_timeout: ServeArgs::at_least_a_tick(args.handshake_timeout),
+        idle_timeout: ServeArgs::at_least_a_tick(args.idle_timeout),
+        slow_client_timeout: ServeArgs::at_least_a_tick(args.slow_client_timeout),
+        frame_timeout: ServeArgs::at_least_a_tick(args.frame_timeout),
         // Zero when off (for the log line that tells the HELLO's timer from the handshake's).
         hello_timeout: match args.hello_timeout {
-            t if t > 0.0 => ServeArgs::secs(t),
-            _ => Duration::ZERO,
+            t if t.is_zero() => Duration::ZERO,
+            t => ServeArgs::at_least_a_tick(t),
         },
         max_pending_output: args.max_pending_output,
         max_events_per_turn: args.max_events_per_turn,
@@ -86,9 +114,9 @@ fn conn_limits(args: &ServeArgs) -> ConnLimits {
             conn_burst_per_addr: args.conn_burst_per_addr,
             login_fail_limit: args.login_fail_limit,
             login_fail_limit_user: args.login_fail_limit_user,
-            login_block: ServeArgs::secs(args.login_block),
-            login_block_max: ServeArgs::secs(args.login_block_max.max(args.login_block)),
-            login_fail_window: ServeArgs::secs(args.login_fail_window),
+            login_block: ServeArgs::at_least_a_tick(args.login_block),
+            login_block_max: ServeArgs::at_least_a_tick(args.login_block_max.max(args.login_block)),
+            login_fail_window: ServeArgs::at_least_a_tick(args.login_fail_window),
             max_tracked: args.max_tracked_addrs.max(1),
         },
         log_budget: log_limit::LogBudget::DEFAULT,
@@ -134,31 +162,57 @@ fn pool_config(
     PoolConfig {
         exe,
         workers,
-        worker_mem_mb: args.worker_mem_mb,
+        worker_mem_mb: args.worker_mem_mib(),
         max_pixels: args.max_pixels,
         fault_injection,
         slots: args.slots,
         slot_size: args.slot_size,
-        deadline_ms: (args.job_timeout * 1000.0) as u32,
+        deadline_ms: ServeArgs::at_least_a_tick(args.job_timeout)
+            .as_millis()
+            .min(u32::MAX as u128) as u32,
         run_as,
         sandbox: args.sandbox,
     }
 }
 
+/// One start-up line with the limits in force, in the units the flags take, so that what a
+/// flag, a variable or the config file set can be read back from the log.
+fn log_settings(args: &ServeArgs) {
+    let d = format_duration;
+    info!(
+        "settings: grace {}, job timeout {}, max upload {}, large-job budget {}, max conns {}, \
+         handshake timeout {}, idle timeout {}, upload timeout {}, worker mem {}",
+        d(args.grace),
+        d(args.job_timeout),
+        format_size(args.max_upload),
+        format_size(args.large_job_budget()),
+        args.max_conns,
+        d(args.handshake_timeout),
+        d(args.idle_timeout),
+        d(args.upload_timeout),
+        format_size(args.worker_mem_mib().saturating_mul(1 << 20)),
+    );
+}
+
 /// Runs the server until it is told to stop; returns the process exit code.
-pub fn serve(args: ServeArgs) -> Result<i32, String> {
+pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
     // Before any key is loaded: nothing of the same uid may ptrace us or read our memory.
     crate::sandbox::protect_master();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 || workers > stats::MAX_WORKERS {
-        return Err(format!("--workers must be 1..={}", stats::MAX_WORKERS));
+        return Err(ServeError::Usage(format!(
+            "--workers must be 1..={}",
+            stats::MAX_WORKERS
+        )));
     }
     if args.slots == 0 || args.slot_size < 4096 {
-        return Err("--slots must be > 0 and --slot-size at least 4096".into());
+        return Err(ServeError::Usage(
+            "--slots must be > 0 and --slot-size at least 4096".into(),
+        ));
     }
-    let run_as = worker_identity(args.worker_user.as_deref())?;
+    let run_as = worker_identity(args.worker_user.as_deref()).map_err(ServeError::Usage)?;
     raise_fd_limit(args.max_conns);
     let state_dir = state::resolve(args.state_dir.as_deref());
     state::ensure_dir(&state_dir)
@@ -255,9 +309,9 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
     state::write_pid(&m.state_dir, m.pool.stats_fd().as_raw_fd())
         .map_err(|e| format!("pid file: {e}"))?;
     info!(
-        "{workers} workers, ring {} x {} KiB, state {}",
+        "{workers} workers, ring {} x {}, state {}",
         m.args.slots,
-        m.args.slot_size >> 10,
+        format_size(m.args.slot_size),
         m.state_dir.display()
     );
     if let Some(f) = &m.metrics_file {
@@ -267,6 +321,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, String> {
             humantime::format_duration(m.args.metrics_interval)
         );
     }
+    log_settings(&m.args);
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
 
