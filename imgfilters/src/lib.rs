@@ -119,10 +119,13 @@ mod decode;
 mod error;
 pub mod filters;
 mod format;
+#[cfg(feature = "turbojpeg")]
+mod jpeg;
 mod limits;
 mod ops;
 mod orient;
 mod pipeline;
+mod shrink;
 
 #[cfg(test)]
 mod testutil;
@@ -138,7 +141,9 @@ pub use ops::{
     FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation, DEFAULT_JPEG_QUALITY,
     MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
 };
-pub use pipeline::{run, run_into, Output, OutputInfo, Timings};
+pub use pipeline::{
+    run, run_into, run_into_with, run_with, Output, OutputInfo, RunOptions, Timings,
+};
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.
