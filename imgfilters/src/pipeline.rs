@@ -25,7 +25,7 @@ use crate::shrink;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunOptions {
     /// Decode a JPEG at 1/2, 1/4 or 1/8 of its size with libjpeg-turbo's DCT scaling when the
-    /// first op is a downscale to at most that size, then resample to the exact target (as
+    /// first op is a resize or scale (not `nearest`) down to at most that size, then resample to the exact target (as
     /// libvips and sharp do by default). The output has the same dimensions either way and
     /// differs little (PSNR >= 35 dB against full decode + resize, tests/fidelity.rs); it
     /// costs a fraction of the decode. On by default; without the `turbojpeg` feature it has
@@ -154,8 +154,8 @@ pub fn run_into_with(
     let t1 = Instant::now();
     let mut ops = &pipeline.ops[..];
     if let (Some(size), Some((first, rest))) = (target, ops.split_first()) {
-        if (img.width(), img.height()) != full {
-            img = shrink::finish(img, first, size);
+        if shrink > 1 {
+            img = shrink::finish(img, first, size, full, shrink);
             ops = rest;
         }
     }
