@@ -64,7 +64,7 @@ pub(crate) fn finish(
             ..
         } => geometry::resize_fill_shrunk(img, w, h, filter, full, shrink),
         Op::Resize { filter, .. } | Op::Scale { filter, .. } => {
-            geometry::resize_exact(img, w, h, filter)
+            geometry::resize_exact_shrunk(img, w, h, filter, full, shrink)
         }
         // `target` returns None for every other op, so the pipeline never gets here with one.
         _ => img,

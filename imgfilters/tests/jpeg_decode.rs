@@ -358,7 +358,11 @@ fn shrink_on_load_matches_full_decode_and_resize() {
         // Nothing to gain, or an op that needs every pixel first: full decode.
         for s in [
             format!("resize:{}x{}", info.width, info.height),
-            format!("resize:{}x:exact:nearest", info.width / 4),
+            format!(
+                "resize:{}x{}:exact:nearest",
+                info.width / 4,
+                info.height / 4
+            ),
             format!("crop:0:0:{}x{},resize:40x", info.width / 2, info.height / 2),
             "blur:1,scale:10".into(),
             // Thumbnail's box filter is phase-sensitive (shrink.rs).

@@ -218,6 +218,37 @@ pub fn resize_fill_shrunk(
     resize_fill(img, width, height, filter)
 }
 
+/// [`resize_exact`] of a `full` sized image that was decoded at 1/`shrink` of its size: DCT
+/// scaling rounds each side up (427 rows at 1/2 give 214), so the last shrunk row or column
+/// stands for only part of one; resampling the `full / shrink` rectangle (213.5 rows) instead
+/// of the whole image keeps the geometry of the full-size resize instead of stretching it by
+/// up to one shrunk pixel. (The partial pixel is at the right and bottom of the stored image;
+/// after a mirroring EXIF orientation it is on the other side, and this is off by less than
+/// one shrunk pixel, as without the correction.)
+pub fn resize_exact_shrunk(
+    img: DynamicImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+    full: (u32, u32),
+    shrink: u32,
+) -> DynamicImage {
+    let (width, height) = (width.max(1), height.max(1));
+    let s = f64::from(shrink.max(1));
+    let rect = (
+        0.0,
+        0.0,
+        (f64::from(full.0) / s).min(f64::from(img.width())),
+        (f64::from(full.1) / s).min(f64::from(img.height())),
+    );
+    if filter != ResizeFilter::Nearest {
+        if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
+            return out;
+        }
+    }
+    resize_exact(img, width, height, filter)
+}
+
 /// Fast integer downscale to exactly `width x height` (the target from `fit_dimensions`):
 /// every source pixel contributes to exactly one target pixel, averaged with rounding.
 pub fn thumbnail(img: DynamicImage, width: u32, height: u32) -> DynamicImage {
