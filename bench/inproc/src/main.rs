@@ -355,6 +355,7 @@ mod tests {
                 jpeg: "q \"85\"\n",
                 png: "p",
                 threads: 2,
+                shrink_on_load: false,
             },
         };
         let text = to_text(&r);
