@@ -29,6 +29,8 @@ pub(crate) fn oriented_dimensions(orientation: Orientation, width: u32, height: 
 /// The EXIF orientation of a JPEG: from the last APP1 "Exif" segment before the first scan
 /// (the one the `image` crate's decoder, zune-jpeg, also ends up with), `NoTransforms` when
 /// there is none or the markers are malformed (the decoder reports those).
+// Only the libjpeg-turbo decoder needs it; the tests run it either way.
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
 pub(crate) fn jpeg_orientation(jpeg: &[u8]) -> Orientation {
     let mut found = Orientation::NoTransforms;
     // After SOI. Every step below advances by at least one byte, so the loop ends.
