@@ -30,6 +30,9 @@ sys.path.insert(0, HERE)
 import imgmeta  # noqa: E402
 
 JOBS = [("blur2", "blur σ2"), ("resize50", "resize 50% (Lanczos3)"), ("gray", "grayscale")]
+# The resize again with each implementation at its defaults (shrink-on-load on for imgfilters
+# and sharp); only an in-process row, next to the same-work rows of JOBS.
+DEFAULTS_JOB = ("resize50d", "resize 50% (Lanczos3), each at its defaults")
 IMPLS = [("imgfilters", "imgfilters (own, in-process)"), ("sharp", "sharp"),
          ("pyvips", "pyvips"), ("pillow", "Pillow")]
 BUSY_CORES = 0.25  # other processes' average busy cores above which a figure is flagged
@@ -416,11 +419,15 @@ def write_md(R, path, seconds):
       "format (JPEG quality 85). A pass gives every worker the whole set once, largest image "
       "first; figures are medians over passes. *ms/img* is the mean time of one job inside a "
       "worker; *scaling* = all-core images/s ÷ 1-core images/s; *output* = bytes written for "
-      "the set once; *other load* = cores other processes kept busy meanwhile.")
+      "the set once; *other load* = cores other processes kept busy meanwhile. Same work: "
+      "shrink-on-load (decoding a JPEG smaller by DCT scaling before a downscale) is off "
+      "everywhere in these rows (sharp: `fastShrinkOnLoad: false`); the row *%s* is the "
+      "resize with imgfilters and sharp each at its defaults (both shrink a JPEG on load)."
+      % DEFAULTS_JOB[1])
     w("")
     w("| job | implementation | 1 core img/s | 1 core MP/s | ms/img | %d cores img/s | %d cores MP/s | scaling | output MB | other load |" % (N, N))
     w("|---|---|---|---|---|---|---|---|---|---|")
-    for job, label in JOBS:
+    for job, label in JOBS + [DEFAULTS_JOB]:
         for impl, name in IMPLS:
             a, b = R.ip(impl, job, 1), R.ip(impl, job, N)
             if not a and not b:

@@ -118,7 +118,9 @@ jobs="blur2 resize50 gray"
 timeout_run=$([ "$mode" = full ] && echo 1200 || echo 300)
 
 say "in-process: imgfilters (imgbench)"
-for job in $jobs; do
+# resize50d: the resize again with imgfilters and sharp each at its defaults (both shrink a
+# JPEG on load); every other job runs with shrink-on-load off everywhere (the same work).
+for job in $jobs resize50d; do
   for p in $procs_list; do
     save=()
     [ "$p" != 1 ] || save=(--save "$out/outputs/imgfilters/$job")
@@ -142,7 +144,9 @@ print(e["subsampling"], e["png_level"], e["png_filter"])' "$enc")
   say "in-process: sharp, pyvips, Pillow (JPEG q85 $sub, PNG level $lvl, filter $filt)"
   venv=$here/.deps/venv/bin/python
   for impl in sharp pyvips pillow; do
-    for job in $jobs; do
+    impl_jobs=$jobs
+    [ "$impl" != sharp ] || impl_jobs="$jobs resize50d"
+    for job in $impl_jobs; do
       for p in $procs_list; do
         save=()
         [ "$p" != 1 ] || save=(--save "$out/outputs/$impl/$job")

@@ -2,7 +2,7 @@
 // sharp_bench: the bench jobs in sharp (libvips inside), in-process, same command line and
 // JSON as the other runners (see bench/runners/common.py for the pass structure).
 //
-//   node sharp_bench.js --job blur2|resize50|gray --procs N --images DIR --repeat K
+//   node sharp_bench.js --job blur2|resize50|resize50d|gray --procs N --images DIR --repeat K
 //        [--min-time S] [--save DIR] [--quality 85] [--subsampling 444|420]
 //        [--png-level L] [--png-filter adaptive|none]
 //
@@ -12,6 +12,8 @@
 //   blur   = blur(2) (Gaussian, sigma 2)
 //   resize = resize(w/2, h/2, fill, lanczos3) with fastShrinkOnLoad off (otherwise sharp
 //            decodes JPEGs at half size by DCT scaling and skips the Lanczos work the others do)
+//   resize50d = the same resize at sharp's defaults (fastShrinkOnLoad on: shrink-on-load),
+//            compared with imgfilters at its own defaults (shrink-on-load on as well)
 //   gray   = grayscale() written as one channel
 // ignoreIcc: an embedded ICC profile is not applied (nobody else converts colour spaces).
 // Output in the input's format, no metadata (sharp's default).
@@ -36,7 +38,9 @@ function parseArgs(argv) {
     const v = argv[i + 1];
     a[key] = typeof a[key] === 'number' ? Number(v) : v;
   }
-  if (!['blur2', 'resize50', 'gray'].includes(a.job)) throw new Error('--job: blur2|resize50|gray');
+  if (!['blur2', 'resize50', 'resize50d', 'gray'].includes(a.job)) {
+    throw new Error('--job: blur2|resize50|resize50d|gray');
+  }
   if (!a.images) throw new Error('--images is required');
   a.procs = Math.max(1, a.procs | 0);
   return a;
@@ -66,9 +70,9 @@ function job(img) {
   let p = sharp(img.data, { ignoreIcc: true });
   if (args.job === 'blur2') {
     p = p.blur(2);
-  } else if (args.job === 'resize50') {
+  } else if (args.job === 'resize50' || args.job === 'resize50d') {
     p = p.resize(Math.max(1, img.width >> 1), Math.max(1, img.height >> 1),
-      { fit: 'fill', kernel: 'lanczos3', fastShrinkOnLoad: false });
+      { fit: 'fill', kernel: 'lanczos3', fastShrinkOnLoad: args.job === 'resize50d' });
   } else {
     // toColourspace('b-w'): sharp otherwise writes the grey image back as 3-channel sRGB,
     // while everyone else writes one channel.
@@ -176,7 +180,7 @@ async function main() {
       threads: `sharp.concurrency(1), ${args.procs} jobs in flight, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`,
       cache: 'off',
       icc: 'ignored (ignoreIcc)',
-      resize: 'fastShrinkOnLoad off',
+      resize: args.job === 'resize50d' ? 'fastShrinkOnLoad on (default)' : 'fastShrinkOnLoad off',
     },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

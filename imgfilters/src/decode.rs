@@ -4,6 +4,11 @@
 //! of checks is the point of this file: input length, then format sniffing, then the header's
 //! dimensions against `max_pixels` and the caller's geometry pre-check, and only then is the
 //! pixel buffer allocated and filled. Every decoder failure becomes a typed [`FilterError`].
+//!
+//! JPEG goes to libjpeg-turbo (`jpeg.rs`, the default `turbojpeg` feature), which applies the
+//! same checks in the same order and can shrink on load; every other format, and JPEG without
+//! the feature or with a header libjpeg-turbo only reads with a warning, goes to the `image`
+//! crate's Rust decoders (png, zune-jpeg, gif, image-webp, bmp, tiff).
 
 use std::io::Cursor;
 
@@ -42,16 +47,29 @@ pub fn probe(input: &[u8]) -> Result<ImageInfo, FilterError> {
     })
 }
 
+/// A decoded, upright image.
+pub(crate) struct Decoded {
+    pub image: DynamicImage,
+    pub format: ImageFormat,
+    /// The decoder recovered from damaged data and said so (libjpeg-turbo's warning text).
+    pub warning: Option<&'static str>,
+    /// Decoded at 1/`shrink` of the header's size (1, 2, 4 or 8).
+    pub shrink: u32,
+}
+
 /// Decodes `input` within `limits` and returns the upright image and its format.
 ///
-/// `precheck` is called with the upright dimensions after the header has been read but before
-/// any pixel is decoded, so a request whose ops would be refused anyway costs no decode.
+/// `plan` is called with the upright dimensions after the header has been read but before
+/// any pixel is decoded, so a request whose ops would be refused anyway costs no decode. It
+/// returns the smallest upright size the pipeline needs (shrink-on-load), or `None`: a JPEG
+/// decoded by libjpeg-turbo may then come back smaller than its header says, by a DCT scale
+/// factor of 1/2, 1/4 or 1/8, but never smaller than that size. Other decoders ignore it.
 /// Animated GIF/WebP: only the first frame is decoded. Float images come back as 16-bit.
 pub(crate) fn decode(
     input: &[u8],
     limits: &Limits,
-    precheck: impl FnOnce(u32, u32) -> Result<(), FilterError>,
-) -> Result<(DynamicImage, ImageFormat), FilterError> {
+    mut plan: impl FnMut(u32, u32) -> Result<Option<(u32, u32)>, FilterError>,
+) -> Result<Decoded, FilterError> {
     let len = input.len() as u64;
     if len > limits.max_input_bytes {
         return Err(FilterError::InputTooLarge {
@@ -59,6 +77,20 @@ pub(crate) fn decode(
             limit: limits.max_input_bytes,
         });
     }
+    #[cfg(feature = "turbojpeg")]
+    if sniff(input)? == ImageFormat::Jpeg {
+        if let Some(d) = crate::jpeg::decode(input, limits, &mut plan)? {
+            let mut image = d.image;
+            make_upright(&mut image, d.orientation);
+            return Ok(Decoded {
+                image,
+                format: ImageFormat::Jpeg,
+                warning: d.warning,
+                shrink: d.shrink,
+            });
+        }
+    }
+
     let (mut decoder, format) = open(input, limits)?;
     let (width, height) = decoder.dimensions();
     limits.check_pixels(width.into(), height.into())?;
@@ -83,11 +115,17 @@ pub(crate) fn decode(
 
     let orientation = decoder.orientation().map_err(decode_error)?;
     let (w, h) = oriented_dimensions(orientation, width, height);
-    precheck(w, h)?;
+    // These decoders cannot scale while decoding: the full size is always at least the plan's.
+    plan(w, h)?;
 
     let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     make_upright(&mut img, orientation);
-    Ok((normalize_depth(img), format))
+    Ok(Decoded {
+        image: normalize_depth(img),
+        format,
+        warning: None,
+        shrink: 1,
+    })
 }
 
 /// Sniffs the format and builds a decoder that has parsed the header. The strict per-side limits

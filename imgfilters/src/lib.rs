@@ -6,7 +6,8 @@
 //! malicious, so every failure is a typed [`FilterError`], never a panic; sizes are checked
 //! against [`Limits`] before anything proportional to them is allocated. The crate does no I/O
 //! besides reading the bytes it is given, starts no threads and contains no `unsafe` (its SIMD
-//! dependencies use it internally; libjpeg-turbo is C, fed only pixels this crate made).
+//! dependencies use it internally; libjpeg-turbo is C and decodes the hostile JPEG bytes, from
+//! memory, into a buffer this crate sized from the already checked header).
 //!
 //! # Use
 //!
@@ -80,9 +81,24 @@
 //! # Decoding and encoding
 //!
 //! - Formats: PNG, JPEG, GIF, WebP, BMP, TIFF, sniffed from the bytes (never a file name).
+//! - Decoders: JPEG with libjpeg-turbo 3 (the `turbojpeg` feature, on by default; vendored and
+//!   linked statically), the others with the `image` crate's Rust decoders (which also take
+//!   JPEG without the feature, or when libjpeg-turbo only warns about the header).
 //! - The header is read first; `width * height > max_pixels` is refused with
 //!   [`FilterError::TooManyPixels`] before any pixel buffer is allocated, as is any op chain
-//!   whose geometry would fail. `image::Limits` (`max_alloc`, per-side caps) bound the decoder.
+//!   whose geometry would fail, then the pixel buffer against `max_alloc`. `image::Limits`
+//!   (`max_alloc`, per-side caps) bound the `image` decoders.
+//! - Damaged JPEGs that libjpeg-turbo recovers (corrupt entropy-coded data, truncation) decode
+//!   to what it recovers, with [`Output::decode_warning`] set; a fatal error is
+//!   [`FilterError::Decode`]. Grey stays L8, CMYK/YCCK become RGB8 (as the `image` decoder
+//!   converts them), arithmetic and lossless JPEGs decode. Clean JPEGs decode within IDCT
+//!   rounding of the `image` crate's zune-jpeg (PSNR >= 40 dB, tests/jpeg_decode.rs).
+//! - Shrink-on-load ([`RunOptions::shrink_on_load`], on by default): when the first op is a
+//!   resampling downscale (resize, scale; not `nearest`, not `thumbnail`), a JPEG is decoded at
+//!   1/2, 1/4 or 1/8 by DCT scaling (the largest factor still covering the target, EXIF
+//!   rotation included) and the op resamples to the size computed from the full image, so
+//!   output dimensions are the same either way ([`Output::shrink`] says which factor was
+//!   used; PSNR >= 35 dB against full decode + resize).
 //! - Animated GIF/WebP: only the first frame is decoded and output.
 //! - EXIF orientation is applied after decoding, so the output is upright.
 //! - Output carries no metadata: the encoders are never handed EXIF, ICC or text chunks, so
@@ -104,9 +120,8 @@
 //!   no alpha premultiplication; nearest and thumbnail: exact re-implementations of `image`'s;
 //! - grayscale: `image`'s integer formula in one pass;
 //! - JPEG output: libjpeg-turbo 3 (vendored, static; the `turbojpeg` feature, on by default),
-//!   else the pure-Rust `jpeg-encoder`; both 4:4:4 with the accurate DCT like `image`'s.
-//!
-//! Decoding stays with `image`'s Rust decoders (zune-jpeg, png, ...): they face hostile bytes.
+//!   else the pure-Rust `jpeg-encoder`; both 4:4:4 with the accurate DCT like `image`'s;
+//! - JPEG input: libjpeg-turbo 3's decoder (same feature), see "Decoding and encoding".
 //!
 //! These libraries choose their SIMD code (SSE4.1, AVX2, ...) at run time from the CPU, so
 //! the server's workers and the client's `--local` mode, on the same machine and build, give
@@ -119,10 +134,13 @@ mod decode;
 mod error;
 pub mod filters;
 mod format;
+#[cfg(feature = "turbojpeg")]
+mod jpeg;
 mod limits;
 mod ops;
 mod orient;
 mod pipeline;
+mod shrink;
 
 #[cfg(test)]
 mod testutil;
@@ -138,7 +156,9 @@ pub use ops::{
     FlipAxis, Op, OutputFormat, Pipeline, ResizeFilter, ResizeMode, Rotation, DEFAULT_JPEG_QUALITY,
     MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
 };
-pub use pipeline::{run, run_into, Output, OutputInfo, Timings};
+pub use pipeline::{
+    run, run_into, run_into_with, run_with, Output, OutputInfo, RunOptions, Timings,
+};
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.

@@ -9,23 +9,47 @@ use imgfilters::Pipeline;
 
 /// The jobs of the suite. `Noop` (decode + encode only) is not a headline job: it calibrates
 /// the service's no-op round trip against the in-process cost of the same work.
+///
+/// Every job but `Resize50Defaults` runs with shrink-on-load off, so that every implementation
+/// does the same work (a full decode, then the whole resize). `Resize50Defaults` is the same
+/// resize with each implementation at its defaults: imgfilters (like sharp) then decodes a
+/// JPEG at half size by DCT scaling and resamples only the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     Blur2,
     Resize50,
+    Resize50Defaults,
     Gray,
     Noop,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Blur2, Job::Resize50, Job::Gray, Job::Noop];
+    pub const ALL: [Job; 5] = [
+        Job::Blur2,
+        Job::Resize50,
+        Job::Resize50Defaults,
+        Job::Gray,
+        Job::Noop,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Blur2 => "blur2",
             Job::Resize50 => "resize50",
+            Job::Resize50Defaults => "resize50d",
             Job::Gray => "gray",
             Job::Noop => "noop",
+        }
+    }
+
+    /// Whether the job runs with imgfilters' shrink-on-load (see [`Job`]); the environment
+    /// variable `IMGFILTERS_SHRINK_ON_LOAD` (`0` or `1`), when set, overrides it for any job.
+    pub fn shrink_on_load(self, env: Option<&str>) -> Result<bool, String> {
+        match env {
+            None => Ok(self == Job::Resize50Defaults),
+            Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(v) => Err(format!("IMGFILTERS_SHRINK_ON_LOAD={v:?}: expected 0 or 1")),
         }
     }
 
@@ -40,7 +64,7 @@ impl Job {
     pub fn spec(self, width: u32, height: u32) -> String {
         match self {
             Job::Blur2 => "blur:2".into(),
-            Job::Resize50 => format!(
+            Job::Resize50 | Job::Resize50Defaults => format!(
                 "resize:{}x{}:exact:lanczos3",
                 (width / 2).max(1),
                 (height / 2).max(1)
@@ -131,5 +155,14 @@ mod tests {
             assert_eq!(p.output, imgfilters::OutputFormat::Same);
         }
         assert_eq!(Job::parse("blur"), None);
+        assert_eq!(
+            Job::Resize50Defaults.spec(451, 300),
+            Job::Resize50.spec(451, 300)
+        );
+        assert_eq!(Job::Resize50.shrink_on_load(None), Ok(false));
+        assert_eq!(Job::Resize50Defaults.shrink_on_load(None), Ok(true));
+        assert_eq!(Job::Resize50Defaults.shrink_on_load(Some("0")), Ok(false));
+        assert_eq!(Job::Blur2.shrink_on_load(Some("1")), Ok(true));
+        assert!(Job::Blur2.shrink_on_load(Some("yes")).is_err());
     }
 }

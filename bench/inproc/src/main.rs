@@ -3,7 +3,7 @@
 //! `bench/runners/`, so the harness and `bench/report.py` treat every implementation alike.
 //!
 //! ```text
-//! imgbench run --job blur2|resize50|gray|noop --procs N --images DIR --repeat K
+//! imgbench run --job blur2|resize50|resize50d|gray|noop --procs N --images DIR --repeat K
 //!              [--min-time SECS] [--save DIR]       -> one JSON object on stdout
 //! imgbench list --images DIR                        -> the image set and each job's op spec
 //! ```
@@ -12,6 +12,10 @@
 //! threads is N cores' worth of independent jobs, like N filter workers). The timed passes
 //! are repeated at least K times and until `--min-time` seconds have passed; the figures are
 //! medians over passes.
+//!
+//! Shrink-on-load (JPEG decoded smaller by DCT scaling before a downscale) is off for every
+//! job but `resize50d` (jobs.rs says why); `IMGFILTERS_SHRINK_ON_LOAD=0|1` overrides that. The
+//! variable is read here only: the library and the server always use their own default (on).
 
 mod jobs;
 mod run;
@@ -23,7 +27,8 @@ use std::process::ExitCode;
 use jobs::{Image, Job};
 use serde::Serialize;
 
-const USAGE: &str = "usage: imgbench run --job blur2|resize50|gray|noop --procs N --images DIR \
+const USAGE: &str =
+    "usage: imgbench run --job blur2|resize50|resize50d|gray|noop --procs N --images DIR \
                      --repeat K [--min-time SECS] [--save DIR]\n       imgbench list --images DIR";
 
 /// Most passes one run makes, whatever `--min-time` asks (tiny images would otherwise loop
@@ -142,6 +147,7 @@ struct Settings<'a> {
     jpeg: &'a str,
     png: &'a str,
     threads: usize,
+    shrink_on_load: bool,
 }
 
 /// Pretty-printed with a final newline.
@@ -187,6 +193,10 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
         .iter()
         .map(|i| i.pipeline(args.job))
         .collect::<Result<Vec<_>, _>>()?;
+    let env = std::env::var("IMGFILTERS_SHRINK_ON_LOAD").ok();
+    let options = imgfilters::RunOptions {
+        shrink_on_load: args.job.shrink_on_load(env.as_deref())?,
+    };
 
     // Warm-up, untimed: every thread runs the smallest image once (allocator, page faults).
     let smallest = (0..images.len())
@@ -195,6 +205,7 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
     run::pass(
         &images[smallest..=smallest],
         &pipelines[smallest..=smallest],
+        options,
         args.procs,
         false,
     )?;
@@ -204,7 +215,7 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
     let mut total = 0.0;
     while passes.len() < MAX_PASSES && (passes.len() < args.repeat || total < args.min_time) {
         let keep = args.save.is_some() && passes.is_empty();
-        let (p, outs) = run::pass(images, &pipelines, args.procs, keep)?;
+        let (p, outs) = run::pass(images, &pipelines, options, args.procs, keep)?;
         total += p.seconds;
         if keep {
             outputs = outs;
@@ -255,6 +266,7 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
             jpeg: "quality 85 (imgfilters default), the crate's encoder settings",
             png: "the crate's encoder settings",
             threads: args.procs,
+            shrink_on_load: options.shrink_on_load,
         },
     }))
 }
@@ -343,6 +355,7 @@ mod tests {
                 jpeg: "q \"85\"\n",
                 png: "p",
                 threads: 2,
+                shrink_on_load: false,
             },
         };
         let text = to_text(&r);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use imgfilters::{Limits, Pipeline};
+use imgfilters::{Limits, Pipeline, RunOptions};
 
 use crate::jobs::Image;
 
@@ -65,6 +65,7 @@ pub type Outputs = Vec<Option<Vec<u8>>>;
 pub fn pass(
     images: &[Image],
     pipelines: &[Pipeline],
+    options: RunOptions,
     threads: usize,
     keep: bool,
 ) -> Result<(Pass, Outputs), String> {
@@ -87,10 +88,11 @@ pub fn pass(
                         let t = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = tasks.get(t) else { break };
                         let t0 = Instant::now();
-                        let info = imgfilters::run_into(
+                        let info = imgfilters::run_into_with(
                             &images[i].bytes,
                             &pipelines[i],
                             &limits,
+                            options,
                             &mut out,
                         )
                         .map_err(|e| format!("{}: {e}", images[i].name))?;
@@ -188,7 +190,7 @@ mod tests {
             .iter()
             .map(|i| i.pipeline(crate::jobs::Job::Resize50).unwrap())
             .collect();
-        let (p, outs) = pass(&imgs, &pipes, 3, true).unwrap();
+        let (p, outs) = pass(&imgs, &pipes, RunOptions::default(), 3, true).unwrap();
         assert_eq!(p.jobs, 6);
         assert!((p.megapixels - 3.0 * (200.0 + 36.0) / 1e6).abs() < 1e-12);
         let out = imgfilters::probe(outs[0].as_ref().unwrap()).unwrap();

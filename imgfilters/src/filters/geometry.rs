@@ -75,7 +75,7 @@ fn fir_alg(f: ResizeFilter) -> ResizeAlg {
 /// fast_image_resize; `None` for colour types it is not used for, or if it refuses.
 fn fast_resize(
     img: &DynamicImage,
-    crop: Option<(u32, u32, u32, u32)>,
+    crop: Option<(f64, f64, f64, f64)>,
     width: u32,
     height: u32,
     filter: ResizeFilter,
@@ -83,14 +83,17 @@ fn fast_resize(
     use fir::pixels::{U16x2, U16x3, U16x4, U8x2, U8x3, U8x4, U16, U8};
     use DynamicImage as D;
     if filter == ResizeFilter::Nearest {
-        let rect = crop.unwrap_or((0, 0, img.width(), img.height()));
+        // Callers pass whole-pixel crops with `nearest` (shrink-on-load never uses it).
+        let rect = crop.map_or((0, 0, img.width(), img.height()), |(x, y, w, h)| {
+            (x as u32, y as u32, w as u32, h as u32)
+        });
         return nearest_dyn(img, rect, width, height);
     }
     let mut options = ResizeOptions::new()
         .resize_alg(fir_alg(filter))
         .use_alpha(false);
     if let Some((x, y, w, h)) = crop {
-        options = options.crop(x.into(), y.into(), w.into(), h.into());
+        options = options.crop(x, y, w, h);
     }
     let mut dst = DynamicImage::new(width, height, img.color());
     let o = &options;
@@ -153,9 +156,24 @@ pub fn resize_fill(
     filter: ResizeFilter,
 ) -> DynamicImage {
     let (width, height) = (width.max(1), height.max(1));
-    let (tw, th) = (u64::from(width), u64::from(height));
-    let (w, h) = (u64::from(img.width()), u64::from(img.height()));
-    // Source rectangle with the target's aspect ratio, as large as possible, centred.
+    let (x, y, cw, ch) = fill_rect(img.width(), img.height(), width, height);
+    if (cw, ch) == (width, height) || (cw, ch) == (img.width(), img.height()) {
+        // No resampling needed, or no cropping needed: the plain paths are as fast.
+        let cropped = crop(img, x, y, cw, ch);
+        return resize_exact(cropped, width, height, filter);
+    }
+    let rect = (x.into(), y.into(), cw.into(), ch.into());
+    if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
+        return out;
+    }
+    resize_exact(img.crop_imm(x, y, cw, ch), width, height, filter)
+}
+
+/// The centred source rectangle (x, y, w, h) of a `w x h` image with the aspect ratio of
+/// `tw x th`, as large as possible: what `resize_fill` resamples.
+fn fill_rect(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32, u32, u32) {
+    let (tw, th) = (u64::from(tw.max(1)), u64::from(th.max(1)));
+    let (w, h) = (u64::from(w), u64::from(h));
     let (cw, ch) = if w * th > tw * h {
         (((h * tw + th / 2) / th).clamp(1, w), h)
     } else {
@@ -163,16 +181,72 @@ pub fn resize_fill(
     };
     let (x, y) = ((w - cw) / 2, (h - ch) / 2);
     // All four fit in u32: they are bounded by the image's own dimensions.
-    let (x, y, cw, ch) = (x as u32, y as u32, cw as u32, ch as u32);
-    if (cw, ch) == (width, height) || (cw, ch) == (img.width(), img.height()) {
-        // No resampling needed, or no cropping needed: the plain paths are as fast.
-        let cropped = crop(img, x, y, cw, ch);
-        return resize_exact(cropped, width, height, filter);
+    (x as u32, y as u32, cw as u32, ch as u32)
+}
+
+/// [`resize_fill`] of a `full` sized image that was decoded at 1/`shrink` of its size
+/// (shrink-on-load): the source rectangle is the one `resize_fill` would cut from the full
+/// image, divided by `shrink` with sub-pixel precision, so that rounding at the small scale
+/// does not shift the crop by up to `shrink` full-size pixels.
+pub fn resize_fill_shrunk(
+    img: DynamicImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+    full: (u32, u32),
+    shrink: u32,
+) -> DynamicImage {
+    let (width, height) = (width.max(1), height.max(1));
+    let (x, y, cw, ch) = fill_rect(full.0, full.1, width, height);
+    let s = f64::from(shrink.max(1));
+    let (iw, ih) = (f64::from(img.width()), f64::from(img.height()));
+    let (x, y) = (
+        (f64::from(x) / s).min(iw - 1.0),
+        (f64::from(y) / s).min(ih - 1.0),
+    );
+    let rect = (
+        x,
+        y,
+        (f64::from(cw) / s).min(iw - x),
+        (f64::from(ch) / s).min(ih - y),
+    );
+    if filter != ResizeFilter::Nearest {
+        if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
+            return out;
+        }
     }
-    if let Some(out) = fast_resize(&img, Some((x, y, cw, ch)), width, height, filter) {
-        return out;
+    resize_fill(img, width, height, filter)
+}
+
+/// [`resize_exact`] of a `full` sized image that was decoded at 1/`shrink` of its size: DCT
+/// scaling rounds each side up (427 rows at 1/2 give 214), so the last shrunk row or column
+/// stands for only part of one; resampling the `full / shrink` rectangle (213.5 rows) instead
+/// of the whole image keeps the geometry of the full-size resize instead of stretching it by
+/// up to one shrunk pixel. (The partial pixel is at the right and bottom of the stored image;
+/// after a mirroring EXIF orientation it is on the other side, and this is off by less than
+/// one shrunk pixel, as without the correction.)
+pub fn resize_exact_shrunk(
+    img: DynamicImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+    full: (u32, u32),
+    shrink: u32,
+) -> DynamicImage {
+    let (width, height) = (width.max(1), height.max(1));
+    let s = f64::from(shrink.max(1));
+    let rect = (
+        0.0,
+        0.0,
+        (f64::from(full.0) / s).min(f64::from(img.width())),
+        (f64::from(full.1) / s).min(f64::from(img.height())),
+    );
+    if filter != ResizeFilter::Nearest {
+        if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
+            return out;
+        }
     }
-    resize_exact(img.crop_imm(x, y, cw, ch), width, height, filter)
+    resize_exact(img, width, height, filter)
 }
 
 /// Fast integer downscale to exactly `width x height` (the target from `fit_dimensions`):
