@@ -37,20 +37,26 @@ pub enum UnitError {
 /// small enough that adding it to any `Instant` cannot overflow (which would panic).
 pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
+/// `s` trimmed, unless it is empty or negative (neither parser below says so clearly).
+fn present_and_unsigned(s: &str) -> Result<&str, &'static str> {
+    let t = s.trim();
+    if t.is_empty() {
+        Err("empty")
+    } else if t.starts_with('-') {
+        Err("negative")
+    } else {
+        Ok(t)
+    }
+}
+
 /// Parses a duration: humantime's units, or a bare (decimal) number of seconds; at most
 /// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
-    let t = s.trim();
     let err = |why: &dyn std::fmt::Display| UnitError::Duration {
         value: s.to_string(),
         why: why.to_string(),
     };
-    if t.is_empty() {
-        return Err(err(&"empty"));
-    }
-    if t.starts_with('-') {
-        return Err(err(&"negative"));
-    }
+    let t = present_and_unsigned(s).map_err(|w| err(&w))?;
     // A bare number is seconds (`--grace 5`, `--grace 0.5`); humantime insists on a unit.
     let d = if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = t.parse().map_err(|_| err(&"not a number"))?;
@@ -66,17 +72,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
 
 /// Parses a size in bytes: a bare number, or one with a unit (binary: `K` = `KiB` = 1024).
 pub fn parse_size(s: &str) -> Result<u64, UnitError> {
-    let t = s.trim();
     let err = |why: &dyn std::fmt::Display| UnitError::Size {
         value: s.to_string(),
         why: why.to_string(),
     };
-    if t.is_empty() {
-        return Err(err(&"empty"));
-    }
-    if t.starts_with('-') {
-        return Err(err(&"negative"));
-    }
+    let t = present_and_unsigned(s).map_err(|w| err(&w))?;
     parse_size::Config::new()
         .with_binary()
         .parse_size(t)
