@@ -210,12 +210,7 @@ pub fn resize_fill_shrunk(
         (f64::from(cw) / s).min(iw - x),
         (f64::from(ch) / s).min(ih - y),
     );
-    if filter != ResizeFilter::Nearest {
-        if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
-            return out;
-        }
-    }
-    resize_fill(img, width, height, filter)
+    resample_rect(img, rect, width, height, filter, resize_fill)
 }
 
 /// [`resize_exact`] of a `full` sized image that was decoded at 1/`shrink` of its size: DCT
@@ -241,12 +236,26 @@ pub fn resize_exact_shrunk(
         (f64::from(full.0) / s).min(f64::from(img.width())),
         (f64::from(full.1) / s).min(f64::from(img.height())),
     );
+    resample_rect(img, rect, width, height, filter, resize_exact)
+}
+
+/// The shrunk image's source rectangle `rect` resampled to `width x height`; `whole` (the
+/// same resize of the whole shrunk image) where the fast path does not apply (nearest, or a
+/// pixel type it lacks).
+fn resample_rect(
+    img: DynamicImage,
+    rect: (f64, f64, f64, f64),
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+    whole: fn(DynamicImage, u32, u32, ResizeFilter) -> DynamicImage,
+) -> DynamicImage {
     if filter != ResizeFilter::Nearest {
         if let Some(out) = fast_resize(&img, Some(rect), width, height, filter) {
             return out;
         }
     }
-    resize_exact(img, width, height, filter)
+    whole(img, width, height, filter)
 }
 
 /// Fast integer downscale to exactly `width x height` (the target from `fit_dimensions`):
