@@ -15,7 +15,8 @@ itself. Three curves, each written to RESULTS/growth-*.json for report.py:
     way to spread source addresses) and a ring slot for every connection (--slots), blur2 on the curve's smallest image at each of --conns
     connections in a closed loop (RESULTS/growth-conns-C.json): throughput and p99.
   - workers: two servers side by side, `--workers 1` and `--workers 2`, blur2 over the image set
-    at 150 connections, alternated 1, 2, 1, 2 for --pairs pairs
+    at --worker-conns connections (enough to keep two workers busy; more would only queue),
+    the same request count for both, alternated 1, 2, 1, 2 for --pairs pairs
     (RESULTS/growth-workers-W-pK.json).
 
 Every server gets a long --job-timeout and the client a long --timeout: at 1,000 connections
@@ -137,8 +138,22 @@ def conns_curve(a, work, image_dir):
 
 
 def workers_curve(a, work, manifest):
-    """blur2 over the image set at 150 connections with 1 and with 2 workers, alternated."""
+    """blur2 over the image set at --worker-conns connections with 1 and with 2 workers,
+    alternated. The same request count for both sides: about --seconds of one core's work at
+    imgbench's one-thread rate, and at least four rounds of the connections, so that the
+    closed loop's last in-flight jobs (drained after the last send) weigh little."""
     n = len(manifest["images"])
+    set_mp = sum(i["mp"] for i in manifest["images"])
+    rate_mp = 0.0
+    base = os.path.join(a.results, "inproc-imgfilters-blur2-p1.json")
+    if os.path.exists(base):
+        with open(base) as f:
+            rate_mp = json.load(f)["mp_per_s"]
+    if a.smoke:
+        load, expect = ["--duration", "%gs" % a.seconds], 1
+    else:
+        r = service.requests_for(n, set_mp / n, rate_mp, a.seconds, 4 * a.worker_conns)
+        load, expect = ["--requests", str(r)], (r * set_mp / n / rate_mp if rate_mp else 60)
     servers = {}
     try:
         for w in (1, 2):
@@ -154,8 +169,8 @@ def workers_curve(a, work, manifest):
                 service.bench(servers[w], os.path.join(
                     a.results, "growth-workers-%d-p%d.json" % (w, k)), meta,
                     ["--conns", str(a.worker_conns), "--dir", a.images, "--op", "blur:2",
-                     "--timeout", "600s", "--duration", "%gs" % a.seconds],
-                    timeout=a.seconds + 700, kind="growth")
+                     "--timeout", "600s"] + load,
+                    timeout=10 * expect + 700, kind="growth")
     finally:
         for s in servers.values():
             s.stop()
@@ -178,7 +193,7 @@ def main():
     ap.add_argument("--conns", default="1,10,150,1000", help="connection counts")
     ap.add_argument("--seconds", type=float, default=10, help="length of one service run")
     ap.add_argument("--pairs", type=int, default=3, help="1-worker / 2-worker pairs")
-    ap.add_argument("--worker-conns", type=int, default=150)
+    ap.add_argument("--worker-conns", type=int, default=16)
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     a.sizes = [float(x) for x in a.sizes.split(",")]

@@ -184,11 +184,13 @@ def write_md(R, w):
         w("")
         pairs = [p for _, p in sorted(g["workers"].items()) if 1 in p and 2 in p]
         conns = pairs[0][1].get("conns", "?") if pairs else "?"
+        load = " ".join(pairs[0][1]["args"][-2:]) if pairs else "?"
         w("Two servers side by side, `--workers 1` and `--workers 2` (same flags otherwise, a "
-          "long `--job-timeout`), blur σ2 over the image set at %s connections, alternated "
-          "1, 2, 1, 2, ...; the ratio is taken per pair, then the median and min–max spread. "
-          "On %d cores the load generator shares the cores with the workers, so 2 workers "
-          "cannot reach 2×." % (conns, R.cores))
+          "long `--job-timeout`), blur σ2 over the image set at %s connections (enough to keep "
+          "two workers busy), `%s` for both, alternated 1, 2, 1, 2, ...; the ratio is taken "
+          "per pair, then the median and min–max spread. On %d cores the load generator "
+          "shares the cores with the workers, so 2 workers cannot reach 2×."
+          % (conns, load, R.cores))
         w("")
         w("| pair | 1 worker req/s | 2 workers req/s | 2 ÷ 1 | 1 worker p99 ms | 2 workers p99 "
           "ms | server CPU ms/req 1 / 2 | other cores 1 / 2 |")

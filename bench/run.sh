@@ -13,11 +13,11 @@
 #      150 and 1,000 connections, throughput with 1 and 2 workers;
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
-#   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
+#   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
 #            paths only (in-process, one service/in-process pair per job, no-op vs PING, one
 #            sandbox on/off pair, growth curves at two sizes and 1 and 10 connections); the
 #            report goes to bench/.cache/smoke/ and is checked. For `make test`.
-#   --quick  the full comparison with shorter runs (a few minutes).
+#   --quick  the full comparison with shorter runs (~10 min).
 #   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
 #   --no-build        use the binaries in target/release as they are.
 # Everything runs on loopback, each step under `timeout`; every background process is stopped
@@ -61,23 +61,24 @@ start=$(date +%s)
 # many PING / redis-benchmark and no-op / PING pairs; SBX_PAIRS on/off pairs of SBX_SECONDS
 # (blur2) and SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: by duration);
 # growth curves at GROWTH_SIZES megapixels (GROWTH_REPEAT passes, GROWTH_MIN_TIME seconds)
-# and GROWTH_CONNS connections, GROWTH_SECONDS per service run, GROWTH_PAIRS worker pairs.
+# and GROWTH_CONNS connections, GROWTH_SECONDS per service run, GROWTH_PAIRS 1-worker /
+# 2-worker pairs at GROWTH_WCONNS connections.
 case "$mode" in
   full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=12 LAT_SECONDS=5 PING_SECONDS=6 REDIS_N=300000
          PAIRS=3 PAIR_REPEAT=2 PAIR_MIN_TIME=3
          SBX_PAIRS=5 SBX_SECONDS=10 SBX_NOOP_SECONDS=5
          GROWTH_SIZES=0.1,0.5,1,2,5,10,20,50 GROWTH_REPEAT=3 GROWTH_MIN_TIME=2
-         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=8 GROWTH_PAIRS=3 GROWTH_WCONNS=150 ;;
+         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=8 GROWTH_PAIRS=3 GROWTH_WCONNS=16 ;;
   quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=4 LAT_SECONDS=2 PING_SECONDS=3 REDIS_N=100000
          PAIRS=3 PAIR_REPEAT=1 PAIR_MIN_TIME=1
          SBX_PAIRS=3 SBX_SECONDS=4 SBX_NOOP_SECONDS=3
          GROWTH_SIZES=0.1,0.5,1,2,5,10,20,50 GROWTH_REPEAT=2 GROWTH_MIN_TIME=0.5
-         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=3 GROWTH_PAIRS=3 GROWTH_WCONNS=150 ;;
+         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=3 GROWTH_PAIRS=3 GROWTH_WCONNS=16 ;;
   smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0
          PAIRS=1 PAIR_REPEAT=1 PAIR_MIN_TIME=0
          SBX_PAIRS=1 SBX_SECONDS=0.5 SBX_NOOP_SECONDS=0.5
          GROWTH_SIZES=0.1,0.5 GROWTH_REPEAT=1 GROWTH_MIN_TIME=0
-         GROWTH_CONNS=1,10 GROWTH_SECONDS=0.5 GROWTH_PAIRS=1 GROWTH_WCONNS=16 ;;
+         GROWTH_CONNS=1,10 GROWTH_SECONDS=0.5 GROWTH_PAIRS=1 GROWTH_WCONNS=8 ;;
 esac
 
 redis_pid="" redis_dir=""
