@@ -12,8 +12,9 @@ itself. Three curves, each written to RESULTS/growth-*.json for report.py:
     the points more than 20% off it.
   - conns: one server with its per-address caps lifted (--max-unauth-per-addr 0,
     --conn-rate-per-addr 0: every connection comes from 127.0.0.1, and `imgclient bench` has no
-    way to spread source addresses) and a ring slot for every connection (--slots), blur2 on the curve's smallest image at each of --conns
-    connections in a closed loop (RESULTS/growth-conns-C.json): throughput and p99.
+    way to spread source addresses) and a ring slot for every connection (--slots), blur2
+    on the curve's smallest image at each of --conns connections in a closed loop
+    (RESULTS/growth-conns-C.json): throughput and p99.
   - workers: two servers side by side, `--workers 1` and `--workers 2`, blur2 over the image set
     at --worker-conns connections (enough to keep two workers busy; more would only queue),
     the same request count for both, alternated 1, 2, 1, 2 for --pairs pairs
@@ -84,7 +85,9 @@ def make_images(a, manifest):
         f = os.path.join(d, "growth-%gmp%s" % (mp, ext))
         if not os.path.exists(f):
             os.makedirs(d, exist_ok=True)
-            tmp = f + ".part" + ext
+            # Written beside the directory, not in it: imgbench loads every image in it, and an
+            # interrupted run must not leave a half-written one there.
+            tmp = d + ".part" + ext
             log("making %s (%dx%d) from %s" % (os.path.basename(f), w, h, src["file"]))
             subprocess.run([os.path.join(REL, "imgclient"), "resize", "--local", "--mode",
                             "exact", "--width", str(w), "--height", str(h), path, "-o", tmp],

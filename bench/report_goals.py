@@ -154,7 +154,8 @@ def write_goals(R, w):
       "sharp doing the same work as every other implementation (no shrink-on-load)."
       % (npairs, "" if npairs == 1 else "s", R.cores))
     w("")
-    w("| target | median ratio | spread (min–max) | CPU-normalised median (spread) | goal | status |")
+    w("| target | median ratio | spread (min–max) | CPU-normalised median (spread) | goal "
+      "| status |")
     w("|---|---|---|---|---|---|")
     for r in rows:
         st = r.get("status", "")
