@@ -601,9 +601,13 @@ def write_md(R, path, seconds):
     w("")
     w("- Client and server share the machine's %d cores: the service's figures include the "
       "load generator's CPU (encryption, framing, 150 connections on one event-loop thread per core), the in-process ones do not." % N)
-    w("- One run, medians over ≥ 3 passes (≥ 5 s) in-process; service runs are sized to ~%s s "
-      "of work each. Figures drift between runs on a shared VM; ratios from one run are the "
-      "point." % ("20" if meta.get("mode") == "full" else "a few"))
+    w("- One run, medians over ≥ 3 passes (≥ 5 s) in the in-process section; service runs are "
+      "sized to ~%s s of work each. Figures drift between runs on a shared VM: the goals' "
+      "ratios come from interleaved pairs for that reason, and their spread says how far the "
+      "noise moved them." % ("12" if meta.get("mode") == "full" else "a few"))
+    w("- The CPU-normalised in-process figures count the whole process: start-up, loading the "
+      "image set and one warm-up job per thread are in them (a few percent of a pair's short "
+      "in-process run), which favours the service's side of a CPU-normalised ratio slightly.")
     w("- redis-benchmark is one single-threaded C client speaking plaintext RESP; imgclient "
       "bench uses one event-loop thread per core and encrypts every frame.")
     w("")
