@@ -13,7 +13,7 @@
 #      150 and 1,000 connections, throughput with 1 and 2 workers;
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
-#   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
+#   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
 #            paths only (in-process, one service/in-process pair per job, no-op vs PING, one
 #            sandbox on/off pair, growth curves at two sizes and 1 and 10 connections); the
 #            report goes to bench/.cache/smoke/ and is checked. For `make test`.
