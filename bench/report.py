@@ -6,7 +6,8 @@
 
 The first form records the machine and the versions of everything before the measurements;
 the second reads every RESULTS/*.json written by run.sh, measure.py and service.py, and
-writes the report: the machine, versions, the image set, the targets as ratios, the tables,
+writes the report: the machine, versions, the image set, the goals (ratios from interleaved
+pairs, report_goals.py), the tables, the growth curves (report_growth.py),
 where the time goes, and how each implementation was configured (with what its output files
 actually contain, read back with imgmeta.py).
 """
@@ -28,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import imgmeta  # noqa: E402
+import report_goals  # noqa: E402
+import report_growth  # noqa: E402
 
 JOBS = [("blur2", "blur σ2"), ("resize50", "resize 50% (Lanczos3)"), ("gray", "grayscale")]
 # The resize again with each implementation at its defaults (shrink-on-load on for imgfilters
@@ -125,23 +128,34 @@ class Results:
             if m:
                 self.inproc[(m.group(1), m.group(2), int(m.group(3)))] = load(p)
         self.noop_tiny = load(os.path.join(d, "inproc-imgfilters-noop-tiny.json"))
-        # imgfilters in-process right before and after each job's service runs (service.py).
-        self.adjacent = {}
-        for job, _ in JOBS:
-            runs = [load(os.path.join(d, "adjacent-imgfilters-%s-%s.json" % (job, w)))
-                    for w in ("before", "after")]
-            runs = [r for r in runs if r]
-            if runs:
-                self.adjacent[job] = runs
+        # The interleaved pairs (service.py): per job {pair: service run}, and per in-process
+        # side {(impl, job): {pair: measure.py record}}.
+        self.service_pairs = {job: pairs_of(d, "service-%s-p*.json" % job) for job, _ in JOBS}
+        self.pairs = {}
+        for p in glob.glob(os.path.join(d, "pair-*-p*.json")):
+            m = re.match(r"pair-(\w+)-(\w+)-p(\d+)\.json$", os.path.basename(p))
+            if m and load(p):
+                self.pairs.setdefault((m.group(1), m.group(2)), {})[int(m.group(3))] = load(p)
+        # The tables below the goals show one run per job: the pair with the median
+        # throughput (every pair is in the goals' spread).
         self.service = {}
         for job, _ in JOBS:
-            runs = [load(p) for p in sorted(glob.glob(os.path.join(d, "service-%s*.json" % job)))]
-            if runs:
-                self.service[job] = combine_service(runs, self.manifest)
-        self.ping150 = load(os.path.join(d, "service-ping-c150.json"))
+            run = median_run(self.service_pairs[job].values())
+            if run:
+                self.service[job] = combine_service([run], self.manifest)
+        self.ping150_pairs = pairs_of(d, "service-ping-c150-p*.json")
+        self.ping150 = median_run(self.ping150_pairs.values())
         self.noop1 = [load(p) for p in sorted(glob.glob(os.path.join(d, "service-noop-c1-*.json")))]
         self.ping1 = [load(p) for p in sorted(glob.glob(os.path.join(d, "service-ping-c1-*.json")))]
-        self.redis = load(os.path.join(d, "redis-ping-c150.json"))
+        self.redis_pairs = pairs_of(d, "redis-ping-c150-p*.json")
+        self.redis = median_run(self.redis_pairs.values(), redis_rps)
+        # Extra goal rows other bench scripts write (goals-NAME.json: a list of rows).
+        self.extra_goals = []
+        for p in sorted(glob.glob(os.path.join(d, "goals-*.json"))):
+            rows = load(p)
+            if isinstance(rows, list):
+                self.extra_goals += [r for r in rows if isinstance(r, dict) and "target" in r]
+        self.growth = report_growth.load_growth(d)
         # The sandbox on/off pairs (service.py sandbox_cost): {job: {pair: {side: record}}}.
         self.sandbox = {}
         for p in glob.glob(os.path.join(d, "sandbox-*.json")):
@@ -151,6 +165,28 @@ class Results:
 
     def ip(self, impl, job, procs):
         return self.inproc.get((impl, job, procs))
+
+
+def pairs_of(d, pattern):
+    """{pair number: record} of the files matching RESULTS/pattern (…-pK.json)."""
+    out = {}
+    for p in glob.glob(os.path.join(d, pattern)):
+        m = re.search(r"-p(\d+)\.json$", p)
+        r = load(p)
+        if m and r:
+            out[int(m.group(1))] = r
+    return out
+
+
+def redis_rps(r):
+    t = r["tests"]
+    return (t.get("PING_MBULK") or t.get("PING_INLINE") or {}).get("rps") or 0
+
+
+def median_run(runs, key=lambda r: r["bench"]["throughput_rps"] or 0):
+    """The run with the median `key` (the lower middle one of an even count), or None."""
+    runs = sorted(runs, key=key)
+    return runs[(len(runs) - 1) // 2] if runs else None
 
 
 def combine_service(runs, manifest):
@@ -203,27 +239,6 @@ def rng(pair, unit=""):
     return "%s%s" % (f(lo), unit) if abs(hi - lo) < 1e-9 else "%s–%s%s" % (f(lo), f(hi), unit)
 
 
-def ratio_row(name, value, target, higher_better=True, unit="×", figures="", cpu=None):
-    cpu = "%.2f×" % cpu if cpu else ""
-    if value is None:
-        return "| %s | n/a (not measured in this run) | | %s | – | |" % (
-            name, target_str(target, higher_better, unit))
-    met = value >= target if higher_better else value <= target
-    if unit == "×":
-        shown = "%.2f×" % value
-        miss = "missed by %.0f%%" % (100 * (1 - value / target)) if not met else "met"
-    else:
-        shown = "%.0f %s" % (value, unit)
-        miss = "missed by %.0f %s" % (value - target, unit) if not met else "met"
-    return "| %s | %s | %s | %s | %s | %s |" % (name, shown, figures,
-                                                target_str(target, higher_better, unit),
-                                                "**%s**" % miss if not met else miss, cpu)
-
-
-def target_str(t, higher, unit):
-    return ("≥ %.2f×" % t) if unit == "×" and higher else ("≤ %.0f %s" % (t, unit))
-
-
 def cpu_per_image_ms(r):
     """CPU milliseconds per image of an in-process run (measure.py's CPU of the whole process
     tree over every job it ran, warm-up included; start-up and image loading are in it too,
@@ -234,20 +249,6 @@ def cpu_per_image_ms(r):
         return r["cpu_ms_per_image"]
     jobs = sum(p["jobs"] for p in r["passes"]) + r["procs"]
     return 1e3 * r["env"]["self_cpu_s"] / jobs
-
-
-def own_baseline(R, job, n):
-    """The in-process figure the service is held against: the mean of the runs taken right
-    before and after the job's service runs when there are any (images/s and CPU per image),
-    else the in-process section's."""
-    runs = R.adjacent.get(job)
-    if not runs:
-        return R.ip("imgfilters", job, n)
-    timed = [r for r in runs if "env" in r]
-    jobs = sum(sum(p["jobs"] for p in r["passes"]) + r["procs"] for r in timed)
-    cpu_s = sum(r["env"]["self_cpu_s"] for r in timed)
-    return {"images_per_s": statistics.mean(r["images_per_s"] for r in runs), "env": {},
-            "cpu_ms_per_image": 1e3 * cpu_s / jobs if jobs else None}
 
 
 def p50_us(records):
@@ -290,7 +291,10 @@ def write_md(R, path, seconds):
                         label = "%s (in Pillow)" % k
                     ver.setdefault(label, v)
     others = [r["env"]["other_cores"] for r in R.inproc.values() if r and "env" in r]
-    others += [r["env"]["other_cores"] for s in R.service.values() for r in s["runs"]]
+    others += [r["env"]["other_cores"] for runs in R.service_pairs.values()
+               for r in runs.values()]
+    others += [r["env"]["other_cores"] for runs in R.pairs.values() for r in runs.values()
+               if "env" in r]
     others += [r["env"]["other_cores"] for pairs in R.sandbox.values()
                for sides in pairs.values() for r in sides.values()]
     load0 = [float(x) for x in mach.get("loadavg_start", [0])]
@@ -354,63 +358,9 @@ def write_md(R, path, seconds):
                                                     hashes.get(i["file"], "?")))
     w("")
 
-    # ---- targets
-    w("## Targets (one run, reported, not enforced)")
-    w("")
-    w("Throughput ratios compare images/s over the same image set, every image weighted "
-      "equally; *all cores* = %d." % N)
-    w("")
-    w("| target | measured | from | goal | status | CPU-normalised |")
-    w("|---|---|---|---|---|---|")
-
-    def cpu_ratio(s, r):
-        c = cpu_per_image_ms(r)
-        return c / (s["server_cpu_ms"] + s["client_cpu_ms"]) if s and c else None
-
-    for job, label in JOBS:
-        s, sh_ = R.service.get(job), R.ip("sharp", job, N)
-        w(ratio_row("service vs sharp in-process, %s" % label,
-                    s["images_per_s"] / sh_["images_per_s"] if s and sh_ else None, 1.0,
-                    figures="%s vs %s img/s" % (f(s and s["images_per_s"]),
-                                                f(sh_ and sh_["images_per_s"])),
-                    cpu=cpu_ratio(s, sh_)))
-    for job, label in JOBS:
-        s, own = R.service.get(job), own_baseline(R, job, N)
-        w(ratio_row("service vs own in-process, %s" % label,
-                    s["images_per_s"] / own["images_per_s"] if s and own else None, 0.90,
-                    figures="%s vs %s img/s" % (f(s and s["images_per_s"]),
-                                                f(own and own["images_per_s"])),
-                    cpu=cpu_ratio(s, own)))
-    redis_rps = None
-    if R.redis:
-        t = R.redis["tests"]
-        redis_rps = (t.get("PING_MBULK") or t.get("PING_INLINE") or {}).get("rps")
-    ping_rps = R.ping150["bench"]["throughput_rps"] if R.ping150 else None
-    w(ratio_row("PING at 150 connections vs redis-benchmark (PING_MBULK)",
-                ping_rps / redis_rps if ping_rps and redis_rps else None, 1.0,
-                figures="%s vs %s req/s" % (f(ping_rps), f(redis_rps))))
+    # ---- goals
     noop, ping = p50_us(R.noop1), p50_us(R.ping1)
-    w(ratio_row("no-op job p50 minus PING p50 (1 connection)",
-                noop - ping if noop is not None and ping is not None else None, 50,
-                higher_better=False, unit="µs",
-                figures="%s − %s µs" % (f(noop), f(ping))))
-    w("")
-    w("*CPU-normalised*: the same ratio in images per CPU-second instead of per wall-second "
-      "(in-process: the CPU of the process and its workers; service: the server's plus the "
-      "load generator's). It does not depend on how much CPU other processes left each "
-      "measurement, so on a busy machine it is the steadier of the two; it says what the "
-      "ratio would be if both sides had the cores to themselves and used them fully.")
-    w("")
-    adj = [(label, R.adjacent[job]) for job, label in JOBS if job in R.adjacent]
-    if adj:
-        w("*Service vs own in-process* is held against imgfilters in-process on %d cores "
-          "measured right before and right after that job's service runs (their mean), "
-          "because on a shared VM the machine's speed drifts over the minutes between the "
-          "in-process section below and the service runs: %s img/s. The in-process table "
-          "below keeps its own figures." % (N, "; ".join(
-              "%s %s" % (label, " and ".join(f(r["images_per_s"]) for r in runs))
-              for label, runs in adj)))
-        w("")
+    report_goals.write_goals(R, w)
 
     # ---- in-process
     w("## In-process throughput")
@@ -449,20 +399,26 @@ def write_md(R, path, seconds):
       "down, Lanczos3: the same pixels as the in-process runs' per-image exact resize). "
       "Latency in a closed loop of 150 is mostly queueing (≈ 150 ÷ throughput)." % (N, N))
     w("")
+    w("The run shown per job is the pair with the median throughput; the ratios are the "
+      "medians over the interleaved pairs (see *Goals*), imgfilters' resize at its defaults "
+      "like the server's.")
+    w("")
     w("| job | img/s | MP/s | vs own in-process (%d cores) | vs sharp (%d cores) | latency p50 | latency p99 | ok | errors | other load |" % (N, N))
     w("|---|---|---|---|---|---|---|---|---|---|")
     for job, label in JOBS:
         s = R.service.get(job)
         if not s:
             continue
-        own, shp = own_baseline(R, job, N), R.ip("sharp", job, N)
+        own = report_goals.median_of(report_goals.pair_ratios(
+            R, job, *report_goals.OWN_SIDE[job]), 0)
+        shp = report_goals.median_of(report_goals.pair_ratios(R, job, "sharp", job), 0)
         errs = str(s["errors"])
         if s["error_kinds"]:
             errs += " (%s)" % ", ".join("%s: %d" % kv for kv in sorted(s["error_kinds"].items()))
         w("| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
             label, f(s["images_per_s"]), f(s["mp_per_s"]),
-            f(s["images_per_s"] / own["images_per_s"], 2) + "×" if own else "n/a",
-            f(s["images_per_s"] / shp["images_per_s"], 2) + "×" if shp else "n/a",
+            f(own, 2) + "×" if own else "n/a",
+            f(shp, 2) + "×" if shp else "n/a",
             rng(s["p50"], " ms"), rng(s["p99"], " ms"), s["ok"], errs,
             f(s["other_cores"], 2)))
     w("")
@@ -485,36 +441,21 @@ def write_md(R, path, seconds):
                          "the job was still queued.")
         w(" ".join(notes))
         w("")
-    resize = R.service.get("resize50")
-    if resize and len(resize["runs"]) > 1:
-        w("<details><summary>resize 50%%: the %d per-size runs</summary>" % len(resize["runs"]))
-        w("")
-        w("| op spec | images | answered | errors | req/s | p50 ms | p99 ms |")
-        w("|---|---|---|---|---|---|---|")
-        for r in resize["runs"]:
-            b = r["bench"]
-            w("| `%s` | %s | %d | %d | %s | %s | %s |" % (r["spec"], ", ".join(r["images"]),
-                                                    b["ok"], b["errors"],
-                                                    f(b["throughput_rps"]),
-                                                    f(b["latency_ms"]["p50"]),
-                                                    f(b["latency_ms"]["p99"])))
-        w("")
-        w("</details>")
-        w("")
-
     # ---- ping and noop
     w("## PING and the no-op job")
     w("")
     w("| measurement | requests/s | p50 | p99 |")
     w("|---|---|---|---|")
-    if R.ping150:
-        b = R.ping150["bench"]
-        w("| imgserver PING, 150 connections (imgclient bench, encrypted) | %s | %s ms | %s ms |"
-          % (f(b["throughput_rps"]), f(b["latency_ms"]["p50"], 3), f(b["latency_ms"]["p99"], 3)))
-    if R.redis:
-        for name, t in R.redis["tests"].items():
-            w("| redis %s, 150 connections (redis-benchmark, plaintext) | %s | %s ms | %s ms |" % (
-                name, f(t.get("rps")), f(t.get("p50_latency_ms"), 3), f(t.get("p99_latency_ms"), 3)))
+    for k in sorted(set(R.ping150_pairs) | set(R.redis_pairs)):
+        if k in R.ping150_pairs:
+            b = R.ping150_pairs[k]["bench"]
+            w("| pair %d: imgserver PING, 150 connections (imgclient bench, encrypted) | %s | "
+              "%s ms | %s ms |" % (k + 1, f(b["throughput_rps"]), f(b["latency_ms"]["p50"], 3),
+                                   f(b["latency_ms"]["p99"], 3)))
+        for name, t in R.redis_pairs.get(k, {}).get("tests", {}).items():
+            w("| pair %d: redis %s, 150 connections (redis-benchmark, plaintext) | %s | %s ms | "
+              "%s ms |" % (k + 1, name, f(t.get("rps")), f(t.get("p50_latency_ms"), 3),
+                           f(t.get("p99_latency_ms"), 3)))
     for recs, label in ((R.ping1, "imgserver PING, 1 connection"),
                         (R.noop1, "imgserver no-op job (8x8 PNG), 1 connection")):
         for r in recs:
@@ -535,6 +476,7 @@ def write_md(R, path, seconds):
         w("")
 
     write_sandbox(R, w)
+    report_growth.write_md(R, w)
 
     # ---- where the time goes
     w("## Where the time goes")
@@ -659,9 +601,13 @@ def write_md(R, path, seconds):
     w("")
     w("- Client and server share the machine's %d cores: the service's figures include the "
       "load generator's CPU (encryption, framing, 150 connections on one event-loop thread per core), the in-process ones do not." % N)
-    w("- One run, medians over ≥ 3 passes (≥ 5 s) in-process; service runs are sized to ~%s s "
-      "of work each. Figures drift between runs on a shared VM; ratios from one run are the "
-      "point." % ("20" if meta.get("mode") == "full" else "a few"))
+    w("- One run, medians over ≥ 3 passes (≥ 5 s) in the in-process section; service runs are "
+      "sized to ~%s s of work each. Figures drift between runs on a shared VM: the goals' "
+      "ratios come from interleaved pairs for that reason, and their spread says how far the "
+      "noise moved them." % ("12" if meta.get("mode") == "full" else "a few"))
+    w("- The CPU-normalised in-process figures count the whole process: start-up, loading the "
+      "image set and one warm-up job per thread are in them (a few percent of a pair's short "
+      "in-process run), which favours the service's side of a CPU-normalised ratio slightly.")
     w("- redis-benchmark is one single-threaded C client speaking plaintext RESP; imgclient "
       "bench uses one event-loop thread per core and encrypts every frame.")
     w("")
@@ -788,10 +734,13 @@ def write_svg(R, path):
     vmax = max([v for v in vals.values() if v] or [1])
     W, H, left, top, bottom = 860, 420, 60, 50, 90
     plot_h = H - top - bottom
+    # The growth curves' panels go below the bars (report_growth.py).
+    growth, growth_h = report_growth.svg_panels(R, H, W)
     group_w = (W - left - 20) / len(JOBS)
     bar_w = min(28, (group_w - 30) / max(1, len(series)))
     o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
-         'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">' % (W, H, W, H),
+         'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">' % (
+             W, H + growth_h, W, H + growth_h),
          '<rect width="100%" height="100%" fill="white"/>',
          '<text x="%d" y="22" font-size="14" font-weight="bold">Images/s per implementation '
          'and job (same %d images, %s)</text>' % (left, len(R.manifest["images"]),
@@ -827,6 +776,7 @@ def write_svg(R, path):
         lx += 22 + 7 * len(s[0])
         if lx > W - 150:
             lx, ly = left, ly + 18
+    o += growth
     o.append("</svg>")
     with open(path, "w") as fh:
         fh.write("\n".join(o) + "\n")

@@ -3,16 +3,21 @@
 # (`make bench`). One run on one machine with one image set, measuring
 #   1. imgfilters in-process (imgbench), 1 core and all cores, jobs blur2 / resize50 / gray;
 #   2. the same jobs in sharp, pyvips and Pillow, in-process, 1 and all cores;
-#   3. the same jobs end to end through imgserver (imgclient bench, 150 connections);
-#   4. PING at 150 connections against redis-benchmark's; no-op job vs PING at 1 connection;
+#   3. the same jobs end to end through imgserver (imgclient bench, 150 connections), each
+#      in PAIRS interleaved pairs with imgfilters and sharp in-process on every core;
+#   4. PING at 150 connections against redis-benchmark's; no-op job vs PING at 1 connection
+#      (PAIRS interleaved pairs each);
 #   5. the workers' sandbox cost: blur2 and a no-op job on two servers side by side, default
 #      (seccomp + Landlock) and --sandbox none, alternated on/off (SBX_PAIRS pairs);
+#   6. growth curves (growth.py): ms per job from 0.1 to 50 MP, throughput and p99 at 1, 10,
+#      150 and 1,000 connections, throughput with 1 and 2 workers;
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
-#   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
-#            paths only (in-process, service, no-op vs PING, one sandbox on/off pair); the
+#   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
+#            paths only (in-process, one service/in-process pair per job, no-op vs PING, one
+#            sandbox on/off pair, growth curves at two sizes and 1 and 10 connections); the
 #            report goes to bench/.cache/smoke/ and is checked. For `make test`.
-#   --quick  the full comparison with shorter runs (a few minutes).
+#   --quick  the full comparison with shorter runs (~10 min).
 #   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
 #   --no-build        use the binaries in target/release as they are.
 # Everything runs on loopback, each step under `timeout`; every background process is stopped
@@ -29,7 +34,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -51,15 +56,29 @@ py=python3
 start=$(date +%s)
 
 # Measurement lengths per mode: passes at least REPEAT times and MIN_TIME seconds in-process;
-# SVC_SECONDS of work per service job run; SBX_PAIRS on/off pairs of SBX_SECONDS (blur2) and
-# SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: by duration).
+# PAIRS interleaved service / in-process pairs per job (each in-process side at least
+# PAIR_REPEAT passes and PAIR_MIN_TIME seconds) of SVC_SECONDS of work per service run, and as
+# many PING / redis-benchmark and no-op / PING pairs; SBX_PAIRS on/off pairs of SBX_SECONDS
+# (blur2) and SBX_NOOP_SECONDS (no-op) runs for the sandbox cost (smoke: by duration);
+# growth curves at GROWTH_SIZES megapixels (GROWTH_REPEAT passes, GROWTH_MIN_TIME seconds)
+# and GROWTH_CONNS connections, GROWTH_SECONDS per service run, GROWTH_PAIRS 1-worker /
+# 2-worker pairs at GROWTH_WCONNS connections.
 case "$mode" in
-  full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=20 LAT_SECONDS=5 PING_SECONDS=10 REDIS_N=300000
-         SBX_PAIRS=5 SBX_SECONDS=10 SBX_NOOP_SECONDS=5 ;;
-  quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=6 LAT_SECONDS=2 PING_SECONDS=4 REDIS_N=100000
-         SBX_PAIRS=3 SBX_SECONDS=4 SBX_NOOP_SECONDS=3 ;;
+  full)  REPEAT=3 MIN_TIME=5 SVC_SECONDS=12 LAT_SECONDS=5 PING_SECONDS=6 REDIS_N=300000
+         PAIRS=3 PAIR_REPEAT=2 PAIR_MIN_TIME=3
+         SBX_PAIRS=5 SBX_SECONDS=10 SBX_NOOP_SECONDS=5
+         GROWTH_SIZES=0.1,0.5,1,2,5,10,20,50 GROWTH_REPEAT=3 GROWTH_MIN_TIME=2
+         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=8 GROWTH_PAIRS=3 GROWTH_WCONNS=16 ;;
+  quick) REPEAT=2 MIN_TIME=1 SVC_SECONDS=4 LAT_SECONDS=2 PING_SECONDS=3 REDIS_N=100000
+         PAIRS=3 PAIR_REPEAT=1 PAIR_MIN_TIME=1
+         SBX_PAIRS=3 SBX_SECONDS=4 SBX_NOOP_SECONDS=3
+         GROWTH_SIZES=0.1,0.5,1,2,5,10,20,50 GROWTH_REPEAT=2 GROWTH_MIN_TIME=0.5
+         GROWTH_CONNS=1,10,150,1000 GROWTH_SECONDS=3 GROWTH_PAIRS=3 GROWTH_WCONNS=16 ;;
   smoke) REPEAT=1 MIN_TIME=0 SVC_SECONDS=1 LAT_SECONDS=1 PING_SECONDS=1 REDIS_N=0
-         SBX_PAIRS=1 SBX_SECONDS=0.5 SBX_NOOP_SECONDS=0.5 ;;
+         PAIRS=1 PAIR_REPEAT=1 PAIR_MIN_TIME=0
+         SBX_PAIRS=1 SBX_SECONDS=0.5 SBX_NOOP_SECONDS=0.5
+         GROWTH_SIZES=0.1,0.5 GROWTH_REPEAT=1 GROWTH_MIN_TIME=0
+         GROWTH_CONNS=1,10 GROWTH_SECONDS=0.5 GROWTH_PAIRS=1 GROWTH_WCONNS=8 ;;
 esac
 
 redis_pid="" redis_dir=""
@@ -115,6 +134,7 @@ measure() { # OUT TIMEOUT CMD...
 procs_list="1 $cores"
 [ "$cores" -gt 1 ] || procs_list=1
 jobs="blur2 resize50 gray"
+sharp_cmd=""
 timeout_run=$([ "$mode" = full ] && echo 1200 || echo 300)
 
 say "in-process: imgfilters (imgbench)"
@@ -141,6 +161,9 @@ if [ "$third" = 1 ]; then
   read -r sub lvl filt < <($py -c 'import json,sys; e=json.loads(sys.argv[1]);
 print(e["subsampling"], e["png_level"], e["png_filter"])' "$enc")
   common=(--quality 85 --subsampling "$sub" --png-level "$lvl" --png-filter "$filt")
+  # The same sharp runner and settings for service.py's service / sharp pairs.
+  sharp_cmd=$(printf '%q ' env NODE_PATH="$here/.deps/node/node_modules" node \
+    "$here/runners/sharp_bench.js" "${common[@]}")
   say "in-process: sharp, pyvips, Pillow (JPEG q85 $sub, PNG level $lvl, filter $filt)"
   venv=$here/.deps/venv/bin/python
   for impl in sharp pyvips pillow; do
@@ -169,23 +192,9 @@ fi
 measure "$results/inproc-imgfilters-noop-tiny.json" 120 \
   "$rel/imgbench" run --job noop --procs 1 --images "$tiny" --repeat 200
 
-say "service: imgserver end to end (imgclient bench, encrypted, closed loop)"
-svc=(--images "$images" --tiny "$tiny" --manifest "$results/manifest.json"
-  --results "$results" --conns 150 --seconds "$SVC_SECONDS"
-  --latency-seconds "$LAT_SECONDS" --ping-seconds "$PING_SECONDS"
-  --sandbox-pairs "$SBX_PAIRS" --sandbox-seconds "$SBX_SECONDS"
-  --sandbox-noop-seconds "$SBX_NOOP_SECONDS")
-[ "$mode" != smoke ] || svc+=(--smoke)
-perf_ok=0
-if [ "$mode" = full ] && command -v perf >/dev/null &&
-  perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
-  perf_ok=1
-  svc+=(--perf)
-fi
-timeout --foreground 2400 $py "$here/service.py" "${svc[@]}"
-
+# redis-server for service.py's PING / redis-benchmark pairs, stopped right after them.
+redis_addr=""
 if [ "$third" = 1 ] && command -v redis-server >/dev/null; then
-  say "redis: redis-benchmark -t ping -c 150 -n $REDIS_N against a private redis-server"
   port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   redis_dir=$(mktemp -d)
   redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
@@ -197,12 +206,35 @@ if [ "$third" = 1 ] && command -v redis-server >/dev/null; then
   done
   [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] ||
     { echo "bench: redis-server did not start (log: $results/redis.log)" >&2; exit 1; }
-  $py "$here/measure.py" --out "$results/redis-ping-c150.json" --timeout 600 \
-    --format redis-csv -- \
-    redis-benchmark -h 127.0.0.1 -p "$port" -t ping -c 150 -n "$REDIS_N" --csv
-  cleanup
-  redis_pid="" redis_dir=""
+  redis_addr=127.0.0.1:$port
 fi
+
+say "service: imgserver end to end (imgclient bench, encrypted, closed loop), $PAIRS pairs"
+svc=(--images "$images" --tiny "$tiny" --manifest "$results/manifest.json"
+  --results "$results" --conns 150 --seconds "$SVC_SECONDS"
+  --latency-seconds "$LAT_SECONDS" --ping-seconds "$PING_SECONDS"
+  --pairs "$PAIRS" --inproc-repeat "$PAIR_REPEAT" --inproc-min-time "$PAIR_MIN_TIME"
+  --sharp "$sharp_cmd" --redis "$redis_addr" --redis-n "$REDIS_N"
+  --sandbox-pairs "$SBX_PAIRS" --sandbox-seconds "$SBX_SECONDS"
+  --sandbox-noop-seconds "$SBX_NOOP_SECONDS")
+[ "$mode" != smoke ] || svc+=(--smoke)
+perf_ok=0
+if [ "$mode" = full ] && command -v perf >/dev/null &&
+  perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1; then
+  perf_ok=1
+  svc+=(--perf)
+fi
+timeout --foreground 2400 $py "$here/service.py" "${svc[@]}"
+cleanup
+redis_pid="" redis_dir=""
+
+say "growth curves: ms per job vs megapixels, connections, workers (growth.py)"
+growth=(--images "$images" --manifest "$results/manifest.json" --results "$results"
+  --cache "$cache" --sizes "$GROWTH_SIZES" --repeat "$GROWTH_REPEAT"
+  --min-time "$GROWTH_MIN_TIME" --conns "$GROWTH_CONNS" --seconds "$GROWTH_SECONDS"
+  --pairs "$GROWTH_PAIRS" --worker-conns "$GROWTH_WCONNS")
+[ "$mode" != smoke ] || growth+=(--smoke)
+timeout --foreground 1800 $py "$here/growth.py" "${growth[@]}"
 
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
@@ -222,7 +254,9 @@ $py "$here/report.py" --results "$results" --md "$md" --svg "$svg" \
 if [ "$mode" = smoke ]; then
   # The smoke run is a test: the report must exist and carry the project's own figures.
   for want in "In-process throughput" "End to end through imgserver" "no-op job" \
-    "Worker sandbox cost" "<svg"; do
+    "Worker sandbox cost" "## Goals" "service vs own in-process" "Growth curves" \
+    "ms per job against megapixels" "Throughput and p99 against connections" \
+    "Throughput with 1 and 2 workers" "<svg" "ms per job vs megapixels"; do
     grep -q -- "$want" "$md" "$svg" || { echo "bench smoke: FAIL: '$want' missing" >&2; exit 1; }
   done
   echo "bench smoke: ok ($(($(date +%s) - start)) s): $md" >&2

@@ -2,10 +2,15 @@
 """service: the end-to-end measurements through imgserver (python3 stdlib; called by run.sh).
 
 Starts imgserver on a free loopback port with a throwaway state directory and a bench user,
-pins its key, then drives `imgclient bench` (closed loop, encrypted):
-  - each job (blur2, resize50, gray) at --conns connections over the image set;
-  - PING at --conns connections;
-  - a no-op job on a tiny image and PING, one connection each (their p50 difference);
+pins its key, then drives `imgclient bench` (closed loop, encrypted), every comparison as
+--pairs interleaved pairs (A B A B ...: drift and bursts of outside load on a shared machine
+fall on both sides of a pair alike, and report.py takes each ratio per pair, then the median
+and the min-max spread over the pairs):
+  - per job (blur2, resize50, gray): the job at --conns connections over the image set, then
+    its in-process sides on every core (PAIR_SIDES: imgfilters, and sharp with --sharp),
+    round after round;
+  - PING at --conns connections, then redis-benchmark's PING (with --redis), round after round;
+  - a no-op job on a tiny image, then PING, one connection each (their p50 difference);
 and stops the server (SIGTERM, then SIGKILL), also on errors and Ctrl-C. Then the sandbox
 cost (sandbox_cost): two more servers side by side, the default (workers under the seccomp
 allow-list and Landlock) and `--sandbox none`, same flags otherwise, and blur2 over the image
@@ -15,18 +20,20 @@ for --sandbox-pairs pairs.
 resize50 is sent as `scale:50`, which resizes every image to exactly half of each side
 (rounded down) with Lanczos3: the same pixels as the per-image `resize:WxH:exact:lanczos3`
 the in-process runs use (imgfilters tests this), so one run covers the whole mixed set like
-every other job. Should a job need one spec per image, it runs once per spec ("group", a
-directory of symlinks) and report.py combines the groups with every image weighted equally.
+every other job.
 
-Every run writes RESULTS/service-*.json (the sandbox runs: RESULTS/sandbox-*.json):
-imgclient's JSON ("bench"), what was run, and the CPU time of the client, of the server
-(master + workers) and of everything else meanwhile.
+Every run writes a JSON file to RESULTS: service-JOB-pK.json, service-ping-cC-pK.json,
+service-{noop,ping}-c1-K.json (imgclient's JSON "bench", what was run, and the CPU time of
+the client, of the server (master + workers) and of everything else meanwhile),
+pair-IMPL-JOB-pK.json (the in-process sides, measure.py's shape), redis-ping-cC-pK.json and
+sandbox-*.json.
 """
 
 import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -130,29 +137,6 @@ def bench(server, out_path, meta, args, timeout, kind="service"):
     return record
 
 
-def adjacent(a, job, when):
-    """The project's own in-process throughput for `job` on every core, measured right before
-    and right after the job's service runs: on a shared VM the machine's speed drifts by tens
-    of percent over the minutes between the in-process section and the service section, so the
-    service-vs-own ratio uses these neighbours as its baseline."""
-    if a.smoke:
-        return
-    out = os.path.join(a.results, "adjacent-imgfilters-%s-%s.json" % (job, when))
-    cmd = [sys.executable, os.path.join(HERE, "measure.py"), "--out", out, "--timeout", "600",
-           "--", os.path.join(REL, "imgbench"), "run", "--job", job, "--procs",
-           str(os.cpu_count()), "--images", a.images, "--repeat", "2", "--min-time", "3"]
-    log("in-process %s, %s the service runs" % (job, when))
-    subprocess.run(cmd, check=True, capture_output=True, timeout=700)
-
-
-def groups_for(manifest, job):
-    """{spec: [image rows]} for a job's specs over the manifest, in a stable order."""
-    groups = {}
-    for img in manifest["images"]:
-        groups.setdefault(img["specs"][job], []).append(img)
-    return groups
-
-
 def requests_for(n_images, mp_each, rate_mp, seconds, conns):
     """Requests for about `seconds` of work at the in-process rate, at least one per
     connection, a whole number of rounds over the images (each sent equally often)."""
@@ -182,6 +166,20 @@ def main():
     ap.add_argument("--perf", action="store_true",
                     help="also profile a blur run system-wide with perf")
     ap.add_argument("--jobs", default="blur2,resize50,gray")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="interleaved service / in-process (and PING / redis, no-op / PING) "
+                    "pairs per job")
+    ap.add_argument("--inproc-repeat", type=int, default=2,
+                    help="passes of each in-process side of a pair (at least)")
+    ap.add_argument("--inproc-min-time", type=float, default=3,
+                    help="seconds of passes of each in-process side of a pair (at least)")
+    ap.add_argument("--sharp", default="",
+                    help="command line (shell words) of the sharp runner with its encoder "
+                    "settings; empty: no sharp pairs")
+    ap.add_argument("--redis", default="",
+                    help="HOST:PORT of a redis-server for the PING pairs; empty: none")
+    ap.add_argument("--redis-n", type=int, default=100000,
+                    help="requests of each redis-benchmark run")
     ap.add_argument("--sandbox-pairs", type=int, default=5,
                     help="sandbox cost: on/off pairs per job (0: skip the step)")
     ap.add_argument("--sandbox-seconds", type=float, default=10,
@@ -193,7 +191,6 @@ def main():
     with open(a.manifest) as f:
         manifest = json.load(f)
     n = len(manifest["images"])
-    set_mp = sum(i["mp"] for i in manifest["images"])
     work = tempfile.mkdtemp(prefix="imgbench-svc-")
     server = None
     # SIGTERM (timeout, the harness' trap) unwinds like Ctrl-C, through the finally below.
@@ -207,61 +204,8 @@ def main():
         log("warm-up: one untimed pass of the image set")
         warm_up(server, a.images, n)
         for job in a.jobs.split(","):
-            inproc = os.path.join(a.results, "inproc-imgfilters-%s-p%d.json"
-                                  % (job, os.cpu_count()))
-            rate_mp = 0.0
-            if os.path.exists(inproc):
-                with open(inproc) as f:
-                    rate_mp = json.load(f)["mp_per_s"]
-            adjacent(a, job, "before")
-            groups = groups_for(manifest, job)
-            if job == "resize50":
-                groups = {"scale:50": manifest["images"]}
-            if len(groups) == 1:
-                groups = {next(iter(groups)): manifest["images"]}
-            for gi, (spec, imgs) in enumerate(sorted(groups.items())):
-                gmp = sum(i["mp"] for i in imgs)
-                if len(groups) == 1:
-                    d, name = a.images, "service-%s.json" % job
-                else:
-                    d = os.path.join(work, "group-%d" % gi)
-                    os.makedirs(d)
-                    for i in imgs:
-                        os.symlink(os.path.abspath(os.path.join(a.images, i["file"])),
-                                   os.path.join(d, i["file"]))
-                    name = "service-%s-g%02d.json" % (job, gi)
-                if a.smoke:
-                    load = ["--duration", "1s"]
-                    expect = 1
-                else:
-                    share = a.seconds * gmp / set_mp
-                    r = requests_for(len(imgs), gmp / len(imgs), rate_mp, share, a.conns)
-                    load = ["--requests", str(r)]
-                    expect = r * (gmp / len(imgs)) / rate_mp if rate_mp else 60
-                meta = {"job": job, "spec": spec, "images": [i["file"] for i in imgs],
-                        "group_mp": gmp, "set_images": n, "set_mp": set_mp,
-                        "conns": a.conns, "groups": len(groups)}
-                # In a closed loop of 150 a job waits for the ~149 queued before it: the
-                # client's per-answer timeout (default 10 s) must outlast that queue.
-                budget = 120 + 10 * expect
-                bench(server, os.path.join(a.results, name), meta,
-                      ["--conns", str(a.conns), "--dir", d, "--op", spec,
-                       "--timeout", "%ds" % min(600, budget)] + load,
-                      timeout=budget + 60)
-            adjacent(a, job, "after")
-
-        lat = "%gs" % (1 if a.smoke else a.latency_seconds)
-        pings = "%gs" % (1 if a.smoke else a.ping_seconds)
-        bench(server, os.path.join(a.results, "service-ping-c%d.json" % a.conns),
-              {"job": "ping", "conns": a.conns},
-              ["--conns", str(a.conns), "--op", "ping", "--duration", pings], timeout=120)
-        # Alternate the one-connection probes so a burst of outside load hits both alike.
-        for k in range(1 if a.smoke else 2):
-            for job, op in (("noop", "noop"), ("ping", "ping")):
-                bench(server, os.path.join(a.results, "service-%s-c1-%d.json" % (job, k)),
-                      {"job": job, "conns": 1},
-                      ["--conns", "1", "--dir", a.tiny, "--op", op, "--duration", lat],
-                      timeout=120)
+            job_pairs(server, a, manifest, job)
+        ping_pairs(server, a)
 
         if a.perf and shutil.which("perf"):
             profile_service(server, a, n)
@@ -277,6 +221,113 @@ def main():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def inproc(a, impl, job, out):
+    """One in-process run of `job` on every core, measured (measure.py): imgfilters (imgbench)
+    or sharp (the --sharp command). The other side of a service-vs-X pair."""
+    if impl == "imgfilters":
+        cmd = [os.path.join(REL, "imgbench"), "run"]
+    else:
+        cmd = shlex.split(a.sharp)
+    cmd += ["--job", job, "--procs", str(os.cpu_count()), "--images", a.images,
+            "--repeat", str(a.inproc_repeat), "--min-time", "%g" % a.inproc_min_time]
+    log("in-process %s %s -> %s" % (impl, job, os.path.basename(out)))
+    subprocess.run([sys.executable, os.path.join(HERE, "measure.py"), "--out", out,
+                    "--timeout", "600", "--"] + cmd, check=True, capture_output=True,
+                   timeout=700)
+
+
+# The in-process sides of each job's pairs: (impl, in-process job). The service always runs
+# imgfilters' defaults (shrink-on-load on), so its resize is held against imgfilters' own
+# resize50d, and against sharp both at the same work as the other implementations (resize50,
+# no shrink-on-load) and at sharp's defaults (resize50d).
+PAIR_SIDES = {
+    "blur2": [("imgfilters", "blur2"), ("sharp", "blur2")],
+    "resize50": [("imgfilters", "resize50d"), ("sharp", "resize50"), ("sharp", "resize50d")],
+    "gray": [("imgfilters", "gray"), ("sharp", "gray")],
+}
+
+
+def service_load(a, rate_mp, set_mp, n):
+    """(imgclient load arguments, expected seconds) of one service run over the set."""
+    if a.smoke:
+        return ["--duration", "1s"], 1
+    r = requests_for(n, set_mp / n, rate_mp, a.seconds, a.conns)
+    return ["--requests", str(r)], (r * (set_mp / n) / rate_mp if rate_mp else 60)
+
+
+def job_pairs(server, a, manifest, job):
+    """`a.pairs` rounds of: the job through the service, then each of its in-process sides
+    (PAIR_SIDES), so every service-vs-X ratio comes from runs next to each other and drift or
+    a burst of outside load falls on both sides of a pair alike. Writes
+    RESULTS/service-JOB-pK.json and RESULTS/pair-IMPL-INJOB-pK.json."""
+    n = len(manifest["images"])
+    set_mp = sum(i["mp"] for i in manifest["images"])
+    specs = {i["specs"][job] for i in manifest["images"]}
+    # resize50 is one spec per image size in-process; `scale:50` is the same pixels in one
+    # run over the whole set (imgfilters tests this). Every other job has one spec.
+    if job == "resize50":
+        specs = {"scale:50"}
+    if len(specs) != 1:
+        raise RuntimeError("%s: more than one op spec over the set" % job)
+    spec = specs.pop()
+    rate_mp = 0.0
+    base = os.path.join(a.results, "inproc-imgfilters-%s-p%d.json" % (job, os.cpu_count()))
+    if os.path.exists(base):
+        with open(base) as f:
+            rate_mp = json.load(f)["mp_per_s"]
+    load, expect = service_load(a, rate_mp, set_mp, n)
+    # In a closed loop of 150 a job waits for the ~149 queued before it: the client's
+    # per-answer timeout (default 10 s) must outlast that queue.
+    budget = 120 + 10 * expect
+    sides = [s for s in PAIR_SIDES.get(job, [("imgfilters", job)])
+             if s[0] != "sharp" or a.sharp]
+    for k in range(a.pairs):
+        meta = {"job": job, "spec": spec, "images": [i["file"] for i in manifest["images"]],
+                "group_mp": set_mp, "set_images": n, "set_mp": set_mp, "conns": a.conns,
+                "pair": k}
+        bench(server, os.path.join(a.results, "service-%s-p%d.json" % (job, k)), meta,
+              ["--conns", str(a.conns), "--dir", a.images, "--op", spec,
+               "--timeout", "%ds" % min(600, budget)] + load, timeout=budget + 60)
+        for impl, injob in sides:
+            inproc(a, impl, injob, os.path.join(
+                a.results, "pair-%s-%s-p%d.json" % (impl, injob, k)))
+
+
+def ping_pairs(server, a):
+    """PING at --conns connections against redis-benchmark's (with --redis), and the no-op job
+    against PING at one connection, each as `a.pairs` interleaved pairs (A B A B ...)."""
+    pings = "%gs" % (1 if a.smoke else a.ping_seconds)
+    lat = "%gs" % (1 if a.smoke else a.latency_seconds)
+    for k in range(a.pairs):
+        bench(server, os.path.join(a.results, "service-ping-c%d-p%d.json" % (a.conns, k)),
+              {"job": "ping", "conns": a.conns, "pair": k},
+              ["--conns", str(a.conns), "--op", "ping", "--duration", pings], timeout=120)
+        if a.redis:
+            redis_bench(a, os.path.join(a.results, "redis-ping-c%d-p%d.json" % (a.conns, k)))
+    for k in range(a.pairs):
+        for job, op in (("noop", "noop"), ("ping", "ping")):
+            bench(server, os.path.join(a.results, "service-%s-c1-%d.json" % (job, k)),
+                  {"job": job, "conns": 1, "pair": k},
+                  ["--conns", "1", "--dir", a.tiny, "--op", op, "--duration", lat],
+                  timeout=120)
+
+
+def redis_bench(a, out):
+    """One redis-benchmark PING run at --conns connections against run.sh's redis-server."""
+    host, port = a.redis.rsplit(":", 1)
+    cmd = ["redis-benchmark", "-h", host, "-p", port, "-t", "ping", "-c", str(a.conns),
+           "-n", str(a.redis_n), "--csv"]
+    log(" ".join(cmd))
+    rc, text, err, env = measure.run_self_cpu(cmd, 600)
+    if rc != 0:
+        sys.stderr.write(text + err)
+        raise RuntimeError("redis-benchmark failed (exit %s)" % rc)
+    result = measure.redis_csv(text)
+    result["env"] = env
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
 
 
 def warm_up(server, images, n):
