@@ -4,6 +4,8 @@
 #   - sharp (npm, with its prebuilt libvips from the npm registry)  -> bench/.deps/node
 #   - pyvips + pyvips-binary (libvips wheel), Pillow (PyPI)         -> bench/.deps/venv
 #   - redis-server + redis-benchmark (Debian), system-wide via apt, as install-deps.sh does
+#   - the service anchors (bench/anchors.py): thumbor (PyPI, its own Pillow) -> bench/.deps/thumbor,
+#     ipx (npm, with the sharp it depends on) -> bench/.deps/ipx, wrk (Debian, system-wide)
 # Only package registries are used (npm, PyPI, Debian). Nothing here runs in --smoke.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +16,8 @@ SHARP_VERSION=${SHARP_VERSION:-0.35.5}
 PYVIPS_VERSION=${PYVIPS_VERSION:-3.2.0}
 PYVIPS_BINARY_VERSION=${PYVIPS_BINARY_VERSION:-8.18.7}
 PILLOW_VERSION=${PILLOW_VERSION:-13.0.0}
+THUMBOR_VERSION=${THUMBOR_VERSION:-7.8.0}
+IPX_VERSION=${IPX_VERSION:-3.1.1}
 
 mkdir -p "$deps"
 log() { echo "setup: $*" >&2; }
@@ -72,5 +76,34 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   $SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools >&2 || rc=$?
   [ -z "$policy" ] || $SUDO rm -f "$policy"
   [ "$rc" -eq 0 ] || { log "apt-get install redis-server failed"; exit 1; }
+fi
+# --- service anchors: thumbor, ipx, wrk -------------------------------------------------------
+# thumbor gets a venv of its own: it pins its own Pillow, which must not move the one above.
+stamp="$deps/thumbor/.installed"
+if [ ! -e "$stamp" ] || [ "$(cat "$stamp")" != "thumbor==$THUMBOR_VERSION" ]; then
+  log "python venv in bench/$deps/thumbor: thumbor==$THUMBOR_VERSION"
+  [ -x "$deps/thumbor/bin/python" ] || python3 -m venv "$deps/thumbor"
+  timeout 600 "$deps/thumbor/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "thumbor==$THUMBOR_VERSION" >&2
+  "$deps/thumbor/bin/python" -c "import thumbor, PIL" || { log "thumbor does not import"; exit 1; }
+  echo "thumbor==$THUMBOR_VERSION" >"$stamp"
+fi
+# ipx in its own prefix: it brings the sharp its own package.json asks for (not the one above).
+stamp="$deps/ipx/.ipx-$IPX_VERSION"
+if [ ! -e "$stamp" ]; then
+  log "npm install ipx@$IPX_VERSION into bench/$deps/ipx"
+  mkdir -p "$deps/ipx"
+  timeout 600 npm install --prefix "$deps/ipx" --no-audit --no-fund --loglevel=error \
+    --no-save "ipx@$IPX_VERSION" >&2
+  (cd "$deps/ipx" && node -e "require('sharp')") || { log "ipx's sharp does not load"; exit 1; }
+  [ -x "$deps/ipx/node_modules/.bin/ipx" ] || { log "ipx has no bin/ipx"; exit 1; }
+  touch "$stamp"
+fi
+if ! command -v wrk >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "apt-get install wrk (HTTP load for the service anchors)"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >&2
 fi
 log "ready"
