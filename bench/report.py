@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import imgmeta  # noqa: E402
+import report_anchors  # noqa: E402
 
 JOBS = [("blur2", "blur σ2"), ("resize50", "resize 50% (Lanczos3)"), ("gray", "grayscale")]
 # The resize again with each implementation at its defaults (shrink-on-load on for imgfilters
@@ -394,6 +395,8 @@ def write_md(R, path, seconds):
                 noop - ping if noop is not None and ping is not None else None, 50,
                 higher_better=False, unit="µs",
                 figures="%s − %s µs" % (f(noop), f(ping))))
+    for row in report_anchors.goal_rows(R.dir):  # thumbor and ipx (bench/anchors.py)
+        w(row)
     w("")
     w("*CPU-normalised*: the same ratio in images per CPU-second instead of per wall-second "
       "(in-process: the CPU of the process and its workers; service: the server's plus the "
@@ -535,6 +538,7 @@ def write_md(R, path, seconds):
         w("")
 
     write_sandbox(R, w)
+    report_anchors.write_anchors(R.dir, w)
 
     # ---- where the time goes
     w("## Where the time goes")

@@ -7,13 +7,14 @@
 #   4. PING at 150 connections against redis-benchmark's; no-op job vs PING at 1 connection;
 #   5. the workers' sandbox cost: blur2 and a no-op job on two servers side by side, default
 #      (seccomp + Landlock) and --sandbox none, alternated on/off (SBX_PAIRS pairs);
+#   6. thumbor and ipx as services against imgserver, interleaved pairs (bench/anchors.py);
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
 #   --smoke  < 30 s, no network, no third-party installs: two small images, the project's own
 #            paths only (in-process, service, no-op vs PING, one sandbox on/off pair); the
 #            report goes to bench/.cache/smoke/ and is checked. For `make test`.
 #   --quick  the full comparison with shorter runs (a few minutes).
-#   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
+#   --no-third-party  skip sharp/pyvips/Pillow/redis/thumbor/ipx (no installs).
 #   --no-build        use the binaries in target/release as they are.
 # Everything runs on loopback, each step under `timeout`; every background process is stopped
 # on exit, error or Ctrl-C. Intermediate files: bench/.cache/ (git-ignored).
@@ -29,7 +30,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -203,6 +204,17 @@ if [ "$third" = 1 ] && command -v redis-server >/dev/null; then
   cleanup
   redis_pid="" redis_dir=""
 fi
+
+# --- service anchors (bench/anchors.py): thumbor and ipx against imgserver, interleaved ------
+if [ "$third" = 1 ]; then
+  anchor_s=$([ "$mode" = full ] && echo 20 || echo 8)
+  say "service anchors: imgserver, thumbor, ipx; blur σ2 on cat.png, 150 connections, 3 pairs"
+  timeout --foreground 1800 $py "$here/anchors.py" --results "$results" \
+    --outputs "$out/outputs/anchors" --image "$root/samples/cat.png" --conns 150 \
+    --seconds "$anchor_s" --pairs 3 ||
+    echo "bench: the service anchors failed (above); the report leaves them out" >&2
+fi
+# --- end of service anchors -------------------------------------------------------------------
 
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
