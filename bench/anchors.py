@@ -56,6 +56,7 @@ DEPS = os.path.join(HERE, ".deps")
 THUMBOR = os.path.join(DEPS, "thumbor", "bin", "thumbor")
 IPX_MODULES = os.path.join(DEPS, "ipx", "node_modules")
 SIGMA = 2.0
+JPEG_QUALITY = 85
 # Goals (issue #15): imgserver's req/s at least this many times each anchor's.
 GOALS = {"thumbor": 15.0, "ipx": 6.0}
 
@@ -198,11 +199,13 @@ def start_thumbor(work, imgdir, results, image_name, quality):
                       os.path.join(results, "anchors-thumbor.log"), None, port)
 
 
-def start_ipx(work, imgdir, results, image_name):
+def start_ipx(work, imgdir, results, image_name, quality):
     sock = listen_socket()
     env = dict(os.environ, NODE_PATH=IPX_MODULES, NODE_ENV="production")
     cmd = ["node", "-e", IPX_JS, imgdir, str(sock.fileno())]
-    return HttpAnchor("ipx", cmd, env, "/blur_%g/%s" % (SIGMA, image_name),
+    # A JPEG answer at the quality the others use (sharp's default is 80); PNG has none.
+    q = ",q_%d" % quality if quality else ""
+    return HttpAnchor("ipx", cmd, env, "/blur_%g%s/%s" % (SIGMA, q, image_name),
                       os.path.join(results, "anchors-ipx.log"), sock, sock.getsockname()[1])
 
 
@@ -448,10 +451,13 @@ def main():
         log("starting imgserver%s" % "".join(", " + x for x in anchors))
         servers["imgserver"] = service.Server(os.path.join(work, "imgserver"),
                                               os.path.join(a.results, "anchors-imgserver.log"))
+        # JPEG answers at quality 85 everywhere (imgserver's default, as in the rest of the
+        # bench); thumbor's setting is global, ipx takes it per URL.
         if "thumbor" in anchors:
-            servers["thumbor"] = start_thumbor(work, imgdir, a.results, name, 85)
+            servers["thumbor"] = start_thumbor(work, imgdir, a.results, name, JPEG_QUALITY)
         if "ipx" in anchors:
-            servers["ipx"] = start_ipx(work, imgdir, a.results, name)
+            servers["ipx"] = start_ipx(work, imgdir, a.results, name,
+                                       JPEG_QUALITY if ext == "jpg" else None)
 
         checked = {}
         out = os.path.join(work, "out." + ext)
@@ -534,6 +540,13 @@ def main():
     finally:
         for s in servers.values():
             s.stop()
+        # A load generator interrupted mid-run (measure.run does not kill it): ours, by pid.
+        for pid in measure.children_of(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -12,6 +12,7 @@ import re
 import statistics
 
 SERVERS = ("imgserver", "thumbor", "ipx")
+BUSY_CORES = 0.25  # as report.py: other processes' busy cores above which runs are flagged
 
 
 def _load(results, name):
@@ -119,6 +120,16 @@ def write_anchors(results, w):
         if r:
             w("| %s | %s | %s | %s | ≥ %g× req/s, p99 below their p50 |" % (
                 s, _x(r["rps"]), _x(r["cpu"]), _x(r["p50_over_p99"]), a["goals"][s]))
+    w("")
+    others = [r["other_cores"] for r in runs]
+    if max(others) > BUSY_CORES:
+        w("Other processes kept %.2f cores busy on average (up to %.2f) of %d during these runs: "
+          "each service got what the scheduler left it, so the req/s ratios carry that noise "
+          "(a service with fewer runnable threads loses more of its share); the CPU-normalised "
+          "ratios much less." % (statistics.mean(others), max(others), a["cores"]))
+        w("")
+    w("Status of a goal: *met* when every pair meets it, *met only within the spread* when "
+      "some pairs do and some do not, *missed* when none does.")
     w("")
     w("*Server CPU per request* is the CPU time of the server's whole process tree (from "
       "/proc: thumbor's forked processes, node with its libvips threads, imgserver's master "
