@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import imgmeta
@@ -194,7 +195,8 @@ def start_thumbor(work, imgdir, results, image_name, quality):
     sock.close()
     cmd = [THUMBOR, "--ip", "127.0.0.1", "--port", str(port), "--conf", conf, "--processes",
            str(os.cpu_count()), "--log-level", "warning"]
-    path = "/unsafe/filters:blur(%d,%g)/%s" % (thumbor_radius(SIGMA), SIGMA, image_name)
+    path = "/unsafe/filters:blur(%d,%g)/%s" % (thumbor_radius(SIGMA), SIGMA,
+                                                urllib.parse.quote(image_name))
     return HttpAnchor("thumbor", cmd, dict(os.environ), path,
                       os.path.join(results, "anchors-thumbor.log"), None, port)
 
@@ -205,7 +207,7 @@ def start_ipx(work, imgdir, results, image_name, quality):
     cmd = ["node", "-e", IPX_JS, imgdir, str(sock.fileno())]
     # A JPEG answer at the quality the others use (sharp's default is 80); PNG has none.
     q = ",q_%d" % quality if quality else ""
-    return HttpAnchor("ipx", cmd, env, "/blur_%g%s/%s" % (SIGMA, q, image_name),
+    return HttpAnchor("ipx", cmd, env, "/blur_%g%s/%s" % (SIGMA, q, urllib.parse.quote(image_name)),
                       os.path.join(results, "anchors-ipx.log"), sock, sock.getsockname()[1])
 
 
@@ -313,15 +315,10 @@ def per_request(r, in_flight):
 
 
 def spread(vals):
+    if not vals:
+        return {"median": None, "min": None, "max": None, "values": []}
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
             "values": vals}
-
-
-def status(s, goal):
-    """met: every pair meets the goal; met only within the spread: some do; missed: none."""
-    if s["min"] >= goal:
-        return "met"
-    return "met only within the spread" if s["max"] >= goal else "missed"
 
 
 def ratios(runs, anchor):
@@ -333,7 +330,8 @@ def ratios(runs, anchor):
     return {
         "pairs": len(pairs),
         # req/s: imgserver ÷ anchor.
-        "rps": spread([a["rps"] / b["rps"] if b["rps"] else float("inf") for a, b in pairs]),
+        # (A run the anchor answered nothing in has no ratio; its errors are in the runs.)
+        "rps": spread([a["rps"] / b["rps"] for a, b in pairs if b["rps"]]),
         # CPU-normalised: requests per server-CPU-second, imgserver ÷ anchor.
         "cpu": spread([b["server_cpu_ms_per_req"] / a["server_cpu_ms_per_req"]
                        for a, b in pairs if a["server_cpu_ms_per_req"]]),
@@ -343,24 +341,29 @@ def ratios(runs, anchor):
 
 
 def goal_rows(rat, label, conns, image):
+    """The goal rows (the goals-*.json convention); a ratio no pair gave reads n/a, missed."""
+    def x(v):
+        return "%.2f×" % v if v < 100 else "%.0f×" % v
+
+    def row(target, s, goal, ok, cpu=""):
+        if not s["values"]:
+            return {"target": target, "measured": "n/a (no answers)", "spread": "",
+                    "goal": goal, "status": "missed", "cpu_normalised": cpu}
+        st = "met" if ok(s["min"]) else "met only within the spread" if ok(s["max"]) else "missed"
+        return {"target": target, "measured": x(s["median"]),
+                "spread": "%s–%s" % (x(s["min"]), x(s["max"])), "goal": goal, "status": st,
+                "cpu_normalised": cpu}
+
     rows = []
-    x = lambda v: "%.2f×" % v if v < 100 else "%.0f×" % v  # noqa: E731
     for anchor, r in rat.items():
         if not r:
             continue
-        g = GOALS.get(anchor)
-        s = r["rps"]
-        rows.append({"target": "imgserver vs %s, req/s (%s %s, %d connections)" % (
-            anchor, image, label, conns),
-            "measured": x(s["median"]), "spread": "%s–%s" % (x(s["min"]), x(s["max"])),
-            "goal": "≥ %g×" % g, "status": status(s, g),
-            "cpu_normalised": x(r["cpu"]["median"]) if r["cpu"]["values"] else ""})
-        p = r["p50_over_p99"]
-        rows.append({"target": "imgserver's p99 below %s's p50 (their p50 ÷ our p99)" % anchor,
-                     "measured": x(p["median"]), "spread": "%s–%s" % (x(p["min"]), x(p["max"])),
-                     "goal": "> 1×", "status": "met" if p["min"] > 1 else (
-                         "met only within the spread" if p["max"] > 1 else "missed"),
-                     "cpu_normalised": ""})
+        g = GOALS[anchor]
+        rows.append(row("imgserver vs %s, req/s (%s %s, %d connections)" % (
+            anchor, image, label, conns), r["rps"], "≥ %g×" % g, lambda v: v >= g,
+            x(r["cpu"]["median"]) if r["cpu"]["values"] else ""))
+        rows.append(row("imgserver's p99 below %s's p50 (their p50 ÷ our p99)" % anchor,
+                        r["p50_over_p99"], "> 1×", lambda v: v > 1))
     return rows
 
 
@@ -391,6 +394,10 @@ def versions(venv_python):
     v["wrk"] = word(((wrk.stdout + wrk.stderr).strip().splitlines() or [None])[0], 1)
     v["imgserver"] = word(first([os.path.join(service.REL, "imgserver"), "--version"]), 1)
     return v
+
+
+def fmt2(v):
+    return "n/a" if v is None else "%.2f" % v
 
 
 def _interrupt(*_):
@@ -527,10 +534,11 @@ def main():
             json.dump(goal_rows(rat, label, a.conns, name), f, indent=1)
         for x, r in rat.items():
             if r:
-                log("imgserver vs %s: req/s %.2f× (%.2f–%.2f), CPU-normalised %.2f×, "
-                    "their p50 ÷ our p99 %.2f×" % (
-                        x, r["rps"]["median"], r["rps"]["min"], r["rps"]["max"],
-                        r["cpu"]["median"], r["p50_over_p99"]["median"]))
+                log("imgserver vs %s: req/s %s× (%s–%s), CPU-normalised %s×, "
+                    "their p50 ÷ our p99 %s×" % (
+                        x, *(fmt2(v) for v in (r["rps"]["median"], r["rps"]["min"],
+                                               r["rps"]["max"], r["cpu"]["median"],
+                                               r["p50_over_p99"]["median"]))))
     except KeyboardInterrupt:
         log("interrupted")
         return 130

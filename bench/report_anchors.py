@@ -98,16 +98,17 @@ def write_anchors(results, w):
     w("Versions: %s." % ", ".join("%s %s" % (k, v) for k, v in ver.items() if v))
     w("")
 
-    w("| service | req/s (median) | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req | "
-      "answered per connection | errors | other cores |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| service | req/s (median) | p50 ms | p99 ms | connections ÷ req/s, ms | "
+      "server CPU ms/req | client CPU ms/req | answered per connection | errors | other cores |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for s in SERVERS:
         rs = [r for r in runs if r["server"] == s]
         if not rs:
             continue
         med = lambda k: statistics.median(r[k] for r in rs if r.get(k) is not None)  # noqa: E731
-        w("| %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
             s, _f(med("rps")), _f(med("p50_ms")), _f(med("p99_ms")),
+            _f(1e3 * a["conns"] / med("rps")) if med("rps") else "n/a",
             _f(med("server_cpu_ms_per_req"), 1), _f(med("client_cpu_ms_per_req"), 1),
             _f(statistics.median(r["ok"] / a["conns"] for r in rs), 1),
             sum(r["errors"] for r in rs), _f(max(r["other_cores"] for r in rs), 2)))
@@ -138,7 +139,10 @@ def write_anchors(results, w):
       "answers; the servers still do the work). It does not depend on what other processes "
       "left the run, so it is the CPU-normalised figure. wrk's percentiles cover only the "
       "answered requests: when a run answers only a few requests per connection the slowest "
-      "are missing from them, which flatters the anchors' p50." % a["conns"])
+      "are missing from them, which flatters the anchors' p50. *Connections ÷ req/s* is the "
+      "mean time a request spends in a closed loop that keeps every connection busy (Little's "
+      "law): where it is far above the p50, the percentiles saw only the early answers." %
+      a["conns"])
     w("")
     w("<details><summary>every run, in the order run</summary>")
     w("")
