@@ -114,19 +114,38 @@ def tree_cpu(pids):
     return sum(measure.proc_cpu(p) for p in pids)
 
 
+def runnable(pids):
+    """Threads of these processes that are running or waiting for a core (state R)."""
+    n = 0
+    for p in pids:
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/stat" % (p, t)) as f:
+                    n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):
+                pass
+    return n
+
+
 def quiesce(pids, limit=300.0):
-    """Waits until the process tree uses under 5% of a core over half a second (bounded by
-    `limit` seconds); returns (seconds waited, CPU seconds it used meanwhile, idle reached)."""
+    """Waits until the process tree is idle: twice in a row, under 5% of a core over half a
+    second and no thread runnable (on a crowded machine a server with work left can get
+    almost no CPU for a while, but its threads stay runnable). Bounded by `limit` seconds;
+    returns (seconds waited, CPU seconds it used meanwhile, idle reached)."""
     t0, c0 = time.monotonic(), tree_cpu(pids)
-    last, idle = c0, False
+    last, quiet = c0, 0
     while time.monotonic() - t0 < limit:
         time.sleep(0.5)
         now = tree_cpu(pids)
-        if now - last < 0.025:
-            idle = True
-            break
+        quiet = quiet + 1 if now - last < 0.025 and not runnable(pids) else 0
         last = now
-    return time.monotonic() - t0, tree_cpu(pids) - c0, idle
+        if quiet >= 2:
+            break
+    return time.monotonic() - t0, tree_cpu(pids) - c0, quiet >= 2
 
 
 def listen_socket():
