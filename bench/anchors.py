@@ -4,9 +4,9 @@
     python3 bench/anchors.py --results DIR [--image samples/cat.png] [--conns 150]
                              [--seconds 20] [--pairs 3] [--anchors thumbor,ipx]
 
-Trust boundary: none of its own; it starts three local servers on loopback ports and
-itself and drives them with load generators (python3 stdlib, Linux /proc). Called by run.sh
-(full and --quick runs); needs what bench/setup.sh installs into bench/.deps/ and wrk.
+Trust boundary: none of its own; it starts three local servers on loopback ports and drives
+them with load generators (python3 stdlib, Linux /proc). Called by run.sh (full and --quick
+runs); needs what bench/setup.sh installs into bench/.deps/, and wrk.
 
   - thumbor (PyPI, bench/.deps/thumbor): `--processes` = cores, the Pillow engine, the file
     loader rooted at a directory holding only the image, unsafe URLs, no storage (no cache);
