@@ -31,6 +31,7 @@ sys.path.insert(0, HERE)
 import imgmeta  # noqa: E402
 import report_goals  # noqa: E402
 import report_growth  # noqa: E402
+import report_anchors  # noqa: E402
 
 JOBS = [("blur2", "blur σ2"), ("resize50", "resize 50% (Lanczos3)"), ("gray", "grayscale")]
 # The resize again with each implementation at its defaults (shrink-on-load on for imgfilters
@@ -477,6 +478,7 @@ def write_md(R, path, seconds):
 
     write_sandbox(R, w)
     report_growth.write_md(R, w)
+    report_anchors.write_anchors(R.dir, w)
 
     # ---- where the time goes
     w("## Where the time goes")

@@ -11,6 +11,7 @@
 #      (seccomp + Landlock) and --sandbox none, alternated on/off (SBX_PAIRS pairs);
 #   6. growth curves (growth.py): ms per job from 0.1 to 50 MP, throughput and p99 at 1, 10,
 #      150 and 1,000 connections, throughput with 1 and 2 workers;
+#   7. thumbor and ipx as services against imgserver, interleaved pairs (bench/anchors.py);
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
 #   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
@@ -18,7 +19,7 @@
 #            sandbox on/off pair, growth curves at two sizes and 1 and 10 connections); the
 #            report goes to bench/.cache/smoke/ and is checked. For `make test`.
 #   --quick  the full comparison with shorter runs (~10 min).
-#   --no-third-party  skip sharp/pyvips/Pillow/redis (no installs).
+#   --no-third-party  skip sharp/pyvips/Pillow/redis/thumbor/ipx (no installs).
 #   --no-build        use the binaries in target/release as they are.
 # Everything runs on loopback, each step under `timeout`; every background process is stopped
 # on exit, error or Ctrl-C. Intermediate files: bench/.cache/ (git-ignored).
@@ -34,7 +35,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -235,6 +236,17 @@ growth=(--images "$images" --manifest "$results/manifest.json" --results "$resul
   --pairs "$GROWTH_PAIRS" --worker-conns "$GROWTH_WCONNS")
 [ "$mode" != smoke ] || growth+=(--smoke)
 timeout --foreground 1800 $py "$here/growth.py" "${growth[@]}"
+
+# --- service anchors (bench/anchors.py): thumbor and ipx against imgserver, interleaved ------
+if [ "$third" = 1 ]; then
+  anchor_s=$([ "$mode" = full ] && echo 20 || echo 8)
+  say "service anchors: imgserver, thumbor, ipx; blur σ2 on cat.png, 150 connections, 3 pairs"
+  timeout --foreground 1800 $py "$here/anchors.py" --results "$results" \
+    --outputs "$out/outputs/anchors" --image "$root/samples/cat.png" --conns 150 \
+    --seconds "$anchor_s" --pairs 3 ||
+    echo "bench: the service anchors failed (above); the report leaves them out" >&2
+fi
+# --- end of service anchors -------------------------------------------------------------------
 
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"

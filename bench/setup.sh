@@ -4,6 +4,8 @@
 #   - sharp (npm, with its prebuilt libvips from the npm registry)  -> bench/.deps/node
 #   - pyvips + pyvips-binary (libvips wheel), Pillow (PyPI)         -> bench/.deps/venv
 #   - redis-server + redis-benchmark (Debian), system-wide via apt, as install-deps.sh does
+#   - the service anchors (bench/anchors.py): thumbor (PyPI, its own Pillow) -> bench/.deps/thumbor,
+#     ipx (npm, with the sharp it depends on) -> bench/.deps/ipx, wrk (Debian, system-wide)
 # Only package registries are used (npm, PyPI, Debian). Nothing here runs in --smoke.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +16,10 @@ SHARP_VERSION=${SHARP_VERSION:-0.35.5}
 PYVIPS_VERSION=${PYVIPS_VERSION:-3.2.0}
 PYVIPS_BINARY_VERSION=${PYVIPS_BINARY_VERSION:-8.18.7}
 PILLOW_VERSION=${PILLOW_VERSION:-13.0.0}
+THUMBOR_VERSION=${THUMBOR_VERSION:-7.8.0}
+THUMBOR_PILLOW_VERSION=${THUMBOR_PILLOW_VERSION:-12.3.0} # within thumbor's own Pillow range
+IPX_VERSION=${IPX_VERSION:-3.1.1}
+IPX_SHARP_VERSION=${IPX_SHARP_VERSION:-0.34.5}           # within ipx's own sharp range
 
 mkdir -p "$deps"
 log() { echo "setup: $*" >&2; }
@@ -72,5 +78,38 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   $SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools >&2 || rc=$?
   [ -z "$policy" ] || $SUDO rm -f "$policy"
   [ "$rc" -eq 0 ] || { log "apt-get install redis-server failed"; exit 1; }
+fi
+# --- service anchors: thumbor, ipx, wrk -------------------------------------------------------
+# thumbor gets a venv of its own: it requires a Pillow range of its own, which must not move
+# the Pillow above.
+want="thumbor==$THUMBOR_VERSION pillow==$THUMBOR_PILLOW_VERSION"
+stamp="$deps/thumbor/.installed"
+if [ ! -e "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "python venv in bench/$deps/thumbor: $want"
+  [ -x "$deps/thumbor/bin/python" ] || python3 -m venv "$deps/thumbor"
+  # shellcheck disable=SC2086  # $want is a list of requirement specifiers
+  timeout 600 "$deps/thumbor/bin/python" -m pip install --quiet --disable-pip-version-check \
+    $want >&2
+  "$deps/thumbor/bin/python" -c "import thumbor, PIL" || { log "thumbor does not import"; exit 1; }
+  echo "$want" >"$stamp"
+fi
+# ipx in its own prefix, with a sharp of its own range (not the sharp above).
+stamp="$deps/ipx/.ipx-$IPX_VERSION-sharp-$IPX_SHARP_VERSION"
+if [ ! -e "$stamp" ]; then
+  log "npm install ipx@$IPX_VERSION sharp@$IPX_SHARP_VERSION into bench/$deps/ipx"
+  mkdir -p "$deps/ipx"
+  timeout 600 npm install --prefix "$deps/ipx" --no-audit --no-fund --loglevel=error \
+    --no-save "ipx@$IPX_VERSION" "sharp@$IPX_SHARP_VERSION" >&2
+  (cd "$deps/ipx" && node -e "require('ipx'); require('sharp')") ||
+    { log "ipx or its sharp does not load"; exit 1; }
+  rm -f "$deps"/ipx/.ipx-*
+  touch "$stamp"
+fi
+if ! command -v wrk >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "apt-get install wrk (HTTP load for the service anchors)"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >&2
 fi
 log "ready"
