@@ -12,8 +12,8 @@ VmRSS/VmHWM/RssAnon/RssShmem from /proc/PID/status:
     through ctypes: TCP, handshake and login, then nothing);
   - after those close (does the memory come back?);
 and passes one image of --megapixels through the server (`imgclient run --ops noop`, a PNG
-generated here, larger than a ring slot so it travels in per-job memfds both ways), reporting
-the master's VmHWM growth divided by the image's size.
+generated here, larger than a ring slot so it travels in per-job memfds both ways) on a fresh
+server, reporting the master's VmHWM growth divided by the image's size.
 
 Writes the figures as JSON (--json, default RESULTS/memory.json), with the goal rows of issue
 #15 as RESULTS/goals-memory.json (the shared goals convention, bench/README.md), and prints a
@@ -62,10 +62,11 @@ def status(pid):
     return out
 
 
-def settle(pid, seconds=2.5):
-    """Lets the master's quiet-second timers (buffer shrinking, memory trimming) run, then
-    reads its status: waits for two equal readings of VmRSS, at most `seconds`."""
+def settle(pid, seconds=4.0):
+    """Lets the master's once-a-second housekeeping (buffer give-back, heap trimming) run
+    twice, then reads its status once two readings of VmRSS agree (at most `seconds`)."""
     deadline = time.monotonic() + seconds
+    time.sleep(2.1)
     last = status(pid)
     while time.monotonic() < deadline:
         time.sleep(0.25)
@@ -80,6 +81,7 @@ class Server:
     """imgserver on 127.0.0.1:0 in its own state directory; stop() is idempotent."""
 
     def __init__(self, workdir, extra=()):
+        os.makedirs(workdir, exist_ok=True)
         self.state = os.path.join(workdir, "state")
         subprocess.run([os.path.join(REL, "imgserver"), "user", "add", USER, "--state-dir",
                         self.state], input=PASSWORD + "\n", text=True, check=True,
@@ -267,15 +269,23 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="imgserver-memory-")
     np = NetProto(os.path.join(REL, "libnetproto.so"))
     # Enough connections for both phases; the master's own fd limit is raised by itself.
-    server = Server(workdir, extra=["--max-conns", str(max(a.conns, a.pre) + 16),
-                                    "--slot-size", "1MiB"])
     try:
-        log("%d connections before login, %d logged in" % (a.pre, a.conns))
-        conns = measure_conns(server, np, a.pre, a.conns)
-        log("a %.0f MP image" % a.megapixels)
-        image = measure_image(server, workdir, a.megapixels)
+        server = Server(os.path.join(workdir, "conns"),
+                        extra=["--max-conns", str(max(a.conns, a.pre) + 16)])
+        try:
+            log("%d connections before login, %d logged in" % (a.pre, a.conns))
+            conns = measure_conns(server, np, a.pre, a.conns)
+        finally:
+            server.stop()
+        # A fresh server, so the peak is the image's and not the connections' (the default
+        # 4 MiB slot: a 50 MP image and its result each travel in a per-job memfd).
+        server = Server(os.path.join(workdir, "image"))
+        try:
+            log("a %.0f MP image" % a.megapixels)
+            image = measure_image(server, os.path.join(workdir, "image"), a.megapixels)
+        finally:
+            server.stop()
     finally:
-        server.stop()
         if not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     rest = conns["rest"]["VmRSS"]

@@ -655,6 +655,10 @@ fn an_idle_connection_holds_no_buffer_and_gets_one_back_on_the_next_request() {
     // Login read and written whole: the server holds no buffer, nor any give-back timer.
     assert_eq!(s.buffer_capacity(), 0);
     let idle = s.poll_timeout().expect("the idle timer");
+    // A read that finds nothing (EAGAIN ends every batch of reads) allocates nothing either.
+    let r = s.read_buf(|_| Err::<usize, &str>("would block"), T0);
+    assert_eq!(r, Err("would block"));
+    assert_eq!(s.buffer_capacity(), 0);
     // The next request is served as before: buffers come back for it and go once it is done.
     c.send_ping(5, b"again").unwrap();
     pump(&mut c, &mut s);
@@ -664,13 +668,26 @@ fn an_idle_connection_holds_no_buffer_and_gets_one_back_on_the_next_request() {
     pump(&mut s, &mut c);
     assert_eq!(drain(&mut c).unwrap().len(), 1);
     assert_eq!(s.buffer_capacity(), 0);
-    // A partial frame keeps its bytes (and its buffer) until the rest arrives.
+    // A partial frame keeps its bytes (and its buffer) until the rest arrives; read through
+    // `read_buf`, as a socket's are.
     c.send_ping(6, b"partial").unwrap();
     let wire = c.pending_output().to_vec();
     c.consume_output(wire.len(), T0);
-    s.feed(&wire[..wire.len() - 1], T0);
+    let head = &wire[..wire.len() - 1];
+    let got = s.read_buf(
+        |buf| {
+            buf[..head.len()].copy_from_slice(head);
+            Ok::<usize, ()>(head.len())
+        },
+        T0,
+    );
+    assert_eq!(got, Ok(head.len()));
     assert_eq!(drain(&mut s).unwrap().len(), 0);
-    assert_eq!(s.buffer_capacity(), SMALL_RX, "a partial frame's buffer stays");
+    assert_eq!(
+        s.buffer_capacity(),
+        SMALL_RX,
+        "a partial frame's buffer stays"
+    );
     s.feed(&wire[wire.len() - 1..], T0);
     assert_eq!(drain(&mut s).unwrap().len(), 1);
     let pong = s.pending_output().len();

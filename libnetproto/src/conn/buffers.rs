@@ -114,6 +114,22 @@ impl<S: Side> Conn<S> {
         if room == 0 {
             return Ok(0);
         }
+        if self.rx.is_empty() {
+            // An idle connection has no buffer, and most reads on it find nothing (the one
+            // that ends each batch with EAGAIN): read into the stack, and allocate only for
+            // bytes that arrived.
+            let mut first = [0u8; SMALL_BUFFER];
+            let window = room.min(SMALL_BUFFER);
+            let r = fill(&mut first[..window]);
+            let n = (*r.as_ref().unwrap_or(&0)).min(window);
+            if n > 0 {
+                self.reserve_input(n);
+                self.rx[..n].copy_from_slice(&first[..n]);
+                self.rx_end = n;
+            }
+            self.input_arrived(n, now);
+            return r;
+        }
         // Offer what is free, growing (by doubling) only when little is.
         let free = self.rx.len() - self.rx_end;
         if free < SMALL_BUFFER.min(room) {
