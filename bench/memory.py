@@ -15,9 +15,10 @@ and passes one image of --megapixels through the server (`imgclient run --ops no
 generated here, larger than a ring slot so it travels in per-job memfds both ways) on a fresh
 server, reporting the master's VmHWM growth divided by the image's size.
 
-Writes the figures as JSON (--json, default RESULTS/memory.json), with the goal rows of issue
-#15 as RESULTS/goals-memory.json (the shared goals convention, bench/README.md), and prints a
-short summary.
+Writes the figures as JSON to RESULTS/memory.json (--json to change it; RESULTS is --results,
+by default run.sh's bench/.cache/results), the goal rows of issue #15 as
+RESULTS/goals-memory.json (the shared goals convention, which report.py appends to RESULTS.md),
+and prints a short summary.
 """
 
 import argparse
@@ -257,7 +258,8 @@ def main(argv):
     ap.add_argument("--conns", type=int, default=10000, help="idle logged-in connections")
     ap.add_argument("--pre", type=int, default=10000, help="connections before login")
     ap.add_argument("--megapixels", type=float, default=50.0)
-    ap.add_argument("--results", default=os.path.join(HERE, "RESULTS"))
+    ap.add_argument("--results", default=os.path.join(HERE, ".cache", "results"),
+                    help="results directory (run.sh's: bench/.cache/results)")
     ap.add_argument("--json", help="output file (default RESULTS/memory.json)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     a = ap.parse_args(argv)
