@@ -10,8 +10,8 @@ use super::time::Timestamp;
 use super::{Conn, Side};
 use crate::limits::{MAX_BUFFERED_INPUT, MAX_PRE_LOGIN_INPUT};
 
-/// The receive buffer's first allocation (it doubles from here for a transfer); every buffer
-/// is given back whole when the connection is idle (`shrink_buffers`).
+/// The receive buffer's usual allocation (it doubles from here for a transfer): a buffer of
+/// at most this is given back as soon as it empties, a larger one after a quiet second.
 pub(super) const SMALL_BUFFER: usize = 4096;
 // Before login the receive buffer never grows past its first allocation.
 const _: () = assert!(MAX_PRE_LOGIN_INPUT <= SMALL_BUFFER);
@@ -59,7 +59,7 @@ impl<S: Side> Conn<S> {
     }
 
     /// Makes at least `want` bytes writable after the buffered input. The buffer grows by
-    /// doubling from 4 KiB (an idle connection has none: see `shrink_buffers`) and its new bytes are zeroed
+    /// doubling from 4 KiB (an idle connection has none: see `drop_small_rx`) and its new bytes are zeroed
     /// once, when they are first allocated, not on every read.
     fn reserve_input(&mut self, want: usize) {
         if self.rx.len() - self.rx_end >= want {
@@ -115,16 +115,16 @@ impl<S: Side> Conn<S> {
             return Ok(0);
         }
         if self.rx.is_empty() {
-            // An idle connection has no buffer, and most reads on it find nothing (the one
-            // that ends each batch with EAGAIN): read into the stack, and allocate only for
-            // bytes that arrived.
+            // No buffer (an idle connection has none) and most reads here find nothing (the
+            // one that ends each batch with EAGAIN) or a small request: read into the stack
+            // and allocate just the bytes that arrived (a partial frame grows the buffer to
+            // 4 KiB on the next read, as below).
             let mut first = [0u8; SMALL_BUFFER];
             let window = room.min(SMALL_BUFFER);
             let r = fill(&mut first[..window]);
             let n = (*r.as_ref().unwrap_or(&0)).min(window);
             if n > 0 {
-                self.reserve_input(n);
-                self.rx[..n].copy_from_slice(&first[..n]);
+                self.rx = first[..n].to_vec();
                 self.rx_end = n;
             }
             self.input_arrived(n, now);
@@ -145,11 +145,12 @@ impl<S: Side> Conn<S> {
 
     /// Frees the memory an idle connection does not need: the receive buffer when nothing is
     /// buffered, the send buffer when everything was written, and the inbound-stream tables
-    /// when empty; each is allocated again when next needed. Server connections do this
-    /// themselves after a quiet second once a transfer grew a buffer (see
-    /// [`ServerTimeouts::shrink_after`](super::ServerTimeouts)); buffers of at most 4 KiB are
-    /// given back at once when they empty (`drop_small_rx`, `consume_output`). A caller may
-    /// also call it on connections it knows to be idle.
+    /// when empty; each is allocated again when next needed. Buffers of at most 4 KiB go by
+    /// themselves as soon as they empty (`drop_small_rx`, `consume_output`); server
+    /// connections give back grown ones after a quiet second (see
+    /// [`ServerTimeouts::shrink_after`](super::ServerTimeouts)). A caller may also call it on
+    /// connections it knows to be quiet (imgserver's master does, once a second), for the
+    /// tables and for grown buffers sooner.
     pub fn shrink_buffers(&mut self) {
         self.compact();
         if self.rx_end == 0 && !self.rx.is_empty() {
@@ -167,10 +168,11 @@ impl<S: Side> Conn<S> {
         }
     }
 
-    /// Gives back a small receive buffer that holds nothing: an idle connection then costs no
-    /// buffer at all (10,000 idle connections kept 40 MB of empty 4 KiB buffers), and the
-    /// next read allocates 4 KiB again, which costs far less than the read. A grown buffer
-    /// is kept for the transfer that grew it, until the quiet-second give-back.
+    /// Gives back a small receive buffer that holds nothing, so an idle connection holds no
+    /// buffer at all (10,000 idle connections kept 40 MB of empty 4 KiB buffers) without
+    /// waiting for anyone to shrink it; the next read that brings bytes allocates just those
+    /// (`read_buf`). A grown buffer is kept for the transfer that grew it, until the
+    /// quiet-second give-back.
     pub(super) fn drop_small_rx(&mut self) {
         if self.rx_start == self.rx_end && !self.rx.is_empty() && self.rx.len() <= SMALL_BUFFER {
             self.rx = Vec::new();
@@ -209,8 +211,9 @@ impl<S: Side> Conn<S> {
         }
         self.tx_start += n;
         if self.tx_start == self.tx.len() {
-            // All written: a small buffer goes at once (an idle connection keeps none), a
-            // grown one is kept for the transfer until the quiet-second give-back.
+            // All written: a small buffer goes at once (an idle connection keeps none; the
+            // next frame allocates its own size), a grown one is kept for the transfer until
+            // the quiet-second give-back.
             if self.tx.capacity() <= SMALL_BUFFER {
                 self.tx = Vec::new();
             } else {
