@@ -12,6 +12,7 @@
 #   6. growth curves (growth.py): ms per job from 0.1 to 50 MP, throughput and p99 at 1, 10,
 #      150 and 1,000 connections, throughput with 1 and 2 workers;
 #   7. thumbor and ipx as services against imgserver, interleaved pairs (bench/anchors.py);
+#   8. the master's memory: idle connections and a 50 MP image (bench/memory.py);
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
 #   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
@@ -35,7 +36,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -236,6 +237,14 @@ growth=(--images "$images" --manifest "$results/manifest.json" --results "$resul
   --pairs "$GROWTH_PAIRS" --worker-conns "$GROWTH_WCONNS")
 [ "$mode" != smoke ] || growth+=(--smoke)
 timeout --foreground 1800 $py "$here/growth.py" "${growth[@]}"
+
+if [ "$mode" != smoke ]; then
+  # The master's memory (bench/memory.py): 10 000 idle connections before and after login,
+  # after they close, and a 50 MP image's peak; goal rows in goals-memory.json.
+  say "memory: the master's RSS per idle connection and for a 50 MP image (memory.py)"
+  timeout --foreground 600 $py "$here/memory.py" --results "$results" ||
+    echo "bench: the memory figures failed (above); the report leaves them out" >&2
+fi
 
 # --- service anchors (bench/anchors.py): thumbor and ipx against imgserver, interleaved ------
 if [ "$third" = 1 ]; then

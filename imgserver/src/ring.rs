@@ -163,26 +163,6 @@ pub fn raw_slice(map: &MmapRaw, len: u64) -> &[u8] {
     unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
 }
 
-/// Copies `data` into a mapping this process owns by protocol (a job memfd being uploaded).
-pub fn raw_write(map: &MmapRaw, offset: u64, data: &[u8]) -> bool {
-    if offset
-        .checked_add(data.len() as u64)
-        .is_none_or(|end| end > map.len() as u64)
-    {
-        return false;
-    }
-    // SAFETY: bounds checked; no worker has been given this memfd yet, so nothing else reads
-    // or writes it concurrently.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            data.as_ptr(),
-            map.as_mut_ptr().add(offset as usize),
-            data.len(),
-        )
-    };
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

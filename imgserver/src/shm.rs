@@ -48,20 +48,6 @@ pub fn map(fd: &OwnedFd, len: u64) -> io::Result<MmapRaw> {
     MmapOptions::new().len(len as usize).map_raw(fd)
 }
 
-/// Like [`map`], with every page allocated and mapped up front (MAP_POPULATE): for a buffer
-/// about to be filled whole, one call instead of a page fault per 4 KiB (a 6 MB upload took
-/// ~1,500 faults, a tenth of the master's CPU under a load of large photos).
-pub fn map_populated(fd: &OwnedFd, len: u64) -> io::Result<MmapRaw> {
-    let actual = self::len(fd)?;
-    if len == 0 || actual < len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cannot map {len} bytes of a {actual}-byte memfd"),
-        ));
-    }
-    MmapOptions::new().len(len as usize).populate().map_raw(fd)
-}
-
 /// Verifies that a received memfd carries the seals we rely on (a worker could pass one it
 /// can still shrink, turning our reads into SIGBUS).
 pub fn check_sealed(fd: &OwnedFd) -> io::Result<()> {

@@ -649,6 +649,61 @@ fn nothing_is_sent_after_bye_and_buffers_shrink_between_transfers() {
 // ----- timers, on a fake clock -----
 
 /// The (code, text) of the first frame in `wire`, which must be a clear ERROR.
+#[test]
+fn an_idle_connection_holds_no_buffer_and_gets_one_back_on_the_next_request() {
+    let (mut c, mut s) = logged_in();
+    // Login read and written whole: the server holds no buffer, and no timer came of it.
+    assert_eq!(s.buffer_capacity(), 0);
+    let idle = s.poll_timeout().expect("the idle timer");
+    // A read that finds nothing (EAGAIN ends every batch of reads) allocates nothing.
+    let r = s.read_buf(|_| Err::<usize, &str>("would block"), T0);
+    assert_eq!(r, Err("would block"));
+    assert_eq!(s.buffer_capacity(), 0);
+    // The next request is served as before: buffers come back for it and go once it is done.
+    c.send_ping(5, b"again").unwrap();
+    pump(&mut c, &mut s);
+    assert!(s.buffer_capacity() > 0);
+    assert_eq!(drain(&mut s).unwrap().len(), 1);
+    assert!(s.buffer_capacity() > 0, "the PONG waits to be written");
+    pump(&mut s, &mut c);
+    assert_eq!(drain(&mut c).unwrap().len(), 1);
+    assert_eq!(s.buffer_capacity(), 0);
+    // A partial frame (read through `read_buf`, as a socket's are) keeps its bytes until the
+    // rest arrives, also through `shrink_buffers`.
+    c.send_ping(6, b"partial").unwrap();
+    let wire = c.pending_output().to_vec();
+    c.consume_output(wire.len(), T0);
+    let head = &wire[..wire.len() - 1];
+    let got = s.read_buf(
+        |buf| {
+            buf[..head.len()].copy_from_slice(head);
+            Ok::<usize, ()>(head.len())
+        },
+        T0,
+    );
+    assert_eq!(got, Ok(head.len()));
+    assert_eq!(drain(&mut s).unwrap().len(), 0);
+    s.shrink_buffers();
+    assert_eq!(s.buffer_capacity(), head.len(), "just the bytes that came");
+    s.feed(&wire[wire.len() - 1..], T0);
+    assert_eq!(drain(&mut s).unwrap().len(), 1);
+    let pong = s.pending_output().len();
+    s.consume_output(pong, T0);
+    assert_eq!(s.buffer_capacity(), 0);
+    assert_eq!(s.poll_timeout(), Some(idle), "the idle timer only");
+    // A grown buffer is kept for its transfer, then given back whole by the quiet second.
+    big_upload(&mut c, &mut s, 7, T0);
+    s.send_error(7, ErrorCode::Internal, "done").unwrap();
+    let n = s.pending_output().len();
+    s.consume_output(n, T0);
+    assert!(s.buffer_capacity() > SMALL_RX, "{}", s.buffer_capacity());
+    assert_eq!(s.handle_timeout(at(secs(1))), None);
+    assert_eq!(s.buffer_capacity(), 0);
+}
+
+/// The receive buffer's first allocation (libnetproto's `SMALL_BUFFER`).
+const SMALL_RX: usize = 4096;
+
 fn clear_error(wire: &[u8]) -> (u16, String) {
     let netproto::Decoded::Frame(f) = netproto::frame::decode(wire, 1 << 16).unwrap() else {
         panic!("no whole frame in {} bytes", wire.len())

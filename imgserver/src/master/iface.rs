@@ -5,7 +5,9 @@
 //! never holds a socket, a process or the clock: it says what should happen and the event loop,
 //! which owns the connections and the worker pool, makes it happen.
 
-use std::os::fd::BorrowedFd;
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Arc;
 
 /// The wire's error codes are the vocabulary of replies; the rest of `netproto_sys` stays in
 /// the connections part.
@@ -79,10 +81,33 @@ pub enum Reply<'a> {
     Busy { retry_after_ms: u32 },
     /// The job failed (worker error, deadline, poison input, shutdown).
     Failed { code: ErrorCode, text: String },
-    /// The job's output, borrowed from its ring slot or memfd until the reply is encrypted.
+    /// The job's output, borrowed from its ring slot until the reply is encrypted (at most a
+    /// slot's size).
     Result { meta: ResultMeta, output: &'a [u8] },
+    /// A job's output too large for a slot: the worker's sealed output memfd, of at least
+    /// `meta.total_len` bytes, which the connection reads a chunk at a time as its socket
+    /// drains (never mapped by the master, never queued whole).
+    Streamed { meta: ResultMeta, file: OutputFile },
     /// A STATS answer.
     Stats(Vec<(String, u64)>),
+}
+
+/// A worker's output memfd on its way to a client (shared: the reply is `Clone`).
+#[derive(Clone)]
+pub struct OutputFile(pub Arc<File>);
+
+impl PartialEq for OutputFile {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OutputFile {}
+
+impl std::fmt::Debug for OutputFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutputFile(fd {})", self.0.as_raw_fd())
+    }
 }
 
 /// A job handed to a worker: where its input is and what to do with it.

@@ -10,6 +10,7 @@ mod admission;
 mod conn_log;
 mod conns;
 mod event_loop;
+mod heap;
 mod iface;
 mod jobs;
 mod listen;

@@ -389,6 +389,7 @@ impl<S: Side> Conn<S> {
             let Decoded::Frame(f) = decoded else {
                 if self.rx_start == self.rx_end {
                     self.clock.frame_started = None;
+                    self.drop_small_rx();
                 }
                 return Ok(false);
             };

@@ -34,6 +34,9 @@ impl<S: Side> Conn<S> {
     ) -> Result<(), Error> {
         let was_idle = self.tx_start == self.tx.len();
         let plain: usize = parts.iter().map(|p| p.len()).sum();
+        // One allocation for the whole frame: an idle connection's send buffer is empty (given
+        // back once written), and growing it by doubling would copy it several times.
+        self.tx.reserve(HEADER_LEN + plain + TAG_LEN);
         let at = frame::begin(&mut self.tx);
         for p in parts {
             self.tx.extend_from_slice(p);

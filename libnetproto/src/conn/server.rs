@@ -465,6 +465,9 @@ impl Sealed for ServerSide {
         }
         if c.shrink_deadline().is_some_and(|d| now >= d) {
             c.shrink_buffers();
+            if c.side.outstanding.is_empty() {
+                c.side.outstanding = HashSet::new();
+            }
         }
         None
     }

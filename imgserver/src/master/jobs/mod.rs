@@ -11,20 +11,23 @@
 mod fairq;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::iface::{
-    Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, Reply, ResultMeta, Submission, WorkerId,
+    Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, OutputFile, Reply, ResultMeta, Submission,
+    WorkerId,
 };
 use crate::ipc::msg::{Done, NO_SLOT};
-use crate::ring::{self, Ring, SlotTable};
+use crate::ring::{Ring, SlotTable};
 use crate::stats::{self, Stats};
 use fairq::{FairQueue, Owner};
 use imgfilters::Pipeline;
 use log::{info, warn};
-use memmap2::MmapRaw;
 
 /// The limits the jobs part enforces (from the command line).
 #[derive(Debug, Clone, Copy)]
@@ -43,10 +46,11 @@ enum Storage {
         slot: u32,
         generation: u32,
     },
-    /// Larger than a slot: a sealed memfd of exactly the declared length.
+    /// Larger than a slot: a sealed memfd of exactly the declared length, written with
+    /// pwrite and never mapped by the master (a mapping's pages would count in the master's
+    /// memory for as long as the job lives: a 50 MP upload, ~10 MB, on top of everything).
     Memfd {
-        fd: OwnedFd,
-        map: MmapRaw,
+        file: File,
     },
 }
 
@@ -294,15 +298,13 @@ impl Jobs {
         if self.large_bytes + total > self.limits.large_job_budget {
             return Err(self.busy());
         }
-        let made = crate::shm::create(c"imgserver-job", total).and_then(|fd| {
-            let map = crate::shm::map_populated(&fd, total)?;
-            Ok((fd, map))
-        });
-        match made {
-            Ok((fd, map)) => {
+        match crate::shm::create(c"imgserver-job", total) {
+            Ok(fd) => {
                 self.large_bytes += total;
                 stats::inc(&self.stats.get().global.large_jobs);
-                Ok(Storage::Memfd { fd, map })
+                Ok(Storage::Memfd {
+                    file: File::from(fd),
+                })
             }
             Err(e) => {
                 warn!("job memfd of {total} bytes: {e}");
@@ -356,7 +358,8 @@ impl Jobs {
         // libnetproto already enforces that chunks add up to the declared total.
         let ok = match &job.storage {
             Storage::Slot { slot, .. } => self.ring.write(*slot, job.received, data),
-            Storage::Memfd { map, .. } => ring::raw_write(map, job.received, data),
+            // Within the declared length (checked by libnetproto), which is the memfd's.
+            Storage::Memfd { file } => file.write_all_at(data, job.received).is_ok(),
         };
         if !ok {
             warn!("job {job_id}: data beyond its storage; dropping chunk");
@@ -395,7 +398,7 @@ impl Jobs {
             }
             let (slot, generation, memfd) = match &job.storage {
                 Storage::Slot { slot, generation } => (*slot, *generation, None),
-                Storage::Memfd { fd, .. } => (NO_SLOT, 0, Some(fd.as_fd())),
+                Storage::Memfd { file } => (NO_SLOT, 0, Some(file.as_fd())),
             };
             let order = JobOrder {
                 job: job_id,
@@ -451,11 +454,12 @@ impl Jobs {
         self.stats
             .record_job(job.queue_us, done.phases_us(), job.submitted, now);
         if !answered {
-            // A successful output that did not fit the slot comes in a memfd of its own.
-            let out_map = (done.status == 0 && done.in_memfd)
-                .then(|| map_output(&done, fds))
+            // A successful output that did not fit the slot comes in a memfd of its own, which
+            // the connection streams from (it keeps the file; the job forgets it below).
+            let out_file = (done.status == 0 && done.in_memfd)
+                .then(|| output_file(&done, fds))
                 .flatten();
-            fx.reply(conn, req, self.result_reply(job, &done, out_map.as_ref()));
+            fx.reply(conn, req, self.result_reply(job, &done, out_file));
         }
         // Logged after the answer is on its way, not in front of it: the job's one line (the
         // worker logs its own at debug only), whatever the status. The spec is the client's
@@ -496,41 +500,39 @@ impl Jobs {
         }
     }
 
-    /// What to tell the client about a finished job: its output (from the output memfd
-    /// `out_map`, or from the job's slot) or the worker's typed error.
-    fn result_reply<'a>(
-        &'a self,
-        job: &Job,
-        done: &Done,
-        out_map: Option<&'a MmapRaw>,
-    ) -> Reply<'a> {
+    /// What to tell the client about a finished job: its output (the output memfd
+    /// `out_file`, or the job's slot) or the worker's typed error.
+    fn result_reply<'a>(&'a self, job: &Job, done: &Done, out_file: Option<File>) -> Reply<'a> {
         if done.status != 0 {
             return Reply::Failed {
                 code: ErrorCode::from_u16(done.status).unwrap_or(ErrorCode::Internal),
                 text: done.message.clone(),
             };
         }
-        let output = match (out_map, &job.storage) {
-            (Some(m), _) => Some(ring::raw_slice(m, done.output_len)),
-            (None, Storage::Slot { slot, .. }) if !done.in_memfd => {
+        let meta = ResultMeta {
+            total_len: done.output_len,
+            width: done.width,
+            height: done.height,
+            format: done.format,
+            queue_us: job.queue_us.min(u32::MAX as u64) as u32,
+            decode_us: done.decode_us,
+            filter_us: done.filter_us,
+            encode_us: done.encode_us,
+        };
+        if let Some(file) = out_file {
+            return Reply::Streamed {
+                meta,
+                file: OutputFile(Arc::new(file)),
+            };
+        }
+        let output = match &job.storage {
+            Storage::Slot { slot, .. } if !done.in_memfd => {
                 self.ring.read(*slot, 0, done.output_len)
             }
             _ => None,
         };
         match output {
-            Some(output) => Reply::Result {
-                meta: ResultMeta {
-                    total_len: done.output_len,
-                    width: done.width,
-                    height: done.height,
-                    format: done.format,
-                    queue_us: job.queue_us.min(u32::MAX as u64) as u32,
-                    decode_us: done.decode_us,
-                    filter_us: done.filter_us,
-                    encode_us: done.encode_us,
-                },
-                output,
-            },
+            Some(output) => Reply::Result { meta, output },
             None => Reply::Failed {
                 code: ErrorCode::Internal,
                 text: "worker output unreadable".into(),
@@ -862,11 +864,20 @@ fn refused(syscall: Option<i64>) -> String {
     }
 }
 
-/// Maps the output memfd a worker attached to its Done, after checking its seals.
-fn map_output(done: &Done, fds: Vec<OwnedFd>) -> Option<MmapRaw> {
+/// The output memfd a worker attached to its Done, once its seals are checked (it cannot
+/// shrink under the reads that stream it) and it holds the whole declared output.
+fn output_file(done: &Done, fds: Vec<OwnedFd>) -> Option<File> {
     let fd = fds.into_iter().next()?;
     crate::shm::check_sealed(&fd).ok()?;
-    crate::shm::map(&fd, done.output_len.max(1)).ok()
+    let len = crate::shm::len(&fd).ok()?;
+    if len < done.output_len.max(1) {
+        warn!(
+            "job {}: output memfd of {len} bytes for {} declared",
+            done.job, done.output_len
+        );
+        return None;
+    }
+    Some(File::from(fd))
 }
 
 /// Counts a finished job as ok or failed, and a failure by its error kind.

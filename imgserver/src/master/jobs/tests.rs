@@ -5,6 +5,7 @@
 use super::*;
 use crate::ipc::msg::Done;
 use std::collections::HashSet;
+use std::os::unix::fs::FileExt;
 
 const SLOT: u64 = 4096;
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +28,11 @@ impl From<Reply<'_>> for Told {
             Reply::Busy { retry_after_ms } => Told::Busy(retry_after_ms),
             Reply::Failed { code, text } => Told::Failed(code, text),
             Reply::Result { meta, output } => Told::Result(meta, output.to_vec()),
+            Reply::Streamed { meta, file } => {
+                let mut bytes = vec![0; meta.total_len as usize];
+                file.0.read_exact_at(&mut bytes, 0).unwrap();
+                Told::Result(meta, bytes)
+            }
             Reply::Stats(_) => Told::Stats,
         }
     }
