@@ -164,6 +164,16 @@ print(e["subsampling"], e["png_level"], e["png_filter"])' "$enc")
   done
 fi
 
+# --- web output formats (bench/formats.py): lossy WebP q80 and AVIF q60 at 800 px wide,
+# imgfilters against sharp (sharp only with the third-party libraries); full and --quick only.
+if [ "$mode" != smoke ]; then
+  say "in-process: web output formats (bench/formats.py)"
+  $py "$here/formats.py" --results "$results" --images "$images" --bin "$rel" \
+    --node-path "$here/.deps/node/node_modules" --repeat "$REPEAT" --min-time "$MIN_TIME" ||
+    echo "bench: formats.py failed (no formats section)" >&2
+fi
+# --- end of web output formats
+
 # The in-process cost of the no-op probe (decode + encode of the 8x8 image), to split the
 # service's no-op round trip into image work and everything else.
 measure "$results/inproc-imgfilters-noop-tiny.json" 120 \
