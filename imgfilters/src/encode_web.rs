@@ -15,9 +15,10 @@ use image::DynamicImage;
 
 use crate::error::FilterError;
 
-/// rav1e speed preset, 1 (slowest, smallest) ..= 10 (fastest). ravif's default of 4 costs
-/// about 3x the CPU of 6 for a few percent of size on photographs; a request-serving encoder
-/// on one thread wants the faster preset.
+/// rav1e speed preset, 1 (slowest, smallest) ..= 10 (fastest). Two steps faster than
+/// ravif's default of 4: each step trades some size for encode time, and here one request is
+/// encoded on one core under the job deadline. Not tuned beyond that (see bench/formats.py
+/// for what 6 costs).
 const AVIF_SPEED: u8 = 6;
 
 /// libwebp effort, 0 (fastest) ..= 6 (smallest); 4 is libwebp's (and cwebp's, and sharp's)
