@@ -479,6 +479,7 @@ def write_md(R, path, seconds):
     write_sandbox(R, w)
     report_growth.write_md(R, w)
     report_anchors.write_anchors(R.dir, w)
+    write_formats(R, w)
 
     # ---- where the time goes
     w("## Where the time goes")
@@ -708,6 +709,40 @@ def write_sandbox(R, w):
           "req/s ratios carry that noise; the CPU-per-request ratios much less." % (
               BUSY_CORES, ", ".join(flagged)))
         w("")
+
+
+def write_formats(R, w):
+    """Lossy WebP and AVIF output against sharp (bench/formats.py's formats.json)."""
+    doc = load(os.path.join(R.dir, "formats.json"))
+    if not doc or not doc.get("cases"):
+        return
+    w("## Web output formats: lossy WebP and AVIF against sharp")
+    w("")
+    w("Every image resized to %d px wide (lanczos3), then encoded by each at the same quality "
+      "number, one thread (bench/formats.py). Bytes: imgfilters ÷ sharp (< 1: imgfilters "
+      "smaller); encode: median ms per image of the encode alone, and imgfilters ÷ sharp. The "
+      "AVIF quality scales are each encoder's own (ravif/rav1e speed 6, 4:4:4, 10-bit against "
+      "sharp's libaom effort 4, 4:4:4, 8-bit), so that row compares settings, not equal "
+      "fidelity." % doc.get("width", 800))
+    w("")
+    w("| format | imgfilters KiB/image | sharp KiB/image | bytes ratio (all / per image min–max) "
+      "| imgfilters encode ms | sharp encode ms | encode ratio |")
+    w("|---|---|---|---|---|---|---|")
+    for c in doc["cases"]:
+        mine, other = c["imgfilters"], c.get("sharp")
+        n = max(1, len(mine["bytes"]))
+        kib = lambda d: f(sum(d["bytes"].values()) / n / 1024, 1)
+        if other:
+            per = [v for v in c.get("bytes_ratio", {}).values() if v is not None]
+            spread = "%s–%s" % (f(min(per), 2), f(max(per), 2)) if per else ""
+            w("| %s q%d | %s | %s | %s× (%s) | %s | %s | %s× |" % (
+                c["format"], c["quality"], kib(mine), kib(other),
+                f(c.get("bytes_ratio_total"), 2), spread, f(mine["encode_ms"], 1),
+                f(other["encode_ms"], 1), f(c.get("encode_ms_ratio"), 2)))
+        else:
+            w("| %s q%d | %s | (sharp not run) | | %s | | |" % (
+                c["format"], c["quality"], kib(mine), f(mine["encode_ms"], 1)))
+    w("")
 
 
 def profile_excerpt(path, lines=28):

@@ -13,6 +13,7 @@
 #      150 and 1,000 connections, throughput with 1 and 2 workers;
 #   7. thumbor and ipx as services against imgserver, interleaved pairs (bench/anchors.py);
 #   8. the master's memory: idle connections and a 50 MP image (bench/memory.py);
+#   9. lossy WebP and AVIF output against sharp: bytes and encode time (bench/formats.py);
 # then writes bench/RESULTS.md and bench/results.svg (bench/report.py).
 #
 #   --smoke  < 60 s, no network, no third-party installs: two small images, the project's own
@@ -36,7 +37,7 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --no-third-party) third=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -188,6 +189,16 @@ print(e["subsampling"], e["png_level"], e["png_filter"])' "$enc")
     done
   done
 fi
+
+# --- web output formats (bench/formats.py): lossy WebP q80 and AVIF q60 at 800 px wide,
+# imgfilters against sharp (sharp only with the third-party libraries); full and --quick only.
+if [ "$mode" != smoke ]; then
+  say "in-process: web output formats (bench/formats.py)"
+  $py "$here/formats.py" --results "$results" --images "$images" --bin "$rel" \
+    --node-path "$here/.deps/node/node_modules" --repeat "$REPEAT" --min-time "$MIN_TIME" ||
+    echo "bench: formats.py failed (no formats section)" >&2
+fi
+# --- end of web output formats
 
 # The in-process cost of the no-op probe (decode + encode of the 8x8 image), to split the
 # service's no-op round trip into image work and everything else.

@@ -7,10 +7,10 @@ need=()
 # bookworm's package), since other versions format the header differently.
 CBINDGEN_VERSION=0.24.3
 command -v cbindgen >/dev/null || need+=("cbindgen=${CBINDGEN_VERSION}*")
-command -v cc >/dev/null || need+=(gcc)               # C sample
+command -v cc >/dev/null || need+=(gcc)               # C sample; vendored libwebp (libwebp-sys)
 command -v readelf >/dev/null || need+=(binutils)     # check-dynamic
 command -v cmake >/dev/null || need+=(cmake)          # builds the vendored libjpeg-turbo (turbojpeg crate)
-command -v nasm >/dev/null || need+=(nasm)            # its SIMD code; the build refuses to go without it
+command -v nasm >/dev/null || need+=(nasm)            # its SIMD code (the build refuses to go without it), rav1e's too
 command -v systemd-analyze >/dev/null || need+=(systemd)  # e2e_systemd checks dist/imgserver.service with it
 command -v promtool >/dev/null || need+=(prometheus)  # only its promtool: e2e_metrics checks the metrics text
 if command -v cbindgen >/dev/null && [ "$(cbindgen --version | sed -n 's/^cbindgen //p')" != "$CBINDGEN_VERSION" ]; then

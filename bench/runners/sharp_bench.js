@@ -2,9 +2,9 @@
 // sharp_bench: the bench jobs in sharp (libvips inside), in-process, same command line and
 // JSON as the other runners (see bench/runners/common.py for the pass structure).
 //
-//   node sharp_bench.js --job blur2|resize50|resize50d|gray --procs N --images DIR --repeat K
-//        [--min-time S] [--save DIR] [--quality 85] [--subsampling 444|420]
-//        [--png-level L] [--png-filter adaptive|none]
+//   node sharp_bench.js --job blur2|resize50|resize50d|gray|fit800 --procs N --images DIR
+//        --repeat K [--min-time S] [--save DIR] [--quality 85] [--subsampling 444|420]
+//        [--png-level L] [--png-filter adaptive|none] [--format webp|avif]
 //
 // Parallelism as sharp does it best: one process, sharp.concurrency(1) (one libvips thread
 // per image) and N jobs in flight on libuv's thread pool, sized to at least N. The libvips
@@ -15,6 +15,10 @@
 //   resize50d = the same resize at sharp's defaults (fastShrinkOnLoad on: shrink-on-load),
 //            compared with imgfilters at its own defaults (shrink-on-load on as well)
 //   gray   = grayscale() written as one channel
+//   fit800 = resize to 800 px wide (lanczos3, aspect kept), for bench/formats.py
+// --format webp|avif: the output is lossy WebP (effort 4, sharp's default) or AVIF (4:4:4,
+// 8-bit, sharp's default effort 4) at --quality instead of the input's format; the encode
+// is then timed on its own (from the filtered pixels, `encode_ms_per_image` in the JSON).
 // ignoreIcc: an embedded ICC profile is not applied (nobody else converts colour spaces).
 // Output in the input's format, no metadata (sharp's default).
 'use strict';
@@ -25,12 +29,13 @@ const path = require('path');
 function parseArgs(argv) {
   const a = {
     job: null, procs: 1, images: null, repeat: 3, minTime: 0, save: null, quality: 85,
-    subsampling: '420', pngLevel: 6, pngFilter: 'adaptive',
+    subsampling: '420', pngLevel: 6, pngFilter: 'adaptive', format: null,
   };
   const names = {
     '--job': 'job', '--procs': 'procs', '--images': 'images', '--repeat': 'repeat',
     '--min-time': 'minTime', '--save': 'save', '--quality': 'quality',
     '--subsampling': 'subsampling', '--png-level': 'pngLevel', '--png-filter': 'pngFilter',
+    '--format': 'format',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -38,8 +43,11 @@ function parseArgs(argv) {
     const v = argv[i + 1];
     a[key] = typeof a[key] === 'number' ? Number(v) : v;
   }
-  if (!['blur2', 'resize50', 'resize50d', 'gray'].includes(a.job)) {
-    throw new Error('--job: blur2|resize50|resize50d|gray');
+  if (!['blur2', 'resize50', 'resize50d', 'gray', 'fit800'].includes(a.job)) {
+    throw new Error('--job: blur2|resize50|resize50d|gray|fit800');
+  }
+  if (a.format !== null && !['webp', 'avif'].includes(a.format)) {
+    throw new Error('--format: webp|avif');
   }
   if (!a.images) throw new Error('--images is required');
   a.procs = Math.max(1, a.procs | 0);
@@ -66,9 +74,28 @@ function loadImages(dir) {
     });
 }
 
+// Seconds spent in the --format encodes of the current pass (the jobs' own share).
+let encodeSeconds = 0;
+
+// --format: filter to raw pixels, then encode those alone, timed on their own.
+async function webJob(img, p) {
+  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
+  const raw = { width: info.width, height: info.height, channels: info.channels };
+  const t0 = process.hrtime.bigint();
+  let e = sharp(data, { raw });
+  e = args.format === 'webp'
+    ? e.webp({ quality: args.quality, effort: 4 })
+    : e.avif({ quality: args.quality, effort: 4, chromaSubsampling: '4:4:4', bitdepth: 8 });
+  const out = await e.toBuffer();
+  encodeSeconds += Number(process.hrtime.bigint() - t0) / 1e9;
+  return out;
+}
+
 function job(img) {
   let p = sharp(img.data, { ignoreIcc: true });
-  if (args.job === 'blur2') {
+  if (args.job === 'fit800') {
+    p = p.resize({ width: 800, kernel: 'lanczos3' });
+  } else if (args.job === 'blur2') {
     p = p.blur(2);
   } else if (args.job === 'resize50' || args.job === 'resize50d') {
     p = p.resize(Math.max(1, img.width >> 1), Math.max(1, img.height >> 1),
@@ -78,6 +105,7 @@ function job(img) {
     // while everyone else writes one channel.
     p = p.grayscale().toColourspace('b-w');
   }
+  if (args.format) return webJob(img, p);
   if (img.format === 'jpeg') {
     p = p.jpeg({
       quality: args.quality,
@@ -105,6 +133,7 @@ function taskOrder(images) {
 }
 
 async function pass(images, tasks, keep) {
+  encodeSeconds = 0;
   let next = 0;
   let jobSeconds = 0;
   let outBytes = 0;
@@ -125,7 +154,9 @@ async function pass(images, tasks, keep) {
   await Promise.all(Array.from({ length: args.procs }, loop));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const mp = tasks.reduce((s, i) => s + images[i].width * images[i].height, 0) / 1e6;
-  return { seconds, jobs: tasks.length, mp, jobSeconds, outBytes: Math.floor(outBytes / args.procs), kept };
+  return {
+    seconds, jobs: tasks.length, mp, jobSeconds, encodeSeconds, outBytes: Math.floor(outBytes / args.procs), kept,
+  };
 }
 
 function median(xs) {
@@ -170,6 +201,7 @@ async function main() {
     images_per_s: median(passes.map((p) => p.jobs / p.seconds)),
     mp_per_s: median(passes.map((p) => p.mp / p.seconds)),
     ms_per_image: median(passes.map((p) => (1e3 * p.jobSeconds) / p.jobs)),
+    encode_ms_per_image: args.format ? median(passes.map((p) => (1e3 * p.encodeSeconds) / p.jobs)) : null,
     out_bytes: passes[0].outBytes,
     passes: passes.map((p) => ({ seconds: p.seconds, jobs: p.jobs, mp: p.mp })),
     versions: { sharp: sharp.versions.sharp, libvips: sharp.versions.vips, node: process.versions.node },
@@ -181,6 +213,9 @@ async function main() {
       cache: 'off',
       icc: 'ignored (ignoreIcc)',
       resize: args.job === 'resize50d' ? 'fastShrinkOnLoad on (default)' : 'fastShrinkOnLoad off',
+      format: args.format
+        ? `${args.format} quality ${args.quality}, effort 4${args.format === 'avif' ? ', 4:4:4, 8-bit' : ''}, no metadata`
+        : 'the input\'s',
     },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -22,6 +22,11 @@ use crate::filter::FilterCommand;
     name = "imgclient",
     version,
     about = "Client for imgserver: apply image filters remotely (or locally), check the server, load-test it",
+    long_about = "Client for imgserver: apply image filters remotely (or locally), check the server, load-test it.\n\n\
+        The filter commands write PNG, JPEG, GIF, WebP, AVIF, BMP or TIFF, picked by the -o \
+        extension or --format (else the input's format). --quality Q (1..=100) sets the \
+        quality of lossy output: JPEG (default 85), AVIF (default 60), and WebP, which is \
+        lossy with --quality and lossless without.",
     propagate_version = true
 )]
 pub struct Cli {

@@ -22,7 +22,8 @@ pub fn extension(f: OutputFormat) -> Option<&'static str> {
         OutputFormat::Png => "png",
         OutputFormat::Jpeg { .. } => "jpg",
         OutputFormat::Gif => "gif",
-        OutputFormat::Webp => "webp",
+        OutputFormat::Webp | OutputFormat::WebpLossy { .. } => "webp",
+        OutputFormat::Avif { .. } => "avif",
         OutputFormat::Bmp => "bmp",
         OutputFormat::Tiff => "tiff",
     })
@@ -50,6 +51,11 @@ mod tests {
     fn extensions_name_the_format() {
         assert_eq!(extension(OutputFormat::Jpeg { quality: 3 }), Some("jpg"));
         assert_eq!(extension(OutputFormat::Tiff), Some("tiff"));
+        assert_eq!(
+            extension(OutputFormat::WebpLossy { quality: 5 }),
+            Some("webp")
+        );
+        assert_eq!(extension(OutputFormat::Avif { quality: 5 }), Some("avif"));
         assert_eq!(extension(OutputFormat::Same), None);
     }
 }

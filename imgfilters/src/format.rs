@@ -5,7 +5,8 @@
 //! output side the image is already ours; the job here is to convert its colour type so that
 //! encoding a valid image never fails for a reason the client cannot fix, and to write no
 //! metadata: `DynamicImage` carries none, and none of the encoders below is given EXIF, ICC or
-//! text chunks, so EXIF/ICC/XMP from the input are stripped.
+//! text chunks, so EXIF/ICC/XMP from the input are stripped. The lossy WebP and AVIF
+//! encoders live in `encode_web.rs`.
 
 use std::io::Cursor;
 
@@ -15,10 +16,11 @@ use image::codecs::{
 };
 use image::{DynamicImage, ImageFormat};
 
+use crate::encode_web::{encode_avif, encode_webp_lossy};
 use crate::error::FilterError;
-use crate::ops::{OutputFormat, DEFAULT_JPEG_QUALITY};
+use crate::ops::{OutputFormat, DEFAULT_AVIF_QUALITY, DEFAULT_JPEG_QUALITY};
 
-/// Input (and output) formats this crate handles.
+/// Input formats this crate handles, which are all output formats as well.
 pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Png,
     ImageFormat::Jpeg,
@@ -28,12 +30,24 @@ pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Tiff,
 ];
 
+/// Every output format, in wire-code order: the inputs, then AVIF (output only: this build
+/// has no AV1 decoder, so an AVIF input is refused as an unsupported format).
+pub const OUTPUT_FORMATS: [ImageFormat; 7] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+    ImageFormat::Avif,
+];
+
 /// The wire protocol's code for an image format (docs/PROTOCOL.md, the `format` byte of
-/// JOB_RESULT): its position in [`SUPPORTED_FORMATS`] plus one (1 png, 2 jpeg, 3 gif, 4 webp,
-/// 5 bmp, 6 tiff), 0 for any other. The server writes it and the client reads it, so the
-/// table lives here, in the crate both use.
+/// JOB_RESULT): its position in [`OUTPUT_FORMATS`] plus one (1 png, 2 jpeg, 3 gif, 4 webp,
+/// 5 bmp, 6 tiff, 7 avif), 0 for any other. The server writes it and the client reads it, so
+/// the table lives here, in the crate both use. Lossy and lossless WebP share code 4.
 pub fn wire_code(format: ImageFormat) -> u8 {
-    SUPPORTED_FORMATS
+    OUTPUT_FORMATS
         .iter()
         .position(|&f| f == format)
         .map_or(0, |i| i as u8 + 1)
@@ -41,7 +55,7 @@ pub fn wire_code(format: ImageFormat) -> u8 {
 
 /// The format a wire code names; `None` for 0 and unknown codes.
 pub fn from_wire_code(code: u8) -> Option<ImageFormat> {
-    SUPPORTED_FORMATS
+    OUTPUT_FORMATS
         .get(usize::from(code).checked_sub(1)?)
         .copied()
 }
@@ -60,16 +74,20 @@ pub(crate) fn sniff(input: &[u8]) -> Result<ImageFormat, FilterError> {
     Ok(format)
 }
 
-/// The concrete output format and JPEG quality for a request.
-pub(crate) fn resolve(output: OutputFormat, input: ImageFormat) -> (ImageFormat, u8) {
+/// The concrete output format and quality for a request. The quality is `None` for the
+/// format's default: JPEG 85, AVIF 60, and lossless for WebP (so `format:same` on a WebP
+/// input, like `format:webp`, stays lossless); the lossless formats ignore it.
+pub(crate) fn resolve(output: OutputFormat, input: ImageFormat) -> (ImageFormat, Option<u8>) {
     match output {
-        OutputFormat::Same => (input, DEFAULT_JPEG_QUALITY),
-        OutputFormat::Png => (ImageFormat::Png, DEFAULT_JPEG_QUALITY),
-        OutputFormat::Jpeg { quality } => (ImageFormat::Jpeg, quality),
-        OutputFormat::Gif => (ImageFormat::Gif, DEFAULT_JPEG_QUALITY),
-        OutputFormat::Webp => (ImageFormat::WebP, DEFAULT_JPEG_QUALITY),
-        OutputFormat::Bmp => (ImageFormat::Bmp, DEFAULT_JPEG_QUALITY),
-        OutputFormat::Tiff => (ImageFormat::Tiff, DEFAULT_JPEG_QUALITY),
+        OutputFormat::Same => (input, None),
+        OutputFormat::Png => (ImageFormat::Png, None),
+        OutputFormat::Jpeg { quality } => (ImageFormat::Jpeg, Some(quality)),
+        OutputFormat::Gif => (ImageFormat::Gif, None),
+        OutputFormat::Webp => (ImageFormat::WebP, None),
+        OutputFormat::WebpLossy { quality } => (ImageFormat::WebP, Some(quality)),
+        OutputFormat::Avif { quality } => (ImageFormat::Avif, Some(quality)),
+        OutputFormat::Bmp => (ImageFormat::Bmp, None),
+        OutputFormat::Tiff => (ImageFormat::Tiff, None),
     }
 }
 
@@ -86,11 +104,15 @@ pub(crate) fn normalize_depth(img: DynamicImage) -> DynamicImage {
 }
 
 /// Converts to a colour type the encoder for `format` accepts, losing as little as possible:
-/// 16-bit stays 16-bit for PNG/TIFF, alpha is kept where the format has it.
-pub(crate) fn prepare(img: DynamicImage, format: ImageFormat) -> DynamicImage {
+/// 16-bit stays 16-bit for PNG/TIFF, alpha is kept where the format has it. `lossy` is
+/// whether WebP goes to libwebp's lossy encoder, which takes RGB/RGBA only.
+pub(crate) fn prepare(img: DynamicImage, format: ImageFormat, lossy: bool) -> DynamicImage {
     use DynamicImage as D;
     let img = normalize_depth(img);
     match format {
+        // libwebp (lossy) and ravif take 8-bit RGB or RGBA; grey becomes RGB.
+        ImageFormat::Avif => rgb8_or_rgba8(img),
+        ImageFormat::WebP if lossy => rgb8_or_rgba8(img),
         ImageFormat::Jpeg => match img {
             // JPEG has no alpha: the alpha channel is dropped, not composited.
             D::ImageLuma8(_) | D::ImageRgb8(_) => img,
@@ -122,26 +144,40 @@ pub(crate) fn prepare(img: DynamicImage, format: ImageFormat) -> DynamicImage {
     }
 }
 
+fn rgb8_or_rgba8(img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
+        _ if img.color().has_alpha() => DynamicImage::ImageRgba8(img.into_rgba8()),
+        _ => DynamicImage::ImageRgb8(img.into_rgb8()),
+    }
+}
+
 /// Encodes `img` as `format` into `out`, which is cleared first (its capacity is reused).
+/// `quality` is that of JPEG, lossy WebP and AVIF, `None` for the format's default (see
+/// [`resolve`]); the lossless formats ignore it.
 pub(crate) fn encode(
     img: DynamicImage,
     format: ImageFormat,
-    jpeg_quality: u8,
+    quality: Option<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), FilterError> {
     out.clear();
-    let img = prepare(img, format);
-    let result = match format {
-        ImageFormat::Png => img.write_with_encoder(PngEncoder::new(&mut *out)),
-        ImageFormat::Jpeg => return encode_jpeg(&img, jpeg_quality, out),
-        ImageFormat::Gif => {
+    let webp_lossy = format == ImageFormat::WebP && quality.is_some();
+    let img = prepare(img, format, webp_lossy);
+    let result = match (format, quality) {
+        (ImageFormat::Png, _) => img.write_with_encoder(PngEncoder::new(&mut *out)),
+        (ImageFormat::Jpeg, q) => return encode_jpeg(&img, q.unwrap_or(DEFAULT_JPEG_QUALITY), out),
+        // These two append only once the encode has succeeded, so `out` stays empty on error.
+        (ImageFormat::WebP, Some(q)) => return encode_webp_lossy(&img, q, out),
+        (ImageFormat::Avif, q) => return encode_avif(&img, q.unwrap_or(DEFAULT_AVIF_QUALITY), out),
+        (ImageFormat::Gif, _) => {
             img.write_with_encoder(GifEncoder::new_with_speed(&mut *out, GIF_SPEED))
         }
-        ImageFormat::WebP => img.write_with_encoder(WebPEncoder::new_lossless(&mut *out)),
-        ImageFormat::Bmp => img.write_with_encoder(BmpEncoder::new(&mut *out)),
+        (ImageFormat::WebP, None) => img.write_with_encoder(WebPEncoder::new_lossless(&mut *out)),
+        (ImageFormat::Bmp, _) => img.write_with_encoder(BmpEncoder::new(&mut *out)),
         // TIFF needs Seek; the cursor starts at 0 of the just-cleared buffer.
-        ImageFormat::Tiff => img.write_with_encoder(TiffEncoder::new(Cursor::new(&mut *out))),
-        other => {
+        (ImageFormat::Tiff, _) => img.write_with_encoder(TiffEncoder::new(Cursor::new(&mut *out))),
+        (other, _) => {
             return Err(FilterError::Encode(format!(
                 "output format {other:?} is not supported"
             )))
@@ -288,6 +324,7 @@ mod tests {
             (ImageFormat::WebP, 4),
             (ImageFormat::Bmp, 5),
             (ImageFormat::Tiff, 6),
+            (ImageFormat::Avif, 7),
         ];
         for (f, c) in named {
             assert_eq!(wire_code(f), c, "{f:?}");
@@ -295,7 +332,9 @@ mod tests {
         }
         assert_eq!(wire_code(ImageFormat::Ico), 0);
         assert_eq!(from_wire_code(0), None);
-        assert_eq!(from_wire_code(7), None);
+        assert_eq!(from_wire_code(8), None);
+        // AVIF has a wire code, but is not an input format.
+        assert!(!SUPPORTED_FORMATS.contains(&ImageFormat::Avif));
     }
 
     use super::*;
@@ -328,10 +367,15 @@ mod tests {
 
     #[test]
     fn every_colour_type_encodes_in_every_format() {
+        // Every input format at its default (lossless WebP), then lossy WebP.
+        let targets = SUPPORTED_FORMATS
+            .map(|f| (f, None))
+            .into_iter()
+            .chain([(ImageFormat::Jpeg, Some(90)), (ImageFormat::WebP, Some(90))]);
         for kind in KINDS {
-            for format in SUPPORTED_FORMATS {
+            for (format, quality) in targets.clone() {
                 let mut out = Vec::new();
-                encode(sample(kind), format, 90, &mut out)
+                encode(sample(kind), format, quality, &mut out)
                     .unwrap_or_else(|e| panic!("{kind} as {format:?}: {e}"));
                 let back = image::load_from_memory(&out)
                     .unwrap_or_else(|e| panic!("{kind} as {format:?} does not decode: {e}"));
@@ -342,10 +386,27 @@ mod tests {
     }
 
     #[test]
+    fn every_colour_type_encodes_as_avif() {
+        for kind in KINDS {
+            let mut out = Vec::new();
+            encode(sample(kind), ImageFormat::Avif, Some(60), &mut out)
+                .unwrap_or_else(|e| panic!("{kind} as AVIF: {e}"));
+            assert_eq!(image::guess_format(&out).unwrap(), ImageFormat::Avif);
+            let avif = avif_parse::read_avif(&mut &out[..]).unwrap();
+            let meta = avif.primary_item_metadata().unwrap();
+            let size = (meta.max_frame_width.get(), meta.max_frame_height.get());
+            assert_eq!(size, (5, 3), "{kind}");
+            // The samples' alpha is 40000/65535 everywhere: kept where the input has alpha.
+            let has_alpha = kind.starts_with("la") || kind.starts_with("rgba");
+            assert_eq!(avif.alpha_item.is_some(), has_alpha, "{kind}");
+        }
+    }
+
+    #[test]
     fn depth_and_alpha_kept_where_the_format_allows() {
         let enc = |kind, format| {
             let mut out = Vec::new();
-            encode(sample(kind), format, 90, &mut out).unwrap();
+            encode(sample(kind), format, None, &mut out).unwrap();
             image::load_from_memory(&out).unwrap().color()
         };
         use image::ColorType as C;
@@ -356,6 +417,13 @@ mod tests {
         assert_eq!(enc("rgba16", ImageFormat::Jpeg), C::Rgb8);
         assert_eq!(enc("la8", ImageFormat::Jpeg), C::L8);
         assert_eq!(enc("rgba16", ImageFormat::WebP), C::Rgba8);
+        let lossy = |kind| {
+            let mut out = Vec::new();
+            encode(sample(kind), ImageFormat::WebP, Some(80), &mut out).unwrap();
+            image::load_from_memory(&out).unwrap().color()
+        };
+        assert_eq!(lossy("la16"), C::Rgba8);
+        assert_eq!(lossy("l8"), C::Rgb8);
         assert_eq!(enc("rgba8", ImageFormat::Bmp), C::Rgba8);
         assert_eq!(enc("rgb32f", ImageFormat::Png), C::Rgb16);
     }
@@ -393,7 +461,7 @@ mod tests {
         ] {
             let mut out = vec![1, 2, 3];
             assert!(matches!(
-                encode(img, ImageFormat::Jpeg, 85, &mut out),
+                encode(img, ImageFormat::Jpeg, Some(85), &mut out),
                 Err(FilterError::Encode(_))
             ));
             assert!(out.is_empty());
@@ -403,7 +471,7 @@ mod tests {
         encode(
             DynamicImage::new_luma8(65535, 1),
             ImageFormat::Jpeg,
-            85,
+            Some(85),
             &mut out,
         )
         .unwrap();
@@ -413,13 +481,15 @@ mod tests {
 
     #[test]
     fn too_large_for_the_format_is_a_typed_error() {
-        // WebP lossless tops out at 16384 pixels per side.
-        let img = DynamicImage::new_luma8(16385, 1);
-        let mut out = vec![1, 2, 3];
-        assert!(matches!(
-            encode(img, ImageFormat::WebP, 85, &mut out),
-            Err(FilterError::Encode(_))
-        ));
-        assert!(out.is_empty());
+        // WebP lossless tops out at 16384 pixels per side, lossy at 16383.
+        for (side, quality) in [(16385, None), (16384, Some(80))] {
+            let img = DynamicImage::new_luma8(side, 1);
+            let mut out = vec![1, 2, 3];
+            assert!(matches!(
+                encode(img, ImageFormat::WebP, quality, &mut out),
+                Err(FilterError::Encode(_))
+            ));
+            assert!(out.is_empty());
+        }
     }
 }

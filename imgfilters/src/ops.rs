@@ -20,6 +20,9 @@ pub const MAX_DIMENSION: u32 = 65535;
 pub const MAX_SIGMA: f32 = 100.0;
 /// Default JPEG quality for `format:jpeg` without a quality.
 pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+/// Default AVIF quality for `format:avif` without a quality: libavif's default for `avifenc`
+/// (ravif's 1..=100 scale maps onto the AV1 quantiser the same way; lower is smaller).
+pub const DEFAULT_AVIF_QUALITY: u8 = 60;
 /// Largest `scale` percentage (10x enlargement; the pixel limit applies as well).
 pub const MAX_SCALE_PERCENT: u32 = 1000;
 
@@ -125,8 +128,17 @@ pub enum OutputFormat {
         quality: u8,
     },
     Gif,
-    /// Lossless WebP (the only WebP encoder the `image` crate has).
+    /// `format:webp` (or `format:webp:lossless`): lossless WebP, what plain `format:webp`
+    /// has always meant.
     Webp,
+    /// `format:webp:Q`: lossy WebP, `quality` is `1..=100`.
+    WebpLossy {
+        quality: u8,
+    },
+    /// `format:avif` or `format:avif:Q`: AVIF (output only), `quality` is `1..=100`.
+    Avif {
+        quality: u8,
+    },
     Bmp,
     Tiff,
 }
@@ -236,14 +248,18 @@ impl Op {
 }
 
 impl OutputFormat {
-    /// Checks the JPEG quality range.
+    /// Checks the quality range of the lossy formats.
     pub fn validate(&self) -> Result<(), SpecError> {
-        match *self {
-            OutputFormat::Jpeg { quality } if !(1..=100).contains(&quality) => {
-                Err(out_of_range("format", "jpeg quality", quality, "1..=100"))
-            }
-            _ => Ok(()),
+        let (what, quality) = match *self {
+            OutputFormat::Jpeg { quality } => ("jpeg quality", quality),
+            OutputFormat::WebpLossy { quality } => ("webp quality", quality),
+            OutputFormat::Avif { quality } => ("avif quality", quality),
+            _ => return Ok(()),
+        };
+        if !(1..=100).contains(&quality) {
+            return Err(out_of_range("format", what, quality, "1..=100"));
         }
+        Ok(())
     }
 }
 
@@ -517,20 +533,29 @@ fn parse_format(args: Option<&str>) -> Result<OutputFormat, SpecError> {
             quality: parse_integer(OP, "jpeg quality", q, Sign::Unsigned)?,
         },
         ["gif"] => OutputFormat::Gif,
-        ["webp"] => OutputFormat::Webp,
+        ["webp"] | ["webp", "lossless"] => OutputFormat::Webp,
+        ["webp", q] => OutputFormat::WebpLossy {
+            quality: parse_integer(OP, "webp quality", q, Sign::Unsigned)?,
+        },
+        ["avif"] => OutputFormat::Avif {
+            quality: DEFAULT_AVIF_QUALITY,
+        },
+        ["avif", q] => OutputFormat::Avif {
+            quality: parse_integer(OP, "avif quality", q, Sign::Unsigned)?,
+        },
         ["bmp"] => OutputFormat::Bmp,
         ["tiff" | "tif"] => OutputFormat::Tiff,
         [other] => {
             return Err(keyword(
                 OP,
-                "format (same, png, jpeg, gif, webp, bmp, tiff)",
+                "format (same, png, jpeg, gif, webp, avif, bmp, tiff)",
                 other,
             ))
         }
         _ => {
             return Err(SpecError::WrongArgs {
                 op: OP,
-                expected: "format:FMT or format:jpeg:QUALITY",
+                expected: "format:FMT, format:jpeg:QUALITY, format:webp:QUALITY, format:webp:lossless or format:avif:QUALITY",
             })
         }
     };
@@ -787,6 +812,8 @@ impl fmt::Display for OutputFormat {
             OutputFormat::Jpeg { quality } => write!(f, "format:jpeg:{quality}"),
             OutputFormat::Gif => f.write_str("format:gif"),
             OutputFormat::Webp => f.write_str("format:webp"),
+            OutputFormat::WebpLossy { quality } => write!(f, "format:webp:{quality}"),
+            OutputFormat::Avif { quality } => write!(f, "format:avif:{quality}"),
             OutputFormat::Bmp => f.write_str("format:bmp"),
             OutputFormat::Tiff => f.write_str("format:tiff"),
         }
@@ -949,6 +976,13 @@ mod tests {
             ("format:jpg:100", OutputFormat::Jpeg { quality: 100 }),
             ("format:gif", OutputFormat::Gif),
             ("format:webp", OutputFormat::Webp),
+            ("format:webp:lossless", OutputFormat::Webp),
+            ("format:webp:80", OutputFormat::WebpLossy { quality: 80 }),
+            ("format:webp:1", OutputFormat::WebpLossy { quality: 1 }),
+            ("format:webp:0100", OutputFormat::WebpLossy { quality: 100 }),
+            ("format:avif", OutputFormat::Avif { quality: 60 }),
+            ("format:avif:35", OutputFormat::Avif { quality: 35 }),
+            ("format:avif:100", OutputFormat::Avif { quality: 100 }),
             ("format:bmp", OutputFormat::Bmp),
             ("format:tiff", OutputFormat::Tiff),
             ("format:tif", OutputFormat::Tiff),
@@ -991,6 +1025,10 @@ mod tests {
             "invert,format:jpeg:1",
             "invert,format:gif",
             "invert,format:webp",
+            "invert,format:webp:80",
+            "invert,format:webp:lossless",
+            "invert,format:avif",
+            "invert,format:avif:1",
             "invert,format:bmp",
             "invert,format:tiff",
             "  blur:0.001 ,\tformat:jpg ",
@@ -1005,6 +1043,17 @@ mod tests {
             // The canonical form is a fixed point.
             assert_eq!(b.to_string(), text);
         }
+    }
+
+    #[test]
+    fn web_formats_canonical_text() {
+        assert_eq!(p("format:webp:lossless").to_string(), "format:webp");
+        assert_eq!(p("format:webp:080").to_string(), "format:webp:80");
+        assert_eq!(p("format:avif").to_string(), "format:avif:60");
+        assert_eq!(
+            p("invert,format:avif:7").to_string(),
+            "invert,format:avif:7"
+        );
     }
 
     #[test]
@@ -1064,6 +1113,11 @@ mod tests {
             "resize:99999999999x1",
             "format:jpeg:high",
             "format:jpeg:300",
+            "format:webp:lossy",
+            "format:webp:300",
+            "format:webp:-5",
+            "format:avif:high",
+            "format:avif:80.5",
             // A '-' only where negative values are allowed (brightness, contrast).
             "blur:-1",
             "sharpen:1:-1",
@@ -1240,6 +1294,11 @@ mod tests {
             "contrast:-101",
             "format:jpeg:0",
             "format:jpeg:101",
+            "format:webp:0",
+            "format:webp:101",
+            "format:avif:0",
+            "format:avif:101",
+            "format:avif:255",
         ] {
             assert!(
                 matches!(reason(s), (Some(1), SpecError::OutOfRange { .. })),
@@ -1283,6 +1342,10 @@ mod tests {
             "noop:x",
             "thumbnail:1:2",
             "format:jpeg:80:1",
+            "format:webp:80:1",
+            "format:webp:lossless:80",
+            "format:avif:60:1",
+            "format:png:80",
             "format",
         ] {
             assert!(
@@ -1300,7 +1363,8 @@ mod tests {
             "rotate:-90",
             "flip:x",
             "resize:1x1:bicubic",
-            "format:avif",
+            "format:heic",
+            "format:AVIF",
             "format:PNG",
         ] {
             assert!(
@@ -1420,11 +1484,19 @@ mod tests {
                 "{op:?}"
             );
         }
-        let pl = Pipeline {
-            ops: vec![],
-            output: OutputFormat::Jpeg { quality: 0 },
-        };
-        assert!(pl.validate(&l).is_err());
+        for output in [
+            OutputFormat::Jpeg { quality: 0 },
+            OutputFormat::WebpLossy { quality: 0 },
+            OutputFormat::WebpLossy { quality: 101 },
+            OutputFormat::Avif { quality: 0 },
+            OutputFormat::Avif { quality: 200 },
+        ] {
+            let pl = Pipeline {
+                ops: vec![],
+                output,
+            };
+            assert!(pl.validate(&l).is_err(), "{output:?}");
+        }
     }
 
     #[test]

@@ -589,7 +589,7 @@ typedef struct {
    */
   uint32_t height;
   /**
-   * 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
+   * 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 7 avif, 0 unknown.
    */
   uint8_t format;
   /**

@@ -204,7 +204,7 @@ pub struct ResultInfo {
     pub width: u32,
     /// Output height in pixels.
     pub height: u32,
-    /// Output format: 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff (0 unknown).
+    /// Output format: 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 7 avif (0 unknown).
     pub format: u8,
     /// Server-side phase times in microseconds: queue, decode, filter, encode.
     pub queue_us: u32,

@@ -21,6 +21,9 @@ pub enum Job {
     Resize50Defaults,
     Gray,
     Noop,
+    /// `resize:800x`: fit to 800 pixels wide, for bench/formats.py's output-format
+    /// comparison (not in [`Job::ALL`], so the main suite does not run it).
+    Fit800,
 }
 
 impl Job {
@@ -39,6 +42,7 @@ impl Job {
             Job::Resize50Defaults => "resize50d",
             Job::Gray => "gray",
             Job::Noop => "noop",
+            Job::Fit800 => "fit800",
         }
     }
 
@@ -54,7 +58,10 @@ impl Job {
     }
 
     pub fn parse(s: &str) -> Option<Job> {
-        Job::ALL.into_iter().find(|j| j.name() == s)
+        Job::ALL
+            .into_iter()
+            .chain([Job::Fit800])
+            .find(|j| j.name() == s)
     }
 
     /// The op spec for an image of `width x height`. No `format:` step: the output keeps the
@@ -71,6 +78,7 @@ impl Job {
             ),
             Job::Gray => "grayscale".into(),
             Job::Noop => "noop".into(),
+            Job::Fit800 => "resize:800x".into(),
         }
     }
 }
@@ -92,8 +100,12 @@ impl Image {
         f64::from(self.width) * f64::from(self.height) / 1e6
     }
 
-    pub fn pipeline(&self, job: Job) -> Result<Pipeline, String> {
-        let spec = job.spec(self.width, self.height);
+    /// The job's pipeline, with `,format:FORMAT` appended when `format` is given.
+    pub fn pipeline(&self, job: Job, format: Option<&str>) -> Result<Pipeline, String> {
+        let mut spec = job.spec(self.width, self.height);
+        if let Some(f) = format {
+            spec = format!("{spec},format:{f}");
+        }
         spec.parse()
             .map_err(|e| format!("{}: spec {spec:?}: {e}", self.name))
     }
@@ -155,6 +167,8 @@ mod tests {
             assert_eq!(p.output, imgfilters::OutputFormat::Same);
         }
         assert_eq!(Job::parse("blur"), None);
+        assert_eq!(Job::parse("fit800"), Some(Job::Fit800));
+        assert_eq!(Job::Fit800.spec(1600, 900), "resize:800x");
         assert_eq!(
             Job::Resize50Defaults.spec(451, 300),
             Job::Resize50.spec(451, 300)

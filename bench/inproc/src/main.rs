@@ -3,15 +3,17 @@
 //! `bench/runners/`, so the harness and `bench/report.py` treat every implementation alike.
 //!
 //! ```text
-//! imgbench run --job blur2|resize50|resize50d|gray|noop --procs N --images DIR --repeat K
-//!              [--min-time SECS] [--save DIR]       -> one JSON object on stdout
+//! imgbench run --job blur2|resize50|resize50d|gray|noop|fit800 --procs N --images DIR
+//!              --repeat K [--min-time SECS] [--save DIR] [--format FMT]
+//!                                                   -> one JSON object on stdout
 //! imgbench list --images DIR                        -> the image set and each job's op spec
 //! ```
 //!
 //! `--procs N` runs N threads (one process: `imgfilters` starts no threads of its own, so N
 //! threads is N cores' worth of independent jobs, like N filter workers). The timed passes
 //! are repeated at least K times and until `--min-time` seconds have passed; the figures are
-//! medians over passes.
+//! medians over passes. `--format FMT` appends `,format:FMT` to every job's spec (for
+//! example `webp:80` or `avif:60`; bench/formats.py uses it with `fit800`).
 //!
 //! Shrink-on-load (JPEG decoded smaller by DCT scaling before a downscale) is off for every
 //! job but `resize50d` (jobs.rs says why); `IMGFILTERS_SHRINK_ON_LOAD=0|1` overrides that. The
@@ -28,8 +30,8 @@ use jobs::{Image, Job};
 use serde::Serialize;
 
 const USAGE: &str =
-    "usage: imgbench run --job blur2|resize50|resize50d|gray|noop --procs N --images DIR \
-                     --repeat K [--min-time SECS] [--save DIR]\n       imgbench list --images DIR";
+    "usage: imgbench run --job blur2|resize50|resize50d|gray|noop|fit800 --procs N --images DIR \
+                     --repeat K [--min-time SECS] [--save DIR] [--format FMT]\n       imgbench list --images DIR";
 
 /// Most passes one run makes, whatever `--min-time` asks (tiny images would otherwise loop
 /// for very many passes).
@@ -43,6 +45,8 @@ struct Args {
     repeat: usize,
     min_time: f64,
     save: Option<PathBuf>,
+    /// An output format step (`webp:80`) appended to every spec.
+    format: Option<String>,
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
@@ -56,6 +60,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--repeat",
             "--min-time",
             "--save",
+            "--format",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument {flag:?}"));
@@ -82,6 +87,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         repeat: (num("--repeat", Some("3"))? as usize).max(1),
         min_time: num("--min-time", Some("0"))?,
         save: flags.get("--save").map(PathBuf::from),
+        format: flags.get("--format").map(|f| f.to_string()),
     })
 }
 
@@ -148,6 +154,8 @@ struct Settings<'a> {
     png: &'a str,
     threads: usize,
     shrink_on_load: bool,
+    /// The `--format` step, when given.
+    format: Option<&'a str>,
 }
 
 /// Pretty-printed with a final newline.
@@ -164,6 +172,7 @@ fn format_name(f: imgfilters::image::ImageFormat) -> &'static str {
         F::WebP => "webp",
         F::Bmp => "bmp",
         F::Tiff => "tiff",
+        F::Avif => "avif",
         _ => "other",
     }
 }
@@ -191,7 +200,7 @@ fn list(images: &[Image]) -> String {
 fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
     let pipelines = images
         .iter()
-        .map(|i| i.pipeline(args.job))
+        .map(|i| i.pipeline(args.job, args.format.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let env = std::env::var("IMGFILTERS_SHRINK_ON_LOAD").ok();
     let options = imgfilters::RunOptions {
@@ -267,6 +276,7 @@ fn bench(args: &Args, images: &[Image]) -> Result<String, String> {
             png: "the crate's encoder settings",
             threads: args.procs,
             shrink_on_load: options.shrink_on_load,
+            format: args.format.as_deref(),
         },
     }))
 }
@@ -313,7 +323,9 @@ mod tests {
         let a = args("--job gray --procs 2 --images d --repeat 5 --min-time 1.5").unwrap();
         assert_eq!((a.job, a.procs, a.repeat), (Job::Gray, 2, 5));
         assert_eq!(a.min_time, 1.5);
-        assert!(a.save.is_none());
+        assert!(a.save.is_none() && a.format.is_none());
+        let a = args("--job fit800 --images d --format webp:80").unwrap();
+        assert_eq!((a.job, a.format.as_deref()), (Job::Fit800, Some("webp:80")));
         assert!(args("--job blur --images d").is_err());
         assert!(args("--images").is_err());
         assert!(args("--bogus 1 --images d").is_err());
@@ -356,6 +368,7 @@ mod tests {
                 png: "p",
                 threads: 2,
                 shrink_on_load: false,
+                format: Some("avif:60"),
             },
         };
         let text = to_text(&r);

@@ -188,7 +188,7 @@ mod tests {
         let imgs = vec![png(20, 10), png(6, 6)];
         let pipes: Vec<Pipeline> = imgs
             .iter()
-            .map(|i| i.pipeline(crate::jobs::Job::Resize50).unwrap())
+            .map(|i| i.pipeline(crate::jobs::Job::Resize50, None).unwrap())
             .collect();
         let (p, outs) = pass(&imgs, &pipes, RunOptions::default(), 3, true).unwrap();
         assert_eq!(p.jobs, 6);

@@ -150,7 +150,8 @@ pub struct FilterIo {
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
 
-    /// JPEG quality 1..=100 (JPEG output only).
+    /// Quality 1..=100 of lossy output: JPEG (default 85), WebP (given: lossy WebP; without
+    /// it WebP is lossless) or AVIF (default 60).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
 
@@ -210,6 +211,7 @@ pub enum FormatArg {
     Jpeg,
     Gif,
     Webp,
+    Avif,
     Bmp,
     #[value(alias = "tif")]
     Tiff,
@@ -223,7 +225,13 @@ impl FormatArg {
                 quality: quality.unwrap_or(imgfilters::DEFAULT_JPEG_QUALITY),
             },
             FormatArg::Gif => OutputFormat::Gif,
-            FormatArg::Webp => OutputFormat::Webp,
+            FormatArg::Webp => match quality {
+                Some(quality) => OutputFormat::WebpLossy { quality },
+                None => OutputFormat::Webp,
+            },
+            FormatArg::Avif => OutputFormat::Avif {
+                quality: quality.unwrap_or(imgfilters::DEFAULT_AVIF_QUALITY),
+            },
             FormatArg::Bmp => OutputFormat::Bmp,
             FormatArg::Tiff => OutputFormat::Tiff,
         }
@@ -348,6 +356,7 @@ pub fn format_from_extension(path: &Path) -> Result<Option<FormatArg>, Failure> 
         "jpg" | "jpeg" => FormatArg::Jpeg,
         "gif" => FormatArg::Gif,
         "webp" => FormatArg::Webp,
+        "avif" => FormatArg::Avif,
         "bmp" => FormatArg::Bmp,
         "tif" | "tiff" => FormatArg::Tiff,
         _ => {
@@ -374,13 +383,17 @@ pub fn with_output_format(
             None => None,
         },
     };
-    if quality.is_some() && chosen.is_some_and(|f| f != FormatArg::Jpeg) {
-        return Err(Failure::usage("--quality", "applies to JPEG output only"));
+    let lossy = |f: FormatArg| matches!(f, FormatArg::Jpeg | FormatArg::Webp | FormatArg::Avif);
+    if quality.is_some() && chosen.is_some_and(|f| !lossy(f)) {
+        return Err(Failure::usage(
+            "--quality",
+            "applies to JPEG, WebP and AVIF output only",
+        ));
     }
     if quality.is_some() && chosen.is_none() && p.output == OutputFormat::Same {
         return Err(Failure::usage(
             "--quality",
-            "needs JPEG output (-o NAME.jpg or --format jpeg)",
+            "needs JPEG, WebP or AVIF output (-o NAME.jpg/.webp/.avif or --format)",
         ));
     }
     match (p.output, chosen) {
@@ -511,6 +524,7 @@ mod tests {
             &["run", "--ops", "frobnicate:3", "a", "-o", "-"],
             &["blur", "a", "-o", "x.xyz"],
             &["blur", "a", "-o", "x.png", "--quality", "80"],
+            &["blur", "a", "--format", "gif", "-o", "x", "--quality", "80"],
             &["blur", "a", "-o", "-", "--quality", "80"],
         ] {
             let e = spec_of(args).unwrap_err();
@@ -538,6 +552,15 @@ mod tests {
         assert_eq!(fmt(None, None, Some("-")), "blur:2");
         assert_eq!(fmt(None, None, Some("noext")), "blur:2");
         assert_eq!(fmt(None, None, Some("a.tif")), "blur:2,format:tiff");
+        // WebP is lossless unless a quality is given; AVIF has a default quality.
+        assert_eq!(fmt(None, None, Some("x.webp")), "blur:2,format:webp");
+        assert_eq!(fmt(None, Some(80), Some("x.webp")), "blur:2,format:webp:80");
+        assert_eq!(fmt(None, None, Some("x.AVIF")), "blur:2,format:avif:60");
+        assert_eq!(fmt(None, Some(40), Some("x.avif")), "blur:2,format:avif:40");
+        assert_eq!(
+            fmt(Some(FormatArg::Avif), Some(30), Some("-")),
+            "blur:2,format:avif:30"
+        );
         assert_eq!(fmt(None, None, None), "blur:2");
         // An explicit format step in the spec is kept.
         let q = with_output_format(

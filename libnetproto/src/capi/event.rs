@@ -17,7 +17,7 @@ pub struct np_result_info {
     pub width: u32,
     /// Output height in pixels.
     pub height: u32,
-    /// 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 0 unknown.
+    /// 1 png, 2 jpeg, 3 gif, 4 webp, 5 bmp, 6 tiff, 7 avif, 0 unknown.
     pub format: u8,
     /// Queue time in microseconds.
     pub queue_us: u32,
