@@ -194,7 +194,7 @@ fi
 # imgfilters against sharp (sharp only with the third-party libraries); full and --quick only.
 if [ "$mode" != smoke ]; then
   say "in-process: web output formats (bench/formats.py)"
-  $py "$here/formats.py" --results "$results" --images "$images" --bin "$rel" \
+  timeout --foreground 1800 $py "$here/formats.py" --results "$results" --images "$images" --bin "$rel" \
     --node-path "$here/.deps/node/node_modules" --repeat "$REPEAT" --min-time "$MIN_TIME" ||
     echo "bench: formats.py failed (no formats section)" >&2
 fi
