@@ -141,6 +141,7 @@ mod ops;
 mod orient;
 mod pipeline;
 mod shrink;
+mod sink;
 
 #[cfg(test)]
 mod testutil;
@@ -157,8 +158,10 @@ pub use ops::{
     MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
 };
 pub use pipeline::{
-    run, run_into, run_into_with, run_with, Output, OutputInfo, RunOptions, Timings,
+    prepare, prepare_with, run, run_into, run_into_with, run_with, Output, OutputInfo, Prepared,
+    RunOptions, Timings,
 };
+pub use sink::{Finished, Sink};
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.
