@@ -181,6 +181,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         }
         // First half: decode and filter. `Prepared` owns its pixels and borrows nothing, so
         // when this block ends nothing reads the slot (or the job memfd) any more.
+        let crash_after_output: bool;
         let prepared = {
             let input: &[u8];
             let job_map;
@@ -195,6 +196,15 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 input = ring
                     .read(slot, 0, input_len)
                     .ok_or("input does not fit its slot")?;
+            }
+            #[cfg(feature = "failpoints")]
+            {
+                crash_after_output =
+                    args.fault_injection && crate::failpoints::crashes_after_output(input);
+            }
+            #[cfg(not(feature = "failpoints"))]
+            {
+                crash_after_output = false;
             }
             #[cfg(feature = "failpoints")]
             let input = match args.fault_injection {
@@ -240,6 +250,10 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 result.map(|info| (info, len))
             }
         };
+        if crash_after_output {
+            // Failpoint: lost with the output over the input and no Done sent.
+            std::process::abort();
+        }
         match result {
             Ok((info, output_len)) => {
                 done.width = info.width;

@@ -135,6 +135,37 @@ fn an_input_that_crashes_two_workers_is_poison() {
 }
 
 #[test]
+fn a_worker_lost_after_its_output_replaced_the_input_is_not_retried_on_that_input() {
+    let srv = Server::builder("overwritten")
+        .args(&["--workers", "2"])
+        .fault_injection()
+        .start();
+    let mut c = srv.connect();
+    let small = sample("chelsea_64x64.png");
+    let mut input = b"IMGSERVER-FAULT-ENCODE-CRASH\n".to_vec();
+    input.extend_from_slice(&small);
+    // The first worker writes the output over the input in the slot, then dies; the master
+    // retries, and the second worker finds the slot marked instead of decoding the remains.
+    match run_job(&mut c, 1, "format:bmp", &input) {
+        Outcome::Error { code, message } => {
+            assert_eq!(code, ErrorCode::PoisonInput as u16, "{message}");
+            assert!(message.contains("replaced the input"), "{message}");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(srv.stat("jobs_retried"), 1);
+    assert_eq!(srv.stat("slots_in_use"), 0);
+    srv.wait_workers_ready(Duration::from_secs(3));
+    // The same slot serves the next jobs normally (its generation moved on).
+    for id in 2..5 {
+        assert!(matches!(
+            run_job(&mut c, id, "format:bmp", &small),
+            Outcome::Ok { .. }
+        ));
+    }
+}
+
+#[test]
 fn a_hanging_input_costs_two_deadlines_two_workers_and_one_poison_answer() {
     const DEADLINE: Duration = Duration::from_millis(300);
     let srv = Server::builder("hang")
