@@ -339,7 +339,8 @@ mod tests {
         let mut sink = Sink::new(&mut []);
         assert!(sink.seek(SeekFrom::Current(-1)).is_err());
         assert!(sink.seek(SeekFrom::End(-1)).is_err());
-        assert_eq!(sink.seek(SeekFrom::Current(0)).unwrap(), 0);
+        assert_eq!(sink.seek(SeekFrom::Current(2)).unwrap(), 2);
+        assert_eq!(sink.seek(SeekFrom::Current(-2)).unwrap(), 0);
     }
 
     #[test]
