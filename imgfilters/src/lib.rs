@@ -23,6 +23,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A filter worker splits a job in two: [`prepare`] decodes and filters (the result holds no
+//! borrow of the input), then [`Prepared::encode`] writes into a [`Sink`], a fixed region (the
+//! ring slot the input came from) that spills into a `Vec` only when the output outgrows it.
+//! [`run_into`] is the same with an empty region, writing into the caller's `Vec`.
+//!
 //! # Op-spec text (wire protocol)
 //!
 //! The definition is section 12 of docs/PROTOCOL.md; this is its grammar (ABNF, every quoted
