@@ -14,6 +14,7 @@
 use image::DynamicImage;
 
 use crate::error::FilterError;
+use crate::sink::Sink;
 
 /// rav1e speed preset, 1 (slowest, smallest) ..= 10 (fastest). Two steps faster than
 /// ravif's default of 4: each step trades some size for encode time, and here one request is
@@ -46,7 +47,7 @@ fn rgb_or_rgba(img: &DynamicImage) -> Result<(&[u8], bool), FilterError> {
 pub(crate) fn encode_webp_lossy(
     img: &DynamicImage,
     quality: u8,
-    out: &mut Vec<u8>,
+    out: &mut Sink,
 ) -> Result<(), FilterError> {
     let (data, alpha) = rgb_or_rgba(img)?;
     let (w, h) = (img.width(), img.height());
@@ -80,7 +81,7 @@ pub(crate) fn encode_webp_lossy(
 pub(crate) fn encode_avif(
     img: &DynamicImage,
     quality: u8,
-    out: &mut Vec<u8>,
+    out: &mut Sink,
 ) -> Result<(), FilterError> {
     let (data, alpha) = rgb_or_rgba(img)?;
     let (w, h) = (img.width() as usize, img.height() as usize);

@@ -8,8 +8,6 @@
 //! text chunks, so EXIF/ICC/XMP from the input are stripped. The lossy WebP and AVIF
 //! encoders live in `encode_web.rs`.
 
-use std::io::Cursor;
-
 use image::codecs::{
     bmp::BmpEncoder, gif::GifEncoder, jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder,
     webp::WebPEncoder,
@@ -19,6 +17,7 @@ use image::{DynamicImage, ImageFormat};
 use crate::encode_web::{encode_avif, encode_webp_lossy};
 use crate::error::FilterError;
 use crate::ops::{OutputFormat, DEFAULT_AVIF_QUALITY, DEFAULT_JPEG_QUALITY};
+use crate::sink::Sink;
 
 /// Input formats this crate handles, which are all output formats as well.
 pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
@@ -159,7 +158,7 @@ pub(crate) fn encode(
     img: DynamicImage,
     format: ImageFormat,
     quality: Option<u8>,
-    out: &mut Vec<u8>,
+    out: &mut Sink,
 ) -> Result<(), FilterError> {
     out.clear();
     let webp_lossy = format == ImageFormat::WebP && quality.is_some();
@@ -175,8 +174,8 @@ pub(crate) fn encode(
         }
         (ImageFormat::WebP, None) => img.write_with_encoder(WebPEncoder::new_lossless(&mut *out)),
         (ImageFormat::Bmp, _) => img.write_with_encoder(BmpEncoder::new(&mut *out)),
-        // TIFF needs Seek; the cursor starts at 0 of the just-cleared buffer.
-        (ImageFormat::Tiff, _) => img.write_with_encoder(TiffEncoder::new(Cursor::new(&mut *out))),
+        // TIFF needs Seek, which the sink has; it starts at 0 of the just-cleared output.
+        (ImageFormat::Tiff, _) => img.write_with_encoder(TiffEncoder::new(&mut *out)),
         (other, _) => {
             return Err(FilterError::Encode(format!(
                 "output format {other:?} is not supported"
@@ -209,8 +208,8 @@ pub(crate) fn encode(
 /// Trust boundary: libjpeg-turbo is C, but it only ever sees pixels this crate produced, in a
 /// buffer whose length matches the dimensions (checked by the binding), never network bytes.
 /// `img` is L8 or RGB8 (see [`prepare`]); anything else goes through `image`'s encoder.
-fn encode_jpeg(img: &DynamicImage, quality: u8, out: &mut Vec<u8>) -> Result<(), FilterError> {
-    let fail = |out: &mut Vec<u8>, e: String| {
+fn encode_jpeg(img: &DynamicImage, quality: u8, out: &mut Sink) -> Result<(), FilterError> {
+    let fail = |out: &mut Sink, e: String| {
         out.clear();
         FilterError::Encode(e)
     };
@@ -251,7 +250,7 @@ fn turbo_jpeg(
     h: u16,
     gray: bool,
     quality: u8,
-    out: &mut Vec<u8>,
+    out: &mut Sink,
 ) -> Result<(), String> {
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
     let (format, subsamp) = if gray {
@@ -272,7 +271,18 @@ fn turbo_jpeg(
         .set_quality(i32::from(quality))
         .and_then(|()| compressor.set_subsamp(subsamp))
         .map_err(|e| e.to_string())?;
-    // libjpeg-turbo's own buffer, copied once into `out` so that `out` keeps its capacity.
+    // Straight into the sink's region (a worker's ring slot) when libjpeg-turbo's worst case
+    // for this size fits what is left of it: with a caller's buffer it cannot grow, so a
+    // smaller one could fail after the whole compression. Otherwise into libjpeg-turbo's own
+    // growing buffer, copied once into the sink.
+    let worst = compressor
+        .buf_len(width, usize::from(h))
+        .map_err(|e| e.to_string())?;
+    if let Some(written) =
+        out.append_in_region(worst, |region| compressor.compress_to_slice(image, region))
+    {
+        return written.map(drop).map_err(|e| e.to_string());
+    }
     let jpeg = compressor
         .compress_to_owned(image)
         .map_err(|e| e.to_string())?;
@@ -287,7 +297,7 @@ fn turbo_jpeg(
     _h: u16,
     _gray: bool,
     _quality: u8,
-    _out: &mut Vec<u8>,
+    _out: &mut Sink,
 ) -> Result<(), String> {
     Err("built without the turbojpeg feature".into())
 }
@@ -298,7 +308,7 @@ fn rust_jpeg(
     h: u16,
     gray: bool,
     quality: u8,
-    out: &mut Vec<u8>,
+    out: &mut Sink,
 ) -> Result<(), String> {
     use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
     let mut encoder = Encoder::new(&mut *out, quality);
@@ -338,6 +348,19 @@ mod tests {
     }
 
     use super::*;
+
+    /// [`super::encode`] into a `Vec`, as these tests read the output.
+    fn encode(
+        img: DynamicImage,
+        format: ImageFormat,
+        quality: Option<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FilterError> {
+        let mut sink = Sink::with_spill(&mut [], std::mem::take(out));
+        let result = super::encode(img, format, quality, &mut sink);
+        *out = sink.into_vec();
+        result
+    }
 
     fn sample(kind: &str) -> DynamicImage {
         let mut img = DynamicImage::new_rgba16(5, 3);

@@ -23,6 +23,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A filter worker splits a job in two: [`prepare`] decodes and filters (the result holds no
+//! borrow of the input), then [`Prepared::encode`] writes into a [`Sink`], a fixed region (the
+//! ring slot the input came from) that spills into a `Vec` only when the output outgrows it.
+//! [`run_into`] is the same with an empty region, writing into the caller's `Vec`.
+//!
 //! # Op-spec text (wire protocol)
 //!
 //! The definition is section 12 of docs/PROTOCOL.md; this is its grammar (ABNF, every quoted
@@ -149,6 +154,7 @@ mod ops;
 mod orient;
 mod pipeline;
 mod shrink;
+mod sink;
 
 #[cfg(test)]
 mod testutil;
@@ -165,8 +171,10 @@ pub use ops::{
     DEFAULT_JPEG_QUALITY, MAX_DIMENSION, MAX_SIGMA, MAX_SPEC_LEN,
 };
 pub use pipeline::{
-    run, run_into, run_into_with, run_with, Output, OutputInfo, RunOptions, Timings,
+    prepare, prepare_with, run, run_into, run_into_with, run_with, Output, OutputInfo, Prepared,
+    RunOptions, Timings,
 };
+pub use sink::{Finished, Sink};
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.

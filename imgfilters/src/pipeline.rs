@@ -1,4 +1,6 @@
-//! One request end to end: validate, decode, apply the ops, encode.
+//! One request end to end: validate, decode, apply the ops, encode; or in two halves,
+//! [`prepare`] (everything up to the encoding) and [`Prepared::encode`] (into a [`Sink`]), so
+//! the output may go into the memory the input was read from.
 //!
 //! Trust boundary: entry point for hostile image bytes plus an op spec from the network. Checks
 //! run cheapest first: the spec (no image work at all), then the input length and header, then
@@ -11,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use image::ImageFormat;
+use image::{DynamicImage, ImageFormat};
 
 use crate::decode::{decode, Decoded};
 use crate::error::FilterError;
@@ -20,6 +22,7 @@ use crate::format::{encode, resolve};
 use crate::limits::Limits;
 use crate::ops::Pipeline;
 use crate::shrink;
+use crate::sink::Sink;
 
 /// How [`run_with`] decodes; [`run`] uses the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +129,72 @@ pub fn run_into_with(
     options: RunOptions,
     out: &mut Vec<u8>,
 ) -> Result<OutputInfo, FilterError> {
-    out.clear();
+    // An empty region: the sink writes straight into `out`, keeping its capacity.
+    let mut sink = Sink::with_spill(&mut [], std::mem::take(out));
+    let result = prepare_with(input, pipeline, limits, options).and_then(|p| p.encode(&mut sink));
+    *out = sink.into_vec();
+    result
+}
+
+/// A decoded and filtered image, not yet encoded: the first half of a job, from
+/// [`prepare`]. It owns its pixels and holds no borrow of the input, so the memory the input
+/// came from may be written as soon as this exists: a filter worker encodes it with
+/// [`Prepared::encode`] into a [`Sink`] over the same ring slot its input was read from.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    image: DynamicImage,
+    format: ImageFormat,
+    quality: Option<u8>,
+    decode_warning: Option<&'static str>,
+    shrink: u32,
+    decode: Duration,
+    filter: Duration,
+}
+
+impl Prepared {
+    /// The output format and dimensions the encoding will have.
+    pub fn output(&self) -> (ImageFormat, u32, u32) {
+        (self.format, self.image.width(), self.image.height())
+    }
+
+    /// Encodes into `sink`, which is cleared first; on error it is left empty. The bytes are
+    /// those [`run_into`] gives for the same input and pipeline, wherever the sink puts them.
+    pub fn encode(self, sink: &mut Sink) -> Result<OutputInfo, FilterError> {
+        let t0 = Instant::now();
+        let (format, width, height) = self.output();
+        encode(self.image, format, self.quality, sink)?;
+        Ok(OutputInfo {
+            format,
+            width,
+            height,
+            timings: Timings {
+                decode: self.decode,
+                filter: self.filter,
+                encode: t0.elapsed(),
+            },
+            decode_warning: self.decode_warning,
+            shrink: self.shrink,
+        })
+    }
+}
+
+/// Validates, decodes `input` and applies `pipeline`, within `limits`: everything of [`run`]
+/// but the encoding, which [`Prepared::encode`] does.
+pub fn prepare(
+    input: &[u8],
+    pipeline: &Pipeline,
+    limits: &Limits,
+) -> Result<Prepared, FilterError> {
+    prepare_with(input, pipeline, limits, RunOptions::default())
+}
+
+/// [`prepare`] with explicit [`RunOptions`].
+pub fn prepare_with(
+    input: &[u8],
+    pipeline: &Pipeline,
+    limits: &Limits,
+    options: RunOptions,
+) -> Result<Prepared, FilterError> {
     pipeline.validate(limits)?;
 
     let t0 = Instant::now();
@@ -162,24 +230,17 @@ pub fn run_into_with(
     for op in ops {
         img = apply_with_limits(img, op, limits)?;
     }
-
     let t2 = Instant::now();
-    let (width, height) = (img.width(), img.height());
-    let (format, quality) = resolve(pipeline.output, input_format);
-    encode(img, format, quality, out)?;
-    let t3 = Instant::now();
 
-    Ok(OutputInfo {
+    let (format, quality) = resolve(pipeline.output, input_format);
+    Ok(Prepared {
+        image: img,
         format,
-        width,
-        height,
-        timings: Timings {
-            decode: t1 - t0,
-            filter: t2 - t1,
-            encode: t3 - t2,
-        },
+        quality,
         decode_warning: warning,
         shrink,
+        decode: t1 - t0,
+        filter: t2 - t1,
     })
 }
 
@@ -187,6 +248,7 @@ pub fn run_into_with(
 mod tests {
     use super::*;
     use crate::probe;
+    use crate::sink::Finished;
     use crate::testutil::*;
     use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
@@ -281,6 +343,79 @@ mod tests {
         let err = run_into(b"junk", &spec("invert"), &Limits::default(), &mut buf);
         assert!(err.is_err());
         assert!(buf.is_empty());
+    }
+
+    /// `prepare` + `Prepared::encode` into a region gives `run_into`'s bytes for every output
+    /// format, whether the output fits the region, fits it exactly, or is larger (spilled at
+    /// several points), and for JPEG whether libjpeg-turbo's worst case fits the region or not.
+    #[test]
+    fn encoding_into_a_region_gives_run_intos_bytes() {
+        let input = png(&gradient(61, 47));
+        let limits = Limits::default();
+        for f in ["png", "jpeg:90", "gif", "webp", "bmp", "tiff"] {
+            let p = spec(&format!("blur:1,format:{f}"));
+            let mut expect = Vec::new();
+            let info = run_into(&input, &p, &limits, &mut expect).unwrap();
+            let n = expect.len();
+            // libjpeg-turbo's worst case for 61x47 4:4:4 is several times the output.
+            let worst = 64 * 48 * 6 + 2048;
+            let sizes = [0, 1, n / 2, n - 1, n, n + 1, worst - 1, worst, worst + 100];
+            for size in sizes {
+                let mut region = vec![0x5A; size];
+                let mut sink = Sink::new(&mut region);
+                let got = prepare(&input, &p, &limits)
+                    .unwrap()
+                    .encode(&mut sink)
+                    .unwrap();
+                assert_eq!(
+                    (got.format, got.width, got.height),
+                    (info.format, info.width, info.height)
+                );
+                assert_eq!(sink.spilled(), n > size, "{f} into {size}");
+                assert_eq!(sink.as_slice(), expect.as_slice(), "{f} into {size}");
+                match sink.finish() {
+                    Finished::InRegion(len) => assert_eq!(&region[..len], expect.as_slice()),
+                    Finished::Spilled(bytes) => assert_eq!(bytes, expect, "{f} into {size}"),
+                }
+            }
+        }
+    }
+
+    /// As a worker does: the input is read from the start of a buffer and the output written
+    /// over it. The borrow of the input ends with `prepare`, so the buffer is free to lend.
+    #[test]
+    fn output_may_replace_the_input_in_place() {
+        let input = png(&gradient(40, 30));
+        let limits = Limits::default();
+        for s in ["noop", "resize:20x15,format:jpeg", "invert,format:bmp"] {
+            let p = spec(s);
+            let expect = run(&input, &p, &limits).unwrap().bytes;
+            let mut slot = vec![0; 64 << 10];
+            slot[..input.len()].copy_from_slice(&input);
+            let prepared = prepare(&slot[..input.len()], &p, &limits).unwrap();
+            let mut sink = Sink::new(&mut slot);
+            prepared.encode(&mut sink).unwrap();
+            let Finished::InRegion(len) = sink.finish() else {
+                panic!("{s}: spilled")
+            };
+            assert_eq!(&slot[..len], expect.as_slice(), "{s}");
+        }
+    }
+
+    #[test]
+    fn an_encode_error_leaves_the_sink_empty() {
+        // WebP lossless cannot hold 16385 pixels per side.
+        let input = png(&DynamicImage::new_luma8(16385, 1));
+        let mut region = vec![0; 1 << 20];
+        let mut sink = Sink::new(&mut region);
+        sink.extend_from_slice(b"stale");
+        let prepared = prepare(&input, &spec("format:webp"), &Limits::default()).unwrap();
+        assert_eq!(prepared.output(), (ImageFormat::WebP, 16385, 1));
+        assert!(matches!(
+            prepared.encode(&mut sink),
+            Err(FilterError::Encode(_))
+        ));
+        assert!(sink.is_empty());
     }
 
     /// 16x8 JPEG: left half red, right half blue.

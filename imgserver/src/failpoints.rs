@@ -26,6 +26,11 @@ pub fn apply(input: &[u8]) -> Result<&[u8], String> {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+    // Processed normally; the worker aborts once after the output is in its slot (see
+    // `crashes_after_output`), before answering, and the retry runs to the end.
+    if let Some(rest) = input.strip_prefix(ENCODE_CRASH) {
+        return Ok(rest);
+    }
     // A slow but finite job: sleep, then process the image after the marker line.
     if let Some(rest) = input.strip_prefix(b"IMGSERVER-FAULT-SLOW\n".as_slice()) {
         std::thread::sleep(Duration::from_millis(1500));
@@ -42,6 +47,15 @@ pub fn apply(input: &[u8]) -> Result<&[u8], String> {
         });
     }
     Ok(input)
+}
+
+/// Marks an input whose first worker dies once the output is in the ring slot, before its
+/// Done: the retry, on the same slot, must find the input intact.
+const ENCODE_CRASH: &[u8] = b"IMGSERVER-FAULT-ENCODE-CRASH\n";
+
+/// Whether the worker should abort after writing this input's output (and before its Done).
+pub fn crashes_after_output(input: &[u8]) -> bool {
+    input.starts_with(ENCODE_CRASH)
 }
 
 /// The master's pid when `arg` is `master`, else `arg` as a pid.

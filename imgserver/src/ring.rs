@@ -110,6 +110,76 @@ impl Ring {
     }
 }
 
+/// The header of a slot (its first [`PAYLOAD_OFFSET`] bytes, never touched by the master)
+/// starts with this when a fault-injection worker was told to die once after writing a job's
+/// output, followed by the job id and the slot's generation: the retry's worker finds it and
+/// runs the job to the end (the test that the input behind which the output went survives).
+#[cfg(feature = "failpoints")]
+const MARK_MAGIC: [u8; 8] = *b"imgsFPT1";
+#[cfg(feature = "failpoints")]
+const MARK_LEN: usize = 8 + 8 + 4;
+
+#[cfg(feature = "failpoints")]
+impl Ring {
+    fn mark_bytes(job: u64, generation: u32) -> [u8; MARK_LEN] {
+        let mut mark = [0; MARK_LEN];
+        mark[..8].copy_from_slice(&MARK_MAGIC);
+        mark[8..16].copy_from_slice(&job.to_le_bytes());
+        mark[16..].copy_from_slice(&generation.to_le_bytes());
+        mark
+    }
+
+    fn header(&self, slot: u32) -> *mut u8 {
+        // SAFETY: `base` checked the slot; its payload starts PAYLOAD_OFFSET bytes into the
+        // slot's stride, so stepping back stays inside the mapping, at the slot's start.
+        unsafe { self.base(slot).sub(PAYLOAD_OFFSET as usize) }
+    }
+
+    /// Records in this owned slot's header that attempt (`job`, `generation`) got this far.
+    pub fn mark(&mut self, slot: u32, job: u64, generation: u32) {
+        if slot >= self.slots {
+            return;
+        }
+        let mark = Self::mark_bytes(job, generation);
+        // SAFETY: the header's first MARK_LEN (< PAYLOAD_OFFSET) bytes are inside the slot;
+        // the caller owns the slot (`&mut self`, and by protocol between Job and Done) and
+        // the master never touches headers, so nothing reads or writes them now.
+        unsafe { std::ptr::copy_nonoverlapping(mark.as_ptr(), self.header(slot), mark.len()) };
+    }
+
+    /// Whether a previous attempt of (`job`, `generation`) left its mark in this owned slot.
+    /// Job ids are never reused by a master, and a new master has a new, zeroed ring.
+    pub fn is_marked(&self, slot: u32, job: u64, generation: u32) -> bool {
+        if slot >= self.slots {
+            return false;
+        }
+        let mut found = [0; MARK_LEN];
+        // SAFETY: as in `mark`: in bounds, and the slot is the caller's.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.header(slot), found.as_mut_ptr(), found.len())
+        };
+        found == Self::mark_bytes(job, generation)
+    }
+}
+
+impl Ring {
+    /// All of an owned slot, to write into (a worker encoding its output in place).
+    ///
+    /// Takes `&mut self`, so no slice [`read`](Ring::read) from this mapping can still be
+    /// alive: a worker that read its input from the slot has finished with it (the borrow
+    /// checker says so) before the first output byte overwrites it.
+    pub fn slot_mut(&mut self, slot: u32) -> Option<&mut [u8]> {
+        if slot >= self.slots {
+            return None;
+        }
+        // SAFETY: in bounds: the payload's `slot_size` bytes start PAYLOAD_OFFSET into the
+        // slot's stride, which holds both. Exclusive: `&mut self` rules out any other borrow
+        // of this mapping in this process, and by protocol the caller owns the slot (a worker
+        // between its Job and Done messages), so no other process reads or writes it.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base(slot), self.slot_size as usize) })
+    }
+}
+
 /// The master's bookkeeping of which slots are free, and their generations.
 #[derive(Debug)]
 pub struct SlotTable {
@@ -187,8 +257,35 @@ mod tests {
         );
         assert!(ring.read(0, 1, 10_000).is_none());
         // A second mapping of the same memfd (as a worker has) sees the same bytes.
-        let other = Ring::map(&fd, 3, 10_000).unwrap();
+        let mut other = Ring::map(&fd, 3, 10_000).unwrap();
         assert_eq!(other.read(2, 0, 3).unwrap(), &[3, 3, 3]);
+        // And what it writes through slot_mut, only in that slot.
+        let whole = other.slot_mut(1).unwrap();
+        assert_eq!(whole.len(), 10_000);
+        whole.fill(9);
+        assert!(other.slot_mut(3).is_none());
+        assert!(ring.read(1, 0, 10_000).unwrap().iter().all(|&b| b == 9));
+        assert_eq!(ring.read(0, 9_999, 1).unwrap(), &[1]);
+        assert_eq!(ring.read(2, 0, 1).unwrap(), &[3]);
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn marks_name_one_attempt_and_leave_the_payload_alone() {
+        let (mut ring, fd) = Ring::create(2, 100).unwrap();
+        assert!(ring.write(0, 0, &[7; 100]));
+        assert!(!ring.is_marked(0, 5, 1), "a fresh ring has no marks");
+        ring.mark(0, 5, 1);
+        // Seen through another mapping (the retry's worker), for that attempt only.
+        let other = Ring::map(&fd, 2, 100).unwrap();
+        assert!(other.is_marked(0, 5, 1));
+        assert!(
+            !other.is_marked(0, 5, 2),
+            "a later generation of the slot"
+        );
+        assert!(!other.is_marked(0, 6, 1), "another job");
+        assert!(!other.is_marked(1, 5, 1), "another slot");
+        assert_eq!(other.read(0, 0, 100).unwrap(), &[7; 100]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! A filter worker process: receives job descriptors, decodes, filters and encodes in place in
-//! the shared ring, and reports back. Started only by the master (fork+exec, `worker` mode).
+//! A filter worker process: receives job descriptors, decodes from and encodes into the job's
+//! slot of the shared ring in place, and reports back. Started only by the master (fork+exec, `worker` mode).
 //!
 //! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
 //! socket and no key, inherits no fd and no environment, runs under an address-space limit
@@ -12,7 +12,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use imgfilters::{FilterError, Limits, Pipeline};
+use imgfilters::{FilterError, Finished, Limits, Pipeline, Sink};
 use log::{debug, warn};
 use netproto_sys::ErrorCode;
 
@@ -104,7 +104,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
     let [ring_fd, stats_fd]: [OwnedFd; 2] = fds
         .try_into()
         .map_err(|_| "Init must carry the ring and stats fds")?;
-    let ring = Ring::map(&ring_fd, slots, slot_size)?;
+    let mut ring = Ring::map(&ring_fd, slots, slot_size)?;
     // Mapped for the life of the process: the SIGSYS handler writes into it.
     let stats: &'static Stats = Box::leak(Box::new(Stats::map(&stats_fd)?));
     let me = stats
@@ -163,7 +163,11 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             generation,
             ..Default::default()
         };
-        let result = {
+        // First half: decode and filter. `Prepared` owns its pixels and borrows nothing, so
+        // when this block ends nothing reads the slot (or the job memfd) any more.
+        #[cfg(feature = "failpoints")]
+        let crash_after_output: bool;
+        let prepared = {
             let input: &[u8];
             let job_map;
             if slot == NO_SLOT {
@@ -179,6 +183,11 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                     .ok_or("input does not fit its slot")?;
             }
             #[cfg(feature = "failpoints")]
+            {
+                crash_after_output =
+                    args.fault_injection && crate::failpoints::crashes_after_output(input);
+            }
+            #[cfg(feature = "failpoints")]
             let input = match args.fault_injection {
                 true => crate::failpoints::apply(input).map_err(FilterError::Decode),
                 false => Ok(input),
@@ -190,25 +199,64 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                     for op in &p.ops {
                         stats.count_op(op.name());
                     }
-                    imgfilters::run_into(input, &p, &limits, &mut out)
+                    imgfilters::prepare(input, &p, &limits)
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         };
+        // Second half: encode. A job from the ring is encoded straight into its slot, behind
+        // the input (the borrow of `ring` by `slot_mut` could not coexist with a live input
+        // slice): the input stays intact, so the master's retry of a job whose worker is lost
+        // here still has it. Only an output larger than the room behind the input spills into
+        // a Vec, which then goes back in a memfd. A job from a memfd is encoded into `out`,
+        // copied into a new memfd.
+        let mut in_slot = false;
+        let mut spilled = None;
+        let output_offset = output_offset(input_len, ring.slot_size());
+        let result = match prepared {
+            Err(e) => Err(e),
+            Ok(p) if slot == NO_SLOT => {
+                let mut sink = Sink::with_spill(&mut [], std::mem::take(&mut out));
+                let result = p.encode(&mut sink);
+                out = sink.into_vec();
+                result.map(|info| (info, out.len()))
+            }
+            Ok(p) => {
+                let whole = ring.slot_mut(slot).ok_or("job slot out of range")?;
+                let mut sink = Sink::new(&mut whole[output_offset as usize..]);
+                let result = p.encode(&mut sink);
+                let len = sink.len();
+                match sink.finish() {
+                    Finished::InRegion(_) => in_slot = true,
+                    Finished::Spilled(bytes) => spilled = Some(bytes),
+                }
+                result.map(|info| (info, len))
+            }
+        };
+        #[cfg(feature = "failpoints")]
+        if crash_after_output && slot != NO_SLOT && !ring.is_marked(slot, job, generation) {
+            // Failpoint: lost with the output written and no Done sent, once per attempt of
+            // this job (the mark in the slot header tells the retry not to crash again).
+            ring.mark(slot, job, generation);
+            std::process::abort();
+        }
         match result {
-            Ok(info) => {
+            Ok((info, output_len)) => {
                 done.width = info.width;
                 done.height = info.height;
                 done.format = imgfilters::wire_code(info.format);
                 done.decode_us = info.timings.decode.as_micros() as u32;
                 done.filter_us = info.timings.filter.as_micros() as u32;
                 done.encode_us = info.timings.encode.as_micros() as u32;
-                done.output_len = out.len() as u64;
+                done.output_len = output_len as u64;
+                if in_slot {
+                    done.output_offset = output_offset;
+                }
                 stats::add(&me.decode_us, done.decode_us as u64);
                 stats::add(&me.filter_us, done.filter_us as u64);
                 stats::add(&me.encode_us, done.encode_us as u64);
                 stats::add(&me.bytes_in, input_len);
-                stats::add(&me.bytes_out, out.len() as u64);
+                stats::add(&me.bytes_out, output_len as u64);
                 stats::inc(&me.jobs_ok);
             }
             Err(e) => {
@@ -220,15 +268,13 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         stats::inc(&me.jobs);
         stats::add(&me.busy_us, started.elapsed().as_micros() as u64);
         let mut attach: Option<OwnedFd> = None;
-        if done.status == 0 {
-            if slot != NO_SLOT && ring.write(slot, 0, &out) {
-                // Output replaced the input in the same slot.
-            } else {
-                let fd = crate::shm::create(c"imgserver-output", out.len().max(1) as u64)?;
-                nix::unistd::write(&fd, &out)?;
-                done.in_memfd = true;
-                attach = Some(fd);
-            }
+        if done.status == 0 && !in_slot {
+            // The output is behind the input in the slot unless it is here.
+            let bytes = spilled.as_deref().unwrap_or(&out);
+            let fd = crate::shm::create(c"imgserver-output", bytes.len().max(1) as u64)?;
+            nix::unistd::write(&fd, bytes)?;
+            done.in_memfd = true;
+            attach = Some(fd);
         }
         let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
         let (status, output_len) = (done.status, done.output_len);
@@ -254,6 +300,13 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             out = Vec::new();
         }
     }
+}
+
+/// Where a slot job's output starts: behind its `input_len` bytes of input, on the next
+/// 64-byte boundary (as the payload itself starts 64 bytes into a page), or at the slot's end
+/// (no room: the output spills) when the input leaves less.
+fn output_offset(input_len: u64, slot_size: u64) -> u64 {
+    input_len.div_ceil(64).saturating_mul(64).min(slot_size)
 }
 
 fn mmap_bytes(map: &memmap2::MmapRaw, len: u64) -> &[u8] {

@@ -135,6 +135,30 @@ fn an_input_that_crashes_two_workers_is_poison() {
 }
 
 #[test]
+fn a_worker_lost_after_writing_its_output_leaves_the_input_for_the_retry() {
+    let srv = Server::builder("after-output")
+        .args(&["--workers", "2"])
+        .fault_injection()
+        .start();
+    let mut c = srv.connect();
+    let small = sample("chelsea_64x64.png");
+    let want = match run_job(&mut c, 1, "blur:1,format:bmp", &small) {
+        Outcome::Ok { bytes, .. } => bytes,
+        o => panic!("{o:?}"),
+    };
+    let mut input = b"IMGSERVER-FAULT-ENCODE-CRASH\n".to_vec();
+    input.extend_from_slice(&small);
+    // The first worker writes the output into the slot (behind the input), then dies before
+    // its Done; the master retries on the same slot, and the retry decodes the intact input.
+    match run_job(&mut c, 2, "blur:1,format:bmp", &input) {
+        Outcome::Ok { bytes, .. } => assert!(bytes == want, "the retry's output differs"),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(srv.stat("jobs_retried"), 1);
+    assert_eq!(srv.stat("slots_in_use"), 0);
+}
+
+#[test]
 fn a_hanging_input_costs_two_deadlines_two_workers_and_one_poison_answer() {
     const DEADLINE: Duration = Duration::from_millis(300);
     let srv = Server::builder("hang")
@@ -392,7 +416,8 @@ fn kill_9_a_random_worker_every_second_during_a_150_connection_bench() {
         assert!(*r < Duration::from_secs(1), "a replacement took {r:?}");
     }
     // Every request was answered: successes, plus at most typed worker errors (a job killed
-    // twice is POISON_INPUT); never a lost request or a timeout.
+    // twice, or once while writing its output over its input, is POISON_INPUT); never a
+    // lost request or a timeout.
     assert!(b.ok > 150, "{}", run.stdout);
     let untyped =
         b.errors_except(|k| k.starts_with("POISON_INPUT") || k.starts_with("WORKER_CRASHED"));

@@ -66,6 +66,38 @@ fn job_larger_than_a_slot_goes_through_a_memfd() {
 }
 
 #[test]
+fn output_larger_than_its_slot_comes_back_in_a_memfd() {
+    // A small input in a 64 KiB slot; its output is larger than the slot for the BMP and
+    // TIFF jobs, so the worker's sink spills and the result returns in a memfd.
+    let srv = Server::start(
+        "spill",
+        &["--workers", "1", "--slot-size", "65536", "--slots", "2"],
+    );
+    let mut c = srv.connect();
+    let input = std::fs::read(samples().join("chelsea_64x64.png")).unwrap();
+    assert!(input.len() < 65536);
+    for (id, spec) in [
+        (1, "resize:300x300:exact,format:bmp"),
+        (2, "resize:300x300:exact,format:tiff"),
+        (3, "resize:300x300:exact,format:jpeg:90"),
+        (4, "noop"),
+    ] {
+        let local = imgfilters::run(
+            &input,
+            &spec.parse().unwrap(),
+            &imgfilters::Limits::default(),
+        )
+        .unwrap();
+        match run_job(&mut c, id, spec, &input) {
+            Outcome::Ok { bytes, .. } => assert_eq!(bytes, local.bytes, "{spec}"),
+            o => panic!("{spec}: {o:?}"),
+        }
+    }
+    assert_eq!(srv.stat("jobs_ok"), 4);
+    assert_eq!(srv.stat("slots_in_use"), 0);
+}
+
+#[test]
 fn bad_requests_get_typed_errors_and_the_connection_survives() {
     let srv = Server::start(
         "errors",

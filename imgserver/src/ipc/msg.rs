@@ -79,6 +79,9 @@ pub struct Done {
     pub status: u16,
     pub in_memfd: bool,
     pub output_len: u64,
+    /// Where the output starts in the job's slot (not in a memfd): behind the input, which
+    /// stays intact for the master's retry of a job whose worker is lost.
+    pub output_offset: u64,
     pub width: u32,
     pub height: u32,
     pub format: u8,
@@ -248,6 +251,7 @@ impl Message for ToMaster {
                 .u16(d.status)
                 .u8(d.in_memfd as u8)
                 .u64(d.output_len)
+                .u64(d.output_offset)
                 .u32(d.width)
                 .u32(d.height)
                 .u8(d.format)
@@ -273,6 +277,7 @@ impl Message for ToMaster {
                 status: r.u16(),
                 in_memfd: r.u8() != 0,
                 output_len: r.u64(),
+                output_offset: r.u64(),
                 width: r.u32(),
                 height: r.u32(),
                 format: r.u8(),
@@ -338,6 +343,7 @@ mod tests {
                 generation: 77,
                 status: 0,
                 output_len: 99,
+                output_offset: 4096,
                 width: 640,
                 height: 480,
                 format: 1,

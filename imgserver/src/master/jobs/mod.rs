@@ -527,7 +527,7 @@ impl Jobs {
         }
         let output = match &job.storage {
             Storage::Slot { slot, .. } if !done.in_memfd => {
-                self.ring.read(*slot, 0, done.output_len)
+                self.ring.read(*slot, done.output_offset, done.output_len)
             }
             _ => None,
         };
