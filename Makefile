@@ -100,13 +100,14 @@ fuzz-build:
 soak: build failpoints
 	IMGSERVER_SOAK=1 $(CARGO) test --release -p imgserver --test e2e_faults --test e2e_hostile --test e2e_abuse -- --test-threads=1 --nocapture
 
-## bench: own in-process vs sharp/pyvips/Pillow vs imgserver end to end, PING vs redis-benchmark;
-## writes bench/RESULTS.md and bench/results.svg (~7 min plus build; installs sharp, pyvips and
-## Pillow into bench/.deps and redis-server via apt)
+## bench: own in-process vs sharp/pyvips/Pillow vs imgserver end to end (interleaved pairs), PING
+## vs redis-benchmark, thumbor and ipx as services, growth curves, master memory, WebP/AVIF output;
+## writes bench/RESULTS.md and bench/results.svg with the goals table (tens of minutes plus build;
+## installs sharp, pyvips, Pillow, thumbor, ipx into bench/.deps, redis-server and wrk via apt)
 bench: build
 	bench/run.sh --no-build
 
-## bench-smoke: the bench harness on two small images, no network (< 30 s)
+## bench-smoke: the bench harness on two small images, no network (< 60 s)
 bench-smoke: build
 	bench/run.sh --smoke --no-build
 
