@@ -279,10 +279,7 @@ mod tests {
         // Seen through another mapping (the retry's worker), for that attempt only.
         let other = Ring::map(&fd, 2, 100).unwrap();
         assert!(other.is_marked(0, 5, 1));
-        assert!(
-            !other.is_marked(0, 5, 2),
-            "a later generation of the slot"
-        );
+        assert!(!other.is_marked(0, 5, 2), "a later generation of the slot");
         assert!(!other.is_marked(0, 6, 1), "another job");
         assert!(!other.is_marked(1, 5, 1), "another slot");
         assert_eq!(other.read(0, 0, 100).unwrap(), &[7; 100]);
