@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -36,9 +35,8 @@ import tempfile
 import time
 import zlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
+import common
+from common import HERE, REL, ROOT  # noqa: F401
 PASSWORD = "memory-password"
 USER = "mem"
 
@@ -78,44 +76,17 @@ def settle(pid, seconds=4.0):
     return last
 
 
-class Server:
-    """imgserver on 127.0.0.1:0 in its own state directory; stop() is idempotent."""
+class Server(common.Server):
+    """common.Server with one worker, long timeouts and every per-address admission cap
+    lifted: ten thousand connections from 127.0.0.1 are the point here, not abuse."""
 
     def __init__(self, workdir, extra=()):
         os.makedirs(workdir, exist_ok=True)
-        self.state = os.path.join(workdir, "state")
-        subprocess.run([os.path.join(REL, "imgserver"), "user", "add", USER, "--state-dir",
-                        self.state], input=PASSWORD + "\n", text=True, check=True,
-                       capture_output=True, timeout=60)
-        self.log_path = os.path.join(workdir, "server.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir",
-             self.state, "--conn-rate-per-addr", "0", "--max-unauth-per-addr", "0",
-             "--max-unauth-conns", "0", "--handshake-timeout", "10m", "--hello-timeout", "0",
-             "--idle-timeout", "10m", "--workers", "1"] + list(extra),
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = ""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not line.startswith("listening on"):
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                break
-        if not line.startswith("listening on"):
-            self.stop()
-            raise RuntimeError("imgserver did not start (log: %s)" % self.log_path)
-        self.addr = line.split()[2]
-        self.pid = self.proc.pid
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        super().__init__(workdir, os.path.join(workdir, "server.log"), USER, PASSWORD,
+                         ["--conn-rate-per-addr", "0", "--max-unauth-per-addr", "0",
+                          "--max-unauth-conns", "0", "--handshake-timeout", "10m",
+                          "--hello-timeout", "0", "--idle-timeout", "10m", "--workers", "1"]
+                         + list(extra))
 
 
 class NetProto:

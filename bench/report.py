@@ -28,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import common  # noqa: E402
 import imgmeta  # noqa: E402
 import report_goals  # noqa: E402
 import report_growth  # noqa: E402
@@ -108,12 +109,7 @@ def collect_meta(out, mode, images):
 
 # --- loading ----------------------------------------------------------------------------------
 
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+load = common.load_json
 
 
 class Results:
@@ -227,12 +223,7 @@ def combine_service(runs, manifest):
 
 # --- formatting -------------------------------------------------------------------------------
 
-def f(x, digits=None):
-    if x is None:
-        return "n/a"
-    if digits is None:
-        digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
-    return "%.*f" % (digits, x)
+f = common.num
 
 
 def rng(pair, unit=""):

@@ -6,29 +6,21 @@ targets table and write_anchors() for the section. No trust boundary: local file
 wrote itself; a missing or unreadable file leaves the section out.
 """
 
-import json
 import os
 import re
 import statistics
+
+import common
 
 SERVERS = ("imgserver", "thumbor", "ipx")
 BUSY_CORES = 0.25  # as report.py: other processes' busy cores above which runs are flagged
 
 
 def _load(results, name):
-    try:
-        with open(os.path.join(results, name)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return common.load_json(os.path.join(results, name))
 
 
-def _f(x, digits=None):
-    if x is None:
-        return "n/a"
-    if digits is None:
-        digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
-    return "%.*f" % (digits, x)
+_f = common.num
 
 
 def _x(s):

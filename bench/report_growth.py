@@ -12,17 +12,13 @@ import os
 import re
 import statistics
 
+import common
+
 OFF_LINE = 0.20  # a point further than this (relative) from the fitted line is named
 JOBS = [("blur2", "blur σ2", "#3182bd"), ("resize50", "resize 50% (Lanczos3)", "#e6550d")]
 
 
-def _load(path):
-    import json
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+_load = common.load_json
 
 
 def load_growth(d):
@@ -90,12 +86,7 @@ def run_figures(r):
             1e3 * e["server_cpu_s"] / ok, 1e3 * e["client_cpu_s"] / ok, e["other_cores"])
 
 
-def f(x, digits=None):
-    if x is None:
-        return "n/a"
-    if digits is None:
-        digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
-    return "%.*f" % (digits, x)
+f = common.num
 
 
 def pct(rel):

@@ -41,12 +41,10 @@ import sys
 import tempfile
 import time
 
+import common
 import measure
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# run.sh's private copy of the build (BENCH_BIN), else target/release.
-REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
+from common import HERE, REL, ROOT  # noqa: F401 (other scripts take them from here)
 PASSWORD = "bench-password"
 
 
@@ -55,37 +53,18 @@ def log(msg):
     sys.stderr.flush()
 
 
-class Server:
-    """imgserver on 127.0.0.1:0 in its own state directory; stop() is idempotent."""
+class Server(common.Server):
+    """The service under test: common.Server with the bench's user and the admission limits
+    that would count a load generator's connections as abuse lifted."""
 
     def __init__(self, workdir, logpath, extra=()):
-        os.makedirs(workdir, exist_ok=True)
-        self.state = os.path.join(workdir, "state")
-        subprocess.run([os.path.join(REL, "imgserver"), "user", "add", "bench",
-                        "--state-dir", self.state], input=PASSWORD + "\n", text=True,
-                       check=True, capture_output=True, timeout=60)
-        self.log = open(logpath, "w")
         # --request-rate 0: the PING rows measure the protocol path, not the flood limit
         # (1000 a second per connection by default; README.md, "End to end").
         # --conn-rate-per-addr 0: every row opens 150 connections from 127.0.0.1 within a
         # second or two of the last, which the per-address connection rate (64 a second after a
         # burst of 256) would refuse and the run would count as errors.
-        self.proc = subprocess.Popen(
-            [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir",
-             self.state, "--request-rate", "0", "--conn-rate-per-addr", "0"] + list(extra),
-            stdout=subprocess.PIPE,
-            stderr=self.log, text=True)
-        # `listening on ADDR` is the first stdout line once connections are accepted.
-        line = ""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not line.startswith("listening on"):
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                break
-        if not line.startswith("listening on"):
-            self.stop()
-            raise RuntimeError("imgserver did not start (log: %s)" % logpath)
-        self.addr = line.split()[2]
+        super().__init__(workdir, logpath, "bench", PASSWORD,
+                         ["--request-rate", "0", "--conn-rate-per-addr", "0"] + list(extra))
         self.env = dict(os.environ, IMGSERVER_ADDR=self.addr, IMGCLIENT_USER="bench",
                         IMGCLIENT_PASSWORD=PASSWORD,
                         IMGCLIENT_KNOWN_SERVERS=os.path.join(workdir, "known_servers"))
@@ -101,16 +80,6 @@ class Server:
 
     def pids(self):
         return [self.proc.pid] + measure.children_of(self.proc.pid)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def bench(server, out_path, meta, args, timeout, kind="service"):

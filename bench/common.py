@@ -1,0 +1,78 @@
+"""common: what every bench script shares (python3 stdlib): where the binaries are, an
+imgserver started on a free loopback port in its own state directory, reading a results file
+that may be missing, and the number format of the reports.
+
+Trust boundary: none; it runs the project's own binaries on loopback as the local user.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# run.sh's private copy of the build (BENCH_BIN), else target/release.
+REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
+
+
+class Server:
+    """imgserver on 127.0.0.1:0 in its own state directory (WORKDIR/state) with one user;
+    `addr` is what it printed on `listening on ADDR`; stop() is idempotent (SIGTERM, then
+    SIGKILL after 30 s)."""
+
+    def __init__(self, workdir, logpath, user, password, flags=()):
+        os.makedirs(workdir, exist_ok=True)
+        self.state = os.path.join(workdir, "state")
+        subprocess.run([os.path.join(REL, "imgserver"), "user", "add", user,
+                        "--state-dir", self.state], input=password + "\n", text=True,
+                       check=True, capture_output=True, timeout=60)
+        self.log_path = logpath
+        self.log = open(logpath, "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir",
+             self.state] + list(flags),
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.pid = self.proc.pid
+        # `listening on ADDR` is the first stdout line once connections are accepted.
+        line = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not line.startswith("listening on"):
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                break
+        if not line.startswith("listening on"):
+            self.stop()
+            raise RuntimeError("imgserver did not start (log: %s)" % logpath)
+        self.addr = line.split()[2]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+
+
+def load_json(path):
+    """The JSON document at `path`, or None when it is missing or unreadable (a row that did
+    not run is reported as missing, not as a crash of the report)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def num(x, digits=None):
+    """A figure with as many digits as it needs (0 from 100, 1 from 10, else 2); n/a for None."""
+    if x is None:
+        return "n/a"
+    if digits is None:
+        digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return "%.*f" % (digits, x)
