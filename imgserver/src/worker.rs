@@ -9,6 +9,7 @@
 //! are lost. It ignores the stop signals sent to its process group (`signals::WORKER_IGNORES`):
 //! it stops when the master closes its channel, between jobs, or is killed.
 
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -249,6 +250,9 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 done.filter_us = info.timings.filter.as_micros() as u32;
                 done.encode_us = info.timings.encode.as_micros() as u32;
                 done.output_len = output_len as u64;
+                // On success the message is the decoder's warning, if it recovered from
+                // damaged input: the master's job line names it (the client gets the image).
+                done.message = info.decode_warning.unwrap_or_default().to_owned();
                 if in_slot {
                     done.output_offset = output_offset;
                 }
@@ -272,9 +276,11 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             // The output is behind the input in the slot unless it is here.
             let bytes = spilled.as_deref().unwrap_or(&out);
             let fd = crate::shm::create(c"imgserver-output", bytes.len().max(1) as u64)?;
-            nix::unistd::write(&fd, bytes)?;
+            // write(2) may write less than asked (a signal, a large output): write_all loops.
+            let mut file = std::fs::File::from(fd);
+            file.write_all(bytes)?;
             done.in_memfd = true;
-            attach = Some(fd);
+            attach = Some(file.into());
         }
         let fds: Vec<_> = attach.iter().map(|f| f.as_fd()).collect();
         let (status, output_len) = (done.status, done.output_len);

@@ -297,3 +297,46 @@ fn a_worker_memory_cap_is_enforced() {
         Outcome::Ok { .. }
     ));
 }
+
+#[test]
+fn a_damaged_jpeg_the_decoder_recovers_is_served_and_its_warning_logged() {
+    let srv = Server::start("damaged", &["--workers", "1"]);
+    let mut c = srv.connect();
+    let clean = sample("rocket.jpg");
+    // Truncated at 70%: libjpeg-turbo decodes what is there and warns.
+    let cut = &clean[..clean.len() * 7 / 10];
+    match run_job(&mut c, 1, "noop,format:png", cut) {
+        Outcome::Ok { bytes, .. } => {
+            let (want, got) = (
+                image::load_from_memory(&clean).unwrap(),
+                image::load_from_memory(&bytes).unwrap(),
+            );
+            assert_eq!((got.width(), got.height()), (want.width(), want.height()));
+        }
+        o => panic!("a recoverable JPEG failed: {o:?}"),
+    }
+    srv.wait(
+        "the job line with the decoder's warning",
+        Duration::from_secs(10),
+        || {
+            srv.log_text()
+                .lines()
+                .any(|l| l.contains("job ") && l.contains("decode warning: "))
+        },
+    );
+    // A clean image's line has none.
+    assert!(matches!(
+        run_job(&mut c, 2, "noop,format:png", &clean),
+        Outcome::Ok { .. }
+    ));
+    srv.wait("the clean job's line", Duration::from_secs(10), || {
+        srv.log_text().lines().any(|l| l.contains("req 2:"))
+    });
+    let line = srv
+        .log_text()
+        .lines()
+        .find(|l| l.contains("req 2:"))
+        .unwrap()
+        .to_owned();
+    assert!(!line.contains("decode warning"), "{line}");
+}

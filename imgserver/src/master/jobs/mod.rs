@@ -466,7 +466,7 @@ impl Jobs {
         // text; the logger escapes it.
         info!(
             conn = conn.gen;
-            "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
+            "job {} req {req}: {} {} -> {} bytes, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms{}{}",
             done.job,
             job.spec,
             job.total,
@@ -476,7 +476,10 @@ impl Jobs {
             done.decode_us,
             done.filter_us,
             done.encode_us,
-            now.saturating_duration_since(job.submitted).as_secs_f64() * 1000.0
+            now.saturating_duration_since(job.submitted).as_secs_f64() * 1000.0,
+            // A successful job's message is its decoder's warning (damaged input recovered).
+            if done.status == 0 && !done.message.is_empty() { ", decode warning: " } else { "" },
+            if done.status == 0 { done.message.as_str() } else { "" },
         );
         if !answered {
             self.forget_request(conn, req);
