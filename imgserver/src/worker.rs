@@ -144,7 +144,10 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
         let (msg, fds) = match sock.recv() {
             Ok(m) => m,
             // The master closed our channel: it is stopping or replacing us.
-            Err(ChannelError::Closed) => return Ok(()),
+            Err(ChannelError::Closed) => {
+                debug!("the master closed the channel; exiting");
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         let ToWorker::Job(Job {

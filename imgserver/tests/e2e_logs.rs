@@ -239,3 +239,34 @@ fn junk_silence_and_refusals_at_accept_each_have_their_line() {
         "{line}"
     );
 }
+
+#[test]
+fn every_workers_last_line_is_logged_before_the_master_stops() {
+    let mut srv = Server::builder("logs-last")
+        .args(&["--workers", "2"])
+        .env("RUST_LOG", "debug")
+        .start();
+    srv.wait_workers_ready(Duration::from_secs(20));
+    let workers = srv.workers();
+    assert_eq!(workers.len(), 2);
+    srv.signal(Signal::SIGTERM);
+    srv.wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| srv.fail(e));
+    let log = srv.log_text();
+    let stopped = log
+        .lines()
+        .position(|l| l.contains("] stopped: "))
+        .unwrap_or_else(|| panic!("no final line: {log}"));
+    // Each worker's stderr is re-logged by a thread of the master's: the master waits for
+    // them, so the line a worker writes as it exits is never lost with the master's exit.
+    for pid in workers {
+        let last = log
+            .lines()
+            .position(|l| {
+                l.contains(&format!("(pid {pid}): "))
+                    && l.contains("the master closed the channel; exiting")
+            })
+            .unwrap_or_else(|| panic!("worker {pid}'s exit line is missing: {log}"));
+        assert!(last < stopped, "{log}");
+    }
+}

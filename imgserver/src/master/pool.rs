@@ -37,6 +37,8 @@ const EARLY_DEATH: Duration = Duration::from_secs(1);
 
 /// Poll tokens of worker channels: `WORKER_BASE + index`.
 const WORKER_BASE: usize = 16;
+/// How long `stop` waits for the stderr readers to log the last lines of the workers.
+const LOG_DRAIN: Duration = Duration::from_secs(1);
 
 /// How to start a worker and what to tell it in `Init`.
 #[derive(Debug, Clone)]
@@ -162,6 +164,9 @@ pub struct Pool {
     stats: Stats,
     workers: Vec<WorkerSlot>,
     stopping: bool,
+    /// The threads re-logging each worker's stderr (finished ones are dropped as workers are
+    /// spawned; the rest are waited for at stop).
+    log_threads: Vec<std::thread::JoinHandle<()>>,
     /// The sandbox the last Ready reported, logged whenever it changes (once, normally).
     sandbox: Option<Report>,
 }
@@ -185,6 +190,7 @@ impl Pool {
             stats_fd,
             stats,
             stopping: false,
+            log_threads: Vec::new(),
             sandbox: None,
         }
     }
@@ -252,8 +258,10 @@ impl Pool {
         stats::inc(&self.stats.get().global.worker_spawns);
         info!("worker {i} started, pid {pid}");
         if let Some(stderr) = child.stderr.take() {
-            if let Err(e) = super::worker_log::spawn(i, pid, stderr) {
-                warn!("worker {i} (pid {pid}): cannot read its stderr: {e}");
+            self.log_threads.retain(|t| !t.is_finished());
+            match super::worker_log::spawn(i, pid, stderr) {
+                Ok(t) => self.log_threads.push(t),
+                Err(e) => warn!("worker {i} (pid {pid}): cannot read its stderr: {e}"),
             }
         }
         let w = &mut self.workers[i];
@@ -541,6 +549,18 @@ impl Pool {
             }
         }
         self.reap(Instant::now());
+        // Every worker is gone, so each stderr reader is at (or near) end of file: let them
+        // log a dying worker's last lines before the master's own last line and exit. Bounded:
+        // a pipe some other process still held open would never end.
+        let deadline = Instant::now() + LOG_DRAIN;
+        while self.log_threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for t in std::mem::take(&mut self.log_threads) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::io::{self, Read};
 use std::process::ChildStderr;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use log::Level;
@@ -93,11 +94,10 @@ impl Lines {
 }
 
 /// Starts reading worker `index`'s (pid `pid`) stderr on a thread of its own.
-pub fn spawn(index: usize, pid: u32, stderr: ChildStderr) -> io::Result<()> {
+pub fn spawn(index: usize, pid: u32, stderr: ChildStderr) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("worker-{index}-stderr"))
         .spawn(move || relog(index, pid, stderr))
-        .map(drop)
 }
 
 /// Re-logs what `src` carries until its end.
