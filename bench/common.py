@@ -18,20 +18,22 @@ REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
 
 
 class Server:
-    """imgserver on 127.0.0.1:0 in its own state directory (WORKDIR/state) with one user;
+    """imgserver (of the build in `rel`, else REL) on 127.0.0.1:0 in its own state directory
+    (WORKDIR/state) with one user;
     `addr` is what it printed on `listening on ADDR`; stop() is idempotent (SIGTERM, then
     SIGKILL after 30 s)."""
 
-    def __init__(self, workdir, logpath, user, password, flags=()):
+    def __init__(self, workdir, logpath, user, password, flags=(), rel=None):
         os.makedirs(workdir, exist_ok=True)
         self.state = os.path.join(workdir, "state")
-        subprocess.run([os.path.join(REL, "imgserver"), "user", "add", user,
+        exe = os.path.join(rel or REL, "imgserver")
+        subprocess.run([exe, "user", "add", user,
                         "--state-dir", self.state], input=password + "\n", text=True,
                        check=True, capture_output=True, timeout=60)
         self.log_path = logpath
         self.log = open(logpath, "w")
         self.proc = subprocess.Popen(
-            [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir",
+            [exe, "--listen", "127.0.0.1:0", "--state-dir",
              self.state] + list(flags),
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.pid = self.proc.pid

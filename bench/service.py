@@ -57,14 +57,15 @@ class Server(common.Server):
     """The service under test: common.Server with the bench's user and the admission limits
     that would count a load generator's connections as abuse lifted."""
 
-    def __init__(self, workdir, logpath, extra=()):
+    def __init__(self, workdir, logpath, extra=(), rel=None):
         # --request-rate 0: the PING rows measure the protocol path, not the flood limit
         # (1000 a second per connection by default; README.md, "End to end").
         # --conn-rate-per-addr 0: every row opens 150 connections from 127.0.0.1 within a
         # second or two of the last, which the per-address connection rate (64 a second after a
         # burst of 256) would refuse and the run would count as errors.
         super().__init__(workdir, logpath, "bench", PASSWORD,
-                         ["--request-rate", "0", "--conn-rate-per-addr", "0"] + list(extra))
+                         ["--request-rate", "0", "--conn-rate-per-addr", "0"] + list(extra),
+                         rel=rel)
         self.env = dict(os.environ, IMGSERVER_ADDR=self.addr, IMGCLIENT_USER="bench",
                         IMGCLIENT_PASSWORD=PASSWORD,
                         IMGCLIENT_KNOWN_SERVERS=os.path.join(workdir, "known_servers"))
