@@ -87,7 +87,10 @@ fn parse_with_env(argv: Vec<OsString>, env_is_set: impl Fn(&str) -> bool) -> Res
     let m = cmd.clone().try_get_matches_from(&argv)?;
     let (serve_m, at) = match m.subcommand() {
         None => (&m, 1),
-        Some(("serve", sub)) => (sub, serve_position(&cmd, &argv)),
+        Some(("serve", sub)) => {
+            refuse_flags_before_serve(&cmd, &m)?;
+            (sub, serve_position(&cmd, &argv))
+        }
         Some(_) => return Ok(Cli::from_arg_matches(&m)?),
     };
     let Some(path) = serve_m.get_one::<PathBuf>("config").cloned() else {
@@ -103,6 +106,28 @@ fn parse_with_env(argv: Vec<OsString>, env_is_set: impl Fn(&str) -> bool) -> Res
     merged.splice(at..at, from_file);
     let m = cmd.try_get_matches_from(merged)?;
     Ok(Cli::from_arg_matches(&m)?)
+}
+
+/// `imgserver --workers 3 serve` would run with the `serve` subcommand's own (default)
+/// settings, the flag silently lost: a flag given before `serve` is a usage error naming it.
+fn refuse_flags_before_serve(cmd: &clap::Command, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let given = cmd.get_arguments().find(|a| {
+        m.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+    });
+    let Some(arg) = given else {
+        return Ok(());
+    };
+    let flag = arg
+        .get_long()
+        .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+    let mut cmd = cmd.clone();
+    Err(cmd.error(
+        clap::error::ErrorKind::ArgumentConflict,
+        format!(
+            "{flag} comes before `serve`, where it would be ignored: put it after `serve` \
+             (imgserver serve {flag} ...) or leave `serve` out (imgserver {flag} ...)"
+        ),
+    ))
 }
 
 /// Where the `serve` subcommand's own arguments begin: after the first argument that, as the
@@ -608,6 +633,26 @@ mod tests {
             assert!(e.use_stderr());
             let msg = e.to_string();
             assert!(msg.contains(flag) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_flag_before_serve_is_refused_not_lost() {
+        let Err(CliError::Clap(e)) = parse_with_env(os(&["--workers", "3", "serve"]), no_env)
+        else {
+            panic!("--workers before serve was accepted");
+        };
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(
+            e.to_string().contains("--workers comes before `serve`"),
+            "{e}"
+        );
+        // After `serve`, or without it, the flag counts.
+        for argv in [&["serve", "--workers", "3"][..], &["--workers", "3"]] {
+            assert_eq!(
+                serve(parse_with_env(os(argv), no_env).unwrap()).workers,
+                Some(3)
+            );
         }
     }
 
