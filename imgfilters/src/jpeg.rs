@@ -49,6 +49,23 @@ const WARNINGS: [&str; 12] = [
     "Corrupt JPEG data: ",
 ];
 
+/// An upper bound of the whole-image coefficient buffer libjpeg allocates (inside the
+/// library, past our pixel buffer) to decode a progressive JPEG: every component's 8x8 blocks
+/// at full size, 64 coefficients of 2 bytes each, the image padded to whole 16-pixel MCUs
+/// (scaling the output down does not shrink it). Subsampled chroma needs less; counting it in
+/// full keeps the bound simple and on the safe side. A sequential JPEG whose components come
+/// in separate scans needs the same buffer, which the header does not announce; it stays
+/// bounded by `max_pixels` (at most 8 bytes a pixel) and the worker's address-space limit.
+fn coefficient_bytes(width: u32, height: u32, colorspace: Colorspace) -> u64 {
+    let components: u64 = match colorspace {
+        Colorspace::Gray => 1,
+        Colorspace::CMYK | Colorspace::YCCK => 4,
+        _ => 3,
+    };
+    let padded = |n: u32| u64::from(n).div_ceil(16) * 16;
+    components * padded(width) * padded(height) * 2
+}
+
 /// A decoded JPEG, upright orientation still to be applied by the caller.
 pub(crate) struct Decoded {
     pub image: DynamicImage,
@@ -143,7 +160,10 @@ pub(crate) fn decode(
     let pitch = sw * format.size();
     let len = pitch as u64 * sh as u64;
     // The CMYK buffer and the RGB image made from it exist together.
-    let total = if cmyk { len + len / 4 * 3 } else { len };
+    let mut total = if cmyk { len + len / 4 * 3 } else { len };
+    if header.is_progressive {
+        total = total.saturating_add(coefficient_bytes(width, height, header.colorspace));
+    }
     if total > limits.max_alloc {
         return Err(FilterError::LimitExceeded(format!(
             "decoded image needs {total} bytes, more than the limit of {}",

@@ -406,3 +406,34 @@ fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     seg.extend(payload);
     [&jpeg[..2], &seg[..], &jpeg[2..]].concat()
 }
+
+#[test]
+fn a_progressive_jpegs_coefficient_buffer_counts_against_max_alloc() {
+    let photo = image::load_from_memory(&sample("coffee.png"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = photo.dimensions();
+    let photo = DynamicImage::ImageRgb8(photo);
+    let baseline = compress(&photo, |_| {});
+    let progressive = compress(&photo, |c| c.set_progressive(true).unwrap());
+    // Room for the decoded RGB pixels and a little more, not for the whole-image coefficient
+    // buffer (three components, 2 bytes a pixel each) a progressive decode needs as well.
+    let limits = Limits {
+        max_alloc: u64::from(w) * u64::from(h) * 3 + 4096,
+        ..Limits::default()
+    };
+    run(&baseline, &spec("noop,format:png"), &limits).expect("a baseline JPEG fits");
+    match run(&progressive, &spec("noop,format:png"), &limits) {
+        Err(FilterError::LimitExceeded(m)) => assert!(m.contains("bytes"), "{m}"),
+        other => panic!(
+            "a progressive JPEG past max_alloc: {:?}",
+            other.map(|o| o.width)
+        ),
+    }
+    // With room for both it decodes.
+    let roomy = Limits {
+        max_alloc: u64::from(w) * u64::from(h) * 9 + (1 << 20),
+        ..Limits::default()
+    };
+    run(&progressive, &spec("noop,format:png"), &roomy).expect("fits with its coefficients");
+}
