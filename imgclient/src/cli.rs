@@ -85,7 +85,7 @@ where
     let mut cli = Cli::from_arg_matches_mut(&mut m)?;
     if server_defaulted {
         if let Some(old) = env(crate::args::OLD_SERVER_ENV) {
-            cli.conn.server = cliutil::units::parse_host_port(&old).map_err(|e| {
+            cli.conn.server = crate::args::parse_servers(&old).map_err(|e| {
                 cmd.error(
                     clap::error::ErrorKind::ValueValidation,
                     format!("{}: {e}", crate::args::OLD_SERVER_ENV),
