@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(cli.conn.servers(), ["x:1", "y:2"]);
         let bad = |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| "x:1,y".to_string());
         let e = parse_with_env(["imgclient", "ping"], bad).unwrap_err();
-        assert!(e.to_string().contains("IMGSERVER_ADDR") && e.to_string().contains("entry 2"), "{e}");
+        assert!(
+            e.to_string().contains("IMGSERVER_ADDR") && e.to_string().contains("entry 2"),
+            "{e}"
+        );
     }
 
     #[test]

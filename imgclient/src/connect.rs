@@ -414,7 +414,11 @@ impl Connector {
                         return Err(e);
                     }
                     if self.servers.len() > 1 {
-                        log::info!("{} did not answer ({}); trying the next server", self.addr(i), e.message);
+                        log::info!(
+                            "{} did not answer ({}); trying the next server",
+                            self.addr(i),
+                            e.message
+                        );
                     }
                     tries.push((self.addr(i).to_string(), e));
                 }

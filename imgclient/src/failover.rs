@@ -76,7 +76,11 @@ pub fn step_after(e: &NpError) -> Step {
 /// server and why it failed.
 pub fn round_error(tries: Vec<(String, NpError)>) -> NpError {
     if tries.len() == 1 {
-        return tries.into_iter().next().map(|(_, e)| e).unwrap_or_else(no_servers);
+        return tries
+            .into_iter()
+            .next()
+            .map(|(_, e)| e)
+            .unwrap_or_else(no_servers);
     }
     let message = tries
         .iter()
@@ -185,7 +189,10 @@ mod tests {
     fn a_failed_round_is_one_error_naming_every_server() {
         let one = round_error(vec![("a:1".into(), io("refused"))]);
         assert_eq!(one, io("refused"), "one server: its own error, unchanged");
-        let e = round_error(vec![("a:1".into(), io("refused")), ("b:2".into(), io("reset"))]);
+        let e = round_error(vec![
+            ("a:1".into(), io("refused")),
+            ("b:2".into(), io("reset")),
+        ]);
         assert_eq!(e.status, ffi::NP_IO);
         assert_eq!(e.message, "no server answered (a:1: refused; b:2: reset)");
         // A server that said "not now" decides (a first connect waits it out), with the

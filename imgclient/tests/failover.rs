@@ -65,7 +65,10 @@ fn a_dead_server_in_the_list_is_skipped_and_a_wrong_key_is_not() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.starts_with(&format!("pong from {}:", live.addr)), "{out}");
+    assert!(
+        out.starts_with(&format!("pong from {}:", live.addr)),
+        "{out}"
+    );
 
     // A filter command through the same list, and the same list from the newer variable.
     let output = dir.join("out.png");
@@ -108,7 +111,11 @@ fn a_dead_server_in_the_list_is_skipped_and_a_wrong_key_is_not() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(err.contains(&other.addr), "{err}");
-    assert_eq!(live.stat("logins_ok"), before, "the next server was not tried");
+    assert_eq!(
+        live.stat("logins_ok"),
+        before,
+        "the next server was not tried"
+    );
 }
 
 #[test]
@@ -142,7 +149,11 @@ fn bench_spreads_its_connections_over_the_list() {
     assert_eq!((per[0].0.as_str(), per[1].0.as_str()), (&*a.addr, &*b.addr));
     let (ja, jb) = (a.stat("jobs_ok") - a0, b.stat("jobs_ok") - b0);
     assert!(ja > 0 && jb > 0, "jobs: {ja} on A, {jb} on B");
-    assert_eq!((per[0].1, per[1].1), (ja, jb), "the report agrees with STATS");
+    assert_eq!(
+        (per[0].1, per[1].1),
+        (ja, jb),
+        "the report agrees with STATS"
+    );
     assert!(
         run.stdout
             .contains(&format!("served: {} {ja}, {} {jb}", a.addr, b.addr)),
@@ -176,9 +187,11 @@ fn a_server_killed_mid_bench_costs_no_request() {
         .unwrap();
     // Some requests done on A (so some are in flight there), then A dies at once.
     let a0 = 0;
-    wait_until("A has answered some requests", Duration::from_secs(60), || {
-        a.try_stats().is_ok_and(|s| s.get("jobs_ok") > a0 + 20)
-    })
+    wait_until(
+        "A has answered some requests",
+        Duration::from_secs(60),
+        || a.try_stats().is_ok_and(|s| s.get("jobs_ok") > a0 + 20),
+    )
     .unwrap_or_else(|e| a.fail(e));
     assert!(
         child.try_wait().unwrap().is_none(),

@@ -279,7 +279,7 @@ impl Server {
         log.lines()
             .filter_map(|l| l.split("server key fingerprint ").nth(1))
             .filter_map(|rest| rest.split_whitespace().next())
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no key fingerprint in the server log:\n{log}"))
             .to_string()
     }

@@ -385,8 +385,7 @@ impl Ctx {
                         });
                     }
                 }
-                if (l.exhausted && l.resend.is_empty())
-                    || self.plan.end().is_some_and(|e| now >= e)
+                if (l.exhausted && l.resend.is_empty()) || self.plan.end().is_some_and(|e| now >= e)
                 {
                     l.phase = Phase::Done;
                     return;
@@ -899,7 +898,13 @@ mod tests {
             "connection lost: no answer from the server for {dead_after:?} (after {MAX_ATTEMPTS} attempts)"
         );
         assert_eq!(errors, vec![(key.as_str(), ExitKind::Connect)], "{msgs:?}");
-        let sent = server.pings.lock().unwrap().iter().filter(|&&id| id != 0).count();
+        let sent = server
+            .pings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&id| id != 0)
+            .count();
         assert_eq!(sent, MAX_ATTEMPTS as usize, "one try per connection");
         assert!(
             !msgs.iter().any(|m| matches!(m, Msg::Ok { .. })),

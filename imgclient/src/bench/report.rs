@@ -218,7 +218,10 @@ impl Summary {
         }
         if let (Some(b), Some(a)) = (&self.stats_before, &self.stats_after) {
             if self.servers.len() > 1 {
-                let from = self.servers.get(self.stats_server).map_or("", String::as_str);
+                let from = self
+                    .servers
+                    .get(self.stats_server)
+                    .map_or("", String::as_str);
                 s += &format!("server counters (STATS) are {from}'s:\n");
             }
             s += &stats_delta_table(&stats_delta(b, a));
