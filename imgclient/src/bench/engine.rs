@@ -40,7 +40,7 @@ use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
 use crate::exit;
 use crate::failover;
-use crate::retry::{self, Jitter, JobTries, Next, Retry, MAX_ATTEMPTS};
+use crate::retry::{self, Jitter, JobTries, Next, Retry};
 
 /// Upload chunks are queued only while less than this is waiting to be written, so that
 /// connections uploading large images do not each hold a whole encrypted copy.
@@ -90,6 +90,8 @@ struct Link {
     /// Requests lost with a connection, to be sent again first on the next one: (run-wide
     /// number, intended send time, tries).
     resend: VecDeque<(u64, Instant, JobTries)>,
+    /// Why they were lost (the tally key they fail under if they cannot be sent again).
+    resend_why: String,
     /// The server of the list it is on, or connecting to.
     server: usize,
     /// Where the current connect round began, and how many servers it has tried.
@@ -244,6 +246,7 @@ impl Link {
             conn_no,
             token,
             resend: VecDeque::new(),
+            resend_why: String::new(),
             server,
             round_start: server,
             round_tried: 0,
@@ -375,15 +378,9 @@ impl Ctx {
                     return;
                 }
                 if self.plan.end().is_some_and(|e| now >= e) {
-                    // The run is over: what a lost connection left unsent is not sent.
-                    for _ in l.resend.drain(..) {
-                        let _ = self.tx.send(Msg::Err {
-                            key: "connection lost: not re-sent before the end of the run".into(),
-                            kind: exit::ExitKind::Connect,
-                            up: 0,
-                            at: now,
-                        });
-                    }
+                    // The run is over: what a lost connection left unsent fails as lost.
+                    let why = std::mem::take(&mut l.resend_why);
+                    self.abandon(l, &why, exit::ExitKind::Connect, now);
                 }
                 if (l.exhausted && l.resend.is_empty()) || self.plan.end().is_some_and(|e| now >= e)
                 {
@@ -740,17 +737,14 @@ impl Ctx {
         let mut lost: Vec<(u64, Pending)> = l.inflight.drain().collect();
         lost.sort_by_key(|(id, _)| *id);
         for (_, mut p) in lost {
+            // (At most MAX_ATTEMPTS tries; the last loss is tallied under its own key.)
             let again = loss.fatal.is_none() && p.tries.after_loss(now) != Next::GiveUp;
             if again {
                 l.resend.push_back((p.n, p.intended, p.tries));
+                l.resend_why = loss.key.clone();
             } else {
-                let key = if loss.fatal.is_none() {
-                    format!("{} (after {MAX_ATTEMPTS} attempts)", loss.key)
-                } else {
-                    loss.key.clone()
-                };
                 let _ = self.tx.send(Msg::Err {
-                    key,
+                    key: loss.key.clone(),
                     kind: loss.kind,
                     up: p.up,
                     at: now,
@@ -853,6 +847,7 @@ mod tests {
 
     use super::*;
     use crate::exit::ExitKind;
+    use crate::retry::MAX_ATTEMPTS;
     use crate::test_server::SilentServer;
 
     #[test]
@@ -894,9 +889,7 @@ mod tests {
             .collect();
         // The lost request was sent again on a new connection each time, as the same
         // request, until its tries ran out: one error, not one per connection.
-        let key = format!(
-            "connection lost: no answer from the server for {dead_after:?} (after {MAX_ATTEMPTS} attempts)"
-        );
+        let key = format!("connection lost: no answer from the server for {dead_after:?}");
         assert_eq!(errors, vec![(key.as_str(), ExitKind::Connect)], "{msgs:?}");
         let sent = server
             .pings
