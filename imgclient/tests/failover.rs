@@ -2,7 +2,7 @@
 //! imgserver processes on loopback. A dead entry (a port nothing listens on) is skipped; a
 //! server whose key is not the pinned one stops the client (never skipped); bench spreads
 //! its connections over both servers; a server killed (SIGKILL) in the middle of a bench run
-//! costs no request.
+//! costs no request, and in the middle of a filter batch no image.
 //!
 //! Trust boundary: none of its own; each server is a throwaway one (own state directory and
 //! so its own key, port 0) started through the shared test kit, and both keys are pinned
@@ -172,7 +172,7 @@ fn a_server_killed_mid_bench_costs_no_request() {
     let images = small_images(dir.path());
     let json = dir.join("bench.json");
     let list = format!("{},{}", a.addr, b.addr);
-    let requests = 3000u64;
+    let requests = 10_000u64;
     let mut child = ImgClient::new(&list, &known)
         .cmd()
         .args(["bench", "--conns", "20", "--op", "noop", "--requests"])
@@ -215,4 +215,47 @@ fn a_server_killed_mid_bench_costs_no_request() {
     // Every request was answered at least once by a server (a job A finished but never
     // answered was done again on B).
     assert!(b.stat("jobs_ok") >= per[1].1);
+}
+
+#[test]
+fn a_batch_moves_to_the_next_server_when_its_server_is_killed() {
+    let dir = TempDir::new("fo-batch");
+    let (mut a, b) = (server("fo-ba"), server("fo-bb"));
+    let known = dir.join("known_servers");
+    a.pin_in(&known);
+    b.pin_in(&known);
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut n = 0;
+    for i in 0..4 {
+        for f in ["cat.png", "camera.png", "rocket.jpg", "retina.jpg"] {
+            std::fs::copy(samples().join(f), inputs.join(format!("{i}-{f}"))).unwrap();
+            n += 1;
+        }
+    }
+    let out = dir.join("out");
+    let b0 = b.stat("jobs_ok");
+    let list = format!("{},{}", a.addr, b.addr);
+    let mut c = ImgClient::new(&list, &known).cmd();
+    c.args(["blur", "--sigma", "4", "--conns", "2"])
+        .arg(&inputs)
+        .arg("--out-dir")
+        .arg(&out)
+        .stderr(Stdio::piped());
+    let batch = c.spawn().unwrap();
+    // The sessions start on A, the first that answers; A dies once some results are in and
+    // stays dead: what it had in flight must be done by B.
+    wait_until("two results of the batch", Duration::from_secs(60), || {
+        std::fs::read_dir(&out).map_or(0, |d| d.count()) >= 2
+    })
+    .unwrap_or_else(|e| a.fail(e));
+    a.kill_now();
+    let done_before = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    assert!(done_before < n, "the batch finished before the kill");
+    let o = batch.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!(": {n} written, 0 failed")), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), n);
+    assert!(b.stat("jobs_ok") > b0, "B did the rest of the batch");
 }
