@@ -85,7 +85,7 @@ where
     let mut cli = Cli::from_arg_matches_mut(&mut m)?;
     if server_defaulted {
         if let Some(old) = env(crate::args::OLD_SERVER_ENV) {
-            cli.conn.server = cliutil::units::parse_host_port(&old).map_err(|e| {
+            cli.conn.server = crate::args::parse_servers(&old).map_err(|e| {
                 cmd.error(
                     clap::error::ErrorKind::ValueValidation,
                     format!("{}: {e}", crate::args::OLD_SERVER_ENV),
@@ -117,7 +117,9 @@ pub enum Command {
     },
     /// Ask the server whether it is ready, without a password: one PROBE before any key
     /// exchange or login. Prints one line (`ready`, `up, not ready`, `draining`, or why there
-    /// is no answer) and exits 0 only when ready, 1 otherwise.
+    /// is no answer) and exits 0 only when ready, 1 otherwise. With a --server list, the
+    /// servers are probed in order until one is ready, one line each (prefixed by its
+    /// address); ready when any is.
     Health {
         /// Instead, log in (password needed) and PING: exit 0 if both succeed in time.
         #[arg(long)]
@@ -125,7 +127,7 @@ pub enum Command {
     },
     /// Pin a server's key before the first login, from its fingerprint learnt out of band.
     ///
-    /// Connects to --server, runs the handshake only (no login: no user or password is needed
+    /// Connects to --server (one address, not a list), runs the handshake only (no login: no user or password is needed
     /// or sent) and, if the key the server proves has this fingerprint, writes it into the
     /// known-servers file, as a first connection would; if it has another, nothing is written
     /// and the exit code is 5. Without this, the first connection trusts whatever key answers,
@@ -221,6 +223,29 @@ mod tests {
         assert_eq!(
             parse(&["--server", "localhost:7878", "ping"]).conn.server,
             "localhost:7878"
+        );
+    }
+
+    #[test]
+    fn the_server_may_be_a_list_each_entry_checked() {
+        let cli = parse(&["--server", "a:1, b:2,c:3", "ping"]);
+        assert_eq!(cli.conn.server, "a:1,b:2,c:3");
+        assert_eq!(cli.conn.servers(), ["a:1", "b:2", "c:3"]);
+        assert_eq!(cli.conn.opts().servers, ["a:1", "b:2", "c:3"]);
+        assert_eq!(parse(&["ping"]).conn.servers(), ["127.0.0.1:7878"]);
+        let e = parse_from(["imgclient", "--server", "a:1,b", "ping"]).unwrap_err();
+        assert!(e.to_string().contains("entry 2 \"b\""), "{e}");
+        assert!(e.use_stderr(), "a usage error, exit 1");
+        let e = parse_from(["imgclient", "--server", "a:1,,c:3", "ping"]).unwrap_err();
+        assert!(e.to_string().contains("entry 2 is empty"), "{e}");
+        let old = |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| "x:1,y:2".to_string());
+        let cli = parse_with_env(["imgclient", "ping"], old).unwrap();
+        assert_eq!(cli.conn.servers(), ["x:1", "y:2"]);
+        let bad = |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| "x:1,y".to_string());
+        let e = parse_with_env(["imgclient", "ping"], bad).unwrap_err();
+        assert!(
+            e.to_string().contains("IMGSERVER_ADDR") && e.to_string().contains("entry 2"),
+            "{e}"
         );
     }
 
