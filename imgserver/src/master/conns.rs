@@ -681,7 +681,7 @@ impl Conns {
             Ok(carried) => self.proxy_header_done(k, carried, now),
             Err(why) => {
                 let text = match why {
-                    Some(why) => format!("{why} from a --proxy-from source"),
+                    Some(why) => format!("--proxy-protocol: {why}"),
                     None => "a PROXY header from an address not in --proxy-from".to_string(),
                 };
                 self.log.limited(
