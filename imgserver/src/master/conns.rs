@@ -9,6 +9,9 @@
 //! framing, crypto and login; this part decides admission and enforces time limits so a peer
 //! that stalls cannot hold resources forever. What a logged-in client asks for is handed to a
 //! [`Requests`] handler as a [`Request`]; what to tell a client arrives as a [`Reply`].
+//! With --proxy-protocol, what comes before the first frame (a PROXY v2 header from a listed
+//! source, or the look at an unlisted source's first bytes) is handled here over
+//! `proxy_header.rs`, and admission then sees the carried address.
 //!
 //! Fairness: a connection is served at most `max_events_per_turn` frames per turn of the
 //! event loop; one with more waits in `deferred` and is served again next turn (mio is
@@ -413,8 +416,7 @@ impl Conns {
     }
 
     /// A freshly accepted connection: refused at once (before any key exchange), or given a
-    /// slot.
-    /// One from a proxy is admitted for the address its header carries, once it is read
+    /// slot. One from a proxy is admitted for the address its header carries, once it is read
     /// (`proxy_header_done`): until then it holds a slot and its HELLO timer, nothing else.
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
         let source = Source::of(peer.ip());
@@ -928,16 +930,8 @@ impl Conns {
                             }
                             stats::inc(&g.logins_ok);
                             c.user_name = Some(user.to_string());
-                            match c.via {
-                                Some(proxy) => conn_log::line(
-                                    Level::Info,
-                                    c.who(),
-                                    format_args!("logged in via {proxy}"),
-                                ),
-                                None => {
-                                    conn_log::line(Level::Info, c.who(), format_args!("logged in"))
-                                }
-                            }
+                            let via = c.via.map(|p| format!(" via {p}")).unwrap_or_default();
+                            conn_log::line(Level::Info, c.who(), format_args!("logged in{via}"));
                             (0, None)
                         }
                         // The event's data must be copied before the connection is touched
