@@ -48,10 +48,7 @@ fn main() {
             users_file,
         }) => report(users::run(
             &command,
-            &state::users_path(
-                &state::resolve(state_dir.as_deref()),
-                users_file.as_deref(),
-            ),
+            &state::users_path(&state::resolve(state_dir.as_deref()), users_file.as_deref()),
         )),
         Some(Command::Stats { state_dir, json }) => {
             report(statcmd::run(&state::resolve(state_dir.as_deref()), json))

@@ -78,7 +78,9 @@ pub fn write_users(path: &Path, users: &[(String, String)]) -> io::Result<()> {
     if !dir.exists() {
         ensure_dir(dir)?;
     }
-    let name = path.file_name().map_or("users".into(), |n| n.to_string_lossy());
+    let name = path
+        .file_name()
+        .map_or("users".into(), |n| n.to_string_lossy());
     // One temp name per process: two `user add` at once never write into each other's file.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = OpenOptions::new()

@@ -88,7 +88,11 @@ fn two_servers_with_one_key_file_and_one_users_file_are_one_identity() {
     let before = std::fs::read_to_string(&known).unwrap();
     let ok = ImgClient::new(&b.addr, &known).run(&["ping"]);
     assert!(ok.status.success(), "ping B with A's pin: {ok:?}");
-    assert_eq!(std::fs::read_to_string(&known).unwrap(), before, "no new pin");
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        before,
+        "no new pin"
+    );
     // Pin by fingerprint: A's logged fingerprint pins B in a fresh file.
     let fresh = shared.join("known_fresh");
     let ok = ImgClient::new(&b.addr, &fresh).run(&["pin", "--fingerprint", &fp]);
@@ -101,9 +105,11 @@ fn two_servers_with_one_key_file_and_one_users_file_are_one_identity() {
     }
     add_user(&users, LATE.0, LATE.1);
     for s in [&a, &b] {
-        s.wait("the shared users file reloaded", Duration::from_secs(10), || {
-            reloads(s) == 1
-        });
+        s.wait(
+            "the shared users file reloaded",
+            Duration::from_secs(10),
+            || reloads(s) == 1,
+        );
         let mut c = try_login(&s.addr, LATE.0, LATE.1).expect("the added user logs in");
         c.send_ping(1, b"hi", Duration::from_secs(5)).unwrap();
     }
@@ -148,8 +154,10 @@ fn three_servers_started_at_once_on_a_missing_key_file_agree_on_one_key() {
 /// The agent-check address the server logged.
 fn agent_addr(srv: &Server) -> String {
     let mut addr = String::new();
-    srv.wait("the agent-check address", Duration::from_secs(5), || {
-        match srv
+    srv.wait(
+        "the agent-check address",
+        Duration::from_secs(5),
+        || match srv
             .log_text()
             .lines()
             .find_map(|l| l.split("agent-check listening on ").nth(1))
@@ -159,8 +167,8 @@ fn agent_addr(srv: &Server) -> String {
                 true
             }
             None => false,
-        }
-    });
+        },
+    );
     addr
 }
 

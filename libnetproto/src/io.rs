@@ -558,12 +558,18 @@ mod tests {
             let created = got.iter().filter(|(_, c)| *c).count();
             assert_eq!(created, 1, "round {round}: exactly one creator");
             let first = got[0].0.public();
-            assert!(got.iter().all(|(k, _)| k.public() == first), "round {round}");
+            assert!(
+                got.iter().all(|(k, _)| k.public() == first),
+                "round {round}"
+            );
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         // No temporary file left behind.
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("cluster.key")]);
         fs::remove_dir_all(&dir).unwrap();
     }
