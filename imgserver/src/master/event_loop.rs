@@ -253,6 +253,9 @@ impl Master {
                 self.last_sweep = now;
                 self.reap();
                 self.conns.retry_stalled_accept();
+                if self.agent.as_ref().is_some_and(|a| a.is_stalled()) {
+                    self.answer_agent();
+                }
                 let healthy = self.pool.any_healthy();
                 let (jobs, mut fx) = self.apply();
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
