@@ -12,6 +12,7 @@ use clap::Args;
 pub use cliutil::units::parse_duration;
 
 use crate::connect::ConnectOpts;
+use crate::failover::parse_server_list;
 
 /// The older name of IMGCLIENT_SERVER, still read when that one is not set.
 pub const OLD_SERVER_ENV: &str = "IMGSERVER_ADDR";
@@ -20,15 +21,21 @@ pub const OLD_SERVER_ENV: &str = "IMGSERVER_ADDR";
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection options")]
 pub struct ConnArgs {
-    /// Server address HOST:PORT; a host name is resolved when connecting (again on each
-    /// reconnect), so one that does not resolve is a connection failure, retried like an
-    /// outage. IMGSERVER_ADDR, the older name of the variable, is still read.
+    /// Server address HOST:PORT, or a comma-separated list of them (A,B,C) to fail over
+    /// across: a connection goes to the first in order that answers (one that is unreachable,
+    /// full or shutting down is skipped at once; a changed key is an error, never skipped),
+    /// with the backoff of --retry-for between rounds that find none; one that loses its
+    /// server tries the next one first. Each address is pinned in the known-servers file
+    /// under its own spelling. bench spreads its connections round-robin over the list.
+    /// A host name is resolved when connecting (again on each reconnect), so one that does
+    /// not resolve is a connection failure, retried like an outage. IMGSERVER_ADDR, the
+    /// older name of the variable, is still read (same syntax).
     #[arg(
         long,
         env = "IMGCLIENT_SERVER",
         default_value = "127.0.0.1:7878",
-        value_name = "HOST:PORT",
-        value_parser = cliutil::units::parse_host_port,
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_parser = parse_servers,
         global = true
     )]
     pub server: String,
@@ -80,10 +87,21 @@ pub struct ConnArgs {
     pub retry_for: Duration,
 }
 
+/// Checks a `--server` value (one address or a list, see [`parse_server_list`]) and gives it
+/// back normalised: the entries trimmed, joined by commas.
+pub fn parse_servers(s: &str) -> Result<String, String> {
+    parse_server_list(s).map(|l| l.join(","))
+}
+
 impl ConnArgs {
+    /// The server list, in order (already validated by the parser).
+    pub fn servers(&self) -> Vec<String> {
+        self.server.split(',').map(str::to_string).collect()
+    }
+
     pub fn opts(&self) -> ConnectOpts {
         ConnectOpts {
-            addr: self.server.clone(),
+            servers: self.servers(),
             user: self.user.clone(),
             password_file: self.password_file.clone(),
             known_servers: self.known_servers.clone(),

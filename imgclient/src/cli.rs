@@ -85,7 +85,7 @@ where
     let mut cli = Cli::from_arg_matches_mut(&mut m)?;
     if server_defaulted {
         if let Some(old) = env(crate::args::OLD_SERVER_ENV) {
-            cli.conn.server = cliutil::units::parse_host_port(&old).map_err(|e| {
+            cli.conn.server = crate::args::parse_servers(&old).map_err(|e| {
                 cmd.error(
                     clap::error::ErrorKind::ValueValidation,
                     format!("{}: {e}", crate::args::OLD_SERVER_ENV),
@@ -221,6 +221,29 @@ mod tests {
         assert_eq!(
             parse(&["--server", "localhost:7878", "ping"]).conn.server,
             "localhost:7878"
+        );
+    }
+
+    #[test]
+    fn the_server_may_be_a_list_each_entry_checked() {
+        let cli = parse(&["--server", "a:1, b:2,c:3", "ping"]);
+        assert_eq!(cli.conn.server, "a:1,b:2,c:3");
+        assert_eq!(cli.conn.servers(), ["a:1", "b:2", "c:3"]);
+        assert_eq!(cli.conn.opts().servers, ["a:1", "b:2", "c:3"]);
+        assert_eq!(parse(&["ping"]).conn.servers(), ["127.0.0.1:7878"]);
+        let e = parse_from(["imgclient", "--server", "a:1,b", "ping"]).unwrap_err();
+        assert!(e.to_string().contains("entry 2 \"b\""), "{e}");
+        assert!(e.use_stderr(), "a usage error, exit 1");
+        let e = parse_from(["imgclient", "--server", "a:1,,c:3", "ping"]).unwrap_err();
+        assert!(e.to_string().contains("entry 2 is empty"), "{e}");
+        let old = |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| "x:1,y:2".to_string());
+        let cli = parse_with_env(["imgclient", "ping"], old).unwrap();
+        assert_eq!(cli.conn.servers(), ["x:1", "y:2"]);
+        let bad = |name: &str| (name == crate::args::OLD_SERVER_ENV).then(|| "x:1,y".to_string());
+        let e = parse_with_env(["imgclient", "ping"], bad).unwrap_err();
+        assert!(
+            e.to_string().contains("IMGSERVER_ADDR") && e.to_string().contains("entry 2"),
+            "{e}"
         );
     }
 

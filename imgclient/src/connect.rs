@@ -1,6 +1,7 @@
 //! Getting a logged-in connection: credentials (password from env, file or terminal), the
-//! known-servers file that pins each server's key, and reconnecting by the retry policy
-//! (`retry.rs`: backoff with jitter within a bounded outage).
+//! known-servers file that pins each server's key, rounds over the server list (the order
+//! and skip rules are `failover.rs`) and reconnecting by the retry policy (`retry.rs`:
+//! backoff with jitter within a bounded outage, between rounds that find no server).
 //!
 //! Trust boundary: the password (never logged, never echoed) and the trust-on-first-use
 //! decision about the server's key; the key check itself is done by libnetproto before any
@@ -8,19 +9,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use netproto_sys::{ffi, Client, ClientConfig, ClientConn, Event, NpError};
 
 use crate::exit::{ExitKind, Failure};
+use crate::failover::{self, Step};
 use crate::notice::Notices;
 use crate::retry::{self, Jitter, Retry};
 
 /// Connection settings from the command line and environment.
 #[derive(Debug, Clone)]
 pub struct ConnectOpts {
-    pub addr: String,
+    /// The servers to fail over across, in order (at least one).
+    pub servers: Vec<String>,
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
     pub known_servers: Option<PathBuf>,
@@ -247,19 +250,27 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// Makes logged-in connections to one server with one set of credentials; shared by all
-/// threads (the library caches the PBKDF2 result in the config, so a thousand logins cost one
-/// key derivation).
+/// Makes logged-in connections to the servers of the list with one set of credentials;
+/// shared by all threads (the library caches the PBKDF2 result in the config, so a thousand
+/// logins cost one key derivation). A connect is a round over the list (`failover.rs`): the
+/// servers in order from a start index, an unreachable or refusing one skipped, a changed
+/// key or a refused login the end of it.
 #[derive(Debug)]
 pub struct Connector {
-    pub addr: String,
+    /// The servers, in the order given (validated HOST:PORT, each pinned under its spelling).
+    pub servers: Vec<String>,
     cfg: ClientConfig,
     known_servers: PathBuf,
     pub timeout: Duration,
     pub retry_for: Duration,
     /// The dead-peer timeout its connections run with, for the message when one fires.
     pub dead_after: Duration,
-    announced: AtomicBool,
+    /// Per server: "pinned new server" was said already.
+    announced: Vec<AtomicBool>,
+    /// Per server: the key found in (or pinned into) the known-servers file, for connections
+    /// driven by the caller (the bench's event loops), which check keys through
+    /// [`Connector::check_key`].
+    keys: Vec<Mutex<Option<[u8; 32]>>>,
     /// Waits worth telling the user about, shared by every connection of the run.
     pub notices: Notices,
 }
@@ -267,6 +278,9 @@ pub struct Connector {
 impl Connector {
     /// Resolves the user, password and known-servers file (may prompt on the terminal).
     pub fn new(opts: &ConnectOpts) -> Result<Arc<Connector>, Failure> {
+        if opts.servers.is_empty() {
+            return Err(Failure::usage("--server", "no server given"));
+        }
         let user = match &opts.user {
             Some(u) => u.clone(),
             None => std::env::var("USER")
@@ -279,7 +293,7 @@ impl Connector {
             use std::os::unix::ffi::OsStringExt;
             v.into_vec()
         });
-        let prompt = format!("password for {user}@{}: ", opts.addr);
+        let prompt = format!("password for {user}@{}: ", opts.servers.join(","));
         let password = resolve_password(opts.password_file.as_deref(), env_pw, || {
             cliutil::password::prompt_hidden(&prompt).map_err(std::io::Error::from)
         })?;
@@ -290,16 +304,28 @@ impl Connector {
         // poll_timeout/handle_timeout.
         cfg.set_timers(Some(opts.heartbeat), Some(opts.dead_after))
             .map_err(|e| Failure::usage("connection timers", e))?;
+        let n = opts.servers.len();
         Ok(Arc::new(Connector {
-            addr: opts.addr.clone(),
+            servers: opts.servers.clone(),
             cfg,
             known_servers,
             timeout: opts.timeout,
             retry_for: opts.retry_for,
             dead_after: opts.dead_after,
-            announced: AtomicBool::new(false),
+            announced: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            keys: (0..n).map(|_| Mutex::new(None)).collect(),
             notices: Notices::default(),
         }))
+    }
+
+    /// The whole list, for messages about all of it.
+    pub fn label(&self) -> String {
+        self.servers.join(",")
+    }
+
+    /// Server `i`'s address (wrapping).
+    pub fn addr(&self, i: usize) -> &str {
+        &self.servers[i % self.servers.len()]
     }
 
     /// The credentials, for connections driven by the caller (the bench's event loops).
@@ -307,28 +333,108 @@ impl Connector {
         &self.cfg
     }
 
-    /// One attempt: TCP, handshake, key check against the known-servers file, login.
-    pub fn connect_once(&self) -> Result<Client, NpError> {
+    /// The key check of a connection driven by the caller: the key server `i` presented
+    /// against the known-servers file, under that server's spelling (trust on first use,
+    /// as the blocking connect does). Checked once per server and run, then remembered; a
+    /// key other than the pinned one is NP_SERVER_KEY_CHANGED, never a reason to try
+    /// another server.
+    pub fn check_key(&self, i: usize, key: &[u8; 32]) -> Result<(), NpError> {
+        let i = i % self.servers.len();
+        let mut known = self.keys[i].lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = *known {
+            if &k == key {
+                return Ok(());
+            }
+            return Err(NpError {
+                status: ffi::NP_SERVER_KEY_CHANGED,
+                remote: None,
+                message: format!(
+                    "server key changed: {} now presents {}, the known-servers file pins {}",
+                    self.addr(i),
+                    netproto_sys::fingerprint(key),
+                    netproto_sys::fingerprint(&k)
+                ),
+            });
+        }
+        let new = netproto_sys::known_servers_check(&self.known_servers, self.addr(i), key)?;
+        if new {
+            self.announce(i, key);
+        }
+        *known = Some(*key);
+        Ok(())
+    }
+
+    /// Remembers a key the library checked (a blocking connect), so the bench's
+    /// connections to that server compare against it without reading the file.
+    pub fn remember_key(&self, i: usize, key: [u8; 32]) {
+        let i = i % self.servers.len();
+        let mut known = self.keys[i].lock().unwrap_or_else(|p| p.into_inner());
+        known.get_or_insert(key);
+    }
+
+    fn announce(&self, i: usize, key: &[u8; 32]) {
+        if !self.announced[i].swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "pinned new server {} key {} (in {})",
+                self.addr(i),
+                netproto_sys::fingerprint(key),
+                self.known_servers.display()
+            );
+        }
+    }
+
+    /// One attempt at server `i`: TCP, handshake, key check against the known-servers file,
+    /// login.
+    pub fn connect_to(&self, i: usize) -> Result<Client, NpError> {
+        let i = i % self.servers.len();
         let c = Client::connect(
-            &self.addr,
+            self.addr(i),
             &self.cfg,
             Some(&self.known_servers),
             self.timeout,
         )?;
-        if c.is_new_server() && !self.announced.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "pinned new server {} key {} (in {})",
-                self.addr,
-                netproto_sys::fingerprint(&c.server_key()),
-                self.known_servers.display()
-            );
+        if c.is_new_server() {
+            self.announce(i, &c.server_key());
         }
+        self.remember_key(i, c.server_key());
         Ok(c)
+    }
+
+    /// One round over the list from server `start`: the first that answers, with its index.
+    /// An unreachable, full or shutting-down server is skipped to the next; a changed key or
+    /// a refused login ends the round with that server's error. A round that finds none
+    /// fails with one error naming every server ([`failover::round_error`]).
+    pub fn connect_round(&self, start: usize) -> Result<(usize, Client), NpError> {
+        let mut tries = Vec::new();
+        for i in failover::round_order(start, self.servers.len()) {
+            match self.connect_to(i) {
+                Ok(c) => return Ok((i, c)),
+                Err(e) => {
+                    if failover::step_after(&e) == Step::Stop {
+                        return Err(e);
+                    }
+                    if self.servers.len() > 1 {
+                        log::info!(
+                            "{} did not answer ({}); trying the next server",
+                            self.addr(i),
+                            e.message
+                        );
+                    }
+                    tries.push((self.addr(i).to_string(), e));
+                }
+            }
+        }
+        Err(failover::round_error(tries))
+    }
+
+    /// One round from the first server (ping, stats, health: one connection, no waiting).
+    pub fn connect_once(&self) -> Result<Client, NpError> {
+        self.connect_round(0).map(|(_, c)| c)
     }
 
     /// The one-line failure for a connect error, naming the file to edit for a changed key.
     pub fn failure(&self, e: &NpError) -> Failure {
-        let what = format!("connecting to {}", self.addr);
+        let what = format!("connecting to {}", self.label());
         match e.status {
             ffi::NP_SERVER_KEY_CHANGED => Failure::new(
                 ExitKind::KeyChanged,
@@ -340,15 +446,15 @@ impl Connector {
         }
     }
 
-    /// The first connection of a run. Fails fast when nothing answers (a typo in the address
-    /// should not cost the whole retry budget), but waits out a server that is up and says
-    /// "not now" (TOO_MANY_CONNECTIONS, SHUTTING_DOWN, RATE_LIMITED after its retry-after)
-    /// like any later reconnect.
-    pub fn connect_first(&self, stop: &AtomicBool) -> Result<Client, Failure> {
+    /// The first connection of a run, with the index of the server it reached. Fails fast
+    /// when nothing answers (a typo in the address should not cost the whole retry budget),
+    /// but waits out servers that are up and say "not now" (TOO_MANY_CONNECTIONS,
+    /// SHUTTING_DOWN, RATE_LIMITED after its retry-after) like any later reconnect.
+    pub fn connect_first(&self, stop: &AtomicBool) -> Result<(usize, Client), Failure> {
         let mut retry = Retry::new(self.retry_for);
         let mut jitter = Jitter::new();
         loop {
-            let e = match self.connect_once() {
+            let e = match self.connect_round(0) {
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
@@ -364,7 +470,7 @@ impl Connector {
             self.notices.show(Instant::now(), || {
                 format!(
                     "{} said not now ({}); waiting {} ms",
-                    self.addr,
+                    self.label(),
                     e.message,
                     delay.as_millis()
                 )
@@ -375,17 +481,19 @@ impl Connector {
         }
     }
 
-    /// Connects, retrying retryable failures with backoff until `retry` says the outage is
-    /// too long or `stop` is set. Non-retryable failures (authentication, pinning, files,
-    /// protocol) return at once.
+    /// Connects, round after round from server `start`, with backoff between rounds that
+    /// find no server, until `retry` says the outage is too long or `stop` is set.
+    /// Non-retryable failures (authentication, pinning, files, protocol) return at once.
+    /// Gives the index of the server reached.
     pub fn connect_retrying(
         &self,
+        start: usize,
         retry: &mut Retry,
         jitter: &mut Jitter,
         stop: &AtomicBool,
-    ) -> Result<Client, Failure> {
+    ) -> Result<(usize, Client), Failure> {
         loop {
-            let e = match self.connect_once() {
+            let e = match self.connect_round(start) {
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
@@ -400,14 +508,14 @@ impl Connector {
             };
             log::info!(
                 "connect to {} failed ({}); retrying in {} ms",
-                self.addr,
+                self.label(),
                 e.message,
                 delay.as_millis()
             );
             self.notices.show(Instant::now(), || {
                 format!(
                     "cannot reach {} ({}); reconnecting, next try in {} ms (giving up after {} s without success)",
-                    self.addr,
+                    self.label(),
                     e.message,
                     delay.as_millis(),
                     self.retry_for.as_secs()

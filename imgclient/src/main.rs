@@ -28,6 +28,9 @@
 //!       connect (credentials, key pinning, reconnects) ──► sys (terminal, rlimit, poll)
 //!         │
 //!         ▼
+//!       failover (the server list: parsing, round order, skip or stop)
+//!         │
+//!         ▼
 //!       retry (the one retry policy: what to retry, backoff, budgets, attempts, BUSY)
 //!         │
 //!         ▼
@@ -42,11 +45,12 @@
 //! | `cli` | args, bench (BenchArgs), exit, filter (FilterCommand) |
 //! | `filter` | args, connect, exit, images, session, spec |
 //! | `ops` | connect, control, exit, json |
-//! | `bench` | args, connect, control, exit, images, json, retry, spec, sys |
-//! | `args` | connect |
+//! | `bench` | args, connect, control, exit, failover, images, json, retry, spec, sys |
+//! | `args` | connect, failover |
 //! | `spec`, `images`, `control` | exit |
-//! | `session` | connect, exit, retry, sys |
-//! | `connect` | exit, retry, sys |
+//! | `session` | connect, exit, failover, retry, sys |
+//! | `connect` | exit, failover, retry, sys |
+//! | `failover` | retry |
 //! | `retry` | exit |
 //! | `sys`, `exit`, `json` | — |
 //! | `test_server` (unit tests only: a loopback server that goes silent) | connect |
@@ -58,6 +62,7 @@ mod cli;
 mod connect;
 mod control;
 mod exit;
+mod failover;
 mod filter;
 mod images;
 mod json;
@@ -102,7 +107,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             ops::stats(&c, *json)?;
         }
         Command::Health { login: false } => {
-            let ready = ops::health_probe(&cli.conn.server, cli.conn.timeout);
+            let ready = ops::health_probe(&cli.conn.servers(), cli.conn.timeout);
             return Ok(ExitCode::from(if ready { 0 } else { 1 }));
         }
         Command::Health { login: true } => {
@@ -117,8 +122,17 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Pin { fingerprint } => {
+            // One fingerprint is one server's key (or one cluster's, shared by every server
+            // behind one address): pinning it under several addresses would be a guess.
+            let servers = cli.conn.servers();
+            let [server] = servers.as_slice() else {
+                return Err(Failure::usage(
+                    "pin",
+                    "takes one --server address, not a list: pin each server with its own fingerprint",
+                ));
+            };
             let known = connect::known_servers_path(cli.conn.known_servers.as_deref())?;
-            ops::pin(&cli.conn.server, &known, fingerprint, cli.conn.timeout)?;
+            ops::pin(server, &known, fingerprint, cli.conn.timeout)?;
         }
         Command::Bench(args) => bench::run(args, &cli.conn)?,
         Command::Filter(cmd) => filter::run(cmd, &cli.conn)?,

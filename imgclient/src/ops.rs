@@ -22,8 +22,8 @@ pub fn fmt_ms(d: Duration) -> String {
 /// `imgclient ping`.
 pub fn ping(connector: &Connector, count: u32, interval: Duration) -> Result<(), Failure> {
     let t0 = Instant::now();
-    let mut client = connector
-        .connect_once()
+    let (server, mut client) = connector
+        .connect_round(0)
         .map_err(|e| connector.failure(&e))?;
     log::info!("connected and logged in in {}", fmt_ms(t0.elapsed()));
     let mut rtts = Vec::new();
@@ -34,7 +34,7 @@ pub fn ping(connector: &Connector, count: u32, interval: Duration) -> Result<(),
         let rtt = ping_once(&mut client, seq as u64, connector.timeout)?;
         cliutil::output::print(&format!(
             "pong from {}: seq={seq} time={}\n",
-            connector.addr,
+            connector.addr(server),
             fmt_ms(rtt)
         ))
         .map_err(|e| Failure::io("writing to stdout", e))?;
@@ -110,25 +110,37 @@ pub fn stats(connector: &Connector, json: bool) -> Result<(), Failure> {
 
 /// `imgclient health`: a PROBE, no password. Prints one line whatever happens (`ready`,
 /// `up, not ready`, `draining`, the refusal or the connection error); healthy only when the
-/// server says ready.
-pub fn health_probe(addr: &str, timeout: Duration) -> bool {
-    let outcome = probe(addr, timeout);
-    // A probe reports by its exit code even if stdout is gone.
-    let _ = cliutil::output::print(&format!("{}\n", outcome.line()));
-    matches!(outcome, ProbeOutcome::Status(netproto_sys::Probe::Ready))
+/// server says ready. With a list, the servers are probed in order until one is ready, one
+/// line each, prefixed by its address: healthy when any is, as a client failing over would
+/// find a server.
+pub fn health_probe(servers: &[String], timeout: Duration) -> bool {
+    for addr in servers {
+        let outcome = probe(addr, timeout);
+        let line = if servers.len() > 1 {
+            format!("{addr}: {}\n", outcome.line())
+        } else {
+            format!("{}\n", outcome.line())
+        };
+        // A probe reports by its exit code even if stdout is gone.
+        let _ = cliutil::output::print(&line);
+        if matches!(outcome, ProbeOutcome::Status(netproto_sys::Probe::Ready)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// `imgclient health --login`: healthy when a login succeeds and a PING is answered in time.
 pub fn health(connector: &Connector, verbose: bool) -> Result<Duration, Failure> {
     let t0 = Instant::now();
-    let mut client = connector
-        .connect_once()
+    let (server, mut client) = connector
+        .connect_round(0)
         .map_err(|e| connector.failure(&e))?;
     let rtt = ping_once(&mut client, 1, connector.timeout)?;
     if verbose {
         eprintln!(
             "healthy: {} logged in after {}, ping {}",
-            connector.addr,
+            connector.addr(server),
             fmt_ms(t0.elapsed() - rtt),
             fmt_ms(rtt)
         );

@@ -1,6 +1,7 @@
 //! One resilient connection that runs filter jobs for a batch: pipelines a few jobs at a
 //! time, reassembles chunked results, and survives the server going away (reconnect with
-//! backoff, re-submit whatever was unanswered: filters are idempotent), BUSY (wait the
+//! backoff, starting at the next server of the list, and re-submit whatever was unanswered:
+//! filters are idempotent), BUSY (wait the
 //! advised time, re-submit) and SHUTDOWN (finish what is in flight, then reconnect), all by
 //! the policy in `retry.rs`. The heartbeat and the give-up on a silent server are the
 //! connection's own timers (set on the config by `connect.rs`), served while the session
@@ -20,6 +21,7 @@ use netproto_sys::{ffi, Client, ErrorCode, Event, NpError, ResultInfo};
 
 use crate::connect::Connector;
 use crate::exit::{ExitKind, Failure};
+use crate::failover;
 use crate::retry::{self, Jitter, JobTries, Next, Retry, MAX_ATTEMPTS};
 use crate::sys;
 
@@ -131,6 +133,11 @@ struct Waiting {
 pub struct Session {
     connector: Arc<Connector>,
     client: Option<Client>,
+    /// The server of the list the connection is (or was last) on.
+    server: usize,
+    /// Where the next connect round starts: the current server at first, the one after it
+    /// once its connection is lost.
+    next_start: usize,
     jobs: Receiver<Job>,
     done: Sender<Done>,
     stop: Arc<AtomicBool>,
@@ -151,18 +158,24 @@ pub struct Session {
 type Reason = Failure;
 
 impl Session {
+    /// `first` is a connection already made, with its server's index; without one, the
+    /// session connects (when it has work) in a round starting at server `start`.
     pub fn new(
         connector: Arc<Connector>,
-        first: Option<Client>,
+        first: Option<(usize, Client)>,
+        start: usize,
         jobs: Receiver<Job>,
         done: Sender<Done>,
         stop: Arc<AtomicBool>,
         window: usize,
     ) -> Session {
         let retry = Retry::new(connector.retry_for);
+        let server = first.as_ref().map_or(start, |(i, _)| *i);
         Session {
             connector,
-            client: first,
+            client: first.map(|(_, c)| c),
+            server,
+            next_start: server,
             jobs,
             done,
             stop,
@@ -230,11 +243,18 @@ impl Session {
                 }
             }
         }
-        match self
-            .connector
-            .connect_retrying(&mut self.retry, &mut self.jitter, &self.stop)
-        {
-            Ok(c) => {
+        match self.connector.connect_retrying(
+            self.next_start,
+            &mut self.retry,
+            &mut self.jitter,
+            &self.stop,
+        ) {
+            Ok((server, c)) => {
+                if server != self.server {
+                    log::info!("now on server {}", self.connector.addr(server));
+                }
+                self.server = server;
+                self.next_start = server;
                 self.client = Some(c);
                 self.draining_until = None;
                 true
@@ -527,7 +547,7 @@ impl Session {
                 self.connector.notices.show(now, || {
                     format!(
                         "{} is shutting down; finishing the jobs in flight, then reconnecting",
-                        self.connector.addr
+                        self.connector.addr(self.server)
                     )
                 });
                 self.draining_until = Some(now + grace);
@@ -558,17 +578,20 @@ impl Session {
     fn disconnect(&mut self, reason: Reason) {
         log::info!(
             "connection to {} lost: {reason}; {} job(s) to re-send",
-            self.connector.addr,
+            self.connector.addr(self.server),
             self.inflight.len()
         );
         self.client = None;
+        // The server that went away is the last one the next round tries.
+        self.next_start = failover::next_after(self.server, self.connector.servers.len());
         self.draining_until = None;
         let now = Instant::now();
         if !self.inflight.is_empty() {
             self.connector.notices.show(now, || {
                 format!(
                     "connection to {} lost ({}); reconnecting to send its jobs again",
-                    self.connector.addr, reason.why
+                    self.connector.addr(self.server),
+                    reason.why
                 )
             });
         }
@@ -697,7 +720,7 @@ mod tests {
             .unwrap();
         drop(job_tx);
         let stop = Arc::new(AtomicBool::new(false));
-        let session = Session::new(connector, None, job_rx, done_tx, stop, 4);
+        let session = Session::new(connector, None, 0, job_rx, done_tx, stop, 4);
         let runner = std::thread::spawn(move || session.run());
         let done = done_rx
             .recv_timeout(Duration::from_secs(60))

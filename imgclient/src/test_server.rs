@@ -74,7 +74,7 @@ impl SilentServer {
     ) -> Arc<Connector> {
         std::fs::write(dir.join("pw"), "pw\n").unwrap();
         Connector::new(&ConnectOpts {
-            addr: self.addr.clone(),
+            servers: vec![self.addr.clone()],
             user: Some("alice".into()),
             password_file: Some(dir.join("pw")),
             known_servers: Some(dir.join("known_servers")),

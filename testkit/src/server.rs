@@ -286,6 +286,31 @@ impl Server {
         self.dir.join("known_servers")
     }
 
+    /// The key fingerprint the server logged at start (`server key fingerprint SHA256:…`).
+    pub fn fingerprint(&self) -> String {
+        let log = self.log_text();
+        log.lines()
+            .filter_map(|l| l.split("server key fingerprint ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .next_back()
+            .unwrap_or_else(|| panic!("no key fingerprint in the server log:\n{log}"))
+            .to_string()
+    }
+
+    /// Pins this server's key, by its logged fingerprint, in the known-servers file `known`
+    /// under its address (`imgclient pin`), as an operator would before the first login.
+    /// Several servers pinned into one file: a client failing over across them.
+    pub fn pin_in(&self, known: &Path) {
+        let fp = self.fingerprint();
+        let out = ImgClient::new(&self.addr, known).run(&["pin", "--fingerprint", &fp]);
+        assert!(
+            out.status.success(),
+            "pinning {}: {}",
+            self.addr,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -3,6 +3,11 @@
 //! non-blocking connect, handshake, key check, login, then requests closed-loop (the next one
 //! leaves as soon as the answer is read) or open-loop (on the schedule, up to `--window` in
 //! flight), each timed from its intended send time; reconnecting with backoff after a loss.
+//! Connection i starts on server i mod N of the --server list; a connect that fails moves
+//! straight on to the next server (one failed attempt is counted, and backed off from, only
+//! when a whole round of the list has failed), and a connection that loses its server
+//! reconnects starting at the next one, re-sending what was in flight as the same requests
+//! (by the retry rules of `retry.rs`: at most MAX_ATTEMPTS tries each).
 //! Each connection's own timers (heartbeat PINGs with request id 0, giving up on a silent
 //! server) are folded into the loop's wake-up time and served with `handle_timeout`; the
 //! engine keeps only application deadlines (connect time, per-request answers, BUSY pauses).
@@ -14,10 +19,11 @@
 //! thread that is already awake costs the server nothing to notify.
 //!
 //! Trust boundary: the server's bytes (parsed by libnetproto; answers are only counted and
-//! timed). The server's key must be the one the control connection checked against the
-//! known-servers file; any other key stops the run before a login proof is sent.
+//! timed). Each server's key must be the one the known-servers file pins for that server's
+//! address (checked by the connector, pinned on first use as any connection would); any
+//! other key stops the run before a login proof is sent, and is never skipped over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -33,7 +39,8 @@ use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus, Timer};
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
 use crate::exit;
-use crate::retry::{self, Jitter, Retry};
+use crate::failover;
+use crate::retry::{self, Jitter, JobTries, Next, Retry};
 
 /// Upload chunks are queued only while less than this is waiting to be written, so that
 /// connections uploading large images do not each hold a whole encrypted copy.
@@ -77,8 +84,19 @@ struct Link {
     next_id: u64,
     inflight: HashMap<u64, Pending>,
     open: Option<OpenSchedule>,
-    /// The next request, chosen but not yet sent: (run-wide number, intended send time).
-    planned: Option<(u64, Instant)>,
+    /// The next request, chosen but not yet sent: (run-wide number, intended send time, its
+    /// tries so far).
+    planned: Option<(u64, Instant, JobTries)>,
+    /// Requests lost with a connection, to be sent again first on the next one: (run-wide
+    /// number, intended send time, tries).
+    resend: VecDeque<(u64, Instant, JobTries)>,
+    /// Why they were lost (the tally key they fail under if they cannot be sent again).
+    resend_why: String,
+    /// The server of the list it is on, or connecting to.
+    server: usize,
+    /// Where the current connect round began, and how many servers it has tried.
+    round_start: usize,
+    round_tried: usize,
     exhausted: bool,
     draining: bool,
     paused_until: Option<Instant>,
@@ -121,7 +139,8 @@ struct Ctx {
     plan: Arc<Plan>,
     tx: Sender<Msg>,
     poll: Poll,
-    addr: Option<SocketAddr>,
+    /// Each server's address, resolved once per thread (`None`: it does not resolve).
+    addrs: Vec<Option<SocketAddr>>,
     jitter: Jitter,
 }
 
@@ -137,12 +156,12 @@ pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
     };
     // Resolved once per thread; a name that does not resolve fails every connect the same
     // way a refused connection does (counted, retried within the budget).
-    let addr = plan
+    let addrs = plan
         .connector
-        .addr
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next());
+        .servers
+        .iter()
+        .map(|s| s.to_socket_addrs().ok().and_then(|mut a| a.next()))
+        .collect();
     let mut links: Vec<Link> = conn_nos
         .iter()
         .enumerate()
@@ -152,7 +171,7 @@ pub fn run(plan: Arc<Plan>, conn_nos: Vec<usize>, tx: Sender<Msg>) {
         plan,
         tx,
         poll,
-        addr,
+        addrs,
         jitter: Jitter::new(),
     };
     let mut events = Events::with_capacity(1024);
@@ -222,9 +241,15 @@ impl Link {
             )),
             Mode::Closed => None,
         };
+        let server = failover::start_for(conn_no, plan.connector.servers.len());
         Link {
             conn_no,
             token,
+            resend: VecDeque::new(),
+            resend_why: String::new(),
+            server,
+            round_start: server,
+            round_tried: 0,
             phase: Phase::Idle {
                 at: plan.start + start_at,
             },
@@ -245,7 +270,7 @@ impl Link {
 
     fn can_send(&self, plan: &Plan, now: Instant) -> bool {
         !self.draining
-            && !self.exhausted
+            && (!self.exhausted || !self.resend.is_empty())
             && self.upload.is_none()
             && self.paused_until.is_none_or(|t| t <= now)
             && self.inflight.len()
@@ -260,11 +285,19 @@ impl Link {
         if self.planned.is_some() {
             return;
         }
+        // A request lost with a connection goes first: it was due already.
+        if let Some(r) = self.resend.pop_front() {
+            self.planned = Some(r);
+            return;
+        }
+        if self.exhausted {
+            return;
+        }
         match &mut self.open {
             Some(s) => match s.peek() {
                 Some((n, at)) => {
                     s.advance();
-                    self.planned = Some((n, plan.start + at));
+                    self.planned = Some((n, plan.start + at, JobTries::default()));
                 }
                 None => self.exhausted = true,
             },
@@ -278,7 +311,7 @@ impl Link {
                     self.exhausted = true;
                     return;
                 }
-                self.planned = Some((n, now));
+                self.planned = Some((n, now, JobTries::default()));
             }
         }
     }
@@ -295,7 +328,7 @@ impl Link {
             Phase::Ready => {
                 let deadline = self.inflight.values().map(|p| p.sent + plan.timeout).min();
                 let mut w = earliest(deadline, self.paused_until);
-                if let Some((_, due)) = self.planned {
+                if let Some((_, due, _)) = self.planned {
                     w = earliest(w, Some(due));
                 }
                 earliest(w, timers)
@@ -344,7 +377,13 @@ impl Ctx {
                 if now < at {
                     return;
                 }
-                if l.exhausted || self.plan.end().is_some_and(|e| now >= e) {
+                if self.plan.end().is_some_and(|e| now >= e) {
+                    // The run is over: what a lost connection left unsent fails as lost.
+                    let why = std::mem::take(&mut l.resend_why);
+                    self.abandon(l, &why, exit::ExitKind::Connect, now);
+                }
+                if (l.exhausted && l.resend.is_empty()) || self.plan.end().is_some_and(|e| now >= e)
+                {
                     l.phase = Phase::Done;
                     return;
                 }
@@ -367,13 +406,14 @@ impl Ctx {
                     return;
                 }
                 if l.inflight.is_empty() && l.upload.is_none() {
-                    if l.exhausted {
+                    if l.exhausted && l.resend.is_empty() {
                         self.close(l);
                         l.phase = Phase::Done;
                     } else if l.draining {
-                        // SHUTDOWN and nothing left in flight: reconnect (to the restarted
-                        // server).
+                        // SHUTDOWN and nothing left in flight: reconnect, to the next server
+                        // of the list first (with one server, the restarted one).
                         self.close(l);
+                        self.fail_over(l);
                         l.phase = Phase::Idle { at: now };
                     }
                 }
@@ -411,9 +451,9 @@ impl Ctx {
         while l.can_send(&self.plan, now) {
             l.plan_next(&self.plan, now);
             match l.planned {
-                Some((n, due)) if due <= now => {
+                Some((n, due, tries)) if due <= now => {
                     l.planned = None;
-                    self.send_request(l, n, due, now)?;
+                    self.send_request(l, n, due, tries, now)?;
                 }
                 _ => break,
             }
@@ -434,6 +474,7 @@ impl Ctx {
         l: &mut Link,
         n: u64,
         intended: Instant,
+        tries: JobTries,
         now: Instant,
     ) -> Result<(), NpError> {
         let plan = &self.plan;
@@ -443,10 +484,17 @@ impl Ctx {
         let Some(conn) = l.conn.as_mut() else {
             return Ok(());
         };
+        let request = |up: u64| {
+            let mut p = pending(op_idx, intended, now, up);
+            p.n = n;
+            p.tries = tries;
+            p.server = l.server;
+            p
+        };
         match &plan.ops[op_idx] {
             BenchOp::Ping => {
                 conn.send_ping(id, &n.to_be_bytes())?;
-                l.inflight.insert(id, pending(op_idx, intended, now, 0));
+                l.inflight.insert(id, request(0));
             }
             BenchOp::Job(spec) => {
                 let image = schedule::image_index(n, plan.ops.len(), plan.images.len());
@@ -454,8 +502,7 @@ impl Ctx {
                 let first = &img[..img.len().min(MAX_CHUNK_DATA)];
                 let last = first.len() == img.len();
                 conn.send_job(id, spec, img.len() as u64, first, last)?;
-                l.inflight
-                    .insert(id, pending(op_idx, intended, now, img.len() as u64));
+                l.inflight.insert(id, request(img.len() as u64));
                 if !last {
                     l.upload = Some(Upload {
                         id,
@@ -517,10 +564,11 @@ impl Ctx {
 
     fn connect(&mut self, l: &mut Link, now: Instant) {
         let result = (|| -> Result<(TcpStream, ClientConn), NpError> {
-            let addr = self.addr.ok_or_else(|| NpError {
+            let server = l.server % self.addrs.len();
+            let addr = self.addrs[server].ok_or_else(|| NpError {
                 status: ffi::NP_IO,
                 remote: None,
-                message: format!("cannot resolve {}", self.plan.connector.addr),
+                message: format!("cannot resolve {}", self.plan.connector.addr(server)),
             })?;
             let mut stream = TcpStream::connect(addr).map_err(|e| io_error(&e))?;
             let _ = stream.set_nodelay(true);
@@ -597,20 +645,9 @@ impl Ctx {
             };
             match (l.phase, ev) {
                 (Phase::Connecting { .. }, Event::ServerKey { key }) => {
-                    if key != self.plan.server_key {
-                        let e = NpError {
-                            status: ffi::NP_SERVER_KEY_CHANGED,
-                            remote: None,
-                            message: format!(
-                                "server key changed: {} now presents {}, the known-servers \
-                                 file pins {}",
-                                self.plan.connector.addr,
-                                netproto_sys::fingerprint(&key),
-                                netproto_sys::fingerprint(&self.plan.server_key)
-                            ),
-                        };
-                        return Err(e.into());
-                    }
+                    // A key other than the pinned one is fatal (Loss::fatal): never a reason
+                    // to try the next server instead.
+                    self.plan.connector.check_key(l.server, &key)?;
                     conn.trust_server_key(true)?;
                 }
                 (Phase::Connecting { .. }, Event::Error { code, message, .. }) => {
@@ -630,6 +667,8 @@ impl Ctx {
                 (Phase::Connecting { .. }, Event::Ready) => {
                     l.phase = Phase::Ready;
                     l.retry.reset();
+                    l.round_start = l.server;
+                    l.round_tried = 0;
                     self.send(Msg::ConnUp);
                 }
                 (Phase::Ready, ev) => {
@@ -676,8 +715,16 @@ impl Ctx {
             };
             loss.key = format!("{what}: {}", loss.key);
         }
-        log::debug!("connection {}: {}", l.conn_no, loss.key);
-        if connecting {
+        log::debug!(
+            "connection {} ({}): {}",
+            l.conn_no,
+            self.plan.connector.addr(l.server),
+            loss.key
+        );
+        let n_servers = self.plan.connector.servers.len();
+        // Skipped over to the next server of the round: not (yet) a failed attempt.
+        let skip = connecting && loss.fatal.is_none() && l.round_tried + 1 < n_servers;
+        if connecting && !skip {
             self.send(Msg::Err {
                 key: loss.key.clone(),
                 kind: loss.kind,
@@ -685,29 +732,55 @@ impl Ctx {
                 at: now,
             });
         }
-        for (_, p) in l.inflight.drain() {
-            let _ = self.tx.send(Msg::Err {
-                key: loss.key.clone(),
-                kind: loss.kind,
-                up: p.up,
-                at: now,
-            });
+        // What was in flight is sent again on the next connection, as the same requests,
+        // unless this was their last allowed try or the run ends here.
+        let mut lost: Vec<(u64, Pending)> = l.inflight.drain().collect();
+        lost.sort_by_key(|(id, _)| *id);
+        for (_, mut p) in lost {
+            // (At most MAX_ATTEMPTS tries; the last loss is tallied under its own key.)
+            let again = loss.fatal.is_none() && p.tries.after_loss(now) != Next::GiveUp;
+            if again {
+                l.resend.push_back((p.n, p.intended, p.tries));
+                l.resend_why = loss.key.clone();
+            } else {
+                let _ = self.tx.send(Msg::Err {
+                    key: loss.key.clone(),
+                    kind: loss.kind,
+                    up: p.up,
+                    at: now,
+                });
+            }
+        }
+        if let Some(r) = l.planned.take() {
+            // Chosen but not sent: it goes first next time, with its tries unchanged.
+            l.resend.push_front(r);
         }
         l.upload = None;
-        l.planned = None;
         self.close(l);
         if let Some(e) = loss.fatal {
             let mut fatal = self.plan.fatal.lock().unwrap_or_else(|p| p.into_inner());
             fatal.get_or_insert_with(|| self.plan.connector.failure(&e));
             self.plan.stop.store(true, Ordering::Relaxed);
+            self.abandon(l, &loss.key, loss.kind, now);
             l.phase = Phase::Done;
             return;
         }
         if !connecting {
-            // A working connection broke: reconnect at once, then back off if that fails.
+            // A working connection broke: reconnect at once, to the next server of the list
+            // first, then back off if a whole round fails.
+            self.fail_over(l);
             l.phase = Phase::Idle { at: now };
             return;
         }
+        if skip {
+            l.round_tried += 1;
+            l.server = failover::next_after(l.server, n_servers);
+            l.phase = Phase::Idle { at: now };
+            return;
+        }
+        // A whole round failed: the next one starts where this one did, after the backoff.
+        l.round_tried = 0;
+        l.server = l.round_start;
         match l.retry.next_delay_after(now, self.jitter.unit(), loss.hint) {
             Some(mut delay) => {
                 if let Some(end) = self.plan.end() {
@@ -717,9 +790,32 @@ impl Ctx {
             }
             None => {
                 log::warn!("connection {}: giving up: {}", l.conn_no, loss.key);
+                self.abandon(l, &loss.key, loss.kind, now);
                 l.phase = Phase::Done;
             }
         }
+    }
+
+    /// The connection ends for good: the requests it lost and would have sent again fail
+    /// with the reason (one chosen but never sent is just dropped, as a run's end drops it).
+    fn abandon(&self, l: &mut Link, key: &str, kind: exit::ExitKind, now: Instant) {
+        for (_, _, tries) in l.resend.drain(..) {
+            if tries.attempts > 0 {
+                let _ = self.tx.send(Msg::Err {
+                    key: key.to_string(),
+                    kind,
+                    up: 0,
+                    at: now,
+                });
+            }
+        }
+    }
+
+    /// The connection's server went away: a new round, from the server after it.
+    fn fail_over(&self, l: &mut Link) {
+        l.server = failover::next_after(l.server, self.plan.connector.servers.len());
+        l.round_start = l.server;
+        l.round_tried = 0;
     }
 
     /// Drops the socket and session; a connection that was up is reported down.
@@ -751,6 +847,7 @@ mod tests {
 
     use super::*;
     use crate::exit::ExitKind;
+    use crate::retry::MAX_ATTEMPTS;
     use crate::test_server::SilentServer;
 
     #[test]
@@ -777,8 +874,8 @@ mod tests {
             claimed: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             fatal: Mutex::new(None),
-            server_key: server.key,
         });
+        plan.connector.remember_key(0, server.key);
         let (tx, rx) = crossbeam_channel::unbounded();
         // Returns once the connection has nothing left to do.
         run(plan.clone(), vec![0], tx);
@@ -790,19 +887,33 @@ mod tests {
                 _ => None,
             })
             .collect();
+        // The lost request was sent again on a new connection each time, as the same
+        // request, until its tries ran out: one error, not one per connection.
         let key = format!("connection lost: no answer from the server for {dead_after:?}");
         assert_eq!(errors, vec![(key.as_str(), ExitKind::Connect)], "{msgs:?}");
+        let sent = server
+            .pings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&id| id != 0)
+            .count();
+        assert_eq!(sent, MAX_ATTEMPTS as usize, "one try per connection");
         assert!(
             !msgs.iter().any(|m| matches!(m, Msg::Ok { .. })),
             "{msgs:?}"
         );
         assert!(plan.fatal.lock().unwrap().is_none());
-        // The request (id 1) and the connection's heartbeats (id 0) reached the server; the
-        // heartbeats were sent because the loop woke for the connection's timers.
+        // The request (ids 1.., one per try) and the connection's heartbeats (id 0) reached
+        // the server; the heartbeats were sent because the loop woke for the connection's
+        // timers.
         let pings = server.pings.lock().unwrap().clone();
         assert!(pings.contains(&1), "{pings:?}");
         assert!(pings.contains(&0), "{pings:?}");
-        assert!(pings.iter().all(|&id| id <= 1), "{pings:?}");
+        assert!(
+            pings.iter().all(|&id| id <= MAX_ATTEMPTS as u64),
+            "{pings:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -30,6 +30,10 @@ pub struct Report<'a> {
     pub mb_up_per_s: Option<f64>,
     pub mb_down_per_s: Option<f64>,
     pub max_conns_up: u64,
+    /// Per server of the --server list, in its order: how many requests it answered.
+    pub servers: Vec<Served<'a>>,
+    /// The server the STATS counters (`server_stats`) were read from.
+    pub stats_server: &'a str,
     pub latency_ms: Hist,
     /// One entry per op of the mix, in the mix's order.
     pub latency_by_op_ms: Object<&'a str, Hist>,
@@ -42,6 +46,13 @@ pub struct Report<'a> {
     /// fetches succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_stats: Option<Object<String, Stat>>,
+}
+
+/// One server's share of the run.
+#[derive(Debug, Serialize)]
+pub struct Served<'a> {
+    pub addr: &'a str,
+    pub ok: u64,
 }
 
 /// A latency histogram: `{"count": 0}` when empty, else its spread too.
@@ -115,6 +126,16 @@ impl<'a> Report<'a> {
             mb_up_per_s: num(s.mb_up()),
             mb_down_per_s: num(s.mb_down()),
             max_conns_up: t.conns_max,
+            servers: s
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| Served {
+                    addr,
+                    ok: t.by_server.get(i).copied().unwrap_or(0),
+                })
+                .collect(),
+            stats_server: s.servers.get(s.stats_server).map_or("", String::as_str),
             latency_ms: Hist::of(&t.latency),
             latency_by_op_ms: s
                 .ops
@@ -177,6 +198,7 @@ mod tests {
         for (op, l) in [(1, 5), (0, 6)] {
             totals.add(Msg::Ok {
                 op,
+                server: op % 2,
                 latency: Duration::from_millis(l),
                 up: 1000,
                 down: 500,
@@ -192,6 +214,8 @@ mod tests {
         });
         Summary {
             conns: 2,
+            servers: vec!["a:1".into(), "b:2".into()],
+            stats_server: 1,
             ops: vec!["blur:2".into(), "ping".into(), "noop".into()],
             rate: Some(100.0),
             elapsed: Duration::from_millis(1500),
@@ -211,6 +235,11 @@ mod tests {
         assert_eq!(j["ops"], json!(["blur:2", "ping", "noop"]));
         assert_eq!(j["mode"], "open");
         assert_eq!(j["rate"], 100.0);
+        assert_eq!(
+            j["servers"],
+            json!([{"addr": "a:1", "ok": 1}, {"addr": "b:2", "ok": 1}])
+        );
+        assert_eq!(j["stats_server"], "b:2");
         assert_eq!(j["elapsed_s"], 1.5);
         assert_eq!((j["ok"].as_u64(), j["errors"].as_u64()), (Some(2), Some(1)));
         assert_eq!(j["throughput_rps"], 1.333);

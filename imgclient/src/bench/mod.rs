@@ -2,7 +2,8 @@
 //! connections (driven by `--threads` event loops, see `engine`), ramps them up, drives a closed or open
 //! loop for a duration or a request count, collects every outcome over a crossbeam channel
 //! into HDR histograms, and reports throughput, latency percentiles, errors by type, the
-//! server's phase times and its STATS counters before and after.
+//! requests each server of the --server list answered, the server's phase times and its
+//! STATS counters before and after (the first server that answered).
 //!
 //! Trust boundary: same as the filter commands (local files in, the server's answers); the
 //! bench only counts and times what comes back.
@@ -193,8 +194,10 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     }
 
     let connector = Connector::new(&conn.opts())?;
-    // The control connection pins the key (once, before the crowd) and reads STATS.
-    let mut control = connector.connect_first(&AtomicBool::new(false))?;
+    // The control connection pins the key of the first server that answers (once, before
+    // the crowd; the others' keys are pinned by their first bench connection) and reads its
+    // STATS.
+    let (stats_server, mut control) = connector.connect_first(&AtomicBool::new(false))?;
     let stats_before = fetch_stats_logged(&mut control, 1, connector.timeout);
 
     let mode = match args.rate {
@@ -216,7 +219,6 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
         claimed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         fatal: Mutex::new(None),
-        server_key: control.server_key(),
     });
 
     let threads = args
@@ -311,7 +313,7 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     // The control connection sat idle through the run; the server may have closed it.
     let stats_after = if stats_before.is_some() {
         fetch_stats_logged(&mut control, 2, connector.timeout).or_else(|| {
-            let mut c = connector.connect_once().ok()?;
+            let mut c = connector.connect_to(stats_server).ok()?;
             fetch_stats_logged(&mut c, 1, connector.timeout)
         })
     } else {
@@ -321,6 +323,8 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
 
     let summary = Summary {
         conns,
+        servers: connector.servers.clone(),
+        stats_server,
         ops: mix.iter().map(|(l, _)| l.clone()).collect(),
         rate: args.rate,
         elapsed,

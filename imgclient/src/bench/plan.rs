@@ -14,7 +14,7 @@ use netproto_sys::Event;
 
 use crate::connect::Connector;
 use crate::exit::{self, ExitKind, Failure};
-use crate::retry;
+use crate::retry::{self, JobTries};
 
 /// Stack size of an event-loop thread.
 pub const STACK_SIZE: usize = 256 * 1024;
@@ -53,10 +53,9 @@ pub struct Plan {
     pub claimed: AtomicU64,
     pub stop: AtomicBool,
     /// The first error that makes further connecting pointless (authentication, pinning).
+    /// Each server's key is checked by the connector (`Connector::check_key`) against the
+    /// known-servers file under that server's address.
     pub fatal: Mutex<Option<Failure>>,
-    /// The server key the control connection checked against the known-servers file; every
-    /// bench connection must see the same.
-    pub server_key: [u8; 32],
 }
 
 impl Plan {
@@ -71,6 +70,8 @@ pub enum Msg {
     Ok {
         /// Index of the request's op in the mix.
         op: usize,
+        /// Index of the server (in the --server list) that answered it.
+        server: usize,
         latency: Duration,
         up: u64,
         down: u64,
@@ -90,8 +91,15 @@ pub enum Msg {
 }
 
 pub struct Pending {
+    /// The run-wide request number (which op and image it is), kept so that a request lost
+    /// with its connection is sent again as the same request.
+    pub n: u64,
+    /// Its tries so far (a loss counts one, by the retry rules of `retry.rs`).
+    pub tries: JobTries,
+    /// The server it was sent to.
+    pub server: usize,
     op: usize,
-    intended: Instant,
+    pub intended: Instant,
     pub sent: Instant,
     pub up: u64,
     down: u64,
@@ -108,6 +116,9 @@ pub enum Signal {
 
 pub fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending {
     Pending {
+        n: 0,
+        tries: JobTries::default(),
+        server: 0,
         op,
         intended,
         sent,
@@ -129,6 +140,7 @@ pub fn on_event(
         if let Some(p) = inflight.remove(&id) {
             let _ = tx.send(Msg::Ok {
                 op: p.op,
+                server: p.server,
                 latency: now.saturating_duration_since(p.intended),
                 up: p.up,
                 down: p.down,

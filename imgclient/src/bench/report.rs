@@ -37,6 +37,8 @@ pub struct Totals {
     pub latency: Histogram<u64>,
     /// Latency per op of the mix, by its index.
     pub by_op: Vec<Histogram<u64>>,
+    /// Requests answered per server, by its index in the --server list.
+    pub by_server: Vec<u64>,
     pub phases: [Histogram<u64>; 4],
     pub conns_up: u64,
     pub conns_max: u64,
@@ -52,6 +54,7 @@ impl Default for Totals {
             down: 0,
             latency: new_histogram(),
             by_op: Vec::new(),
+            by_server: Vec::new(),
             phases: std::array::from_fn(|_| new_histogram()),
             conns_up: 0,
             conns_max: 0,
@@ -69,6 +72,7 @@ impl Totals {
         match m {
             Msg::Ok {
                 op,
+                server,
                 latency,
                 up,
                 down,
@@ -76,6 +80,10 @@ impl Totals {
                 at,
             } => {
                 self.ok += 1;
+                if self.by_server.len() <= server {
+                    self.by_server.resize(server + 1, 0);
+                }
+                self.by_server[server] += 1;
                 self.up += up;
                 self.down += down;
                 let us = micros(latency).max(1);
@@ -121,6 +129,10 @@ impl Totals {
 #[derive(Debug)]
 pub struct Summary {
     pub conns: usize,
+    /// The --server list, in order.
+    pub servers: Vec<String>,
+    /// The server the STATS counters were read from (the control connection's).
+    pub stats_server: usize,
     pub ops: Vec<String>,
     /// `None`: closed loop; `Some(rate)`: open loop at `rate` req/s.
     pub rate: Option<f64>,
@@ -181,6 +193,9 @@ impl Summary {
             self.mb_down()
         );
         s += &format!("latency:{}\n", latency_line(&t.latency));
+        if self.servers.len() > 1 {
+            s += &served_line(&self.servers, &t.by_server);
+        }
         if self.ops.len() > 1 {
             let w = self.ops.iter().map(|o| o.len()).max().unwrap_or(0);
             for (i, op) in self.ops.iter().enumerate() {
@@ -202,10 +217,27 @@ impl Summary {
             s += &phase_table(&t.phases);
         }
         if let (Some(b), Some(a)) = (&self.stats_before, &self.stats_after) {
+            if self.servers.len() > 1 {
+                let from = self
+                    .servers
+                    .get(self.stats_server)
+                    .map_or("", String::as_str);
+                s += &format!("server counters (STATS) are {from}'s:\n");
+            }
             s += &stats_delta_table(&stats_delta(b, a));
         }
         s
     }
+}
+
+/// `served: A 120, B 118`: requests answered per server of the list, in its order.
+pub fn served_line(servers: &[String], by_server: &[u64]) -> String {
+    let parts: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{a} {}", by_server.get(i).copied().unwrap_or(0)))
+        .collect();
+    format!("served: {}\n", parts.join(", "))
 }
 
 /// ` p50 1.0 ms  p90 ...  max 9.0 ms`, or a note when there is no sample.
@@ -321,6 +353,7 @@ mod tests {
         let mut t = Totals::default();
         for &l in latencies_ms {
             t.add(Msg::Ok {
+                server: 0,
                 op: (l % 2) as usize,
                 latency: Duration::from_millis(l),
                 up: 1000,
@@ -354,6 +387,8 @@ mod tests {
         });
         let s = Summary {
             conns: 150,
+            servers: vec!["h:1".into()],
+            stats_server: 0,
             ops: vec!["blur:2".into()],
             rate: None,
             elapsed: Duration::from_secs(2),
@@ -386,6 +421,8 @@ mod tests {
     fn mixes_get_a_latency_line_per_op() {
         let s = Summary {
             conns: 1,
+            servers: vec!["h:1".into()],
+            stats_server: 0,
             ops: vec!["blur:2".into(), "ping".into()],
             rate: None,
             elapsed: Duration::from_secs(1),

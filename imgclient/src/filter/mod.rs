@@ -147,11 +147,14 @@ fn run_tasks(
                 }
             }
             Some((connector, first)) => {
+                // The other sessions start where the first connection found a server.
+                let start = first.0;
                 let mut first = Some(first);
                 for _ in 0..workers {
                     let session = Session::new(
                         connector.clone(),
                         first.take(),
+                        start,
                         job_rx.clone(),
                         done_tx.clone(),
                         stop.clone(),
