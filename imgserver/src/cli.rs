@@ -396,6 +396,22 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub request_burst: u32,
+    /// Connections from the --proxy-from sources must begin with a PROXY protocol v2 header
+    /// (the binary form, HAProxy's `send-proxy-v2`); logs, rate limits and per-address caps
+    /// then use the client address it carries (a LOCAL header, a health check, keeps the
+    /// proxy's own). A listed source without a valid header within --hello-timeout is
+    /// refused, and so is any other source that sends one.
+    #[arg(long, env = "IMGSERVER_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// The sources a PROXY header is accepted from, with --proxy-protocol: comma-separated IP
+    /// addresses and CIDR prefixes (such as `10.0.0.5,10.1.0.0/16,::1`).
+    #[arg(
+        long,
+        default_value = "127.0.0.1,::1",
+        env = "IMGSERVER_PROXY_FROM",
+        value_name = "LIST"
+    )]
+    pub proxy_from: crate::master::proxy_header::ProxyFrom,
     /// Address-space limit per worker, rounded up to a whole MiB (0: none); a decoder
     /// exceeding it fails its job.
     #[arg(long, default_value = "4GiB", env = "IMGSERVER_WORKER_MEM", value_name = "SIZE", value_parser = parse_size)]

@@ -17,6 +17,7 @@ pub mod images;
 pub mod imgclient;
 pub mod peer;
 pub mod procs;
+pub mod proxy;
 pub mod report;
 pub mod server;
 pub mod wait;
@@ -28,12 +29,13 @@ pub use haproxy::{Backend, Haproxy};
 pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;
-pub use peer::{connect_from, login_from, loopback, Login};
+pub use peer::{connect_from, login_from, login_over, loopback, Login};
 pub use procs::{
     children, cpu_time, environ, fds, kill, memfd_inodes, pids_in_group, pids_with_env,
     process_alive, process_group, raise_fd_limit, rss_kb, socket_table, status_field, Fd, FdTarget,
     SocketKind,
 };
+pub use proxy::{proxy_v2, proxy_v2_for, proxy_v2_local, proxy_v2_tcp4, PROXY_V2_SIGNATURE};
 pub use report::{BenchReport, Histogram, Stats};
 pub use server::{imgserver_bin, imgserver_failpoints_bin, Server, ServerBuilder};
 pub use wait::{wait_some, wait_until, Timeout};

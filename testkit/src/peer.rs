@@ -69,10 +69,15 @@ impl Login {
 
 /// Connects from `src` and logs in with `cfg` (trusting any server key), within `timeout`.
 pub fn login_from(src: Ipv4Addr, addr: &str, cfg: &ClientConfig, timeout: Duration) -> Login {
-    let mut s = match connect_from(src, addr) {
-        Ok(s) => s,
-        Err(e) => return Login::Closed(format!("connect: {e}")),
-    };
+    match connect_from(src, addr) {
+        Ok(s) => login_over(s, cfg, timeout),
+        Err(e) => Login::Closed(format!("connect: {e}")),
+    }
+}
+
+/// Logs in with `cfg` over a connection already made (and perhaps already written to: a
+/// PROXY header goes before the protocol's first byte), trusting any server key.
+pub fn login_over(mut s: TcpStream, cfg: &ClientConfig, timeout: Duration) -> Login {
     let deadline = Instant::now() + timeout;
     let mut conn = match ClientConn::new(cfg, Instant::now()) {
         Ok(c) => c,

@@ -9,6 +9,9 @@
 //! framing, crypto and login; this part decides admission and enforces time limits so a peer
 //! that stalls cannot hold resources forever. What a logged-in client asks for is handed to a
 //! [`Requests`] handler as a [`Request`]; what to tell a client arrives as a [`Reply`].
+//! With --proxy-protocol, what comes before the first frame (a PROXY v2 header from a listed
+//! source, or the look at an unlisted source's first bytes) is handled here over
+//! `proxy_header.rs`, and admission then sees the carried address.
 //!
 //! Fairness: a connection is served at most `max_events_per_turn` frames per turn of the
 //! event loop; one with more waits in `deferred` and is served again next turn (mio is
@@ -38,6 +41,7 @@ use netproto_sys::{
 use super::admission::{Admission, AdmissionLimits, Refusal, Source, Verdict};
 use super::conn_log::{self, ConnLog, Who};
 use super::iface::{Chunk, ConnRef, Reply, ResultMeta, Submission};
+use super::proxy_header::{self, Carried, Preamble, ProxyFrom, Sniff, Step};
 use crate::cli::ServeArgs;
 use crate::state;
 use crate::stats::{self, Stats};
@@ -158,7 +162,12 @@ struct Client {
     accepted: Instant,
     stream: TcpStream,
     conn: ServerConn,
+    /// The client: the peer, or the address its proxy's PROXY header carried.
     peer: SocketAddr,
+    /// The proxy's own address, when a header carried another.
+    via: Option<SocketAddr>,
+    /// Before its first protocol byte (`proxy_header.rs`).
+    preamble: Preamble,
     source: Source,
     logged_in: bool,
     /// The user it logged in as, by index in `Conns::user_ids` (for the job queue's rounds).
@@ -258,6 +267,8 @@ pub struct Conns {
     closed_since_trim: usize,
     /// One chunk's buffer for reading streamed results.
     chunk: Vec<u8>,
+    /// With --proxy-protocol: the sources whose connections begin with a PROXY header.
+    proxy_from: Option<ProxyFrom>,
 }
 
 impl Conns {
@@ -288,7 +299,14 @@ impl Conns {
             probe: Probe::NotReady,
             closed_since_trim: 0,
             chunk: Vec::new(),
+            proxy_from: None,
         }
+    }
+
+    /// With --proxy-protocol: connections from `from` begin with a PROXY v2 header (and any
+    /// other that does is refused).
+    pub fn set_proxy_from(&mut self, from: Option<ProxyFrom>) {
+        self.proxy_from = from;
     }
 
     /// The server's readiness, for PROBE: ready with a worker ready, draining once stopping.
@@ -398,11 +416,16 @@ impl Conns {
     }
 
     /// A freshly accepted connection: refused at once (before any key exchange), or given a
-    /// slot.
+    /// slot. One from a proxy is admitted for the address its header carries, once it is read
+    /// (`proxy_header_done`): until then it holds a slot and its HELLO timer, nothing else.
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
         let source = Source::of(peer.ip());
+        let preamble = Preamble::for_peer(self.proxy_from.as_ref(), peer.ip());
+        let waits = preamble.awaits_header();
         let refusal = if self.open >= self.limits.max_conns {
             Some(None)
+        } else if waits {
+            None
         } else {
             self.admission.admit(source, now).err().map(Some)
         };
@@ -415,7 +438,9 @@ impl Conns {
             Ok(c) => c,
             Err(e) => {
                 warn!("connection from {peer}: {e}");
-                self.admission.settled(source);
+                if !waits {
+                    self.admission.settled(source);
+                }
                 return;
             }
         };
@@ -429,7 +454,9 @@ impl Conns {
         {
             warn!("register {peer}: {e}");
             self.free.push(k);
-            self.admission.settled(source);
+            if !waits {
+                self.admission.settled(source);
+            }
             return;
         }
         let gen = self.next_gen;
@@ -440,9 +467,11 @@ impl Conns {
             stream,
             conn,
             peer,
+            via: None,
+            preamble,
             source,
             logged_in: false,
-            unsettled: true,
+            unsettled: !waits,
             user: 0,
             user_name: None,
             closing: false,
@@ -455,10 +484,14 @@ impl Conns {
             streams: VecDeque::new(),
         });
         self.open += 1;
-        stats::inc(&g.connections_accepted);
         stats::inc(&g.connections_open);
-        stats::inc(&g.connections_unauth);
-        debug!("conn {gen} from {peer}");
+        if waits {
+            debug!("conn {gen} from {peer}: waiting for its PROXY header");
+        } else {
+            stats::inc(&g.connections_accepted);
+            stats::inc(&g.connections_unauth);
+            debug!("conn {gen} from {peer}");
+        }
     }
 
     /// Turns a new connection away with a clear ERROR (`None`: the connection limit), logged
@@ -534,17 +567,174 @@ impl Conns {
             now,
             format_args!("{kind} ({text}); refused {}", code.name()),
         );
+        self.turn_away(stream, why.and_then(Refusal::retry_after), code, &text, now);
+    }
+
+    /// Sends a new connection one ERROR (RATE_LIMITED with `retry_after`) and closes it.
+    fn turn_away(
+        &self,
+        stream: TcpStream,
+        retry_after: Option<Duration>,
+        code: ErrorCode,
+        text: &str,
+        now: Instant,
+    ) {
         let Ok(mut conn) = ServerConn::new(&self.server_cfg, now) else {
             return;
         };
-        let queued = match why.and_then(Refusal::retry_after) {
-            Some(wait) => conn.send_rate_limited(0, millis(wait), &text),
-            None => conn.send_error(0, code, &text),
+        let queued = match retry_after {
+            Some(wait) => conn.send_rate_limited(0, millis(wait), text),
+            None => conn.send_error(0, code, text),
         };
         if queued.is_ok() {
             let _ = conn.write_fd(stream.as_fd(), now);
         }
         linger_close(stream);
+    }
+
+    /// Takes connection `k` out of its slot before it was admitted (a refused PROXY header,
+    /// or the carried address refused by admission), for [`turn_away`](Self::turn_away).
+    fn detach(&mut self, k: usize) -> Option<Client> {
+        let mut c = self.clients[k].take()?;
+        let _ = self.registry.deregister(&mut c.stream);
+        self.free.push(k);
+        self.open -= 1;
+        self.closed_since_trim += 1;
+        stats::dec(&self.stats.get().global.connections_open);
+        if c.unsettled {
+            self.admission.settled(c.source);
+            stats::dec(&self.stats.get().global.connections_unauth);
+        }
+        Some(c)
+    }
+
+    /// Reads what comes before connection `k`'s first protocol byte; whether protocol bytes
+    /// may be read now (false: wait for more, or it was refused and is gone).
+    fn preamble(&mut self, k: usize) -> bool {
+        let now = Instant::now();
+        let Some(c) = self.clients[k].as_mut() else {
+            return false;
+        };
+        let outcome = match &mut c.preamble {
+            Preamble::None => return true,
+            Preamble::Sniff => {
+                let mut first = [0u8; proxy_header::SIGNATURE.len()];
+                let seen = loop {
+                    match c.stream.peek(&mut first) {
+                        // EOF: the protocol connection sees it as for any client.
+                        Ok(0) => break Sniff::Direct,
+                        Ok(n) => break proxy_header::sniff(&first[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Err(e) => {
+                            debug!("conn {} peek: {e}", c.gen);
+                            self.close(k, "read error");
+                            return false;
+                        }
+                    }
+                };
+                match seen {
+                    Sniff::Direct => {
+                        c.preamble = Preamble::None;
+                        return true;
+                    }
+                    // More bytes bring a new edge.
+                    Sniff::Undecided => return false,
+                    Sniff::Header => Err(None),
+                }
+            }
+            Preamble::Header(r) => {
+                let mut buf = [0u8; proxy_header::MAX_HEADER];
+                loop {
+                    // Never past the header: what follows is the protocol connection's.
+                    match c.stream.read(&mut buf[..r.want()]) {
+                        Ok(0) => {
+                            let text = "closed before its PROXY header was complete";
+                            self.log.limited(
+                                Level::Info,
+                                c.source,
+                                c.who(),
+                                now,
+                                format_args!("{text}"),
+                            );
+                            self.close(k, text);
+                            return false;
+                        }
+                        Ok(n) => {
+                            stats::add(&self.stats.get().global.bytes_in, n as u64);
+                            match r.push(&buf[..n]) {
+                                Step::Incomplete => continue,
+                                Step::Done { carried, .. } => break Ok(carried),
+                                Step::Refused(why) => break Err(Some(why)),
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Err(e) => {
+                            debug!("conn {} read: {e}", c.gen);
+                            self.close(k, "read error");
+                            return false;
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(carried) => self.proxy_header_done(k, carried, now),
+            Err(why) => {
+                let text = match why {
+                    Some(why) => format!("--proxy-protocol: {why}"),
+                    None => "a PROXY header from an address not in --proxy-from".to_string(),
+                };
+                self.log.limited(
+                    Level::Info,
+                    c.source,
+                    c.who(),
+                    now,
+                    format_args!("{text}; refused PROTOCOL"),
+                );
+                stats::inc(&self.stats.get().global.connections_refused);
+                if let Some(c) = self.detach(k) {
+                    self.turn_away(c.stream, None, ErrorCode::Protocol, &text, now);
+                }
+                false
+            }
+        }
+    }
+
+    /// Connection `k`'s PROXY header is read: from now on it is the client the header
+    /// carries (LOCAL: the proxy itself), admitted as a new connection from that address
+    /// would be (the proxy's own address is never charged for its clients).
+    fn proxy_header_done(&mut self, k: usize, carried: Carried, now: Instant) -> bool {
+        let Some(c) = self.clients[k].as_mut() else {
+            return false;
+        };
+        c.preamble = Preamble::None;
+        match carried {
+            Carried::Client(addr) => {
+                c.via = Some(c.peer);
+                c.peer = addr;
+                c.source = Source::of(addr.ip());
+                debug!(
+                    "conn {} from {addr} via {} (PROXY header)",
+                    c.gen,
+                    c.via.unwrap_or(addr)
+                );
+            }
+            Carried::Local => debug!("conn {} from {}: PROXY header LOCAL", c.gen, c.peer),
+        }
+        let (peer, source) = (c.peer, c.source);
+        if let Err(why) = self.admission.admit(source, now) {
+            if let Some(c) = self.detach(k) {
+                self.refuse(c.stream, peer, source, Some(why), now);
+            }
+            return false;
+        }
+        c.unsettled = true;
+        let g = &self.stats.get().global;
+        stats::inc(&g.connections_accepted);
+        stats::inc(&g.connections_unauth);
+        true
     }
 
     /// accept() failed (EMFILE): edge-triggered epoll will not report the backlog again, so
@@ -579,6 +769,9 @@ impl Conns {
         if let Some(c) = self.clients[k].as_mut() {
             c.active = true;
             c.shrunk = false;
+        }
+        if !self.preamble(k) {
+            return;
         }
         let mut budget = match self.limits.max_events_per_turn {
             0 => usize::MAX,
@@ -737,7 +930,8 @@ impl Conns {
                             }
                             stats::inc(&g.logins_ok);
                             c.user_name = Some(user.to_string());
-                            conn_log::line(Level::Info, c.who(), format_args!("logged in"));
+                            let via = c.via.map(|p| format!(" via {p}")).unwrap_or_default();
+                            conn_log::line(Level::Info, c.who(), format_args!("logged in{via}"));
                             (0, None)
                         }
                         // The event's data must be copied before the connection is touched
@@ -1050,6 +1244,10 @@ impl Conns {
                         && (l.handshake_timeout <= Duration::from_millis(1)
                             || age < l.handshake_timeout);
                     let (name, limit, flag) = match t {
+                        // The HELLO's timer covers the PROXY header before it.
+                        Timer::Handshake if hello && c.preamble.awaits_header() => {
+                            ("PROXY header", l.hello_timeout, "--hello-timeout")
+                        }
                         Timer::Handshake if hello => ("HELLO", l.hello_timeout, "--hello-timeout"),
                         Timer::Handshake => {
                             ("handshake", l.handshake_timeout, "--handshake-timeout")

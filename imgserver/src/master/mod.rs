@@ -16,6 +16,7 @@ mod jobs;
 mod listen;
 mod log_limit;
 mod pool;
+pub(crate) mod proxy_header;
 mod users_watch;
 mod worker_log;
 
@@ -258,7 +259,11 @@ pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
     let fault_injection = fault_injection && cfg!(feature = "failpoints");
     let now = Instant::now();
     let jobs = Jobs::new(job_limits(&args), ring, map_stats()?, workers);
-    let conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));
+    let mut conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));
+    conns.set_proxy_from(args.proxy_protocol.then(|| args.proxy_from.clone()));
+    if args.proxy_protocol {
+        info!("PROXY protocol v2 header required from {}", args.proxy_from);
+    }
     let pool_stats = map_stats()?;
     let pool = Pool::new(
         pool_config(&args, exe, workers, fault_injection, run_as),
