@@ -123,12 +123,16 @@ fn serve_position(cmd: &clap::Command, argv: &[OsString]) -> usize {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(Box<ServeArgs>),
-    /// Manage users (password verifiers in STATE_DIR/users; the server never stores passwords).
+    /// Manage users (password verifiers in STATE_DIR/users or the --users-file; the server
+    /// never stores passwords).
     User {
         #[command(subcommand)]
         command: UserCommand,
         #[arg(long, global = true, env = "IMGSERVER_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// The users file instead of STATE_DIR/users (the server's --users-file).
+        #[arg(long, global = true, env = "IMGSERVER_USERS_FILE", value_name = "PATH")]
+        users_file: Option<PathBuf>,
     },
     /// Print the counters of the server running with this state directory (read locally from
     /// its shared-memory stats page).
@@ -210,6 +214,22 @@ pub struct ServeArgs {
     /// Directory for the server key and users file (default: $XDG_DATA_HOME/imgserver).
     #[arg(long, env = "IMGSERVER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The server's long-term key from this file instead of STATE_DIR/server.key. Servers
+    /// given one file are one cluster identity: one fingerprint, one known_servers pin. Created
+    /// (mode 0600, atomically, safe when several servers start at once) only if missing; an
+    /// existing file is only read (it may be read-only).
+    #[arg(long, env = "IMGSERVER_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// The users file instead of STATE_DIR/users, watched and reloaded the same way (give
+    /// `imgserver user add|del` the same --users-file).
+    #[arg(long, env = "IMGSERVER_USERS_FILE", value_name = "PATH")]
+    pub users_file: Option<PathBuf>,
+    /// HAProxy agent-check port, HOST:PORT (off by default). Each TCP connection gets one
+    /// line and is closed: `up N%` (N: free capacity in percent, 1..100), `drain` once the
+    /// server is shutting down, `down` while no worker is ready. Port 0 picks a free port
+    /// (printed as `agent-check listening on ADDR`).
+    #[arg(long, env = "IMGSERVER_AGENT_LISTEN", value_name = "ADDR", value_parser = resolve_addr)]
+    pub agent_listen: Option<SocketAddr>,
     /// How log lines are written: `text` (timestamp, level, message) or `json` (one object a
     /// line: ts, level, target, tag, msg, and conn, peer, user when a line has them).
     #[arg(long, default_value = "text", env = "IMGSERVER_LOG_FORMAT")]

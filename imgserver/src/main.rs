@@ -42,9 +42,14 @@ fn main() {
     let code = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::User { command, state_dir }) => {
-            report(users::run(&command, &state::resolve(state_dir.as_deref())))
-        }
+        Some(Command::User {
+            command,
+            state_dir,
+            users_file,
+        }) => report(users::run(
+            &command,
+            &state::users_path(&state::resolve(state_dir.as_deref()), users_file.as_deref()),
+        )),
         Some(Command::Stats { state_dir, json }) => {
             report(statcmd::run(&state::resolve(state_dir.as_deref()), json))
         }

@@ -1,5 +1,7 @@
 //! The server's state directory: the key file (managed by libnetproto), the users file of
 //! password verifiers, and the pid file that lets `imgserver stats` find a running server.
+//! The key and users files live there unless `--key-file` / `--users-file` name others (one
+//! file shared by several servers makes them one cluster identity with one set of users).
 //!
 //! Trust boundary: the users file decides who may log in; it is written atomically (temp
 //! file + rename) with mode 0600 so a crash never leaves it half-written or readable by others.
@@ -27,12 +29,14 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-pub fn key_path(dir: &Path) -> PathBuf {
-    dir.join("server.key")
+/// The server key: `file` when given (`--key-file`), else `DIR/server.key`.
+pub fn key_path(dir: &Path, file: Option<&Path>) -> PathBuf {
+    file.map_or_else(|| dir.join("server.key"), Path::to_path_buf)
 }
 
-pub fn users_path(dir: &Path) -> PathBuf {
-    dir.join("users")
+/// The users file: `file` when given (`--users-file`), else `DIR/users`.
+pub fn users_path(dir: &Path, file: Option<&Path>) -> PathBuf {
+    file.map_or_else(|| dir.join("users"), Path::to_path_buf)
 }
 
 pub fn pid_path(dir: &Path) -> PathBuf {
@@ -41,8 +45,8 @@ pub fn pid_path(dir: &Path) -> PathBuf {
 
 /// Users file lines: `name:verifier`. Comments (#) and blank lines are skipped; a malformed
 /// line is an error naming it, never silently dropped.
-pub fn read_users(dir: &Path) -> io::Result<Vec<(String, String)>> {
-    let text = match fs::read_to_string(users_path(dir)) {
+pub fn read_users(path: &Path) -> io::Result<Vec<(String, String)>> {
+    let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -64,9 +68,21 @@ pub fn read_users(dir: &Path) -> io::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-pub fn write_users(dir: &Path, users: &[(String, String)]) -> io::Result<()> {
-    ensure_dir(dir)?;
-    let tmp = dir.join(".users.tmp");
+/// Replaces the users file at `path` (temp file beside it + rename). Its directory is created
+/// (mode 0700) only when missing, so a shared directory keeps the mode its owner gave it.
+pub fn write_users(path: &Path, users: &[(String, String)]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        ensure_dir(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map_or("users".into(), |n| n.to_string_lossy());
+    // One temp name per process: two `user add` at once never write into each other's file.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -81,7 +97,7 @@ pub fn write_users(dir: &Path, users: &[(String, String)]) -> io::Result<()> {
         writeln!(f, "{n}:{v}")?;
     }
     f.sync_all()?;
-    fs::rename(&tmp, users_path(dir))
+    fs::rename(&tmp, path)
 }
 
 /// One server per state directory: an exclusive lock on `STATE_DIR/imgserver.lock`, held for
@@ -148,12 +164,18 @@ mod tests {
     fn users_file_round_trips_with_mode_0600() {
         let dir = std::env::temp_dir().join(format!("imgserver-state-test-{}", std::process::id()));
         let users = vec![("alice".to_string(), "scram-sha256$4096$a$b$c".to_string())];
-        write_users(&dir, &users).unwrap();
-        assert_eq!(read_users(&dir).unwrap(), users);
-        let mode = fs::metadata(users_path(&dir)).unwrap().permissions().mode();
+        let path = users_path(&dir, None);
+        write_users(&path, &users).unwrap();
+        assert_eq!(read_users(&path).unwrap(), users);
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        fs::write(users_path(&dir), "broken line\n").unwrap();
-        assert!(read_users(&dir).is_err());
+        fs::write(&path, "broken line\n").unwrap();
+        assert!(read_users(&path).is_err());
+        // Elsewhere, when named.
+        let other = dir.join("shared/cluster-users");
+        assert_eq!(users_path(&dir, Some(&other)), other);
+        write_users(&other, &users).unwrap();
+        assert_eq!(read_users(&other).unwrap(), users);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,4 +1,5 @@
-//! `imgserver user add|del|list`: manages the users file of password verifiers.
+//! `imgserver user add|del|list`: manages the users file of password verifiers (STATE_DIR/users
+//! or the one `--users-file` names).
 //!
 //! Trust boundary: the password is read from stdin or a no-echo prompt, turned into a salted,
 //! iterated verifier by libnetproto, and dropped; only the verifier is stored.
@@ -8,9 +9,9 @@ use std::path::Path;
 use crate::cli::UserCommand;
 use crate::state;
 
-pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
-    let mut users = state::read_users(dir)
-        .map_err(|e| format!("reading {}: {e}", state::users_path(dir).display()))?;
+pub fn run(cmd: &UserCommand, path: &Path) -> Result<(), String> {
+    let mut users =
+        state::read_users(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     match cmd {
         UserCommand::List => {
             for (name, _) in &users {
@@ -24,7 +25,7 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
             if users.len() == before {
                 return Err(format!("no user named {name}"));
             }
-            state::write_users(dir, &users).map_err(|e| e.to_string())?;
+            state::write_users(path, &users).map_err(|e| e.to_string())?;
             println!("deleted user {name} (a running server picks it up within a second)");
             Ok(())
         }
@@ -47,11 +48,11 @@ pub fn run(cmd: &UserCommand, dir: &Path) -> Result<(), String> {
             let existed = users.iter().any(|(n, _)| n == name);
             users.retain(|(n, _)| n != name);
             users.push((name.clone(), verifier));
-            state::write_users(dir, &users).map_err(|e| e.to_string())?;
+            state::write_users(path, &users).map_err(|e| e.to_string())?;
             println!(
                 "{} user {name} in {} (a running server picks it up within a second)",
                 if existed { "updated" } else { "added" },
-                state::users_path(dir).display()
+                path.display()
             );
             Ok(())
         }

@@ -71,47 +71,97 @@ fn key_err(path: &Path, msg: impl std::fmt::Display) -> Error {
 
 /// Loads the server's long-term key, creating it (mode 0600, never overwriting) on first start.
 /// Refuses a key file that others can read: a leaked key lets anyone impersonate the server.
+///
+/// Creation is atomic and safe against several servers sharing one key file and starting at
+/// once: the key is written in full to a private temporary file beside it, then hard-linked
+/// to `path` (link(2) never replaces an existing name). The loser of a race finds the name
+/// taken, drops its own key and loads the winner's, so every server ends with the one key and
+/// none ever reads a half-written file. An existing key is only read: a read-only file or
+/// directory works.
 pub(crate) fn load_or_create_server_key(path: &Path) -> Result<(ServerKey, bool), Error> {
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let mode = fs::metadata(path)
-                .map_err(|e| key_err(path, e))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(key_err(
-                    path,
-                    format!("mode {:o} lets others read it; chmod 600", mode & 0o777),
-                ));
+    match read_server_key(path)? {
+        Some(key) => Ok((key, false)),
+        None => match create_server_key(path)? {
+            Some(key) => Ok((key, true)),
+            // Another process created it between our read and our link: use theirs.
+            None => read_server_key(path)?
+                .map(|k| (k, false))
+                .ok_or_else(|| key_err(path, "vanished right after it was created")),
+        },
+    }
+}
+
+/// The key in `path`; `None` when there is no such file.
+fn read_server_key(path: &Path) -> Result<Option<ServerKey>, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => Zeroizing::new(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(key_err(path, e)),
+    };
+    let mode = fs::metadata(path)
+        .map_err(|e| key_err(path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(key_err(
+            path,
+            format!("mode {:o} lets others read it; chmod 600", mode & 0o777),
+        ));
+    }
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text.trim())
+            .map_err(|_| key_err(path, "not base64"))?,
+    );
+    let secret: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| key_err(path, "not a 32-byte key"))?;
+    Ok(Some(ServerKey::from_secret(secret)))
+}
+
+/// Writes a new key to `path` unless a file is already there; `None` when one was (another
+/// process won the race).
+fn create_server_key(path: &Path) -> Result<Option<ServerKey>, Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| key_err(path, "not a file name"))?
+        .to_string_lossy();
+    let mut tag = [0u8; 8];
+    random_bytes(&mut tag);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        u64::from_le_bytes(tag)
+    ));
+    let secret = random32();
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let text = Zeroizing::new(format!("{}\n", STANDARD.encode(secret)));
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    // The temporary name goes whatever happened; the key lives on under `path` if linked.
+    let _ = fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            // The new name durable too, so a crash cannot lose the key clients pinned.
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
             }
-            let bytes = Zeroizing::new(
-                STANDARD
-                    .decode(text.trim())
-                    .map_err(|_| key_err(path, "not base64"))?,
-            );
-            let secret: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| key_err(path, "not a 32-byte key"))?;
-            Ok((ServerKey::from_secret(secret), false))
+            Ok(Some(ServerKey::from_secret(secret)))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
-            }
-            let secret = random32();
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| key_err(path, e))?;
-            let text = Zeroizing::new(format!("{}\n", STANDARD.encode(secret)));
-            f.write_all(text.as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| key_err(path, e))?;
-            Ok((ServerKey::from_secret(secret), true))
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(key_err(path, e)),
     }
 }
@@ -480,6 +530,64 @@ mod tests {
     use crate::conn::{ClientTimers, ServerConfig, ServerConn};
     use crate::login::Verifier;
     use crate::message::ServerParams;
+
+    fn key_test_dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("netproto-key-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn servers_racing_on_a_missing_key_file_end_with_one_key() {
+        let dir = key_test_dir("race");
+        let path = dir.join("cluster.key");
+        for round in 0..20 {
+            let _ = fs::remove_file(&path);
+            let barrier = Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (b, p) = (barrier.clone(), path.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        load_or_create_server_key(&p).unwrap()
+                    })
+                })
+                .collect();
+            let got: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let created = got.iter().filter(|(_, c)| *c).count();
+            assert_eq!(created, 1, "round {round}: exactly one creator");
+            let first = got[0].0.public();
+            assert!(
+                got.iter().all(|(k, _)| k.public() == first),
+                "round {round}"
+            );
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary file left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cluster.key")]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_existing_key_is_used_read_only() {
+        let dir = key_test_dir("ro");
+        let path = dir.join("server.key");
+        let (k1, created) = load_or_create_server_key(&path).unwrap();
+        assert!(created);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+        let (k2, created) = load_or_create_server_key(&path).unwrap();
+        assert!(!created);
+        assert_eq!(k1.public(), k2.public());
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// The loopback test servers' config: a fixed key and one user, alice / pw.
     fn test_server_config() -> ServerConfig {

@@ -69,8 +69,9 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
         max_upload: args.max_upload,
         max_in_flight: args.max_in_flight,
     };
-    let mut cfg =
-        ServerConfig::new(&state::key_path(dir), params).map_err(|e| format!("server key: {e}"))?;
+    let key = state::key_path(dir, args.key_file.as_deref());
+    let mut cfg = ServerConfig::new(&key, params)
+        .map_err(|e| format!("server key {}: {e}", key.display()))?;
     // The connections keep these deadlines themselves (libnetproto's timers); this part only
     // asks them, on its sweep, whether one has passed.
     let on = ServeArgs::limit;
@@ -88,8 +89,9 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
     // the request rate, answering RATE_LIMITED itself.
     cfg.set_request_rate(args.request_rate, args.request_burst)
         .map_err(|e| format!("request rate: {e}"))?;
-    let users = state::read_users(dir)
-        .map_err(|e| format!("users file {}: {e}", state::users_path(dir).display()))?;
+    let users_path = state::users_path(dir, args.users_file.as_deref());
+    let users = state::read_users(&users_path)
+        .map_err(|e| format!("users file {}: {e}", users_path.display()))?;
     for (name, verifier) in &users {
         cfg.add_user(name, verifier)
             .map_err(|e| format!("users file: user {name}: {e}"))?;
@@ -97,20 +99,22 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
     if users.is_empty() {
         warn!(
             "no users in {}: nobody can log in (add one with `imgserver user add NAME`)",
-            state::users_path(dir).display()
+            users_path.display()
         );
     }
     Ok(cfg)
 }
 
-/// Logs the server key's creation and its fingerprint (at start).
-pub fn log_key(cfg: &ServerConfig, dir: &Path) {
+/// Logs the server key's creation, its fingerprint and its file (at start).
+pub fn log_key(cfg: &ServerConfig, args: &ServeArgs, dir: &Path) {
+    let key = state::key_path(dir, args.key_file.as_deref());
     if cfg.key_created() {
-        info!("created server key {}", state::key_path(dir).display());
+        info!("created server key {}", key.display());
     }
     info!(
-        "server key fingerprint {}",
-        netproto_sys::fingerprint(cfg.public_key())
+        "server key fingerprint {} ({})",
+        netproto_sys::fingerprint(cfg.public_key()),
+        key.display()
     );
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::{Events, Poll, Token};
 
+use super::agent;
 use super::conns::{Conns, Request, Requests};
 use super::iface::{ConnRef, Effects, JobOrder, Reply, WorkerId};
 use super::jobs::Jobs;
@@ -25,6 +26,8 @@ use crate::{signals, state};
 
 pub const LISTENER: Token = Token(0);
 pub const SIGNALS: Token = Token(1);
+/// The `--agent-listen` socket.
+pub const AGENT: Token = Token(2);
 
 /// Jobs shorter than this on average are worth waiting for without sleeping.
 const SPIN_JOB_MS: f64 = 0.2;
@@ -54,6 +57,8 @@ pub struct Master {
     pub notify: crate::notify::Notifier,
     /// The `--metrics-file` writer, when asked for.
     pub metrics_file: Option<crate::metrics::MetricsFile>,
+    /// The `--agent-listen` port, when asked for (kept open through shutdown's grace).
+    pub agent: Option<super::agent::Agent>,
 }
 
 /// The jobs part's effects, applied to the pool and the connections.
@@ -174,7 +179,8 @@ impl Master {
             self.conns.set_readiness(self.pool.any_healthy(), draining);
             // Work left from the last turn (a burst beyond its batch, a flood of connects)
             // is served after this poll; the poll must not sleep on it.
-            let deferred = self.conns.has_deferred();
+            let deferred =
+                self.conns.has_deferred() || self.agent.as_ref().is_some_and(|a| a.has_more());
             let timeout = if deferred {
                 Duration::ZERO
             } else if self.jobs.queue_len() == 0 {
@@ -202,6 +208,7 @@ impl Master {
                 match ev.token() {
                     LISTENER => self.conns.accept(),
                     SIGNALS => signals::drain(&self.sigpipe),
+                    AGENT => self.answer_agent(),
                     t => {
                         if let Some(w) = self.pool.worker_of(t) {
                             self.worker_readable(w);
@@ -221,6 +228,9 @@ impl Master {
                     }
                 }
                 self.settle_closed();
+            }
+            if self.agent.as_ref().is_some_and(|a| a.has_more()) {
+                self.answer_agent();
             }
             if deferred {
                 // After this turn's ready connections: each gets one more batch.
@@ -255,7 +265,7 @@ impl Master {
             if signals::take_reload() {
                 self.reload("SIGHUP");
             } else if self.users_watch.due(now) {
-                let v = Version::of(&state::users_path(&self.state_dir));
+                let v = Version::of(&self.users_path());
                 if self.users_watch.changed(v, now) {
                     self.reload("the file changed");
                 }
@@ -274,6 +284,23 @@ impl Master {
                 }
             }
         }
+    }
+
+    /// Answers the agent-check connections waiting, with the load as of now.
+    fn answer_agent(&mut self) {
+        let Some(a) = self.agent.as_mut() else {
+            return;
+        };
+        let load = agent::Load {
+            ready: (0..self.pool.len())
+                .filter(|&w| self.pool.is_ready(w))
+                .count(),
+            workers: self.pool.len(),
+            running: self.jobs.running_since().count(),
+            queued: self.jobs.queue_len(),
+            draining: self.shutdown_deadline.is_some(),
+        };
+        a.serve(&agent::reply(&load));
     }
 
     /// READY=1 once a worker is ready (the listener is bound before the loop starts), the
@@ -306,9 +333,14 @@ impl Master {
         }
     }
 
+    /// The users file this server reads (`--users-file` or the state directory's).
+    fn users_path(&self) -> PathBuf {
+        state::users_path(&self.state_dir, self.args.users_file.as_deref())
+    }
+
     /// Rereads the users file (`why`: SIGHUP, or the watch saw a new version of it).
     fn reload(&mut self, why: &str) {
-        let path = state::users_path(&self.state_dir);
+        let path = self.users_path();
         // Taken before the read, as at start: a change racing with it is seen next time.
         self.users_watch.loaded(Version::of(&path));
         match super::conns::load_config(&self.args, &self.state_dir) {

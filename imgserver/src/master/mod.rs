@@ -7,6 +7,7 @@
 //! this process controls (a `kill -9` leaves a stale pid file that `imgserver stats` detects).
 
 mod admission;
+mod agent;
 mod conn_log;
 mod conns;
 mod event_loop;
@@ -36,7 +37,7 @@ use crate::stats::{self, Stats};
 use crate::{signals, state};
 
 use conns::{ConnLimits, Conns};
-use event_loop::{Master, LISTENER, SIGNALS};
+use event_loop::{Master, AGENT, LISTENER, SIGNALS};
 use jobs::{JobLimits, Jobs};
 use pool::{Pool, PoolConfig};
 
@@ -222,9 +223,10 @@ pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
     // Held until serve returns (or the process dies): before the key is created or read.
     let _dir_lock = state::lock_dir(&state_dir)?;
     // The version before the read: a change racing with it is seen at the first look.
-    let users_version = users_watch::Version::of(&state::users_path(&state_dir));
+    let users_version =
+        users_watch::Version::of(&state::users_path(&state_dir, args.users_file.as_deref()));
     let server_cfg = conns::load_config(&args, &state_dir)?;
-    conns::log_key(&server_cfg, &state_dir);
+    conns::log_key(&server_cfg, &args, &state_dir);
 
     // Signals first, so a Ctrl-C during start-up is not lost; the pipe wakes the loop.
     let sigpipe = signals::install().map_err(|e| format!("signal set-up: {e}"))?;
@@ -288,6 +290,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         notify: crate::notify::Notifier::from_env(),
         metrics_file: None,
+        agent: None,
     };
     m.metrics_file = m
         .args
@@ -304,6 +307,15 @@ pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
     m.conns
         .listen(listener, LISTENER)
         .map_err(|e| e.to_string())?;
+    if let Some(a) = m.args.agent_listen {
+        let agent = agent::Agent::bind(a, m.poll.registry(), AGENT).map_err(|e| {
+            m.pool.stop(Duration::from_secs(1));
+            format!("cannot listen on {a} (--agent-listen): {e}")
+        })?;
+        let at = agent.local_addr().map_err(|e| e.to_string())?;
+        info!("agent-check listening on {at}");
+        m.agent = Some(agent);
+    }
     // `/proc/PID/fd` is closed to the server's own user now that it is undumpable: the
     // stats page is handed out over a socket, ready before the pid file names us.
     let page = m
