@@ -299,7 +299,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.matches("\n    server ").count(), 1, "{out}");
-        assert!(out.contains("server x 127.0.0.1:9 send-proxy-v2 "), "{out}");
+        assert!(
+            out.contains("server x 127.0.0.1:9 weight 100 send-proxy-v2 "),
+            "{out}"
+        );
         assert!(out.contains("agent-port 10 "), "{out}");
     }
 
