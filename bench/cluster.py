@@ -19,6 +19,7 @@ bench/.cache/results), and prints a summary. Every process it starts is stopped 
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -264,12 +265,7 @@ def main(argv):
     finally:
         for p in reversed(started):
             p.stop()
-        for p in started:
-            if isinstance(p, Server):
-                try:
-                    os.remove(os.path.join(p.state, "imgserver.pid"))
-                except OSError:
-                    pass
+        shutil.rmtree(work, ignore_errors=True)
 
     ratios, cpu_ratios, lb_us, lb_share = [], [], [], []
     for r in runs:
