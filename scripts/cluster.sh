@@ -20,15 +20,24 @@ command -v haproxy >/dev/null || { echo "cluster: haproxy is missing: run script
 command -v python3 >/dev/null || { echo "cluster: python3 is missing" >&2; exit 1; }
 
 mkdir -p target
-work=$(mktemp -d "$PWD/target/cluster.XXXXXX")
+work=$(mktemp -d target/cluster.XXXXXX)
+# HAProxy takes a path without a slash in front for HOST:PORT: the socket gets an absolute one.
+sock="$PWD/$work/haproxy.sock"
 pids=()
 haproxy_pid=""
-cleanup() {
-  local rc=$?
+# SIGTERM to HAProxy and every server, then wait for them: the servers drain and exit 0.
+stop_all() {
+  local failed=0
   [ -n "$haproxy_pid" ] && kill -TERM "$haproxy_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -n "$haproxy_pid" ] && wait "$haproxy_pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "$haproxy_pid" ] && { wait "$haproxy_pid" 2>/dev/null || true; }
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || failed=$((failed + 1)); done
+  haproxy_pid="" pids=()
+  return $failed
+}
+cleanup() {
+  local rc=$?
+  stop_all || true
   if [ $rc -ne 0 ]; then
     echo "cluster: FAILED (exit $rc); logs kept in $work" >&2
   else
@@ -43,7 +52,7 @@ trap 'echo; echo "cluster: interrupted"; exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # One command on HAProxy's stats socket, its answer on stdout.
 haproxy_cmd() {
-  python3 - "$work/haproxy.sock" "$1" <<'EOF'
+  python3 - "$sock" "$1" <<'EOF'
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
@@ -116,7 +125,7 @@ awk -v servers="$servers" '
   inblock && /^ *server / { next }
   { print }
 ' dist/haproxy.cfg >"$cfg"
-export IMGCLUSTER_BIND="$front" IMGCLUSTER_STATS_SOCKET="$work/haproxy.sock"
+export IMGCLUSTER_BIND="$front" IMGCLUSTER_STATS_SOCKET="$sock"
 haproxy -c -q -f "$cfg"
 haproxy -db -f "$cfg" 2>"$work/haproxy.log" &
 haproxy_pid=$!
@@ -126,7 +135,7 @@ echo
 echo "== waiting until HAProxy reports every server UP"
 up=0
 for _ in $(seq 200); do
-  if [ -S "$work/haproxy.sock" ]; then
+  if [ -S "$sock" ]; then
     states=$(server_states 2>/dev/null || true)
     up=$(grep -c ' UP$' <<<"$states" || true)
     [ "$up" -eq "$n" ] && break
@@ -166,3 +175,5 @@ for i in $(seq "$n"); do
 done
 echo
 echo "== stopping (SIGTERM to HAProxy and every server)"
+stop_all || { echo "cluster: $? servers did not exit cleanly (logs in $work)" >&2; exit 1; }
+echo "stopped: haproxy and $n servers, every server exited 0"
