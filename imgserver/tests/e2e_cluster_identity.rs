@@ -236,3 +236,33 @@ fn the_agent_says_up_then_drain_through_the_grace_period() {
     let log = std::fs::read_to_string(&srv.log).unwrap();
     assert!(!log.contains("jobs unfinished"), "log:\n{log}");
 }
+
+#[test]
+fn an_existing_key_file_in_a_read_only_directory_is_only_read() {
+    const NOBODY: (u32, u32) = (65534, 65534);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run the server as another user");
+        return;
+    }
+    let shared = TempDir::new("cluster-ro");
+    let key = shared.join("cluster.key");
+    let key_arg = key.to_str().unwrap().to_string();
+    let first = Server::start("cluster-ro-a", &["--workers", "1", "--key-file", &key_arg]);
+    let fp = fingerprint(&first);
+    drop(first);
+    // Neither the file nor its directory is writable by the server's user.
+    for p in [shared.path(), key.as_path()] {
+        std::os::unix::fs::chown(p, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+    let srv = Server::builder("cluster-ro-b")
+        .args(&["--workers", "1", "--key-file", &key_arg])
+        .run_as(NOBODY.0, NOBODY.1)
+        .start();
+    assert_eq!(fingerprint(&srv), fp);
+    assert!(!srv.log_text().contains("created server key"));
+    drop(srv.connect());
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+}

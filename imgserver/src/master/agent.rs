@@ -17,6 +17,8 @@
 //! Trust boundary: the network, but nothing is read from it. A connection costs an accept, one
 //! write into an empty socket buffer (the line is a few bytes; on EAGAIN it is just closed)
 //! and a close; accepts are bounded per turn so a connect flood here never starves clients.
+//! Nothing is read, so a peer that sends something first (HAProxy's `agent-send`) may see the
+//! close as a reset; HAProxy's plain agent-check sends nothing.
 
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
@@ -62,8 +64,11 @@ pub fn reply(load: &Load) -> String {
 pub struct Agent {
     listener: TcpListener,
     /// The last batch hit the bound: connections may still wait (mio is edge-triggered, so
-    /// no new event would come for them).
+    /// no new event would come for them); served again next turn.
     more: bool,
+    /// accept(2) failed (EMFILE and the like): retried from the sweep, not every turn, and
+    /// logged once per stall rather than once per try.
+    stalled: bool,
 }
 
 impl Agent {
@@ -74,6 +79,7 @@ impl Agent {
         Ok(Agent {
             listener,
             more: false,
+            stalled: false,
         })
     }
 
@@ -86,23 +92,33 @@ impl Agent {
         self.more
     }
 
+    /// Whether the last accept failed and should be tried again (from the sweep).
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
     /// Accepts up to a batch of connections, tells each `line` and closes it. Never blocks.
     pub fn serve(&mut self, line: &str) {
         self.more = false;
         for _ in 0..MAX_ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    self.stalled = false;
                     // A fresh socket's send buffer is empty and far larger than the line; a
                     // short write or EAGAIN only happens to a peer already gone.
                     let _ = stream.write(line.as_bytes());
                     // Dropped: closed at once, FIN after the line.
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled = false;
+                    return;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and the like: try again next turn rather than spin.
-                    warn!("agent-check accept: {e}");
-                    self.more = true;
+                    if !self.stalled {
+                        warn!("agent-check accept: {e} (retrying every sweep)");
+                    }
+                    self.stalled = true;
                     return;
                 }
             }

@@ -70,8 +70,8 @@ pub fn load_config(args: &ServeArgs, dir: &Path) -> Result<ServerConfig, String>
         max_in_flight: args.max_in_flight,
     };
     let key = state::key_path(dir, args.key_file.as_deref());
-    let mut cfg = ServerConfig::new(&key, params)
-        .map_err(|e| format!("server key {}: {e}", key.display()))?;
+    // The library's error names the file.
+    let mut cfg = ServerConfig::new(&key, params).map_err(|e| format!("server key: {e}"))?;
     // The connections keep these deadlines themselves (libnetproto's timers); this part only
     // asks them, on its sweep, whether one has passed.
     let on = ServeArgs::limit;

@@ -1,7 +1,8 @@
 //! The master's event loop: owns the poll, routes readiness to the connections and the worker
 //! pool, and composes them with the jobs part — it applies what the jobs part decides (send
 //! this job to that worker, tell that connection this) and reports what happened (a request, a
-//! Done, a dead worker, a closed connection, the time). Also signals and shutdown.
+//! Done, a dead worker, a closed connection, the time). Also signals and shutdown, and the
+//! agent-check port (`agent.rs`), told the load as of the turn it is asked in.
 //!
 //! Trust boundary: none beyond its parts'; signal handlers only set flags, this loop acts on
 //! them. Nothing named is created except the pid file (see `serve`).
@@ -253,6 +254,9 @@ impl Master {
                 self.last_sweep = now;
                 self.reap();
                 self.conns.retry_stalled_accept();
+                if self.agent.as_ref().is_some_and(|a| a.is_stalled()) {
+                    self.answer_agent();
+                }
                 let healthy = self.pool.any_healthy();
                 let (jobs, mut fx) = self.apply();
                 jobs.sweep_deadlines(Instant::now(), healthy, &mut fx);
