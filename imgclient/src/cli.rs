@@ -117,7 +117,9 @@ pub enum Command {
     },
     /// Ask the server whether it is ready, without a password: one PROBE before any key
     /// exchange or login. Prints one line (`ready`, `up, not ready`, `draining`, or why there
-    /// is no answer) and exits 0 only when ready, 1 otherwise.
+    /// is no answer) and exits 0 only when ready, 1 otherwise. With a --server list, the
+    /// servers are probed in order until one is ready, one line each (prefixed by its
+    /// address); ready when any is.
     Health {
         /// Instead, log in (password needed) and PING: exit 0 if both succeed in time.
         #[arg(long)]
@@ -125,7 +127,7 @@ pub enum Command {
     },
     /// Pin a server's key before the first login, from its fingerprint learnt out of band.
     ///
-    /// Connects to --server, runs the handshake only (no login: no user or password is needed
+    /// Connects to --server (one address, not a list), runs the handshake only (no login: no user or password is needed
     /// or sent) and, if the key the server proves has this fingerprint, writes it into the
     /// known-servers file, as a first connection would; if it has another, nothing is written
     /// and the exit code is 5. Without this, the first connection trusts whatever key answers,
