@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps check-fresh lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke screenshots clean
+.PHONY: all build test deps check-fresh lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke cluster screenshots clean
 
 all: build
 
@@ -110,6 +110,12 @@ bench: build
 ## bench-smoke: the bench harness on two small images, no network (< 60 s)
 bench-smoke: build
 	bench/run.sh --smoke --no-build
+
+## cluster: three servers (CLUSTER_SERVERS=N for more) behind HAProxy on loopback, one shared
+## key and users file: waits until HAProxy has every server UP, runs a job and a 150-connection
+## bench through it, prints each server's share of the jobs, stops everything
+cluster: build
+	scripts/cluster.sh
 
 ## screenshots: regenerate docs/screenshots/*.png from a real run (server on loopback, blur,
 ## 150-connection bench, SIGTERM); installs ImageMagick, librsvg2-bin, DejaVu fonts if missing

@@ -268,6 +268,14 @@ if [ "$third" = 1 ]; then
 fi
 # --- end of service anchors -------------------------------------------------------------------
 
+# --- scale-out (bench/cluster.py): 2 servers behind HAProxy against 1 direct; not in --smoke
+if [ "$mode" != smoke ]; then
+  say "scale-out: 2 servers behind HAProxy against 1 server direct, $PAIRS pairs (cluster.py)"
+  timeout --foreground 900 $py "$here/cluster.py" --results "$results" --images "$images" \
+    --seconds "$SVC_SECONDS" --pairs "$PAIRS" ||
+    echo "bench: the scale-out figures failed (above); the report leaves them out" >&2
+fi
+
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
   for job in $jobs; do

@@ -13,6 +13,7 @@ command -v cmake >/dev/null || need+=(cmake)          # builds the vendored libj
 command -v nasm >/dev/null || need+=(nasm)            # its SIMD code (the build refuses to go without it), rav1e's too
 command -v systemd-analyze >/dev/null || need+=(systemd)  # e2e_systemd checks dist/imgserver.service with it
 command -v promtool >/dev/null || need+=(prometheus)  # only its promtool: e2e_metrics checks the metrics text
+command -v haproxy >/dev/null || need+=(haproxy)     # bookworm's 2.6: the balancer of make cluster, e2e_cluster, bench/cluster.py
 if command -v cbindgen >/dev/null && [ "$(cbindgen --version | sed -n 's/^cbindgen //p')" != "$CBINDGEN_VERSION" ]; then
     echo "install-deps: warning: $(cbindgen --version) found; make header/check-header need cbindgen $CBINDGEN_VERSION" >&2
 fi

@@ -12,6 +12,7 @@
 //! ([`wait_until`]); a test that must let time pass says so where it does.
 
 pub mod client;
+pub mod haproxy;
 pub mod images;
 pub mod imgclient;
 pub mod peer;
@@ -24,6 +25,7 @@ pub mod wait;
 pub use client::{
     connect, connect_as, read_until_close, run_job, send_job, wait_job, Outcome, RawSession,
 };
+pub use haproxy::{Backend, Haproxy};
 pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;

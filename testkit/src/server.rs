@@ -71,9 +71,17 @@ pub struct ServerBuilder {
     wait_ready: bool,
     failpoints: bool,
     users: Vec<(String, String)>,
+    files: Vec<(String, PathBuf)>,
 }
 
 impl ServerBuilder {
+    /// Copies `src` into the state directory as `name` before the first start (another
+    /// server's `server.key`: servers sharing one identity).
+    pub fn state_file(mut self, name: &str, src: &Path) -> Self {
+        self.files.push((name.into(), src.to_path_buf()));
+        self
+    }
+
     /// Command-line flags after `--listen` and `--state-dir`.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| s.to_string()));
@@ -126,6 +134,10 @@ impl ServerBuilder {
         for (user, password) in &self.users {
             add_user(dir.path(), user, password);
         }
+        for (name, src) in &self.files {
+            std::fs::copy(src, dir.join(name))
+                .unwrap_or_else(|e| panic!("copy {} into the state dir: {e}", src.display()));
+        }
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let mut s = Server {
             child: None,
@@ -167,6 +179,7 @@ impl Server {
             wait_ready: true,
             failpoints: false,
             users: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -425,6 +438,14 @@ impl Server {
     /// A logged-in client session (panics if the login fails).
     pub fn connect(&self) -> Client {
         crate::client::connect(&self.addr)
+    }
+
+    /// The agent-check address the server logged at start (`--agent-listen`), if it did.
+    pub fn agent_addr(&self) -> Option<String> {
+        self.log_text().lines().find_map(|l| {
+            let rest = l.split("agent-check listening on ").nth(1)?;
+            Some(rest.split_whitespace().next()?.to_string())
+        })
     }
 
     /// The imgclient binary, configured for this server.
