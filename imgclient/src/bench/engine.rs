@@ -34,7 +34,7 @@ use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use netproto_sys::limits::MAX_CHUNK_DATA;
-use netproto_sys::{ffi, ClientConn, Event, NpError, ReadStatus, Timer};
+use netproto_sys::{ffi, ClientConn, ErrorCode, Event, NpError, ReadStatus, Timer};
 
 use super::plan::{on_event, pending, BenchOp, Mode, Msg, Pending, Plan, Signal};
 use super::schedule::{self, OpenSchedule};
@@ -347,6 +347,8 @@ impl Link {
                 self.paused_until = Some(until);
                 None
             }
+            // Handled by the engine before it gets here (it needs the tally's sender).
+            Signal::Refused(_) => None,
             Signal::Lost(key, kind) => Some(Loss {
                 key,
                 whole: true,
@@ -673,6 +675,10 @@ impl Ctx {
                 }
                 (Phase::Ready, ev) => {
                     let sig = on_event(&mut l.inflight, &self.tx, &ev, self.plan.mode);
+                    if let Signal::Refused(p) = sig {
+                        self.refused_for_shutdown(l, p, Instant::now());
+                        continue;
+                    }
                     if let Some(loss) = l.apply(sig) {
                         return Err(loss);
                     }
@@ -680,6 +686,25 @@ impl Ctx {
                 _ => {}
             }
         }
+    }
+
+    /// A request refused with SHUTTING_DOWN: the server took none of its work, so it goes
+    /// out again first on the next connection (to the next server, or through a balancer to
+    /// a live one), within its allowed tries; nothing more is sent on this connection, which
+    /// is closed and replaced once what is in flight is answered.
+    fn refused_for_shutdown(&mut self, l: &mut Link, mut p: Pending, now: Instant) {
+        l.draining = true;
+        if p.tries.after_loss(now) == Next::GiveUp {
+            self.send(Msg::Err {
+                key: exit::wire_name(ErrorCode::ShuttingDown as u16),
+                kind: exit::kind_of_wire(ErrorCode::ShuttingDown as u16),
+                up: p.up,
+                at: now,
+            });
+            return;
+        }
+        l.resend.push_back((p.n, p.intended, p.tries));
+        l.resend_why = exit::wire_name(ErrorCode::ShuttingDown as u16);
     }
 
     /// Answers that are overdue count as errors.

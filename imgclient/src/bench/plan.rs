@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use netproto_sys::Event;
+use netproto_sys::{ErrorCode, Event};
 
 use crate::connect::Connector;
 use crate::exit::{self, ExitKind, Failure};
@@ -112,6 +112,9 @@ pub enum Signal {
     Lost(String, ExitKind),
     Drain,
     Pause(Instant),
+    /// The server refused this request because it is shutting down (it did none of the
+    /// work): send it again on the next connection, as a lost connection's requests are.
+    Refused(Pending),
 }
 
 pub fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending {
@@ -186,6 +189,11 @@ pub fn on_event(
                 exit::kind_of_wire(code),
             );
         }
+        Event::Error { id, code, .. } if code == ErrorCode::ShuttingDown as u16 => {
+            if let Some(p) = inflight.remove(&id) {
+                return Signal::Refused(p);
+            }
+        }
         Event::Error { id, code, message } => {
             if let Some(p) = inflight.remove(&id) {
                 let _ = tx.send(Msg::Err {
@@ -234,6 +242,39 @@ pub fn on_event(
 mod tests {
     use super::*;
     use crossbeam_channel::unbounded;
+
+    #[test]
+    fn a_request_refused_for_shutdown_comes_back_to_be_sent_again_not_tallied() {
+        let (tx, rx) = unbounded();
+        let mut inflight = HashMap::new();
+        let t = Instant::now();
+        inflight.insert(3, pending(0, t, t, 10));
+        let ev = Event::Error {
+            id: 3,
+            code: ErrorCode::ShuttingDown as u16,
+            message: "the server is shutting down",
+        };
+        match on_event(&mut inflight, &tx, &ev, Mode::Closed) {
+            Signal::Refused(p) => assert_eq!(p.up, 10),
+            _ => panic!("not handed back"),
+        }
+        assert!(inflight.is_empty());
+        assert!(rx.try_recv().is_err(), "nothing tallied");
+        // Any other refusal is tallied under its code.
+        inflight.insert(4, pending(0, t, t, 0));
+        let ev = Event::Error {
+            id: 4,
+            code: ErrorCode::BadSpec as u16,
+            message: "no such op",
+        };
+        assert!(matches!(
+            on_event(&mut inflight, &tx, &ev, Mode::Closed),
+            Signal::None
+        ));
+        assert!(
+            matches!(rx.try_recv(), Ok(Msg::Err { ref key, .. }) if key.starts_with("BAD_SPEC"))
+        );
+    }
 
     #[test]
     fn busy_pauses_only_the_closed_loop() {
