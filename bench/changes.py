@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-import common
+import harness
 import measure
 import service
 
@@ -73,7 +73,7 @@ def memory(rel, results, name, side):
     """bench/memory.py against the build in `rel` (its own libnetproto.so and imgclient)."""
     out = os.path.join(results, "changes-%s-memory-%s.json" % (name, side))
     env = dict(os.environ, BENCH_BIN=rel)
-    cmd = [sys.executable, os.path.join(common.HERE, "memory.py"), "--results",
+    cmd = [sys.executable, os.path.join(harness.HERE, "memory.py"), "--results",
            tempfile.mkdtemp(prefix="changes-mem-"), "--json", out, "--conns", "2000",
            "--pre", "2000", "--megapixels", "20"]
     log("memory.py against %s" % rel)
@@ -81,7 +81,7 @@ def memory(rel, results, name, side):
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
         return None
-    return common.load_json(out)
+    return harness.load_json(out)
 
 
 def main():
@@ -99,7 +99,7 @@ def main():
     ap.add_argument("--after-label", default="after", help="what the later build is")
     ap.add_argument("--md", help="Markdown file whose section NAME gets the table "
                     "(replaced if there, else appended)")
-    ap.add_argument("--results", default=os.path.join(common.HERE, ".cache", "results"))
+    ap.add_argument("--results", default=os.path.join(harness.HERE, ".cache", "results"))
     a = ap.parse_args()
     os.makedirs(a.results, exist_ok=True)
     work = tempfile.mkdtemp(prefix="imgbench-changes-")
@@ -147,7 +147,7 @@ def main():
 
 
 def table(doc):
-    n = common.num
+    n = harness.num
     lines = ["| job | req/s before → after | server CPU ms/req before → after | after ÷ before "
              "req/s | CPU/req | p99 | errors | other load |",
              "|---|---|---|---|---|---|---|---|"]

@@ -28,9 +28,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
+import harness  # noqa: E402
+from harness import HERE, REL, ROOT  # noqa: E402,F401
 sys.path.insert(0, HERE)
 import measure  # noqa: E402
 
@@ -54,34 +53,24 @@ def free_port():
     return port
 
 
-class Server:
-    """imgserver on 127.0.0.1:0 with the shared key and users file; stop() is idempotent."""
+class Server(harness.Server):
+    """harness.Server with the shared key and users file (no user of its own); with
+    `proxied`, PROXY v2 from HAProxy and an agent-check port, read from its log."""
 
     def __init__(self, work, name, shared, workers, proxied):
-        state = os.path.join(work, name)
-        os.makedirs(state, exist_ok=True)
-        self.state = state
-        self.logpath = os.path.join(state, "server.log")
-        self.log = open(self.logpath, "w")
-        args = [os.path.join(REL, "imgserver"), "--listen", "127.0.0.1:0", "--state-dir", state,
-                "--workers", str(workers),
-                "--key-file", os.path.join(shared, "server.key"),
-                "--users-file", os.path.join(shared, "users"),
-                # As service.py: 150 connections from 127.0.0.1 a run, and PING unthrottled.
-                "--request-rate", "0", "--conn-rate-per-addr", "0"]
+        workdir = os.path.join(work, name)
+        flags = ["--workers", str(workers),
+                 "--key-file", os.path.join(shared, "server.key"),
+                 "--users-file", os.path.join(shared, "users"),
+                 # As service.py: 150 connections from 127.0.0.1 a run, and PING unthrottled.
+                 "--request-rate", "0", "--conn-rate-per-addr", "0"]
         if proxied:
-            args += ["--proxy-protocol", "--agent-listen", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line, deadline = "", time.monotonic() + 20
-        while time.monotonic() < deadline and not line.startswith("listening on"):
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                break
-        if not line.startswith("listening on"):
-            self.stop()
-            raise RuntimeError("imgserver did not start (log: %s)" % self.logpath)
-        self.addr = line.split()[2]
+            flags += ["--proxy-protocol", "--agent-listen", "127.0.0.1:0"]
+        os.makedirs(workdir, exist_ok=True)
+        super().__init__(workdir, os.path.join(workdir, "server.log"), None, None, flags)
+        self.logpath = self.log_path
         self.agent_port = None
+        deadline = time.monotonic() + 20
         if proxied:
             while time.monotonic() < deadline and self.agent_port is None:
                 with open(self.logpath) as f:
@@ -96,16 +85,6 @@ class Server:
 
     def pids(self):
         return [self.proc.pid] + measure.children_of(self.proc.pid)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def render(template, servers):

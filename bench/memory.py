@@ -35,8 +35,8 @@ import tempfile
 import time
 import zlib
 
-import common
-from common import HERE, REL, ROOT  # noqa: F401
+import harness
+from harness import HERE, REL, ROOT  # noqa: F401
 PASSWORD = "memory-password"
 USER = "mem"
 
@@ -76,8 +76,8 @@ def settle(pid, seconds=4.0):
     return last
 
 
-class Server(common.Server):
-    """common.Server with one worker, long timeouts and every per-address admission cap
+class Server(harness.Server):
+    """harness.Server with one worker, long timeouts and every per-address admission cap
     lifted: ten thousand connections from 127.0.0.1 are the point here, not abuse."""
 
     def __init__(self, workdir, extra=()):

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import common  # noqa: E402
+import harness  # noqa: E402
 import imgmeta  # noqa: E402
 import report_goals  # noqa: E402
 import report_growth  # noqa: E402
@@ -109,7 +109,7 @@ def collect_meta(out, mode, images):
 
 # --- loading ----------------------------------------------------------------------------------
 
-load = common.load_json
+load = harness.load_json
 
 
 class Results:
@@ -223,7 +223,7 @@ def combine_service(runs, manifest):
 
 # --- formatting -------------------------------------------------------------------------------
 
-f = common.num
+f = harness.num
 
 
 def rng(pair, unit=""):

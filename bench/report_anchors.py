@@ -10,17 +10,17 @@ import os
 import re
 import statistics
 
-import common
+import harness
 
 SERVERS = ("imgserver", "thumbor", "ipx")
 BUSY_CORES = 0.25  # as report.py: other processes' busy cores above which runs are flagged
 
 
 def _load(results, name):
-    return common.load_json(os.path.join(results, name))
+    return harness.load_json(os.path.join(results, name))
 
 
-_f = common.num
+_f = harness.num
 
 
 def _x(s):

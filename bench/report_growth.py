@@ -12,13 +12,13 @@ import os
 import re
 import statistics
 
-import common
+import harness
 
 OFF_LINE = 0.20  # a point further than this (relative) from the fitted line is named
 JOBS = [("blur2", "blur σ2", "#3182bd"), ("resize50", "resize 50% (Lanczos3)", "#e6550d")]
 
 
-_load = common.load_json
+_load = harness.load_json
 
 
 def load_growth(d):
@@ -86,7 +86,7 @@ def run_figures(r):
             1e3 * e["server_cpu_s"] / ok, 1e3 * e["client_cpu_s"] / ok, e["other_cores"])
 
 
-f = common.num
+f = harness.num
 
 
 def pct(rel):

@@ -41,10 +41,10 @@ import sys
 import tempfile
 import time
 
-import common
+import harness
 import measure
 
-from common import HERE, REL, ROOT  # noqa: F401 (other scripts take them from here)
+from harness import HERE, REL, ROOT  # noqa: F401 (other scripts take them from here)
 PASSWORD = "bench-password"
 
 
@@ -53,8 +53,8 @@ def log(msg):
     sys.stderr.flush()
 
 
-class Server(common.Server):
-    """The service under test: common.Server with the bench's user and the admission limits
+class Server(harness.Server):
+    """The service under test: harness.Server with the bench's user and the admission limits
     that would count a load generator's connections as abuse lifted."""
 
     def __init__(self, workdir, logpath, extra=(), rel=None):

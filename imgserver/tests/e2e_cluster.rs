@@ -9,7 +9,6 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use testkit::*;
@@ -24,20 +23,6 @@ const REQUESTS: u64 = 30_000;
 const ROLLING_REQUESTS: u64 = 120_000;
 const GRACE_S: u64 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `imgserver user add USER --users-file FILE`, the password on stdin.
-fn add_shared_user(users: &std::path::Path) {
-    use std::io::Write;
-    let mut child = Command::new(imgserver_bin())
-        .args(["user", "add", USER, "--users-file"])
-        .arg(users)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("imgserver user add");
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(child.wait().unwrap().success(), "imgserver user add failed");
-}
 
 /// The one line the agent-check port answers with.
 fn agent_line(addr: &str) -> Option<String> {
@@ -68,7 +53,7 @@ impl Cluster {
         raise_fd_limit();
         let shared = TempDir::new(&format!("{tag}-shared"));
         let (key, users) = (shared.join("server.key"), shared.join("users"));
-        add_shared_user(&users);
+        add_user_to_file(&users, USER, PASSWORD);
         let grace = GRACE_S.to_string();
         let agents: Vec<String> = (0..SERVERS)
             .map(|_| {

@@ -27,19 +27,6 @@ fn fingerprint(srv: &Server) -> String {
     line.split_whitespace().next().unwrap().to_string()
 }
 
-/// `imgserver user add USER --users-file FILE`, the password on stdin.
-fn add_user(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(imgserver_bin())
-        .args(["user", "add", user, "--users-file"])
-        .arg(file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("imgserver user add");
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success(), "imgserver user add failed");
-}
-
 fn try_login(addr: &str, user: &str, password: &str) -> Result<Client, String> {
     let cfg = ClientConfig::new(user, password.as_bytes()).unwrap();
     Client::connect(addr, &cfg, None, Duration::from_secs(10)).map_err(|e| e.to_string())
@@ -57,7 +44,7 @@ fn two_servers_with_one_key_file_and_one_users_file_are_one_identity() {
     let shared = TempDir::new("cluster-shared");
     let key = shared.join("cluster.key");
     let users = shared.join("cluster-users");
-    add_user(&users, USER, PASSWORD);
+    add_user_to_file(&users, USER, PASSWORD);
     let args = [
         "--workers",
         "1",
@@ -103,7 +90,7 @@ fn two_servers_with_one_key_file_and_one_users_file_are_one_identity() {
     for s in [&a, &b] {
         assert!(try_login(&s.addr, LATE.0, LATE.1).is_err());
     }
-    add_user(&users, LATE.0, LATE.1);
+    add_user_to_file(&users, LATE.0, LATE.1);
     for s in [&a, &b] {
         s.wait(
             "the shared users file reloaded",

@@ -37,7 +37,9 @@ pub use procs::{
 };
 pub use proxy::{proxy_v2, proxy_v2_for, proxy_v2_local, proxy_v2_tcp4, PROXY_V2_SIGNATURE};
 pub use report::{BenchReport, Histogram, Stats};
-pub use server::{imgserver_bin, imgserver_failpoints_bin, Server, ServerBuilder};
+pub use server::{
+    add_user_to_file, imgserver_bin, imgserver_failpoints_bin, Server, ServerBuilder,
+};
 pub use wait::{wait_some, wait_until, Timeout};
 
 /// The user every test server is created with.

@@ -486,9 +486,19 @@ impl Drop for Server {
 
 /// `imgserver user add USER` in `dir`, the password on stdin.
 pub fn add_user(dir: &Path, user: &str, password: &str) {
+    user_add(user, "--state-dir", dir, password)
+}
+
+/// `imgserver user add USER --users-file FILE` (a users file shared by several servers), the
+/// password on stdin.
+pub fn add_user_to_file(file: &Path, user: &str, password: &str) {
+    user_add(user, "--users-file", file, password)
+}
+
+fn user_add(user: &str, flag: &str, path: &Path, password: &str) {
     let mut child = Command::new(imgserver_bin())
-        .args(["user", "add", user, "--state-dir"])
-        .arg(dir)
+        .args(["user", "add", user, flag])
+        .arg(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -1,4 +1,4 @@
-"""common: what every bench script shares (python3 stdlib): where the binaries are, an
+"""harness: what every bench script shares (python3 stdlib): where the binaries are, an
 imgserver started on a free loopback port in its own state directory, reading a results file
 that may be missing, and the number format of the reports.
 
@@ -27,9 +27,8 @@ class Server:
         os.makedirs(workdir, exist_ok=True)
         self.state = os.path.join(workdir, "state")
         exe = os.path.join(rel or REL, "imgserver")
-        subprocess.run([exe, "user", "add", user,
-                        "--state-dir", self.state], input=password + "\n", text=True,
-                       check=True, capture_output=True, timeout=60)
+        if user is not None:  # else the flags name a users file (--users-file)
+            self._add_user(exe, user, password)
         self.log_path = logpath
         self.log = open(logpath, "w")
         self.proc = subprocess.Popen(
@@ -48,6 +47,11 @@ class Server:
             self.stop()
             raise RuntimeError("imgserver did not start (log: %s)" % logpath)
         self.addr = line.split()[2]
+
+    def _add_user(self, exe, user, password):
+        subprocess.run([exe, "user", "add", user, "--state-dir", self.state],
+                       input=password + "\n", text=True, check=True, capture_output=True,
+                       timeout=60)
 
     def stop(self):
         if self.proc.poll() is None:
