@@ -7,9 +7,7 @@
 //! Trust boundary: the local administrator's files shared by several servers, and clients and
 //! a balancer's agent checks over loopback.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::Read;
 use std::time::Duration;
 
 use netproto_sys::{Client, ClientConfig};
