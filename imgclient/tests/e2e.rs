@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use testkit::{samples, wait_until, ImgClient, Server, TempDir};
+use testkit::{batch_inputs, files_in, samples, wait_until, ImgClient, Server, TempDir};
 
 /// A server with one worker and the kit's user, on a free port.
 fn server(tag: &str) -> Server {
@@ -271,14 +271,7 @@ fn batch_survives_a_server_crash_and_restart() {
     let mut srv = server("restart");
     let known = dir.join("known_servers");
     let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    let mut n = 0;
-    for i in 0..4 {
-        for f in ["cat.png", "camera.png", "rocket.jpg", "retina.jpg"] {
-            std::fs::copy(samples().join(f), inputs.join(format!("{i}-{f}"))).unwrap();
-            n += 1;
-        }
-    }
+    let n = batch_inputs(&inputs);
     let out = dir.join("out");
     let mut c = client(&srv.addr, &known);
     // Without -v: what the user sees of the outage is the notices and the summary.
@@ -292,11 +285,11 @@ fn batch_survives_a_server_crash_and_restart() {
     // Crash the server once some results are in, then bring it back on the same address
     // with the same key.
     wait_until("two results of the batch", Duration::from_secs(30), || {
-        std::fs::read_dir(&out).map_or(0, |d| d.count()) >= 2
+        files_in(&out) >= 2
     })
     .unwrap_or_else(|e| srv.fail(e));
     srv.kill_now();
-    let done_before_crash = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    let done_before_crash = files_in(&out);
     assert!(done_before_crash < n, "the batch finished before the crash");
     // The outage the batch must ride out: time passes with nobody listening.
     std::thread::sleep(Duration::from_millis(300));

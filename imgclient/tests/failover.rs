@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use testkit::{samples, wait_until, BenchReport, ImgClient, Server, TempDir};
+use testkit::{
+    batch_inputs, files_in, samples, wait_until, BenchReport, ImgClient, Server, TempDir,
+};
 
 fn server(tag: &str) -> Server {
     Server::start(tag, &["--workers", "1"])
@@ -225,14 +227,7 @@ fn a_batch_moves_to_the_next_server_when_its_server_is_killed() {
     a.pin_in(&known);
     b.pin_in(&known);
     let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    let mut n = 0;
-    for i in 0..4 {
-        for f in ["cat.png", "camera.png", "rocket.jpg", "retina.jpg"] {
-            std::fs::copy(samples().join(f), inputs.join(format!("{i}-{f}"))).unwrap();
-            n += 1;
-        }
-    }
+    let n = batch_inputs(&inputs);
     let out = dir.join("out");
     let b0 = b.stat("jobs_ok");
     let list = format!("{},{}", a.addr, b.addr);
@@ -246,11 +241,11 @@ fn a_batch_moves_to_the_next_server_when_its_server_is_killed() {
     // The sessions start on A, the first that answers; A dies once some results are in and
     // stays dead: what it had in flight must be done by B.
     wait_until("two results of the batch", Duration::from_secs(60), || {
-        std::fs::read_dir(&out).map_or(0, |d| d.count()) >= 2
+        files_in(&out) >= 2
     })
     .unwrap_or_else(|e| a.fail(e));
     a.kill_now();
-    let done_before = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    let done_before = files_in(&out);
     assert!(done_before < n, "the batch finished before the kill");
     let o = batch.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -67,6 +67,25 @@ pub fn small_images(tag: &str) -> TempDir {
     d
 }
 
+/// A batch for a client's filter command, in `dir` (created): four copies each of four
+/// samples, PNG and JPEG, under distinct names; returns how many files it holds.
+pub fn batch_inputs(dir: &Path) -> usize {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut n = 0;
+    for i in 0..4 {
+        for f in ["cat.png", "camera.png", "rocket.jpg", "retina.jpg"] {
+            std::fs::copy(samples().join(f), dir.join(format!("{i}-{f}"))).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// How many entries directory `dir` holds (0 while it does not exist).
+pub fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
 /// CRC-32 (IEEE), as PNG chunks use it.
 pub fn crc32(data: &[u8]) -> u32 {
     let mut c = !0u32;

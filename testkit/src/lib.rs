@@ -26,7 +26,9 @@ pub use client::{
     connect, connect_as, read_until_close, run_job, send_job, wait_job, Outcome, RawSession,
 };
 pub use haproxy::{Backend, Haproxy};
-pub use images::{crc32, png_bomb, png_chunk, sample, samples, small_images, TempDir};
+pub use images::{
+    batch_inputs, crc32, files_in, png_bomb, png_chunk, sample, samples, small_images, TempDir,
+};
 pub use imgclient::{imgclient_bin, BenchRun, ImgClient};
 pub use nix::sys::signal::Signal;
 pub use peer::{connect_from, login_from, login_over, loopback, Login};
