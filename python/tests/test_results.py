@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-import netproto
 from netproto import Ops
 
 from conftest import SAMPLES, local_result
