@@ -59,6 +59,9 @@ pub struct Cli {
 /// file's arguments, placed first, lose to the command line's), in `serve` too.
 pub fn command() -> clap::Command {
     Cli::command()
+        // `--generate`: on the top level only, handled by `main` before any parse or config
+        // file (cliutil::generate), so it never starts a server.
+        .arg(cliutil::generate::arg())
         .args_override_self(true)
         .mut_subcommand("serve", |c| {
             c.args_override_self(true).after_help(AFTER_HELP)
