@@ -9,6 +9,8 @@ CBINDGEN_VERSION=0.24.3
 command -v cbindgen >/dev/null || need+=("cbindgen=${CBINDGEN_VERSION}*")
 command -v cc >/dev/null || need+=(gcc)               # C sample; vendored libwebp (libwebp-sys)
 command -v readelf >/dev/null || need+=(binutils)     # check-dynamic
+command -v pkg-config >/dev/null || need+=(pkg-config)  # install-check builds the C sample with it
+command -v man >/dev/null || need+=(man-db)           # install-check renders the installed man pages
 command -v cmake >/dev/null || need+=(cmake)          # builds the vendored libjpeg-turbo (turbojpeg crate)
 command -v nasm >/dev/null || need+=(nasm)            # its SIMD code (the build refuses to go without it), rav1e's too
 command -v systemd-analyze >/dev/null || need+=(systemd)  # e2e_systemd checks dist/imgserver.service with it
