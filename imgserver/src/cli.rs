@@ -768,6 +768,25 @@ mod tests {
         assert!(matches!(r, Err(CliError::Config(_))), "{r:?}");
     }
 
+    /// `--generate` prints and exits: it is neither a key of the config file (which would
+    /// turn a server start into a man page) nor a flag of `serve`, and `main` answers it
+    /// before any parse.
+    #[test]
+    fn generate_is_not_a_config_key_nor_a_serve_flag() {
+        let file = config("generate = \"man\"");
+        let r = parse_with_env(os(&["--config", file.to_str().unwrap()]), no_env);
+        let Err(CliError::Config(e)) = r else {
+            panic!("generate was accepted as a config key: {r:?}");
+        };
+        assert!(e.to_string().contains("unknown key"), "{e}");
+        let _ = std::fs::remove_file(file);
+        assert!(command().get_arguments().any(|a| a.get_id() == "generate"));
+        let serve = command().find_subcommand("serve").unwrap().clone();
+        assert!(!serve.get_arguments().any(|a| a.get_id() == "generate"));
+        assert!(cliutil::generate::requested(&os(&["--generate", "man"])));
+        assert!(!cliutil::generate::requested(&os(&["--workers", "2"])));
+    }
+
     /// dist/imgserver.toml is generated from the flags: a new or changed flag fails this test
     /// until the file is regenerated (UPDATE_DIST=1), and every default in it is accepted.
     #[test]
