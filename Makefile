@@ -3,7 +3,7 @@ CARGO ?= cargo
 REL := target/release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test deps check-fresh lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample run fuzz soak bench bench-smoke cluster screenshots clean
+.PHONY: all build test deps check-fresh lint unit readme-check failpoints header check-header cbindgen-version fuzz-build check-dynamic c-sample install uninstall install-check python-test run fuzz soak bench bench-smoke cluster screenshots clean
 
 all: build
 
@@ -24,7 +24,7 @@ check-fresh:
 	@scripts/check-fresh.sh
 
 ## test: every check the project has, from a clean clone
-test: deps check-fresh lint build unit check-header check-dynamic c-sample readme-check bench-smoke
+test: deps check-fresh lint build unit check-header check-dynamic c-sample install-check readme-check bench-smoke
 	@echo "make test: all checks passed"
 
 ## lint: formatting and clippy with warnings as errors
@@ -70,7 +70,9 @@ cbindgen-version: deps
 	if [ "$$v" != "$(CBINDGEN_VERSION)" ]; then \
 	echo "cbindgen $(CBINDGEN_VERSION) is required (found: $${v:-none}); run scripts/install-deps.sh or 'cargo install cbindgen --version $(CBINDGEN_VERSION) --locked'"; exit 1; fi
 
-## check-dynamic: both binaries link libnetproto.so dynamically and run with and without LD_LIBRARY_PATH
+## check-dynamic: both binaries link libnetproto.so.1 dynamically (NEEDED, RUNPATH with
+## $ORIGIN/../lib) and run with and without LD_LIBRARY_PATH; the .so has its soname and
+## exports only np_*
 check-dynamic: build
 	scripts/check-dynamic.sh $(REL)
 
@@ -80,6 +82,32 @@ c-sample: build
 	$(MAKE) -C samples/c LIBDIR=../../$(REL)
 	ASAN_OPTIONS=detect_leaks=1 samples/c/np_sample selftest
 	scripts/c-sample-live.sh $(REL)
+
+## install: the release build as a system library and its tools under $(DESTDIR)$(PREFIX)
+## (default /usr/local): binaries, libnetproto.so.1.0.0 with its two links, netproto.h,
+## netproto.pc, man pages, bash/zsh/fish completions, the systemd unit and the dist examples
+## (scripts/install.sh; README, "Installing"); no root needed when the target is writable
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh install $(REL)
+
+## uninstall: removes exactly what install put under $(DESTDIR)$(PREFIX) (its manifest)
+uninstall:
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh uninstall
+
+## install-check: install into target/install-check, build the C sample out of tree with
+## pkg-config and run it against the installed imgserver, check the installed binaries find
+## the installed library, the man pages and completions, run the Python tests against the
+## installed files, then uninstall and check nothing is left
+install-check: build
+	scripts/install-check.sh $(REL)
+
+## python-test: the Python package's tests (python/) against the build tree, in the venv
+## target/python-venv (scripts/python-tests.sh installs pytest into it); `make test` runs them
+## against the installed files instead, in install-check
+python-test: build
+	scripts/python-tests.sh --bin $(REL) --lib $(REL)/libnetproto.so
 
 ## fuzz: coverage-guided fuzzing of the frame decoder and the server handshake (stable
 ## toolchain, libFuzzer with sancov flags), FUZZ_SECONDS per target; new corpus entries land in

@@ -24,7 +24,7 @@ build() {  # build COMMIT -> prints the directory holding its binaries
     (cd "$wt" && CARGO_TARGET_DIR=$builds/target cargo build --release -q -p imgserver -p imgclient) >&2
     mkdir -p "$out"
     cp "$builds/target/release/imgserver" "$builds/target/release/imgclient" \
-       "$builds/target/release/libnetproto.so" "$out/"
+       "$builds/target/release/"libnetproto.so* "$out/"  # .so.1 (the soname link) where it exists
     git -C "$root" worktree remove --force "$wt"
   fi
   echo "$out"

@@ -105,16 +105,16 @@ if [ "$build" = 1 ]; then
   say "build (make build)"
   timeout --foreground 1800 make -s build >&2
 fi
-for b in imgserver imgclient imgbench libnetproto.so; do
+for b in imgserver imgclient imgbench libnetproto.so.1; do
   [ -e "$rel/$b" ] || { echo "bench: $rel/$b is missing (run make build)" >&2; exit 1; }
 done
 # The whole run uses one private copy of the build: a rebuild in target/ meanwhile (others
 # working in the tree) must not swap binaries under a running server, whose workers re-exec
-# their own binary, nor leave perf without symbols. RUNPATH $ORIGIN finds the .so beside them.
+# their own binary, nor leave perf without symbols. RUNPATH $ORIGIN finds the .so beside them (cp follows the soname link: a real file).
 bin=$cache/bin
 rm -rf "$bin"
 mkdir -p "$bin"
-cp "$rel/imgserver" "$rel/imgclient" "$rel/imgbench" "$rel/libnetproto.so" "$bin/"
+cp "$rel/imgserver" "$rel/imgclient" "$rel/imgbench" "$rel/libnetproto.so.1" "$bin/"
 rel=$bin
 export BENCH_BIN=$bin
 

@@ -13,7 +13,7 @@ for target in run test build failpoints bench; do
         fail=1
     fi
 done
-for tool in cmake nasm cc cbindgen; do
+for tool in cmake nasm cc cbindgen pkg-config man; do
     if ! grep -q "command -v $tool " scripts/install-deps.sh; then
         echo "check-fresh: scripts/install-deps.sh does not install $tool"
         fail=1

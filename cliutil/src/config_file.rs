@@ -34,8 +34,9 @@ pub enum ConfigError {
     },
 }
 
-/// Keys that are flags of the command but make no sense in a file.
-const NOT_IN_FILES: [&str; 3] = ["config", "help", "version"];
+/// Keys that are flags of the command but make no sense in a file (`generate` prints a man
+/// page or completions instead of starting the server: `generate.rs`).
+const NOT_IN_FILES: [&str; 4] = ["config", "help", "version", crate::generate::FLAG];
 
 /// Reads `path` and turns it into arguments for `cmd` (see [`to_args`]).
 pub fn load(

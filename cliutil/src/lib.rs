@@ -2,7 +2,8 @@
 //! reading a password (`password`, behind the default-on `password` feature) and setting up
 //! its logger (`logging`), printing a report to a stdout that may close early (`output`), and,
 //! behind the default-on `cli` feature, reading durations, sizes and addresses the same way
-//! in both binaries (`units`) and the server's TOML config file (`config_file`).
+//! in both binaries (`units`), the server's TOML config file (`config_file`), and the man
+//! pages and shell completions of `--generate` (`generate`).
 //!
 //! Trust boundary: the terminal, the process's stderr, and what an operator types or writes
 //! in a config file. A typed password is never echoed and never logged; log lines carry only
@@ -16,6 +17,8 @@
 
 #[cfg(feature = "cli")]
 pub mod config_file;
+#[cfg(feature = "cli")]
+pub mod generate;
 pub mod logging;
 pub mod output;
 #[cfg(feature = "password")]

@@ -56,6 +56,9 @@ pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let help = exit::exit_codes_help();
     Cli::command()
+        // `--generate`: handled by `main` before the real parse (cliutil::generate), which
+        // would otherwise insist on a subcommand.
+        .arg(cliutil::generate::arg())
         .after_help(help.clone())
         .mut_subcommands(|c| c.after_help(help.clone()))
 }

@@ -141,7 +141,12 @@ fn run(cli: &Cli) -> Result<ExitCode, Failure> {
 }
 
 fn main() -> ExitCode {
-    let cli = match cli::parse_from(std::env::args_os()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `--generate man|complete-*`: printed before the real parse, which requires a subcommand.
+    if let Some(code) = cliutil::generate::run(cli::command(), &argv) {
+        return ExitCode::from(code as u8);
+    }
+    let cli = match cli::parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version are successes; everything else is a usage error (1).

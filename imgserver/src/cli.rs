@@ -59,6 +59,9 @@ pub struct Cli {
 /// file's arguments, placed first, lose to the command line's), in `serve` too.
 pub fn command() -> clap::Command {
     Cli::command()
+        // `--generate`: on the top level only, handled by `main` before any parse or config
+        // file (cliutil::generate), so it never starts a server.
+        .arg(cliutil::generate::arg())
         .args_override_self(true)
         .mut_subcommand("serve", |c| {
             c.args_override_self(true).after_help(AFTER_HELP)
@@ -763,6 +766,25 @@ mod tests {
         }
         let r = parse_with_env(os(&["--config", "/no/such/imgserver.toml"]), no_env);
         assert!(matches!(r, Err(CliError::Config(_))), "{r:?}");
+    }
+
+    /// `--generate` prints and exits: it is neither a key of the config file (which would
+    /// turn a server start into a man page) nor a flag of `serve`, and `main` answers it
+    /// before any parse.
+    #[test]
+    fn generate_is_not_a_config_key_nor_a_serve_flag() {
+        let file = config("generate = \"man\"");
+        let r = parse_with_env(os(&["--config", file.to_str().unwrap()]), no_env);
+        let Err(CliError::Config(e)) = r else {
+            panic!("generate was accepted as a config key: {r:?}");
+        };
+        assert!(e.to_string().contains("unknown key"), "{e}");
+        let _ = std::fs::remove_file(file);
+        assert!(command().get_arguments().any(|a| a.get_id() == "generate"));
+        let serve = command().find_subcommand("serve").unwrap().clone();
+        assert!(!serve.get_arguments().any(|a| a.get_id() == "generate"));
+        assert!(cliutil::generate::requested(&os(&["--generate", "man"])));
+        assert!(!cliutil::generate::requested(&os(&["--workers", "2"])));
     }
 
     /// dist/imgserver.toml is generated from the flags: a new or changed flag fails this test

@@ -26,7 +26,12 @@ mod worker;
 use cli::{exit, CliError, Command};
 
 fn main() {
-    let cli = match cli::parse_from(std::env::args_os().collect()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `--generate man|complete-*`: printed before anything is parsed or started.
+    if let Some(code) = cliutil::generate::run(cli::command(), &argv) {
+        std::process::exit(code);
+    }
+    let cli = match cli::parse_from(argv) {
         Ok(c) => c,
         // --help and --version are successes; everything else is a usage error, the same
         // code as imgclient's.
