@@ -19,7 +19,7 @@ REL = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release")
 
 class Server:
     """imgserver (of the build in `rel`, else REL) on 127.0.0.1:0 in its own state directory
-    (WORKDIR/state) with one user;
+    (WORKDIR/state) with one user, the result cache off unless `flags` name --cache-size;
     `addr` is what it printed on `listening on ADDR`; stop() is idempotent (SIGTERM, then
     SIGKILL after 30 s)."""
 
@@ -31,9 +31,14 @@ class Server:
             self._add_user(exe, user, password)
         self.log_path = logpath
         self.log = open(logpath, "w")
+        flags = list(flags)
+        # Every figure a bench reports is a cache-off figure unless it asks for the cache
+        # (bench/cache.py does): a repeated input would otherwise be answered from it.
+        if not any(f.startswith("--cache-size") for f in flags):
+            flags += ["--cache-size", "0"]
         self.proc = subprocess.Popen(
             [exe, "--listen", "127.0.0.1:0", "--state-dir",
-             self.state] + list(flags),
+             self.state] + flags,
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.pid = self.proc.pid
         # `listening on ADDR` is the first stdout line once connections are accepted.

@@ -820,6 +820,15 @@ impl fmt::Display for OutputFormat {
     }
 }
 
+impl Pipeline {
+    /// The canonical spec text (the `Display` form): equivalent texts (`blur:2`, `blur:2.0`,
+    /// ` blur:2 `, defaults spelt out or left out) give the same string, different pipelines
+    /// different ones. The server's result cache keys results by it.
+    pub fn canonical(&self) -> String {
+        self.to_string()
+    }
+}
+
 /// Canonical spec text; `format:same` is left out, so the empty pipeline prints as `""`.
 impl fmt::Display for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1071,6 +1080,29 @@ mod tests {
             assert!(bad.parse::<Pipeline>().is_err(), "{bad}");
         }
         assert!("scale:1000".parse::<Pipeline>().is_ok());
+    }
+
+    #[test]
+    fn canonical_is_one_text_for_equivalent_specs() {
+        for (a, b) in [
+            ("blur:2.0", "blur:2"),
+            (" blur:2 ", "blur:2"),
+            (
+                "resize:800x600:fit:lanczos3,format:jpg",
+                "resize:800x600,format:jpeg:85",
+            ),
+            ("sharpen:1.0:0,format:same", "sharpen:1"),
+        ] {
+            assert_eq!(p(a).canonical(), p(b).canonical(), "{a} / {b}");
+        }
+        for (a, b) in [
+            ("blur:2", "blur:2.5"),
+            ("blur:2", "sharpen:2"),
+            ("grayscale,invert", "invert,grayscale"),
+            ("format:jpeg:80", "format:jpeg:85"),
+        ] {
+            assert_ne!(p(a).canonical(), p(b).canonical(), "{a} / {b}");
+        }
     }
 
     #[test]

@@ -302,6 +302,12 @@ pub struct ServeArgs {
     /// Size of a ring slot; larger jobs use a dedicated memfd.
     #[arg(long, default_value = "4MiB", env = "IMGSERVER_SLOT_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub slot_size: u64,
+    /// Result cache: one arena of this size, in the master only, holding encoded results
+    /// keyed by (input, normalised op spec, settings); a repeated request is answered from it
+    /// without a worker, and identical requests in flight share one run. One result may take
+    /// at most an eighth of it. 0 turns caching and collapsing off.
+    #[arg(long, default_value = "64MiB", env = "IMGSERVER_CACHE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: u64,
     /// Total size of the jobs larger than a slot held at once; beyond it, BUSY (default: an
     /// eighth of physical memory, at least 512MiB).
     #[arg(long, env = "IMGSERVER_LARGE_JOB_BUDGET", value_name = "SIZE", value_parser = parse_size)]

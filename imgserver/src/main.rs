@@ -2,6 +2,7 @@
 //! health and metrics, or the hidden worker mode the master fork+execs.
 #![deny(unsafe_code)]
 
+mod cache;
 mod cli;
 #[cfg(feature = "failpoints")]
 mod failpoints;

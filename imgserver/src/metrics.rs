@@ -133,6 +133,13 @@ const FAMILIES: &[Family] = &[
     counter("imgserver_sandbox_violations_total", "Worker system calls refused by the sandbox.", "", &[("", "sandbox_violations")]),
     counter("imgserver_pings_total", "PING requests answered.", "", &[("", "pings")]),
     counter("imgserver_stats_requests_total", "STATS requests answered.", "", &[("", "stats_requests")]),
+    counter("imgserver_cache_hits_total", "Jobs answered from the result cache without a worker.", "", &[("", "cache_hits")]),
+    counter("imgserver_cache_misses_total", "Jobs looked up in the result cache and not found (each ran on a worker).", "", &[("", "cache_misses")]),
+    counter("imgserver_cache_collapsed_total", "Jobs that waited for an identical job in flight instead of taking a worker.", "", &[("", "cache_collapsed")]),
+    counter("imgserver_cache_inserts_total", "Results stored in the result cache.", "", &[("", "cache_inserts")]),
+    counter("imgserver_cache_evictions_total", "Results evicted from the result cache to make room.", "", &[("", "cache_evictions")]),
+    counter("imgserver_cache_too_large_total", "Results not cached for being larger than the entry cap (an eighth of --cache-size).", "", &[("", "cache_too_large")]),
+    counter("imgserver_cache_poison_refused_total", "Jobs refused at once as a known poison input.", "", &[("", "cache_poison_refused")]),
     gauge("imgserver_connections_open", "Client connections open.", &[("", "connections_open")]),
     gauge("imgserver_connections_unauthenticated", "Open connections that have not logged in.", &[("", "connections_unauth")]),
     gauge("imgserver_queue_depth", "Jobs waiting for a worker.", &[("", "queue_depth")]),
@@ -142,6 +149,9 @@ const FAMILIES: &[Family] = &[
     gauge("imgserver_workers_ready", "Filter workers ready for jobs.", &[("", "workers_ready")]),
     gauge("imgserver_workers_configured", "Filter workers the server runs (--workers).", &[("", "workers_configured")]),
     gauge("imgserver_draining", "1 while the server shuts down (finishing jobs in flight, taking no new work).", &[("", "draining")]),
+    gauge("imgserver_cache_bytes", "Bytes of results held in the result cache.", &[("", "cache_bytes")]),
+    gauge("imgserver_cache_entries", "Results held in the result cache.", &[("", "cache_entries")]),
+    gauge("imgserver_cache_size_bytes", "Size of the result cache's arena (--cache-size; 0: off).", &[("", "cache_size")]),
     gauge("imgserver_start_time_seconds", "Start of the server, in seconds since the Unix epoch.", &[("", "started_unix")]),
 ];
 

@@ -18,7 +18,7 @@ use memmap2::MmapRaw;
 /// Most workers with their own stats block.
 pub const MAX_WORKERS: usize = 64;
 // Bumped whenever the layout changes, so a reader of another build refuses the page.
-const MAGIC: u64 = 0x5354_4154_534d_4933; // "IMSTATS3"
+const MAGIC: u64 = 0x5354_4154_534d_4934; // "IMSTATS4"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
 pub const OPS: [&str; 13] = [
@@ -107,6 +107,17 @@ counters!(Global {
     error_encode,
     error_protocol,
     error_other,
+    // The result cache and collapsed requests (cache/, master/jobs/collapse.rs).
+    cache_hits,
+    cache_misses,
+    cache_collapsed,
+    cache_inserts,
+    cache_evictions,
+    cache_too_large,
+    cache_poison_refused,
+    cache_bytes,
+    cache_entries,
+    cache_size,
 });
 
 counters!(Worker {
@@ -265,6 +276,13 @@ impl Stats {
         let [d, f, e] = worker_us.map(u64::from);
         let total = now.saturating_duration_since(submitted).as_micros() as u64;
         self.record_phases([queue_us, d, f, e, total]);
+    }
+
+    /// Records the total latency of a job answered without a worker run of its own (a cache
+    /// hit): the per-phase histograms are the workers' runs only.
+    pub fn record_answer(&self, submitted: std::time::Instant, now: std::time::Instant) {
+        let total = now.saturating_duration_since(submitted).as_micros() as u64;
+        self.get().latency[PHASES.len() - 1].record(total);
     }
 
     /// Records one latency per phase, in microseconds, in the order of `PHASES`.

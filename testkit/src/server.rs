@@ -227,6 +227,15 @@ impl Server {
         cmd.args(["--listen", &self.addr, "--state-dir"])
             .arg(self.dir.path())
             .args(&self.opts.args)
+            // The result cache is off unless a test asks for it (e2e_cache does): the other
+            // tests submit the same inputs again and again and are about what a worker does
+            // with each (crashes, deadlines, fairness, memory), which a cache hit would skip.
+            .args(
+                (!self.opts.args.iter().any(|a| a.starts_with("--cache-size")))
+                    .then_some(["--cache-size", "0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "info")
             .env(MARKER_VAR, &self.marker)
             .stdin(Stdio::null())

@@ -499,7 +499,7 @@ impl Ctx {
                 l.inflight.insert(id, request(0));
             }
             BenchOp::Job(spec) => {
-                let image = schedule::image_index(n, plan.ops.len(), plan.images.len());
+                let image = plan.image_for(n);
                 let img = &plan.images[image];
                 let first = &img[..img.len().min(MAX_CHUNK_DATA)];
                 let last = first.len() == img.len();
@@ -888,6 +888,7 @@ mod tests {
             connector,
             ops: vec![BenchOp::Ping],
             images: Vec::new(),
+            zipf: None,
             conns: 1,
             mode: Mode::Closed,
             start: Instant::now(),

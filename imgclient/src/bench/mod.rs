@@ -90,6 +90,23 @@ pub struct BenchArgs {
     /// exit code is the most frequent error's.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_errors: u64,
+
+    /// Draw each request's image from a Zipf distribution of exponent S over the --dir images
+    /// in name order (the first is the most asked for: P(k) ∝ 1/k^S), instead of cycling
+    /// through them: a repeat-heavy workload, such as a server's result cache sees.
+    #[arg(long, value_name = "S", value_parser = positive_f64)]
+    pub zipf: Option<f64>,
+
+    /// Seed of the --zipf draws (the same seed, the same sequence of images).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?}: a number > 0")),
+    }
 }
 
 /// The op mix from `--op` values: labels as given, requests as validated specs.
@@ -207,6 +224,9 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     let plan = Arc::new(Plan {
         connector: connector.clone(),
         ops: mix.iter().map(|(_, op)| op.clone()).collect(),
+        zipf: args
+            .zipf
+            .map(|s| schedule::Zipf::new(s, images.len(), args.seed)),
         images,
         conns,
         mode,

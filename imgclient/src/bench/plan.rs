@@ -39,6 +39,8 @@ pub struct Plan {
     pub connector: Arc<Connector>,
     pub ops: Vec<BenchOp>,
     pub images: Vec<Vec<u8>>,
+    /// `--zipf`: images drawn by popularity instead of in turn.
+    pub zipf: Option<super::schedule::Zipf>,
     pub conns: usize,
     pub mode: Mode,
     pub start: Instant,
@@ -59,6 +61,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Which image request `n` sends: in turn, or drawn from the Zipf distribution.
+    pub fn image_for(&self, n: u64) -> usize {
+        match &self.zipf {
+            Some(z) => z.pick(n),
+            None => super::schedule::image_index(n, self.ops.len(), self.images.len()),
+        }
+    }
+
     pub fn end(&self) -> Option<Instant> {
         self.duration.map(|d| self.start + d)
     }

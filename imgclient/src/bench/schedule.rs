@@ -27,6 +27,43 @@ pub fn op_index(n: u64, n_ops: usize) -> usize {
     (n % n_ops.max(1) as u64) as usize
 }
 
+/// `--zipf S`: request `n` sends image k (0-based, in the directory's order) with
+/// probability proportional to 1/(k+1)^S, drawn from a hash of (seed, n), so a run is the same
+/// sequence however its requests are spread over connections and threads.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cdf: Vec<f64>,
+    seed: u64,
+}
+
+impl Zipf {
+    pub fn new(s: f64, n_images: usize, seed: u64) -> Zipf {
+        let weights: Vec<f64> = (1..=n_images.max(1)).map(|k| (k as f64).powf(-s)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
+        Zipf { cdf, seed }
+    }
+
+    pub fn pick(&self, n: u64) -> usize {
+        // splitmix64 of (seed, n): uniform, stateless.
+        let mut z = self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1)
+    }
+}
+
 /// Which input image request `n` sends. Advancing once per full round of the op mix keeps
 /// image and op independent (with two ops and two images, each op still sees both images).
 pub fn image_index(n: u64, n_ops: usize, n_images: usize) -> usize {
@@ -156,6 +193,23 @@ mod tests {
         assert_eq!(s.peek().unwrap().0, 20);
         assert_eq!(ramp_offset(0, 4, Duration::from_secs(1)), Duration::ZERO);
         assert_eq!(ramp_offset(3, 0, Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn zipf_draws_are_seeded_skewed_and_in_range() {
+        let z = Zipf::new(1.1, 20, 7);
+        let mut counts = [0u32; 20];
+        for n in 0..20_000 {
+            counts[z.pick(n)] += 1;
+        }
+        assert!(counts[0] > counts[1] && counts[1] > counts[5] && counts[5] > counts[19]);
+        // 1/H(20, 1.1) of the draws are image 0: about 29%.
+        assert!((5000..7000).contains(&counts[0]), "{counts:?}");
+        let again = Zipf::new(1.1, 20, 7);
+        assert!((0..100).all(|n| z.pick(n) == again.pick(n)));
+        let other = Zipf::new(1.1, 20, 8);
+        assert!((0..100).any(|n| z.pick(n) != other.pick(n)));
+        assert_eq!(Zipf::new(2.0, 1, 0).pick(5), 0);
     }
 
     #[test]

@@ -178,6 +178,33 @@ fn pool_config(
     }
 }
 
+/// The result cache `--cache-size` asks for (`None` for 0). Its keys carry every setting that
+/// changes a result's bytes: the build (encoders and their defaults are compiled in) and the
+/// decode limit.
+fn result_cache(args: &ServeArgs) -> Result<Option<crate::cache::ResultCache>, String> {
+    if args.cache_size == 0 {
+        info!("result cache off (--cache-size 0): nothing hashed, nothing collapsed");
+        return Ok(None);
+    }
+    if args.cache_size < 64 << 10 {
+        return Err("--cache-size must be 0 (off) or at least 64KiB".into());
+    }
+    let arena = crate::cache::Arena::memfd(args.cache_size)
+        .map_err(|e| format!("result cache of {}: {e}", format_size(args.cache_size)))?;
+    let settings = format!(
+        "imgserver {} max-pixels {}",
+        env!("CARGO_PKG_VERSION"),
+        args.max_pixels
+    );
+    let cache = crate::cache::ResultCache::new(arena, settings);
+    info!(
+        "result cache {} (entries up to {})",
+        format_size(args.cache_size),
+        format_size(cache.max_entry() as u64)
+    );
+    Ok(Some(cache))
+}
+
 /// One start-up line with the limits in force, in the units the flags take, so that what a
 /// flag, a variable or the config file set can be read back from the log.
 fn log_settings(args: &ServeArgs) {
@@ -260,7 +287,8 @@ pub fn serve(args: ServeArgs) -> Result<i32, ServeError> {
     }
     let fault_injection = fault_injection && cfg!(feature = "failpoints");
     let now = Instant::now();
-    let jobs = Jobs::new(job_limits(&args), ring, map_stats()?, workers);
+    let jobs =
+        Jobs::new(job_limits(&args), ring, map_stats()?, workers).with_cache(result_cache(&args)?);
     let mut conns = Conns::new(registry()?, server_cfg, map_stats()?, conn_limits(&args));
     conns.set_proxy_from(args.proxy_protocol.then(|| args.proxy_from.clone()));
     if args.proxy_protocol {

@@ -8,6 +8,8 @@
 //! what to send to which worker and what to tell which connection through [`Effects`], so its
 //! whole life cycle runs in unit tests with a fake pool and a fake clock.
 
+mod cached;
+mod collapse;
 mod fairq;
 
 use std::collections::HashMap;
@@ -22,9 +24,11 @@ use super::iface::{
     Chunk, ConnRef, Death, Effects, ErrorCode, JobOrder, OutputFile, Reply, ResultMeta, Submission,
     WorkerId,
 };
+use crate::cache::{self, InputHasher, ResultCache};
 use crate::ipc::msg::{Done, NO_SLOT};
 use crate::ring::{Ring, SlotTable};
 use crate::stats::{self, Stats};
+use collapse::{Collapse, Waiter};
 use fairq::{FairQueue, Owner};
 use imgfilters::Pipeline;
 use log::{info, warn};
@@ -97,6 +101,9 @@ struct Job {
     /// The deadline passed on this run and the worker was told to die; the job waits for the
     /// reaping (then it is retried, or its storage reclaimed if it was already answered).
     overran: bool,
+    /// With the cache on: the upload's hash so far, then the input's hash (`cache.rs`).
+    hasher: Option<Box<InputHasher>>,
+    input_key: Option<cache::Key>,
 }
 
 /// The job table, the queue, the ring's slot bookkeeping and the large-job budget.
@@ -119,6 +126,12 @@ pub struct Jobs {
     /// Smoothed job service time, for BUSY retry-after hints and the short-job spin.
     avg_job_ms: f64,
     shutting_down: bool,
+    /// The result cache (`None`: `--cache-size 0`, nothing hashed, nothing collapsed).
+    cache: Option<ResultCache>,
+    collapse: Collapse,
+    /// With the cache on: uploads completed since the last dispatch, to be looked up (hit,
+    /// collapse or queue) where the effects are at hand.
+    arrived: Vec<u64>,
 }
 
 /// How long a refused client should wait: about the time the queue ahead needs to drain.
@@ -145,7 +158,19 @@ impl Jobs {
             large_bytes: 0,
             avg_job_ms: 20.0,
             shutting_down: false,
+            cache: None,
+            collapse: Collapse::default(),
+            arrived: Vec::new(),
         }
+    }
+
+    /// Turns the result cache and collapsing on (`None` leaves them off).
+    pub fn with_cache(mut self, cache: Option<ResultCache>) -> Jobs {
+        if let Some(c) = &cache {
+            stats::add(&self.stats.get().global.cache_size, c.capacity() as u64);
+        }
+        self.cache = cache;
+        self
     }
 
     /// Jobs not yet finished with (uploading, queued, running, or answered but still holding
@@ -229,6 +254,8 @@ impl Jobs {
                 first_loss: None,
                 answered: false,
                 overran: false,
+                hasher: self.cache.as_ref().map(|_| Box::default()),
+                input_key: None,
             },
         );
         self.by_conn.entry(conn).or_default().insert(s.req, job_id);
@@ -367,7 +394,14 @@ impl Jobs {
         }
         job.received += data.len() as u64;
         job.progress_at = now;
-        if last {
+        if let Some(h) = job.hasher.as_mut() {
+            h.update(data);
+        }
+        if last && job.hasher.is_some() {
+            job.state = JobState::Queued;
+            job.queued_at = now;
+            self.arrived.push(job_id);
+        } else if last {
             job.state = JobState::Queued;
             job.queued_at = now;
             self.queue.push(job.owner, job_id);
@@ -380,6 +414,7 @@ impl Jobs {
 
     /// Hands queued jobs to idle workers.
     pub fn dispatch(&mut self, now: Instant, fx: &mut impl Effects) {
+        self.settle_arrived(now, fx);
         while let Some(job_id) = self.queue.front() {
             let Some(w) =
                 (0..self.running.len()).find(|&w| self.running[w].is_none() && fx.worker_ready(w))
@@ -453,13 +488,23 @@ impl Jobs {
         count_outcome(&self.stats, done.status);
         self.stats
             .record_job(job.queue_us, done.phases_us(), job.submitted, now);
-        if !answered {
-            // A successful output that did not fit the slot comes in a memfd of its own, which
-            // the connection streams from (it keeps the file; the job forgets it below).
-            let out_file = (done.status == 0 && done.in_memfd)
-                .then(|| output_file(&done, fds))
-                .flatten();
-            fx.reply(conn, req, self.result_reply(job, &done, out_file));
+        // A successful output that did not fit the slot comes in a memfd of its own, which
+        // the connection streams from (it keeps the file; the job forgets it below).
+        let out_file = (done.status == 0 && done.in_memfd)
+            .then(|| output_file(&done, fds))
+            .flatten()
+            .map(|f| OutputFile(Arc::new(f)));
+        self.store_result(&done, out_file.as_ref());
+        let waiters = self.collapse.finish(done.job);
+        let Some(job) = self.jobs.get(&done.job) else {
+            return;
+        };
+        if !answered || !waiters.is_empty() {
+            let reply = self.result_reply(job, &done, out_file);
+            self.answer_waiters(now, done.job, &waiters, &reply, done.status, fx);
+            if !answered {
+                fx.reply(conn, req, reply);
+            }
         }
         // Logged after the answer is on its way, not in front of it: the job's one line (the
         // worker logs its own at debug only), whatever the status. The spec is the client's
@@ -484,6 +529,9 @@ impl Jobs {
         if !answered {
             self.forget_request(conn, req);
         }
+        for w in &waiters {
+            self.forget_request(w.conn, w.req);
+        }
         self.release_job(done.job);
     }
 
@@ -505,7 +553,12 @@ impl Jobs {
 
     /// What to tell the client about a finished job: its output (the output memfd
     /// `out_file`, or the job's slot) or the worker's typed error.
-    fn result_reply<'a>(&'a self, job: &Job, done: &Done, out_file: Option<File>) -> Reply<'a> {
+    fn result_reply<'a>(
+        &'a self,
+        job: &Job,
+        done: &Done,
+        out_file: Option<OutputFile>,
+    ) -> Reply<'a> {
         if done.status != 0 {
             return Reply::Failed {
                 code: ErrorCode::from_u16(done.status).unwrap_or(ErrorCode::Internal),
@@ -523,10 +576,7 @@ impl Jobs {
             encode_us: done.encode_us,
         };
         if let Some(file) = out_file {
-            return Reply::Streamed {
-                meta,
-                file: OutputFile(Arc::new(file)),
-            };
+            return Reply::Streamed { meta, file };
         }
         let output = match &job.storage {
             Storage::Slot { slot, .. } if !done.in_memfd => {
@@ -603,6 +653,8 @@ impl Jobs {
 
     /// Answers a job with an error now; its storage is reclaimed when no worker holds it.
     fn fail_job(&mut self, job_id: u64, code: ErrorCode, text: &str, fx: &mut impl Effects) {
+        // Whoever waits for this job's result gets the same error (`cached.rs`).
+        self.fail_waiters(job_id, code, text, fx);
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
@@ -680,7 +732,19 @@ impl Jobs {
         let Some(reqs) = self.by_conn.remove(&conn) else {
             return;
         };
+        // Its requests waiting for another job's result are dropped first, so none of them
+        // can take the place of a leader of its own below.
+        for job_id in reqs.values() {
+            self.collapse.drop_waiter(*job_id);
+        }
         for (_, job_id) in reqs {
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            // A job others wait for runs on for them (`cached.rs`).
+            if cached::leads(job.state) && self.promote(job_id) {
+                continue;
+            }
             let Some(job) = self.jobs.get_mut(&job_id) else {
                 continue;
             };
@@ -705,6 +769,12 @@ impl Jobs {
         let Some(job) = self.jobs.remove(&job_id) else {
             return;
         };
+        // Every path that finishes a leader answers its waiters first; none is left waiting
+        // for a job that no longer exists.
+        for w in self.collapse.finish(job_id) {
+            warn!("job {job_id}: waiter req {} left without an answer", w.req);
+            self.forget_request(w.conn, w.req);
+        }
         match job.storage {
             Storage::Slot { slot, .. } => {
                 self.slots.release(slot);

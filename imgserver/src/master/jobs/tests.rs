@@ -884,3 +884,201 @@ fn when_slots_run_short_a_connection_over_its_share_gets_busy_and_the_others_do_
     assert_eq!(w.submit(3, C2, 2, b"fair"), None);
     assert_eq!(w.slots_in_use(), 8);
 }
+
+// ---- the result cache and collapsed requests (cached.rs, collapse.rs) ----
+
+const C3: ConnRef = ConnRef { index: 2, gen: 3 };
+
+fn cached_world(slots: u32, workers: usize) -> World {
+    let mut w = world(slots, workers, 1 << 20);
+    let jobs = std::mem::replace(
+        &mut w.jobs,
+        Jobs::new(
+            JobLimits {
+                max_in_flight: 3,
+                max_upload: 1 << 20,
+                large_job_budget: 1 << 20,
+                job_timeout: TIMEOUT,
+                upload_timeout: Some(UPLOAD_TIMEOUT),
+            },
+            Ring::create(1, SLOT).unwrap().0,
+            Stats::create().unwrap().0,
+            1,
+        ),
+    );
+    let cache = crate::cache::ResultCache::new(crate::cache::Arena::heap(1 << 20), "t".into());
+    w.jobs = jobs.with_cache(Some(cache));
+    w
+}
+
+fn results(told: &[(ConnRef, u64, Told)]) -> Vec<(ConnRef, u64, Vec<u8>)> {
+    told.iter()
+        .map(|(c, r, t)| match t {
+            Told::Result(_, out) => (*c, *r, out.clone()),
+            other => panic!("expected a result, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_repeated_request_is_a_hit_answered_without_a_worker_and_its_slot_freed_at_once() {
+    let mut w = cached_world(4, 1);
+    w.submit(0, C1, 1, b"same input");
+    w.dispatch(1);
+    let s = w.last_sent();
+    w.finish(5, &s, b"RESULT");
+    assert_eq!(
+        results(&w.fx.take_told()),
+        vec![(C1, 1, b"RESULT".to_vec())]
+    );
+    assert_eq!(w.gauge(|g| &g.cache_inserts), 1);
+    assert_eq!(w.gauge(|g| &g.cache_entries), 1);
+    // The same bytes and spec again, from another connection: no dispatch.
+    w.submit(10, C2, 9, b"same input");
+    w.dispatch(11);
+    assert_eq!(w.fx.sent.len(), 1, "no second worker run");
+    let told = w.fx.take_told();
+    let (_, _, Told::Result(meta, out)) = &told[0] else {
+        panic!("{told:?}")
+    };
+    assert_eq!(
+        (told[0].0, told[0].1, out.as_slice()),
+        (C2, 9, &b"RESULT"[..])
+    );
+    assert_eq!((meta.width, meta.height, meta.format), (3, 2, 1));
+    assert_eq!(
+        (
+            meta.queue_us,
+            meta.decode_us,
+            meta.filter_us,
+            meta.encode_us
+        ),
+        (0, 0, 0, 0),
+        "a hit's phase times are zero"
+    );
+    assert_eq!(w.slots_in_use(), 0);
+    assert!(w.jobs.is_empty());
+    assert!(!w.jobs.has_requests(C2));
+    assert_eq!(
+        (w.gauge(|g| &g.cache_hits), w.gauge(|g| &g.cache_misses)),
+        (1, 1)
+    );
+    assert_eq!(w.gauge(|g| &g.jobs_ok), 2);
+    // Different input: a miss.
+    w.submit(20, C2, 10, b"other input");
+    w.dispatch(21);
+    assert_eq!(w.fx.sent.len(), 2);
+}
+
+#[test]
+fn n_duplicates_in_flight_take_one_worker_and_each_gets_its_own_answer() {
+    let mut w = cached_world(8, 2);
+    w.submit(0, C1, 1, b"popular");
+    w.submit(0, C2, 2, b"popular");
+    w.submit(0, C3, 3, b"popular");
+    w.submit(0, C3, 4, b"popular");
+    w.dispatch(1);
+    assert_eq!(w.fx.sent.len(), 1, "one dispatch for four requests");
+    assert_eq!(
+        w.slots_in_use(),
+        1,
+        "the waiters' storage is released at once"
+    );
+    assert_eq!(w.gauge(|g| &g.cache_collapsed), 3);
+    assert!(w.jobs.has_requests(C3), "waiters are still in flight");
+    let s = w.last_sent();
+    w.finish(50, &s, b"OUT");
+    let mut got = results(&w.fx.take_told());
+    got.sort_by_key(|(_, r, _)| *r);
+    assert_eq!(
+        got,
+        vec![
+            (C1, 1, b"OUT".to_vec()),
+            (C2, 2, b"OUT".to_vec()),
+            (C3, 3, b"OUT".to_vec()),
+            (C3, 4, b"OUT".to_vec())
+        ]
+    );
+    for c in [C1, C2, C3] {
+        assert!(!w.jobs.has_requests(c));
+    }
+    assert_eq!(w.gauge(|g| &g.jobs_ok), 4);
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_leader_lost_with_its_worker_is_retried_and_its_waiters_answered() {
+    let mut w = cached_world(8, 2);
+    w.submit(0, C1, 1, b"crashy once");
+    w.submit(0, C2, 2, b"crashy once");
+    w.dispatch(1);
+    w.lost(2, w.last_sent().worker);
+    assert!(w.fx.take_told().is_empty(), "waiters keep waiting");
+    w.dispatch(3);
+    assert_eq!(w.fx.sent.len(), 2);
+    let s = w.last_sent();
+    w.finish(9, &s, b"FINE");
+    assert_eq!(results(&w.fx.take_told()).len(), 2);
+}
+
+#[test]
+fn a_poison_leader_fails_its_waiters_alike_and_the_input_is_refused_after() {
+    let mut w = cached_world(8, 2);
+    w.submit(0, C1, 1, b"poison");
+    w.submit(0, C2, 2, b"poison");
+    w.dispatch(1);
+    w.lost(2, w.last_sent().worker);
+    w.dispatch(3);
+    w.lost(4, w.last_sent().worker);
+    let told = w.fx.take_told();
+    assert_eq!(told.len(), 2, "{told:?}");
+    for (_, _, t) in &told {
+        assert!(
+            matches!(t, Told::Failed(ErrorCode::PoisonInput, _)),
+            "{t:?}"
+        );
+    }
+    assert!(!w.jobs.has_requests(C2));
+    // Known now: refused without a worker, whatever the connection.
+    w.submit(10, C3, 5, b"poison");
+    w.dispatch(11);
+    assert_eq!(w.fx.sent.len(), 2);
+    let told = w.fx.take_told();
+    assert_eq!(
+        told,
+        vec![(
+            C3,
+            5,
+            Told::Failed(ErrorCode::PoisonInput, cached::KNOWN_POISON.into())
+        )]
+    );
+    assert_eq!(w.gauge(|g| &g.cache_poison_refused), 1);
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn a_leader_whose_client_left_runs_on_for_its_waiters_and_a_waiter_that_left_is_dropped() {
+    let mut w = cached_world(8, 2);
+    w.submit(0, C1, 1, b"shared");
+    w.submit(0, C2, 2, b"shared");
+    w.submit(0, C3, 3, b"shared");
+    w.dispatch(1);
+    w.jobs.conn_gone(C1);
+    w.jobs.conn_gone(C3);
+    let s = w.last_sent();
+    w.finish(5, &s, b"R");
+    assert_eq!(results(&w.fx.take_told()), vec![(C2, 2, b"R".to_vec())]);
+    assert!(!w.jobs.has_requests(C2));
+    assert!(w.jobs.is_empty());
+    assert_eq!(w.slots_in_use(), 0);
+}
+
+#[test]
+fn with_the_cache_off_nothing_collapses() {
+    let mut w = world(8, 2, 1 << 20);
+    w.submit(0, C1, 1, b"same");
+    w.submit(0, C2, 2, b"same");
+    w.dispatch(1);
+    assert_eq!(w.fx.sent.len(), 2);
+    assert_eq!(w.gauge(|g| &g.cache_collapsed), 0);
+}
