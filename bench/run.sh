@@ -276,6 +276,15 @@ if [ "$mode" != smoke ]; then
     echo "bench: the scale-out figures failed (above); the report leaves them out" >&2
 fi
 
+# --- result cache (bench/cache.py): cache on vs off on a Zipf workload, a burst of one image;
+# not in --smoke (every other figure here is a cache-off figure: harness.Server's default)
+if [ "$mode" != smoke ]; then
+  say "result cache: on vs off on a Zipf(1.1) workload, $PAIRS pairs; 150 identical requests at once (cache.py)"
+  timeout --foreground 900 $py "$here/cache.py" --results "$results" --images "$images" \
+    --seconds "$SVC_SECONDS" --pairs "$PAIRS" ||
+    echo "bench: the cache figures failed (above); the report leaves them out" >&2
+fi
+
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
   for job in $jobs; do
