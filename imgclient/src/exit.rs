@@ -143,7 +143,7 @@ pub fn kind_of_wire(code: u16) -> ExitKind {
         Some(IdleTimeout | SlowClient | HandshakeTimeout) => ExitKind::Connect,
         Some(
             Protocol | UnexpectedMessage | DuplicateRequest | UnknownRequest | LengthMismatch
-            | BadMagic | BadCrc | FrameTooLarge,
+            | BadMagic | BadCrc | FrameTooLarge | UnknownOpcode,
         )
         | None => ExitKind::Protocol,
     }

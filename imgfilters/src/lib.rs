@@ -155,6 +155,7 @@ mod orient;
 mod pipeline;
 mod shrink;
 mod sink;
+mod variants;
 
 #[cfg(test)]
 mod testutil;
@@ -175,6 +176,7 @@ pub use pipeline::{
     RunOptions, Timings,
 };
 pub use sink::{Finished, Sink};
+pub use variants::prepare_variants;
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.

@@ -201,12 +201,7 @@ pub fn prepare_with(
     // Upright header size and the first op's target, filled in by the dry run.
     let mut full = (0, 0);
     let mut target = None;
-    let Decoded {
-        image: mut img,
-        format: input_format,
-        warning,
-        shrink,
-    } = decode(input, limits, |w, h| {
+    let decoded = decode(input, limits, |w, h| {
         // Dry run of the whole chain on dimensions only.
         pipeline
             .ops
@@ -219,7 +214,28 @@ pub fn prepare_with(
         Ok(target)
     })?;
 
+    let decode_time = t0.elapsed();
+    filter_decoded(decoded, pipeline, target, full, limits, decode_time)
+}
+
+/// The second part of [`prepare_with`]: `pipeline` on an image decoded for it (`target` and
+/// `full` as its dry run found them), which took `decode` to decode. Shared with the
+/// multi-output path (`variants.rs`), so a variant's bytes are those of the separate job.
+pub(crate) fn filter_decoded(
+    decoded: Decoded,
+    pipeline: &Pipeline,
+    target: Option<(u32, u32)>,
+    full: (u32, u32),
+    limits: &Limits,
+    decode: Duration,
+) -> Result<Prepared, FilterError> {
     let t1 = Instant::now();
+    let Decoded {
+        image: mut img,
+        format: input_format,
+        warning,
+        shrink,
+    } = decoded;
     let mut ops = &pipeline.ops[..];
     if let (Some(size), Some((first, rest))) = (target, ops.split_first()) {
         if shrink > 1 {
@@ -239,7 +255,7 @@ pub fn prepare_with(
         quality,
         decode_warning: warning,
         shrink,
-        decode: t1 - t0,
+        decode,
         filter: t2 - t1,
     })
 }

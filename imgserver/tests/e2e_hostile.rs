@@ -107,7 +107,7 @@ fn hostile_frames_get_their_documented_reaction() {
         (
             "unknown opcode",
             frame(0x7777, 0, 0, b""),
-            ErrorCode::Protocol as u16,
+            ErrorCode::UnknownOpcode as u16,
         ),
         (
             "PING before the handshake",

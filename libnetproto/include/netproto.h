@@ -60,6 +60,11 @@
 #define NP_ERROR_FRAME_TOO_LARGE 107
 
 /**
+ * Wire error code UNKNOWN_OPCODE (see docs/PROTOCOL.md, "Error codes").
+ */
+#define NP_ERROR_UNKNOWN_OPCODE 108
+
+/**
  * Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
  */
 #define NP_ERROR_AUTH_FAILED 200
@@ -183,6 +188,11 @@
  * Largest op-spec text in a JOB_SUBMIT.
  */
 #define NP_MAX_SPEC_LEN 1024
+
+/**
+ * Most variants (op specs) one JOB_SUBMIT_MULTI may carry; at least 2.
+ */
+#define NP_MAX_VARIANTS 8
 
 /**
  * Largest error message text.
@@ -356,6 +366,18 @@ enum np_event_kind
    * Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.
    */
   NP_EVENT_PROBE = 18,
+  /**
+   * Server: a multi-output job starts; `total_len`, `text` = variant list (op specs separated by `;`), `data` = first chunk, `last`; more input comes as NP_EVENT_JOB_DATA.
+   */
+  NP_EVENT_JOB_SUBMIT_MULTI = 19,
+  /**
+   * Client: variant `variant` (0-based) of a multi-output job starts; `info`, `total_len`, `data` = first chunk, `last`; more data comes as NP_EVENT_RESULT_DATA.
+   */
+  NP_EVENT_VARIANT_RESULT = 20,
+  /**
+   * Client: variant `variant` (0-based) of a multi-output job failed; `code` = error code, `text` = message. The other variants still come.
+   */
+  NP_EVENT_VARIANT_ERROR = 21,
 };
 #ifndef __cplusplus
 typedef uint32_t np_event_kind;
@@ -498,6 +520,10 @@ enum np_status
    */
   NP_SERVER_SHUTDOWN = 402,
   /**
+   * The server does not support multi-output jobs (protocol feature level 1.1): the connection is closed.
+   */
+  NP_NOT_SUPPORTED = 403,
+  /**
    * I/O error.
    */
   NP_IO = 500,
@@ -630,6 +656,12 @@ typedef struct {
    * Chunked streams: true on the last chunk.
    */
   bool last;
+  /**
+   * VARIANT_RESULT / VARIANT_ERROR: the variant's 0-based index in the job's variant list.
+   * (Added with feature level 1.1 in what was padding: the struct's size and the other
+   * fields' offsets are unchanged.)
+   */
+  uint8_t variant;
   /**
    * JOB_SUBMIT / JOB_RESULT: declared total length.
    */
@@ -839,6 +871,22 @@ np_status np_client_send_job(np_client *client,
                              size_t len,
                              bool last,
                              uint32_t timeout_ms);
+
+/**
+ * Sends a multi-output job's first chunk on a client session (see `np_conn_send_job_multi`)
+ * and flushes it within `timeout_ms`.
+ *
+ * # Safety
+ * As `np_conn_send_job_multi`; `client` live.
+ */
+np_status np_client_send_job_multi(np_client *client,
+                                   uint64_t id,
+                                   const char *variants,
+                                   uint64_t total_len,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   bool last,
+                                   uint32_t timeout_ms);
 
 /**
  * Sends more job input on a client session and flushes it within `timeout_ms`.
@@ -1199,6 +1247,27 @@ np_status np_conn_send_job(np_conn *conn,
                            bool last);
 
 /**
+ * Client only (a server handle gets NP_BAD_STATE): starts multi-output job `id` (protocol
+ * feature level 1.1, JOB_SUBMIT_MULTI): `variants` is the variant list, 2..=NP_MAX_VARIANTS op
+ * specs separated by `;`, none empty, at most NP_MAX_SPEC_LEN bytes in all (else
+ * NP_INVALID_ARGUMENT); the input is as for `np_conn_send_job`, and continues with
+ * `np_conn_send_job_data`. Answers come as NP_EVENT_VARIANT_RESULT (+ NP_EVENT_RESULT_DATA)
+ * and NP_EVENT_VARIANT_ERROR, one per variant in any order, or one NP_EVENT_ERROR /
+ * NP_EVENT_BUSY for the whole job. A server without the feature closes the connection:
+ * `np_conn_poll_event` then returns NP_NOT_SUPPORTED.
+ *
+ * # Safety
+ * `conn` NULL or live; `variants` NULL or NUL-terminated; `data` valid for `len` bytes.
+ */
+np_status np_conn_send_job_multi(np_conn *conn,
+                                 uint64_t id,
+                                 const char *variants,
+                                 uint64_t total_len,
+                                 const uint8_t *data,
+                                 size_t len,
+                                 bool last);
+
+/**
  * Client only (a server handle gets NP_BAD_STATE): more input for job `id`.
  *
  * # Safety
@@ -1243,6 +1312,38 @@ np_status np_conn_send_result_data(np_conn *conn,
                                    const uint8_t *data,
                                    size_t len,
                                    bool last);
+
+/**
+ * Server only (a client handle gets NP_BAD_STATE): starts the result of variant `index`
+ * (0-based) of multi-output job `id` (NP_EVENT_JOB_SUBMIT_MULTI); `data` is the first chunk and
+ * `np_conn_send_result_data` continues it until `last`. One variant's stream at a time; an
+ * index out of range, already answered, or sent while another variant's stream is open
+ * gets NP_BAD_STATE, as does a job that is not a multi-output one in progress.
+ *
+ * # Safety
+ * `conn` NULL or live; `info` NULL or valid; `data` valid for `len` bytes.
+ */
+np_status np_conn_send_variant_result(np_conn *conn,
+                                      uint64_t id,
+                                      uint8_t index,
+                                      const np_result_info *info,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      bool last);
+
+/**
+ * Server only (a client handle gets NP_BAD_STATE): answers variant `index` (0-based) of
+ * multi-output job `id` with error `code` (a protocol error code) and `text`; the job's other
+ * variants still come. The same index rules as `np_conn_send_variant_result`.
+ *
+ * # Safety
+ * `conn` NULL or live; `text` NULL or NUL-terminated.
+ */
+np_status np_conn_send_variant_error(np_conn *conn,
+                                     uint64_t id,
+                                     uint8_t index,
+                                     uint16_t code,
+                                     const char *text);
 
 /**
  * Sends an ERROR with `code` (a protocol error code) for request `id` (0: the connection).

@@ -96,6 +96,17 @@ pub enum Error {
         /// The peer's message text.
         message: String,
     },
+    /// The server answered a multi-output job (JOB_SUBMIT_MULTI, feature level 1.1) with the
+    /// fatal ERROR an older server gives any opcode it does not know: it does not support
+    /// multi-output jobs. The connection is closed; send the variants as separate jobs.
+    #[error("the server does not support multi-output jobs (protocol feature level 1.1; it answered {code_name}: {message}); send the variants as separate jobs")]
+    NotSupported {
+        /// The wire name of the code it answered with (UNKNOWN_OPCODE, or PROTOCOL from
+        /// servers before that code).
+        code_name: &'static str,
+        /// The server's text.
+        message: String,
+    },
     /// The server refused the request for load.
     #[error("server busy: retry after {retry_after_ms} ms")]
     Busy {

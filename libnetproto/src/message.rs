@@ -4,7 +4,9 @@
 //! checks each length against its limit and rejects trailing bytes.
 
 use crate::error::Error;
-use crate::limits::{MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD, MAX_SPEC_LEN, MAX_USER_LEN};
+use crate::limits::{
+    MAX_CHUNK_DATA, MAX_ERROR_TEXT, MAX_PING_PAYLOAD, MAX_SPEC_LEN, MAX_USER_LEN, MAX_VARIANTS,
+};
 use crate::reader::Reader;
 
 /// HELLO body: `version u8 | reserved u8 = 0 | client ephemeral public key [32]`.
@@ -263,6 +265,70 @@ impl ResultInfo {
     }
 }
 
+/// The separator of the op specs in a JOB_SUBMIT_MULTI's variant list.
+pub const VARIANT_SEPARATOR: char = ';';
+
+/// How many variants a JOB_SUBMIT_MULTI's variant list names, if the count is in
+/// 2..=MAX_VARIANTS (what the connection tracks). The specs themselves are the application's to
+/// check: an empty or bad one is its per-request BAD_SPEC, not a protocol violation.
+pub fn variant_count(list: &str) -> Option<u8> {
+    let n = list.split(VARIANT_SEPARATOR).count();
+    (2..=MAX_VARIANTS).contains(&n).then_some(n as u8)
+}
+
+/// Checks a variant list a client is about to send: 2..=MAX_VARIANTS specs, none empty (or
+/// only spaces), the whole text within MAX_SPEC_LEN. Returns the count.
+pub fn check_variant_list(list: &str) -> Result<u8, Error> {
+    if list.len() > MAX_SPEC_LEN {
+        return Err(Error::InvalidArgument(
+            "variant list longer than 1024 bytes",
+        ));
+    }
+    let n = variant_count(list).ok_or(Error::InvalidArgument(
+        "a variant list has 2..=MAX_VARIANTS op specs separated by ';'",
+    ))?;
+    if list.split(VARIANT_SEPARATOR).any(|v| v.trim().is_empty()) {
+        return Err(Error::InvalidArgument(
+            "a variant list has an empty op spec",
+        ));
+    }
+    Ok(n)
+}
+
+/// VARIANT_RESULT body: `index u8 | reserved [3] = 0 | ResultInfo (36) | first data`.
+pub fn encode_variant_result_head(index: u8, info: &ResultInfo, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[index, 0, 0, 0]);
+    info.encode(out);
+}
+
+/// Parses a VARIANT_RESULT body into the variant's index, its result info and the first data.
+pub fn parse_variant_result(body: &[u8]) -> Result<(u8, ResultInfo, &[u8]), Error> {
+    let mut r = Reader::new(body);
+    let index = r.u8()?;
+    if r.take(3)? != [0, 0, 0] {
+        return Err(Error::Malformed("VARIANT_RESULT reserved bytes"));
+    }
+    let (info, data) = ResultInfo::parse(r.rest())?;
+    Ok((index, info, data))
+}
+
+/// VARIANT_ERROR body: `index u8 | reserved u8 = 0 | code u16 | text_len u16 | text`.
+pub fn encode_variant_error(index: u8, code: u16, text: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[index, 0]);
+    encode_error(code, text, out);
+}
+
+/// Parses a VARIANT_ERROR body into the variant's index, the code and the text.
+pub fn parse_variant_error(body: &[u8]) -> Result<(u8, u16, &str), Error> {
+    let mut r = Reader::new(body);
+    let index = r.u8()?;
+    if r.u8()? != 0 {
+        return Err(Error::Malformed("VARIANT_ERROR reserved byte"));
+    }
+    let (code, text) = parse_error(r.rest())?;
+    Ok((index, code, text))
+}
+
 /// JOB_DATA / RESULT_DATA bodies are raw data, at most `MAX_CHUNK_DATA` bytes.
 pub fn check_chunk(data: &[u8]) -> Result<(), Error> {
     if data.len() > MAX_CHUNK_DATA {
@@ -391,6 +457,51 @@ pub fn parse_stats(body: &[u8]) -> Result<Vec<(String, u64)>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variant_bodies_round_trip_and_reject_reserved_bytes() {
+        let info = ResultInfo {
+            total_len: 5,
+            width: 3,
+            height: 2,
+            format: 4,
+            queue_us: 1,
+            decode_us: 2,
+            filter_us: 3,
+            encode_us: 4,
+        };
+        let mut b = Vec::new();
+        encode_variant_result_head(7, &info, &mut b);
+        assert_eq!(b.len(), 4 + ResultInfo::LEN);
+        b.extend_from_slice(b"hello");
+        assert_eq!(parse_variant_result(&b).unwrap(), (7, info, &b"hello"[..]));
+        b[2] = 1;
+        assert!(parse_variant_result(&b).is_err());
+
+        let mut e = Vec::new();
+        encode_variant_error(1, 306, "cannot encode", &mut e);
+        assert_eq!(&e[..4], &[1, 0, 0x01, 0x32]);
+        assert_eq!(parse_variant_error(&e).unwrap(), (1, 306, "cannot encode"));
+        e[1] = 9;
+        assert!(parse_variant_error(&e).is_err());
+        assert!(parse_variant_error(&[0]).is_err());
+    }
+
+    #[test]
+    fn variant_lists_are_counted_and_checked() {
+        assert_eq!(variant_count("a"), None);
+        assert_eq!(variant_count("a;b"), Some(2));
+        assert_eq!(
+            variant_count(&["x"; MAX_VARIANTS].join(";")),
+            Some(MAX_VARIANTS as u8)
+        );
+        assert_eq!(variant_count(&["x"; MAX_VARIANTS + 1].join(";")), None);
+        assert_eq!(check_variant_list("resize 10x10; format webp").unwrap(), 2);
+        assert!(check_variant_list("resize 10x10;").is_err());
+        assert!(check_variant_list("a; ;b").is_err());
+        assert!(check_variant_list("noop").is_err());
+        assert!(check_variant_list(&format!("{};b", "a".repeat(MAX_SPEC_LEN))).is_err());
+    }
 
     #[test]
     fn a_rate_limited_text_carries_its_delay_and_nothing_else_does() {

@@ -31,6 +31,15 @@ wire_table! {
         JobResult = 0x0012, "JOB_RESULT", chunked: true;
         /// Server → client: more job output.
         ResultData = 0x0013, "RESULT_DATA", chunked: true;
+        /// Client → server (feature level 1.1): start of a multi-output job, the same body as
+        /// JOB_SUBMIT with a variant list (2..=MAX_VARIANTS op specs separated by `;`) as spec.
+        JobSubmitMulti = 0x0014, "JOB_SUBMIT_MULTI", chunked: true;
+        /// Server → client (1.1, only for a JOB_SUBMIT_MULTI): start of one variant's result
+        /// (index, result info, first data); RESULT_DATA frames continue it.
+        VariantResult = 0x0015, "VARIANT_RESULT", chunked: true;
+        /// Server → client (1.1, only for a JOB_SUBMIT_MULTI): one variant failed (index and an
+        /// ERROR body); the other variants still come.
+        VariantError = 0x0016, "VARIANT_ERROR", chunked: false;
         /// Either way: liveness probe, answered with PONG echoing the payload.
         Ping = 0x0020, "PING", chunked: false;
         /// Answer to PING.
@@ -81,6 +90,10 @@ wire_table! {
         /// The frame declares a longer body than the receiver accepts (the limit before keys
         /// exist is lower than after).
         FrameTooLarge = 107, "FRAME_TOO_LARGE", retryable: false, reserved: false;
+        /// The frame's opcode is not one the receiver knows: how a peer of an older feature
+        /// level refuses a newer opcode (fatal). Peers before this code sent PROTOCOL with the
+        /// text `unknown opcode 0x…` instead.
+        UnknownOpcode = 108, "UNKNOWN_OPCODE", retryable: false, reserved: false;
         /// Unknown user or wrong password (indistinguishable).
         AuthFailed = 200, "AUTH_FAILED", retryable: false, reserved: false;
         /// A frame other than the expected handshake or login frame before login completed.
@@ -166,6 +179,7 @@ wire_table! {
         NP_REMOTE_ERROR = 400, "the peer reported an error";
         NP_BUSY = 401, "server busy";
         NP_SERVER_SHUTDOWN = 402, "server shutting down";
+        NP_NOT_SUPPORTED = 403, "the server does not support multi-output jobs (protocol feature level 1.1): the connection is closed";
         NP_IO = 500, "I/O error";
         NP_KEY_FILE = 501, "key file error";
     }
@@ -190,6 +204,9 @@ wire_table! {
         NP_EVENT_RATE_LIMITED = 16, "Server: a PING or STATS_REQUEST over the connection's request rate; ERROR RATE_LIMITED is already queued for `request_id` (none for 0). Nothing to answer; reported so each frame is one event.";
         NP_EVENT_DISCARDED = 17, "Either: a chunk of a stream already refused (`request_id`), validated and dropped; `data_len` is its size, `last`. Nothing to do; reported so each frame is one event.";
         NP_EVENT_PROBE = 18, "Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.";
+        NP_EVENT_JOB_SUBMIT_MULTI = 19, "Server: a multi-output job starts; `total_len`, `text` = variant list (op specs separated by `;`), `data` = first chunk, `last`; more input comes as NP_EVENT_JOB_DATA.";
+        NP_EVENT_VARIANT_RESULT = 20, "Client: variant `variant` (0-based) of a multi-output job starts; `info`, `total_len`, `data` = first chunk, `last`; more data comes as NP_EVENT_RESULT_DATA.";
+        NP_EVENT_VARIANT_ERROR = 21, "Client: variant `variant` (0-based) of a multi-output job failed; `code` = error code, `text` = message. The other variants still come.";
     }
 
     // Which of a connection's own timers `np_conn_handle_timeout` acted on: name = number,
@@ -217,6 +234,8 @@ wire_table! {
         MAX_CHUNK_DATA: usize = 64 * 1024;
         /// Largest op-spec text in a JOB_SUBMIT.
         MAX_SPEC_LEN: usize = 1024;
+        /// Most variants (op specs) one JOB_SUBMIT_MULTI may carry; at least 2.
+        MAX_VARIANTS: usize = 8;
         /// Largest error message text.
         MAX_ERROR_TEXT: usize = 1024;
         /// Largest PING payload.

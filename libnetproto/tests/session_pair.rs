@@ -1119,13 +1119,17 @@ fn framing_failures_are_told_apart_by_wire_code() {
     assert!(matches!(s.poll_event(), Err(Error::BadCrc { .. })));
     assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::BadCrc as u16);
 
-    // Everything else at the frame layer stays PROTOCOL: here an unknown opcode.
+    // An unknown opcode (a newer feature level's, or garbage) has its own code, so a newer
+    // peer can tell "not supported here" from a broken frame.
     let (mut c, mut s) = logged_in();
     let mut bad = vec![b'N', b'P', 1, 0, 0, 0, 0, 0, 0x77, 0x77];
     bad.extend_from_slice(&[0; 14]);
     s.feed(&bad, T0);
     assert!(matches!(s.poll_event(), Err(Error::UnknownOpcode(0x7777))));
-    assert_eq!(error_code_sent(&mut s, &mut c), ErrorCode::Protocol as u16);
+    assert_eq!(
+        error_code_sent(&mut s, &mut c),
+        ErrorCode::UnknownOpcode as u16
+    );
 }
 
 // ----- before login costs almost nothing; cheap requests have a rate -----
@@ -1330,4 +1334,175 @@ fn cheap_requests_over_the_rate_are_refused_typed_and_the_connection_stays() {
         drain(&mut s).unwrap(),
         vec!["StatsRequest { request_id: 7 }".to_string()]
     );
+}
+
+// ----- multi-output jobs (feature level 1.1) -----
+
+fn info(len: usize, format: u8) -> ResultInfo {
+    ResultInfo {
+        total_len: len as u64,
+        width: 10,
+        height: 5,
+        format,
+        ..ResultInfo::default()
+    }
+}
+
+#[test]
+fn a_multi_output_job_is_answered_variant_by_variant_in_any_order() {
+    let (mut c, mut s) = logged_in();
+    let list = "resize:10x10;format:webp;blur:1";
+    c.send_job_multi(3, list, 4, b"\x89PNG", true).unwrap();
+    pump(&mut c, &mut s);
+    match s.poll_event().unwrap() {
+        Some(Event::JobSubmitMulti {
+            request_id: 3,
+            total_len: 4,
+            variants,
+            data: b"\x89PNG",
+            last: true,
+        }) => assert_eq!(variants, list),
+        e => panic!("expected the multi submit, got {e:?}"),
+    }
+    // The whole-job answer of a single job is refused, as is an index out of range.
+    assert!(matches!(
+        s.send_result(3, &info(1, 1), b"x", true),
+        Err(Error::BadState(_))
+    ));
+    assert!(matches!(
+        s.send_variant_result(3, 3, &info(1, 1), b"x", true),
+        Err(Error::BadState(_))
+    ));
+    // Variant 2 in two chunks; no other variant may start while its stream is open.
+    s.send_variant_result(3, 2, &info(6, 4), b"RIF", false)
+        .unwrap();
+    assert!(matches!(
+        s.send_variant_error(3, 0, ErrorCode::EncodeFailed, "no"),
+        Err(Error::BadState(_))
+    ));
+    s.send_result_data(3, b"F..", true).unwrap();
+    assert!(matches!(
+        s.send_result_data(3, b"more", true),
+        Err(Error::BadState(_))
+    ));
+    s.send_variant_error(3, 0, ErrorCode::EncodeFailed, "cannot encode")
+        .unwrap();
+    assert!(matches!(
+        s.send_variant_error(3, 0, ErrorCode::EncodeFailed, "twice"),
+        Err(Error::BadState(_))
+    ));
+    assert_eq!(s.outstanding_requests(), 1);
+    s.send_variant_result(3, 1, &info(2, 4), b"ok", true)
+        .unwrap();
+    // Every variant answered: the request is done, and nothing more may be sent for it.
+    assert_eq!(s.outstanding_requests(), 0);
+    assert!(s
+        .send_variant_result(3, 1, &info(2, 4), b"ok", true)
+        .is_err());
+    pump(&mut s, &mut c);
+    let ev = drain(&mut c).unwrap();
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    assert!(
+        ev[0].starts_with("VariantResult { request_id: 3, index: 2,"),
+        "{ev:?}"
+    );
+    assert!(ev[1].starts_with("ResultData { request_id: 3,"), "{ev:?}");
+    assert!(
+        ev[2].starts_with("VariantError { request_id: 3, index: 0, code: 306,"),
+        "{ev:?}"
+    );
+    assert!(
+        ev[3].starts_with("VariantResult { request_id: 3, index: 1,"),
+        "{ev:?}"
+    );
+    // The id is free again on the client.
+    c.send_job(3, "noop", 1, b"x", true).unwrap();
+}
+
+#[test]
+fn a_request_level_error_ends_a_multi_output_job_midway() {
+    let (mut c, mut s) = logged_in();
+    c.send_job_multi(8, "a;b;c", 1, b"x", true).unwrap();
+    pump(&mut c, &mut s);
+    drain(&mut s).unwrap();
+    s.send_variant_result(8, 1, &info(2, 1), b"ok", true)
+        .unwrap();
+    s.send_error(8, ErrorCode::ShuttingDown, "stopping")
+        .unwrap();
+    assert_eq!(s.outstanding_requests(), 0);
+    assert!(s
+        .send_variant_error(8, 0, ErrorCode::Internal, "late")
+        .is_err());
+    pump(&mut s, &mut c);
+    let ev = drain(&mut c).unwrap();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev[0].starts_with("VariantResult { request_id: 8, index: 1,"));
+    assert!(ev[1].starts_with("Error { request_id: 8, code: 402,"));
+    assert!(c.is_ready());
+    // The request is over on the client too: its id may be reused.
+    c.send_job_multi(8, "a;b", 1, b"x", true).unwrap();
+}
+
+#[test]
+fn a_variant_list_is_checked_before_it_is_sent_and_a_bad_count_is_the_servers_to_refuse() {
+    let (mut c, mut s) = logged_in();
+    for bad in ["one", "a;", ";b", "a; ;b", "1;2;3;4;5;6;7;8;9"] {
+        assert!(
+            matches!(
+                c.send_job_multi(4, bad, 1, b"x", true),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(c.pending_output().is_empty());
+    // A server's variant sends on a request it is not tracking are refused, so a 1.0 client
+    // (which never sends JOB_SUBMIT_MULTI) can never receive a 1.1 opcode.
+    c.send_job(5, "noop", 1, b"x", true).unwrap();
+    pump(&mut c, &mut s);
+    drain(&mut s).unwrap();
+    assert!(matches!(
+        s.send_variant_result(5, 0, &info(1, 1), b"x", true),
+        Err(Error::BadState(_))
+    ));
+    assert!(matches!(
+        s.send_variant_error(5, 0, ErrorCode::Internal, "x"),
+        Err(Error::BadState(_))
+    ));
+}
+
+#[test]
+fn an_older_servers_unknown_opcode_answer_is_the_typed_not_supported_error() {
+    // UNKNOWN_OPCODE (what servers send since the code exists) and PROTOCOL "unknown opcode
+    // 0x0014" (what servers sent before it) both mean "no multi-output jobs here".
+    for (code, text) in [
+        (ErrorCode::UnknownOpcode, "unknown opcode 0x0014"),
+        (ErrorCode::Protocol, "unknown opcode 0x0014"),
+    ] {
+        let (mut c, mut s) = logged_in();
+        c.send_job_multi(1, "a;b", 1, b"x", true).unwrap();
+        pump(&mut c, &mut s);
+        s.send_error(0, code, text).unwrap();
+        pump(&mut s, &mut c);
+        match c.poll_event() {
+            Err(Error::NotSupported { code_name, message }) => {
+                assert_eq!(code_name, code.name());
+                assert_eq!(message, text);
+            }
+            e => panic!("expected NotSupported, got {e:?}"),
+        }
+        assert!(c.is_closed());
+        assert!(c.error().unwrap().to_string().contains("multi-output"));
+    }
+    // Without a multi-output job sent, the same ERROR is just the peer's ERROR.
+    let (mut c, mut s) = logged_in();
+    c.send_job(1, "noop", 1, b"x", true).unwrap();
+    pump(&mut c, &mut s);
+    s.send_error(0, ErrorCode::UnknownOpcode, "unknown opcode 0x0014")
+        .unwrap();
+    pump(&mut s, &mut c);
+    assert!(matches!(
+        c.poll_event(),
+        Ok(Some(Event::Error { request_id: 0, .. }))
+    ));
 }

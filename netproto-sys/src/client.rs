@@ -106,6 +106,34 @@ impl Client {
         })
     }
 
+    /// Starts a multi-output job (see `ClientConn::send_job_multi`) and flushes it.
+    pub fn send_job_multi(
+        &mut self,
+        id: u64,
+        variants: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+        timeout: Duration,
+    ) -> Result<()> {
+        let s = cstring(variants)?;
+        // SAFETY: `self.raw` is live (the field's invariant) and `&mut self` makes this the
+        // only call on it; `s` is a NUL-terminated CString and `data` a slice valid for its
+        // length, both alive for the call.
+        check(unsafe {
+            ffi::np_client_send_job_multi(
+                self.raw,
+                id,
+                s.as_ptr(),
+                total_len,
+                data.as_ptr(),
+                data.len(),
+                last,
+                ms(timeout),
+            )
+        })
+    }
+
     pub fn send_job_data(
         &mut self,
         id: u64,

@@ -479,6 +479,48 @@ impl ServerConn {
         })
     }
 
+    /// Starts the result of variant `index` (0-based) of multi-output job `id`; `data` is the
+    /// first chunk, `send_result_data` continues it until `last`. One variant at a time.
+    pub fn send_variant_result(
+        &mut self,
+        id: u64,
+        index: u8,
+        info: &ResultInfo,
+        data: &[u8],
+        last: bool,
+    ) -> Result<()> {
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `info` is a borrowed np_result_info (same layout as the C struct) and `data`
+        // a slice valid for its length, both for the call.
+        check(unsafe {
+            ffi::np_conn_send_variant_result(
+                self.0.raw,
+                id,
+                index,
+                info,
+                data.as_ptr(),
+                data.len(),
+                last,
+            )
+        })
+    }
+
+    /// Answers variant `index` of multi-output job `id` with an error; the others still come.
+    pub fn send_variant_error(
+        &mut self,
+        id: u64,
+        index: u8,
+        code: ErrorCode,
+        text: &str,
+    ) -> Result<()> {
+        let t = cstring(&text.replace('\0', " "))?;
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `t` is a NUL-terminated CString alive for the call.
+        check(unsafe {
+            ffi::np_conn_send_variant_error(self.0.raw, id, index, code as u16, t.as_ptr())
+        })
+    }
+
     pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<()> {
         // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
         // call on it; `data` is a slice valid for its length for the call.
@@ -588,6 +630,34 @@ impl ClientConn {
         // both alive for the call.
         check(unsafe {
             ffi::np_conn_send_job(
+                self.0.raw,
+                id,
+                s.as_ptr(),
+                total_len,
+                data.as_ptr(),
+                data.len(),
+                last,
+            )
+        })
+    }
+
+    /// Starts a multi-output job (feature level 1.1): `variants` is 2..=NP_MAX_VARIANTS op specs
+    /// separated by `;`. A server without the feature closes the connection; the next poll
+    /// then fails with NP_NOT_SUPPORTED.
+    pub fn send_job_multi(
+        &mut self,
+        id: u64,
+        variants: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<()> {
+        let s = cstring(variants)?;
+        // SAFETY: `self.0.raw` is live (RawConn's invariant) and `&mut self` makes this the only
+        // call on it; `s` is a NUL-terminated CString and `data` a slice valid for its length,
+        // both alive for the call.
+        check(unsafe {
+            ffi::np_conn_send_job_multi(
                 self.0.raw,
                 id,
                 s.as_ptr(),

@@ -21,6 +21,15 @@ pub enum Event<'a> {
         data: &'a [u8],
         last: bool,
     },
+    /// Server: a multi-output job (feature level 1.1) starts; `variants` is the variant list
+    /// (op specs separated by `;`). More input comes as `JobData`.
+    JobSubmitMulti {
+        id: u64,
+        total_len: u64,
+        variants: &'a str,
+        data: &'a [u8],
+        last: bool,
+    },
     JobData {
         id: u64,
         data: &'a [u8],
@@ -31,6 +40,22 @@ pub enum Event<'a> {
         info: ResultInfo,
         data: &'a [u8],
         last: bool,
+    },
+    /// Client: variant `index` (0-based) of a multi-output job starts its result; more of it
+    /// comes as `ResultData` before any other variant of the job.
+    VariantResult {
+        id: u64,
+        index: u8,
+        info: ResultInfo,
+        data: &'a [u8],
+        last: bool,
+    },
+    /// Client: variant `index` of a multi-output job failed; the others still come.
+    VariantError {
+        id: u64,
+        index: u8,
+        code: u16,
+        message: &'a str,
     },
     ResultData {
         id: u64,
@@ -117,6 +142,26 @@ impl<'a> Event<'a> {
                 data,
                 last: e.last,
             },
+            ffi::NP_EVENT_JOB_SUBMIT_MULTI => Event::JobSubmitMulti {
+                id,
+                total_len: e.total_len,
+                variants: text,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_VARIANT_RESULT => Event::VariantResult {
+                id,
+                index: e.variant,
+                info: e.info,
+                data,
+                last: e.last,
+            },
+            ffi::NP_EVENT_VARIANT_ERROR => Event::VariantError {
+                id,
+                index: e.variant,
+                code: e.code as u16,
+                message: text,
+            },
             ffi::NP_EVENT_JOB_DATA => Event::JobData {
                 id,
                 data,
@@ -165,6 +210,7 @@ pub(crate) fn empty_event() -> ffi::np_event {
         request_id: 0,
         code: 0,
         last: false,
+        variant: 0,
         total_len: 0,
         data: std::ptr::null(),
         data_len: 0,

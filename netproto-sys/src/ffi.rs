@@ -133,6 +133,8 @@ pub struct np_event {
     pub request_id: u64,
     pub code: u32,
     pub last: bool,
+    /// VARIANT_RESULT / VARIANT_ERROR: the variant's 0-based index (in what was padding).
+    pub variant: u8,
     pub total_len: u64,
     pub data: *const u8,
     pub data_len: usize,
@@ -313,6 +315,31 @@ extern "C" {
         len: usize,
         last: bool,
     ) -> np_status;
+    pub fn np_conn_send_job_multi(
+        conn: *mut np_conn,
+        id: u64,
+        variants: *const c_char,
+        total_len: u64,
+        data: *const u8,
+        len: usize,
+        last: bool,
+    ) -> np_status;
+    pub fn np_conn_send_variant_result(
+        conn: *mut np_conn,
+        id: u64,
+        index: u8,
+        info: *const np_result_info,
+        data: *const u8,
+        len: usize,
+        last: bool,
+    ) -> np_status;
+    pub fn np_conn_send_variant_error(
+        conn: *mut np_conn,
+        id: u64,
+        index: u8,
+        code: u16,
+        text: *const c_char,
+    ) -> np_status;
     pub fn np_conn_send_job_data(
         conn: *mut np_conn,
         id: u64,
@@ -400,6 +427,16 @@ extern "C" {
         client: *mut np_client,
         id: u64,
         spec: *const c_char,
+        total_len: u64,
+        data: *const u8,
+        len: usize,
+        last: bool,
+        timeout_ms: u32,
+    ) -> np_status;
+    pub fn np_client_send_job_multi(
+        client: *mut np_client,
+        id: u64,
+        variants: *const c_char,
         total_len: u64,
         data: *const u8,
         len: usize,

@@ -36,7 +36,7 @@ fn every_status_constant_is_known_to_the_library() {
             "status {name}"
         );
     }
-    assert_eq!(ffi::STATUSES.len(), 34);
+    assert_eq!(ffi::STATUSES.len(), 35);
     assert_eq!(netproto_sys::error::status_str(77777), "unknown status");
     assert_eq!(netproto_sys::error::status_str(u32::MAX), "unknown status");
 }

@@ -247,6 +247,27 @@ fn check_body(op: Opcode, body: &[u8]) {
                 assert_eq!(out, body);
             }
         }
+        Opcode::JobSubmitMulti => {
+            if let Ok(j) = JobSubmit::parse(body) {
+                JobSubmit::encode_head(j.total_len, j.spec, &mut out).expect("spec re-encodes");
+                out.extend_from_slice(j.data);
+                assert_eq!(out, body);
+                let _ = message::variant_count(j.spec);
+            }
+        }
+        Opcode::VariantResult => {
+            if let Ok((index, info, data)) = message::parse_variant_result(body) {
+                message::encode_variant_result_head(index, &info, &mut out);
+                out.extend_from_slice(data);
+                assert_eq!(out, body);
+            }
+        }
+        Opcode::VariantError => {
+            if let Ok((index, code, text)) = message::parse_variant_error(body) {
+                message::encode_variant_error(index, code, text, &mut out);
+                assert_eq!(out, body);
+            }
+        }
         Opcode::JobData | Opcode::ResultData => {
             assert_eq!(
                 message::check_chunk(body).is_ok(),
@@ -511,6 +532,22 @@ impl Seen {
                     last,
                 }
             }
+            // A multi-output job's upload is the same stream as a single job's.
+            Event::JobSubmitMulti {
+                request_id,
+                total_len,
+                variants,
+                data,
+                last,
+            } => {
+                assert!(variants.len() <= MAX_SPEC_LEN && data.len() <= MAX_CHUNK_DATA);
+                Seen::JobSubmit {
+                    id: request_id,
+                    total: total_len,
+                    len: data.len(),
+                    last,
+                }
+            }
             Event::JobData {
                 request_id,
                 data,
@@ -554,6 +591,8 @@ impl Seen {
             Event::ServerKey { .. } => Seen::ClientOnly("ServerKey"),
             Event::Ready { .. } => Seen::ClientOnly("Ready"),
             Event::JobResult { .. } => Seen::ClientOnly("JobResult"),
+            Event::VariantResult { .. } => Seen::ClientOnly("VariantResult"),
+            Event::VariantError { .. } => Seen::ClientOnly("VariantError"),
             Event::ResultData { .. } => Seen::ClientOnly("ResultData"),
             Event::Busy { .. } => Seen::ClientOnly("Busy"),
             Event::Stats { .. } => Seen::ClientOnly("Stats"),
@@ -1177,6 +1216,19 @@ fn example_body(op: Opcode, fx: &Fixture) -> Vec<u8> {
         Opcode::LoginProof => b = fx.proof.to_vec(),
         Opcode::LoginOk => b = fx.server_signature.to_vec(),
         Opcode::JobSubmit => b = job_head(5, "resize:64x64|blur:1.5", b"\x89PNG\r"),
+        Opcode::JobSubmitMulti => b = job_head(5, "resize:64x64;blur:1.5", b"\x89PNG\r"),
+        Opcode::VariantResult => {
+            let info = ResultInfo {
+                total_len: 3,
+                width: 64,
+                height: 48,
+                format: 4,
+                ..ResultInfo::default()
+            };
+            message::encode_variant_result_head(1, &info, &mut b);
+            b.extend_from_slice(b"RIF");
+        }
+        Opcode::VariantError => message::encode_variant_error(0, 306, "cannot encode", &mut b),
         Opcode::JobData | Opcode::ResultData => b = b"image bytes".to_vec(),
         Opcode::JobResult => {
             ResultInfo {

@@ -1015,6 +1015,26 @@ impl Conns {
                         // A chunk of an upload already refused: nothing to do but count it
                         // against the batch, like every frame.
                         Event::Discarded { .. } => (0, None),
+                        // Multi-output jobs (protocol feature level 1.1) are not served by
+                        // this master yet: it answers as a server without the feature does
+                        // (PROTOCOL §3.1), which the client library reports as "the server
+                        // does not support multi-output jobs".
+                        Event::JobSubmitMulti { id, .. } => {
+                            conn_log::line(
+                                Level::Info,
+                                c.who(),
+                                format_args!(
+                                    "job {id}: multi-output job (JOB_SUBMIT_MULTI) not supported; closed UNKNOWN_OPCODE"
+                                ),
+                            );
+                            let _ = c.conn.send_error(
+                                0,
+                                ErrorCode::UnknownOpcode,
+                                "multi-output jobs (JOB_SUBMIT_MULTI) are not supported by this server",
+                            );
+                            c.closing = true;
+                            break Batch::Stop;
+                        }
                         _ => (0, None),
                     }
                 }

@@ -103,6 +103,40 @@ pub unsafe extern "C" fn np_client_send_job(
     })
 }
 
+/// Sends a multi-output job's first chunk on a client session (see `np_conn_send_job_multi`)
+/// and flushes it within `timeout_ms`.
+///
+/// # Safety
+/// As `np_conn_send_job_multi`; `client` live.
+#[no_mangle]
+pub unsafe extern "C" fn np_client_send_job_multi(
+    client: *mut np_client,
+    id: u64,
+    variants: *const c_char,
+    total_len: u64,
+    data: *const u8,
+    len: usize,
+    last: bool,
+    timeout_ms: u32,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `client` is a live handle used by one thread (the contract), so
+        // the &mut is unique; `variants` is NUL-terminated and `data` readable for `len` bytes.
+        let (c, v, d) = unsafe {
+            (
+                arg_mut(client)?,
+                arg_str(variants)?,
+                super::arg_bytes(data, len)?,
+            )
+        };
+        c.inner
+            .conn()
+            .send_job_multi(id, v, total_len, d, last)
+            .map_err(err)?;
+        flush(c, timeout_ms)
+    })
+}
+
 /// Sends more job input on a client session and flushes it within `timeout_ms`.
 ///
 /// # Safety

@@ -614,6 +614,39 @@ pub unsafe extern "C" fn np_conn_send_job(
     })
 }
 
+/// Client only (a server handle gets NP_BAD_STATE): starts multi-output job `id` (protocol
+/// feature level 1.1, JOB_SUBMIT_MULTI): `variants` is the variant list, 2..=NP_MAX_VARIANTS op
+/// specs separated by `;`, none empty, at most NP_MAX_SPEC_LEN bytes in all (else
+/// NP_INVALID_ARGUMENT); the input is as for `np_conn_send_job`, and continues with
+/// `np_conn_send_job_data`. Answers come as NP_EVENT_VARIANT_RESULT (+ NP_EVENT_RESULT_DATA)
+/// and NP_EVENT_VARIANT_ERROR, one per variant in any order, or one NP_EVENT_ERROR /
+/// NP_EVENT_BUSY for the whole job. A server without the feature closes the connection:
+/// `np_conn_poll_event` then returns NP_NOT_SUPPORTED.
+///
+/// # Safety
+/// `conn` NULL or live; `variants` NULL or NUL-terminated; `data` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_job_multi(
+    conn: *mut np_conn,
+    id: u64,
+    variants: *const c_char,
+    total_len: u64,
+    data: *const u8,
+    len: usize,
+    last: bool,
+) -> np_status {
+    guard(|| {
+        // SAFETY: as in np_conn_send_job: a non-NULL `conn` is a live handle used by this
+        // thread only, so the &mut is unique; `variants` is NUL-terminated and `data` readable
+        // for `len` bytes, caller memory disjoint from the handle, copied before returning.
+        let (c, v, d) = unsafe { (arg_mut(conn)?, arg_str(variants)?, arg_bytes(data, len)?) };
+        c.client()?
+            .send_job_multi(id, v, total_len, d, last)
+            .map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
 /// Client only (a server handle gets NP_BAD_STATE): more input for job `id`.
 ///
 /// # Safety
@@ -697,6 +730,63 @@ pub unsafe extern "C" fn np_conn_send_result_data(
         // reads nothing) and is caller memory, disjoint from the handle. NULLs are rejected.
         let (c, d) = unsafe { (arg_mut(conn)?, arg_bytes(data, len)?) };
         c.server()?.send_result_data(id, d, last).map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Server only (a client handle gets NP_BAD_STATE): starts the result of variant `index`
+/// (0-based) of multi-output job `id` (NP_EVENT_JOB_SUBMIT_MULTI); `data` is the first chunk and
+/// `np_conn_send_result_data` continues it until `last`. One variant's stream at a time; an
+/// index out of range, already answered, or sent while another variant's stream is open
+/// gets NP_BAD_STATE, as does a job that is not a multi-output one in progress.
+///
+/// # Safety
+/// `conn` NULL or live; `info` NULL or valid; `data` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_variant_result(
+    conn: *mut np_conn,
+    id: u64,
+    index: u8,
+    info: *const np_result_info,
+    data: *const u8,
+    len: usize,
+    last: bool,
+) -> np_status {
+    guard(|| {
+        // SAFETY: as in np_conn_send_result: a non-NULL `conn` is a live handle used by this
+        // thread only (unique &mut); a non-NULL `info` points to plain integers (any bit
+        // pattern valid); `data` is readable for `len` bytes. The helpers reject NULL.
+        let (c, info, d) = unsafe { (arg_mut(conn)?, arg_ref(info)?, arg_bytes(data, len)?) };
+        c.server()?
+            .send_variant_result(id, index, &ResultInfo::from(info), d, last)
+            .map_err(err)?;
+        Ok(NP_OK)
+    })
+}
+
+/// Server only (a client handle gets NP_BAD_STATE): answers variant `index` (0-based) of
+/// multi-output job `id` with error `code` (a protocol error code) and `text`; the job's other
+/// variants still come. The same index rules as `np_conn_send_variant_result`.
+///
+/// # Safety
+/// `conn` NULL or live; `text` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn np_conn_send_variant_error(
+    conn: *mut np_conn,
+    id: u64,
+    index: u8,
+    code: u16,
+    text: *const c_char,
+) -> np_status {
+    guard(|| {
+        // SAFETY: a non-NULL `conn` is a live handle used by this thread only (handle rules),
+        // so the &mut is unique; a non-NULL `text` is NUL-terminated caller memory, read only
+        // during the call (the contract). The helpers reject NULL.
+        let (c, t) = unsafe { (arg_mut(conn)?, arg_str(text)?) };
+        let code = error_code(code)?;
+        c.server()?
+            .send_variant_error(id, index, code, t)
+            .map_err(err)?;
         Ok(NP_OK)
     })
 }

@@ -71,6 +71,10 @@ pub struct np_event {
     pub code: u32,
     /// Chunked streams: true on the last chunk.
     pub last: bool,
+    /// VARIANT_RESULT / VARIANT_ERROR: the variant's 0-based index in the job's variant list.
+    /// (Added with feature level 1.1 in what was padding: the struct's size and the other
+    /// fields' offsets are unchanged.)
+    pub variant: u8,
     /// JOB_SUBMIT / JOB_RESULT: declared total length.
     pub total_len: u64,
     /// Payload bytes (chunk, PING payload, STATS body) or NULL.
@@ -95,6 +99,7 @@ impl np_event {
             request_id: 0,
             code: 0,
             last: false,
+            variant: 0,
             total_len: 0,
             data: std::ptr::null(),
             data_len: 0,
@@ -128,6 +133,49 @@ impl np_event {
                 out.text = spec.as_ptr();
                 out.text_len = spec.len();
                 out.last = last;
+            }
+            Event::JobSubmitMulti {
+                request_id,
+                total_len,
+                variants,
+                data: d,
+                last,
+            } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_JOB_SUBMIT_MULTI;
+                out.request_id = request_id;
+                out.total_len = total_len;
+                out.text = variants.as_ptr();
+                out.text_len = variants.len();
+                out.last = last;
+            }
+            Event::VariantResult {
+                request_id,
+                index,
+                info,
+                data: d,
+                last,
+            } => {
+                set_data(&mut out, d);
+                out.kind = NP_EVENT_VARIANT_RESULT;
+                out.request_id = request_id;
+                out.variant = index;
+                out.total_len = info.total_len;
+                out.info = info.into();
+                out.last = last;
+            }
+            Event::VariantError {
+                request_id,
+                index,
+                code,
+                message,
+            } => {
+                out.kind = NP_EVENT_VARIANT_ERROR;
+                out.request_id = request_id;
+                out.variant = index;
+                out.code = code as u32;
+                out.text = message.as_ptr();
+                out.text_len = message.len();
             }
             Event::JobData {
                 request_id,
@@ -233,6 +281,14 @@ impl np_event {
         out
     }
 }
+
+// The 1.1 field `variant` sits in what was padding after `last`: a caller built against the
+// 1.0 header allocates the same size and finds every other field where it was.
+const _: () = {
+    assert!(std::mem::size_of::<np_event>() == 136);
+    assert!(std::mem::offset_of!(np_event, total_len) == 24);
+    assert!(std::mem::offset_of!(np_event, variant) == 21);
+};
 
 fn set_data(out: &mut np_event, d: &[u8]) {
     out.data = d.as_ptr();

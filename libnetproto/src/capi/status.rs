@@ -29,6 +29,7 @@ impl From<&Error> for np_status {
             Error::ServerKeyRejected => NP_SERVER_KEY_REJECTED,
             Error::NonceExhausted => NP_NONCE_EXHAUSTED,
             Error::Remote { .. } => NP_REMOTE_ERROR,
+            Error::NotSupported { .. } => NP_NOT_SUPPORTED,
             Error::Busy { .. } => NP_BUSY,
             Error::ServerShutdown => NP_SERVER_SHUTDOWN,
             Error::InvalidArgument(_) => NP_INVALID_ARGUMENT,

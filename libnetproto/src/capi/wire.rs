@@ -74,6 +74,8 @@ pub enum np_status {
     NP_BUSY = 401,
     /// Server shutting down.
     NP_SERVER_SHUTDOWN = 402,
+    /// The server does not support multi-output jobs (protocol feature level 1.1): the connection is closed.
+    NP_NOT_SUPPORTED = 403,
     /// I/O error.
     NP_IO = 500,
     /// Key file error.
@@ -120,6 +122,12 @@ pub enum np_event_kind {
     NP_EVENT_DISCARDED = 17,
     /// Server: the connection's first frame was PROBE; the PROBE_REPLY with the status set by `np_conn_set_probe_status` (`code`) is queued and the connection closed: flush, then close.
     NP_EVENT_PROBE = 18,
+    /// Server: a multi-output job starts; `total_len`, `text` = variant list (op specs separated by `;`), `data` = first chunk, `last`; more input comes as NP_EVENT_JOB_DATA.
+    NP_EVENT_JOB_SUBMIT_MULTI = 19,
+    /// Client: variant `variant` (0-based) of a multi-output job starts; `info`, `total_len`, `data` = first chunk, `last`; more data comes as NP_EVENT_RESULT_DATA.
+    NP_EVENT_VARIANT_RESULT = 20,
+    /// Client: variant `variant` (0-based) of a multi-output job failed; `code` = error code, `text` = message. The other variants still come.
+    NP_EVENT_VARIANT_ERROR = 21,
 }
 
 /// Which of a connection's own timers `np_conn_handle_timeout` acted on. Stable
@@ -166,6 +174,9 @@ pub const NP_ERROR_BAD_CRC: u16 = 106;
 
 /// Wire error code FRAME_TOO_LARGE (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_FRAME_TOO_LARGE: u16 = 107;
+
+/// Wire error code UNKNOWN_OPCODE (see docs/PROTOCOL.md, "Error codes").
+pub const NP_ERROR_UNKNOWN_OPCODE: u16 = 108;
 
 /// Wire error code AUTH_FAILED (see docs/PROTOCOL.md, "Error codes").
 pub const NP_ERROR_AUTH_FAILED: u16 = 200;
@@ -241,6 +252,9 @@ pub const NP_MAX_CHUNK_DATA: usize = 65536;
 
 /// Largest op-spec text in a JOB_SUBMIT.
 pub const NP_MAX_SPEC_LEN: usize = 1024;
+
+/// Most variants (op specs) one JOB_SUBMIT_MULTI may carry; at least 2.
+pub const NP_MAX_VARIANTS: usize = 8;
 
 /// Largest error message text.
 pub const NP_MAX_ERROR_TEXT: usize = 1024;

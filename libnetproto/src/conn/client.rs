@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::sealed::{Sealed, Step};
 use super::time::{deadline, earliest, TimerKind, Timestamp};
+use super::variants::Progress;
 use super::{ClientConfig, Conn, Phase, Side};
 use crate::error::Error;
 use crate::frame::{Frame, Header};
@@ -40,6 +41,9 @@ pub struct ClientSide {
     outstanding: HashSet<u64>,
     /// When the last heartbeat PING was queued.
     last_ping: Option<Timestamp>,
+    /// A JOB_SUBMIT_MULTI was sent on this connection: an older server's fatal "unknown
+    /// opcode" ERROR then means it does not support multi-output jobs.
+    multi_sent: bool,
 }
 
 impl Side for ClientSide {}
@@ -53,6 +57,7 @@ impl Conn<ClientSide> {
             handshake: Handshake::Done,
             outstanding: HashSet::new(),
             last_ping: None,
+            multi_sent: false,
         };
         let mut c = Conn::blank(side, now);
         let hs = ClientHandshake::start(ephemeral, &mut c.tx);
@@ -107,6 +112,51 @@ impl Conn<ClientSide> {
         JobSubmit::encode_head(total_len, spec, &mut head)?;
         self.queue(Opcode::JobSubmit, Self::last_flag(last), id, &[&head, data])?;
         self.side.outstanding.insert(id);
+        Ok(())
+    }
+
+    /// Starts a multi-output job (JOB_SUBMIT_MULTI, feature level 1.1): `variants` is the
+    /// variant list, 2..=MAX_VARIANTS op specs separated by `;` (none empty, ≤ MAX_SPEC_LEN
+    /// in all); the input is as for [`send_job`](Self::send_job). Each variant is answered by
+    /// a [`VariantResult`](super::Event::VariantResult) (+ result data) or a
+    /// [`VariantError`](super::Event::VariantError), in any order, or the whole request by an
+    /// ERROR or BUSY. A server without the feature closes the connection, which
+    /// `poll_event` reports as [`Error::NotSupported`].
+    pub fn send_job_multi(
+        &mut self,
+        id: u64,
+        variants: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        let count = message::check_variant_list(variants)?;
+        if last && total_len != data.len() as u64 {
+            return Err(Error::InvalidArgument(
+                "last chunk does not complete the declared length",
+            ));
+        }
+        if id == 0 {
+            return Err(Error::InvalidArgument(
+                "request id 0 is reserved for the connection",
+            ));
+        }
+        if self.side.outstanding.contains(&id) {
+            return Err(Error::InvalidArgument("request id already in flight"));
+        }
+        let mut head = Vec::with_capacity(10 + variants.len());
+        JobSubmit::encode_head(total_len, variants, &mut head)?;
+        self.queue(
+            Opcode::JobSubmitMulti,
+            Self::last_flag(last),
+            id,
+            &[&head, data],
+        )?;
+        self.side.outstanding.insert(id);
+        self.side.multi_sent = true;
+        self.variants.open_request(id, count);
         Ok(())
     }
 
@@ -220,6 +270,9 @@ impl Sealed for ClientSide {
                         "request id 0 is reserved for the connection",
                     ));
                 }
+                if c.variants.contains(id) {
+                    return Err(Error::Malformed("JOB_RESULT for a multi-output request"));
+                }
                 if !c.side.outstanding.remove(&id) {
                     return Err(Error::Malformed(
                         "JOB_RESULT for a request this client did not send",
@@ -228,7 +281,33 @@ impl Sealed for ClientSide {
                 c.start_stream(id, total, data_len, h.is_last())?;
                 Ok(Step::Event)
             }
-            Opcode::ResultData => c.stream_chunk(h, body),
+            Opcode::VariantResult => {
+                let (index, info, data) = message::parse_variant_result(&c.rx[body])?;
+                let (total, data_len) = (info.total_len, data.len());
+                c.variants.check(id, index)?;
+                c.start_stream(id, total, data_len, h.is_last())?;
+                if c.variants.begin(id, index, h.is_last())? == Progress::Complete {
+                    c.side.outstanding.remove(&id);
+                }
+                Ok(Step::Event)
+            }
+            Opcode::VariantError => {
+                let (index, _, _) = message::parse_variant_error(&c.rx[body])?;
+                if c.variants.begin(id, index, true)? == Progress::Complete {
+                    c.side.outstanding.remove(&id);
+                }
+                Ok(Step::Event)
+            }
+            Opcode::ResultData => {
+                let step = c.stream_chunk(h, body)?;
+                if h.is_last()
+                    && c.variants.open_variant(id).is_some()
+                    && c.variants.end_open(id) == Progress::Complete
+                {
+                    c.side.outstanding.remove(&id);
+                }
+                Ok(step)
+            }
             Opcode::StatsReply => message::parse_stats(&c.rx[body]).map(|_| Step::Event),
             Opcode::Busy | Opcode::Shutdown => {
                 message::parse_u32(&c.rx[body])?;
@@ -243,6 +322,35 @@ impl Sealed for ClientSide {
 
     fn peer_error(c: &mut Conn<Self>, id: u64) {
         c.side.outstanding.remove(&id);
+        // A request-level ERROR ends a multi-output request: the variants answered stand, no
+        // more follow.
+        if c.variants.contains(id) {
+            if c.variants.open_variant(id).is_some() {
+                c.streams.remove(&id);
+            }
+            c.variants.close_request(id);
+        }
+    }
+
+    fn map_peer_error(c: &Conn<Self>, id: u64, code: u16, text: &str) -> Option<Error> {
+        // An older server answers an opcode it does not know with a fatal ERROR: UNKNOWN_OPCODE,
+        // or (before that code existed) PROTOCOL saying "unknown opcode 0x0014". Only a
+        // client that sent JOB_SUBMIT_MULTI reads that as "no multi-output jobs here".
+        if id != 0 || !c.side.multi_sent {
+            return None;
+        }
+        let older = format!("unknown opcode {:#06x}", Opcode::JobSubmitMulti as u16);
+        let code_name = if code == ErrorCode::UnknownOpcode as u16 {
+            ErrorCode::UnknownOpcode.name()
+        } else if code == ErrorCode::Protocol as u16 && text.starts_with(&older) {
+            ErrorCode::Protocol.name()
+        } else {
+            return None;
+        };
+        Some(Error::NotSupported {
+            code_name,
+            message: text.to_string(),
+        })
     }
 
     fn error_sent(_: &mut Conn<Self>, _: u64) {}

@@ -43,6 +43,24 @@ pub enum Event<'a> {
         /// Whether this chunk completes the input.
         last: bool,
     },
+    /// Server: a multi-output job (JOB_SUBMIT_MULTI, feature level 1.1) starts, with its first
+    /// chunk of input; more comes as [`JobData`](Event::JobData). Answer each variant with
+    /// `send_variant_result` (+ `send_result_data`) or `send_variant_error`, or the whole
+    /// request with an ERROR or BUSY.
+    JobSubmitMulti {
+        /// The job's id.
+        request_id: u64,
+        /// The input's declared length in bytes.
+        total_len: u64,
+        /// The variant list: op specs separated by `;` (checked UTF-8, at most
+        /// `MAX_SPEC_LEN` bytes; the specs are not checked, nor is their count when it is
+        /// outside 2..=MAX_VARIANTS, which the caller then refuses with BAD_SPEC).
+        variants: &'a str,
+        /// The first chunk of input.
+        data: &'a [u8],
+        /// Whether this chunk completes the input.
+        last: bool,
+    },
     /// Server: more input for a job.
     JobData {
         /// The job's id.
@@ -62,6 +80,31 @@ pub enum Event<'a> {
         data: &'a [u8],
         /// Whether this chunk completes the result.
         last: bool,
+    },
+    /// Client: one variant of a multi-output job starts its result; more of it comes as
+    /// [`ResultData`](Event::ResultData) before any other variant of that request.
+    VariantResult {
+        /// The job's id.
+        request_id: u64,
+        /// The variant's 0-based index in the variant list.
+        index: u8,
+        /// The variant's result length, size, format and timings.
+        info: ResultInfo,
+        /// The first chunk of the result.
+        data: &'a [u8],
+        /// Whether this chunk completes the variant's result.
+        last: bool,
+    },
+    /// Client: one variant of a multi-output job failed; the others still come.
+    VariantError {
+        /// The job's id.
+        request_id: u64,
+        /// The variant's 0-based index.
+        index: u8,
+        /// The wire error code.
+        code: u16,
+        /// The server's explanation.
+        message: &'a str,
     },
     /// Client: more of a job's result.
     ResultData {
@@ -187,6 +230,35 @@ impl<S: Side> Conn<S> {
                     spec: j.spec,
                     data: j.data,
                     last,
+                },
+                Err(_) => Event::Bye,
+            },
+            Opcode::JobSubmitMulti => match JobSubmit::parse(body) {
+                Ok(j) => Event::JobSubmitMulti {
+                    request_id: id,
+                    total_len: j.total_len,
+                    variants: j.spec,
+                    data: j.data,
+                    last,
+                },
+                Err(_) => Event::Bye,
+            },
+            Opcode::VariantResult => match message::parse_variant_result(body) {
+                Ok((index, info, data)) => Event::VariantResult {
+                    request_id: id,
+                    index,
+                    info,
+                    data,
+                    last,
+                },
+                Err(_) => Event::Bye,
+            },
+            Opcode::VariantError => match message::parse_variant_error(body) {
+                Ok((index, code, message)) => Event::VariantError {
+                    request_id: id,
+                    index,
+                    code,
+                    message,
                 },
                 Err(_) => Event::Bye,
             },

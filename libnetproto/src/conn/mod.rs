@@ -80,6 +80,7 @@ mod send;
 mod server;
 mod stream;
 mod time;
+mod variants;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -140,6 +141,9 @@ pub(crate) mod sealed {
             -> Result<Step, Error>;
         /// The peer sent ERROR for request `id`.
         fn peer_error(c: &mut Conn<Self>, id: u64);
+        /// A peer's ERROR that this side turns into a typed fatal error of its own (the client:
+        /// an older server refusing JOB_SUBMIT_MULTI); `None` for every other ERROR.
+        fn map_peer_error(c: &Conn<Self>, id: u64, code: u16, text: &str) -> Option<Error>;
         /// This side queued ERROR for request `id`.
         fn error_sent(c: &mut Conn<Self>, id: u64);
         /// The wire code to send for a fatal error that would otherwise be sent as `code`.
@@ -232,6 +236,8 @@ pub struct Conn<S> {
     server_static: [u8; 32],
     params: Option<ServerParams>,
     streams: HashMap<u64, Stream>,
+    /// Multi-output requests (feature level 1.1) not yet fully answered.
+    variants: variants::Variants,
     /// The ids of refused streams still open, oldest first (at most MAX_REFUSED_STREAMS).
     refused: std::collections::VecDeque<u64>,
     error: Option<Error>,
@@ -269,6 +275,7 @@ impl<S: Side> Conn<S> {
             server_static: [0u8; 32],
             params: None,
             streams: HashMap::new(),
+            variants: variants::Variants::default(),
             refused: std::collections::VecDeque::new(),
             error: None,
             bye_sent: false,
@@ -435,7 +442,13 @@ impl<S: Side> Conn<S> {
             Error::BadMagic => Some(ErrorCode::BadMagic),
             Error::BadCrc { .. } => Some(ErrorCode::BadCrc),
             Error::FrameTooLarge { .. } => Some(ErrorCode::FrameTooLarge),
-            Error::Remote { .. } | Error::Closed | Error::ServerKeyRejected => None,
+            // An opcode of a newer feature level than ours: the code a newer peer recognises
+            // as "not supported here" (PROTOCOL §3.1).
+            Error::UnknownOpcode(_) => Some(ErrorCode::UnknownOpcode),
+            Error::Remote { .. }
+            | Error::NotSupported { .. }
+            | Error::Closed
+            | Error::ServerKeyRejected => None,
             _ => Some(ErrorCode::Protocol),
         };
         if let Some(code) = code {
@@ -486,6 +499,9 @@ impl<S: Side> Conn<S> {
         // A peer's ERROR is valid in any state, clear or encrypted.
         if h.opcode == Opcode::Error {
             let (code, text) = message::parse_error(&self.rx[body_range])?;
+            if let Some(e) = S::map_peer_error(self, h.request_id, code, text) {
+                return Err(e);
+            }
             let text = text.to_string();
             S::peer_error(self, h.request_id);
             if !self.is_ready() {

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::sealed::{Sealed, Step};
 use super::time::{deadline, earliest, TimerKind, Timestamp, TokenBucket};
+use super::variants::Progress;
 use super::{Conn, Phase, ServerConfig, Side};
 use crate::error::Error;
 use crate::frame::{Frame, Header};
@@ -125,6 +126,7 @@ impl Conn<ServerSide> {
 
     /// Request `id` got its final answer.
     fn answered(&mut self, id: u64) {
+        self.variants.close_request(id);
         if self.side.outstanding.remove(&id) && self.side.outstanding.is_empty() {
             self.side.idle_since = self.clock.latest;
         }
@@ -140,6 +142,11 @@ impl Conn<ServerSide> {
     ) -> Result<(), Error> {
         self.require_ready()?;
         Self::check_data(data)?;
+        if self.variants.contains(id) {
+            return Err(Error::BadState(
+                "a multi-output job is answered with send_variant_result",
+            ));
+        }
         let mut head = Vec::with_capacity(ResultInfo::LEN);
         info.encode(&mut head);
         self.queue(Opcode::JobResult, Self::last_flag(last), id, &[&head, data])?;
@@ -149,12 +156,67 @@ impl Conn<ServerSide> {
         Ok(())
     }
 
-    /// More result data for job `id`; the `last` chunk answers the job.
+    /// More result data for job `id`; the `last` chunk answers the job. On a multi-output job
+    /// it continues the variant whose VARIANT_RESULT was sent last, and its `last` chunk
+    /// answers that variant (the job, when it was the last variant).
     pub fn send_result_data(&mut self, id: u64, data: &[u8], last: bool) -> Result<(), Error> {
         self.require_ready()?;
         Self::check_data(data)?;
+        let multi = self.variants.contains(id);
+        if multi && self.variants.open_variant(id).is_none() {
+            return Err(Error::BadState("no variant result of this job is open"));
+        }
         self.queue(Opcode::ResultData, Self::last_flag(last), id, &[data])?;
-        if last {
+        if last && (!multi || self.variants.end_open(id) == Progress::Complete) {
+            self.answered(id);
+        }
+        Ok(())
+    }
+
+    /// Starts the result of variant `index` (0-based) of multi-output job `id`; `data` is the
+    /// first chunk, and RESULT_DATA continues it until `last`. One variant's stream at a time:
+    /// another variant of the job may start only after this one's `last` chunk. The job is
+    /// answered when every variant is.
+    pub fn send_variant_result(
+        &mut self,
+        id: u64,
+        index: u8,
+        info: &ResultInfo,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
+        self.require_ready()?;
+        Self::check_data(data)?;
+        self.variants.check(id, index).map_err(not_allowed)?;
+        let mut head = Vec::with_capacity(4 + ResultInfo::LEN);
+        message::encode_variant_result_head(index, info, &mut head);
+        self.queue(
+            Opcode::VariantResult,
+            Self::last_flag(last),
+            id,
+            &[&head, data],
+        )?;
+        if self.variants.begin(id, index, last).map_err(not_allowed)? == Progress::Complete {
+            self.answered(id);
+        }
+        Ok(())
+    }
+
+    /// Answers variant `index` (0-based) of multi-output job `id` with an error; the job's
+    /// other variants still come (a request-level failure is `send_error`).
+    pub fn send_variant_error(
+        &mut self,
+        id: u64,
+        index: u8,
+        code: ErrorCode,
+        text: &str,
+    ) -> Result<(), Error> {
+        self.require_ready()?;
+        self.variants.check(id, index).map_err(not_allowed)?;
+        let mut body = Vec::new();
+        message::encode_variant_error(index, code as u16, text, &mut body);
+        self.queue(Opcode::VariantError, 0, id, &[&body])?;
+        if self.variants.begin(id, index, true).map_err(not_allowed)? == Progress::Complete {
             self.answered(id);
         }
         Ok(())
@@ -378,6 +440,24 @@ impl Sealed for ServerSide {
                 c.side.outstanding.insert(id);
                 Ok(Step::Event)
             }
+            Opcode::JobSubmitMulti => {
+                let j = JobSubmit::parse(&c.rx[body])?;
+                let (total, data_len) = (j.total_len, j.data.len());
+                let count = message::variant_count(j.spec);
+                if id == 0 {
+                    return Err(Error::Malformed(
+                        "request id 0 is reserved for the connection",
+                    ));
+                }
+                c.start_stream(id, total, data_len, h.is_last())?;
+                c.side.outstanding.insert(id);
+                // A count outside 2..=MAX_VARIANTS is the caller's BAD_SPEC to send; until then
+                // the request is not tracked, so no variant of it can be sent.
+                if let Some(n) = count {
+                    c.variants.open_request(id, n);
+                }
+                Ok(Step::Event)
+            }
             Opcode::JobData => c.stream_chunk(h, body),
             Opcode::StatsRequest => {
                 message::parse_empty(&c.rx[body])?;
@@ -391,6 +471,10 @@ impl Sealed for ServerSide {
     }
 
     fn peer_error(_: &mut Conn<Self>, _: u64) {}
+
+    fn map_peer_error(_: &Conn<Self>, _: u64, _: u16, _: &str) -> Option<Error> {
+        None
+    }
 
     fn error_sent(c: &mut Conn<Self>, id: u64) {
         c.answered(id);
@@ -496,5 +580,13 @@ impl Sealed for ServerSide {
             }
         }
         false
+    }
+}
+
+/// A variant send the state does not allow is the caller's mistake, not the peer's.
+fn not_allowed(e: Error) -> Error {
+    match e {
+        Error::Malformed(why) => Error::BadState(why),
+        e => e,
     }
 }
