@@ -96,6 +96,11 @@ class ProtocolError(NetprotoError):
     closed."""
 
 
+class NotSupported(NetprotoError):
+    """The server does not support what was asked (a protocol feature newer than the
+    server, such as multi-output jobs): not retryable against the same server."""
+
+
 class JobError(NetprotoError):
     """The server refused or could not do one job; the connection stays usable."""
 
@@ -131,6 +136,7 @@ ERROR_CODES: Dict[int, Tuple[str, Type[NetprotoError]]] = {
     105: ("BAD_MAGIC", ProtocolError),
     106: ("BAD_CRC", ProtocolError),
     107: ("FRAME_TOO_LARGE", ProtocolError),
+    108: ("UNKNOWN_OPCODE", ProtocolError),
     200: ("AUTH_FAILED", AuthError),
     201: ("NOT_LOGGED_IN", ProtocolError),
     300: ("BAD_SPEC", BadSpecError),
@@ -189,6 +195,7 @@ STATUSES: Dict[int, Tuple[str, Type[NetprotoError], bool]] = {
     400: ("NP_REMOTE_ERROR", NetprotoError, False),
     401: ("NP_BUSY", BusyError, True),
     402: ("NP_SERVER_SHUTDOWN", ShuttingDown, True),
+    403: ("NP_NOT_SUPPORTED", NotSupported, False),
     500: ("NP_IO", ConnectionLost, True),
     501: ("NP_KEY_FILE", NetprotoError, False),
 }
