@@ -74,39 +74,6 @@ class Server(harness.Server):
         return flat
 
 
-def bench(server, known, args, timeout):
-    """One `imgclient bench` against the server, measured: (bench JSON, measure's env info)."""
-    fd, raw = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    env = dict(os.environ, IMGCLIENT_SERVER=server.addr, IMGCLIENT_USER=USER,
-               IMGCLIENT_PASSWORD=PASSWORD, IMGCLIENT_KNOWN_SERVERS=known)
-    cmd = [os.path.join(REL, "imgclient"), "bench", "--json", raw] + args
-    rc, out, err, info = measure.run_self_cpu(cmd, timeout, env, watch=server.pids())
-    try:
-        with open(raw) as f:
-            result = json.load(f)
-    except (OSError, ValueError):
-        result = None
-    os.remove(raw)
-    if rc != 0 or result is None:
-        sys.stderr.write(out + err)
-        raise RuntimeError("imgclient bench against %s failed (exit %s)" % (server.addr, rc))
-    return result, info
-
-
-def spread(v, fmt):
-    return "%s–%s" % (fmt(min(v)), fmt(max(v))) if len(v) > 1 else ""
-
-
-def status(series, goal, higher):
-    good = [(v >= goal) if higher else (v <= goal) for v in series]
-    med = statistics.median(series)
-    if all(good):
-        return "met"
-    return "met only within the spread" if ((med >= goal) if higher else (med <= goal)) \
-        else "missed"
-
-
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=os.path.join(HERE, ".cache", "results"))
@@ -138,7 +105,8 @@ def main(argv):
                 srv = Server(work, "run%d-%s" % (n, side), a.workers,
                              a.cache_size if side == "on" else "0")
                 try:
-                    res, info = bench(srv, known, args, timeout)
+                    res, info = harness.bench(srv.addr, known, USER, PASSWORD, args,
+                                              srv.pids(), timeout)
                     pair[side] = {"bench": res, "env": info, "counters": srv.counters()}
                 finally:
                     srv.stop()
@@ -161,8 +129,8 @@ def main(argv):
         shutil.copy(os.path.join(a.images, first), one)
         srv = Server(work, "burst", a.workers, a.cache_size)
         try:
-            res, _ = bench(srv, known, ["--conns", str(a.conns), "--requests", str(a.conns),
-                                        "--op", a.op, "--dir", one], timeout)
+            res, _ = harness.bench(srv.addr, known, USER, PASSWORD, ["--conns", str(a.conns), "--requests", str(a.conns),
+                                        "--op", a.op, "--dir", one], srv.pids(), timeout)
             c = srv.counters()
         finally:
             srv.stop()
@@ -201,14 +169,14 @@ def main(argv):
     goals = [
         {"target": "cache on vs off, throughput: %s; hit ratio %s" % (
             what, pct(summary["hit_ratio"])),
-         "measured": x(summary["throughput_ratio"]), "spread": spread(tput, x),
+         "measured": x(summary["throughput_ratio"]), "spread": harness.spread(tput, x),
          "cpu_normalised": "%s (%s)" % (x(summary["cpu_normalised_ratio"]),
-                                        spread(cpu, x) or "one pair"),
+                                        harness.spread(cpu, x) or "one pair"),
          "goal": ">= %.1fx" % THROUGHPUT_GOAL,
-         "status": status(tput, THROUGHPUT_GOAL, True), "pairs": len(runs)},
+         "status": harness.goal_status(tput, THROUGHPUT_GOAL, True), "pairs": len(runs)},
         {"target": "cache on vs off, p99 latency: same workload",
-         "measured": x(summary["p99_ratio"]), "spread": spread(p99, x), "cpu_normalised": "",
-         "goal": "<= %.1fx" % P99_GOAL, "status": status(p99, P99_GOAL, False),
+         "measured": x(summary["p99_ratio"]), "spread": harness.spread(p99, x), "cpu_normalised": "",
+         "goal": "<= %.1fx" % P99_GOAL, "status": harness.goal_status(p99, P99_GOAL, False),
          "pairs": len(runs)},
         {"target": "%d connections, the same image at once: worker jobs run (%d collapsed, "
                    "%d hits, %d ok)" % (a.conns, burst["collapsed"], burst["hits"], burst["ok"]),
@@ -220,7 +188,7 @@ def main(argv):
         json.dump(goals, f, indent=1)
     print("cache on / off on %s: %.2fx throughput (spread %s), %.2fx p99, %.2fx "
           "CPU-normalised, hit ratio %.1f%%; burst of %d: %s worker job(s)" % (
-              what, summary["throughput_ratio"], spread(tput, x) or "one pair",
+              what, summary["throughput_ratio"], harness.spread(tput, x) or "one pair",
               summary["p99_ratio"], summary["cpu_normalised_ratio"],
               100 * summary["hit_ratio"], a.conns, burst["worker_jobs"]))
     return 0

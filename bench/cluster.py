@@ -167,31 +167,6 @@ class Haproxy:
         self.log.close()
 
 
-def bench(addr, known, args, watch, timeout):
-    """One `imgclient bench` against addr, measured: (bench JSON, measure's env info)."""
-    fd, raw = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    env = dict(os.environ, IMGCLIENT_SERVER=addr, IMGCLIENT_USER=USER,
-               IMGCLIENT_PASSWORD=PASSWORD, IMGCLIENT_KNOWN_SERVERS=known)
-    env.pop("IMGSERVER_ADDR", None)
-    cmd = [os.path.join(REL, "imgclient"), "bench", "--json", raw] + args
-    rc, out, err, info = measure.run_self_cpu(cmd, timeout, env, watch=watch)
-    try:
-        with open(raw) as f:
-            result = json.load(f)
-    except (OSError, ValueError):
-        result = None
-    os.remove(raw)
-    if rc != 0 or result is None:
-        sys.stderr.write(out + err)
-        raise RuntimeError("imgclient bench against %s failed (exit %s)" % (addr, rc))
-    return result, info
-
-
-def spread(v, fmt):
-    return "%s–%s" % (fmt(min(v)), fmt(max(v))) if len(v) > 1 else ""
-
-
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=os.path.join(HERE, ".cache", "results"))
@@ -230,10 +205,12 @@ def main(argv):
             # A: through HAProxy; its CPU over the run apart from the servers'.
             lb0 = measure.proc_cpu(lb.proc.pid)
             srv_pids = [p for s in backs for p in s.pids()]
-            ra, ia = bench(lb.addr, known, args, srv_pids + [lb.proc.pid], timeout)
+            ra, ia = harness.bench(lb.addr, known, USER, PASSWORD, args,
+                                   srv_pids + [lb.proc.pid], timeout)
             lb_cpu = measure.proc_cpu(lb.proc.pid) - lb0
             # B: the lone server directly.
-            rb, ib = bench(alone.addr, known, args, alone.pids(), timeout)
+            rb, ib = harness.bench(alone.addr, known, USER, PASSWORD, args,
+                                   alone.pids(), timeout)
             run = {"pair": k,
                    "a": {"bench": ra, "env": ia, "haproxy_cpu_s": lb_cpu},
                    "b": {"bench": rb, "env": ib}}
@@ -269,37 +246,29 @@ def main(argv):
         json.dump({"op": a.op, "conns": a.conns, "seconds": a.seconds, "workers": a.workers,
                    "cores": os.cpu_count(), "runs": runs, "summary": summary}, f, indent=1)
 
-    def status(series, goal, higher):
-        good = [(v >= goal) if higher else (v <= goal) for v in series]
-        med = statistics.median(series)
-        if all(good):
-            return "met"
-        return "met only within the spread" if ((med >= goal) if higher else (med <= goal)) \
-            else "missed"
-
     x = lambda v: "%.2fx" % v  # noqa: E731
     pct = lambda v: "%.1f%%" % (100 * v)  # noqa: E731
     goals = [
         {"target": "2 servers behind HAProxy vs 1 server direct, %s, %d conns, %d worker%s each"
                    % (a.op, a.conns, a.workers, "" if a.workers == 1 else "s"),
-         "measured": x(summary["throughput_ratio"]), "spread": spread(ratios, x),
+         "measured": x(summary["throughput_ratio"]), "spread": harness.spread(ratios, x),
          "cpu_normalised": "%s (%s)" % (x(summary["cpu_normalised_ratio"]),
-                                        spread(cpu_ratios, x) or "one pair"),
+                                        harness.spread(cpu_ratios, x) or "one pair"),
          "goal": ">= %.1fx, wall (needs a free core per worker: %d cores here)"
                  % (SCALE_GOAL, os.cpu_count()),
-         "status": status(ratios, SCALE_GOAL, True), "pairs": len(runs)},
+         "status": harness.goal_status(ratios, SCALE_GOAL, True), "pairs": len(runs)},
         {"target": "HAProxy's CPU per request (µs), share of the servers' CPU per request",
          "measured": "%.1f µs, %s" % (summary["haproxy_cpu_us_per_request"],
                                       pct(summary["haproxy_share_of_server_cpu"])),
-         "spread": spread(lb_share, pct), "cpu_normalised": "",
+         "spread": harness.spread(lb_share, pct), "cpu_normalised": "",
          "goal": "<= %s of the servers' CPU" % pct(OVERHEAD_GOAL),
-         "status": status(lb_share, OVERHEAD_GOAL, False), "pairs": len(runs)},
+         "status": harness.goal_status(lb_share, OVERHEAD_GOAL, False), "pairs": len(runs)},
     ]
     with open(os.path.join(a.results, "goals-cluster.json"), "w") as f:
         json.dump(goals, f, indent=1)
     print("2 servers behind HAProxy / 1 server direct: %.2fx throughput (spread %s), %.2fx "
           "CPU-normalised; HAProxy %.1f CPU-µs per request (%.1f%% of the servers' CPU)" % (
-              summary["throughput_ratio"], spread(ratios, x) or "one pair",
+              summary["throughput_ratio"], harness.spread(ratios, x) or "one pair",
               summary["cpu_normalised_ratio"], summary["haproxy_cpu_us_per_request"],
               100 * summary["haproxy_share_of_server_cpu"]))
     return 0

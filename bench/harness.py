@@ -87,3 +87,49 @@ def num(x, digits=None):
     if digits is None:
         digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
     return "%.*f" % (digits, x)
+
+
+def bench(addr, known, user, password, args, watch, timeout):
+    """One `imgclient bench` against addr, measured by measure.run_self_cpu with `watch`
+    (the server's pids) counted apart: (bench JSON, measure's env info). Raises with the
+    client's output when it fails."""
+    import sys
+    import tempfile
+
+    import measure
+
+    fd, raw = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    env = dict(os.environ, IMGCLIENT_SERVER=addr, IMGCLIENT_USER=user,
+               IMGCLIENT_PASSWORD=password, IMGCLIENT_KNOWN_SERVERS=known)
+    env.pop("IMGSERVER_ADDR", None)
+    cmd = [os.path.join(REL, "imgclient"), "bench", "--json", raw] + list(args)
+    rc, out, err, info = measure.run_self_cpu(cmd, timeout, env, watch=watch)
+    try:
+        with open(raw) as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        result = None
+    os.remove(raw)
+    if rc != 0 or result is None:
+        sys.stderr.write(out + err)
+        raise RuntimeError("imgclient bench against %s failed (exit %s)" % (addr, rc))
+    return result, info
+
+
+def spread(values, fmt):
+    """The min–max of a series, formatted ("" for a single value)."""
+    return "%s–%s" % (fmt(min(values)), fmt(max(values))) if len(values) > 1 else ""
+
+
+def goal_status(series, goal, higher):
+    """A goals-table status: met when every value meets the goal, "met only within the
+    spread" when only the median does, else missed."""
+    import statistics
+
+    good = [(v >= goal) if higher else (v <= goal) for v in series]
+    med = statistics.median(series)
+    if all(good):
+        return "met"
+    return "met only within the spread" if ((med >= goal) if higher else (med <= goal)) \
+        else "missed"

@@ -95,6 +95,20 @@ impl Conn<ClientSide> {
     ) -> Result<(), Error> {
         self.require_ready()?;
         Self::check_data(data)?;
+        self.submit(Opcode::JobSubmit, id, spec, total_len, data, last)
+    }
+
+    /// Sends a JOB_SUBMIT or JOB_SUBMIT_MULTI (the same body) after the checks both need;
+    /// `spec` is already valid for the opcode. The request is outstanding once queued.
+    fn submit(
+        &mut self,
+        op: Opcode,
+        id: u64,
+        spec: &str,
+        total_len: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), Error> {
         if last && total_len != data.len() as u64 {
             return Err(Error::InvalidArgument(
                 "last chunk does not complete the declared length",
@@ -110,7 +124,7 @@ impl Conn<ClientSide> {
         }
         let mut head = Vec::with_capacity(10 + spec.len());
         JobSubmit::encode_head(total_len, spec, &mut head)?;
-        self.queue(Opcode::JobSubmit, Self::last_flag(last), id, &[&head, data])?;
+        self.queue(op, Self::last_flag(last), id, &[&head, data])?;
         self.side.outstanding.insert(id);
         Ok(())
     }
@@ -133,28 +147,7 @@ impl Conn<ClientSide> {
         self.require_ready()?;
         Self::check_data(data)?;
         let count = message::check_variant_list(variants)?;
-        if last && total_len != data.len() as u64 {
-            return Err(Error::InvalidArgument(
-                "last chunk does not complete the declared length",
-            ));
-        }
-        if id == 0 {
-            return Err(Error::InvalidArgument(
-                "request id 0 is reserved for the connection",
-            ));
-        }
-        if self.side.outstanding.contains(&id) {
-            return Err(Error::InvalidArgument("request id already in flight"));
-        }
-        let mut head = Vec::with_capacity(10 + variants.len());
-        JobSubmit::encode_head(total_len, variants, &mut head)?;
-        self.queue(
-            Opcode::JobSubmitMulti,
-            Self::last_flag(last),
-            id,
-            &[&head, data],
-        )?;
-        self.side.outstanding.insert(id);
+        self.submit(Opcode::JobSubmitMulti, id, variants, total_len, data, last)?;
         self.side.multi_sent = true;
         self.variants.open_request(id, count);
         Ok(())
