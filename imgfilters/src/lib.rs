@@ -176,7 +176,7 @@ pub use pipeline::{
     RunOptions, Timings,
 };
 pub use sink::{Finished, Sink};
-pub use variants::prepare_variants;
+pub use variants::{parse_variant_list, prepare_variants, MAX_VARIANTS};
 
 /// The `image` crate version this crate is built against, re-exported so callers name the
 /// same `ImageFormat` / `DynamicImage` types.

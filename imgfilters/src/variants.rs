@@ -30,6 +30,33 @@ use crate::ops::Pipeline;
 use crate::pipeline::{filter_decoded, Prepared, RunOptions};
 use crate::shrink;
 
+/// Most variants one multi-output job may carry (the protocol's `MAX_VARIANTS`; the two are
+/// checked equal where both crates meet, in imgserver).
+pub const MAX_VARIANTS: usize = 8;
+
+/// Parses a variant list: 2..=[`MAX_VARIANTS`] op specs separated by `;`, each a valid
+/// pipeline. The error names the variant 1-based (`variant 2: …`), the text a client sees.
+pub fn parse_variant_list(list: &str) -> Result<Vec<Pipeline>, String> {
+    let specs: Vec<&str> = list.split(';').collect();
+    if !(2..=MAX_VARIANTS).contains(&specs.len()) {
+        return Err(format!(
+            "a variant list has 2 to {MAX_VARIANTS} op specs separated by ';', this one has {}",
+            specs.len()
+        ));
+    }
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.trim().is_empty() {
+                return Err(format!("variant {}: empty op spec", i + 1));
+            }
+            s.parse::<Pipeline>()
+                .map_err(|e| format!("variant {}: {e}", i + 1))
+        })
+        .collect()
+}
+
 /// What a variant's dry run on the header found: its decode plan, or its own failure.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -218,5 +245,30 @@ mod tests {
         let ok = [true, false, true, true, false];
         assert_eq!(group(&plans, &ok, true), vec![vec![2], vec![0, 3]]);
         assert!(group(&plans, &[false; 5], false).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_list_has_two_to_eight_valid_specs() {
+        assert_eq!(parse_variant_list("invert;grayscale").unwrap().len(), 2);
+        assert_eq!(
+            parse_variant_list(&["invert"; 8].join(";")).unwrap().len(),
+            8
+        );
+        assert!(parse_variant_list("invert").unwrap_err().contains("has 1"));
+        assert!(parse_variant_list(&["invert"; 9].join(";"))
+            .unwrap_err()
+            .contains("has 9"));
+        assert_eq!(
+            parse_variant_list("invert; ").unwrap_err(),
+            "variant 2: empty op spec"
+        );
+        assert!(parse_variant_list("invert;blur:x")
+            .unwrap_err()
+            .starts_with("variant 2: "));
     }
 }

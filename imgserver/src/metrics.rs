@@ -140,6 +140,8 @@ const FAMILIES: &[Family] = &[
     counter("imgserver_cache_evictions_total", "Results evicted from the result cache to make room.", "", &[("", "cache_evictions")]),
     counter("imgserver_cache_too_large_total", "Results not cached for being larger than the entry cap (an eighth of --cache-size).", "", &[("", "cache_too_large")]),
     counter("imgserver_cache_poison_refused_total", "Jobs refused at once as a known poison input.", "", &[("", "cache_poison_refused")]),
+    counter("imgserver_variant_jobs_total", "Multi-output jobs (JOB_SUBMIT_MULTI) finished.", "", &[("", "variant_jobs")]),
+    counter("imgserver_variant_outputs_total", "Variant outputs of multi-output jobs delivered.", "", &[("", "variant_outputs")]),
     gauge("imgserver_connections_open", "Client connections open.", &[("", "connections_open")]),
     gauge("imgserver_connections_unauthenticated", "Open connections that have not logged in.", &[("", "connections_unauth")]),
     gauge("imgserver_queue_depth", "Jobs waiting for a worker.", &[("", "queue_depth")]),

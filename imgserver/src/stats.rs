@@ -18,7 +18,7 @@ use memmap2::MmapRaw;
 /// Most workers with their own stats block.
 pub const MAX_WORKERS: usize = 64;
 // Bumped whenever the layout changes, so a reader of another build refuses the page.
-const MAGIC: u64 = 0x5354_4154_534d_4934; // "IMSTATS4"
+const MAGIC: u64 = 0x5354_4154_534d_4935; // "IMSTATS5"
 
 /// Op names counted per job step, in the order of `OPS`' indices.
 pub const OPS: [&str; 13] = [
@@ -118,6 +118,9 @@ counters!(Global {
     cache_bytes,
     cache_entries,
     cache_size,
+    // Multi-output jobs (JOB_SUBMIT_MULTI): jobs finished, variant outputs delivered.
+    variant_jobs,
+    variant_outputs,
 });
 
 counters!(Worker {

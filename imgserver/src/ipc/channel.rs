@@ -237,6 +237,7 @@ mod tests {
             slot: 2,
             generation: 9,
             input_len: 10,
+            variants: 0,
             spec: "grayscale".into(),
         });
         master.send(&job, &[]).unwrap();
@@ -265,6 +266,7 @@ mod tests {
             slot: 0,
             generation: 0,
             input_len: 0,
+            variants: 0,
             spec: "noop".into(),
         });
         let f = tempfile_in_memory();

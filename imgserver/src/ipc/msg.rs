@@ -1,5 +1,5 @@
 //! The fixed-size messages exchanged between master and workers, and their byte layout: one
-//! type per direction ([`ToWorker`]: `Init`, `Job`; [`ToMaster`]: `Ready`, `Done`).
+//! type per direction ([`ToWorker`]: `Init`, `Job`; [`ToMaster`]: `Ready`, `Variant`, `Done`).
 //!
 //! Trust boundary: a worker decodes hostile images and may be compromised or corrupt, so the
 //! master parses every message from a worker strictly (known tag, exact size, bounded string
@@ -43,6 +43,10 @@ pub struct Job {
     pub slot: u32,
     pub generation: u32,
     pub input_len: u64,
+    /// 0: `spec` is one op spec. Otherwise `spec` is a variant list (`;`-separated) and this
+    /// is the set of its variants to run (bit k: variant k), every one if none has been
+    /// answered yet, the rest on a retry after a worker was lost mid-job.
+    pub variants: u8,
     pub spec: String,
 }
 
@@ -58,9 +62,22 @@ pub enum ToWorker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToMaster {
     Ready(Ready),
+    /// One variant of a multi-output job finished: on success its output is in the attached
+    /// memfd (always: the slot holds the input, which a retry needs). Its `Done` follows once
+    /// every variant asked for has been answered.
+    Variant(VariantDone),
     /// Job finished. On success the output is in the same slot (or in an attached memfd when
-    /// it did not fit: `in_memfd`).
+    /// it did not fit: `in_memfd`). For a multi-output job it only ends the job: its status is
+    /// the input's own failure (then no more variants come), 0 otherwise.
     Done(Done),
+}
+
+/// A variant's outcome: `done.status` 0 with the output in the attached memfd, or its error.
+/// `done.in_memfd`, `output_offset` are unused (always a memfd).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantDone {
+    pub index: u8,
+    pub done: Done,
 }
 
 /// A message of one direction with its fixed-size encoding. Decoding checks the length and
@@ -112,6 +129,7 @@ const TAG_INIT: u32 = 1;
 const TAG_READY: u32 = 2;
 const TAG_JOB: u32 = 3;
 const TAG_DONE: u32 = 4;
+const TAG_VARIANT: u32 = 5;
 
 struct W {
     buf: Vec<u8>,
@@ -214,6 +232,7 @@ impl Message for ToWorker {
                 .u32(j.slot)
                 .u32(j.generation)
                 .u64(j.input_len)
+                .u8(j.variants)
                 .str(&j.spec, MAX_SPEC)
                 .finish(),
         }
@@ -233,6 +252,7 @@ impl Message for ToWorker {
                 slot: r.u32(),
                 generation: r.u32(),
                 input_len: r.u64(),
+                variants: r.u8(),
                 spec: r.str(MAX_SPEC)?,
             }),
             t => return Err(MsgError::Tag(t)),
@@ -244,22 +264,8 @@ impl Message for ToMaster {
     fn encode(&self) -> [u8; MSG_LEN] {
         match self {
             ToMaster::Ready(r) => W::new(TAG_READY).u32(r.pid).u32(r.sandbox).finish(),
-            ToMaster::Done(d) => W::new(TAG_DONE)
-                .u64(d.job)
-                .u32(d.slot)
-                .u32(d.generation)
-                .u16(d.status)
-                .u8(d.in_memfd as u8)
-                .u64(d.output_len)
-                .u64(d.output_offset)
-                .u32(d.width)
-                .u32(d.height)
-                .u8(d.format)
-                .u32(d.decode_us)
-                .u32(d.filter_us)
-                .u32(d.encode_us)
-                .str(&d.message, MAX_MESSAGE)
-                .finish(),
+            ToMaster::Done(d) => done_fields(&mut W::new(TAG_DONE), d).finish(),
+            ToMaster::Variant(v) => done_fields(W::new(TAG_VARIANT).u8(v.index), &v.done).finish(),
         }
     }
 
@@ -270,25 +276,54 @@ impl Message for ToMaster {
                 pid: r.u32(),
                 sandbox: r.u32(),
             }),
-            TAG_DONE => ToMaster::Done(Done {
-                job: r.u64(),
-                slot: r.u32(),
-                generation: r.u32(),
-                status: r.u16(),
-                in_memfd: r.u8() != 0,
-                output_len: r.u64(),
-                output_offset: r.u64(),
-                width: r.u32(),
-                height: r.u32(),
-                format: r.u8(),
-                decode_us: r.u32(),
-                filter_us: r.u32(),
-                encode_us: r.u32(),
-                message: r.str(MAX_MESSAGE)?,
-            }),
+            TAG_DONE => ToMaster::Done(read_done(&mut r)?),
+            TAG_VARIANT => {
+                let index = r.u8();
+                ToMaster::Variant(VariantDone {
+                    index,
+                    done: read_done(&mut r)?,
+                })
+            }
             t => return Err(MsgError::Tag(t)),
         })
     }
+}
+
+/// Done's fields, shared by Done and Variant.
+fn done_fields<'w>(w: &'w mut W, d: &Done) -> &'w mut W {
+    w.u64(d.job)
+        .u32(d.slot)
+        .u32(d.generation)
+        .u16(d.status)
+        .u8(d.in_memfd as u8)
+        .u64(d.output_len)
+        .u64(d.output_offset)
+        .u32(d.width)
+        .u32(d.height)
+        .u8(d.format)
+        .u32(d.decode_us)
+        .u32(d.filter_us)
+        .u32(d.encode_us)
+        .str(&d.message, MAX_MESSAGE)
+}
+
+fn read_done(r: &mut R<'_>) -> Result<Done, MsgError> {
+    Ok(Done {
+        job: r.u64(),
+        slot: r.u32(),
+        generation: r.u32(),
+        status: r.u16(),
+        in_memfd: r.u8() != 0,
+        output_len: r.u64(),
+        output_offset: r.u64(),
+        width: r.u32(),
+        height: r.u32(),
+        format: r.u8(),
+        decode_us: r.u32(),
+        filter_us: r.u32(),
+        encode_us: r.u32(),
+        message: r.str(MAX_MESSAGE)?,
+    })
 }
 
 #[cfg(test)]
@@ -301,6 +336,7 @@ mod tests {
             slot: 0,
             generation: 0,
             input_len: 0,
+            variants: 0,
             spec: spec.into(),
         })
     }
@@ -319,6 +355,7 @@ mod tests {
                 slot: 5,
                 generation: 77,
                 input_len: 123_456,
+                variants: 0,
                 spec: "blur:2,format:png".into(),
             }),
             ToWorker::Job(Job {
@@ -326,6 +363,7 @@ mod tests {
                 slot: NO_SLOT,
                 generation: 0,
                 input_len: 1 << 30,
+                variants: 0b101,
                 spec: "x".repeat(MAX_SPEC),
             }),
         ];
@@ -352,6 +390,20 @@ mod tests {
                 encode_us: 3,
                 message: String::new(),
                 in_memfd: false,
+            }),
+            ToMaster::Variant(VariantDone {
+                index: 7,
+                done: Done {
+                    job: 3,
+                    status: 0,
+                    in_memfd: true,
+                    output_len: 1 << 20,
+                    width: 320,
+                    height: 200,
+                    format: 4,
+                    message: "warning".into(),
+                    ..Default::default()
+                },
             }),
         ];
         for m in to_master {
@@ -409,11 +461,11 @@ mod tests {
         b[0] = 99;
         assert_eq!(ToMaster::decode(&b), Err(MsgError::Tag(99)));
         let mut b = job("ok").encode();
-        // spec length field at 4+8+4+4+8 = 28
-        b[28..30].copy_from_slice(&5000u16.to_le_bytes());
+        // spec length field at 4+8+4+4+8+1 = 29
+        b[29..31].copy_from_slice(&5000u16.to_le_bytes());
         assert_eq!(ToWorker::decode(&b), Err(MsgError::Text));
         let mut b = job("ok").encode();
-        b[30] = 0xff;
+        b[31] = 0xff;
         assert_eq!(ToWorker::decode(&b), Err(MsgError::Text));
     }
 }

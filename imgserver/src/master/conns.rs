@@ -202,14 +202,30 @@ struct Client {
     streams: VecDeque<Streaming>,
 }
 
-/// A result too large for a slot, on its way from the worker's output memfd to the client.
+/// A result too large for a slot (or a variant's), on its way from the worker's output memfd
+/// to the client; or a reply that must wait behind such a stream of its request.
 struct Streaming {
     req: u64,
-    file: Arc<File>,
-    /// What JOB_RESULT says; `total_len` is how much is read from `file`.
-    meta: ResultMeta,
-    /// Bytes queued so far (the JOB_RESULT's first chunk included).
-    sent: u64,
+    what: Queued,
+}
+
+enum Queued {
+    Stream {
+        file: Arc<File>,
+        /// What JOB_RESULT / VARIANT_RESULT says; `total_len` is how much is read from `file`.
+        meta: ResultMeta,
+        /// Bytes queued so far (the first frame's chunk included).
+        sent: u64,
+        /// The variant's index for a VARIANT_RESULT, `None` for a JOB_RESULT.
+        variant: Option<u8>,
+    },
+    /// An ERROR (`variant: None`) or VARIANT_ERROR for a request whose earlier variant is
+    /// still streaming: the protocol forbids cutting into that stream (PROTOCOL 10.7).
+    Error {
+        variant: Option<u8>,
+        code: ErrorCode,
+        text: String,
+    },
 }
 
 impl Client {
@@ -955,6 +971,7 @@ impl Conns {
                                     user: c.user,
                                     total: total_len,
                                     spec,
+                                    multi: false,
                                     data,
                                     last,
                                 }),
@@ -1015,26 +1032,29 @@ impl Conns {
                         // A chunk of an upload already refused: nothing to do but count it
                         // against the batch, like every frame.
                         Event::Discarded { .. } => (0, None),
-                        // Multi-output jobs (protocol feature level 1.1) are not served by
-                        // this master yet: it answers as a server without the feature does
-                        // (PROTOCOL §3.1), which the client library reports as "the server
-                        // does not support multi-output jobs".
-                        Event::JobSubmitMulti { id, .. } => {
-                            conn_log::line(
-                                Level::Info,
-                                c.who(),
-                                format_args!(
-                                    "job {id}: multi-output job (JOB_SUBMIT_MULTI) not supported; closed UNKNOWN_OPCODE"
-                                ),
-                            );
-                            let _ = c.conn.send_error(
-                                0,
-                                ErrorCode::UnknownOpcode,
-                                "multi-output jobs (JOB_SUBMIT_MULTI) are not supported by this server",
-                            );
-                            c.closing = true;
-                            break Batch::Stop;
-                        }
+                        // A multi-output job (feature level 1.1): a job like any other whose
+                        // spec is a variant list; its replies are the variants'.
+                        Event::JobSubmitMulti {
+                            id,
+                            total_len,
+                            variants,
+                            data,
+                            last,
+                        } => (
+                            id,
+                            h.request(
+                                conn,
+                                Request::Submit(Submission {
+                                    req: id,
+                                    user: c.user,
+                                    total: total_len,
+                                    spec: variants,
+                                    multi: true,
+                                    data,
+                                    last,
+                                }),
+                            ),
+                        ),
                         _ => (0, None),
                     }
                 }
@@ -1091,7 +1111,10 @@ impl Conns {
         if c.gen != conn.gen {
             return;
         }
-        let is_result = matches!(reply, Reply::Result { .. } | Reply::Streamed { .. });
+        let is_result = matches!(
+            reply,
+            Reply::Result { .. } | Reply::Streamed { .. } | Reply::Variant { .. }
+        );
         log_reply(&mut self.log, c, req, &reply);
         let before = c.conn.pending_output().len();
         if let Err(e) = queue_reply(c, req, reply) {
@@ -1414,7 +1437,44 @@ fn queue_reply(c: &mut Client, req: u64, reply: Reply<'_>) -> netproto_sys::Resu
     match reply {
         Reply::Rejected { code, text } => c.conn.reject_request(req, code, &text),
         Reply::Busy { retry_after_ms } => c.conn.send_busy(req, retry_after_ms),
+        Reply::Failed { code, text } if c.streams.iter().any(|s| s.req == req) => {
+            c.streams.push_back(Streaming {
+                req,
+                what: Queued::Error {
+                    variant: None,
+                    code,
+                    text,
+                },
+            });
+            Ok(())
+        }
         Reply::Failed { code, text } => c.conn.send_error(req, code, &text),
+        Reply::VariantFailed { index, code, text } if c.streams.iter().any(|s| s.req == req) => {
+            c.streams.push_back(Streaming {
+                req,
+                what: Queued::Error {
+                    variant: Some(index),
+                    code,
+                    text,
+                },
+            });
+            Ok(())
+        }
+        Reply::VariantFailed { index, code, text } => {
+            c.conn.send_variant_error(req, index, code, &text)
+        }
+        Reply::Variant { index, meta, file } => {
+            c.streams.push_back(Streaming {
+                req,
+                what: Queued::Stream {
+                    file: file.0,
+                    meta,
+                    sent: 0,
+                    variant: Some(index),
+                },
+            });
+            Ok(())
+        }
         Reply::Result { meta, output } => {
             send_result(&mut c.conn, req, &result_info(&meta), output)
         }
@@ -1422,9 +1482,12 @@ fn queue_reply(c: &mut Client, req: u64, reply: Reply<'_>) -> netproto_sys::Resu
             // Queued by `top_up` as the socket drains, starting now.
             c.streams.push_back(Streaming {
                 req,
-                file: file.0,
-                meta,
-                sent: 0,
+                what: Queued::Stream {
+                    file: file.0,
+                    meta,
+                    sent: 0,
+                    variant: None,
+                },
             });
             Ok(())
         }
@@ -1458,22 +1521,45 @@ fn top_up(c: &mut Client, buf: &mut Vec<u8>) -> Result<(), String> {
         let Some(s) = c.streams.front_mut() else {
             return Ok(());
         };
-        let total = s.meta.total_len;
-        let n = (total - s.sent).min(CHUNK as u64) as usize;
+        let req = s.req;
+        let (file, meta, sent, variant) = match &mut s.what {
+            Queued::Stream {
+                file,
+                meta,
+                sent,
+                variant,
+            } => (file, meta, sent, *variant),
+            Queued::Error {
+                variant,
+                code,
+                text,
+            } => {
+                let sent = match variant {
+                    Some(index) => c.conn.send_variant_error(req, *index, *code, text),
+                    None => c.conn.send_error(req, *code, text),
+                };
+                sent.map_err(|e| e.to_string())?;
+                c.streams.pop_front();
+                continue;
+            }
+        };
+        let total = meta.total_len;
+        let n = (total - *sent).min(CHUNK as u64) as usize;
         buf.resize(CHUNK, 0);
-        s.file
-            .read_exact_at(&mut buf[..n], s.sent)
-            .map_err(|e| format!("output memfd at {}: {e}", s.sent))?;
-        let last = s.sent + n as u64 == total;
+        file.read_exact_at(&mut buf[..n], *sent)
+            .map_err(|e| format!("output memfd at {sent}: {e}"))?;
+        let last = *sent + n as u64 == total;
         let before = c.conn.pending_output().len();
-        let queued = if s.sent == 0 {
-            c.conn
-                .send_result(s.req, &result_info(&s.meta), &buf[..n], last)
-        } else {
-            c.conn.send_result_data(s.req, &buf[..n], last)
+        let queued = match (*sent, variant) {
+            (0, None) => c.conn.send_result(req, &result_info(meta), &buf[..n], last),
+            (0, Some(index)) => {
+                c.conn
+                    .send_variant_result(req, index, &result_info(meta), &buf[..n], last)
+            }
+            _ => c.conn.send_result_data(req, &buf[..n], last),
         };
         queued.map_err(|e| e.to_string())?;
-        s.sent += n as u64;
+        *sent += n as u64;
         c.result_bytes += c.conn.pending_output().len().saturating_sub(before);
         if last {
             c.streams.pop_front();
@@ -1511,5 +1597,6 @@ mod tests {
     #[test]
     fn the_filters_and_the_wire_agree_on_the_longest_spec() {
         assert_eq!(imgfilters::MAX_SPEC_LEN, limits::MAX_SPEC_LEN);
+        assert_eq!(imgfilters::MAX_VARIANTS, limits::MAX_VARIANTS);
     }
 }

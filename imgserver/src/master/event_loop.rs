@@ -19,7 +19,7 @@ use super::agent;
 use super::conns::{Conns, Request, Requests};
 use super::iface::{ConnRef, Effects, JobOrder, Reply, WorkerId};
 use super::jobs::Jobs;
-use super::pool::Pool;
+use super::pool::{Answer, Pool};
 use super::users_watch::{UsersWatch, Version};
 use crate::cli::ServeArgs;
 use crate::stats::Stats;
@@ -157,13 +157,22 @@ impl Master {
     }
 
     fn worker_readable(&mut self, w: WorkerId) {
-        while let Some((done, fds)) = self.pool.next_done(w, Instant::now()) {
+        while let Some((answer, fds)) = self.pool.next_done(w, Instant::now()) {
             let (jobs, mut fx) = self.apply();
-            jobs.done(Instant::now(), w, done, fds, &mut fx);
+            match answer {
+                Answer::Done(done) => jobs.done(Instant::now(), w, done, fds, &mut fx),
+                Answer::Variant(v) => jobs.variant(w, v, fds, &mut fx),
+            }
         }
     }
 
     fn reap(&mut self) {
+        // What a worker sent before it died is read first: a dead worker's channel is dropped
+        // when it is reaped, and a multi-output job's variants already sent must count as
+        // answered (the retry runs only the others), as a Done sent just before an exit does.
+        for w in 0..self.pool.len() {
+            self.worker_readable(w);
+        }
         let now = Instant::now();
         for (w, death) in self.pool.reap(now) {
             let (jobs, mut fx) = self.apply();

@@ -46,7 +46,9 @@ pub struct Submission<'a> {
     pub user: u32,
     /// Declared upload size.
     pub total: u64,
+    /// One op spec, or with `multi` a variant list (JOB_SUBMIT_MULTI: `;`-separated specs).
     pub spec: &'a str,
+    pub multi: bool,
     pub data: &'a [u8],
     pub last: bool,
 }
@@ -88,6 +90,19 @@ pub enum Reply<'a> {
     /// `meta.total_len` bytes, which the connection reads a chunk at a time as its socket
     /// drains (never mapped by the master, never queued whole).
     Streamed { meta: ResultMeta, file: OutputFile },
+    /// One variant of a multi-output job: its output in the worker's memfd, streamed like
+    /// `Streamed` (VARIANT_RESULT, then RESULT_DATA). More replies to the request follow.
+    Variant {
+        index: u8,
+        meta: ResultMeta,
+        file: OutputFile,
+    },
+    /// One variant of a multi-output job failed (VARIANT_ERROR); the others still come.
+    VariantFailed {
+        index: u8,
+        code: ErrorCode,
+        text: String,
+    },
     /// A STATS answer.
     Stats(Vec<(String, u64)>),
 }
@@ -119,6 +134,8 @@ pub struct JobOrder<'a> {
     pub generation: u32,
     pub input_len: u64,
     pub spec: &'a str,
+    /// 0 for a single job; for a multi-output job the variants to run (`ipc::msg::Job`).
+    pub variants: u8,
     pub memfd: Option<BorrowedFd<'a>>,
 }
 

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use super::iface::{Death, JobOrder, WorkerId};
 use crate::ipc::channel::{ChannelError, MasterChannel};
-use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker};
+use crate::ipc::msg::{Done, Init, Job, Ready, ToMaster, ToWorker, VariantDone};
 use crate::sandbox::{self, Report};
 use crate::stats::{self, Stats};
 
@@ -42,6 +42,12 @@ const LOG_DRAIN: Duration = Duration::from_secs(1);
 
 /// How to start a worker and what to tell it in `Init`.
 #[derive(Debug, Clone)]
+/// A worker's answer about its job: a variant of a multi-output job, or the job's end.
+pub enum Answer {
+    Variant(VariantDone),
+    Done(Done),
+}
+
 pub struct PoolConfig {
     pub exe: PathBuf,
     pub workers: usize,
@@ -301,11 +307,12 @@ impl Pool {
         }
     }
 
-    /// Reads worker `i`'s channel until it yields a Done (returned) or has nothing more. Ready
+    /// Reads worker `i`'s channel until it yields a Done or a Variant (returned) or has nothing
+    /// more. Ready
     /// is handled here; a worker that sends garbage (including a master-to-worker message:
     /// an unknown tag in this direction) or closes its channel is killed (and reported lost
     /// when it is reaped).
-    pub fn next_done(&mut self, i: WorkerId, now: Instant) -> Option<(Done, Vec<OwnedFd>)> {
+    pub fn next_done(&mut self, i: WorkerId, now: Instant) -> Option<(Answer, Vec<OwnedFd>)> {
         loop {
             let sock = self.workers[i].sock.as_ref()?;
             match sock.recv() {
@@ -321,7 +328,8 @@ impl Pool {
                         );
                     }
                 }
-                Ok((ToMaster::Done(done), fds)) => return Some((done, fds)),
+                Ok((ToMaster::Done(done), fds)) => return Some((Answer::Done(done), fds)),
+                Ok((ToMaster::Variant(v), fds)) => return Some((Answer::Variant(v), fds)),
                 Err(ChannelError::WouldBlock) => return None,
                 Err(ChannelError::Closed) => {
                     // EOF: the worker is exiting (crash or otherwise). Stop listening and make
@@ -352,6 +360,7 @@ impl Pool {
             slot: order.slot,
             generation: order.generation,
             input_len: order.input_len,
+            variants: order.variants,
             spec: order.spec.to_string(),
         });
         let fds: Vec<_> = order.memfd.into_iter().collect();

@@ -11,6 +11,7 @@
 mod cached;
 mod collapse;
 mod fairq;
+mod variants;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,13 +26,14 @@ use super::iface::{
     WorkerId,
 };
 use crate::cache::{self, InputHasher, ResultCache};
-use crate::ipc::msg::{Done, NO_SLOT};
+use crate::ipc::msg::{Done, VariantDone, NO_SLOT};
 use crate::ring::{Ring, SlotTable};
 use crate::stats::{self, Stats};
 use collapse::{Collapse, Waiter};
 use fairq::{FairQueue, Owner};
 use imgfilters::Pipeline;
 use log::{info, warn};
+use variants::Variants;
 
 /// The limits the jobs part enforces (from the command line).
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +106,8 @@ struct Job {
     /// With the cache on: the upload's hash so far, then the input's hash (`cache.rs`).
     hasher: Option<Box<InputHasher>>,
     input_key: Option<cache::Key>,
+    /// A multi-output job (`spec` is its variant list): which variants were answered.
+    variants: Option<Variants>,
 }
 
 /// The job table, the queue, the ring's slot bookkeeping and the large-job budget.
@@ -234,6 +238,7 @@ impl Jobs {
             &self.stats.get().global.slots_in_use,
             matches!(storage, Storage::Slot { .. }) as u64,
         );
+        let variants = s.multi.then(|| Variants::new(s.spec.split(';').count()));
         let job_id = self.next_job;
         self.next_job += 1;
         self.jobs.insert(
@@ -254,8 +259,15 @@ impl Jobs {
                 first_loss: None,
                 answered: false,
                 overran: false,
-                hasher: self.cache.as_ref().map(|_| Box::default()),
+                // Multi-output jobs bypass the cache: their one request has several results,
+                // which the cache's one-entry-per-key design does not hold.
+                hasher: self
+                    .cache
+                    .as_ref()
+                    .filter(|_| !s.multi)
+                    .map(|_| Box::default()),
                 input_key: None,
+                variants,
             },
         );
         self.by_conn.entry(conn).or_default().insert(s.req, job_id);
@@ -299,9 +311,17 @@ impl Jobs {
                 ),
             ));
         }
-        if let Err(e) = s.spec.parse::<Pipeline>() {
+        let parsed = match s.multi {
+            true => imgfilters::parse_variant_list(s.spec).map(drop),
+            false => s
+                .spec
+                .parse::<Pipeline>()
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(text) = parsed {
             stats::inc(&g.error_bad_spec);
-            return Err(self.refuse(ErrorCode::BadSpec, e.to_string()));
+            return Err(self.refuse(ErrorCode::BadSpec, text));
         }
         Ok(())
     }
@@ -441,6 +461,7 @@ impl Jobs {
                 generation,
                 input_len: job.total,
                 spec: &job.spec,
+                variants: job.variants.map_or(0, |v| v.to_run()),
                 memfd,
             };
             if fx.send_job(w, order) {
@@ -485,6 +506,9 @@ impl Jobs {
             return;
         };
         let (conn, req, answered) = (job.conn, job.request, job.answered);
+        if job.variants.is_some() {
+            return self.done_multi(now, done, fx);
+        }
         count_outcome(&self.stats, done.status);
         self.stats
             .record_job(job.queue_us, done.phases_us(), job.submitted, now);
@@ -531,6 +555,147 @@ impl Jobs {
         }
         for w in &waiters {
             self.forget_request(w.conn, w.req);
+        }
+        self.release_job(done.job);
+    }
+
+    /// A variant of the multi-output job worker `w` runs is ready (or failed): it goes to the
+    /// client at once, streamed from the worker's memfd. A message for a job `w` does not run,
+    /// for a variant out of range or answered before, is dropped with a warning.
+    pub fn variant(
+        &mut self,
+        w: WorkerId,
+        v: VariantDone,
+        fds: Vec<OwnedFd>,
+        fx: &mut impl Effects,
+    ) {
+        let job_id = v.done.job;
+        let genuine = self.running_since_for(w, &v.done).is_some();
+        let Some(job) = self.jobs.get_mut(&job_id).filter(|_| genuine) else {
+            warn!(
+                "worker {w}: stale or unexpected variant {} for job {job_id} (ignored)",
+                v.index
+            );
+            return;
+        };
+        let Some(variants) = job.variants.as_mut() else {
+            warn!("worker {w}: variant message for job {job_id}, not a multi-output job (ignored)");
+            return;
+        };
+        if !variants.answer(v.index) {
+            warn!(
+                "worker {w}: variant {} of job {job_id} out of range or answered before (ignored)",
+                v.index
+            );
+            return;
+        }
+        let count = variants.count();
+        if job.answered {
+            // Its client is gone: nobody to tell.
+            return;
+        }
+        let d = &v.done;
+        let reply = if d.status != 0 {
+            Reply::VariantFailed {
+                index: v.index,
+                code: ErrorCode::from_u16(d.status).unwrap_or(ErrorCode::Internal),
+                text: d.message.clone(),
+            }
+        } else if let Some(file) = output_file(d, fds) {
+            stats::inc(&self.stats.get().global.variant_outputs);
+            Reply::Variant {
+                index: v.index,
+                meta: ResultMeta {
+                    total_len: d.output_len,
+                    width: d.width,
+                    height: d.height,
+                    format: d.format,
+                    queue_us: job.queue_us.min(u32::MAX as u64) as u32,
+                    decode_us: d.decode_us,
+                    filter_us: d.filter_us,
+                    encode_us: d.encode_us,
+                },
+                file: OutputFile(Arc::new(file)),
+            }
+        } else {
+            Reply::VariantFailed {
+                index: v.index,
+                code: ErrorCode::Internal,
+                text: "worker output unreadable".into(),
+            }
+        };
+        log::debug!(
+            "job {job_id} variant {}/{count}: status {}, {} bytes",
+            v.index + 1,
+            ErrorCode::from_u16(d.status).map_or("OK", |c| c.name()),
+            d.output_len
+        );
+        fx.reply(job.conn, job.request, reply);
+    }
+
+    /// The end of a multi-output job (its variants were answered as they came): a failure of
+    /// the input itself ends the request with that error; a variant the worker left
+    /// unanswered (it must not) fails INTERNAL, so the request always ends.
+    fn done_multi(&mut self, now: Instant, done: Done, fx: &mut impl Effects) {
+        let Some(job) = self.jobs.get_mut(&done.job) else {
+            return;
+        };
+        let (conn, req, was_answered) = (job.conn, job.request, job.answered);
+        let mut variants = job.variants.expect("a multi-output job");
+        let missing: Vec<u8> = variants.unanswered().collect();
+        if !was_answered {
+            job.answered = true;
+            if done.status != 0 {
+                fx.reply(
+                    conn,
+                    req,
+                    Reply::Failed {
+                        code: ErrorCode::from_u16(done.status).unwrap_or(ErrorCode::Internal),
+                        text: done.message.clone(),
+                    },
+                );
+            } else {
+                for &index in &missing {
+                    variants.answer(index);
+                    fx.reply(
+                        conn,
+                        req,
+                        Reply::VariantFailed {
+                            index,
+                            code: ErrorCode::Internal,
+                            text: "the worker did not answer this variant".into(),
+                        },
+                    );
+                }
+                if !missing.is_empty() {
+                    warn!(
+                        "job {}: worker left {} variant(s) unanswered",
+                        done.job,
+                        missing.len()
+                    );
+                }
+            }
+        }
+        count_outcome(&self.stats, done.status);
+        stats::inc(&self.stats.get().global.variant_jobs);
+        self.stats
+            .record_job(job.queue_us, done.phases_us(), job.submitted, now);
+        info!(
+            conn = conn.gen;
+            "job {} req {req}: {} {} -> {} variants, status {}, queue {} us, decode {} us, filter {} us, encode {} us, total {:.1} ms",
+            done.job,
+            job.spec,
+            job.total,
+            variants.count(),
+            ErrorCode::from_u16(done.status).map_or("OK", |c| c.name()),
+            job.queue_us,
+            done.decode_us,
+            done.filter_us,
+            done.encode_us,
+            now.saturating_duration_since(job.submitted).as_secs_f64() * 1000.0,
+        );
+        if !was_answered {
+            self.forget_request(conn, req);
         }
         self.release_job(done.job);
     }
@@ -609,6 +774,14 @@ impl Jobs {
             self.release_job(job_id);
             return;
         }
+        if job.variants.is_some_and(|v| v.to_run() == 0) {
+            // Lost after answering every variant, before its Done: the request is complete.
+            let done = Done {
+                job: job_id,
+                ..Done::default()
+            };
+            return self.done_multi(now, done, fx);
+        }
         let loss = match (job.overran, death) {
             (true, _) => Loss::Overrun,
             (false, Death::SandboxViolation { syscall }) => Loss::Violation(syscall),
@@ -623,15 +796,23 @@ impl Jobs {
                 self.queue.push_first(job_id);
                 stats::inc(&self.stats.get().global.queue_depth);
                 stats::inc(&self.stats.get().global.jobs_retried);
+                // A multi-output job is retried for the variants not yet answered only.
+                let rest = job.variants.map_or(String::new(), |v| {
+                    format!(
+                        " ({} of {} variants left)",
+                        v.unanswered().count(),
+                        v.count()
+                    )
+                });
                 match loss {
-                    Loss::Crash => {
-                        warn!("job {job_id}: worker {w} died; retrying once on another worker")
-                    }
+                    Loss::Crash => warn!(
+                        "job {job_id}: worker {w} died; retrying once on another worker{rest}"
+                    ),
                     Loss::Overrun => warn!(
-                        "job {job_id}: worker {w} killed at the deadline; retrying once on another worker"
+                        "job {job_id}: worker {w} killed at the deadline; retrying once on another worker{rest}"
                     ),
                     Loss::Violation(_) => warn!(
-                        "job {job_id}: worker {w} broke its sandbox; retrying once on another worker"
+                        "job {job_id}: worker {w} broke its sandbox; retrying once on another worker{rest}"
                     ),
                 }
             }

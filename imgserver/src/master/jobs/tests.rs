@@ -3,7 +3,7 @@
 //! no processes, no sockets (a real memfd ring).
 
 use super::*;
-use crate::ipc::msg::Done;
+use crate::ipc::msg::{Done, VariantDone};
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 
@@ -18,6 +18,8 @@ enum Told {
     Busy(u32),
     Failed(ErrorCode, String),
     Result(ResultMeta, Vec<u8>),
+    Variant(u8, Vec<u8>),
+    VariantFailed(u8, ErrorCode),
     Stats,
 }
 
@@ -33,6 +35,12 @@ impl From<Reply<'_>> for Told {
                 file.0.read_exact_at(&mut bytes, 0).unwrap();
                 Told::Result(meta, bytes)
             }
+            Reply::Variant { index, meta, file } => {
+                let mut bytes = vec![0; meta.total_len as usize];
+                file.0.read_exact_at(&mut bytes, 0).unwrap();
+                Told::Variant(index, bytes)
+            }
+            Reply::VariantFailed { index, code, .. } => Told::VariantFailed(index, code),
             Reply::Stats(_) => Told::Stats,
         }
     }
@@ -47,6 +55,7 @@ struct Sent {
     generation: u32,
     input_len: u64,
     memfd: bool,
+    variants: u8,
 }
 
 #[derive(Default)]
@@ -75,6 +84,7 @@ impl Effects for Fake {
             generation: o.generation,
             input_len: o.input_len,
             memfd: o.memfd.is_some(),
+            variants: o.variants,
         });
         true
     }
@@ -115,6 +125,7 @@ fn upload<'a>(req: u64, total: u64, spec: &'a str, data: &'a [u8]) -> Submission
         user: 0,
         total,
         spec,
+        multi: false,
         data,
         last: false,
     }
@@ -167,6 +178,7 @@ impl World {
             user,
             total: data.len() as u64,
             spec: "grayscale",
+            multi: false,
             data,
             last: true,
         };
@@ -695,6 +707,7 @@ fn admission_refuses_duplicates_too_many_in_flight_oversize_and_bad_specs() {
             user: 0,
             total: 1,
             spec: "no-such-op",
+            multi: false,
             data: b"x",
             last: true,
         },
@@ -1081,4 +1094,147 @@ fn with_the_cache_off_nothing_collapses() {
     w.dispatch(1);
     assert_eq!(w.fx.sent.len(), 2);
     assert_eq!(w.gauge(|g| &g.cache_collapsed), 0);
+}
+
+/// A worker's variant message with `out` in a sealed memfd (or the error `status`).
+fn variant_msg(s: &Sent, index: u8, out: &[u8], status: u16) -> (VariantDone, Vec<OwnedFd>) {
+    let mut fds = Vec::new();
+    if status == 0 {
+        let fd = crate::shm::create(c"test-variant", out.len().max(1) as u64).unwrap();
+        let file = File::from(fd);
+        file.write_all_at(out, 0).unwrap();
+        fds.push(OwnedFd::from(file));
+    }
+    let v = VariantDone {
+        index,
+        done: Done {
+            job: s.job,
+            slot: s.slot,
+            generation: s.generation,
+            status,
+            in_memfd: status == 0,
+            output_len: out.len() as u64,
+            ..Default::default()
+        },
+    };
+    (v, fds)
+}
+
+#[test]
+fn a_multi_output_job_answers_each_variant_once_and_a_retry_runs_only_the_rest() {
+    let mut w = world(4, 1, 1 << 20);
+    let multi = Submission {
+        req: 7,
+        user: 0,
+        total: 3,
+        spec: "noop;grayscale;invert",
+        multi: true,
+        data: b"abc",
+        last: true,
+    };
+    assert_eq!(w.jobs.submit(w.at(0), C1, multi), None);
+    w.jobs.dispatch(w.at(0), &mut w.fx);
+    let first = w.fx.sent[0].clone();
+    assert_eq!(first.variants, 0b111);
+    let (v, fds) = variant_msg(&first, 1, b"one", 0);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    assert_eq!(w.fx.told, [(C1, 7, Told::Variant(1, b"one".to_vec()))]);
+    // A second answer for variant 1, an index out of range, another worker's claim: dropped.
+    let (v, fds) = variant_msg(&first, 1, b"again", 0);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    let (v, fds) = variant_msg(&first, 5, b"five", 0);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    let (v, fds) = variant_msg(&first, 0, b"zero", 0);
+    w.jobs.variant(1, v, fds, &mut w.fx);
+    assert_eq!(w.fx.told.len(), 1);
+    // The worker is lost: the retry runs variants 0 and 2 only, on the same slot.
+    w.lost(5, 0);
+    w.jobs.dispatch(w.at(5), &mut w.fx);
+    let retry = w.fx.sent[1].clone();
+    assert_eq!((retry.variants, retry.slot), (0b101, first.slot));
+    let (v, fds) = variant_msg(&retry, 2, b"", ErrorCode::EncodeFailed as u16);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    let (v, fds) = variant_msg(&retry, 0, b"zero", 0);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    assert!(w.jobs.has_requests(C1));
+    let done = Done {
+        job: retry.job,
+        slot: retry.slot,
+        generation: retry.generation,
+        ..Default::default()
+    };
+    w.done(10, 0, done);
+    assert_eq!(
+        &w.fx.told[1..],
+        [
+            (C1, 7, Told::VariantFailed(2, ErrorCode::EncodeFailed)),
+            (C1, 7, Told::Variant(0, b"zero".to_vec())),
+        ]
+    );
+    assert!(!w.jobs.has_requests(C1));
+    assert!(w.jobs.is_empty());
+    let g = &w.stats.get().global;
+    assert_eq!(g.variant_jobs.load(Relaxed), 1);
+    assert_eq!(g.variant_outputs.load(Relaxed), 2);
+    assert_eq!(g.jobs_retried.load(Relaxed), 1);
+}
+
+#[test]
+fn a_multi_output_job_ends_at_the_inputs_failure_or_a_loss_after_every_variant() {
+    let mut w = world(4, 1, 1 << 20);
+    let sub = |req, spec| Submission {
+        req,
+        user: 0,
+        total: 1,
+        spec,
+        multi: true,
+        data: b"x",
+        last: true,
+    };
+    // A bad list is refused before any storage is taken, naming the variant.
+    let Some(Reply::Rejected { code, text }) = w.jobs.submit(w.at(0), C1, sub(1, "noop;nope"))
+    else {
+        panic!("a bad variant list is refused");
+    };
+    assert_eq!(code, ErrorCode::BadSpec);
+    assert!(text.starts_with("variant 2: "), "{text}");
+    // The input fails: the request ends with that error, answered variants stand.
+    assert_eq!(w.jobs.submit(w.at(0), C1, sub(2, "noop;grayscale")), None);
+    w.jobs.dispatch(w.at(0), &mut w.fx);
+    let s = w.fx.sent[0].clone();
+    let (v, fds) = variant_msg(&s, 0, b"zero", 0);
+    w.jobs.variant(0, v, fds, &mut w.fx);
+    let done = Done {
+        job: s.job,
+        slot: s.slot,
+        generation: s.generation,
+        status: ErrorCode::DecodeFailed as u16,
+        message: "broken".into(),
+        ..Default::default()
+    };
+    w.done(1, 0, done);
+    assert_eq!(
+        &w.fx.told[..],
+        [
+            (C1, 2, Told::Variant(0, b"zero".to_vec())),
+            (
+                C1,
+                2,
+                Told::Failed(ErrorCode::DecodeFailed, "broken".into())
+            ),
+        ]
+    );
+    // Lost after answering every variant, before its Done: complete, not retried.
+    assert_eq!(w.jobs.submit(w.at(2), C1, sub(3, "noop;grayscale")), None);
+    w.jobs.dispatch(w.at(2), &mut w.fx);
+    let s = w.fx.sent[1].clone();
+    for i in 0..2 {
+        let (v, fds) = variant_msg(&s, i, b"v", 0);
+        w.jobs.variant(0, v, fds, &mut w.fx);
+    }
+    w.lost(3, 0);
+    w.jobs.dispatch(w.at(3), &mut w.fx);
+    assert_eq!(w.fx.sent.len(), 2, "no retry");
+    assert!(!w.jobs.has_requests(C1));
+    assert!(w.jobs.is_empty());
 }

@@ -1,4 +1,4 @@
-//! A filter worker process: receives job descriptors, decodes from and encodes into the job's
+//! A filter worker process: receives job descriptors (multi-output jobs in `variants.rs`), decodes from and encodes into the job's
 //! slot of the shared ring in place, and reports back. Started only by the master (fork+exec, `worker` mode).
 //!
 //! Trust boundary: this is where hostile image bytes are parsed. The process holds no client
@@ -8,6 +8,8 @@
 //! master; if a decoder crashes, hangs or is taken over, only this process and its one job
 //! are lost. It ignores the stop signals sent to its process group (`signals::WORKER_IGNORES`):
 //! it stops when the master closes its channel, between jobs, or is killed.
+
+mod variants;
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -150,16 +152,34 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
             }
             Err(e) => return Err(e.into()),
         };
-        let ToWorker::Job(Job {
+        let ToWorker::Job(order) = msg else {
+            return Err("unexpected message from master".into());
+        };
+        if order.variants != 0 {
+            let cx = variants::Ctx {
+                sock: &sock,
+                ring: &mut ring,
+                limits: &limits,
+                stats,
+                me,
+                fault_injection: args.fault_injection,
+            };
+            match variants::run(cx, order, fds)? {
+                variants::Next::Continue => continue,
+                variants::Next::Stop => {
+                    debug!("the master closed the channel during a multi-output job; stopping");
+                    return Ok(());
+                }
+            }
+        }
+        let Job {
             job,
             slot,
             generation,
             input_len,
             spec,
-        }) = msg
-        else {
-            return Err("unexpected message from master".into());
-        };
+            ..
+        } = order;
         let started = Instant::now();
         let mut done = Done {
             job,
