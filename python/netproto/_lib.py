@@ -46,6 +46,8 @@ NP_TIMEOUT = 4
 NP_MAX_CHUNK_DATA = 65536
 NP_MAX_SPEC_LEN = 1024
 NP_MAX_PING_PAYLOAD = 256
+# Most op specs in one multi-output job (netproto.h NP_MAX_VARIANTS).
+NP_MAX_VARIANTS = 8
 
 # np_event_kind (netproto.h): the kinds a client sees.
 EV_SERVER_KEY = 1
@@ -60,6 +62,8 @@ EV_STATS = 13
 EV_SHUTDOWN = 14
 EV_BYE = 15
 EV_DISCARDED = 17
+EV_VARIANT_RESULT = 20
+EV_VARIANT_ERROR = 21
 
 
 class LibraryNotFound(ImportError):
@@ -91,6 +95,7 @@ class Event(Structure):
         ("request_id", c_uint64),
         ("code", c_uint32),
         ("last", c_bool),
+        ("variant", c_uint8),
         ("total_len", c_uint64),
         ("data", c_void_p),
         ("data_len", c_size_t),
@@ -139,6 +144,10 @@ _PROTOTYPES = {
         [c_char_p, config_p, c_char_p, c_uint32, POINTER(client_p), POINTER(c_bool)],
     ),
     "np_client_send_job": (
+        c_uint32,
+        [client_p, c_uint64, c_char_p, c_uint64, c_void_p, c_size_t, c_bool, c_uint32],
+    ),
+    "np_client_send_job_multi": (
         c_uint32,
         [client_p, c_uint64, c_char_p, c_uint64, c_void_p, c_size_t, c_bool, c_uint32],
     ),

@@ -26,7 +26,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _lib
 from . import errors
@@ -369,65 +369,95 @@ class Client:
         ``BusyError`` with ``retry_after``, ...); the connection stays usable after those.
         Nothing is retried here: check ``err.retryable`` / ``err.retry_after``.
         """
-        if isinstance(data, (str, os.PathLike)):
-            data = Path(data).read_bytes()
-        elif not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes or a path, not {type(data).__name__}")
-        spec = str(ops).encode("utf-8")
+        spec = self._spec_bytes(str(ops))
+        buf, base, n = _buffer(data)
+        with self._lock:
+            return self._run(spec, buf, base, n, 0)[0]
+
+    def submit_variants(
+        self, data: ImageInput, variants: Sequence[Union[str, Ops]]
+    ) -> List[Union[Result, NetprotoError]]:
+        """Runs one multi-output job: ``data`` decoded once on the server and put through
+        each of ``variants`` (2 to 8 op specs); returns one entry per variant, in order: its
+        :class:`Result`, or the error that variant alone failed with (for example a
+        :class:`~netproto.NetprotoError` for BAD_GEOMETRY). Each result is byte-identical to
+        :meth:`submit` with that spec.
+
+        A failure of the request itself raises, as :meth:`submit` does (an image that does not
+        decode, a bad spec, BUSY, ...); a server without multi-output jobs (protocol 1.1)
+        raises :class:`~netproto.NotSupported` and closes the connection.
+        """
+        specs = [str(v) for v in variants]
+        if not 2 <= len(specs) <= _lib.NP_MAX_VARIANTS:
+            raise ValueError(f"2 to {_lib.NP_MAX_VARIANTS} variants, not {len(specs)}")
+        if any(";" in s for s in specs):
+            raise ValueError("an op spec of a variant contains ';'")
+        spec = self._spec_bytes(";".join(specs))
+        buf, base, n = _buffer(data)
+        with self._lock:
+            return self._run(spec, buf, base, n, len(specs))
+
+    @staticmethod
+    def _spec_bytes(text: str) -> bytes:
+        spec = text.encode("utf-8")
         if len(spec) > _lib.NP_MAX_SPEC_LEN:
             raise ValueError(f"op spec is {len(spec)} bytes; at most {_lib.NP_MAX_SPEC_LEN}")
         if b"\0" in spec:
             raise ValueError("op spec contains a NUL character")
-        # One copy into memory the library can read; chunks are addresses into it.
-        n = len(data)
-        buf = (ctypes.c_uint8 * max(n, 1)).from_buffer_copy(bytes(data) if n else b"\0")
-        base = ctypes.addressof(buf)
-        chunk = _lib.NP_MAX_CHUNK_DATA
-        with self._lock:
-            return self._submit(spec, buf, base, n, chunk)
+        return spec
 
-    def _submit(self, spec: bytes, buf: ctypes.Array, base: int, n: int, chunk: int) -> Result:
+    def _run(self, spec: bytes, buf: ctypes.Array, base: int, n: int, variants: int) -> List:
+        """Uploads one job (``variants`` 0: a single job) and collects its answer: a
+        one-element list for a single job, one entry per variant for a multi-output job."""
         handle = self._live()
         rid = self._new_id()
         ms = _ms(self.timeout)
+        chunk = _lib.NP_MAX_CHUNK_DATA
         first = min(n, chunk)
-        self._check(
-            self._lib.np_client_send_job(handle, rid, spec, n, base, first, first == n, ms),
-            "sending the job",
+        send = self._lib.np_client_send_job_multi if variants else self._lib.np_client_send_job
+        self._check(send(handle, rid, spec, n, base, first, first == n, ms), "sending the job")
+        want = max(variants, 1)
+        answers: Dict[int, Union[Result, NetprotoError]] = {}
+        # The stream being received: (index, info, [chunks]).
+        stream: Dict[str, object] = {}
+        kinds = (
+            _lib.EV_JOB_RESULT,
+            _lib.EV_VARIANT_RESULT,
+            _lib.EV_RESULT_DATA,
+            _lib.EV_VARIANT_ERROR,
+            _lib.EV_ERROR,
+            _lib.EV_BUSY,
         )
-        # What answers the job: (info, [chunks]) while the result streams in.
-        state: Dict[str, object] = {"info": None, "parts": [], "got": 0}
 
-        def answer(ev: _lib.Event) -> Optional[Result]:
-            if ev.request_id != rid or ev.kind not in (
-                _lib.EV_JOB_RESULT,
-                _lib.EV_RESULT_DATA,
-                _lib.EV_ERROR,
-                _lib.EV_BUSY,
-            ):
+        def answer(ev: _lib.Event) -> Optional[List]:
+            if ev.request_id != rid or ev.kind not in kinds:
                 return None
             if ev.kind == _lib.EV_ERROR:
                 raise errors.from_wire(ev.code, _lib.event_text(ev))
             if ev.kind == _lib.EV_BUSY:
                 raise errors.busy(ev.code)
-            parts: List[bytes] = state["parts"]  # type: ignore[assignment]
-            if ev.kind == _lib.EV_JOB_RESULT:
-                i = ev.info
-                state["info"] = (i.width, i.height, i.format, i.queue_us, i.decode_us, i.filter_us, i.encode_us)
-                state["total"] = ev.total_len
-            piece = _lib.event_data(ev)
-            parts.append(piece)
-            if not ev.last:
+            if ev.kind == _lib.EV_VARIANT_ERROR:
+                answers[ev.variant] = errors.from_wire(ev.code, _lib.event_text(ev))
+            else:
+                if ev.kind in (_lib.EV_JOB_RESULT, _lib.EV_VARIANT_RESULT):
+                    i = ev.info
+                    stream["index"] = ev.variant if ev.kind == _lib.EV_VARIANT_RESULT else 0
+                    stream["info"] = (i.width, i.height, i.format, i.queue_us, i.decode_us, i.filter_us, i.encode_us)
+                    stream["parts"] = []
+                stream["parts"].append(_lib.event_data(ev))  # type: ignore[union-attr]
+                if not ev.last:
+                    return None
+                w, h, fmt, q, d, f, e = stream["info"]  # type: ignore[misc]
+                answers[stream["index"]] = Result(  # type: ignore[index]
+                    data=b"".join(stream["parts"]),  # type: ignore[arg-type]
+                    width=w,
+                    height=h,
+                    format=FORMAT_NAMES.get(fmt, "unknown"),
+                    timings=Timings(q, d, f, e),
+                )
+            if len(answers) < want:
                 return None
-            w, h, fmt, q, d, f, e = state["info"]  # type: ignore[misc]
-            out = b"".join(parts)
-            return Result(
-                data=out,
-                width=w,
-                height=h,
-                format=FORMAT_NAMES.get(fmt, "unknown"),
-                timings=Timings(q, d, f, e),
-            )
+            return [answers[k] for k in range(want)]
 
         sent = first
         while sent < n:
@@ -460,6 +490,18 @@ class Client:
         result = self.submit(Path(path), ops)
         Path(out_path).write_bytes(result.data)
         return result
+
+
+def _buffer(data: ImageInput) -> Tuple[ctypes.Array, int, int]:
+    """One copy of the input into memory the library can read (chunks are addresses into it):
+    the buffer, its address and the input's length."""
+    if isinstance(data, (str, os.PathLike)):
+        data = Path(data).read_bytes()
+    elif not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes or a path, not {type(data).__name__}")
+    n = len(data)
+    buf = (ctypes.c_uint8 * max(n, 1)).from_buffer_copy(bytes(data) if n else b"\0")
+    return buf, ctypes.addressof(buf), n
 
 
 def _parse_stats(lib: ctypes.CDLL, body: bytes) -> Dict[str, int]:

@@ -95,7 +95,7 @@ def test_event_kinds_match_the_header() -> None:
 
 def test_limits_match_the_header() -> None:
     text = header_text()
-    for name in ("NP_MAX_CHUNK_DATA", "NP_MAX_SPEC_LEN", "NP_MAX_PING_PAYLOAD"):
+    for name in ("NP_MAX_CHUNK_DATA", "NP_MAX_SPEC_LEN", "NP_MAX_PING_PAYLOAD", "NP_MAX_VARIANTS"):
         m = re.search(rf"^#define {name} (\d+)", text, re.M)
         assert m and int(m.group(1)) == getattr(_lib, name), name
 
@@ -108,6 +108,7 @@ C_LAYOUT = r"""
 int main(void) {
     printf("np_event %zu\nnp_result_info %zu\n", sizeof(np_event), sizeof(np_result_info));
     F(np_event, kind); F(np_event, request_id); F(np_event, code); F(np_event, last);
+    F(np_event, variant);
     F(np_event, total_len); F(np_event, data); F(np_event, data_len); F(np_event, text);
     F(np_event, text_len); F(np_event, info); F(np_event, server_key);
     F(np_result_info, total_len); F(np_result_info, width); F(np_result_info, height);
