@@ -1444,6 +1444,25 @@ fn a_request_level_error_ends_a_multi_output_job_midway() {
 }
 
 #[test]
+fn an_error_cutting_a_result_stream_short_closes_that_stream_on_the_client() {
+    let (mut c, mut s) = logged_in();
+    c.send_job(9, "noop", 1, b"x", true).unwrap();
+    pump(&mut c, &mut s);
+    drain(&mut s).unwrap();
+    s.send_result(9, &info(4, 1), b"ab", false).unwrap();
+    pump(&mut s, &mut c);
+    drain(&mut c).unwrap();
+    assert_eq!(c.open_streams(), 1);
+    s.send_error(9, ErrorCode::Internal, "output lost").unwrap();
+    pump(&mut s, &mut c);
+    let ev = drain(&mut c).unwrap();
+    assert!(ev[0].starts_with("Error { request_id: 9,"), "{ev:?}");
+    assert_eq!(c.open_streams(), 0, "the cut stream is forgotten");
+    // And the id is free again.
+    c.send_job(9, "noop", 1, b"x", true).unwrap();
+}
+
+#[test]
 fn a_variant_list_is_checked_before_it_is_sent_and_a_bad_count_is_the_servers_to_refuse() {
     let (mut c, mut s) = logged_in();
     for bad in ["one", "a;", ";b", "a; ;b", "1;2;3;4;5;6;7;8;9"] {

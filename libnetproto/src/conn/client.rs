@@ -315,12 +315,11 @@ impl Sealed for ClientSide {
 
     fn peer_error(c: &mut Conn<Self>, id: u64) {
         c.side.outstanding.remove(&id);
-        // A request-level ERROR ends a multi-output request: the variants answered stand, no
-        // more follow.
+        // An ERROR ends its request, with the result stream it may have cut short (no more
+        // RESULT_DATA can come for it); for a multi-output request the variants answered
+        // stand, no more follow.
+        c.streams.remove(&id);
         if c.variants.contains(id) {
-            if c.variants.open_variant(id).is_some() {
-                c.streams.remove(&id);
-            }
             c.variants.close_request(id);
         }
     }
