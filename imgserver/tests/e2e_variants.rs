@@ -260,3 +260,44 @@ fn multi_output_jobs_bypass_the_cache() {
     assert_eq!(srv.stat("cache_inserts"), 0);
     assert_eq!(srv.stat("variant_jobs"), 2);
 }
+
+#[test]
+fn imgclient_run_with_several_ops_writes_each_variant_as_the_separate_runs_would() {
+    let srv = Server::start("variants-imgclient", &["--workers", "1"]);
+    srv.wait_workers_ready(Duration::from_secs(20));
+    let scratch = TempDir::new("variants-imgclient");
+    let input = samples().join("rocket.jpg");
+    let input = input.to_str().unwrap();
+    let ops = ["resize:200x,format:webp", "grayscale", "crop:5000:0:10x10"];
+    let mut args = vec!["run"];
+    for o in &ops {
+        args.extend_from_slice(&["--ops", o]);
+    }
+    let remote = scratch.join("r-{n}.{ext}");
+    let local = scratch.join("l-{n}.{ext}");
+    let mut r = args.clone();
+    r.extend_from_slice(&[input, "-o", remote.to_str().unwrap()]);
+    let out = srv.imgclient().run(&r);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The third variant fails alone (exit 6: rejected), the others are written.
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("variant 3 (crop:5000:0:10x10)"), "{stderr}");
+    assert!(stderr.contains("1 of 3 variants failed"), "{stderr}");
+    let mut l = args.clone();
+    l.extend_from_slice(&["--local", input, "-o", local.to_str().unwrap()]);
+    let out = srv.imgclient().run(&l);
+    assert_eq!(out.status.code(), Some(6));
+    for (n, ext) in [(1, "webp"), (2, "jpg")] {
+        let a = std::fs::read(scratch.join(format!("r-{n}.{ext}"))).unwrap();
+        let b = std::fs::read(scratch.join(format!("l-{n}.{ext}"))).unwrap();
+        assert!(a == b, "variant {n}: server and --local differ");
+    }
+    assert!(!scratch.join("r-3.jpg").exists());
+    assert_eq!(srv.stat("variant_jobs"), 1);
+    // Without {n} in -o: a usage error before any connection.
+    let mut bad = args.clone();
+    bad.extend_from_slice(&[input, "-o", "out.png"]);
+    let out = srv.imgclient().run(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("{n}"));
+}

@@ -121,11 +121,14 @@ pub enum FilterCommand {
         #[command(flatten)]
         io: FilterIo,
     },
-    /// Apply a pipeline of ops, e.g. --ops "resize:800x600,blur:2,grayscale".
+    /// Apply a pipeline of ops, e.g. --ops "resize:800x600,blur:2,grayscale"; several --ops
+    /// make one multi-output job (one upload, one decode) written to -o 'out-{n}.{ext}'.
     Run {
         /// Op spec text (see imgfilters' grammar; a trailing format: step is allowed).
-        #[arg(long)]
-        ops: String,
+        /// Repeat it (up to 8) for several outputs of one input: -o must then contain {n}
+        /// (the variant's number, 1-based) and may contain {ext} (its output format).
+        #[arg(long, required = true)]
+        ops: Vec<String>,
         #[command(flatten)]
         io: FilterIo,
     },
@@ -330,7 +333,7 @@ impl FilterCommand {
             Invert { .. } => Op::Invert,
             Brightness { value, .. } => Op::Brightness(*value),
             Contrast { value, .. } => Op::Contrast(*value),
-            Run { ops, .. } => return parse_spec(ops),
+            Run { ops, .. } => return parse_spec(&ops[0]),
         };
         let p = Pipeline {
             ops: vec![op],

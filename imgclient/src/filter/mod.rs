@@ -1,5 +1,6 @@
 //! The filter commands: plan which inputs go to which outputs (`plan`), run the jobs over a
-//! few pipelined server connections or in-process with `--local` (`local`), write the results
+//! few pipelined server connections or in-process with `--local` (`local`), several outputs of
+//! one input as one multi-output job (`variants`), write the results
 //! atomically (`files`) and show progress.
 //!
 //! Trust boundary: local files and the server's results; see the submodules for each side.
@@ -8,6 +9,7 @@ mod command;
 mod files;
 mod local;
 mod plan;
+mod variants;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -34,6 +36,11 @@ fn format_name(code: u8) -> String {
 
 /// Runs a filter command.
 pub fn run(cmd: &FilterCommand, conn: &ConnArgs) -> Result<(), Failure> {
+    if let FilterCommand::Run { ops, io } = cmd {
+        if ops.len() > 1 {
+            return variants::run(ops, io, conn);
+        }
+    }
     let io = cmd.io();
     let pipeline = cmd.pipeline()?;
     // The -o extension only names the format of a single output.
