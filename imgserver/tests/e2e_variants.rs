@@ -301,3 +301,46 @@ fn imgclient_run_with_several_ops_writes_each_variant_as_the_separate_runs_would
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("{n}"));
 }
+
+#[test]
+fn bench_with_variants_sends_multi_output_jobs_and_counts_a_request_at_its_last_variant() {
+    let srv = Server::start("variants-bench", &["--workers", "2"]);
+    srv.wait_workers_ready(Duration::from_secs(20));
+    let images = small_images("variants-bench");
+    let run = srv.bench(&[
+        "--conns",
+        "4",
+        "--requests",
+        "40",
+        "--variants",
+        "thumbnail:16;grayscale,format:png;invert",
+        "--dir",
+        images.path().to_str().unwrap(),
+    ]);
+    let b = &run.report;
+    assert_eq!((b.ok, b.errors), (40, 0), "{:?}", b.errors_by_type);
+    assert_eq!(srv.stat("variant_jobs"), 40);
+    assert_eq!(srv.stat("variant_outputs"), 120);
+    // A failing variant fails its request.
+    let run = srv.bench(&[
+        "--conns",
+        "1",
+        "--requests",
+        "3",
+        "--max-errors",
+        "3",
+        "--variants",
+        "noop;crop:5000:0:10x10",
+        "--dir",
+        images.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.report.errors, 3, "{:?}", run.report.errors_by_type);
+    assert!(
+        run.report
+            .errors_by_type
+            .keys()
+            .any(|k| k.contains("BAD_GEOMETRY")),
+        "{:?}",
+        run.report.errors_by_type
+    );
+}

@@ -498,13 +498,21 @@ impl Ctx {
                 conn.send_ping(id, &n.to_be_bytes())?;
                 l.inflight.insert(id, request(0));
             }
-            BenchOp::Job(spec) => {
+            BenchOp::Job(_) | BenchOp::Multi { .. } => {
                 let image = plan.image_for(n);
                 let img = &plan.images[image];
                 let first = &img[..img.len().min(MAX_CHUNK_DATA)];
                 let last = first.len() == img.len();
-                conn.send_job(id, spec, img.len() as u64, first, last)?;
-                l.inflight.insert(id, request(img.len() as u64));
+                let mut p = request(img.len() as u64);
+                match &plan.ops[op_idx] {
+                    BenchOp::Multi { list, n } => {
+                        conn.send_job_multi(id, list, img.len() as u64, first, last)?;
+                        p.left = *n;
+                    }
+                    BenchOp::Job(spec) => conn.send_job(id, spec, img.len() as u64, first, last)?,
+                    BenchOp::Ping => unreachable!(),
+                }
+                l.inflight.insert(id, p);
                 if !last {
                     l.upload = Some(Upload {
                         id,

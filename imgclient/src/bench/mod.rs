@@ -100,6 +100,12 @@ pub struct BenchArgs {
     /// Seed of the --zipf draws (the same seed, the same sequence of images).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub seed: u64,
+
+    /// Send every request as one multi-output job of these 2 to 8 op specs separated by
+    /// `;` (one upload and one decode, several outputs; protocol 1.1) instead of --op. A
+    /// request's latency runs to its last variant; a failed variant fails the request.
+    #[arg(long, value_name = "A;B;...", conflicts_with = "ops")]
+    pub variants: Option<String>,
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -121,6 +127,18 @@ pub fn parse_ops(ops: &[String]) -> Result<Vec<(String, BenchOp)>, Failure> {
             }
         })
         .collect()
+}
+
+/// The `--variants` list as one op: each spec validated and made canonical.
+pub fn parse_variants(list: &str) -> Result<(String, BenchOp), Failure> {
+    let pipelines =
+        imgfilters::parse_variant_list(list).map_err(|e| Failure::usage("--variants", e))?;
+    let specs: Vec<String> = pipelines.iter().map(|p| p.to_string()).collect();
+    let op = BenchOp::Multi {
+        list: specs.join(";"),
+        n: specs.len() as u8,
+    };
+    Ok((list.trim().to_string(), op))
 }
 
 /// Every image in `dir`, read into memory.
@@ -176,7 +194,10 @@ fn live_line(
 const COLLECT_EVERY: Duration = Duration::from_millis(5);
 
 pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
-    let mix = parse_ops(&args.ops)?;
+    let mix = match &args.variants {
+        Some(list) => vec![parse_variants(list)?],
+        None => parse_ops(&args.ops)?,
+    };
     if let Some(r) = args.rate {
         if !(r.is_finite() && r > 0.0) {
             return Err(Failure::usage(
@@ -192,7 +213,9 @@ pub fn run(args: &BenchArgs, conn: &ConnArgs) -> Result<(), Failure> {
     if args.requests == Some(0) {
         return Err(Failure::usage("--requests", "must be at least 1"));
     }
-    let needs_images = mix.iter().any(|(_, op)| matches!(op, BenchOp::Job(_)));
+    let needs_images = mix
+        .iter()
+        .any(|(_, op)| matches!(op, BenchOp::Job(_) | BenchOp::Multi { .. }));
     let images = if needs_images {
         load_images(&args.dir)?
     } else {

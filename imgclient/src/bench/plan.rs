@@ -25,6 +25,12 @@ pub enum BenchOp {
     Ping,
     /// A job with this (validated, canonical) op spec; `noop` is one of these.
     Job(String),
+    /// A multi-output job (`--variants`): this variant list of `n` canonical specs; a
+    /// request is complete when all `n` variants are answered.
+    Multi {
+        list: String,
+        n: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,6 +120,10 @@ pub struct Pending {
     pub up: u64,
     down: u64,
     phases: Option<[u32; 4]>,
+    /// A multi-output request: variants not yet answered (0 for a single job).
+    pub left: u8,
+    /// A multi-output request: the first failed variant's error code.
+    failed: Option<u16>,
 }
 
 /// What an event means for the connection as a whole.
@@ -138,6 +148,8 @@ pub fn pending(op: usize, intended: Instant, sent: Instant, up: u64) -> Pending 
         up,
         down: 0,
         phases: None,
+        left: 0,
+        failed: None,
     }
 }
 
@@ -150,7 +162,21 @@ pub fn on_event(
 ) -> Signal {
     let now = Instant::now();
     let complete = |inflight: &mut HashMap<u64, Pending>, id: u64| {
+        // A multi-output request is complete at its last variant.
+        if let Some(p) = inflight.get_mut(&id).filter(|p| p.left > 1) {
+            p.left -= 1;
+            return;
+        }
         if let Some(p) = inflight.remove(&id) {
+            if let Some(code) = p.failed {
+                let _ = tx.send(Msg::Err {
+                    key: format!("variant {}", exit::wire_name(code)),
+                    kind: exit::kind_of_wire(code),
+                    up: p.up,
+                    at: now,
+                });
+                return;
+            }
             let _ = tx.send(Msg::Ok {
                 op: p.op,
                 server: p.server,
@@ -189,6 +215,33 @@ pub fn on_event(
             if last {
                 complete(inflight, id);
             }
+        }
+        Event::VariantResult {
+            id,
+            info,
+            data,
+            last,
+            ..
+        } => {
+            if let Some(p) = inflight.get_mut(&id) {
+                p.down += data.len() as u64;
+                // The job's phases: the shared decode once, filter and encode summed.
+                let ph = p
+                    .phases
+                    .get_or_insert([info.queue_us, info.decode_us, 0, 0]);
+                ph[1] = ph[1].max(info.decode_us);
+                ph[2] += info.filter_us;
+                ph[3] += info.encode_us;
+            }
+            if last {
+                complete(inflight, id);
+            }
+        }
+        Event::VariantError { id, code, .. } => {
+            if let Some(p) = inflight.get_mut(&id) {
+                p.failed.get_or_insert(code);
+            }
+            complete(inflight, id);
         }
         // Request id 0 is the connection's own heartbeat, never one of our requests.
         Event::Pong { id: 0, .. } => {}
