@@ -285,6 +285,15 @@ if [ "$mode" != smoke ]; then
     echo "bench: the cache figures failed (above); the report leaves them out" >&2
 fi
 
+# --- one decode, many outputs (bench/variants.py): 3 variants as one multi-output job vs the
+# 3 separate jobs, interleaved pairs, fresh cache-off servers; not in --smoke
+if [ "$mode" != smoke ]; then
+  say "multi-output jobs: 3 variants in one job vs 3 separate jobs, $PAIRS pairs (variants.py)"
+  timeout --foreground 900 $py "$here/variants.py" --results "$results" --images "$images" \
+    --seconds "$SVC_SECONDS" --pairs "$PAIRS" ||
+    echo "bench: the multi-output figures failed (above); the report leaves them out" >&2
+fi
+
 if [ "$perf_ok" = 1 ]; then
   say "profile: perf record (cpu-clock) of imgbench, one thread, one pass per job"
   for job in $jobs; do
