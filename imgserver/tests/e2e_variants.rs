@@ -1,8 +1,9 @@
 //! Multi-output jobs (JOB_SUBMIT_MULTI, protocol feature level 1.1) against the real server:
 //! each variant is byte-identical to the same spec run as its own job, a failing variant fails
 //! alone, a failure of the input ends the request, a bad variant list is BAD_SPEC naming the
-//! variant, and a worker lost mid-job is retried for the variants not yet answered only (each
-//! variant reaches the client exactly once).
+//! variant, a worker lost mid-job is retried for the variants not yet answered only (each
+//! variant reaches the client exactly once), and a variant's stream is never cut into by
+//! another answer of its request.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,10 +20,15 @@ struct Multi {
     ended_by: Option<(u16, String)>,
 }
 
-/// Submits `list` as a multi-output job and reads until all `n` variants are answered or an
+/// Submits `list` as a multi-output job and reads until all its variants are answered or an
 /// ERROR ends the request. Panics on a variant answered twice or a stream cut into.
 fn run_multi(c: &mut Client, id: u64, list: &str, input: &[u8]) -> Multi {
-    let n = list.split(';').count() as u8;
+    submit_multi(c, id, list, input);
+    read_multi(c, id, list.split(';').count() as u8)
+}
+
+/// Sends `list` and `input` as multi-output job `id`, its upload in 64 KiB chunks.
+fn submit_multi(c: &mut Client, id: u64, list: &str, input: &[u8]) {
     const CHUNK: usize = 64 << 10;
     let t = Duration::from_secs(10);
     let first = input.len().min(CHUNK);
@@ -39,6 +45,11 @@ fn run_multi(c: &mut Client, id: u64, list: &str, input: &[u8]) -> Multi {
         let last = first + (k + 1) * CHUNK >= input.len();
         c.send_job_data(id, chunk, last, t).unwrap();
     }
+}
+
+/// Reads the answers of multi-output job `id` until all `n` variants are answered or an ERROR
+/// ends the request.
+fn read_multi(c: &mut Client, id: u64, n: u8) -> Multi {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut m = Multi::default();
     let mut open: Option<(u8, Vec<u8>)> = None;
@@ -161,6 +172,38 @@ fn variants_are_byte_identical_to_separate_jobs_and_a_failing_variant_fails_alon
     srv.wait("the job's one line", Duration::from_secs(10), || {
         srv.log_text().contains("-> 3 variants, status OK")
     });
+}
+
+#[test]
+fn a_variant_error_waits_until_the_stream_before_it_is_complete() {
+    let srv = Server::start("variants-order", &["--workers", "1"]);
+    srv.wait_workers_ready(Duration::from_secs(20));
+    let mut c = connect(&srv.addr);
+    // The first variant is 48 MB of BMP, more than loopback buffers take (32 + 4 MiB at
+    // most); the second fails only when encoded (WebP is at most 16 383 px wide), after the
+    // first was sent. Not reading until the job is done keeps the socket full, so the master
+    // has that failure while the first variant's stream is still being written: its
+    // VARIANT_ERROR must wait, not land among the RESULT_DATA frames (`read_multi` panics if
+    // it does; libnetproto's server refuses to send it).
+    let png = sample("astronaut.png");
+    let list = [
+        "resize:4000x,format:bmp",
+        "resize:17000x100:fill,format:webp",
+        "thumbnail:16",
+    ];
+    submit_multi(&mut c, 1, &list.join(";"), &png);
+    srv.wait("the job's end", Duration::from_secs(30), || {
+        srv.stat("variant_jobs") == 1
+    });
+    let m = read_multi(&mut c, 1, 3);
+    assert!(m.ended_by.is_none(), "{m:?}");
+    assert!(m.variants[&0].as_ref().unwrap().len() > 40 << 20);
+    assert_eq!(
+        m.variants[&1],
+        Err(netproto_sys::ErrorCode::EncodeFailed as u16)
+    );
+    assert!(m.variants[&2].is_ok());
+    assert_eq!(m.order, [0, 1, 2]);
 }
 
 #[test]

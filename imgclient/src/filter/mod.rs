@@ -34,6 +34,21 @@ fn format_name(code: u8) -> String {
     imgfilters::from_wire_code(code).map_or("image".into(), |f| format!("{f:?}").to_lowercase())
 }
 
+/// The line that confirms an output: its name, size, format and where the time went.
+fn result_line(name: &str, info: &netproto_sys::ResultInfo, len: usize, local: bool) -> String {
+    format!(
+        "{name}: {}x{} {}, {len} bytes ({}: queue {:.1} ms, decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
+        info.width,
+        info.height,
+        format_name(info.format),
+        if local { "in-process" } else { "server" },
+        info.queue_us as f64 / 1000.0,
+        info.decode_us as f64 / 1000.0,
+        info.filter_us as f64 / 1000.0,
+        info.encode_us as f64 / 1000.0
+    )
+}
+
 /// Runs a filter command.
 pub fn run(cmd: &FilterCommand, conn: &ConnArgs) -> Result<(), Failure> {
     if let FilterCommand::Run { ops, io } = cmd {
@@ -180,19 +195,7 @@ fn run_tasks(
             };
             reported[done.index] = true;
             let written = done.outcome.and_then(|out| {
-                                let line = format!(
-                    "{}: {}x{} {}, {} bytes ({}: queue {:.1} ms, decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
-                    task.sink_name(),
-                    out.info.width,
-                    out.info.height,
-                    format_name(out.info.format),
-                    out.bytes.len(),
-                    if io.local { "in-process" } else { "server" },
-                    out.info.queue_us as f64 / 1000.0,
-                    out.info.decode_us as f64 / 1000.0,
-                    out.info.filter_us as f64 / 1000.0,
-                    out.info.encode_us as f64 / 1000.0
-                );
+                let line = result_line(&task.sink_name(), &out.info, out.bytes.len(), io.local);
                 write_sink(&task.sink, &out.bytes)?;
                 // One confirmation line for a single file; a batch has its progress bar.
                 if n == 1 && matches!(task.sink, Sink::File(_)) {

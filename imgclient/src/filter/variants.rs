@@ -16,8 +16,8 @@ use netproto_sys::{ffi, Event, ResultInfo};
 
 use super::command::{with_output_format, FilterIo};
 use super::files::{read_source, write_sink};
-use super::format_name;
 use super::plan;
+use super::{format_name, result_line};
 use crate::args::ConnArgs;
 use crate::connect::Connector;
 use crate::exit::{ExitKind, Failure};
@@ -120,17 +120,10 @@ pub fn run(ops: &[String], io: &FilterIo, conn: &ConnArgs) -> Result<(), Failure
             Ok(out) => {
                 let path = output_name(&template, index, &ext_of(out.info.format));
                 write_sink(&plan::Sink::File(path.clone()), &out.bytes)?;
+                let name = path.display().to_string();
                 eprintln!(
-                    "wrote {}: {}x{} {}, {} bytes ({}: decode {:.1} ms, filter {:.1} ms, encode {:.1} ms)",
-                    path.display(),
-                    out.info.width,
-                    out.info.height,
-                    format_name(out.info.format),
-                    out.bytes.len(),
-                    if io.local { "in-process" } else { "server" },
-                    out.info.decode_us as f64 / 1000.0,
-                    out.info.filter_us as f64 / 1000.0,
-                    out.info.encode_us as f64 / 1000.0
+                    "wrote {}",
+                    result_line(&name, &out.info, out.bytes.len(), io.local)
                 );
             }
             Err(mut f) => {

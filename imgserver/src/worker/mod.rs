@@ -211,13 +211,7 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
                 crash_after_output =
                     args.fault_injection && crate::failpoints::crashes_after_output(input);
             }
-            #[cfg(feature = "failpoints")]
-            let input = match args.fault_injection {
-                true => crate::failpoints::apply(input).map_err(FilterError::Decode),
-                false => Ok(input),
-            };
-            #[cfg(not(feature = "failpoints"))]
-            let input: Result<&[u8], FilterError> = Ok(input);
+            let input = with_failpoints(args.fault_injection, input);
             match (input, spec.parse::<Pipeline>()) {
                 (Ok(input), Ok(p)) => {
                     for op in &p.ops {
@@ -336,6 +330,17 @@ pub fn run(args: WorkerArgs) -> anyhow_free::Result {
 /// (no room: the output spills) when the input leaves less.
 fn output_offset(input_len: u64, slot_size: u64) -> u64 {
     input_len.div_ceil(64).saturating_mul(64).min(slot_size)
+}
+
+/// The input as the decoder sees it: in a `failpoints` build with fault injection on, a
+/// failpoint marker may act (crash, hang, fail) or be stripped; otherwise the input itself.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+fn with_failpoints(fault_injection: bool, input: &[u8]) -> Result<&[u8], FilterError> {
+    #[cfg(feature = "failpoints")]
+    if fault_injection {
+        return crate::failpoints::apply(input).map_err(FilterError::Decode);
+    }
+    Ok(input)
 }
 
 fn mmap_bytes(map: &memmap2::MmapRaw, len: u64) -> &[u8] {

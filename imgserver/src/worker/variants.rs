@@ -100,13 +100,7 @@ pub fn run(cx: Ctx<'_>, job: Job, fds: Vec<OwnedFd>) -> super::anyhow_free::Resu
             .read(slot, 0, input_len)
             .ok_or("input does not fit its slot")?,
     };
-    #[cfg(feature = "failpoints")]
-    let input = match cx.fault_injection {
-        true => crate::failpoints::apply(input).map_err(FilterError::Decode),
-        false => Ok(input),
-    };
-    #[cfg(not(feature = "failpoints"))]
-    let input: Result<&[u8], FilterError> = Ok(input);
+    let input = super::with_failpoints(cx.fault_injection, input);
 
     let mut totals = [0u64; 3];
     let mut bytes_out = 0u64;
