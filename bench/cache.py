@@ -90,9 +90,12 @@ def main(argv):
 
     work = tempfile.mkdtemp(prefix="imgbench-cache-")
     known = os.path.join(work, "known_servers")
-    args = ["--conns", str(a.conns), "--duration", "%gs" % a.seconds, "--op", a.op,
-            "--dir", a.images, "--zipf", a.zipf, "--seed", "1"]
+    # A closed loop of 150 connections on 2 workers queues each cache-off answer for seconds
+    # (~4 s here): the per-answer timeout (imgclient's default 10 s) must outlast that queue
+    # on a slower machine too, or queueing is counted as errors.
     timeout = a.seconds * 4 + 60
+    args = ["--conns", str(a.conns), "--duration", "%gs" % a.seconds, "--op", a.op,
+            "--dir", a.images, "--zipf", a.zipf, "--seed", "1", "--timeout", "%ds" % timeout]
     runs, burst = [], None
     try:
         n = 0
