@@ -335,14 +335,14 @@ mod tests {
     use clap::Parser;
     use imgfilters::OutputFormat;
 
-    fn io(args: &[&str]) -> (Vec<String>, FilterIo) {
+    /// Parses a `run` command line (words split on spaces).
+    fn io(line: &str) -> (Vec<String>, FilterIo) {
         #[derive(Parser)]
         struct T {
             #[command(subcommand)]
             c: super::super::FilterCommand,
         }
-        let mut v = vec!["t"];
-        v.extend_from_slice(args);
+        let v = std::iter::once("t").chain(line.split(' '));
         match T::try_parse_from(v).unwrap().c {
             super::super::FilterCommand::Run { ops, io } => (ops, io),
             _ => unreachable!(),
@@ -351,16 +351,7 @@ mod tests {
 
     #[test]
     fn several_ops_need_one_input_and_an_output_template_with_n() {
-        let (ops, i) = io(&[
-            "run",
-            "--ops",
-            "invert",
-            "--ops",
-            "grayscale",
-            "a.png",
-            "-o",
-            "out-{n}.{ext}",
-        ]);
+        let (ops, i) = io("run --ops invert --ops grayscale a.png -o out-{n}.{ext}");
         let (p, t) = check(&ops, &i).unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(
@@ -371,67 +362,24 @@ mod tests {
         assert_eq!(output_name(&t, 0, "png"), Path::new("out-1.png"));
         assert_eq!(output_name(&t, 1, "jpg"), Path::new("out-2.jpg"));
         for bad in [
-            vec!["run", "--ops", "invert", "--ops", "grayscale", "a.png"],
-            vec![
-                "run",
-                "--ops",
-                "invert",
-                "--ops",
-                "grayscale",
-                "a.png",
-                "-o",
-                "out.png",
-            ],
-            vec![
-                "run",
-                "--ops",
-                "invert",
-                "--ops",
-                "grayscale",
-                "a.png",
-                "-o",
-                "-",
-            ],
-            vec![
-                "run",
-                "--ops",
-                "invert",
-                "--ops",
-                "grayscale",
-                "a.png",
-                "b.png",
-                "-o",
-                "{n}.png",
-            ],
-            vec![
-                "run", "--ops", "invert", "--ops", "blur:x", "a.png", "-o", "{n}.png",
-            ],
+            "run --ops invert --ops grayscale a.png",
+            "run --ops invert --ops grayscale a.png -o out.png",
+            "run --ops invert --ops grayscale a.png -o -",
+            "run --ops invert --ops grayscale a.png b.png -o {n}.png",
+            "run --ops invert --ops blur:x a.png -o {n}.png",
         ] {
-            let (ops, i) = io(&bad);
+            let (ops, i) = io(bad);
             let f = check(&ops, &i).unwrap_err();
-            assert_eq!(f.kind, ExitKind::Usage, "{bad:?}: {f}");
+            assert_eq!(f.kind, ExitKind::Usage, "{bad}: {f}");
         }
-        let mut nine = vec!["run"];
-        for _ in 0..9 {
-            nine.extend_from_slice(&["--ops", "invert"]);
-        }
-        nine.extend_from_slice(&["a.png", "-o", "{n}.png"]);
+        let nine = format!("run{} a.png -o {{n}}.png", " --ops invert".repeat(9));
         let (ops, i) = io(&nine);
         assert!(check(&ops, &i)
             .unwrap_err()
             .to_string()
             .contains("at most 8"));
         // A literal extension picks the format of variants without their own.
-        let (ops, i) = io(&[
-            "run",
-            "--ops",
-            "invert",
-            "--ops",
-            "grayscale,format:png",
-            "a.png",
-            "-o",
-            "v{n}.webp",
-        ]);
+        let (ops, i) = io("run --ops invert --ops grayscale,format:png a.png -o v{n}.webp");
         let (p, _) = check(&ops, &i).unwrap();
         assert!(matches!(
             p[0].output,
