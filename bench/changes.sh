@@ -21,7 +21,9 @@ build() {  # build COMMIT -> prints the directory holding its binaries
     local wt=$builds/src-$sha
     [ -d "$wt" ] || git -C "$root" worktree add -q --detach "$wt" "$sha"
     echo "changes: building $sha" >&2
-    (cd "$wt" && CARGO_TARGET_DIR=$builds/target cargo build --release -q -p imgserver -p imgclient) >&2
+    # -p libnetproto too: the cdylib is put in release/ only when built as a package of its own
+    # (as a dependency it stays in release/deps).
+    (cd "$wt" && CARGO_TARGET_DIR=$builds/target cargo build --release -q -p libnetproto -p imgserver -p imgclient) >&2
     mkdir -p "$out"
     cp "$builds/target/release/imgserver" "$builds/target/release/imgclient" \
        "$builds/target/release/"libnetproto.so* "$out/"  # .so.1 (the soname link) where it exists
