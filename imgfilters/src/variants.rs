@@ -6,25 +6,28 @@
 //! variant's; only a failure of the input itself (too large, not an image, does not decode) is
 //! the whole job's.
 //!
-//! # One decode per distinct decode plan
+//! # One decode per DCT factor
 //!
 //! Shrink-on-load makes a JPEG's decode depend on the pipeline: a first-op downscale lets
 //! libjpeg-turbo decode at 1/2, 1/4 or 1/8, which changes the pixels every later op sees. So
-//! the variants are grouped by their *decode plan*, the downscale target their dry run
-//! computes from the header (`None`: full size), and the input is decoded once per distinct
-//! plan, largest first (full size, then the largest target), each decode shared by the
-//! variants of its group (their pixels cloned, so a variant's ops cannot disturb another's).
-//! Every other format ignores the plan and is decoded exactly once for all variants. (Two
-//! JPEG targets that happen to pick the same DCT factor still decode twice: the factor is the
-//! decoder's choice; grouping on it would save that decode, at no change of bytes.)
+//! the variants are grouped by the DCT factor their *decode plan* gets (the plan: the
+//! downscale target their dry run computes from the header, `None` for full size; the factor:
+//! the one libjpeg-turbo's decode picks for it, [`jpeg::shrink_factor`]). The decoded pixels
+//! depend on that factor alone, so two targets with one factor share a decode and each
+//! variant is still exactly its separate job. The input is decoded once per distinct factor,
+//! largest decode first (full size, then 1/2, 1/4, 1/8), each decode shared by the variants of
+//! its group (their pixels cloned, so a variant's ops cannot disturb another's). Every other
+//! format ignores the plan and is decoded exactly once for all variants.
 
 use std::time::{Duration, Instant};
 
+use image::metadata::Orientation;
 use image::ImageFormat;
 
 use crate::decode::{decode, Decoded};
 use crate::error::FilterError;
 use crate::filters::output_dimensions;
+use crate::jpeg;
 use crate::limits::Limits;
 use crate::ops::Pipeline;
 use crate::pipeline::{filter_decoded, Prepared, RunOptions};
@@ -63,18 +66,26 @@ struct Plan {
     target: Result<Option<(u32, u32)>, FilterError>,
 }
 
-/// The order of decode plans: full size first, then larger targets before smaller ones.
-fn plan_key(t: &Option<(u32, u32)>) -> (bool, u64) {
-    match t {
-        None => (false, 0),
-        Some((w, h)) => (true, u64::MAX - u64::from(*w) * u64::from(*h)),
-    }
+/// The DCT denominator (1, 2, 4, 8) a decode plan gets for a JPEG of upright size `full`:
+/// the decode's pixels depend on it alone. (`shrink_factor` on upright sizes with no
+/// orientation is what the decode computes on stored sizes with the image's orientation: a
+/// quarter turn swaps both sides of the comparison.)
+fn factor(plan: &Option<(u32, u32)>, full: (u32, u32)) -> u32 {
+    plan.map_or(1, |t| {
+        jpeg::shrink_factor(full.0, full.1, Orientation::NoTransforms, t)
+    })
 }
 
-/// The groups of variant indices that share a decode, in decoding order: variants with equal
-/// plans together, full size first, then by decreasing target area. A failed dry run is in
-/// no group. With `plan_matters` false (not a JPEG) every planned variant is in one group.
-fn group(plans: &[Option<(u32, u32)>], ok: &[bool], plan_matters: bool) -> Vec<Vec<usize>> {
+/// The groups of variant indices that share a decode, in decoding order: variants whose
+/// plans get the same DCT factor for an image of upright size `full` together, full size
+/// first, then by increasing factor. A failed dry run is in no group. With `plan_matters`
+/// false (not a JPEG) every planned variant is in one group.
+fn group(
+    plans: &[Option<(u32, u32)>],
+    ok: &[bool],
+    plan_matters: bool,
+    full: (u32, u32),
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..plans.len()).filter(|&i| ok[i]).collect();
     if !plan_matters {
         return if order.is_empty() {
@@ -83,11 +94,11 @@ fn group(plans: &[Option<(u32, u32)>], ok: &[bool], plan_matters: bool) -> Vec<V
             vec![order]
         };
     }
-    order.sort_by_key(|&i| (plan_key(&plans[i]), i));
+    order.sort_by_key(|&i| (factor(&plans[i], full), i));
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for i in order {
         match groups.last_mut() {
-            Some(g) if plans[g[0]] == plans[i] => g.push(i),
+            Some(g) if factor(&plans[g[0]], full) == factor(&plans[i], full) => g.push(i),
             _ => groups.push(vec![i]),
         }
     }
@@ -129,7 +140,7 @@ pub fn prepare_variants<E: From<FilterError>>(
             .iter()
             .map(|p| p.target.clone().ok().flatten())
             .collect();
-        match group(&targets, &ok, true).first() {
+        match group(&targets, &ok, true, full).first() {
             Some(g) => {
                 chosen = targets[g[0]];
                 Ok(chosen)
@@ -158,7 +169,7 @@ pub fn prepare_variants<E: From<FilterError>>(
         .map(|p| p.target.clone().ok().flatten())
         .collect();
     let plan_matters = first.format == ImageFormat::Jpeg;
-    let groups = group(&targets, &ok, plan_matters);
+    let groups = group(&targets, &ok, plan_matters, full);
     let mut decodes = 0;
     let mut pending = Some((first, first_time));
     for g in groups {
@@ -226,25 +237,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn variants_are_grouped_by_decode_plan_full_size_first_then_largest() {
+    fn variants_are_grouped_by_dct_factor_full_size_first_then_largest() {
+        // A 1600x800 JPEG: 1/8 is 200x100, 1/4 400x200, 1/2 800x400.
+        let full = (1600, 800);
         let plans = [
             Some((100, 50)),
             None,
             Some((400, 200)),
-            Some((100, 50)),
+            Some((150, 75)),
             None,
+            Some((900, 450)),
         ];
-        let ok = [true; 5];
+        let ok = [true; 6];
+        // 100x50 and 150x75 both decode at 1/8; 900x450 is more than 1/2 gives, so full size.
         assert_eq!(
-            group(&plans, &ok, true),
-            vec![vec![1, 4], vec![2], vec![0, 3]]
+            group(&plans, &ok, true, full),
+            vec![vec![1, 4, 5], vec![2], vec![0, 3]]
         );
         // Not a JPEG: the plan does not change the decode, so one group.
-        assert_eq!(group(&plans, &ok, false), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(
+            group(&plans, &ok, false, full),
+            vec![vec![0, 1, 2, 3, 4, 5]]
+        );
         // A variant whose dry run failed is in no group.
-        let ok = [true, false, true, true, false];
-        assert_eq!(group(&plans, &ok, true), vec![vec![2], vec![0, 3]]);
-        assert!(group(&plans, &[false; 5], false).is_empty());
+        let ok = [true, false, true, true, false, false];
+        assert_eq!(group(&plans, &ok, true, full), vec![vec![2], vec![0, 3]]);
+        assert!(group(&plans, &[false; 6], false, full).is_empty());
     }
 }
 

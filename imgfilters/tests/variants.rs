@@ -55,7 +55,7 @@ fn alone(input: &[u8], spec: &str) -> Result<Vec<u8>, FilterError> {
 }
 
 #[test]
-fn jpeg_variants_are_byte_identical_to_separate_jobs_with_one_decode_per_plan() {
+fn jpeg_variants_are_byte_identical_to_separate_jobs_with_one_decode_per_dct_factor() {
     let jpeg = encoded(&photo(640, 480), ImageFormat::Jpeg);
     let specs = [
         "resize:160x,format:webp:80",
@@ -63,12 +63,14 @@ fn jpeg_variants_are_byte_identical_to_separate_jobs_with_one_decode_per_plan() 
         "blur:1.5,format:png",
         "resize:160x,format:jpeg:70",
         "thumbnail:64",
+        "resize:150x,format:png",
     ];
     let (got, decodes) = variants(&jpeg, &specs);
     for (spec, g) in specs.iter().zip(&got) {
         assert_eq!(g.as_ref().unwrap(), &alone(&jpeg, spec).unwrap(), "{spec}");
     }
-    // Full size (blur, thumbnail), 320 wide, 160 wide (two variants share it).
+    // Full size (blur, thumbnail), 1/2 (320 wide), 1/4: the two 160-wide variants and the
+    // 150-wide one, whose own target differs but gets the same DCT factor.
     assert_eq!(decodes, 3);
 }
 
