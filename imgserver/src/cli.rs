@@ -253,9 +253,10 @@ pub struct ServeArgs {
     #[arg(long, env = "IMGSERVER_USERS_FILE", value_name = "PATH")]
     pub users_file: Option<PathBuf>,
     /// HAProxy agent-check port, HOST:PORT (off by default). Each TCP connection gets one
-    /// line and is closed: `up N%` (N: free capacity in percent, 1..100), `drain` once the
-    /// server is shutting down, `down` while no worker is ready. Port 0 picks a free port
-    /// (printed as `agent-check listening on ADDR`).
+    /// line and is closed: `up N%` (N: free capacity in percent, 1..100; `up ready N%` in the
+    /// first 10 s, so that a restarted server leaves the drain its previous process said),
+    /// `drain` once the server is shutting down, `down` while no worker is ready. Port 0
+    /// picks a free port (printed as `agent-check listening on ADDR`).
     #[arg(long, env = "IMGSERVER_AGENT_LISTEN", value_name = "ADDR", value_parser = resolve_addr)]
     pub agent_listen: Option<SocketAddr>,
     /// How log lines are written: `text` (timestamp, level, message) or `json` (one object a

@@ -6,13 +6,21 @@
 //! - `drain\n` once shutdown has begun (SIGTERM/SIGINT): the balancer sends no new
 //!   connections, existing ones finish through the grace period (this port keeps answering);
 //! - `down\n` while no worker is ready (start-up, or every worker dead and being respawned);
-//! - `up N%\n` otherwise, N the free capacity in percent, 1..100:
+//! - `up N%\n` otherwise (`up ready N%\n` in the [`READY_WINDOW`] from this process's first
+//!   `up` answer), N the free capacity in percent, 1..100:
 //!   `N = ceil(100 * (ready - min(running + queued, ready)) / workers)`, clamped to 1..100.
 //!   A worker runs one job at a time, so each ready worker without a job is free capacity; a
 //!   queued job will take one of those, so it counts against them. Workers that are not ready
 //!   (starting, respawning) count as busy: a server that lost half its workers gets half the
 //!   weight. A fully busy or overloaded server still says 1%, not 0%: HAProxy's weight 0 is
 //!   drain, and a busy server must stay in rotation for clients that pinned it.
+//!
+//! Why `ready`, and only at first: HAProxy keeps an agent's `drain` (an administrative state)
+//! until an agent says `ready`; `up` alone does not undo it. A server restarted on the same
+//! ports inherits the `drain` its previous process said while shutting down, so a new process
+//! says `ready` for a while, which brings it back into rotation. After that window it no
+//! longer does, so an operator's `set server ... state drain` on the stats socket (the same
+//! administrative state) is not undone by the agent half a second later.
 //!
 //! Trust boundary: the network, but nothing is read from it. A connection costs an accept, one
 //! write into an empty socket buffer (the line is a few bytes; on EAGAIN it is just closed)
@@ -22,10 +30,16 @@
 
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use log::warn;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
+
+/// How long from this process's first `up` answer its `up` answers also say `ready`
+/// (module header): many of HAProxy's agent checks (every 0.5 s in dist/haproxy.cfg, 2 s by
+/// default), short next to the time an operator takes to drain a server by hand.
+pub const READY_WINDOW: Duration = Duration::from_secs(10);
 
 /// Most connections accepted per turn of the event loop.
 const MAX_ACCEPTS_PER_TURN: usize = 64;
@@ -43,6 +57,26 @@ pub struct Load {
     pub queued: usize,
     /// Shutdown has begun.
     pub draining: bool,
+    /// Within [`READY_WINDOW`] of this process's first `up` answer ([`Freshness`]).
+    pub fresh: bool,
+}
+
+/// When this process first answered `up`, for [`Load::fresh`]. Time is passed in.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    up_since: Option<Instant>,
+}
+
+impl Freshness {
+    /// Whether an answer at `now` is within [`READY_WINDOW`] of the first one with a ready
+    /// worker (`up`: one is ready now).
+    pub fn fresh(&mut self, up: bool, now: Instant) -> bool {
+        if up && self.up_since.is_none() {
+            self.up_since = Some(now);
+        }
+        self.up_since
+            .is_some_and(|t| now.saturating_duration_since(t) < READY_WINDOW)
+    }
 }
 
 /// The agent's reply line for `load` (see the module header for the formula).
@@ -57,7 +91,11 @@ pub fn reply(load: &Load) -> String {
     let free = load.ready - busy;
     let workers = load.workers.max(load.ready);
     let pct = (100 * free).div_ceil(workers).clamp(1, 100);
-    format!("up {pct}%\n")
+    if load.fresh {
+        format!("up ready {pct}%\n")
+    } else {
+        format!("up {pct}%\n")
+    }
 }
 
 /// The listening socket of the agent-check port.
@@ -69,6 +107,8 @@ pub struct Agent {
     /// accept(2) failed (EMFILE and the like): retried from the sweep, not every turn, and
     /// logged once per stall rather than once per try.
     stalled: bool,
+    /// When this process first answered `up` (its answers' `ready` window).
+    pub freshness: Freshness,
 }
 
 impl Agent {
@@ -80,6 +120,7 @@ impl Agent {
             listener,
             more: false,
             stalled: false,
+            freshness: Freshness::default(),
         })
     }
 
@@ -138,7 +179,36 @@ mod tests {
             running,
             queued,
             draining: false,
+            fresh: false,
         }
+    }
+
+    #[test]
+    fn a_new_process_says_ready_for_its_first_seconds_up() {
+        let mut l = load(4, 4, 1, 0);
+        l.fresh = true;
+        assert_eq!(reply(&l), "up ready 75%\n");
+        // Drain and down say nothing of ready: only `up` brings a server back.
+        l.draining = true;
+        assert_eq!(reply(&l), "drain\n");
+        let l = Load {
+            fresh: true,
+            ..load(0, 4, 0, 0)
+        };
+        assert_eq!(reply(&l), "down\n");
+
+        let t0 = Instant::now();
+        let mut f = Freshness::default();
+        // Not up yet: the window has not started.
+        assert!(!f.fresh(false, t0));
+        assert!(!f.fresh(false, t0 + READY_WINDOW * 2));
+        let up = t0 + READY_WINDOW * 2;
+        assert!(f.fresh(true, up));
+        // Workers lost and back within the window: still the same window.
+        assert!(f.fresh(false, up + READY_WINDOW / 2));
+        assert!(f.fresh(true, up + READY_WINDOW - Duration::from_millis(1)));
+        assert!(!f.fresh(true, up + READY_WINDOW));
+        assert!(!f.fresh(true, up + READY_WINDOW * 10));
     }
 
     #[test]
