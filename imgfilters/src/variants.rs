@@ -94,15 +94,12 @@ fn group(
             vec![order]
         };
     }
-    order.sort_by_key(|&i| (factor(&plans[i], full), i));
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in order {
-        match groups.last_mut() {
-            Some(g) if factor(&plans[g[0]], full) == factor(&plans[i], full) => g.push(i),
-            _ => groups.push(vec![i]),
-        }
-    }
-    groups
+    let key = |i: usize| factor(&plans[i], full);
+    order.sort_by_key(|&i| (key(i), i));
+    order
+        .chunk_by(|&a, &b| key(a) == key(b))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// Runs every pipeline of `pipelines` on `input`, calling `each(index, result)` once per

@@ -57,20 +57,18 @@ pub struct Load {
     pub queued: usize,
     /// Shutdown has begun.
     pub draining: bool,
-    /// Within [`READY_WINDOW`] of this process's first `up` answer ([`Freshness`]).
-    pub fresh: bool,
 }
 
-/// When this process first answered `up`, for [`Load::fresh`]. Time is passed in.
+/// When this process first answered `up`, for the `ready` window. Time is passed in.
 #[derive(Debug, Default)]
-pub struct Freshness {
+struct Freshness {
     up_since: Option<Instant>,
 }
 
 impl Freshness {
     /// Whether an answer at `now` is within [`READY_WINDOW`] of the first one with a ready
     /// worker (`up`: one is ready now).
-    pub fn fresh(&mut self, up: bool, now: Instant) -> bool {
+    fn fresh(&mut self, up: bool, now: Instant) -> bool {
         if up && self.up_since.is_none() {
             self.up_since = Some(now);
         }
@@ -79,8 +77,9 @@ impl Freshness {
     }
 }
 
-/// The agent's reply line for `load` (see the module header for the formula).
-pub fn reply(load: &Load) -> String {
+/// The agent's reply line for `load` (see the module header for the formula); `fresh`: within
+/// [`READY_WINDOW`] of this process's first `up` answer.
+pub fn reply(load: &Load, fresh: bool) -> String {
     if load.draining {
         return "drain\n".to_string();
     }
@@ -91,11 +90,8 @@ pub fn reply(load: &Load) -> String {
     let free = load.ready - busy;
     let workers = load.workers.max(load.ready);
     let pct = (100 * free).div_ceil(workers).clamp(1, 100);
-    if load.fresh {
-        format!("up ready {pct}%\n")
-    } else {
-        format!("up {pct}%\n")
-    }
+    let ready = if fresh { "ready " } else { "" };
+    format!("up {ready}{pct}%\n")
 }
 
 /// The listening socket of the agent-check port.
@@ -108,7 +104,7 @@ pub struct Agent {
     /// logged once per stall rather than once per try.
     stalled: bool,
     /// When this process first answered `up` (its answers' `ready` window).
-    pub freshness: Freshness,
+    freshness: Freshness,
 }
 
 impl Agent {
@@ -136,6 +132,12 @@ impl Agent {
     /// Whether the last accept failed and should be tried again (from the sweep).
     pub fn is_stalled(&self) -> bool {
         self.stalled
+    }
+
+    /// Answers the connections waiting with the line for `load` at `now`.
+    pub fn answer(&mut self, load: &Load, now: Instant) {
+        let fresh = self.freshness.fresh(load.ready > 0, now);
+        self.serve(&reply(load, fresh));
     }
 
     /// Accepts up to a batch of connections, tells each `line` and closes it. Never blocks.
@@ -179,23 +181,17 @@ mod tests {
             running,
             queued,
             draining: false,
-            fresh: false,
         }
     }
 
     #[test]
     fn a_new_process_says_ready_for_its_first_seconds_up() {
         let mut l = load(4, 4, 1, 0);
-        l.fresh = true;
-        assert_eq!(reply(&l), "up ready 75%\n");
+        assert_eq!(reply(&l, true), "up ready 75%\n");
         // Drain and down say nothing of ready: only `up` brings a server back.
         l.draining = true;
-        assert_eq!(reply(&l), "drain\n");
-        let l = Load {
-            fresh: true,
-            ..load(0, 4, 0, 0)
-        };
-        assert_eq!(reply(&l), "down\n");
+        assert_eq!(reply(&l, true), "drain\n");
+        assert_eq!(reply(&load(0, 4, 0, 0), true), "down\n");
 
         let t0 = Instant::now();
         let mut f = Freshness::default();
@@ -213,44 +209,44 @@ mod tests {
 
     #[test]
     fn an_idle_server_is_fully_up() {
-        assert_eq!(reply(&load(4, 4, 0, 0)), "up 100%\n");
-        assert_eq!(reply(&load(1, 1, 0, 0)), "up 100%\n");
+        assert_eq!(reply(&load(4, 4, 0, 0), false), "up 100%\n");
+        assert_eq!(reply(&load(1, 1, 0, 0), false), "up 100%\n");
     }
 
     #[test]
     fn the_weight_falls_with_running_and_queued_jobs() {
-        assert_eq!(reply(&load(4, 4, 1, 0)), "up 75%\n");
-        assert_eq!(reply(&load(4, 4, 2, 0)), "up 50%\n");
-        assert_eq!(reply(&load(4, 4, 2, 1)), "up 25%\n");
+        assert_eq!(reply(&load(4, 4, 1, 0), false), "up 75%\n");
+        assert_eq!(reply(&load(4, 4, 2, 0), false), "up 50%\n");
+        assert_eq!(reply(&load(4, 4, 2, 1), false), "up 25%\n");
         // Rounded up: one free worker of three is 34%, never less than its share.
-        assert_eq!(reply(&load(3, 3, 2, 0)), "up 34%\n");
+        assert_eq!(reply(&load(3, 3, 2, 0), false), "up 34%\n");
     }
 
     #[test]
     fn a_busy_or_overloaded_server_stays_in_rotation_at_1_percent() {
-        assert_eq!(reply(&load(4, 4, 4, 0)), "up 1%\n");
-        assert_eq!(reply(&load(4, 4, 4, 1000)), "up 1%\n");
-        assert_eq!(reply(&load(2, 2, 0, 5)), "up 1%\n");
+        assert_eq!(reply(&load(4, 4, 4, 0), false), "up 1%\n");
+        assert_eq!(reply(&load(4, 4, 4, 1000), false), "up 1%\n");
+        assert_eq!(reply(&load(2, 2, 0, 5), false), "up 1%\n");
     }
 
     #[test]
     fn workers_not_ready_count_as_busy() {
-        assert_eq!(reply(&load(2, 4, 0, 0)), "up 50%\n");
-        assert_eq!(reply(&load(1, 4, 1, 0)), "up 1%\n");
+        assert_eq!(reply(&load(2, 4, 0, 0), false), "up 50%\n");
+        assert_eq!(reply(&load(1, 4, 1, 0), false), "up 1%\n");
         // More ready than configured cannot happen, but must not panic or exceed 100%.
-        assert_eq!(reply(&load(5, 4, 0, 0)), "up 100%\n");
-        assert_eq!(reply(&load(3, 0, 0, 0)), "up 100%\n");
+        assert_eq!(reply(&load(5, 4, 0, 0), false), "up 100%\n");
+        assert_eq!(reply(&load(3, 0, 0, 0), false), "up 100%\n");
     }
 
     #[test]
     fn no_ready_worker_is_down_and_shutdown_is_drain() {
-        assert_eq!(reply(&load(0, 4, 0, 0)), "down\n");
-        assert_eq!(reply(&load(0, 4, 0, 3)), "down\n");
+        assert_eq!(reply(&load(0, 4, 0, 0), false), "down\n");
+        assert_eq!(reply(&load(0, 4, 0, 3), false), "down\n");
         let mut l = load(4, 4, 1, 0);
         l.draining = true;
-        assert_eq!(reply(&l), "drain\n");
+        assert_eq!(reply(&l, false), "drain\n");
         l.ready = 0;
-        assert_eq!(reply(&l), "drain\n");
+        assert_eq!(reply(&l, false), "drain\n");
     }
 
     #[test]

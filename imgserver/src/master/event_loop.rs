@@ -304,18 +304,16 @@ impl Master {
         let Some(a) = self.agent.as_mut() else {
             return;
         };
-        let ready = (0..self.pool.len())
-            .filter(|&w| self.pool.is_ready(w))
-            .count();
         let load = agent::Load {
-            ready,
+            ready: (0..self.pool.len())
+                .filter(|&w| self.pool.is_ready(w))
+                .count(),
             workers: self.pool.len(),
             running: self.jobs.running_since().count(),
             queued: self.jobs.queue_len(),
             draining: self.shutdown_deadline.is_some(),
-            fresh: a.freshness.fresh(ready > 0, Instant::now()),
         };
-        a.serve(&agent::reply(&load));
+        a.answer(&load, Instant::now());
     }
 
     /// READY=1 once a worker is ready (the listener is bound before the loop starts), the
